@@ -1,0 +1,73 @@
+# mech: one Makefile for the library, the CLI, the tests and the benchmarks.
+#   make            libmech.a and ./mech
+#   make test       every cmocka suite (SANITIZE=1: under ASan + UBSan)
+#   make bench      the benchmarks in bench/
+#   make demo       the main job on the built-in default
+CC ?= cc
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -Wall -Wextra -Wpedantic -Wno-unused-parameter -D_GNU_SOURCE -I. -MMD -MP -pthread
+LDFLAGS += -pthread
+B ?= build
+ifdef SANITIZE
+B := build-san
+CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+LDLIBS += -lz -lm
+
+LIB_SRC := $(wildcard core/*.c interp/*.c compiler/*.c data/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+CLI_SRC := $(wildcard cli/*.c tui/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
+TESTS   := $(patsubst tests/%.c,$(B)/test/%,$(wildcard tests/test_*.c))
+BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
+DEPS_OK := $(B)/.deps-ok
+
+all: $(DEPS_OK) $(B)/libmech.a mech
+
+# Installs (as root) or names the Debian packages the build needs.
+$(DEPS_OK): .ci/deps.sh
+	@sh .ci/deps.sh
+	@mkdir -p $(@D) && touch $@
+
+$(B)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libmech.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+mech: $(CLI_OBJ) $(B)/libmech.a
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(LDLIBS) -o $@
+
+$(B)/test/%: $(B)/tests/%.o $(B)/tests/support/check.o $(B)/libmech.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
+
+$(B)/bench/%: $(B)/bench/%.o $(B)/libmech.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/tests/support/%.o: tests/support/%.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+test: all $(TESTS)
+	@pass=0; fail=0; for t in $(TESTS); do \
+	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "test suites: $$pass passed, $$fail failed"; test $$fail -eq 0
+
+bench: all $(BENCHES)
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+demo: all
+	./mech demo
+
+clean:
+	rm -rf build build-san mech
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+.PHONY: all test bench demo clean
+.SECONDARY:

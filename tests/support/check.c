@@ -1,0 +1,65 @@
+/*
+** tests/support/check.c: numeric comparison in the manner of llm.c's
+** check_tensor, without depending on cmocka's newer float asserts.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/support/check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+double mech_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+void mech_assert_close(const float *got, const float *want, size_t n, double atol, double rtol,
+                       const char *label) {
+    size_t bad = 0, worst = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        int ok = d <= atol + rtol * fabs((double)want[i]);
+        if (isnan(got[i]) != isnan(want[i])) ok = 0, d = INFINITY;
+        if (!ok) {
+            if (bad < 5) fprintf(stderr, "  %s[%zu]: got %.9g want %.9g\n", label, i, got[i], want[i]);
+            bad++;
+        }
+        if (d > maxd) maxd = d, worst = i;
+    }
+    if (bad) fail_msg("%s: %zu of %zu values differ; max |diff| %.3g at %zu", label, bad, n, maxd, worst);
+}
+
+void *mech_test_read(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc((size_t)n + 1);
+    if (!p || fread(p, 1, (size_t)n, f) != (size_t)n) fail_msg("cannot read %s", path);
+    ((char *)p)[n] = 0;
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return p;
+}
+
+const char *mech_test_tmp(const char *name) {
+    static char path[512]; // tests are single-threaded
+    mkdir("build", 0755);
+    mkdir("build/tmp", 0755);
+    snprintf(path, sizeof path, "build/tmp/%d-%s", (int)getpid(), name);
+    return path;
+}

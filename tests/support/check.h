@@ -1,0 +1,19 @@
+/*
+** tests/support/check.h: helpers shared by the cmocka suites.
+** Include after <cmocka.h>.
+*/
+#ifndef MECH_TEST_CHECK_H
+#define MECH_TEST_CHECK_H
+#include <stddef.h>
+
+// Fails the test (fail_msg) unless |got - want| <= atol + rtol*|want| for all
+// n elements; prints the first mismatches and the largest difference.
+void mech_assert_close(const float *got, const float *want, size_t n, double atol, double rtol,
+                       const char *label);
+// Largest absolute difference between two arrays.
+double mech_max_abs_diff(const float *a, const float *b, size_t n);
+// Reads a whole binary file into a heap buffer (test fails if missing).
+void *mech_test_read(const char *path, size_t *len);
+// Path of a scratch file under build/ unique to this process.
+const char *mech_test_tmp(const char *name);
+#endif
