@@ -9,8 +9,10 @@ CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -Wall -Wextra -Wpedantic -Wno-unused-parameter -D_GNU_SOURCE -I. -MMD -MP -pthread
 LDFLAGS += -pthread
 B ?= build
+MECH_BIN ?= mech
 ifdef SANITIZE
 B := build-san
+MECH_BIN := $(B)/mech
 CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
@@ -24,7 +26,7 @@ TESTS   := $(patsubst tests/%.c,$(B)/test/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 DEPS_OK := $(B)/.deps-ok
 
-all: $(DEPS_OK) $(B)/libmech.a mech
+all: $(DEPS_OK) $(B)/libmech.a $(MECH_BIN)
 
 # Installs (as root) or names the Debian packages the build needs.
 $(DEPS_OK): .ci/deps.sh
@@ -39,7 +41,7 @@ $(B)/libmech.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-mech: $(CLI_OBJ) $(B)/libmech.a
+$(MECH_BIN): $(CLI_OBJ) $(B)/libmech.a
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(LDLIBS) -o $@
 
 $(B)/test/%: $(B)/tests/%.o $(B)/tests/support/check.o $(B)/libmech.a
@@ -56,14 +58,14 @@ $(B)/tests/support/%.o: tests/support/%.c | $(DEPS_OK)
 
 test: all $(TESTS)
 	@pass=0; fail=0; for t in $(TESTS); do \
-	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	  if MECH_BIN=./$(MECH_BIN) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
 	done; echo "test suites: $$pass passed, $$fail failed"; test $$fail -eq 0
 
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 
 demo: all
-	./mech demo
+	./$(MECH_BIN) demo
 
 clean:
 	rm -rf build build-san mech
@@ -71,3 +73,6 @@ clean:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 .PHONY: all test bench demo clean
 .SECONDARY:
+
+# The GPT-2 vocabulary is assembled into the library with .incbin.
+$(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
