@@ -117,8 +117,8 @@ struct mech_json {
     mech_json_type type;
     int boolean;
     double num;
-    int is_int;      // number was written without fraction or exponent
-    int64_t inum;    // exact value when is_int (and it fits)
+    int is_int;      // written without fraction or exponent and fits in int64
+    int64_t inum;    // the exact value when is_int
     char *str;       // STRING: decoded UTF-8, NUL-terminated (may hold NULs: see len)
     size_t len;      // STRING: byte length
     size_t n;        // ARRAY/OBJECT: number of items
@@ -127,8 +127,11 @@ struct mech_json {
     size_t *key_lens;
 };
 
-// Parses text[0..len). On error the message gives the byte offset and what
-// was expected. *out is owned by the caller (mech_json_free).
+// Parses text[0..len). On error the message gives line, column, byte offset
+// and what was expected (no file name: callers prefix it). *out is owned by
+// the caller and freed whole with mech_json_free (the tree is one arena, so
+// only roots may be freed). Lone surrogates, invalid UTF-8 and nesting
+// deeper than 512 are errors; with duplicate keys mech_json_get finds the first.
 mech_status mech_json_parse(const char *text, size_t len, mech_json **out, mech_err *err);
 void mech_json_free(mech_json *j);
 // Object member by key, or NULL (also NULL when obj is not an object).
@@ -161,7 +164,8 @@ typedef struct mech_st_tensor {
     mech_dtype dtype;
     int ndim;
     int64_t shape[MECH_MAX_DIMS];
-    const void *data; // borrowed: points into the file's mapping
+    const void *data; // borrowed: points into the file's mapping; may be
+                      // unaligned in files whose writer did not pad the header
     size_t nbytes;
 } mech_st_tensor;
 
@@ -193,7 +197,9 @@ typedef struct mech_st_write {
 } mech_st_write;
 
 // Writes a safetensors file (header padded to 8 bytes) atomically: to
-// path.tmp, then renamed. meta is n_meta key/value string pairs stored in
+// path.tmp, then renamed. Header entries keep the given order; data is laid
+// out largest element size first so every tensor is aligned. Duplicate
+// names, names that are not UTF-8 and "__metadata__" are refused. meta is n_meta key/value string pairs stored in
 // __metadata__ (may be 0).
 mech_status mech_safetensors_write(const char *path, const mech_st_write *tensors, size_t n,
                                    const char *const *meta_keys, const char *const *meta_values,
@@ -221,6 +227,17 @@ int mech_pool_size(const mech_pool *p); // 1 for NULL
 // done. With p NULL runs serially. Not reentrant: fn must not call back into
 // the same pool.
 void mech_pool_for(mech_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx);
+// Same, but fn also gets the index of the thread running it: 0 for the
+// calling thread, 1..size-1 for the workers, or -1 when the pool was busy
+// (a nested or concurrent call: it then runs serially on the calling thread).
+// Two calls running at once never share an index >= 0.
+void mech_pool_run(mech_pool *p, int n, void (*fn)(void *ctx, int i, int thread), void *ctx);
+// A scratch buffer of at least bytes, 64-byte aligned, for the job running as
+// thread (an index passed to a mech_pool_run job). Borrowed from the pool:
+// valid until the next mech_pool_scratch call with the same index or
+// mech_pool_free; contents are not preserved when it grows. NULL when p is
+// NULL, thread < 0 or out of memory (the caller then allocates its own).
+void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes);
 
 // out[m*ldo + n] = sum_k inp[m*ldi + k] * w[k*ldw + n] + (bias ? bias[n] : 0)
 // for m < M, n < N. w is [K, N] (Hugging Face Conv1D layout).
@@ -238,6 +255,46 @@ void mech_matmul_nt_naive(float *out, int ldo, const float *inp, int ldi,
                           const float *w, int ldw, const float *bias, int M, int K, int N);
 // Which kernel runs on this CPU: "avx512", "avx2" or "portable".
 const char *mech_matmul_kernel(void);
+// For tests and benchmarks: mech_matmul (nt == 0) or mech_matmul_nt (nt != 0)
+// with the kernel named ("avx512", "avx2", "portable"; NULL: the best one).
+// Returns -1 without doing anything when this CPU or build lacks it, else 0.
+int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, int ldo,
+                     const float *inp, int ldi, const float *w, int ldw, const float *bias, int M,
+                     int K, int N);
+
+// Vector math (core/vecmath.c), vectorised and dispatched at run time like
+// the matmul. out == in is allowed everywhere.
+//
+// GELU, tanh approximation (GPT-2's gelu_new):
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), computed as
+// x / (1 + exp(-2u)) so that both tails keep full relative precision.
+// gelu(+inf) = +inf, gelu(-inf) = -0, NaN stays NaN.
+void mech_vec_gelu_new(float *out, const float *in, size_t n);
+// GELU, exact: 0.5 x (1 + erf(x / sqrt 2)) (as 0.5 x erfc(-x / sqrt 2)).
+void mech_vec_gelu_erf(float *out, const float *in, size_t n);
+// max(x, 0); NaN stays NaN.
+void mech_vec_relu(float *out, const float *in, size_t n);
+// In place: x[i] = exp(x[i] - max) / sum_j exp(x[j] - max). Entries equal to
+// -inf become 0; when all are -inf (or n == 0) the row becomes all 0, as
+// TransformerLens's NaN-to-zero does. Returns the max (-inf for such rows).
+float mech_vec_softmax(float *x, size_t n);
+// One row of n: out = (x - mean) / scale with scale = sqrt(var + eps), var
+// the biased variance (TransformerLens's hook_normalized: no weight, no
+// bias). *scale_out (if not NULL) gets the scale. Mean and variance are
+// accumulated in double, two passes.
+void mech_vec_layernorm(float *out, float *scale_out, const float *in, size_t n, float eps);
+// For tests and benchmarks: the functions above as one kernel implements
+// them ("avx512", "avx2", "portable"; NULL: the one the mech_vec_ functions
+// use). NULL when this CPU or build lacks that kernel. Static, never freed.
+typedef struct mech_vec_ops {
+    const char *name;
+    void (*gelu_new)(float *out, const float *in, size_t n);
+    void (*gelu_erf)(float *out, const float *in, size_t n);
+    void (*relu)(float *out, const float *in, size_t n);
+    float (*softmax)(float *x, size_t n);
+    void (*layernorm)(float *out, float *scale_out, const float *in, size_t n, float eps);
+} mech_vec_ops;
+const mech_vec_ops *mech_vec_ops_get(const char *kernel);
 
 // ---------------------------------------------------------------------------
 // GPT-2 tokenizer (core/tokenizer.c): byte-level BPE identical to OpenAI's
@@ -272,6 +329,180 @@ int mech_tokenizer_vocab_size(const mech_tokenizer *tok);
 const char *mech_tokenizer_token(const mech_tokenizer *tok, int32_t id, size_t *len);
 // Id of <|endoftext|> (50256 for GPT-2), or -1 when the vocabulary has none.
 int32_t mech_tokenizer_eot(const mech_tokenizer *tok);
+
+// ---------------------------------------------------------------------------
+// Model config (core/config.c), in the manner of TransformerLens's
+// HookedTransformerConfig.
+
+typedef enum mech_act { MECH_ACT_GELU_NEW, MECH_ACT_GELU, MECH_ACT_RELU } mech_act;
+typedef enum mech_norm { MECH_NORM_LAYERNORM, MECH_NORM_NONE } mech_norm;
+
+typedef struct mech_config {
+    int n_layers;     // L
+    int n_heads;      // NH
+    int d_model;      // C
+    int d_head;       // HS (NH*HS need not equal C)
+    int d_mlp;        // 0 when attn_only
+    int n_ctx;        // maxT: rows of the positional embedding
+    int d_vocab;      // V
+    mech_act act;
+    mech_norm norm;
+    int attn_only;    // no MLPs (and no ln2)
+    int causal;       // 1: causal mask; 0: bidirectional attention
+    float ln_eps;
+    int tied_unembed; // unembedding = wte^T
+    int unembed_bias; // separate unembedding has a bias [V]
+} mech_config;
+
+// GPT-2 small (124M) with random-weight friendly defaults; handy for tests
+// and benchmarks.
+mech_config mech_config_gpt2_small(void);
+// Checks ranges and consistency; the message names the field.
+mech_status mech_config_validate(const mech_config *cfg, mech_err *err);
+// Reads a Hugging Face GPT-2 config.json (n_layer, n_head, n_embd, n_inner,
+// n_positions/n_ctx, vocab_size, activation_function, layer_norm_epsilon,
+// tie_word_embeddings) or mech's own keys (the names of mech_config's fields,
+// as written by mech_config_to_json). Fields absent from j keep cfg's values.
+mech_status mech_config_from_json(const mech_json *j, mech_config *cfg, mech_err *err);
+// mech's own JSON form of cfg (every field), appended to b.
+void mech_config_to_json(const mech_config *cfg, mech_buf *b);
+// Parameter count of a model with this config.
+int64_t mech_config_n_params(const mech_config *cfg);
+const char *mech_act_name(mech_act a);
+
+// ---------------------------------------------------------------------------
+// Models (core/model.c): weights in Hugging Face GPT-2 layout, memory-mapped.
+
+typedef struct mech_layer_weights {
+    const float *ln1_w, *ln1_b;   // (C), (C)             NULL when norm = none
+    const float *qkv_w;           // (C, 3*NH*HS)         Conv1D [in, out]
+    const float *qkv_b;           // (3*NH*HS)
+    const float *o_w;             // (NH*HS, C)
+    const float *o_b;             // (C)
+    const float *ln2_w, *ln2_b;   // (C), (C)             NULL when norm = none or attn_only
+    const float *fc_w, *fc_b;     // (C, d_mlp), (d_mlp)  NULL when attn_only
+    const float *proj_w, *proj_b; // (d_mlp, C), (C)
+} mech_layer_weights;
+
+typedef struct mech_model {
+    mech_config cfg;
+    const float *wte;       // (V, C)
+    const float *wpe;       // (maxT, C)
+    mech_layer_weights *layers; // [L]
+    const float *lnf_w, *lnf_b; // (C)  NULL when norm = none
+    const float *unembed;   // (V, C): wte when tied, else lm_head.weight
+    const float *unembed_b; // (V) or NULL
+    char *path;             // the safetensors file
+    mech_safetensors *st;   // the mapping the weights point into (F32, aligned)
+    float *owned;           // converted copies of F16/BF16/unaligned tensors
+    mech_tokenizer *tok;    // tokenizer files found beside the model, or NULL
+} mech_model;
+
+// Loads path: a .safetensors file, or a directory holding model.safetensors
+// (+ config.json, + vocab.json/merges.txt or encoder.json/vocab.bpe). Tensor
+// names may carry a "transformer." prefix; attention mask buffers (attn.bias,
+// attn.masked_bias) are ignored. The config comes from the file's
+// __metadata__ "mech.config", else config.json beside it, else the shapes
+// (n_heads = C/64 then). F32 tensors are used in place; F16/BF16 are
+// converted once. *out is owned (mech_model_free).
+mech_status mech_model_load(const char *path, mech_model **out, mech_err *err);
+void mech_model_free(mech_model *m);
+// __metadata__ value of the model file, or NULL.
+const char *mech_model_meta(const mech_model *m, const char *key);
+
+// One tensor to save: Hugging Face name and shape.
+typedef struct mech_model_tensor {
+    char name[64];
+    int ndim;
+    int64_t shape[2];
+    const float *data;
+} mech_model_tensor;
+// Lists the tensors of m under their Hugging Face names (no prefix); *out is
+// owned (mech_free).
+mech_status mech_model_tensors(const mech_model *m, mech_model_tensor **out, size_t *n, mech_err *err);
+// Writes m as safetensors (F32, or F16/BF16 when dtype says so) with its config
+// in __metadata__ "mech.config", plus extra metadata pairs.
+mech_status mech_model_save(const mech_model *m, const char *path, mech_dtype dtype,
+                            const char *const *meta_keys, const char *const *meta_values,
+                            size_t n_meta, mech_err *err);
+// A model with owned random weights (normal(0, 0.02) as GPT-2's init; LayerNorm
+// weight 1, biases 0), deterministic in seed. For tests, demos and benchmarks.
+mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model **out, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// Activations and hooks (core/hooks.c)
+
+// A non-owning view of one activation, contiguous, row-major.
+typedef struct mech_tensor {
+    float *data;
+    int ndim;
+    int64_t shape[5];
+    const char *name; // TransformerLens hook name, e.g. "blocks.3.attn.hook_pattern"
+} mech_tensor;
+
+size_t mech_tensor_numel(const mech_tensor *t);
+
+// A hook reads act and may overwrite act->data in place. layer is the block
+// index (-1 for hook_embed, hook_pos_embed and ln_final.*). Return 0 to go on,
+// non-zero to stop the run (mech_run_forward then returns MECH_ERR_CANCELLED).
+typedef int (*mech_hook_fn)(mech_tensor *act, int layer, void *user);
+
+// Every hook name of a model with this config, in firing order. With opt_in,
+// includes hook_result, hook_q_input/k_input/v_input and hook_mlp_in.
+// Returns the count; names[i] are written to *names (owned array of owned
+// strings: free with mech_hook_names_free) when names is not NULL.
+int mech_hook_names(const mech_config *cfg, int opt_in, char ***names);
+void mech_hook_names_free(char **names, int n);
+// Glob match with '*' (any run of characters, dots included) and '?'.
+int mech_glob_match(const char *pattern, const char *name);
+
+// ---------------------------------------------------------------------------
+// Forward pass (core/forward.c)
+
+typedef struct mech_run mech_run;
+
+// A workspace for running m on batches of B sequences of T tokens, with its
+// own thread pool (one thread per CPU). m is borrowed and must outlive it.
+mech_status mech_run_new(const mech_model *m, int B, int T, mech_run **out, mech_err *err);
+void mech_run_free(mech_run *r);
+// Threads of the run's pool (n <= 0: one per CPU).
+mech_status mech_run_set_threads(mech_run *r, int n, mech_err *err);
+
+// Registers fn on every hook point whose name matches glob (exact name or
+// glob). Hooks at one point fire in registration order. Registering an
+// opt-in hook (hook_result, hook_q_input, ...) switches that computation on.
+// MECH_ERR_ARG when the glob matches no hook point of this model.
+mech_status mech_run_hook(mech_run *r, const char *glob, mech_hook_fn fn, void *user, mech_err *err);
+// Keeps every matching activation after each forward (the value after all
+// hooks at that point ran, i.e. what the model used downstream). Caching
+// costs memory, not copies: the forward writes straight into the cache.
+mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err);
+// Removes every hook and cache entry.
+void mech_run_reset(mech_run *r);
+
+typedef struct mech_run_opts {
+    int start_layer;         // first block to run (0: from the tokens)
+    const float *start_resid; // (B, T, C) resid_pre of start_layer; required when start_layer > 0
+    int stop_layer;          // run blocks [start_layer, stop_layer); <= 0 or > L: all, then unembed
+} mech_run_opts;
+
+// Runs ids (B*T token ids, row-major; may be NULL when starting at a later
+// block) through the model. Errors: MECH_ERR_RANGE for an id >= V,
+// MECH_ERR_CANCELLED when a hook asked to stop.
+mech_status mech_run_forward(mech_run *r, const int32_t *ids, mech_err *err);
+mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_opts *opts, mech_err *err);
+
+// (B, T, V) logits of the last full forward, or NULL when it stopped early.
+const float *mech_run_logits(const mech_run *r);
+// (B, T, C): the residual stream where the last forward stopped (resid_pre of
+// stop_layer, or resid_post of the last block).
+const float *mech_run_resid(const mech_run *r);
+// A cached activation by exact name, or NULL when it is not cached.
+const mech_tensor *mech_run_get(const mech_run *r, const char *name);
+// Every cached activation in firing order; *n set to the count. Borrowed.
+const mech_tensor *mech_run_cached(const mech_run *r, size_t *n);
+int mech_run_batch(const mech_run *r);
+int mech_run_seq_len(const mech_run *r);
 
 #ifdef __cplusplus
 }

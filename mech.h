@@ -1,0 +1,8 @@
+/*
+** mech.h: the whole public API of libmech: every module's header.
+*/
+#ifndef MECH_H
+#define MECH_H
+#include "core/core.h"
+#include "data/data.h"
+#endif
