@@ -1,3 +1,190 @@
-#include "core/core.h"
-#include <stdio.h>
-int main(int argc, char **argv) { (void)argc; (void)argv; printf("mech\n"); return 0; }
+/*
+** cli/main.c: the mech command: dispatch, --help, and the argument helpers
+** every command shares.
+*/
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const cli_cmd cli_commands[] = {
+    {"tokenize", cmd_tokenize, "text to GPT-2 token ids and back",
+     "usage: mech tokenize [--text TEXT] [--decode] [--allow-special] [--model DIR]\n"
+     "\n"
+     "Reads text from stdin (or --text) and prints its token ids on one line,\n"
+     "separated by single spaces. With --decode, reads ids (spaces, commas or\n"
+     "newlines between them) and writes the decoded bytes.\n"
+     "\n"
+     "  --text TEXT       encode TEXT instead of stdin\n"
+     "  --decode          ids to text\n"
+     "  --allow-special   <|endoftext|> in the text becomes token 50256\n"
+     "                    (default: it is plain text, like tiktoken's encode_ordinary)\n"
+     "  --model DIR       use the tokenizer files in DIR (vocab.json + merges.txt or\n"
+     "                    encoder.json + vocab.bpe) instead of the built-in GPT-2 one\n"},
+    {"info", cmd_info, "a model's config, parameter count and hook names",
+     "usage: mech info MODEL [--opt-in] [--tensors]\n"
+     "\n"
+     "MODEL is a .safetensors file or a directory holding model.safetensors\n"
+     "(+ config.json, + tokenizer files).\n"
+     "\n"
+     "  --opt-in    also list the opt-in hooks (attn.hook_result, hook_q_input,\n"
+     "              hook_k_input, hook_v_input, hook_mlp_in)\n"
+     "  --tensors   list the weight tensors with their shapes\n"},
+    {"run", cmd_run, "run a model on a prompt: top-k next tokens, logits, cached hooks",
+     "usage: mech run --model MODEL (--prompt TEXT | --ids 1,2,3)... [options]\n"
+     "\n"
+     "Runs the model and prints, for each sequence, the top-k next tokens after\n"
+     "its last position. Several --prompt/--ids make a batch (equal lengths).\n"
+     "\n"
+     "  --model MODEL     .safetensors file or model directory\n"
+     "  --prompt TEXT     text, tokenized with the model's tokenizer files or the\n"
+     "                    built-in GPT-2 tokenizer\n"
+     "  --ids LIST        token ids, e.g. 464,2068,7586\n"
+     "  --top-k K         how many predictions to print (default 5)\n"
+     "  --logits FILE     write float32 logits [B, T, d_vocab] as .npy\n"
+     "  --cache GLOB      cache every hook matching GLOB (repeatable), e.g.\n"
+     "                    'blocks.*.attn.hook_pattern', '*' for all default hooks\n"
+     "  --out FILE        write the cached hooks as .npz, one array per hook name\n"
+     "  --threads N       worker threads (default: one per CPU)\n"
+     "  --allow-special   <|endoftext|> in --prompt becomes its token\n"},
+    {"init", cmd_init, "write a random-weight GPT-2 model (for tests, demos, benchmarks)",
+     "usage: mech init -o FILE.safetensors [--preset tiny|gpt2-small] [options]\n"
+     "\n"
+     "Writes a model with GPT-2's initialisation (normal(0, 0.02) weights) and\n"
+     "its config in the file's __metadata__.\n"
+     "\n"
+     "  -o, --output FILE   where to write\n"
+     "  --preset NAME       tiny (2 layers, 4 heads, d_model 64, GPT-2 vocab; default)\n"
+     "                      or gpt2-small (124M)\n"
+     "  --seed N            random seed (default 1)\n"
+     "  --dtype T           f32 (default), f16 or bf16\n"
+     "  --layers N --heads N --d-model N --d-head N --d-mlp N --n-ctx N --vocab N\n"
+     "  --act gelu_new|gelu|relu  --no-layernorm  --attn-only  --bidirectional\n"
+     "  --untied            separate unembedding (lm_head.weight)\n"},
+    {"demo", cmd_demo, "the main job on the built-in default",
+     "usage: mech demo\n"
+     "\n"
+     "Tokenizes a sentence with the built-in GPT-2 tokenizer, writes a small\n"
+     "random-weight GPT-2 (build/demo-model.safetensors), loads it back from\n"
+     "disk, runs it with every hook cached and prints the top next tokens and a\n"
+     "look at the attention patterns. Nothing is downloaded.\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+const cli_cmd *cli_find(const char *name) {
+    for (const cli_cmd *c = cli_commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c;
+    return NULL;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mech %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nhint: mech %s --help\n", cmd);
+    return 2;
+}
+
+int cli_fail(const char *cmd, const mech_err *err) {
+    fprintf(stderr, "mech %s: error: %s\n", cmd, err->msg[0] ? err->msg : mech_strerror(err->code));
+    return 1;
+}
+
+int cli_help(const char *cmd) {
+    const cli_cmd *c = cli_find(cmd);
+    fputs(c ? c->usage : "", stdout);
+    return 0;
+}
+
+int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0) return 0;
+    if (*i + 1 >= argc) {
+        cli_usage(cmd, "option %s needs a value", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        cli_usage(cmd, "%s '%s': expected an integer from %ld to %ld", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    for (;;) {
+        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) {
+            int len = 0;
+            while (p[len] && p[len] != ',' && p[len] != ' ' && len < 20) len++;
+            cli_usage(cmd, "token id '%.*s' (item %zu): expected a non-negative integer", len, p, k + 1);
+            free(v);
+            return -1;
+        }
+        if (k == cap) {
+            int32_t *g = realloc(v, (cap *= 2) * sizeof *v);
+            if (!g) {
+                free(v);
+                return -1;
+            }
+            v = g;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+static void usage_all(FILE *f) {
+    fprintf(f, "usage: mech COMMAND [options]    (mech COMMAND --help for details)\n\ncommands:\n");
+    for (const cli_cmd *c = cli_commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage_all(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc > 2 && cli_find(argv[2])) return cli_help(argv[2]);
+        usage_all(stdout);
+        return 0;
+    }
+    const cli_cmd *c = cli_find(argv[1]);
+    if (!c) {
+        fprintf(stderr, "mech: error: unknown command '%s'\n", argv[1]);
+        usage_all(stderr);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return cli_help(c->name);
+    return c->run(argc - 1, argv + 1);
+}

@@ -224,8 +224,9 @@ mech_pool *mech_pool_new(int n);
 void mech_pool_free(mech_pool *p);
 int mech_pool_size(const mech_pool *p); // 1 for NULL
 // Runs fn(ctx, i) for i in [0, n) spread over the pool; returns when all are
-// done. With p NULL runs serially. Not reentrant: fn must not call back into
-// the same pool.
+// done. With p NULL runs serially. Not reentrant: a call made while the pool
+// is busy (from fn, or from another thread) runs serially on its caller, so
+// it is slow but correct.
 void mech_pool_for(mech_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx);
 // Same, but fn also gets the index of the thread running it: 0 for the
 // calling thread, 1..size-1 for the workers, or -1 when the pool was busy
@@ -234,9 +235,10 @@ void mech_pool_for(mech_pool *p, int n, void (*fn)(void *ctx, int i), void *ctx)
 void mech_pool_run(mech_pool *p, int n, void (*fn)(void *ctx, int i, int thread), void *ctx);
 // A scratch buffer of at least bytes, 64-byte aligned, for the job running as
 // thread (an index passed to a mech_pool_run job). Borrowed from the pool:
-// valid until the next mech_pool_scratch call with the same index or
-// mech_pool_free; contents are not preserved when it grows. NULL when p is
-// NULL, thread < 0 or out of memory (the caller then allocates its own).
+// valid until the next mech_pool_scratch call with the same index (the
+// matmuls make such calls when given this pool) or mech_pool_free; contents
+// are not preserved when it grows. NULL when p is NULL, thread < 0 or out of
+// memory (the caller then allocates its own).
 void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes);
 
 // out[m*ldo + n] = sum_k inp[m*ldi + k] * w[k*ldw + n] + (bias ? bias[n] : 0)

@@ -31,11 +31,9 @@ struct mech_run {
     float *ln_out;            // (B*T, C) LayerNorm output after weight and bias
     float *split_norm;        // (B*T, NH, C) per-head LayerNorm outputs (split q/k/v mode)
     float *logits;            // (B, T, V)
-    float **slots;            // per-thread attention scratch, QB x T each
-    atomic_int *slot_busy;
-    int n_slots;
     const float *resid_end;
     int logits_valid;
+    int oom; // the last block failed for want of memory, not because of a hook
     mech_tensor *cached; // views of cached points in firing order
     size_t n_cached;
 };
@@ -81,42 +79,6 @@ static mech_status alloc_scratch(mech_run *r, int kind, mech_err *err) {
     return MECH_OK;
 }
 
-static void free_slots(mech_run *r) {
-    for (int i = 0; i < r->n_slots; i++) mech_free_aligned(r->slots[i]);
-    mech_free(r->slots);
-    mech_free(r->slot_busy);
-    r->slots = NULL;
-    r->slot_busy = NULL;
-    r->n_slots = 0;
-}
-
-static mech_status alloc_slots(mech_run *r, mech_err *err) {
-    free_slots(r);
-    int n = mech_pool_size(r->pool);
-    r->slots = mech_calloc((size_t)n, sizeof *r->slots);
-    r->slot_busy = mech_calloc((size_t)n, sizeof *r->slot_busy);
-    if (!r->slots || !r->slot_busy) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
-    r->n_slots = n;
-    for (int i = 0; i < n; i++) {
-        atomic_init(&r->slot_busy[i], 0);
-        if (!(r->slots[i] = mech_malloc_aligned((size_t)QB * r->T * sizeof(float))))
-            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for attention scratch");
-    }
-    return MECH_OK;
-}
-
-// A task takes a free scratch slot; with at most n_slots tasks running at
-// once one is always free.
-static int slot_take(mech_run *r) {
-    for (;;)
-        for (int i = 0; i < r->n_slots; i++) {
-            int expect = 0;
-            if (atomic_compare_exchange_weak(&r->slot_busy[i], &expect, 1)) return i;
-        }
-}
-
-static void slot_give(mech_run *r, int i) { atomic_store(&r->slot_busy[i], 0); }
-
 // ---------------------------------------------------------------------------
 // Run lifetime
 
@@ -157,7 +119,6 @@ mech_status mech_run_new(const mech_model *m, int B, int T, mech_run **out, mech
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory for B=%d, T=%d", B, T);
         goto fail;
     }
-    if ((rc = alloc_slots(r, err))) goto fail;
     *out = r;
     return MECH_OK;
 fail:
@@ -178,7 +139,6 @@ void mech_run_free(mech_run *r) {
     mech_free_aligned(r->ln_out);
     mech_free_aligned(r->split_norm);
     mech_free_aligned(r->logits);
-    free_slots(r);
     mech_free(r->pts);
     mech_pool_free(r->pool);
     mech_free(r->cached);
@@ -190,7 +150,7 @@ mech_status mech_run_set_threads(mech_run *r, int n, mech_err *err) {
     if (!p) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for a thread pool");
     mech_pool_free(r->pool);
     r->pool = p;
-    return alloc_slots(r, err);
+    return MECH_OK;
 }
 
 int mech_run_batch(const mech_run *r) { return r->B; }
@@ -395,6 +355,7 @@ typedef struct attn_job {
     float *Z;               // (B*T, NH*HS)
     float *S;               // (B, NH, T, T) materialised scores/pattern, or NULL
     int nqb;
+    atomic_int oom;         // a task could not get its scratch block
 } attn_job;
 
 static void attn_coords(const attn_job *j, int task, int *b, int *h, int *i0, int *i1) {
@@ -429,14 +390,18 @@ static void pv_block(const attn_job *j, int b, int h, int i0, int i1, int kend, 
     mech_matmul(NULL, z, A, P, ldp, v, A, NULL, i1 - i0, kend, HS);
 }
 
-static void attn_fused_task(void *ctx, int task) {
+static void attn_fused_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     mech_run *r = j->r;
     int b, h, i0, i1, causal = r->m->cfg.causal;
     attn_coords(j, task, &b, &h, &i0, &i1);
     int kend = causal ? i1 : r->T;
-    int slot = slot_take(r);
-    float *S = r->slots[slot];
+    size_t bytes = (size_t)QB * r->T * sizeof(float);
+    float *S = mech_pool_scratch(r->pool, thread, bytes), *own = NULL;
+    if (!S && !(S = own = mech_malloc_aligned(bytes))) {
+        atomic_store(&j->oom, 1);
+        return;
+    }
     scores_block(j, b, h, i0, i1, kend, S, kend);
     for (int i = i0; i < i1; i++) {
         float *row = S + (size_t)(i - i0) * kend;
@@ -445,7 +410,7 @@ static void attn_fused_task(void *ctx, int task) {
         for (int t = n; t < kend; t++) row[t] = 0.0f;
     }
     pv_block(j, b, h, i0, i1, kend, S, kend);
-    slot_give(r, slot);
+    mech_free_aligned(own);
 }
 
 static float *s_rows(const attn_job *j, int b, int h, int i0) {
@@ -481,14 +446,16 @@ static void attn_pv_task(void *ctx, int task) {
     pv_block(j, b, h, i0, i1, j->r->m->cfg.causal ? i1 : T, s_rows(j, b, h, i0), T);
 }
 
+// Returns 0, 1 when a hook asked to stop, -1 when out of memory.
 static int attention(mech_run *r, int layer, const float *Q, const float *K, const float *V, float *Z) {
     const mech_config *c = &r->m->cfg;
     attn_job j = {.r = r, .Q = Q, .K = K, .V = V, .Z = Z, .nqb = (r->T + QB - 1) / QB};
     int tasks = r->B * c->n_heads * j.nqb;
     hook_point *ps = pt(r, layer, HK_SCORES), *pp = pt(r, layer, HK_PATTERN);
     if (!active(ps) && !active(pp)) {
-        mech_pool_for(r->pool, tasks, attn_fused_task, &j);
-        return 0;
+        atomic_init(&j.oom, 0);
+        mech_pool_run(r->pool, tasks, attn_fused_task, &j);
+        return atomic_load(&j.oom) ? -1 : 0;
     }
     float *S = active(ps) ? pbuf(r, ps) : pbuf(r, pp);
     j.S = S;
@@ -593,7 +560,9 @@ static const float *block(mech_run *r, int l, const float *x) {
 
     hook_point *pz = pt(r, l, HK_Z);
     float *Z = pbuf(r, pz);
-    if (attention(r, l, Q, K, V, Z) || fire(pz, Z)) return NULL;
+    int a = attention(r, l, Q, K, V, Z);
+    if (a < 0) r->oom = 1;
+    if (a || fire(pz, Z)) return NULL;
 
     hook_point *pres = pt(r, l, HK_RESULT), *pao = pt(r, l, HK_ATTN_OUT);
     float *AO = pbuf(r, pao);
@@ -736,7 +705,9 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
         x = x0;
     }
     for (int l = start; l < stop; l++) {
+        r->oom = 0;
         x = block(r, l, x);
+        if (!x && r->oom) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for attention in block %d", l);
         if (!x) return mech_err_set(err, MECH_ERR_CANCELLED, "a hook stopped the run in block %d", l);
     }
     r->resid_end = x;

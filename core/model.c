@@ -125,6 +125,15 @@ static mech_status infer_config(const mech_safetensors *st, const char *path, me
     return MECH_OK;
 }
 
+// Prefixes err's message with where it happened (copying first: the
+// message may not be both source and destination of one format).
+static mech_status err_prefix(mech_err *err, mech_status rc, const char *where, const char *what) {
+    if (!err) return rc;
+    char msg[sizeof err->msg];
+    memcpy(msg, err->msg, sizeof msg);
+    return mech_err_set(err, rc, "%s: %s%s", where, what, msg);
+}
+
 // Applies mech.config metadata or config.json over the inferred config.
 static mech_status read_config(const mech_safetensors *st, const char *model_path, const char *config_path,
                                mech_config *c, mech_err *err) {
@@ -133,10 +142,10 @@ static mech_status read_config(const mech_safetensors *st, const char *model_pat
     mech_status rc;
     if (meta) {
         rc = mech_json_parse(meta, strlen(meta), &j, err);
-        if (rc) return mech_err_set(err, rc, "%s: __metadata__ 'mech.config': %s", model_path, err ? err->msg : "");
+        if (rc) return err_prefix(err, rc, model_path, "__metadata__ 'mech.config': ");
         rc = mech_config_from_json(j, c, err);
         mech_json_free(j);
-        if (rc) return mech_err_set(err, rc, "%s: __metadata__ 'mech.config': %s", model_path, err ? err->msg : "");
+        if (rc) return err_prefix(err, rc, model_path, "__metadata__ 'mech.config': ");
         return MECH_OK;
     }
     struct stat sb;
@@ -146,10 +155,10 @@ static mech_status read_config(const mech_safetensors *st, const char *model_pat
     if ((rc = mech_read_file(config_path, &text, &len, err))) return rc;
     rc = mech_json_parse(text, len, &j, err);
     mech_free(text);
-    if (rc) return mech_err_set(err, rc, "%s: %s", config_path, err ? err->msg : "");
+    if (rc) return err_prefix(err, rc, config_path, "");
     rc = mech_config_from_json(j, c, err);
     mech_json_free(j);
-    if (rc) return mech_err_set(err, rc, "%s: %s", config_path, err ? err->msg : "");
+    if (rc) return err_prefix(err, rc, config_path, "");
     // config.json may say tied while the file carries lm_head.weight: HF
     // writes the shared tensor under both names at times; the tie wins.
     return MECH_OK;

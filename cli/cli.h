@@ -1,0 +1,45 @@
+/*
+** cli/cli.h: private to the mech command-line tool: command entry points and
+** the small argument helpers they share. Exit codes: 0 success, 1 runtime
+** error, 2 usage error.
+*/
+#ifndef MECH_CLI_H
+#define MECH_CLI_H
+
+#include "mech.h"
+
+#include <stdio.h>
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv); // argv[0] is the command name
+    const char *summary;
+    const char *usage; // full --help text
+} cli_cmd;
+
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+extern const cli_cmd cli_commands[];
+const cli_cmd *cli_find(const char *name);
+
+// Prints "mech CMD: error: ..." and a hint; returns 2.
+int cli_usage(const char *cmd, const char *fmt, ...) MECH_PRINTF(2, 3);
+// Prints "mech CMD: error: <err->msg>"; returns 1.
+int cli_fail(const char *cmd, const mech_err *err);
+// Prints the command's --help text to stdout; returns 0.
+int cli_help(const char *cmd);
+
+// Matches argv[*i] against --name (taking the value from the next argument
+// or from --name=value). Returns 1 and sets *val when it matched, 0 when it
+// is another option, -1 when the value is missing (after printing why).
+int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val);
+// Parses a decimal integer in [lo, hi]; prints why and returns -1 on error.
+int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+// Parses "1,2,3" (or spaces) into ids; *ids owned by the caller.
+int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+** cli/cmd_tokenize.c: `mech tokenize`: text to GPT-2 token ids and back.
+*/
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *read_stdin(size_t *len) {
+    mech_buf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0) mech_buf_append(&b, chunk, got);
+    if (!b.data) mech_buf_append(&b, "", 0);
+    if (b.oom) {
+        mech_buf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *cmd = "tokenize", *text = NULL, *model = NULL;
+    int decode = 0, special = 0;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--text", &text))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
+        else if (!strcmp(argv[i], "--decode")) decode = 1;
+        else if (!strcmp(argv[i], "--allow-special")) special = 1;
+        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
+    mech_err err = {0};
+    mech_tokenizer *tok = NULL;
+    if (model ? mech_tokenizer_load_dir(model, &tok, &err) : mech_tokenizer_gpt2(&tok, &err)) return cli_fail(cmd, &err);
+    size_t len = 0;
+    char *owned = NULL;
+    if (!text) {
+        if (!(owned = read_stdin(&len))) {
+            mech_tokenizer_free(tok);
+            fprintf(stderr, "mech tokenize: error: out of memory reading stdin\n");
+            return 1;
+        }
+        text = owned;
+    } else {
+        len = strlen(text);
+    }
+    int rc = 0;
+    if (decode) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (cli_ids(cmd, text, &ids, &n)) {
+            rc = 2;
+        } else {
+            char *out = NULL;
+            size_t out_len = 0;
+            if (mech_tokenizer_decode(tok, ids, n, &out, &out_len, &err)) rc = cli_fail(cmd, &err);
+            else fwrite(out, 1, out_len, stdout);
+            mech_free(out);
+            free(ids);
+        }
+    } else {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (mech_tokenizer_encode(tok, text, len, special, &ids, &n, &err)) {
+            rc = cli_fail(cmd, &err);
+        } else {
+            for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+            printf("\n");
+        }
+        mech_free(ids);
+    }
+    free(owned);
+    mech_tokenizer_free(tok);
+    return rc;
+}

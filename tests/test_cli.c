@@ -1,0 +1,234 @@
+/*
+** tests/test_cli.c: the mech command as a user runs it: output, files it
+** writes, exit codes (0 ok, 1 runtime error, 2 usage error) and messages.
+** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mech.h"
+#include "tests/support/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *bin(void) {
+    const char *b = getenv("MECH_BIN");
+    return b && *b ? b : "./mech";
+}
+
+// Runs `mech ARGS` through the shell; returns the exit code (-1 for a
+// signal) and the captured stdout+stderr in *out (owned).
+static int mech(char **out, const char *fmt, ...) {
+    char args[2048], cmd[2400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    mech_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_append(&b, chunk, n);
+    mech_buf_append(&b, "", 0);
+    int st = pclose(p);
+    if (out) *out = b.data;
+    else mech_buf_free(&b);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_help_for_every_command(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "--help"), 0);
+    const char *cmds[] = {"tokenize", "info", "run", "init", "demo"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        assert_non_null(strstr(out, cmds[i]));
+        char *h;
+        assert_int_equal(mech(&h, "%s --help", cmds[i]), 0);
+        char want[64];
+        snprintf(want, sizeof want, "usage: mech %s", cmds[i]);
+        assert_non_null(strstr(h, want));
+        free(h);
+    }
+    free(out);
+}
+
+static void test_cli_usage_errors_exit_2(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "frobnicate"), 2);
+    assert_non_null(strstr(out, "unknown command 'frobnicate'"));
+    free(out);
+    assert_int_equal(mech(&out, "run --prompt hi"), 2);
+    assert_non_null(strstr(out, "--model is required"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model x --ids 1 --top-k many"), 2);
+    assert_non_null(strstr(out, "--top-k 'many'"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model x --ids 1,-2"), 2);
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --bogus"), 2);
+    assert_non_null(strstr(out, "unknown argument '--bogus'"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model"), 2);
+    assert_non_null(strstr(out, "needs a value"));
+    free(out);
+    assert_int_equal(mech(&out, "info"), 2);
+    free(out);
+    assert_int_equal(mech(NULL, "init --preset huge -o x"), 2);
+    assert_int_equal(mech(NULL, ""), 2);
+}
+
+static void test_cli_tokenize_round_trip(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "tokenize --text 'Hello world'"), 0);
+    assert_string_equal(out, "15496 995\n");
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496 995'"), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496,995'"), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    // stdin, special tokens as text unless allowed, and the empty input
+    assert_int_equal(mech(&out, "tokenize --allow-special --text 'a<|endoftext|>'"), 0);
+    assert_string_equal(out, "64 50256\n");
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --text 'a<|endoftext|>'"), 0);
+    assert_null(strstr(out, "50256"));
+    free(out);
+    assert_int_equal(mech(&out, "tokenize < /dev/null"), 0);
+    assert_string_equal(out, "\n");
+    free(out);
+    const char *text = "It's 2024:\n  naïve café — 東京 🚀!";
+    FILE *f = fopen(mech_test_tmp("tok.txt"), "wb");
+    fputs(text, f);
+    fclose(f);
+    char path[512];
+    snprintf(path, sizeof path, "%s", mech_test_tmp("tok.txt"));
+    assert_int_equal(mech(&out, "tokenize < %s", path), 0);
+    // the CLI agrees with the library
+    mech_tokenizer *tok;
+    mech_err err = {0};
+    assert_int_equal(mech_tokenizer_gpt2(&tok, &err), MECH_OK);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(mech_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err), MECH_OK);
+    mech_buf want = {0};
+    for (size_t i = 0; i < n; i++) mech_buf_printf(&want, i ? " %d" : "%d", ids[i]);
+    mech_buf_puts(&want, "\n");
+    assert_string_equal(out, want.data);
+    char *dec;
+    assert_int_equal(mech(&dec, "tokenize --decode --text '%.*s'", (int)want.len - 1, want.data), 0);
+    assert_string_equal(dec, text);
+    free(dec);
+    free(out);
+    mech_buf_free(&want);
+    mech_free(ids);
+    mech_tokenizer_free(tok);
+    assert_int_equal(mech(&out, "tokenize --decode --text '99999999'"), 1);
+    free(out);
+}
+
+static void test_cli_init_info_run(void **state) {
+    char model[512], npy[512], npz[512], *out;
+    snprintf(model, sizeof model, "%s", mech_test_tmp("m.safetensors"));
+    snprintf(npy, sizeof npy, "%s", mech_test_tmp("logits.npy"));
+    snprintf(npz, sizeof npz, "%s", mech_test_tmp("acts.npz"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --heads 2 --d-model 32 --d-head 8 --d-mlp 64 --n-ctx 16 --vocab 100 --seed 3",
+                          model), 0);
+    free(out);
+    assert_int_equal(mech(&out, "info %s", model), 0);
+    assert_non_null(strstr(out, "n_layers:     1"));
+    assert_non_null(strstr(out, "d_vocab:      100"));
+    assert_non_null(strstr(out, "hooks:        21"));
+    assert_non_null(strstr(out, "blocks.0.attn.hook_pattern"));
+    assert_null(strstr(out, "hook_result"));
+    free(out);
+    assert_int_equal(mech(&out, "info %s --opt-in", model), 0);
+    assert_non_null(strstr(out, "blocks.0.attn.hook_result"));
+    free(out);
+
+    assert_int_equal(mech(&out, "run --model %s --ids 1,2,3,4 --ids 5,6,7,8 --top-k 3 --logits %s --cache 'blocks.0.attn.hook_*' --out %s",
+                          model, npy, npz), 0);
+    assert_non_null(strstr(out, "sequence 2: 4 tokens"));
+    free(out);
+    // the .npy holds exactly what the library computes
+    mech_err err = {0};
+    mech_model *m;
+    assert_int_equal(mech_model_load(model, &m, &err), MECH_OK);
+    mech_run *r;
+    assert_int_equal(mech_run_new(m, 2, 4, &r, &err), MECH_OK);
+    int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(mech_run_forward(r, ids, &err), MECH_OK);
+    float *data;
+    int ndim;
+    int64_t shape[MECH_MAX_DIMS];
+    assert_int_equal(mech_npy_read(npy, &data, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(ndim, 3);
+    assert_int_equal(shape[0], 2);
+    assert_int_equal(shape[1], 4);
+    assert_int_equal(shape[2], 100);
+    mech_assert_close(data, mech_run_logits(r), 800, 0, 0, "logits.npy");
+    mech_free(data);
+    mech_run_free(r);
+    mech_model_free(m);
+    if (system("python3 -c 'pass' >/dev/null 2>&1") == 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "python3 -c \"import zipfile,sys; n=sorted(zipfile.ZipFile('%s').namelist()); "
+                 "sys.exit(0 if 'blocks.0.attn.hook_pattern.npy' in n and 'blocks.0.attn.hook_z.npy' in n and len(n)==6 else 1)\"",
+                 npz);
+        assert_int_equal(system(cmd), 0);
+    }
+    // batch of unequal lengths, ids past the vocabulary, a missing model
+    assert_int_equal(mech(&out, "run --model %s --ids 1,2 --ids 1,2,3", model), 2);
+    assert_non_null(strstr(out, "equal lengths"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model %s --ids 1,200", model), 1);
+    assert_non_null(strstr(out, "token id 200"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model /nonexistent/model --ids 1"), 1);
+    assert_non_null(strstr(out, "/nonexistent/model"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model %s --ids 1 --cache 'no.such.*' --out %s", model, npz), 1);
+    assert_non_null(strstr(out, "matches no hook point"));
+    free(out);
+}
+
+static void test_cli_malformed_model_is_an_error_not_a_crash(void **state) {
+    char path[512], *out;
+    snprintf(path, sizeof path, "%s", mech_test_tmp("bad.safetensors"));
+    FILE *f = fopen(path, "wb");
+    fwrite("\x10\0\0\0\0\0\0\0{\"a\":", 1, 13, f);
+    fclose(f);
+    assert_int_equal(mech(&out, "info %s", path), 1);
+    assert_non_null(strstr(out, path));
+    free(out);
+}
+
+static void test_cli_demo(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "demo"), 0);
+    assert_non_null(strstr(out, "top-5 next tokens"));
+    assert_non_null(strstr(out, "hooks cached"));
+    free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_help_for_every_command),
+        cmocka_unit_test(test_cli_usage_errors_exit_2),
+        cmocka_unit_test(test_cli_tokenize_round_trip),
+        cmocka_unit_test(test_cli_init_info_run),
+        cmocka_unit_test(test_cli_malformed_model_is_an_error_not_a_crash),
+        cmocka_unit_test(test_cli_demo),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

@@ -1,0 +1,296 @@
+/*
+** tests/test_core_model.c: loading GPT-2 as Hugging Face ships it and as mech
+** writes it: prefixes, dtypes, config sources, and malformed models.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "tests/support/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FIX "tests/fixtures/gpt2-tiny/"
+
+static mech_model *load(const char *path) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(path, &m, &err)) fail_msg("load %s: %s", path, err.msg);
+    return m;
+}
+
+static float *logits_of(mech_model *m) {
+    mech_err err = {0};
+    mech_run *r = NULL;
+    if (mech_run_new(m, 1, 16, &r, &err)) fail_msg("%s", err.msg);
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = (i * 37 + 5) % m->cfg.d_vocab;
+    if (mech_run_forward(r, ids, &err)) fail_msg("%s", err.msg);
+    size_t n = (size_t)16 * m->cfg.d_vocab;
+    float *out = malloc(n * sizeof *out);
+    memcpy(out, mech_run_logits(r), n * sizeof *out);
+    mech_run_free(r);
+    return out;
+}
+
+// Rewrites the fixture's tensors into path, renaming/retyping/dropping some.
+typedef struct edit {
+    const char *prefix;      // prepended to every name
+    mech_dtype dtype;        // F32, F16 or BF16 for all
+    const char *drop;        // a tensor to leave out
+    const char *extra;       // an extra tensor name to add ([4] F32)
+    const char *reshape;     // a tensor whose first dim is cut by one
+    int with_masks;          // add h.N.attn.bias mask buffers
+} edit;
+
+static void rewrite(const char *path, const edit *e) {
+    mech_err err = {0};
+    mech_safetensors *st;
+    assert_int_equal(mech_safetensors_open(FIX "model.safetensors", &st, &err), MECH_OK);
+    mech_st_write *w = calloc(st->n + 4, sizeof *w);
+    char **names = calloc(st->n + 4, sizeof *names);
+    void **bufs = calloc(st->n + 4, sizeof *bufs);
+    size_t k = 0;
+    static float four[4] = {1, 2, 3, 4};
+    static uint8_t mask[16];
+    for (size_t i = 0; i < st->n; i++) {
+        const mech_st_tensor *t = &st->tensors[i];
+        if (e->drop && !strcmp(t->name, e->drop)) continue;
+        names[k] = malloc(strlen(t->name) + 32);
+        sprintf(names[k], "%s%s", e->prefix ? e->prefix : "", t->name);
+        w[k].name = names[k];
+        w[k].dtype = e->dtype;
+        w[k].ndim = t->ndim;
+        memcpy(w[k].shape, t->shape, sizeof t->shape);
+        size_t n = t->nbytes / 4;
+        if (e->reshape && !strcmp(t->name, e->reshape)) {
+            w[k].shape[0]--;
+            n = n / (size_t)t->shape[0] * (size_t)(t->shape[0] - 1);
+        }
+        const float *src = t->data;
+        if (e->dtype == MECH_DT_F32) {
+            w[k].data = src;
+        } else {
+            uint16_t *h = malloc(n * 2);
+            for (size_t j = 0; j < n; j++) h[j] = e->dtype == MECH_DT_F16 ? mech_f32_to_f16(src[j]) : mech_f32_to_bf16(src[j]);
+            w[k].data = bufs[k] = h;
+        }
+        k++;
+    }
+    if (e->extra) {
+        w[k++] = (mech_st_write){.name = e->extra, .dtype = MECH_DT_F32, .ndim = 1, .shape = {4}, .data = four};
+    }
+    if (e->with_masks) {
+        w[k++] = (mech_st_write){.name = "h.0.attn.bias", .dtype = MECH_DT_U8, .ndim = 2, .shape = {4, 4}, .data = mask};
+        w[k++] = (mech_st_write){.name = "h.1.attn.masked_bias", .dtype = MECH_DT_U8, .ndim = 1, .shape = {1}, .data = mask};
+    }
+    assert_int_equal(mech_safetensors_write(path, w, k, NULL, NULL, 0, &err), MECH_OK);
+    for (size_t i = 0; i < st->n + 4; i++) free(names[i]), free(bufs[i]);
+    free(names);
+    free(bufs);
+    free(w);
+    mech_safetensors_close(st);
+}
+
+// A directory with the rewritten model and the fixture's config.json.
+static const char *model_dir(const char *name, const edit *e, int with_config) {
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmp(name));
+    mkdir(dir, 0755);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    rewrite(path, e);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (with_config) {
+        size_t n;
+        char *cfg = mech_test_read(FIX "config.json", &n);
+        FILE *f = fopen(path, "wb");
+        fwrite(cfg, 1, n, f);
+        fclose(f);
+        free(cfg);
+    } else {
+        unlink(path);
+    }
+    return dir;
+}
+
+static void test_model_loads_fixture_in_place(void **state) {
+    mech_model *m = load(FIX);
+    assert_int_equal(m->cfg.n_layers, 2);
+    assert_int_equal(m->cfg.n_heads, 4);
+    assert_int_equal(m->cfg.d_model, 64);
+    assert_int_equal(m->cfg.d_mlp, 256);
+    assert_int_equal(m->cfg.n_ctx, 128);
+    assert_int_equal(m->cfg.d_vocab, 1000);
+    assert_int_equal(m->cfg.act, MECH_ACT_GELU_NEW);
+    assert_true(m->cfg.tied_unembed);
+    assert_ptr_equal(m->unembed, m->wte);
+    // F32 weights are used where they lie in the mapping: no copy.
+    const char *base = m->st->map;
+    assert_true((const char *)m->wte >= base && (const char *)m->wte < base + m->st->map_len);
+    assert_null(m->owned);
+    // a .safetensors path works as well as its directory
+    mech_model *f = load(FIX "model.safetensors");
+    assert_int_equal(f->cfg.n_heads, 4);
+    mech_model_free(f);
+    mech_model_free(m);
+}
+
+static void test_model_prefix_and_mask_buffers(void **state) {
+    mech_model *ref = load(FIX);
+    float *want = logits_of(ref);
+    edit e = {.prefix = "transformer.", .dtype = MECH_DT_F32, .with_masks = 1};
+    mech_model *m = load(model_dir("prefixed", &e, 1));
+    float *got = logits_of(m);
+    mech_assert_close(got, want, 16 * 1000, 0, 0, "transformer. prefix");
+    free(got);
+    mech_model_free(m);
+    free(want);
+    mech_model_free(ref);
+}
+
+static void test_model_half_precision(void **state) {
+    mech_model *ref = load(FIX);
+    float *want = logits_of(ref);
+    mech_dtype types[2] = {MECH_DT_F16, MECH_DT_BF16};
+    double tol[2] = {5e-3, 5e-2};
+    for (int i = 0; i < 2; i++) {
+        edit e = {.dtype = types[i]};
+        mech_model *m = load(model_dir(i ? "bf16" : "f16", &e, 1));
+        assert_non_null(m->owned);
+        // converted weights equal the rounded originals
+        for (int j = 0; j < 64; j++) {
+            uint16_t h = types[i] == MECH_DT_F16 ? mech_f32_to_f16(ref->wte[j]) : mech_f32_to_bf16(ref->wte[j]);
+            float back = types[i] == MECH_DT_F16 ? mech_f16_to_f32(h) : mech_bf16_to_f32(h);
+            assert_true(m->wte[j] == back);
+        }
+        float *got = logits_of(m);
+        double d = mech_max_abs_diff(got, want, 16 * 1000);
+        assert_true(d > 0 && d < tol[i]);
+        free(got);
+        mech_model_free(m);
+    }
+    free(want);
+    mech_model_free(ref);
+}
+
+static void test_model_config_inferred_without_config_json(void **state) {
+    edit e = {.dtype = MECH_DT_F32};
+    mech_model *m = load(model_dir("noconfig", &e, 0));
+    assert_int_equal(m->cfg.n_layers, 2);
+    assert_int_equal(m->cfg.d_model, 64);
+    assert_int_equal(m->cfg.d_mlp, 256);
+    assert_int_equal(m->cfg.n_ctx, 128);
+    assert_int_equal(m->cfg.d_vocab, 1000);
+    // shapes cannot tell the head count: GPT-2's 64-wide heads are assumed
+    assert_int_equal(m->cfg.d_head, 64);
+    assert_int_equal(m->cfg.n_heads, 1);
+    mech_model_free(m);
+}
+
+static void test_model_save_round_trip_with_metadata(void **state) {
+    mech_config c = {.n_layers = 2, .n_heads = 3, .d_model = 12, .d_head = 5, .d_mlp = 0, .n_ctx = 16, .d_vocab = 20,
+                     .act = MECH_ACT_RELU, .norm = MECH_NORM_NONE, .attn_only = 1, .causal = 0, .ln_eps = 1e-5f,
+                     .tied_unembed = 0, .unembed_bias = 1};
+    mech_err err = {0};
+    mech_model *m;
+    assert_int_equal(mech_model_random(&c, 5, &m, &err), MECH_OK);
+    const char *path = mech_test_tmp("own.safetensors");
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", path);
+    const char *k[] = {"mech.program"}, *v[] = {"output tokens;"};
+    assert_int_equal(mech_model_save(m, saved, MECH_DT_F32, k, v, 1, &err), MECH_OK);
+    mech_model *l = load(saved);
+    assert_memory_equal(&l->cfg, &c, sizeof c);
+    assert_string_equal(mech_model_meta(l, "mech.program"), "output tokens;");
+    assert_non_null(mech_model_meta(l, "mech.config"));
+    assert_memory_equal(l->unembed_b, m->unembed_b, 20 * sizeof(float));
+    assert_memory_equal(l->layers[1].o_w, m->layers[1].o_w, 15 * 12 * sizeof(float));
+    float *a = logits_of(m), *b = logits_of(l);
+    mech_assert_close(b, a, 16 * 20, 0, 0, "saved and reloaded model");
+    free(a);
+    free(b);
+    mech_model_free(l);
+    mech_model_free(m);
+}
+
+static void expect_error(const char *dir, mech_status code, const char *needle) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_load(dir, &m, &err), code);
+    assert_null(m);
+    if (!strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
+}
+
+static void test_model_errors(void **state) {
+    edit drop = {.dtype = MECH_DT_F32, .drop = "h.1.mlp.c_fc.bias"};
+    expect_error(model_dir("drop", &drop, 1), MECH_ERR_FORMAT, "missing tensor 'h.1.mlp.c_fc.bias'");
+    edit shape = {.dtype = MECH_DT_F32, .reshape = "h.0.attn.c_proj.weight"};
+    expect_error(model_dir("shape", &shape, 1), MECH_ERR_SHAPE, "h.0.attn.c_proj.weight: shape [63,64], expected [64,64]");
+    edit extra = {.dtype = MECH_DT_F32, .extra = "h.0.attn.rotary"};
+    expect_error(model_dir("extra", &extra, 1), MECH_ERR_FORMAT, "unexpected tensor 'h.0.attn.rotary'");
+    edit three = {.dtype = MECH_DT_F32, .extra = "h.2.ln_1.weight"};
+    expect_error(model_dir("layer3", &three, 1), MECH_ERR_FORMAT, "unexpected tensor 'h.2.ln_1.weight'");
+    expect_error("/nonexistent/gpt2", MECH_ERR_IO, "/nonexistent/gpt2");
+    // a config.json that disagrees with the tensors, or is not JSON
+    edit ok = {.dtype = MECH_DT_F32};
+    const char *dir = model_dir("badcfg", &ok, 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"n_layer\": 2, \"n_head\": 4, \"n_embd\": 64, \"vocab_size\": 999, \"n_positions\": 128}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_SHAPE, "wte.weight: shape [1000,64], expected [999,64]");
+    f = fopen(path, "wb");
+    fputs("{\"n_layer\": 2, \"n_head\": ", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_FORMAT, "config.json");
+    f = fopen(path, "wb");
+    fputs("{\"n_layer\": \"two\"}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_TYPE, "n_layer");
+    f = fopen(path, "wb");
+    fputs("{\"activation_function\": \"swish\"}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_TYPE, "activation_function");
+}
+
+static void test_config_json_round_trip(void **state) {
+    mech_config c = mech_config_gpt2_small();
+    c.causal = 0;
+    c.act = MECH_ACT_GELU;
+    mech_buf b = {0};
+    mech_config_to_json(&c, &b);
+    mech_json *j;
+    mech_err err = {0};
+    assert_int_equal(mech_json_parse(b.data, b.len, &j, &err), MECH_OK);
+    mech_config d = {0};
+    assert_int_equal(mech_config_from_json(j, &d, &err), MECH_OK);
+    assert_memory_equal(&c, &d, sizeof c);
+    assert_int_equal(mech_config_n_params(&c), 124439808);
+    mech_json_free(j);
+    mech_buf_free(&b);
+    c.n_heads = 0;
+    assert_int_equal(mech_config_validate(&c, &err), MECH_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "n_heads"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_model_loads_fixture_in_place),
+        cmocka_unit_test(test_model_prefix_and_mask_buffers),
+        cmocka_unit_test(test_model_half_precision),
+        cmocka_unit_test(test_model_config_inferred_without_config_json),
+        cmocka_unit_test(test_model_save_round_trip_with_metadata),
+        cmocka_unit_test(test_model_errors),
+        cmocka_unit_test(test_config_json_round_trip),
+    };
+    return cmocka_run_group_tests_name("core_model", tests, NULL, NULL);
+}
