@@ -10,28 +10,14 @@
 ** 15.9, 64.5 and 272 GFLOP at T = 64, 256, 1024.
 */
 #include "core/core.h"
+#include "bench/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include <unistd.h>
 
 static double forward_flops(const mech_config *c, int T) {
     double C = c->d_model, L = c->n_layers, V = c->d_vocab;
@@ -50,16 +36,16 @@ static double time_forward(mech_model *m, int T, int reps, int cache_all) {
     for (int t = 0; t < T; t++) ids[t] = (int32_t)((7919u * (unsigned)t + 42u) % (unsigned)m->cfg.d_vocab);
     double v[32];
     for (int i = -1; i < reps; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (mech_run_forward(r, ids, &err)) {
             fprintf(stderr, "bench: %s\n", err.msg);
             exit(1);
         }
-        if (i >= 0) v[i] = now() - t0;
+        if (i >= 0) v[i] = bench_now() - t0;
     }
     free(ids);
     mech_run_free(r);
-    return median(v, reps);
+    return bench_median(v, reps);
 }
 
 int main(int argc, char **argv) {
@@ -67,14 +53,14 @@ int main(int argc, char **argv) {
     mech_config c = mech_config_gpt2_small();
     mech_err err = {0};
     mech_model *m = NULL;
-    double t0 = now();
+    double t0 = bench_now();
     if (mech_model_random(&c, 1, &m, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
     printf("forward: GPT-2 small config (random weights, %lld params), B=1, kernel %s, %d threads\n",
-           (long long)mech_config_n_params(&c), mech_matmul_kernel(), 2);
-    fprintf(stderr, "(random init %.1f s)\n", now() - t0);
+           (long long)mech_config_n_params(&c), mech_matmul_kernel(), (int)sysconf(_SC_NPROCESSORS_ONLN));
+    fprintf(stderr, "(random init %.1f s)\n", bench_now() - t0);
 
     // Loading: write the model once, then time memory-mapped loads.
     const char *path = "build/bench-gpt2-small.safetensors";
@@ -87,16 +73,16 @@ int main(int argc, char **argv) {
     double lt[5];
     for (int i = 0; i < 5; i++) {
         mech_model *l = NULL;
-        double s = now();
+        double s = bench_now();
         if (mech_model_load(path, &l, &err)) {
             fprintf(stderr, "bench: %s\n", err.msg);
             return 1;
         }
-        lt[i] = now() - s;
+        lt[i] = bench_now() - s;
         mech_model_free(l);
     }
     stat(path, &sb);
-    printf("load %s (%.0f MB, mmap): median %.2f ms over 5 loads\n", path, sb.st_size / 1e6, median(lt, 5) * 1e3);
+    printf("load %s (%.0f MB, mmap): median %.2f ms over 5 loads\n", path, sb.st_size / 1e6, bench_median(lt, 5) * 1e3);
 
     int Ts[3] = {64, 256, 1024}, reps[3] = {15, 9, 5};
     printf("%6s %12s %10s %9s   %12s %9s %9s\n", "T", "no hooks", "tokens/s", "GFLOP/s", "all cached", "GFLOP/s", "overhead");

@@ -10,27 +10,12 @@
 ** where every weight matrix is streamed from memory once per call.
 */
 #include "core/core.h"
+#include "bench/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float *rand_buf(size_t n, unsigned *seed) {
     float *p = mech_malloc_aligned(n * sizeof *p);
@@ -60,12 +45,12 @@ static double time_shape(mech_pool *pool, const shape *s, int M, int reps, float
     else mech_matmul(pool, out, s->N, x, s->K, w[0], s->N, bias, M, s->K, s->N);
     for (int r = 0; r < reps; r++) {
         const float *wr = w[(r + 1) % ncopy];
-        double t0 = now_s();
+        double t0 = bench_now();
         if (s->nt) mech_matmul_nt(pool, out, s->N, x, s->K, wr, s->K, bias, M, s->K, s->N);
         else mech_matmul(pool, out, s->N, x, s->K, wr, s->N, bias, M, s->K, s->N);
-        t[r] = now_s() - t0;
+        t[r] = bench_now() - t0;
     }
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 int main(int argc, char **argv) {
@@ -132,9 +117,9 @@ int main(int argc, char **argv) {
     {
         int M = 64, K = 768, N = 768;
         float *w = rand_buf((size_t)K * N, &seed);
-        double t0 = now_s();
+        double t0 = bench_now();
         mech_matmul_naive(out, N, x, K, w, N, bias, M, K, N);
-        double tn = now_s() - t0;
+        double tn = bench_now() - t0;
         shape s = {"", 0, K, N};
         double tf = time_shape(NULL, &s, M, reps, &w, 1, x, bias, out);
         printf("naive vs fast, M=%d K=%d N=%d, 1 thread: %.1f ms vs %.3f ms (x%.0f)\n", M, K, N,

@@ -8,6 +8,7 @@
 ** Also checks that the ids decode back to the input; exits 1 on any failure.
 */
 #include "core/core.h"
+#include "bench/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,17 +17,6 @@
 
 #define RUNS 5
 #define TARGET_BYTES ((size_t)4 << 20)
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "tests/fixtures/tokenizer/english.txt";
@@ -49,23 +39,23 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < reps; i++) memcpy(text + i * one_len, one, one_len);
     len = reps * one_len;
-    double t0 = now_s();
+    double t0 = bench_now();
     if (mech_tokenizer_gpt2(&tok, &err)) goto fail;
-    double load_s = now_s() - t0;
+    double load_s = bench_now() - t0;
     double secs[RUNS];
     for (int r = 0; r < RUNS; r++) {
         mech_free(ids);
         ids = NULL;
-        double t = now_s();
+        double t = bench_now();
         if (mech_tokenizer_encode(tok, text, len, 0, &ids, &n_ids, &err)) goto fail;
-        secs[r] = now_s() - t;
+        secs[r] = bench_now() - t;
     }
     if (mech_tokenizer_decode(tok, ids, n_ids, &back, &back_len, &err)) goto fail;
     if (back_len != len || memcmp(back, text, len)) {
         mech_err_set(&err, MECH_ERR_FORMAT, "decode(encode(text)) != text");
         goto fail;
     }
-    qsort(secs, RUNS, sizeof secs[0], cmp_double);
+    qsort(secs, RUNS, sizeof secs[0], bench_cmp_double);
     double med = secs[RUNS / 2], mb = (double)len / 1e6;
     printf("tokenizer: english %.1f MB: median %.1f MB/s (%.2f M tokens/s) over %d runs; "
            "load %.0f ms\n",

@@ -52,8 +52,7 @@ void mech_buf_printf(mech_buf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-// Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one.
-static size_t utf8_valid_len(const unsigned char *s, size_t n) {
+size_t mech_utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     if (c < 0x80) return 1;
     size_t len;
@@ -94,7 +93,7 @@ void mech_buf_json_string(mech_buf *b, const char *s, size_t n) {
             mech_buf_append(b, &u[i], 1);
             i++;
         } else {
-            size_t len = utf8_valid_len(u + i, n - i);
+            size_t len = mech_utf8_len(u + i, n - i);
             if (len) {
                 mech_buf_append(b, &u[i], len);
                 i += len;

@@ -98,6 +98,9 @@ void mech_buf_printf(mech_buf *b, const char *fmt, ...) MECH_PRINTF(2, 3);
 // that are not valid UTF-8 become \u00XX of the byte.
 void mech_buf_json_string(mech_buf *b, const char *s, size_t n);
 void mech_buf_free(mech_buf *b);
+// Length (1..4) of the valid UTF-8 sequence at s[0..n), or 0 when it is not
+// one (overlong, surrogate, past U+10FFFF, truncated). n must be >= 1.
+size_t mech_utf8_len(const unsigned char *s, size_t n);
 
 // ---------------------------------------------------------------------------
 // JSON (core/json.c): a small DOM parser, enough for safetensors headers,

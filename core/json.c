@@ -199,25 +199,6 @@ static size_t put_utf8(unsigned char *o, unsigned cp) {
     return 4;
 }
 
-// Length of the valid UTF-8 sequence at s[0..n) (2..4) for a lead byte >= 0x80,
-// or 0 when it is not valid (overlong, surrogate, > U+10FFFF, truncated).
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp, min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 // string = '"' char* '"'; p->pos is at the opening quote. The decoded text
 // goes into the arena (never longer than the raw text).
 static mech_status parse_string(parser *p, char **out, size_t *out_len) {
@@ -311,7 +292,7 @@ static mech_status parse_string(parser *p, char **out, size_t *out_len) {
             i += 2;
             continue;
         }
-        size_t l = utf8_len(s + i, n - i);
+        size_t l = mech_utf8_len(s + i, n - i);
         if (!l) {
             char msg[96];
             snprintf(msg, sizeof msg, "invalid UTF-8 byte 0x%02X in string", c);

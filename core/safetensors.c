@@ -599,25 +599,8 @@ const char *mech_safetensors_meta(const mech_safetensors *s, const char *key) {
 // so such names could not be read back unchanged).
 static int utf8_ok(const char *str) {
     const unsigned char *s = (const unsigned char *)str;
-    while (*s) {
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t len;
-        unsigned cp, min;
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
-        else return 0;
-        for (size_t i = 1; i < len; i++) {
-            if ((s[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        s += len;
-    }
+    for (size_t n = strlen(str), len; n; s += len, n -= len)
+        if (!(len = mech_utf8_len(s, n))) return 0;
     return 1;
 }
 
