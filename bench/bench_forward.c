@@ -24,28 +24,45 @@ static double forward_flops(const mech_config *c, int T) {
     return T * (24 * L * C * C + 2 * C * V) + 2 * L * (double)T * T * C;
 }
 
-// Median seconds of reps forwards (after one warm-up run).
-static double time_forward(mech_model *m, int T, int reps, int cache_all) {
+static mech_run *new_run(mech_model *m, int T, int cache_all) {
     mech_err err = {0};
     mech_run *r = NULL;
     if (mech_run_new(m, 1, T, &r, &err) || (cache_all && mech_run_cache(r, "*", &err))) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
+    return r;
+}
+
+static double forward_once(mech_run *r, const int32_t *ids) {
+    mech_err err = {0};
+    double t0 = bench_now();
+    if (mech_run_forward(r, ids, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    return bench_now() - t0;
+}
+
+// Median seconds of reps forwards without hooks (*plain) and with every
+// default hook cached (*cached). The two alternate, so that load from other
+// processes falls on both alike and their ratio stays meaningful.
+static void time_forward(mech_model *m, int T, int reps, double *plain, double *cached) {
+    mech_run *a = new_run(m, T, 0), *b = new_run(m, T, 1);
     int32_t *ids = malloc((size_t)T * sizeof *ids);
     for (int t = 0; t < T; t++) ids[t] = (int32_t)((7919u * (unsigned)t + 42u) % (unsigned)m->cfg.d_vocab);
-    double v[32];
-    for (int i = -1; i < reps; i++) {
-        double t0 = bench_now();
-        if (mech_run_forward(r, ids, &err)) {
-            fprintf(stderr, "bench: %s\n", err.msg);
-            exit(1);
-        }
-        if (i >= 0) v[i] = bench_now() - t0;
+    double va[32], vb[32];
+    forward_once(a, ids); // warm-up: first touch of every buffer
+    forward_once(b, ids);
+    for (int i = 0; i < reps; i++) {
+        va[i] = forward_once(a, ids);
+        vb[i] = forward_once(b, ids);
     }
+    *plain = bench_median(va, reps);
+    *cached = bench_median(vb, reps);
     free(ids);
-    mech_run_free(r);
-    return bench_median(v, reps);
+    mech_run_free(a);
+    mech_run_free(b);
 }
 
 int main(int argc, char **argv) {
@@ -84,11 +101,12 @@ int main(int argc, char **argv) {
     stat(path, &sb);
     printf("load %s (%.0f MB, mmap): median %.2f ms over 5 loads\n", path, sb.st_size / 1e6, bench_median(lt, 5) * 1e3);
 
-    int Ts[3] = {64, 256, 1024}, reps[3] = {15, 9, 5};
+    int Ts[3] = {64, 256, 1024}, reps[3] = {15, 11, 7};
     printf("%6s %12s %10s %9s   %12s %9s %9s\n", "T", "no hooks", "tokens/s", "GFLOP/s", "all cached", "GFLOP/s", "overhead");
     for (int i = 0; i < 3; i++) {
         int T = Ts[i], n = quick ? 3 : reps[i];
-        double plain = time_forward(m, T, n, 0), cached = time_forward(m, T, n, 1);
+        double plain, cached;
+        time_forward(m, T, n, &plain, &cached);
         double gf = forward_flops(&c, T) / 1e9;
         printf("%6d %9.1f ms %10.0f %9.1f   %9.1f ms %9.1f %8.1f%%\n", T, plain * 1e3, T / plain, gf / plain,
                cached * 1e3, gf / cached, (cached / plain - 1) * 100);

@@ -141,6 +141,21 @@ mech_status mech_config_from_json(const mech_json *j, mech_config *c, mech_err *
     TRY(get_bool(j, "tied_unembed", &c->tied_unembed, err));
     TRY(get_bool(j, "unembed_bias", &c->unembed_bias, err));
 #undef TRY
+    // Hugging Face GPT-2 options that change the maths: refuse rather than
+    // compute something else.
+    static const struct { const char *key; int ok_value; } unsupported[] = {
+        {"scale_attn_by_inverse_layer_idx", 0}, {"scale_attn_weights", 1}, {"add_cross_attention", 0},
+    };
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        const mech_json *u = mech_json_get(j, unsupported[i].key);
+        if (u && u->type == MECH_JSON_BOOL && u->boolean != unsupported[i].ok_value)
+            return mech_err_set(err, MECH_ERR_FORMAT, "config: '%s': %s is not supported (expected %s)",
+                                unsupported[i].key, u->boolean ? "true" : "false",
+                                unsupported[i].ok_value ? "true" : "false");
+    }
+    const mech_json *mt = mech_json_get(j, "model_type");
+    if (mt && mt->type == MECH_JSON_STRING && strcmp(mt->str, "gpt2") != 0)
+        return mech_err_set(err, MECH_ERR_FORMAT, "config: model_type '%s' is not supported (expected \"gpt2\")", mt->str);
     const mech_json *norm = mech_json_get(j, "normalization");
     if (norm) {
         if (norm->type == MECH_JSON_STRING && !strcmp(norm->str, "layernorm")) c->norm = MECH_NORM_LAYERNORM;

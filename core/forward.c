@@ -354,6 +354,8 @@ typedef struct attn_job {
     const float *Q, *K, *V; // (B*T, NH*HS) each
     float *Z;               // (B*T, NH*HS)
     float *S;               // (B, NH, T, T) materialised scores/pattern, or NULL
+    const float *scores;    // (B, NH, T, T) scores to copy into S before softmax, or NULL
+    int full_rows;          // softmax over whole rows: a hook may have changed masked scores
     int nqb;
     atomic_int oom;         // a task could not get its scratch block
 } attn_job;
@@ -432,10 +434,19 @@ static void attn_scores_task(void *ctx, int task) {
 
 static void attn_softmax_task(void *ctx, int task) {
     attn_job *j = ctx;
-    int b, h, i0, i1, T = j->r->T;
+    int b, h, i0, i1, T = j->r->T, causal = j->r->m->cfg.causal;
     attn_coords(j, task, &b, &h, &i0, &i1);
     float *S = s_rows(j, b, h, i0);
-    for (int i = i0; i < i1; i++) mech_vec_softmax(S + (size_t)(i - i0) * T, (size_t)T);
+    // The copy from the scores is done here, row by row while the row is
+    // in cache, rather than as one pass over the whole tensor.
+    const float *src = j->scores ? j->scores + (S - j->S) : NULL;
+    for (int i = i0; i < i1; i++) {
+        float *row = S + (size_t)(i - i0) * T;
+        if (src) memcpy(row, src + (size_t)(i - i0) * T, (size_t)T * sizeof(float));
+        int n = causal && !j->full_rows ? i + 1 : T;
+        mech_vec_softmax(row, (size_t)n);
+        if (n < T) memset(row + n, 0, (size_t)(T - n) * sizeof(float));
+    }
 }
 
 static void attn_pv_task(void *ctx, int task) {
@@ -444,6 +455,28 @@ static void attn_pv_task(void *ctx, int task) {
     attn_coords(j, task, &b, &h, &i0, &i1);
     // In a causal model the pattern above the diagonal is taken as zero.
     pv_block(j, b, h, i0, i1, j->r->m->cfg.causal ? i1 : T, s_rows(j, b, h, i0), T);
+}
+
+// Scores and/or pattern are cached but no hook reads them: each task does
+// scores, softmax and p@v on its rows while they are in cache, writing the
+// rows into the cache buffers on the way.
+static void attn_cached_task(void *ctx, int task) {
+    attn_job *j = ctx;
+    int b, h, i0, i1, T = j->r->T, causal = j->r->m->cfg.causal;
+    attn_coords(j, task, &b, &h, &i0, &i1);
+    float *P = s_rows(j, b, h, i0);
+    float *S = j->scores ? (float *)j->scores + (P - j->S) : P;
+    int kend = causal ? i1 : T;
+    scores_block(j, b, h, i0, i1, kend, S, T);
+    for (int i = i0; i < i1; i++) {
+        float *srow = S + (size_t)(i - i0) * T, *prow = P + (size_t)(i - i0) * T;
+        int n = causal ? i + 1 : T;
+        for (int t = n; t < T; t++) srow[t] = -INFINITY;
+        if (prow != srow) memcpy(prow, srow, (size_t)n * sizeof(float));
+        mech_vec_softmax(prow, (size_t)n);
+        if (n < T) memset(prow + n, 0, (size_t)(T - n) * sizeof(float));
+    }
+    pv_block(j, b, h, i0, i1, kend, P, T);
 }
 
 // Returns 0, 1 when a hook asked to stop, -1 when out of memory.
@@ -457,14 +490,20 @@ static int attention(mech_run *r, int layer, const float *Q, const float *K, con
         mech_pool_run(r->pool, tasks, attn_fused_task, &j);
         return atomic_load(&j.oom) ? -1 : 0;
     }
+    if (!ps->n_fns && !pp->n_fns) {
+        j.S = pbuf(r, pp);
+        j.scores = active(ps) ? pbuf(r, ps) : NULL;
+        mech_pool_for(r->pool, tasks, attn_cached_task, &j);
+        return 0;
+    }
     float *S = active(ps) ? pbuf(r, ps) : pbuf(r, pp);
     j.S = S;
     mech_pool_for(r->pool, tasks, attn_scores_task, &j);
     if (active(ps)) {
         if (fire(ps, S)) return 1;
-        float *P = pbuf(r, pp);
-        memcpy(P, S, kind_numel(r, HK_PATTERN) * sizeof(float));
-        j.S = P;
+        j.scores = S;
+        j.S = pbuf(r, pp);
+        j.full_rows = ps->n_fns > 0;
     }
     mech_pool_for(r->pool, tasks, attn_softmax_task, &j);
     if (fire(pp, j.S)) return 1;

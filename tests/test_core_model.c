@@ -260,6 +260,14 @@ static void test_model_errors(void **state) {
     fputs("{\"activation_function\": \"swish\"}", f);
     fclose(f);
     expect_error(dir, MECH_ERR_TYPE, "activation_function");
+    f = fopen(path, "wb");
+    fputs("{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_FORMAT, "scale_attn_by_inverse_layer_idx");
+    f = fopen(path, "wb");
+    fputs("{\"model_type\": \"gpt_neox\"}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_FORMAT, "model_type 'gpt_neox'");
 }
 
 static void test_config_json_round_trip(void **state) {
