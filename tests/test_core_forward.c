@@ -426,6 +426,47 @@ static void test_forward_split_input_patch_is_per_head(void **state) {
     mech_model_free(m);
 }
 
+static int double_hook(mech_tensor *t, int layer, void *user) {
+    for (size_t i = 0; i < mech_tensor_numel(t); i++) t->data[i] *= 2.0f;
+    return 0;
+}
+
+// A hook on ln1.hook_scale changes what hook_normalized and the block see.
+static void test_forward_scale_hook_rescales(void **state) {
+    mech_model *m = load_tiny();
+    int32_t *ids = fixture_tokens();
+    mech_run *plain = run_cached(m, 1, T, "blocks.0.ln1.hook_normalized"), *r = run_cached(m, 1, T, "blocks.0.ln1.hook_normalized");
+    mech_err err = {0};
+    assert_int_equal(mech_run_hook(r, "blocks.0.ln1.hook_scale", double_hook, NULL, &err), MECH_OK);
+    forward(plain, ids);
+    forward(r, ids);
+    const float *a = get(plain, "blocks.0.ln1.hook_normalized"), *b = get(r, "blocks.0.ln1.hook_normalized");
+    float half[T * C];
+    for (int i = 0; i < T * C; i++) half[i] = a[i] / 2;
+    mech_assert_close(b, half, (size_t)T * C, 1e-6, 1e-6, "normalized with doubled scale");
+    mech_run_free(plain);
+    mech_run_free(r);
+    free(ids);
+    mech_model_free(m);
+}
+
+// The thread count changes the schedule, not the numbers.
+static void test_forward_threads_agree(void **state) {
+    mech_model *m = load_tiny();
+    int32_t *ids = fixture_tokens();
+    mech_run *a = run_cached(m, 1, T, NULL), *b = run_cached(m, 1, T, NULL);
+    mech_err err = {0};
+    assert_int_equal(mech_run_set_threads(a, 1, &err), MECH_OK);
+    assert_int_equal(mech_run_set_threads(b, 3, &err), MECH_OK);
+    forward(a, ids);
+    forward(b, ids);
+    mech_assert_close(mech_run_logits(a), mech_run_logits(b), (size_t)T * V, 1e-5, 0, "1 vs 3 threads");
+    mech_run_free(a);
+    mech_run_free(b);
+    free(ids);
+    mech_model_free(m);
+}
+
 static int stop_hook(mech_tensor *t, int layer, void *user) { return 1; }
 
 static void test_forward_errors(void **state) {
@@ -532,6 +573,8 @@ int main(void) {
         cmocka_unit_test(test_forward_start_and_stop_at_layer),
         cmocka_unit_test(test_forward_opt_in_hooks),
         cmocka_unit_test(test_forward_split_input_patch_is_per_head),
+        cmocka_unit_test(test_forward_scale_hook_rescales),
+        cmocka_unit_test(test_forward_threads_agree),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_forward_variants),
         cmocka_unit_test(test_hook_names_and_globs),
