@@ -256,7 +256,8 @@ typedef struct rows_job {
     float *out, *out2;
     size_t width;
     float eps;
-    int act;
+    int act;   // act_rows: the activation
+    int heads; // sum_heads_rows: NH
 } rows_job;
 
 static void rows_task(void *ctx, int i) {
@@ -561,7 +562,7 @@ static int split_qkv(mech_run *r, int l, const float *R) {
 static void sum_heads_rows(rows_job *j, size_t r0, size_t r1) {
     // attn_out = sum_h result[:, h] + b_O
     size_t C = j->width;
-    int NH = j->act;
+    int NH = j->heads;
     for (size_t i = r0; i < r1; i++) {
         float *y = j->out + i * C;
         for (size_t k = 0; k < C; k++) y[k] = j->bias[k];
@@ -611,7 +612,7 @@ static const float *block(mech_run *r, int l, const float *x) {
             mech_matmul(r->pool, Res + (size_t)h * C, NH * (int)C, Z + (size_t)h * HS, A,
                         w->o_w + (size_t)h * HS * C, (int)C, NULL, (int)rows, HS, (int)C);
         if (fire(pres, Res)) return NULL;
-        rows_job j = {.fn = sum_heads_rows, .out = AO, .a = Res, .bias = w->o_b, .rows = rows, .width = C, .act = NH};
+        rows_job j = {.fn = sum_heads_rows, .out = AO, .a = Res, .bias = w->o_b, .rows = rows, .width = C, .heads = NH};
         run_rows(r, &j);
     } else {
         mech_matmul(r->pool, AO, (int)C, Z, A, w->o_w, (int)C, w->o_b, (int)rows, A, (int)C);
