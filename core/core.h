@@ -399,7 +399,9 @@ typedef struct mech_model {
     const float *unembed_b; // (V) or NULL
     char *path;             // the safetensors file
     mech_safetensors *st;   // the mapping the weights point into (F32, aligned)
-    float *owned;           // converted copies of F16/BF16/unaligned tensors
+    float *owned;           // converted copies of F16/BF16/unaligned tensors, or
+                            // every tensor of a model built in memory
+    size_t owned_floats;    // length of owned
     mech_tokenizer *tok;    // tokenizer files found beside the model, or NULL
 } mech_model;
 
@@ -433,6 +435,13 @@ mech_status mech_model_save(const mech_model *m, const char *path, mech_dtype dt
 // A model with owned random weights (normal(0, 0.02) as GPT-2's init; LayerNorm
 // weight 1, biases 0), deterministic in seed. For tests, demos and benchmarks.
 mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model **out, mech_err *err);
+// A model with owned weights all 0 but LayerNorm weights (1), to be filled in
+// through mech_model_param (the RASP compiler builds its models this way).
+mech_status mech_model_zeros(const mech_config *cfg, mech_model **out, mech_err *err);
+// Writable pointer to an owned tensor by Hugging Face name (e.g.
+// "h.0.attn.c_attn.weight"), or NULL when the name is unknown for this
+// config or the tensor is memory-mapped (read-only).
+float *mech_model_param(mech_model *m, const char *name);
 
 // ---------------------------------------------------------------------------
 // Activations and hooks (core/hooks.c)

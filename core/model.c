@@ -285,6 +285,7 @@ static mech_status bind_weights(mech_model *m, mech_err *err) {
         }
         if (pass == 0 && owned_floats) {
             m->owned = mech_malloc_aligned(owned_floats * sizeof(float));
+            m->owned_floats = owned_floats;
             if (!m->owned) return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory converting weights", st->path);
         }
     }
@@ -456,7 +457,10 @@ static uint64_t splitmix(uint64_t *s) {
 
 static double uniform01(uint64_t *s) { return ((splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model **out, mech_err *err) {
+// A model whose every tensor lives in one owned arena; init 0: LayerNorm
+// weights 1, everything else 0; init 1: GPT-2's normal(0, 0.02) for
+// matrices, 0 for biases.
+static mech_status model_owned(const mech_config *cfg, int init, uint64_t seed, mech_model **out, mech_err *err) {
     *out = NULL;
     mech_status rc = mech_config_validate(cfg, err);
     if (rc) return rc;
@@ -473,9 +477,10 @@ mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model 
                 total += ((size_t)shape[0] * (size_t)(ndim == 2 ? shape[1] : 1) + 15) & ~(size_t)15;
         }
     m->owned = mech_malloc_aligned(total * sizeof(float));
+    m->owned_floats = total;
     if (!m->layers || !m->owned) {
         mech_model_free(m);
-        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for a random model (%zu floats)", total);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for a model of %zu floats", total);
     }
     uint64_t s = seed;
     size_t at = 0;
@@ -489,7 +494,7 @@ mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model 
             int is_ln_w = (l < 0 && k == T_LNF_W) || (l >= 0 && (k == L_LN1_W || k == L_LN2_W));
             for (size_t i = 0; i < n; i++) {
                 if (is_ln_w) p[i] = 1.0f;
-                else if (ndim == 1) p[i] = 0.0f;
+                else if (ndim == 1 || !init) p[i] = 0.0f;
                 else {
                     double u1 = uniform01(&s), u2 = uniform01(&s);
                     p[i] = (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
@@ -501,4 +506,29 @@ mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model 
     if (cfg->tied_unembed) m->unembed = m->wte;
     *out = m;
     return MECH_OK;
+}
+
+mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model **out, mech_err *err) {
+    return model_owned(cfg, 1, seed, out, err);
+}
+
+mech_status mech_model_zeros(const mech_config *cfg, mech_model **out, mech_err *err) {
+    return model_owned(cfg, 0, 0, out, err);
+}
+
+float *mech_model_param(mech_model *m, const char *name) {
+    const char *rest;
+    int l = layer_of(strip_prefix(name), &rest);
+    const float *p = NULL;
+    if (l >= 0 && l < m->cfg.n_layers) {
+        for (int k = 0; k < N_PER_LAYER && !p; k++)
+            if (!strcmp(rest, layer_names[k])) p = get_ptr(m, l, k);
+    } else if (l < 0) {
+        for (int k = 0; k < N_GLOBAL && !p; k++)
+            if (!strcmp(strip_prefix(name), global_names[k])) p = get_ptr(m, -1, k);
+    }
+    // Only tensors in the owned arena may be written; mapped ones are read-only.
+    uintptr_t at = (uintptr_t)p, lo = (uintptr_t)m->owned, hi = lo + m->owned_floats * sizeof(float);
+    if (!p || !m->owned || at < lo || at >= hi) return NULL;
+    return (float *)(uintptr_t)p;
 }

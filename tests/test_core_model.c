@@ -290,6 +290,39 @@ static void test_config_json_round_trip(void **state) {
     assert_non_null(strstr(err.msg, "n_heads"));
 }
 
+// A model built by hand: 0 layers, no LayerNorm, separate unembedding.
+static void test_model_built_in_memory(void **state) {
+    mech_config c = {.n_layers = 0, .n_heads = 1, .d_model = 4, .d_head = 4, .d_mlp = 0, .n_ctx = 3, .d_vocab = 4,
+                     .act = MECH_ACT_RELU, .norm = MECH_NORM_NONE, .attn_only = 1, .causal = 1, .ln_eps = 1e-5f,
+                     .tied_unembed = 0, .unembed_bias = 1};
+    mech_err err = {0};
+    mech_model *m;
+    assert_int_equal(mech_model_zeros(&c, &m, &err), MECH_OK);
+    float *wte = mech_model_param(m, "wte.weight"), *wpe = mech_model_param(m, "transformer.wpe.weight");
+    float *lm = mech_model_param(m, "lm_head.weight"), *lb = mech_model_param(m, "lm_head.bias");
+    assert_non_null(wte);
+    assert_non_null(wpe);
+    assert_non_null(lm);
+    assert_non_null(lb);
+    assert_null(mech_model_param(m, "h.0.attn.c_attn.weight"));
+    assert_null(mech_model_param(m, "ln_f.weight"));
+    for (int i = 0; i < 4; i++) wte[i * 4 + i] = 1, lm[i * 4 + i] = 2;
+    wpe[1 * 4 + 2] = 5;
+    lb[3] = 1;
+    mech_run *r;
+    assert_int_equal(mech_run_new(m, 1, 3, &r, &err), MECH_OK);
+    int32_t ids[3] = {0, 3, 1};
+    assert_int_equal(mech_run_forward(r, ids, &err), MECH_OK);
+    float want[12] = {2, 0, 0, 1, 0, 0, 10, 3, 0, 2, 0, 1};
+    mech_assert_close(mech_run_logits(r), want, 12, 0, 0, "hand-built logits");
+    mech_run_free(r);
+    mech_model_free(m);
+    // tensors of a memory-mapped model are read-only
+    mech_model *f = load(FIX);
+    assert_null(mech_model_param(f, "wte.weight"));
+    mech_model_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_loads_fixture_in_place),
@@ -299,6 +332,7 @@ int main(void) {
         cmocka_unit_test(test_model_save_round_trip_with_metadata),
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_config_json_round_trip),
+        cmocka_unit_test(test_model_built_in_memory),
     };
     return cmocka_run_group_tests_name("core_model", tests, NULL, NULL);
 }
