@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,24 @@ void mech_free_aligned(void *p);
 // Reads a whole file into a NUL-terminated heap buffer (*out, owned; *len
 // excludes the NUL).
 mech_status mech_read_file(const char *path, char **out, size_t *len, mech_err *err);
+
+// An output file that is never left half-written (core/file.c): a regular
+// file is written to a unique temporary file beside its target (symlinks are
+// followed) and renamed over it by commit; a device or FIFO is written
+// directly. Errors name the destination path.
+typedef struct mech_outfile {
+    FILE *f;      // write here between open and commit/abort
+    char *path;   // as given
+    char *target; // the file that commit replaces
+    char *tmp;    // the temporary file, or NULL when writing directly
+    int direct;
+} mech_outfile;
+
+mech_status mech_outfile_open(mech_outfile *o, const char *path, mech_err *err);
+// Flushes, syncs and renames into place; frees o either way.
+mech_status mech_outfile_commit(mech_outfile *o, mech_err *err);
+// Discards the temporary file; frees o. Safe after a failed open.
+void mech_outfile_abort(mech_outfile *o);
 
 // ---------------------------------------------------------------------------
 // Growable byte buffer (core/buf.c)

@@ -619,9 +619,6 @@ mech_status mech_safetensors_write(const char *path, const mech_st_write *tensor
                             path, n_meta);
     mech_status st = MECH_OK;
     mech_buf h = {0};
-    char *tmp = NULL;
-    FILE *f = NULL;
-    int created = 0;
     const char **names = NULL;
     uint64_t *offs = NULL;
     size_t *order = NULL;
@@ -747,41 +744,21 @@ mech_status mech_safetensors_write(const char *path, const mech_st_write *tensor
         goto fail;
     }
 
-    size_t pl = strlen(path);
-    tmp = mech_malloc(pl + 5);
-    if (!tmp) {
-        st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    created = 1;
+    mech_outfile o;
+    if ((st = mech_outfile_open(&o, path, err))) goto fail;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.data, 1, h.len, f) == h.len;
+    int ok = fwrite(len8, 1, 8, o.f) == 8 && fwrite(h.data, 1, h.len, o.f) == h.len;
     for (size_t k = 0; ok && k < n; k++) {
         size_t i = order[k];
-        if (nbytes[i]) ok = fwrite(tensors[i].data, 1, nbytes[i], f) == nbytes[i];
+        if (nbytes[i]) ok = fwrite(tensors[i].data, 1, nbytes[i], o.f) == nbytes[i];
     }
-    if (ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int werr = errno;
-    if (fclose(f) != 0 && ok) ok = 0, werr = errno;
-    f = NULL;
     if (!ok) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", tmp, strerror(werr));
+        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
+        mech_outfile_abort(&o);
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                          strerror(errno));
-        goto fail;
-    }
-    mech_free(tmp);
+    if ((st = mech_outfile_commit(&o, err))) goto fail;
     mech_free(names);
     mech_free(offs);
     mech_free(order);
@@ -790,9 +767,6 @@ mech_status mech_safetensors_write(const char *path, const mech_st_write *tensor
     return MECH_OK;
 
 fail:
-    if (f) fclose(f);
-    if (created) remove(tmp);
-    mech_free(tmp);
     mech_free(names);
     mech_free(offs);
     mech_free(order);

@@ -3,9 +3,8 @@
 ** following numpy/lib/format.py and the PKWARE APPNOTE (ZIP, ZIP64).
 **
 ** Invariants:
-** - Files are written to path.tmp, fsynced, then renamed over path; on any
-**   error the temporary is removed, so path is either the old file or the
-**   complete new one.
+** - Files go through mech_outfile (core/file.c): a unique temporary file
+**   renamed over path, so path is either the old file or the complete new one.
 ** - .npy: version 1.0 header, padded with spaces and ended by '\n' so that
 **   magic + header is a multiple of 64 bytes (the data is 64-byte aligned).
 ** - .npz: members are stored (method 0), written in one pass: the CRC-32 is
@@ -139,28 +138,6 @@ static int emit_floats(FILE *f, const float *d, uint64_t count, uLong *crc) {
     return ok;
 }
 
-static char *tmp_name(const char *path) {
-    size_t n = strlen(path);
-    char *t = mech_malloc(n + 5);
-    if (t) {
-        memcpy(t, path, n);
-        memcpy(t + n, ".tmp", 5);
-    }
-    return t;
-}
-
-// Flushes, syncs and closes f; 0 on failure with errno set.
-static int finish_file(FILE *f) {
-    int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (fclose(f) != 0) {
-        if (ok) e = errno;
-        ok = 0;
-    }
-    errno = e;
-    return ok;
-}
-
 // ---------------------------------------------------------------------------
 // .npy writing
 
@@ -172,28 +149,14 @@ mech_status mech_npy_write(const char *path, const float *data, int ndim, const 
     if (st) return st;
     unsigned char hdr[512];
     size_t hl = npy_header(hdr, ndim, shape);
-    char *tmp = tmp_name(path);
-    if (!tmp) return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        mech_free(tmp);
+    mech_outfile o;
+    if ((st = mech_outfile_open(&o, path, err))) return st;
+    if (fwrite(hdr, 1, hl, o.f) != hl || !emit_floats(o.f, data, count, NULL)) {
+        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
+        mech_outfile_abort(&o);
         return st;
     }
-    int ok = fwrite(hdr, 1, hl, f) == hl && emit_floats(f, data, count, NULL);
-    int e = errno;
-    if (!ok) fclose(f);
-    else if (!finish_file(f)) ok = 0, e = errno;
-    if (ok && rename(tmp, path) != 0) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                          strerror(errno));
-        remove(tmp);
-    } else if (!ok) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-        remove(tmp);
-    }
-    mech_free(tmp);
-    return st;
+    return mech_outfile_commit(&o, err);
 }
 
 // ---------------------------------------------------------------------------
@@ -517,8 +480,8 @@ typedef struct npz_entry {
 } npz_entry;
 
 struct mech_npz {
-    char *path, *tmp;
-    FILE *f;
+    char *path;
+    mech_outfile out; // out.f is the archive being written
     uint64_t pos; // bytes written so far
     npz_entry *e;
     size_t n, cap;
@@ -543,7 +506,7 @@ static void put64(unsigned char **p, uint64_t v) {
 
 static int zip_write(mech_npz *z, const void *b, size_t n) {
     if (z->failed) return 0;
-    if (n && fwrite(b, 1, n, z->f) != n) {
+    if (n && fwrite(b, 1, n, z->out.f) != n) {
         z->failed = 1;
         z->fail_errno = errno ? errno : EIO;
         return 0;
@@ -565,7 +528,6 @@ static void npz_free(mech_npz *z) {
     for (size_t i = 0; i < z->n; i++) mech_free(z->e[i].name);
     mech_free(z->e);
     mech_free(z->path);
-    mech_free(z->tmp);
     mech_free(z);
 }
 
@@ -576,15 +538,12 @@ mech_status mech_npz_create(const char *path, mech_npz **out, mech_err *err) {
     mech_npz *z = mech_calloc(1, sizeof *z);
     if (!z) return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", path);
     z->path = mech_strdup(path);
-    z->tmp = tmp_name(path);
-    if (!z->path || !z->tmp) {
+    if (!z->path) {
         npz_free(z);
         return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", path);
     }
-    z->f = fopen(z->tmp, "wb");
-    if (!z->f) {
-        mech_status st = mech_err_set(err, MECH_ERR_IO, "%s: cannot create: %s", z->tmp,
-                                      strerror(errno));
+    mech_status st = mech_outfile_open(&z->out, path, err);
+    if (st) {
         npz_free(z);
         return st;
     }
@@ -596,7 +555,7 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
                          const int64_t *shape, mech_err *err) {
     if (!z) return mech_err_set(err, MECH_ERR_ARG, "mech_npz_add: archive is NULL");
     if (z->failed)
-        return mech_err_set(err, MECH_ERR_IO, "%s: an earlier write failed: %s", z->tmp,
+        return mech_err_set(err, MECH_ERR_IO, "%s: an earlier write failed: %s", z->path,
                             strerror(z->fail_errno));
     if (!name || !*name)
         return mech_err_set(err, MECH_ERR_ARG, "%s: array name is empty", z->path);
@@ -652,14 +611,14 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
     uint64_t offset = z->pos;
     int ok = zip_write(z, lh, 30) && zip_write(z, member, nl + 4) && zip_write(z, p, big ? 20 : 0) &&
              zip_write(z, npy, hl);
-    if (ok && !emit_floats(z->f, data, count, NULL)) {
+    if (ok && !emit_floats(z->out.f, data, count, NULL)) {
         z->failed = 1;
         z->fail_errno = errno ? errno : EIO;
         ok = 0;
     }
     if (!ok) {
         mech_free(member);
-        return mech_err_set(err, MECH_ERR_IO, "%s: array '%s': write failed: %s", z->tmp, name,
+        return mech_err_set(err, MECH_ERR_IO, "%s: array '%s': write failed: %s", z->path, name,
                             strerror(z->fail_errno));
     }
     z->pos += count * 4;
@@ -739,26 +698,18 @@ mech_status mech_npz_close(mech_npz *z, mech_err *err) {
         put16(&p, 0); // comment length
         zip_write(z, r, sizeof r);
     }
-    FILE *f = z->f;
-    z->f = NULL;
     if (z->failed) {
-        fclose(f);
-        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", z->tmp,
-                          strerror(z->fail_errno));
-    } else if (!finish_file(f)) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", z->tmp, strerror(errno));
-    } else if (rename(z->tmp, z->path) != 0) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: cannot rename %s into place: %s", z->path, z->tmp,
-                          strerror(errno));
+        mech_outfile_abort(&z->out);
+        st = mech_err_set(err, MECH_ERR_IO, "%s: write failed: %s", z->path, strerror(z->fail_errno));
+    } else {
+        st = mech_outfile_commit(&z->out, err);
     }
-    if (st) remove(z->tmp);
     npz_free(z);
     return st;
 }
 
 void mech_npz_abort(mech_npz *z) {
     if (!z) return;
-    if (z->f) fclose(z->f);
-    remove(z->tmp);
+    mech_outfile_abort(&z->out);
     npz_free(z);
 }

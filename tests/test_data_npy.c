@@ -165,15 +165,17 @@ static void test_npy_write_errors(void **state) {
     assert_contains(err.msg, "data is NULL");
     assert_false(file_exists(path));
     assert_int_equal(mech_npy_write("build/tmp/no/such/dir/x.npy", x, 1, sh, &err), MECH_ERR_IO);
-    assert_contains(err.msg, "x.npy.tmp");
-    // A failed write leaves an existing file as it was.
+    assert_contains(err.msg, "no/such/dir/x.npy: cannot create");
+    // A failed write (here: past the file size limit) leaves an existing
+    // file as it was and no temporary behind.
     assert_int_equal(mech_npy_write(path, x, 1, sh, &err), MECH_OK);
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_int_equal(mkdir(tmp, 0755), 0);
-    float z[2] = {9, 9};
-    assert_int_equal(mech_npy_write(path, z, 1, sh, &err), MECH_ERR_IO);
-    rmdir(tmp);
+    static float z[4096];
+    int64_t szl[1] = {4096};
+    mech_test_limit_file_size(1000);
+    assert_int_equal(mech_npy_write(path, z, 1, szl, &err), MECH_ERR_IO);
+    mech_test_limit_file_size(0);
+    assert_contains(err.msg, path);
+    assert_int_equal(mech_test_leftovers(path), 0);
     float *y;
     int nd;
     int64_t s2[MECH_MAX_DIMS];
@@ -365,11 +367,9 @@ static void write_test_npz(const char *path) {
     if (mech_npz_add(z, "scalar", &s, 0, NULL, &err)) fail_msg("%s", err.msg);
     if (mech_npz_add(z, "caf\xC3\xA9", c, 1, sc, &err)) fail_msg("%s", err.msg);
     if (mech_npz_add(z, "empty", NULL, 2, se, &err)) fail_msg("%s", err.msg);
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    assert_true(file_exists(tmp));
+    assert_int_equal(mech_test_leftovers(path), 1);
     if (mech_npz_close(z, &err)) fail_msg("%s", err.msg);
-    assert_false(file_exists(tmp));
+    assert_int_equal(mech_test_leftovers(path), 0);
     assert_true(file_exists(path));
 }
 
@@ -451,8 +451,6 @@ static void test_npz_zip64_python_check(void **state) {
 static void test_npz_abort_and_errors(void **state) {
     (void)state;
     const char *path = mech_test_tmp("ab.npz");
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     mech_npz *z = NULL;
     mech_err err = {0};
     assert_int_equal(mech_npz_create(path, &z, &err), MECH_OK);
@@ -467,16 +465,16 @@ static void test_npz_abort_and_errors(void **state) {
     assert_contains(err.msg, "negative");
     assert_int_equal(mech_npz_add(z, "y", NULL, 1, sh, &err), MECH_ERR_ARG);
     assert_contains(err.msg, "data is NULL");
-    assert_true(file_exists(tmp));
+    assert_int_equal(mech_test_leftovers(path), 1);
     mech_npz_abort(z);
-    assert_false(file_exists(tmp));
+    assert_int_equal(mech_test_leftovers(path), 0);
     assert_false(file_exists(path));
     mech_npz_abort(NULL);
 
     z = (mech_npz *)0x1;
     assert_int_equal(mech_npz_create("build/tmp/no/such/dir/a.npz", &z, &err), MECH_ERR_IO);
     assert_null(z);
-    assert_contains(err.msg, "a.npz.tmp");
+    assert_contains(err.msg, "no/such/dir/a.npz: cannot create");
 
     // An empty archive is valid (np.savez with no arrays writes one too).
     assert_int_equal(mech_npz_create(path, &z, &err), MECH_OK);
@@ -487,24 +485,65 @@ static void test_npz_abort_and_errors(void **state) {
     assert_memory_equal(b, "PK\x05\x06", 4);
     free(b);
 
-    // Close that cannot rename (the destination is a non-empty directory):
-    // error, and no temporary left behind.
+    // The destination is a directory: refused up front, nothing created.
     remove(path);
     mkdir(path, 0755);
-    char inner[700];
-    snprintf(inner, sizeof inner, "%s/f", path);
-    write_bytes(inner, "x", 1);
-    assert_int_equal(mech_npz_create(path, &z, &err), MECH_OK);
-    assert_int_equal(mech_npz_add(z, "x", x, 1, sh, &err), MECH_OK);
-    assert_int_equal(mech_npz_close(z, &err), MECH_ERR_IO);
-    assert_contains(err.msg, "rename");
-    assert_false(file_exists(tmp));
-    remove(inner);
+    assert_int_equal(mech_npz_create(path, &z, &err), MECH_ERR_IO);
+    assert_contains(err.msg, "is a directory");
+    assert_int_equal(mech_test_leftovers(path), 0);
     rmdir(path);
+    // An archive that fails mid-way (file size limit) is discarded whole.
+    static float big[8192];
+    int64_t sb[1] = {8192};
+    assert_int_equal(mech_npz_create(path, &z, &err), MECH_OK);
+    mech_test_limit_file_size(4000);
+    mech_status st = mech_npz_add(z, "big", big, 1, sb, &err);
+    if (st == MECH_OK) st = mech_npz_close(z, &err);
+    else mech_npz_abort(z);
+    mech_test_limit_file_size(0);
+    assert_int_equal(st, MECH_ERR_IO);
+    assert_int_equal(mech_test_leftovers(path), 0);
+    assert_false(file_exists(path));
+}
+
+// Devices and FIFOs are written into, never replaced; symlinks are written
+// through to their target.
+static void test_outfile_special_destinations(void **state) {
+    (void)state;
+    mech_err err = {0};
+    float x[3] = {1, 2, 3};
+    int64_t sh[1] = {3};
+    assert_int_equal(mech_npy_write("/dev/null", x, 1, sh, &err), MECH_OK);
+    struct stat sb;
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+    char target[600], link[600];
+    snprintf(target, sizeof target, "%s", mech_test_tmp("target.npy"));
+    snprintf(link, sizeof link, "%s", mech_test_tmp("link.npy"));
+    write_bytes(target, "old", 3);
+    remove(link);
+    char rel[600];
+    snprintf(rel, sizeof rel, "%s", strrchr(target, '/') + 1);
+    assert_int_equal(symlink(rel, link), 0);
+    assert_int_equal(mech_npy_write(link, x, 1, sh, &err), MECH_OK);
+    struct stat lb;
+    assert_int_equal(lstat(link, &lb), 0);
+    assert_true(S_ISLNK(lb.st_mode));
+    float *y;
+    int nd;
+    int64_t s2[MECH_MAX_DIMS];
+    assert_int_equal(mech_npy_read(target, &y, &nd, s2, &err), MECH_OK);
+    assert_int_equal(s2[0], 3);
+    assert_true(y[2] == 3.0f);
+    mech_free(y);
+    remove(link);
+    remove(target);
+    assert_int_equal(mech_npy_write("", x, 1, sh, &err), MECH_ERR_ARG);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_outfile_special_destinations),
         cmocka_unit_test(test_npy_round_trip),
         cmocka_unit_test(test_npy_header_bytes),
         cmocka_unit_test(test_npy_write_errors),

@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 double mech_max_abs_diff(const float *a, const float *b, size_t n) {
@@ -62,4 +66,37 @@ const char *mech_test_tmp(const char *name) {
     mkdir("build/tmp", 0755);
     snprintf(path, sizeof path, "build/tmp/%d-%s", (int)getpid(), name);
     return path;
+}
+
+int mech_test_leftovers(const char *path) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, ".%s.", slash ? strrchr(path, '/') + 1 : base);
+    if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) n++;
+    closedir(d);
+    return n;
+}
+
+void mech_test_limit_file_size(long bytes) {
+    static struct rlimit old; // tests are single-threaded
+    static int saved;
+    if (bytes > 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        if (!saved) getrlimit(RLIMIT_FSIZE, &old), saved = 1;
+        struct rlimit lim = old;
+        lim.rlim_cur = (rlim_t)bytes;
+        setrlimit(RLIMIT_FSIZE, &lim);
+    } else if (saved) {
+        setrlimit(RLIMIT_FSIZE, &old);
+    }
 }

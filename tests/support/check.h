@@ -16,4 +16,10 @@ double mech_max_abs_diff(const float *a, const float *b, size_t n);
 void *mech_test_read(const char *path, size_t *len);
 // Path of a scratch file under build/ unique to this process.
 const char *mech_test_tmp(const char *name);
+
+// Temporary files that mech_outfile left beside path (".NAME.XXXXXX").
+int mech_test_leftovers(const char *path);
+// Limits the size of files this process may write (RLIMIT_FSIZE, with
+// SIGXFSZ ignored so writes fail with EFBIG); 0 restores the old limit.
+void mech_test_limit_file_size(long bytes);
 #endif
