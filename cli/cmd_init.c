@@ -17,6 +17,14 @@ int cmd_init(int argc, char **argv) {
         {"--d-head", &c.d_head, 1, 65536},  {"--d-mlp", &c.d_mlp, 0, 1 << 20}, {"--n-ctx", &c.n_ctx, 1, 1 << 20},
         {"--vocab", &c.d_vocab, 1, 1 << 24},
     };
+    // The preset is the base the other options change, wherever it is given.
+    for (int i = 1; i < argc; i++) {
+        const char *pv = NULL;
+        int r = cli_opt(cmd, argc, argv, &i, "--preset", &pv);
+        if (r < 0) return 2;
+        if (r && !strcmp(pv, "gpt2-small")) c = mech_config_gpt2_small();
+        else if (r && strcmp(pv, "tiny") != 0) return cli_usage(cmd, "--preset '%s': expected tiny or gpt2-small", pv);
+    }
     for (int i = 1; i < argc; i++) {
         int r = 0, done = 0;
         for (size_t k = 0; k < sizeof ints / sizeof *ints && !done; k++)
@@ -32,8 +40,6 @@ int cmd_init(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--preset", &v))) {
             if (r < 0) return 2;
-            if (!strcmp(v, "gpt2-small")) c = mech_config_gpt2_small();
-            else if (strcmp(v, "tiny") != 0) return cli_usage(cmd, "--preset '%s': expected tiny or gpt2-small", v);
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--dtype", &v))) {
             if (r < 0) return 2;
             if (!strcmp(v, "f32")) dtype = MECH_DT_F32;

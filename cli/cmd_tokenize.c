@@ -3,6 +3,7 @@
 */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,13 @@ static char *read_stdin(size_t *len) {
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0) mech_buf_append(&b, chunk, got);
     if (!b.data) mech_buf_append(&b, "", 0);
+    if (ferror(stdin)) {
+        fprintf(stderr, "mech tokenize: error: cannot read standard input: %s\n", strerror(errno ? errno : EIO));
+        mech_buf_free(&b);
+        return NULL;
+    }
     if (b.oom) {
+        fprintf(stderr, "mech tokenize: error: out of memory reading standard input\n");
         mech_buf_free(&b);
         return NULL;
     }
@@ -39,7 +46,6 @@ int cmd_tokenize(int argc, char **argv) {
     if (!text) {
         if (!(owned = read_stdin(&len))) {
             mech_tokenizer_free(tok);
-            fprintf(stderr, "mech tokenize: error: out of memory reading stdin\n");
             return 1;
         }
         text = owned;

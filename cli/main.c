@@ -63,7 +63,7 @@ const cli_cmd cli_commands[] = {
      "  --layers N --heads N --d-model N --d-head N --d-mlp N --n-ctx N --vocab N\n"
      "  --act gelu_new|gelu|relu  --no-layernorm  --attn-only  --bidirectional\n"
      "  --untied            separate unembedding (lm_head.weight)\n"},
-    {"demo", cmd_demo, "the main job on the built-in default",
+    {"demo", cmd_demo, "a tour: tokenize, write a small model, load it, run it with every hook cached",
      "usage: mech demo\n"
      "\n"
      "Tokenizes a sentence with the built-in GPT-2 tokenizer, writes a small\n"
@@ -137,13 +137,15 @@ int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
     for (;;) {
         while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
         if (!*p) break;
+        // One item runs to the next separator; all of it must be digits.
+        int len = 0;
+        while (p[len] && !strchr(", \n\t\r", p[len])) len++;
         char *end;
         errno = 0;
         long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX) {
-            int len = 0;
-            while (p[len] && p[len] != ',' && p[len] != ' ' && len < 20) len++;
-            cli_usage(cmd, "token id '%.*s' (item %zu): expected a non-negative integer", len, p, k + 1);
+        if (end != p + len || *p == '-' || *p == '+' || errno || x > INT32_MAX) {
+            cli_usage(cmd, "token id '%.*s' (item %zu): expected an integer from 0 to %d", len > 40 ? 40 : len, p, k + 1,
+                      INT32_MAX);
             free(v);
             return -1;
         }
@@ -174,7 +176,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        if (argc > 2 && cli_find(argv[2])) return cli_help(argv[2]);
+        if (argc > 2 && !cli_find(argv[2])) {
+            fprintf(stderr, "mech: error: no command '%s'\n", argv[2]);
+            usage_all(stderr);
+            return 2;
+        }
+        if (argc > 2) return cli_help(argv[2]);
         usage_all(stdout);
         return 0;
     }
@@ -186,5 +193,11 @@ int main(int argc, char **argv) {
     }
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return cli_help(c->name);
-    return c->run(argc - 1, argv + 1);
+    int rc = c->run(argc - 1, argv + 1);
+    // Output cut short (a full disk, a closed pipe) is a failure, not success.
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "mech %s: error: writing standard output: %s\n", c->name, strerror(errno ? errno : EIO));
+        return rc ? rc : 1;
+    }
+    return rc;
 }

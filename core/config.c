@@ -71,7 +71,7 @@ static mech_status get_int(const mech_json *j, const char *key, int *dst, mech_e
     const mech_json *v = mech_json_get(j, key);
     if (!v || v->type == MECH_JSON_NULL) return MECH_OK;
     if (v->type != MECH_JSON_NUMBER || !v->is_int || v->inum < 0 || v->inum > (1 << 30))
-        return mech_err_set(err, MECH_ERR_TYPE, "config: field '%s' must be a non-negative integer", key);
+        return mech_err_set(err, MECH_ERR_TYPE, "config: field '%s' must be an integer from 0 to %d", key, 1 << 30);
     *dst = (int)v->inum;
     return MECH_OK;
 }
@@ -121,9 +121,14 @@ mech_status mech_config_from_json(const mech_json *j, mech_config *c, mech_err *
     const mech_json *eps = mech_json_get(j, "layer_norm_epsilon");
     if (!eps) eps = mech_json_get(j, "ln_eps");
     if (eps) {
-        if (eps->type != MECH_JSON_NUMBER) return mech_err_set(err, MECH_ERR_TYPE, "config: layer_norm_epsilon must be a number");
+        if (eps->type != MECH_JSON_NUMBER || !(eps->num > 0 && eps->num < 1) || (float)eps->num == 0)
+            return mech_err_set(err, MECH_ERR_TYPE, "config: layer_norm_epsilon must be a number with 0 < eps < 1 "
+                                "that float32 can hold (> 1e-38)");
         c->ln_eps = (float)eps->num;
     }
+    if (n_embd_set && c->n_heads > 0 && c->d_model % c->n_heads != 0)
+        return mech_err_set(err, MECH_ERR_RANGE, "config: n_embd = %d is not divisible by n_head = %d", c->d_model,
+                            c->n_heads);
     if (n_embd_set && c->n_heads > 0) {
         // Hugging Face GPT-2 has no d_head or d_mlp: they follow from n_embd.
         c->d_head = c->d_model / c->n_heads;

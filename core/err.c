@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const status_text[MECH_ERR_COUNT_] = {
     [MECH_OK] = "ok",
@@ -66,6 +67,12 @@ void mech_free_aligned(void *p) { free(p); }
 mech_status mech_read_file(const char *path, char **out, size_t *len, mech_err *err) {
     *out = NULL;
     if (len) *len = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return mech_err_set(err, MECH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    // A FIFO or device would block or never end: only regular files are read.
+    if (!S_ISREG(sb.st_mode))
+        return mech_err_set(err, MECH_ERR_IO, "%s: %s, expected a regular file", path,
+                            S_ISDIR(sb.st_mode) ? "is a directory" : "is not a regular file");
     FILE *f = fopen(path, "rb");
     if (!f) return mech_err_set(err, MECH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     mech_buf b = {0};
@@ -76,7 +83,7 @@ mech_status mech_read_file(const char *path, char **out, size_t *len, mech_err *
     fclose(f);
     if (bad) {
         mech_buf_free(&b);
-        return mech_err_set(err, MECH_ERR_IO, "%s: read error", path);
+        return mech_err_set(err, MECH_ERR_IO, "%s: read error: %s", path, strerror(errno ? errno : EIO));
     }
     if (b.oom) {
         mech_buf_free(&b);

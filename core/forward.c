@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #define QB 64 // query rows per attention task
 
@@ -199,7 +200,27 @@ static mech_status rebuild_cached(mech_run *r, mech_err *err) {
     return MECH_OK;
 }
 
+// Physical memory, or 0 when unknown.
+static double phys_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (double)pages * size : 0;
+}
+
 mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
+    // Refuse up front what cannot fit: with overcommit the allocations would
+    // succeed and the process be killed when the forward touches them.
+    double need = 0, have = phys_bytes();
+    int n_new = 0;
+    for (int i = 0; i < r->n_pts; i++) {
+        const hook_point *p = &r->pts[i];
+        if (p->cache || point_matches(p, glob)) need += (double)mech_tensor_numel(&p->view) * sizeof(float);
+        n_new += !p->cache && point_matches(p, glob);
+    }
+    if (have > 0 && need > 0.8 * have)
+        return mech_err_set(err, MECH_ERR_NOMEM,
+                            "cache '%s': keeping %d more activations needs %.1f GB in all (B=%d, T=%d) but this "
+                            "machine has %.1f GB; cache fewer hooks or run smaller batches",
+                            glob, n_new, need / 1e9, r->B, r->T, have / 1e9);
     int matched = 0;
     for (int i = 0; i < r->n_pts; i++) {
         hook_point *p = &r->pts[i];
@@ -729,8 +750,9 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
         if (!ids) return mech_err_set(err, MECH_ERR_ARG, "no token ids given");
         for (size_t i = 0; i < rows; i++)
             if (ids[i] < 0 || ids[i] >= c->d_vocab)
-                return mech_err_set(err, MECH_ERR_RANGE, "token id %d at batch %zu position %zu is outside the vocabulary [0, %d)",
-                                    (int)ids[i], i / (size_t)r->T, i % (size_t)r->T, c->d_vocab);
+                return mech_err_set(err, MECH_ERR_RANGE,
+                                    "token id %d (sequence %zu, position %zu) is outside the model's vocabulary of %d tokens",
+                                    (int)ids[i], i / (size_t)r->T + 1, i % (size_t)r->T + 1, c->d_vocab);
     }
     mech_status rc = prepare(r, err);
     if (rc) return rc;

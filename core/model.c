@@ -70,7 +70,8 @@ static const char *strip_prefix(const char *name) {
 
 // Parses "h.<l>.<rest>"; returns the layer or -1.
 static int layer_of(const char *name, const char **rest) {
-    if (strncmp(name, "h.", 2) != 0) return -1;
+    // "h.00" is not "h.0": one spelling per layer, or a file could carry two.
+    if (strncmp(name, "h.", 2) != 0 || (name[2] == '0' && name[3] >= '0' && name[3] <= '9')) return -1;
     char *end;
     errno = 0;
     long l = strtol(name + 2, &end, 10);
@@ -215,8 +216,21 @@ static int needs_copy(const mech_st_tensor *t) {
     return t->dtype != MECH_DT_F32 || ((uintptr_t)t->data & 3) != 0;
 }
 
-// Checks names: every tensor must be one the config expects or a mask buffer.
+// Checks names: every tensor must be one the config expects or a mask
+// buffer, under one spelling only.
 static mech_status check_names(const mech_safetensors *st, const mech_config *c, mech_err *err) {
+    for (size_t i = 0; i < st->n; i++) {
+        const char *n = st->tensors[i].name;
+        if (!strncmp(n, "transformer.", 12) && mech_safetensors_find(st, n + 12))
+            return mech_err_set(err, MECH_ERR_FORMAT, "%s: tensor '%s' is there both with and without the "
+                                "'transformer.' prefix; expected one of them", st->path, n + 12);
+    }
+    if (c->tied_unembed) {
+        const mech_st_tensor *lm = find_tensor(st, "lm_head.weight");
+        if (lm && (lm->ndim != 2 || lm->shape[0] != c->d_vocab || lm->shape[1] != c->d_model))
+            return mech_err_set(err, MECH_ERR_SHAPE, "%s: lm_head.weight: shape does not match wte [%d,%d] of a "
+                                "tied unembedding", st->path, c->d_vocab, c->d_model);
+    }
     for (size_t i = 0; i < st->n; i++) {
         const char *name = strip_prefix(st->tensors[i].name), *rest;
         int l = layer_of(name, &rest), ndim, known = 0;

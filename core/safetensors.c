@@ -317,7 +317,8 @@ mech_status mech_safetensors_open(const char *path, mech_safetensors **out, mech
         goto fail;
     }
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         st = mech_err_set(err, MECH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;

@@ -33,7 +33,9 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 size_t mech_tokenizer_heap_min = 128;
 
@@ -601,10 +603,10 @@ mech_status mech_tokenizer_load(const char *vocab_json_path, const char *merges_
     return st;
 }
 
+// stat, not open: opening a FIFO would block.
 static int file_exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    struct stat sb;
+    return stat(path, &sb) == 0;
 }
 
 mech_status mech_tokenizer_load_dir(const char *dir, mech_tokenizer **out, mech_err *err) {
@@ -623,10 +625,22 @@ mech_status mech_tokenizer_load_dir(const char *dir, mech_tokenizer **out, mech_
             st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", dir);
             goto done;
         }
-        if (file_exists(a.data) && file_exists(b.data)) {
+        int ha = file_exists(a.data), hb = file_exists(b.data);
+        if (ha && hb) {
             st = mech_tokenizer_load(a.data, b.data, out, err);
             goto done;
         }
+        if (ha || hb) {
+            st = mech_err_set(err, MECH_ERR_FORMAT, "%s is there but %s is missing: tokenizer files come in pairs",
+                              ha ? a.data : b.data, ha ? b.data : a.data);
+            goto done;
+        }
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        st = mech_err_set(err, MECH_ERR_IO, "%s: %s, expected a directory holding tokenizer files", dir,
+                          stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
+        goto done;
     }
     st = mech_err_set(err, MECH_ERR_IO,
                       "%s: no tokenizer files; expected vocab.json + merges.txt (Hugging Face) "

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static const char *bin(void) {
     const char *b = getenv("MECH_BIN");
@@ -213,6 +215,39 @@ static void test_cli_malformed_model_is_an_error_not_a_crash(void **state) {
     free(out);
 }
 
+// Failures around the edges: stdout that cannot be written, stdin that
+// cannot be read, a FIFO given as a model, half a tokenizer.
+static void test_cli_io_failures(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "tokenize --text hi > /dev/full"), 1); // (its message goes there too)
+    free(out);
+    assert_int_equal(mech(&out, "tokenize <&-"), 1);
+    assert_non_null(strstr(out, "cannot read standard input"));
+    free(out);
+    assert_int_equal(mech(&out, "help nosuch"), 2);
+    free(out);
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s", mech_test_tmp("fifo"));
+    remove(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(mech(&out, "info %s", fifo), 1); // and does not hang
+    assert_non_null(strstr(out, "not a regular file"));
+    free(out);
+    remove(fifo);
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmp("halftok"));
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("{}", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "tokenize --model %s --text hi", dir), 1);
+    assert_non_null(strstr(out, "merges.txt is missing"));
+    free(out);
+    remove(path);
+    rmdir(dir);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -228,6 +263,7 @@ int main(void) {
         cmocka_unit_test(test_cli_tokenize_round_trip),
         cmocka_unit_test(test_cli_init_info_run),
         cmocka_unit_test(test_cli_malformed_model_is_an_error_not_a_crash),
+        cmocka_unit_test(test_cli_io_failures),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

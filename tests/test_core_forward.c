@@ -540,6 +540,26 @@ static void test_forward_variants(void **state) {
     }
 }
 
+// A cache that cannot fit in this machine's memory is refused up front.
+static void test_forward_cache_too_big_is_refused(void **state) {
+    mech_config c = {.n_layers = 64, .n_heads = 64, .d_model = 8, .d_head = 1, .d_mlp = 8, .n_ctx = 512,
+                     .d_vocab = 10, .act = MECH_ACT_RELU, .norm = MECH_NORM_LAYERNORM, .causal = 1,
+                     .ln_eps = 1e-5f, .tied_unembed = 1};
+    mech_err err = {0};
+    mech_model *m;
+    assert_int_equal(mech_model_random(&c, 1, &m, &err), MECH_OK);
+    mech_run *r;
+    assert_int_equal(mech_run_new(m, 8, 512, &r, &err), MECH_OK); // 2 x 64 x 0.5 GB of scores and patterns
+    assert_int_equal(mech_run_cache(r, "*", &err), MECH_ERR_NOMEM);
+    assert_non_null(strstr(err.msg, "GB"));
+    size_t n;
+    mech_run_cached(r, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(mech_run_cache(r, "blocks.0.hook_resid_pre", &err), MECH_OK);
+    mech_run_free(r);
+    mech_model_free(m);
+}
+
 static void test_hook_names_and_globs(void **state) {
     mech_config c = mech_config_gpt2_small();
     char **names = NULL;
@@ -577,6 +597,7 @@ int main(void) {
         cmocka_unit_test(test_forward_threads_agree),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_forward_variants),
+        cmocka_unit_test(test_forward_cache_too_big_is_refused),
         cmocka_unit_test(test_hook_names_and_globs),
     };
     return cmocka_run_group_tests_name("core_forward", tests, NULL, NULL);

@@ -238,6 +238,8 @@ static void test_model_errors(void **state) {
     expect_error(model_dir("extra", &extra, 1), MECH_ERR_FORMAT, "unexpected tensor 'h.0.attn.rotary'");
     edit three = {.dtype = MECH_DT_F32, .extra = "h.2.ln_1.weight"};
     expect_error(model_dir("layer3", &three, 1), MECH_ERR_FORMAT, "unexpected tensor 'h.2.ln_1.weight'");
+    edit zero = {.dtype = MECH_DT_F32, .extra = "h.00.ln_1.weight"};
+    expect_error(model_dir("h00", &zero, 1), MECH_ERR_FORMAT, "unexpected tensor 'h.00.ln_1.weight'");
     expect_error("/nonexistent/gpt2", MECH_ERR_IO, "/nonexistent/gpt2");
     // a config.json that disagrees with the tensors, or is not JSON
     edit ok = {.dtype = MECH_DT_F32};
@@ -264,6 +266,10 @@ static void test_model_errors(void **state) {
     fputs("{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}", f);
     fclose(f);
     expect_error(dir, MECH_ERR_FORMAT, "scale_attn_by_inverse_layer_idx");
+    f = fopen(path, "wb");
+    fputs("{\"n_layer\": 2, \"n_head\": 3, \"n_embd\": 64}", f);
+    fclose(f);
+    expect_error(dir, MECH_ERR_RANGE, "n_embd = 64 is not divisible by n_head = 3");
     f = fopen(path, "wb");
     fputs("{\"model_type\": \"gpt_neox\"}", f);
     fclose(f);
