@@ -55,4 +55,54 @@ mech_status build_assemble(const build_model *b, mech_model **out, mech_err *err
 // Frees the blocks' arrays and the arrays of b (not b itself).
 void build_model_clear(build_model *b);
 
+// ---------------------------------------------------------------------------
+// Block constructors (compiler/blocks.c). Dimensions are residual indices.
+//
+// Invariants that keep BOS (position 0) from leaking into the computation:
+// - `one` is 1 at every position but BOS; every constant enters through it,
+//   and every MLP hidden unit is gated by it, so MLP outputs are 0 at BOS.
+// - An attention block's query at BOS attends to BOS alone, so its output
+//   there is its default (0 for none); the compiler records that "BOS value"
+//   of each sop, and blocks reading a sop as key or value cancel it.
+// - With nothing selected a query attends to BOS, whose value is the default.
+
+// Categorical -> categorical: one hidden unit per input value;
+// out_of[v] is the output dimension for input value v, or -1 for none.
+build_mlp block_map_cat(int C, int layer, int one, const int *in, int n_in, const int *out_of);
+// Categorical -> numerical: out = f[v] for input value v (any sign).
+build_mlp block_map_cat_to_num(int C, int layer, int one, const int *in, int n_in, int out, const double *f);
+// Categorical x ... -> categorical: one hidden unit per tuple of input values
+// (first argument slowest); out_of[tuple] is a dimension or -1 for none.
+build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *const *in, const int *n_in,
+                           const int *out_of);
+// Numerical -> numerical or categorical over the sorted distinct values
+// xs[0..n): a sum of steps between neighbours, each as steep as its own gap
+// allows, so every value maps exactly. Numerical output: out_num >= 0 gets
+// f_num[i] at xs[i]. Categorical: out_num < 0, out_cat[i] is the dimension
+// for xs[i] (-1: none).
+build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int n, int out_num,
+                        const double *f_num, const int *out_cat);
+
+// One attention head. Queries q_dims[0..nq) and keys k_dims[0..nk) are
+// one-hot; pred[k * nq + q] says whether key value k is selected by query
+// value q. The head averages, over the selected keys, the value vectors:
+// val_in[i] copied to val_out[i] (one-hot, or nv = 1 for a numerical dim).
+// With nothing selected the query attends to BOS, which carries the default:
+// def_value written to def_out (-1: none). always_bos: BOS is selected as
+// well (selector width reads 1/(w+1) from it). k_bos / v_bos: index of the
+// key / value sop's value at BOS (-1: zero), v_bos_num its numerical value.
+typedef struct attend_spec {
+    const int *q_dims, *k_dims;
+    int nq, nk;
+    const unsigned char *pred;
+    const int *val_in, *val_out;
+    int nv;
+    int def_out;
+    double def_value;
+    int always_bos;
+    int k_bos, v_bos;
+    double v_bos_num;
+} attend_spec;
+build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s, float sharpness);
+
 #endif

@@ -1,0 +1,126 @@
+/*
+** compiler/blocks.c: the MLPs and attention heads RASP operations compile
+** to, written in residual-stream coordinates (see the invariants in
+** compiler/build.h). Each constructor returns a block owning its arrays.
+*/
+#include "compiler/build.h"
+
+#include <math.h>
+#include <string.h>
+
+static build_mlp mlp_new(int C, int layer, int hidden) {
+    build_mlp m = {.layer = layer, .hidden = hidden};
+    m.w_in = build_zeros((size_t)C * hidden);
+    m.b_in = build_zeros((size_t)hidden);
+    m.w_out = build_zeros((size_t)hidden * C);
+    return m;
+}
+
+// hidden unit h fires (= 1) iff dimension `in` is 1, gated by `one`.
+static void gate_unit(build_mlp *m, int h, int one, int n_inputs) {
+    m->w_in[(size_t)one * m->hidden + h] += 1;
+    m->b_in[h] = -(float)n_inputs;
+}
+
+build_mlp block_map_cat(int C, int layer, int one, const int *in, int n_in, const int *out_of) {
+    build_mlp m = mlp_new(C, layer, n_in ? n_in : 1);
+    for (int v = 0; v < n_in; v++) {
+        m.w_in[(size_t)in[v] * m.hidden + v] = 1;
+        gate_unit(&m, v, one, 1);
+        if (out_of[v] >= 0) m.w_out[(size_t)v * C + out_of[v]] = 1;
+    }
+    return m;
+}
+
+build_mlp block_map_cat_to_num(int C, int layer, int one, const int *in, int n_in, int out, const double *f) {
+    build_mlp m = mlp_new(C, layer, n_in ? n_in : 1);
+    for (int v = 0; v < n_in; v++) {
+        m.w_in[(size_t)in[v] * m.hidden + v] = 1;
+        gate_unit(&m, v, one, 1);
+        // In the output layer, so negative values survive (Tracr puts them
+        // before the ReLU and loses them).
+        m.w_out[(size_t)v * C + out] = (float)f[v];
+    }
+    return m;
+}
+
+build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *const *in, const int *n_in,
+                           const int *out_of) {
+    int total = 1;
+    for (int a = 0; a < n_args; a++) total *= n_in[a];
+    build_mlp m = mlp_new(C, layer, total ? total : 1);
+    for (int t = 0; t < total; t++) {
+        int rest = t;
+        for (int a = n_args - 1; a >= 0; a--) {
+            m.w_in[(size_t)in[a][rest % n_in[a]] * m.hidden + t] = 1;
+            rest /= n_in[a];
+        }
+        // fires iff every argument has its value: sum = n_args (n_args + 1 with `one`)
+        gate_unit(&m, t, one, n_args);
+        if (out_of[t] >= 0) m.w_out[(size_t)t * C + out_of[t]] = 1;
+    }
+    return m;
+}
+
+build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int n, int out_num,
+                        const double *f_num, const int *out_cat) {
+    int H = n > 0 ? 1 + 2 * (n - 1) : 1;
+    build_mlp m = mlp_new(C, layer, H);
+    if (n == 0) return m;
+    // Unit 0 is the constant 1 (0 at BOS): the value at xs[0].
+    m.w_in[(size_t)one * H + 0] = 1;
+    if (out_num >= 0) m.w_out[out_num] = (float)f_num[0];
+    else if (out_cat[0] >= 0) m.w_out[out_cat[0]] = 1;
+    for (int k = 1; k < n; k++) {
+        // step_k(x) = relu(s(x-m) + .5) - relu(s(x-m) - .5) with s = 4/gap:
+        // flat (0 or 1) within 3/8 of a gap of every value, so values that
+        // arrive slightly off still map exactly. Constants come through
+        // `one`, so at BOS both units see s*x and cancel.
+        double gap = xs[k] - xs[k - 1], s = 4.0 / gap, mid = 0.5 * (xs[k] + xs[k - 1]);
+        int a = 2 * k - 1, b = 2 * k;
+        m.w_in[(size_t)in * H + a] = (float)s;
+        m.w_in[(size_t)in * H + b] = (float)s;
+        m.w_in[(size_t)one * H + a] = (float)(-s * mid + 0.5);
+        m.w_in[(size_t)one * H + b] = (float)(-s * mid - 0.5);
+        if (out_num >= 0) {
+            float d = (float)(f_num[k] - f_num[k - 1]);
+            m.w_out[(size_t)a * C + out_num] += d;
+            m.w_out[(size_t)b * C + out_num] -= d;
+        } else {
+            if (out_cat[k] >= 0) m.w_out[(size_t)a * C + out_cat[k]] += 1, m.w_out[(size_t)b * C + out_cat[k]] -= 1;
+            if (out_cat[k - 1] >= 0)
+                m.w_out[(size_t)a * C + out_cat[k - 1]] -= 1, m.w_out[(size_t)b * C + out_cat[k - 1]] += 1;
+        }
+    }
+    return m;
+}
+
+build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s, float sharpness) {
+    int nq = s->nq, nk = s->nk, nv = s->nv, dq = nq + 1, dv = nv + 1;
+    build_head h = {.layer = layer, .d_qk = dq, .d_v = dv, .scale = sharpness};
+    h.wq = build_zeros((size_t)C * dq);
+    h.wk = build_zeros((size_t)C * dq);
+    h.wv = build_zeros((size_t)C * dv);
+    h.wo = build_zeros((size_t)dv * C);
+    for (int q = 0; q < nq; q++) h.wq[(size_t)s->q_dims[q] * dq + q] = 1;
+    // The last query/key dimension carries BOS: every query (one = 1) gives
+    // BOS half a selected key's score (all of it with always_bos), so BOS
+    // wins only when nothing is selected; the BOS query gives it 4x, so it
+    // attends to BOS alone whatever its own sop values are.
+    h.wq[(size_t)one * dq + nq] = 1;
+    h.wq[(size_t)bos * dq + nq] = 4;
+    for (int k = 0; k < nk; k++)
+        for (int q = 0; q < nq; q++) h.wk[(size_t)s->k_dims[k] * dq + q] = s->pred[(size_t)k * nq + q];
+    h.wk[(size_t)bos * dq + nq] = s->always_bos ? 1.0f : 0.5f;
+    if (s->k_bos >= 0) // cancel the key sop's own value at BOS
+        for (int q = 0; q < nq; q++) h.wk[(size_t)bos * dq + q] -= s->pred[(size_t)s->k_bos * nq + q];
+    for (int i = 0; i < nv; i++) {
+        h.wv[(size_t)s->val_in[i] * dv + i] = 1;
+        h.wo[(size_t)i * C + s->val_out[i]] = 1;
+    }
+    h.wv[(size_t)bos * dv + nv] = 1;
+    if (s->v_bos >= 0) h.wv[(size_t)bos * dv + s->v_bos] -= 1;
+    if (nv == 1 && s->v_bos_num != 0) h.wv[(size_t)bos * dv + 0] -= (float)s->v_bos_num;
+    if (s->def_out >= 0) h.wo[(size_t)nv * C + s->def_out] = (float)s->def_value;
+    return h;
+}
