@@ -4,5 +4,6 @@
 #ifndef MECH_H
 #define MECH_H
 #include "core/core.h"
+#include "compiler/compiler.h"
 #include "data/data.h"
 #endif

@@ -38,8 +38,12 @@ int cmd_demo(int argc, char **argv) {
     mech_model *gen = NULL, *m = NULL;
     mech_run *run = NULL;
     int32_t *ids = NULL;
-    size_t n = 0;
+    size_t n = 0, rn = 0;
     int rc = 1;
+    mech_rasp_program *prog = NULL;
+    mech_rasp_compiled *compiled = NULL;
+    mech_rasp_runner *runner = NULL;
+    mech_rasp_value *rin = NULL;
 
     printf("== 1. tokenize with the built-in GPT-2 byte-level BPE ==\n%s\n", text);
     if (mech_tokenizer_gpt2(&tok, &err) || mech_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err)) goto fail;
@@ -90,11 +94,48 @@ int cmd_demo(int argc, char **argv) {
         show_token(tok, ids[best]);
         printf(" (%.3f), entropy %.3f nats\n", row[best], ent);
     }
+
+    printf("\n== 5. compile a RASP program into weights and run it ==\n");
+    static const char reverse[] =
+        "# reverse a sequence\n"
+        "vocab {a, b, c, d};\n"
+        "max_seq_len 5;\n"
+        "length = selector_width(select(tokens, tokens, true));\n"
+        "opp = length - indices - 1;\n"
+        "reverse = aggregate(select(indices, opp, ==), tokens);\n"
+        "output reverse;\n";
+    fputs(reverse, stdout);
+    if (mech_rasp_parse("reverse.rasp", reverse, sizeof reverse - 1, &prog, &err) ||
+        mech_rasp_compile(prog, &compiled, &err))
+        goto fail;
+    const mech_config *rc_cfg = &compiled->model->cfg;
+    printf("compiled: %d layers, %d heads, d_model %d, d_head %d, d_mlp %d, %lld parameters\n", rc_cfg->n_layers,
+           rc_cfg->n_heads, rc_cfg->d_model, rc_cfg->d_head, rc_cfg->d_mlp, (long long)mech_config_n_params(rc_cfg));
+    mech_buf ex = {0};
+    mech_rasp_compiled_explain(compiled, &ex);
+    fputs(ex.data ? ex.data : "", stdout);
+    mech_buf_free(&ex);
+    size_t checked = 0, all = 0;
+    if (mech_rasp_verify(prog, compiled->model, 1, &checked, &all, &err)) goto fail;
+    printf("verified %zu/%zu inputs against the interpreter\n", checked, checked);
+    if (mech_rasp_runner_new(prog, compiled->model, &runner, &err) ||
+        mech_rasp_input_parse(prog, "a b c d", &rin, &rn, &err))
+        goto fail;
+    mech_rasp_value rout[8];
+    if (mech_rasp_runner_run(runner, rin, 1, rn, rout, &err)) goto fail;
+    mech_buf js = {0};
+    mech_rasp_values_json(&js, rout, rn);
+    printf("the compiled model on \"a b c d\": %s\n", js.data);
+    mech_buf_free(&js);
     rc = 0;
     goto done;
 fail:
     rc = cli_fail(cmd, &err);
 done:
+    mech_rasp_runner_free(runner);
+    mech_free(rin);
+    mech_rasp_compiled_free(compiled);
+    mech_rasp_program_free(prog);
     mech_free(ids);
     mech_run_free(run);
     mech_model_free(m);

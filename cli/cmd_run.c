@@ -14,6 +14,7 @@
 // Indices of the k largest logits, best first.
 static void top_k(const float *logits, int V, int k, int *idx) {
     int n = 0;
+    for (int i = 0; i < k; i++) idx[i] = 0;
     for (int v = 0; v < V; v++) {
         if (n < k) n++;
         else if (logits[v] <= logits[idx[k - 1]]) continue;
@@ -53,8 +54,52 @@ void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int 
     free(idx);
 }
 
+// A compiled RASP model on one input: decoded like `mech rasp` prints.
+static int run_rasp(const char *cmd, const char *model, const char *input) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_rasp_program *p = NULL;
+    mech_rasp_runner *r = NULL;
+    mech_rasp_value *in = NULL, *out = NULL;
+    size_t n = 0;
+    int rc = 1;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    const char *src = mech_model_meta(m, "mech.rasp.source");
+    if (!src) {
+        mech_err_set(&err, MECH_ERR_ARG, "%s: not a compiled RASP model (no mech.rasp.source metadata); "
+                     "--input is for models from `mech compile`", model);
+        goto fail;
+    }
+    if (mech_rasp_parse(model, src, strlen(src), &p, &err) || mech_rasp_runner_new(p, m, &r, &err) ||
+        mech_rasp_input_parse(p, input, &in, &n, &err))
+        goto fail;
+    if (n == 0) {
+        printf("[]\n");
+        rc = 0;
+        goto done;
+    }
+    out = mech_malloc(n * sizeof *out);
+    if (!out) goto fail;
+    if (mech_rasp_runner_run(r, in, 1, n, out, &err)) goto fail;
+    mech_buf b = {0};
+    mech_rasp_values_json(&b, out, n);
+    printf("%s\n", b.data);
+    mech_buf_free(&b);
+    rc = 0;
+    goto done;
+fail:
+    rc = cli_fail(cmd, &err);
+done:
+    mech_free(in);
+    mech_free(out);
+    mech_rasp_runner_free(r);
+    mech_rasp_program_free(p);
+    mech_model_free(m);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
-    const char *cmd = "run", *model = NULL, *logits_path = NULL, *out_path = NULL, *v;
+    const char *cmd = "run", *model = NULL, *logits_path = NULL, *out_path = NULL, *v, *rasp_input = NULL;
     const char *prompts[MAX_SEQS], *idlists[MAX_SEQS], *caches[MAX_CACHE];
     int order[MAX_SEQS]; // 0: prompt, 1: ids, in the order given
     int n_seq = 0, n_prompt = 0, n_ids = 0, n_cache = 0, special = 0;
@@ -82,11 +127,17 @@ int cmd_run(int argc, char **argv) {
             if (r < 0) return 2;
             if (n_cache == MAX_CACHE) return cli_usage(cmd, "at most %d --cache patterns", MAX_CACHE);
             caches[n_cache++] = v;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
+            if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--allow-special")) special = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
-    if (!n_seq) return cli_usage(cmd, "give the input with --prompt TEXT or --ids 1,2,3");
+    if (rasp_input) {
+        if (n_seq) return cli_usage(cmd, "--input (a compiled RASP model's input) goes without --prompt/--ids");
+        return run_rasp(cmd, model, rasp_input);
+    }
+    if (!n_seq) return cli_usage(cmd, "give the input with --prompt TEXT, --ids 1,2,3 or (compiled RASP models) --input \"a b c\"");
     if (n_cache && !out_path) return cli_usage(cmd, "--cache needs --out FILE.npz to write the activations to");
     if (out_path && !n_cache) caches[n_cache++] = "*";
 

@@ -48,7 +48,9 @@ const cli_cmd cli_commands[] = {
      "                    'blocks.*.attn.hook_pattern', '*' for all default hooks\n"
      "  --out FILE        write the cached hooks as .npz, one array per hook name\n"
      "  --threads N       worker threads (default: one per CPU)\n"
-     "  --allow-special   <|endoftext|> in --prompt becomes its token\n"},
+     "  --allow-special   <|endoftext|> in --prompt becomes its token\n"
+     "  --input \"a b c\"   for models from `mech compile`: the RASP input; prints\n"
+     "                    the decoded output as one JSON array, like `mech rasp`\n"},
     {"init", cmd_init, "write a random-weight GPT-2 model (for tests, demos, benchmarks)",
      "usage: mech init -o FILE.safetensors [--preset tiny|gpt2-small] [options]\n"
      "\n"
@@ -70,6 +72,43 @@ const cli_cmd cli_commands[] = {
      "random-weight GPT-2 (build/demo-model.safetensors), loads it back from\n"
      "disk, runs it with every hook cached and prints the top next tokens and a\n"
      "look at the attention patterns. Nothing is downloaded.\n"},
+    {"rasp", cmd_rasp, "run a RASP program with the reference interpreter",
+     "usage: mech rasp FILE.rasp --input \"a b c\" [--trace] [--dag]\n"
+     "\n"
+     "Parses the RASP program (docs/rasp.md), evaluates it on the input and\n"
+     "prints the output sequence as one JSON array, e.g. [\"c\",\"b\",\"a\"],\n"
+     "[3,3,3], [0,0.333333,0.5]; null marks none.\n"
+     "\n"
+     "  --input TEXT   the input tokens, separated by spaces; each must be in the\n"
+     "                 program's vocab (quote a token to keep spaces: '\"a b\"')\n"
+     "  --trace        print every s-op's values, one line per node, then the output\n"
+     "  --dag          print the program's IR (one node per line); --input optional\n"
+     "\n"
+     "Exit status: 0 ok; 2 for a syntax or type error (FILE:LINE:COL: error: ...\n"
+     "with the source line and a caret), a token outside the vocab or bad\n"
+     "arguments; 1 when evaluation fails (e.g. a lambda divides by zero, or a\n"
+     "categorical aggregate selects differing values) or FILE cannot be read.\n"},
+    {"compile", cmd_compile, "compile a RASP program into transformer weights (verified)",
+     "usage: mech compile FILE.rasp -o OUT.safetensors [--explain] [--no-verify]\n"
+     "\n"
+     "Compiles the program into a GPT-2-shaped model (no LayerNorm, ReLU MLPs,\n"
+     "BOS at position 0) that runs on mech's forward pass with every hook, prints\n"
+     "its size, checks it against the interpreter on every input up to\n"
+     "max_seq_len (a seeded sample of 10,000 when there are more than 100,000)\n"
+     "and writes it with the program, vocab, residual labels, readout and\n"
+     "ground-truth circuit in its metadata. Run it with\n"
+     "`mech run --model OUT.safetensors --input \"a b c\"`.\n"
+     "\n"
+     "  -o, --output FILE   where to write the model\n"
+     "  --explain           print which layer, head or MLP units and residual\n"
+     "                      dimensions compute each RASP variable\n"
+     "  --no-verify         skip the check against the interpreter\n"
+     "\n"
+     "Exit status: 0 ok; 2 for errors in the program (syntax, types, a value the\n"
+     "model cannot encode, an input on which the program itself fails); 1 when\n"
+     "the compiled model disagrees with the interpreter (a compiler bug: the first\n"
+     "such input is shown) or a file cannot be read or written. Nothing is\n"
+     "written unless verification passes.\n"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -102,18 +102,37 @@ build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s
     h.wk = build_zeros((size_t)C * dq);
     h.wv = build_zeros((size_t)C * dv);
     h.wo = build_zeros((size_t)dv * C);
-    for (int q = 0; q < nq; q++) h.wq[(size_t)s->q_dims[q] * dq + q] = 1;
+    // A dimension of -1 stands for none: its indicator is one - sum of the
+    // value dimensions (1 exactly when no value is set).
+    for (int q = 0; q < nq; q++) {
+        if (s->q_dims[q] >= 0) {
+            h.wq[(size_t)s->q_dims[q] * dq + q] = 1;
+            continue;
+        }
+        h.wq[(size_t)one * dq + q] += 1;
+        for (int o = 0; o < nq; o++)
+            if (s->q_dims[o] >= 0) h.wq[(size_t)s->q_dims[o] * dq + q] -= 1;
+    }
     // The last query/key dimension carries BOS: every query (one = 1) gives
     // BOS half a selected key's score (all of it with always_bos), so BOS
     // wins only when nothing is selected; the BOS query gives it 4x, so it
     // attends to BOS alone whatever its own sop values are.
     h.wq[(size_t)one * dq + nq] = 1;
     h.wq[(size_t)bos * dq + nq] = 4;
+    int knone = -1;
     for (int k = 0; k < nk; k++)
-        for (int q = 0; q < nq; q++) h.wk[(size_t)s->k_dims[k] * dq + q] = s->pred[(size_t)k * nq + q];
+        if (s->k_dims[k] < 0) knone = k;
+    for (int k = 0; k < nk; k++)
+        for (int q = 0; q < nq; q++) {
+            float row_none = knone >= 0 ? s->pred[(size_t)knone * nq + q] : 0;
+            if (s->k_dims[k] >= 0) h.wk[(size_t)s->k_dims[k] * dq + q] = s->pred[(size_t)k * nq + q] - row_none;
+            else h.wk[(size_t)one * dq + q] += row_none;
+        }
     h.wk[(size_t)bos * dq + nq] = s->always_bos ? 1.0f : 0.5f;
-    if (s->k_bos >= 0) // cancel the key sop's own value at BOS
-        for (int q = 0; q < nq; q++) h.wk[(size_t)bos * dq + q] -= s->pred[(size_t)s->k_bos * nq + q];
+    if (s->k_bos >= 0) // cancel the key sop's own value at BOS (one is 0 there)
+        for (int q = 0; q < nq; q++)
+            h.wk[(size_t)bos * dq + q] -=
+                s->pred[(size_t)s->k_bos * nq + q] - (knone >= 0 ? s->pred[(size_t)knone * nq + q] : 0);
     for (int i = 0; i < nv; i++) {
         h.wv[(size_t)s->val_in[i] * dv + i] = 1;
         h.wo[(size_t)i * C + s->val_out[i]] = 1;
@@ -123,4 +142,25 @@ build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s
     if (nv == 1 && s->v_bos_num != 0) h.wv[(size_t)bos * dv + 0] -= (float)s->v_bos_num;
     if (s->def_out >= 0) h.wo[(size_t)nv * C + s->def_out] = (float)s->def_value;
     return h;
+}
+
+build_mlp block_linear(int C, int layer, int one, int n_in, const int *in, const double *w, const double *bound,
+                       double c, int out) {
+    build_mlp m = mlp_new(C, layer, 2 * n_in + 1);
+    int H = m.hidden;
+    for (int a = 0; a < n_in; a++) {
+        // relu(x) - relu(-x) = x, each unit shifted down by the bound at BOS
+        // (one = 0) so that BOS stays 0 whatever x holds there.
+        double M = bound[a] + 1;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            int h = 2 * a + sgn;
+            m.w_in[(size_t)in[a] * H + h] = sgn ? -1.0f : 1.0f;
+            m.w_in[(size_t)one * H + h] = (float)M;
+            m.b_in[h] = (float)-M;
+            m.w_out[(size_t)h * C + out] = (float)(sgn ? -w[a] : w[a]);
+        }
+    }
+    m.w_in[(size_t)one * H + 2 * n_in] = 1;
+    m.w_out[(size_t)(2 * n_in) * C + out] = (float)c;
+    return m;
 }

@@ -11,6 +11,7 @@
 #define MECH_COMPILER_BUILD_H
 
 #include "core/core.h"
+#include "compiler/compiler.h"
 
 typedef struct build_head {
     int layer;
@@ -83,9 +84,14 @@ build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *con
 build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int n, int out_num,
                         const double *f_num, const int *out_cat);
 
+// Numerical x ... -> numerical, linear: out = sum_a w[a] x_a + c, where
+// |x_a| <= bound[a] on every input (BOS included).
+build_mlp block_linear(int C, int layer, int one, int n_in, const int *in, const double *w, const double *bound,
+                       double c, int out);
+
 // One attention head. Queries q_dims[0..nq) and keys k_dims[0..nk) are
-// one-hot; pred[k * nq + q] says whether key value k is selected by query
-// value q. The head averages, over the selected keys, the value vectors:
+// one-hot (a dimension of -1 stands for none, the all-zero encoding);
+// pred[k * nq + q] says whether key value k is selected by query value q. The head averages, over the selected keys, the value vectors:
 // val_in[i] copied to val_out[i] (one-hot, or nv = 1 for a numerical dim).
 // With nothing selected the query attends to BOS, which carries the default:
 // def_value written to def_out (-1: none). always_bos: BOS is selected as
