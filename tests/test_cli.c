@@ -248,11 +248,53 @@ static void test_cli_io_failures(void **state) {
     rmdir(dir);
 }
 
+// mech compile, then mech run --input prints what mech rasp prints.
+static void test_cli_compile_and_run(void **state) {
+    char model[512], *out, *want;
+    snprintf(model, sizeof model, "%s", mech_test_tmp("sort.safetensors"));
+    assert_int_equal(mech(&out, "compile examples/rasp/sort.rasp -o %s --explain", model), 0);
+    assert_non_null(strstr(out, "verified"));
+    assert_non_null(strstr(out, "layers"));
+    assert_non_null(strstr(out, "aggregate"));
+    free(out);
+    const char *inputs[] = {"3 1 2", "4 4 1 2", "2", "1 2 3 4"};
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+        assert_int_equal(mech(&out, "run --model %s --input '%s'", model, inputs[i]), 0);
+        assert_int_equal(mech(&want, "rasp examples/rasp/sort.rasp --input '%s'", inputs[i]), 0);
+        assert_string_equal(out, want);
+        free(out);
+        free(want);
+    }
+    assert_int_equal(mech(&out, "run --model %s --input '3 9'", model), 1);
+    free(out);
+    // errors in the program: exit 2, nothing written
+    char bad[512], dst[512];
+    snprintf(bad, sizeof bad, "%s", mech_test_tmp("bad.rasp"));
+    snprintf(dst, sizeof dst, "%s", mech_test_tmp("bad.safetensors"));
+    FILE *f = fopen(bad, "wb");
+    fputs("vocab {1, 2}; max_seq_len 3;\nx = numerical(map(t -> t, tokens));\n"
+          "m = numerical(aggregate(select(indices, indices, <=), x, 0));\n", f);
+    fclose(f);
+    remove(dst);
+    assert_int_equal(mech(&out, "compile %s -o %s", bad, dst), 2);
+    assert_non_null(strstr(out, ":3:"));
+    assert_non_null(strstr(out, "'m'"));
+    free(out);
+    assert_int_equal(access(dst, F_OK), -1);
+    assert_int_equal(mech(&out, "compile %s", bad), 2);
+    free(out);
+    // --input on a model that was not compiled
+    assert_int_equal(mech(&out, "run --model tests/fixtures/gpt2-tiny --input 'a b'"), 1);
+    assert_non_null(strstr(out, "not a compiled RASP model"));
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
     assert_non_null(strstr(out, "top-5 next tokens"));
     assert_non_null(strstr(out, "hooks cached"));
+    assert_non_null(strstr(out, "the compiled model on \"a b c d\": [\"d\",\"c\",\"b\",\"a\"]"));
     free(out);
 }
 
@@ -264,6 +306,7 @@ int main(void) {
         cmocka_unit_test(test_cli_init_info_run),
         cmocka_unit_test(test_cli_malformed_model_is_an_error_not_a_crash),
         cmocka_unit_test(test_cli_io_failures),
+        cmocka_unit_test(test_cli_compile_and_run),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
