@@ -33,13 +33,19 @@ build_mlp block_map_cat(int C, int layer, int one, const int *in, int n_in, cons
 }
 
 build_mlp block_map_cat_to_num(int C, int layer, int one, const int *in, int n_in, int out, const double *f) {
-    build_mlp m = mlp_new(C, layer, n_in ? n_in : 1);
-    for (int v = 0; v < n_in; v++) {
-        m.w_in[(size_t)in[v] * m.hidden + v] = 1;
-        gate_unit(&m, v, one, 1);
-        // In the output layer, so negative values survive (Tracr puts them
-        // before the ReLU and loses them).
-        m.w_out[(size_t)v * C + out] = (float)f[v];
+    // A linear function of the one-hot, so two units do: relu(y) - relu(-y)
+    // with y = sum f[v] x_v. Both sit in the hidden layer with opposite
+    // signs, so negative values survive (Tracr's single unit loses them),
+    // and both are shifted down by M at BOS (one = 0), where |y| < M.
+    build_mlp m = mlp_new(C, layer, 2);
+    double M = 1;
+    for (int v = 0; v < n_in; v++)
+        if (fabs(f[v]) + 1 > M) M = fabs(f[v]) + 1;
+    for (int sgn = 0; sgn < 2; sgn++) {
+        for (int v = 0; v < n_in; v++) m.w_in[(size_t)in[v] * 2 + sgn] = (float)(sgn ? -f[v] : f[v]);
+        m.w_in[(size_t)one * 2 + sgn] = (float)M;
+        m.b_in[sgn] = (float)-M;
+        m.w_out[(size_t)sgn * C + out] = sgn ? -1.0f : 1.0f;
     }
     return m;
 }
@@ -62,22 +68,32 @@ build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *con
     return m;
 }
 
+// Whether the map's output changes between xs[k-1] and xs[k]; only there is
+// a step needed (a threshold on 200 values is one step, not 199).
+static int step_needed(int k, int out_num, const double *f_num, const int *out_cat) {
+    return out_num >= 0 ? f_num[k] != f_num[k - 1] : out_cat[k] != out_cat[k - 1];
+}
+
 build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int n, int out_num,
                         const double *f_num, const int *out_cat) {
-    int H = n > 0 ? 1 + 2 * (n - 1) : 1;
+    int steps = 0;
+    for (int k = 1; k < n; k++) steps += step_needed(k, out_num, f_num, out_cat);
+    int H = n > 0 ? 1 + 2 * steps : 1;
     build_mlp m = mlp_new(C, layer, H);
     if (n == 0) return m;
     // Unit 0 is the constant 1 (0 at BOS): the value at xs[0].
     m.w_in[(size_t)one * H + 0] = 1;
     if (out_num >= 0) m.w_out[out_num] = (float)f_num[0];
     else if (out_cat[0] >= 0) m.w_out[out_cat[0]] = 1;
-    for (int k = 1; k < n; k++) {
+    for (int k = 1, j = 0; k < n; k++) {
+        if (!step_needed(k, out_num, f_num, out_cat)) continue;
         // step_k(x) = relu(s(x-m) + .5) - relu(s(x-m) - .5) with s = 4/gap:
         // flat (0 or 1) within 3/8 of a gap of every value, so values that
         // arrive slightly off still map exactly. Constants come through
         // `one`, so at BOS both units see s*x and cancel.
         double gap = xs[k] - xs[k - 1], s = 4.0 / gap, mid = 0.5 * (xs[k] + xs[k - 1]);
-        int a = 2 * k - 1, b = 2 * k;
+        int a = 1 + 2 * j, b = 2 + 2 * j;
+        j++;
         m.w_in[(size_t)in * H + a] = (float)s;
         m.w_in[(size_t)in * H + b] = (float)s;
         m.w_in[(size_t)one * H + a] = (float)(-s * mid + 0.5);

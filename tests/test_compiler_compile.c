@@ -80,13 +80,24 @@ static void test_compile_no_larger_than_tracr(void **state) {
            "frac = numerical(aggregate(select(indices, indices, <=), isx, 0));\n", &L, &C);
     assert_true(L <= 2);
     assert_true(C <= 14);
-    mech_err err = {0};
-    mech_rasp_program *p = NULL;
-    if (mech_rasp_load("examples/rasp/sort.rasp", &p, &err)) fail_msg("%s", err.msg);
-    mech_rasp_compiled *c = compile_ok(p);
-    assert_true(c->model->cfg.n_layers <= 3);
-    mech_rasp_compiled_free(c);
-    mech_rasp_program_free(p);
+    // Tracr's own settings for these examples: layers and parameters.
+    struct { const char *file; int layers; long params; } t[] = {
+        {"examples/rasp/sort.rasp", 3, 17544},
+        {"examples/rasp/pair_balance.rasp", 2, 5442},
+        {"examples/rasp/shuffle_dyck2.rasp", 8, 246884},
+        {"examples/rasp/shuffle_dyck3.rasp", 9, 725253},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        mech_err err = {0};
+        mech_rasp_program *p = NULL;
+        if (mech_rasp_load(t[i].file, &p, &err)) fail_msg("%s", err.msg);
+        mech_rasp_compiled *c = compile_ok(p);
+        if (c->model->cfg.n_layers > t[i].layers || mech_config_n_params(&c->model->cfg) > t[i].params)
+            fail_msg("%s: %d layers, %lld parameters; Tracr: %d, %ld", t[i].file, c->model->cfg.n_layers,
+                     (long long)mech_config_n_params(&c->model->cfg), t[i].layers, t[i].params);
+        mech_rasp_compiled_free(c);
+        mech_rasp_program_free(p);
+    }
 }
 
 // Tracr 1: selector_width is exact only while w(w+1) < 100; here counts reach 16.
