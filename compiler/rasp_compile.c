@@ -39,13 +39,17 @@ typedef struct pnode {
     int bos_val;     // categorical: index of the value at BOS, -1 for zero
     double bos_num;  // numerical: value at BOS
     int is_sel;
+    int pair_a, pair_b; // a composite (index >= the program's nodes): the pair of s-ops it encodes
+    char *vlabel;       // a composite's label
 } pnode;
 
 struct rasp_plan {
     const mech_rasp_program *p;
     mech_rasp_heap *heap;
-    int n;
-    pnode *nodes;
+    int n;           // the program's nodes
+    int n_all;       // plus composites: s-ops encoding pairs, for selectors combined
+                     // over different keys or queries
+    pnode *nodes;    // [n_all]
     int C, n_layers, N;
     char **labels;   // [C]
 };
@@ -274,6 +278,8 @@ static mech_status eval_pred(rasp_plan *pl, const mech_rasp_node *n, const mech_
     return MECH_OK;
 }
 
+static int sel_side(rasp_plan *pl, int sel, int side);
+
 static mech_status selector(rasp_plan *pl, int id, selmat *m, mech_err *err) {
     const mech_rasp_node *n = mech_rasp_program_node(pl->p, id);
     mech_status rc;
@@ -312,35 +318,31 @@ static mech_status selector(rasp_plan *pl, int id, selmat *m, mech_err *err) {
         mech_free(a.pred);
         return rc;
     }
-    if (a.keys != b.keys || a.queries != b.queries) {
-        mech_free(a.pred);
-        mech_free(b.pred);
-        return node_error(pl, n, err, "combining selectors over different keys or queries is not supported yet; "
-                          "select on a zipmap of the keys and of the queries instead");
+    // Over the same keys and queries the two fold into one predicate; else
+    // they read composites (pairs of values) planned by sel_side.
+    selmat r = {.keys = sel_side(pl, id, 0), .queries = sel_side(pl, id, 1)};
+    r.nk = ext_n(pl, r.keys), r.nq = ext_n(pl, r.queries);
+    r.pred = mech_calloc((size_t)r.nk * r.nq + 1, 1);
+    if (!r.pred) {
+        mech_free(a.pred), mech_free(b.pred);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; i < a.nk * a.nq; i++)
-        a.pred[i] = n->kind == MECH_RASP_SEL_AND ? (a.pred[i] && b.pred[i]) : (a.pred[i] || b.pred[i]);
+    int kpair = r.keys != a.keys || r.keys != b.keys, qpair = r.queries != a.queries || r.queries != b.queries;
+    for (int k = 0; k < r.nk; k++)
+        for (int q = 0; q < r.nq; q++) {
+            int ka = kpair ? k / b.nk : k, kb = kpair ? k % b.nk : k;
+            int qa = qpair ? q / b.nq : q, qb = qpair ? q % b.nq : q;
+            int x = a.pred[ka * a.nq + qa], y = b.pred[kb * b.nq + qb];
+            r.pred[k * r.nq + q] = (unsigned char)(n->kind == MECH_RASP_SEL_AND ? (x && y) : (x || y));
+        }
+    mech_free(a.pred);
     mech_free(b.pred);
-    *m = a;
+    *m = r;
     return MECH_OK;
 }
 
 // ---------------------------------------------------------------------------
 // Plan
-
-static int max_in_stage(const rasp_plan *pl, const mech_rasp_node *n) {
-    int st = -1;
-    for (int i = 0; i < n->n_in; i++) {
-        const pnode *in = &pl->nodes[n->in[i]];
-        int s = in->stage;
-        if (in->is_sel) {
-            // a selector is read where it is used: its keys and queries must be ready
-            s = max_in_stage(pl, mech_rasp_program_node(pl->p, n->in[i]));
-        }
-        if (s > st) st = s;
-    }
-    return st;
-}
 
 static int next_stage(int after, int parity) {
     int s = after + 1;
@@ -348,9 +350,58 @@ static int next_stage(int after, int parity) {
     return s < 0 ? parity : s;
 }
 
+// The s-op a selector reads on one side (0: keys, 1: queries). `and`/`or`
+// over different s-ops read a composite holding both (made here once per
+// pair: an MLP that one-hot encodes the pair of values, none included).
+static int sel_side(rasp_plan *pl, int sel, int side) {
+    const mech_rasp_node *n = mech_rasp_program_node(pl->p, sel);
+    if (n->kind == MECH_RASP_SELECT) return n->in[side];
+    if (n->kind == MECH_RASP_SEL_NOT) return sel_side(pl, n->in[0], side);
+    int x = sel_side(pl, n->in[0], side), y = sel_side(pl, n->in[1], side);
+    if (x < 0 || y < 0) return -1;
+    if (x == y) return x;
+    for (int i = pl->n; i < pl->n_all; i++)
+        if (pl->nodes[i].pair_a == x && pl->nodes[i].pair_b == y) return i;
+    int id = pl->n_all++;
+    pnode *c = &pl->nodes[id];
+    memset(c, 0, sizeof *c);
+    c->pair_a = x, c->pair_b = y, c->bos_val = -1;
+    int sx = pl->nodes[x].stage, sy = pl->nodes[y].stage;
+    c->stage = next_stage(sx > sy ? sx : sy, 1);
+    mech_buf lb = {0};
+    mech_buf_printf(&lb, "%s.%s", n->label, side ? "queries" : "keys");
+    c->vlabel = lb.data;
+    int nx = pl->nodes[x].vs.n + pl->nodes[x].vs.has_none, ny = pl->nodes[y].vs.n + pl->nodes[y].vs.has_none;
+    c->vs.v = mech_calloc((size_t)(nx * ny > 0 ? nx * ny : 1), sizeof *c->vs.v);
+    if (!c->vs.v || lb.oom) return -1;
+    for (int i = 0; i < nx; i++)
+        for (int j = 0; j < ny; j++) {
+            mech_rasp_value items[2] = {i < pl->nodes[x].vs.n ? pl->nodes[x].vs.v[i] : mech_rasp_none(),
+                                        j < pl->nodes[y].vs.n ? pl->nodes[y].vs.v[j] : mech_rasp_none()};
+            if (mech_rasp_value_tuple(pl->heap, items, 2, &c->vs.v[c->vs.n++], NULL)) return -1;
+        }
+    return id;
+}
+
+static int max_in_stage(rasp_plan *pl, const mech_rasp_node *n) {
+    int st = -1;
+    for (int i = 0; i < n->n_in; i++) {
+        const pnode *in = &pl->nodes[n->in[i]];
+        int s = in->stage;
+        if (in->is_sel) {
+            // a selector is read where it is used: its keys and queries must be ready
+            int k = sel_side(pl, n->in[i], 0), q = sel_side(pl, n->in[i], 1);
+            if (k < 0 || q < 0) return -3;
+            s = pl->nodes[k].stage > pl->nodes[q].stage ? pl->nodes[k].stage : pl->nodes[q].stage;
+        }
+        if (s > st) st = s;
+    }
+    return st;
+}
+
 static void plan_free(rasp_plan *pl) {
     if (!pl) return;
-    for (int i = 0; i < pl->n; i++) mech_free(pl->nodes[i].vs.v);
+    for (int i = 0; i < pl->n_all; i++) mech_free(pl->nodes[i].vs.v), mech_free(pl->nodes[i].vlabel);
     mech_free(pl->nodes);
     if (pl->labels)
         for (int i = 0; i < pl->C; i++) mech_free(pl->labels[i]);
@@ -419,7 +470,13 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
     pl->n = mech_rasp_program_n_nodes(p);
     pl->N = mech_rasp_program_max_seq_len(p);
     pl->heap = mech_rasp_heap_new();
-    pl->nodes = mech_calloc((size_t)(pl->n ? pl->n : 1), sizeof *pl->nodes);
+    int combos = 0;
+    for (int i = 0; i < pl->n; i++) {
+        mech_rasp_kind k = mech_rasp_program_node(p, i)->kind;
+        combos += k == MECH_RASP_SEL_AND || k == MECH_RASP_SEL_OR;
+    }
+    pl->n_all = pl->n;
+    pl->nodes = mech_calloc((size_t)(pl->n + 2 * combos + 1), sizeof *pl->nodes);
     mech_status rc = MECH_OK;
     if (!pl->heap || !pl->nodes) {
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
@@ -431,6 +488,11 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
         const mech_rasp_node *n = mech_rasp_program_node(p, i);
         pnode *pn = &pl->nodes[i];
         pn->bos_val = -1;
+        int ms = n->n_in ? max_in_stage(pl, n) : -1;
+        if (ms < -2) {
+            rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
         switch (n->kind) {
         case MECH_RASP_TOKENS: case MECH_RASP_INDICES: case MECH_RASP_CONST:
             pn->stage = -1;
@@ -443,17 +505,17 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
             pn->att_stage = 0, pn->stage = 1;
             break;
         case MECH_RASP_MAP: case MECH_RASP_ZIPMAP:
-            pn->stage = next_stage(max_in_stage(pl, n), 1);
+            pn->stage = next_stage(ms, 1);
             break;
         case MECH_RASP_AGGREGATE:
-            pn->stage = next_stage(max_in_stage(pl, n), 0);
+            pn->stage = next_stage(ms, 0);
             if (n->value.type != MECH_RASP_NONE) {
                 pn->bos_val = vset_find(&pn->vs, &n->value);
                 pn->bos_num = is_number(&n->value) ? num(&n->value) : 0;
             }
             break;
         case MECH_RASP_SELECTOR_WIDTH:
-            pn->att_stage = next_stage(max_in_stage(pl, n), 0);
+            pn->att_stage = next_stage(ms, 0);
             pn->stage = pn->att_stage + 1;
             break;
         default:
@@ -473,13 +535,17 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
     }
     // Residual layout: bos, one, then every s-op's dimensions in node order.
     int C = 2, max_stage = 0;
-    for (int i = 0; i < pl->n; i++) {
-        const mech_rasp_node *n = mech_rasp_program_node(p, i);
+    for (int i = 0; i < pl->n_all; i++) {
         pnode *pn = &pl->nodes[i];
         if (pn->is_sel) continue;
         pn->dim = C;
-        C += n->enc == MECH_RASP_NUMERICAL ? 1 : pn->vs.n;
-        if (n->kind == MECH_RASP_SELECTOR_WIDTH || n->kind == MECH_RASP_LENGTH) pn->aux = C++;
+        if (i >= pl->n) {
+            C += pn->vs.n;
+        } else {
+            const mech_rasp_node *n = mech_rasp_program_node(p, i);
+            C += n->enc == MECH_RASP_NUMERICAL ? 1 : pn->vs.n;
+            if (n->kind == MECH_RASP_SELECTOR_WIDTH || n->kind == MECH_RASP_LENGTH) pn->aux = C++;
+        }
         if (pn->stage > max_stage) max_stage = pn->stage;
     }
     pl->C = C;
@@ -491,6 +557,9 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
     }
     pl->labels[0] = mech_strdup("bos");
     pl->labels[1] = mech_strdup("one");
+    for (int i = pl->n; i < pl->n_all; i++)
+        for (int v = 0; v < pl->nodes[i].vs.n; v++)
+            pl->labels[pl->nodes[i].dim + v] = label_of(pl->nodes[i].vlabel, &pl->nodes[i].vs.v[v]);
     for (int i = 0; i < pl->n; i++) {
         const mech_rasp_node *n = mech_rasp_program_node(p, i);
         pnode *pn = &pl->nodes[i];
@@ -769,6 +838,40 @@ static mech_status emit_node(emitter *e, int id, mech_err *err) {
     return st;
 }
 
+// A composite: one hidden unit per pair (i, j) of values of its two s-ops,
+// none included (its indicator is one - the sum of the value dimensions),
+// firing iff both hold: relu(ind_i + ind_j + one - 2).
+static mech_status emit_composite(emitter *e, int id, mech_err *err) {
+    rasp_plan *pl = e->pl;
+    const pnode *c = &pl->nodes[id];
+    int C = pl->C, ids[2] = {c->pair_a, c->pair_b}, n[2];
+    for (int s = 0; s < 2; s++) n[s] = pl->nodes[ids[s]].vs.n + pl->nodes[ids[s]].vs.has_none;
+    build_mlp m = {.layer = c->stage / 2, .hidden = c->vs.n ? c->vs.n : 1};
+    m.w_in = build_zeros((size_t)C * m.hidden), m.b_in = build_zeros((size_t)m.hidden);
+    m.w_out = build_zeros((size_t)m.hidden * C);
+    if (!m.w_in || !m.b_in || !m.w_out) {
+        mech_free(m.w_in), mech_free(m.b_in), mech_free(m.w_out);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    }
+    int H = m.hidden;
+    for (int t = 0; t < c->vs.n; t++) {
+        int idx[2] = {t / n[1], t % n[1]};
+        for (int s = 0; s < 2; s++) {
+            const pnode *in = &pl->nodes[ids[s]];
+            if (idx[s] < in->vs.n) {
+                m.w_in[(size_t)(in->dim + idx[s]) * H + t] += 1;
+            } else {
+                m.w_in[(size_t)1 * H + t] += 1;
+                for (int v = 0; v < in->vs.n; v++) m.w_in[(size_t)(in->dim + v) * H + t] -= 1;
+            }
+        }
+        m.w_in[(size_t)1 * H + t] += 1;
+        m.b_in[t] = -2;
+        m.w_out[(size_t)t * C + c->dim + t] = 1;
+    }
+    return push_mlp(e, m) ? mech_err_set(err, MECH_ERR_NOMEM, "out of memory") : MECH_OK;
+}
+
 static mech_status emit_embeddings(emitter *e, mech_err *err) {
     rasp_plan *pl = e->pl;
     int C = pl->C, N = pl->N;
@@ -844,17 +947,36 @@ static void circuit_json(const emitter *e, mech_buf *b) {
         mech_buf_printf(b, ", \"dims\": [%d, %d]", pn->dim, pn->dim + width);
         mech_buf_puts(b, ", \"inputs\": [");
         // selectors are not components: their keys and queries are the inputs
-        int stack[64], sp = 0, k = 0;
-        for (int a = n->n_in - 1; a >= 0 && sp < 64; a--) stack[sp++] = n->in[a];
-        while (sp) {
-            int x = stack[--sp];
-            const mech_rasp_node *xn = mech_rasp_program_node(pl->p, x);
-            if (pl->nodes[x].is_sel) {
-                for (int a = xn->n_in - 1; a >= 0 && sp < 64; a--) stack[sp++] = xn->in[a];
-                continue;
+        int k = 0;
+        for (int a = 0; a < n->n_in; a++) {
+            int xs[2] = {n->in[a], -1}, nx = 1;
+            if (pl->nodes[n->in[a]].is_sel) {
+                // a selector is not a component: its keys and queries are the inputs
+                xs[0] = sel_side((rasp_plan *)pl, n->in[a], 0), xs[1] = sel_side((rasp_plan *)pl, n->in[a], 1), nx = 2;
             }
-            mech_buf_puts(b, k++ ? ", " : "");
-            mech_buf_json_string(b, xn->label, strlen(xn->label));
+            for (int s = 0; s < nx; s++) {
+                int x = xs[s];
+                const char *lab = x >= pl->n ? pl->nodes[x].vlabel : mech_rasp_program_node(pl->p, x)->label;
+                mech_buf_puts(b, k++ ? ", " : "");
+                mech_buf_json_string(b, lab, strlen(lab));
+            }
+        }
+        mech_buf_puts(b, "]}");
+    }
+    for (int i = pl->n; i < pl->n_all; i++) {
+        const pnode *pn = &pl->nodes[i];
+        mech_buf_puts(b, first ? "\n  {" : ",\n  {");
+        first = 0;
+        mech_buf_puts(b, "\"label\": ");
+        mech_buf_json_string(b, pn->vlabel, strlen(pn->vlabel));
+        mech_buf_printf(b, ", \"kind\": \"zipmap\", \"encoding\": \"categorical\", \"layer\": %d, \"mlp\": [%d, %d, %d]",
+                        pn->stage / 2, pn->stage / 2, e->mlp_from[i], e->mlp_from[i] + e->mlp_len[i]);
+        mech_buf_printf(b, ", \"dims\": [%d, %d], \"inputs\": [", pn->dim, pn->dim + pn->vs.n);
+        for (int s = 0; s < 2; s++) {
+            int x = s ? pn->pair_b : pn->pair_a;
+            const char *lab = x >= pl->n ? pl->nodes[x].vlabel : mech_rasp_program_node(pl->p, x)->label;
+            mech_buf_puts(b, s ? ", " : "");
+            mech_buf_json_string(b, lab, strlen(lab));
         }
         mech_buf_puts(b, "]}");
     }
@@ -864,9 +986,9 @@ static void circuit_json(const emitter *e, mech_buf *b) {
 static mech_status plan_emit(rasp_plan *pl, mech_model **model, mech_buf *circuit, mech_err *err) {
     emitter e = {.pl = pl};
     mech_status st = MECH_OK;
-    e.head_slot = mech_malloc((size_t)(pl->n + 1) * sizeof(int));
-    e.mlp_from = mech_calloc((size_t)(pl->n + 1), sizeof(int));
-    e.mlp_len = mech_calloc((size_t)(pl->n + 1), sizeof(int));
+    e.head_slot = mech_malloc((size_t)(pl->n_all + 1) * sizeof(int));
+    e.mlp_from = mech_calloc((size_t)(pl->n_all + 1), sizeof(int));
+    e.mlp_len = mech_calloc((size_t)(pl->n_all + 1), sizeof(int));
     if (!e.head_slot || !e.mlp_from || !e.mlp_len) {
         st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
         goto done;
@@ -883,6 +1005,12 @@ static mech_status plan_emit(rasp_plan *pl, mech_model **model, mech_buf *circui
         if ((st = emit_node(&e, i, err))) goto done;
         if (e.b.n_heads > heads_before) e.head_slot[i] = head_slot;
         if (e.b.n_mlps > mlp_before) e.mlp_from[i] = unit_from, e.mlp_len[i] = e.b.mlps[e.b.n_mlps - 1].hidden;
+    }
+    for (int i = pl->n; i < pl->n_all; i++) {
+        int unit_from = layer_units(&e, pl->nodes[i].stage / 2);
+        e.head_slot[i] = -1;
+        if ((st = emit_composite(&e, i, err))) goto done;
+        e.mlp_from[i] = unit_from, e.mlp_len[i] = e.b.mlps[e.b.n_mlps - 1].hidden;
     }
     if ((st = build_assemble(&e.b, model, err))) goto done;
     if (circuit) circuit_json(&e, circuit);

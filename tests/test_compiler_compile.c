@@ -175,6 +175,14 @@ static void test_compile_selector_combinations(void **state) {
            "others = selector_width(s);\n"
            "t = select(indices, indices, <) or select(indices, indices, >);\n"
            "n = selector_width(t);\n", NULL, NULL);
+    // over different keys and queries: composites of both (Tracr cannot)
+    verify("vocab {a, b, c}; max_seq_len 5;\n"
+           "s = select(indices, indices, <) and select(tokens, tokens, ==);\n"
+           "n = selector_width(s or select(tokens, tokens, (k, q) -> k == \"c\"));\n"
+           "t = not select(tokens, indices, (k, q) -> k == \"a\");\n"
+           "m = selector_width(t and select(indices, tokens, (k, q) -> k % 2 == 0));\n"
+           "prev_same = aggregate(select(indices, indices, (k, q) -> k == q - 1) and select(tokens, tokens, ==), indices);\n"
+           "out = zipmap((x, y, z) -> (x, y, z), n, m, prev_same);\n", NULL, NULL);
 }
 
 static void expect_compile_error(const char *src, const char *needle) {
