@@ -118,27 +118,6 @@ int rasp_expr_size(const mech_rasp_expr *e) {
 
 enum { PREC_IF = 1, PREC_OR, PREC_AND, PREC_NOT, PREC_CMP, PREC_SUM, PREC_TERM, PREC_UNARY, PREC_ATOM };
 
-static const char *bin_text(int op) {
-    switch (op) {
-    case MECH_RASP_X_ADD: return "+";
-    case MECH_RASP_X_SUB: return "-";
-    case MECH_RASP_X_MUL: return "*";
-    case MECH_RASP_X_DIV: return "/";
-    case MECH_RASP_X_FLOORDIV: return "//";
-    case MECH_RASP_X_MOD: return "%";
-    case MECH_RASP_X_EQ: return "==";
-    case MECH_RASP_X_NE: return "!=";
-    case MECH_RASP_X_LT: return "<";
-    case MECH_RASP_X_LE: return "<=";
-    case MECH_RASP_X_GT: return ">";
-    case MECH_RASP_X_GE: return ">=";
-    case MECH_RASP_X_IN: return "in";
-    case MECH_RASP_X_AND: return "and";
-    case MECH_RASP_X_OR: return "or";
-    default: return "?";
-    }
-}
-
 static int prec_of(const mech_rasp_expr *e) {
     switch ((int)e->op) {
     case MECH_RASP_X_IF: return PREC_IF;
@@ -215,7 +194,7 @@ static void print_expr(mech_buf *b, const mech_rasp_expr *e, const char *const *
         // Binary: left-associative; comparisons do not chain.
         int cmp = p == PREC_CMP;
         print_expr(b, e->args[0], params, cmp ? p + 1 : p);
-        mech_buf_printf(b, " %s ", bin_text(e->op));
+        mech_buf_printf(b, " %s ", rasp_op_text((mech_rasp_op)e->op));
         print_expr(b, e->args[1], params, p + 1);
         break;
     }

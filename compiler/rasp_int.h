@@ -54,6 +54,7 @@ typedef struct rasp_fail {
 
 int rasp_failf(rasp_fail *f, const char *fmt, ...) MECH_PRINTF(2, 3); // sets msg; returns -1
 const char *rasp_type_name(const mech_rasp_value *v);      // "int", "str", ...
+const char *rasp_op_text(mech_rasp_op op);                  // "+", "//", "not", "and", ...
 int rasp_make_str(mech_rasp_heap *h, const char *s, size_t n, mech_rasp_value *out, rasp_fail *f);
 int rasp_make_tuple(mech_rasp_heap *h, const mech_rasp_value *items, size_t n, mech_rasp_value *out,
                     rasp_fail *f);

@@ -405,7 +405,7 @@ mech_rasp_value rasp_value_deep_copy(const mech_rasp_value *v, char **pool) {
 // ---------------------------------------------------------------------------
 // Operators
 
-static const char *op_text(mech_rasp_op op) {
+const char *rasp_op_text(mech_rasp_op op) {
     switch (op) {
     case MECH_RASP_X_ADD: return "+";
     case MECH_RASP_X_SUB: return "-";
@@ -423,13 +423,15 @@ static const char *op_text(mech_rasp_op op) {
     case MECH_RASP_X_NEG: return "-";
     case MECH_RASP_X_POS: return "+";
     case MECH_RASP_X_NOT: return "not";
+    case MECH_RASP_X_AND: return "and";
+    case MECH_RASP_X_OR: return "or";
     default: return "?";
     }
 }
 
 static int bad_operands(mech_rasp_op op, const mech_rasp_value *a, const mech_rasp_value *b, rasp_fail *f) {
     char x[64], y[64];
-    return rasp_failf(f, "unsupported operand types for %s: %s %s and %s %s", op_text(op), rasp_type_name(a),
+    return rasp_failf(f, "unsupported operand types for %s: %s %s and %s %s", rasp_op_text(op), rasp_type_name(a),
                       repr(a, x, sizeof x), rasp_type_name(b), repr(b, y, sizeof y));
 }
 
@@ -536,7 +538,7 @@ static int ordered_cmp(mech_rasp_op op, const mech_rasp_value *a, const mech_ras
     }
     char x[64], y[64];
     rasp_failf(f, "cannot compare %s %s and %s %s with %s", rasp_type_name(a), repr(a, x, sizeof x), rasp_type_name(b),
-               repr(b, y, sizeof y), op_text(op));
+               repr(b, y, sizeof y), rasp_op_text(op));
     return -2;
 }
 
@@ -617,7 +619,7 @@ int rasp_unary(mech_rasp_op op, const mech_rasp_value *a, mech_rasp_value *out, 
     case MECH_RASP_X_NEG:
     case MECH_RASP_X_POS:
         if (!is_num(a))
-            return rasp_failf(f, "bad operand type for unary %s: %s %s", op_text(op), rasp_type_name(a), repr(a, x, sizeof x));
+            return rasp_failf(f, "bad operand type for unary %s: %s %s", rasp_op_text(op), rasp_type_name(a), repr(a, x, sizeof x));
         if (a->type == MECH_RASP_FLOAT) {
             *out = mech_rasp_float(op == MECH_RASP_X_NEG ? -a->f : a->f);
             if (out->f == 0) out->f = 0; // no -0.0

@@ -19,32 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bin(void) {
-    const char *b = getenv("MECH_BIN");
-    return b && *b ? b : "./mech";
-}
-
-// Runs `mech ARGS` through the shell; returns the exit code (-1 for a
-// signal) and the captured stdout+stderr in *out (owned).
-static int mech(char **out, const char *fmt, ...) {
-    char args[2048], cmd[2400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    mech_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_append(&b, chunk, n);
-    mech_buf_append(&b, "", 0);
-    int st = pclose(p);
-    if (out) *out = b.data;
-    else mech_buf_free(&b);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+// stdout and stderr together, as a user sees them
+#define mech(out, ...) mech_test_cli(out, NULL, __VA_ARGS__)
 
 static void test_cli_help_for_every_command(void **state) {
     char *out;
@@ -84,7 +60,7 @@ static void test_cli_usage_errors_exit_2(void **state) {
     assert_int_equal(mech(&out, "info"), 2);
     free(out);
     assert_int_equal(mech(NULL, "init --preset huge -o x"), 2);
-    assert_int_equal(mech(NULL, ""), 2);
+    assert_int_equal(mech(NULL, "%s", ""), 2);
 }
 
 static void test_cli_tokenize_round_trip(void **state) {

@@ -19,41 +19,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static const char *bin(void) {
-    const char *b = getenv("MECH_BIN");
-    return b && *b ? b : "./mech";
-}
+#define mech mech_test_cli
 
-// Runs `mech ARGS` through the shell with stdout (and, when err is not
-// NULL, stderr) captured separately; returns the exit status.
-static int mech(char **out, char **err, const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    const char *errfile = mech_test_tmp("rasp_cli_stderr.txt");
-    snprintf(cmd, sizeof cmd, "%s %s 2>%s", bin(), args, errfile);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    mech_buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_append(&b, chunk, n);
-    mech_buf_append(&b, "", 0);
-    int st = pclose(p);
-    if (out) *out = b.data;
-    else mech_buf_free(&b);
-    if (err) {
-        size_t len;
-        *err = mech_test_read(errfile, &len);
-    }
-    remove(errfile);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-// Writes src to a scratch file; the path stays valid until the next call
-// (mech_test_tmp's own buffer is reused by mech() for stderr).
+// Writes src to a scratch file; the path stays valid until the next call.
 static const char *write_program(const char *name, const char *src) {
     static char path[512];
     snprintf(path, sizeof path, "%s", mech_test_tmp(name));

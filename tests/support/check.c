@@ -13,12 +13,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <unistd.h>
 #include <dirent.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 double mech_max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;
@@ -99,4 +101,35 @@ void mech_test_limit_file_size(long bytes) {
     } else if (saved) {
         setrlimit(RLIMIT_FSIZE, &old);
     }
+}
+
+int mech_test_cli(char **out, char **err, const char *fmt, ...) {
+    char args[2048], cmd[4096], errfile[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *b = getenv("MECH_BIN");
+    snprintf(errfile, sizeof errfile, "%s", mech_test_tmp("cli_stderr.txt"));
+    if (err) snprintf(cmd, sizeof cmd, "%s %s 2>%s", b && *b ? b : "./mech", args, errfile);
+    else snprintf(cmd, sizeof cmd, "%s %s 2>&1", b && *b ? b : "./mech", args);
+    FILE *p = popen(cmd, "r");
+    if (!p) fail_msg("cannot run %s", cmd);
+    size_t cap = 4096, len = 0, n;
+    char *buf = malloc(cap);
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 2048) buf = realloc(buf, cap *= 2);
+    }
+    if (!buf) fail_msg("out of memory");
+    buf[len] = 0;
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    if (err) {
+        size_t elen;
+        *err = mech_test_read(errfile, &elen);
+        remove(errfile);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

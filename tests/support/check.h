@@ -22,4 +22,8 @@ int mech_test_leftovers(const char *path);
 // Limits the size of files this process may write (RLIMIT_FSIZE, with
 // SIGXFSZ ignored so writes fail with EFBIG); 0 restores the old limit.
 void mech_test_limit_file_size(long bytes);
+// Runs `$MECH_BIN ARGS` (default ./mech) through the shell; *out gets its
+// stdout (owned; with err NULL, stderr too), *err its stderr when err is not
+// NULL. Returns the exit status, -1 when killed by a signal.
+int mech_test_cli(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #endif
