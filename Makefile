@@ -16,7 +16,7 @@ MECH_BIN := $(B)/mech
 CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS += -lz -lm
+LDLIBS += -lsqlite3 -lz -lm
 
 LIB_SRC := $(wildcard core/*.c interp/*.c compiler/*.c data/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)

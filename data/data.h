@@ -81,6 +81,161 @@ mech_status mech_npz_close(mech_npz *z, mech_err *err);
 // Discards the archive: removes path.tmp and frees z. NULL is a no-op.
 void mech_npz_abort(mech_npz *z);
 
+// ---------------------------------------------------------------------------
+// Results store (data/store.c, data/store_sha256.c)
+//
+// One SQLite file (default mech.db) holding runs, their prompts, scalar
+// results and compressed tensors; the schema is in docs/schema.md and is
+// plain enough for `sqlite3 mech.db 'select ...'`. WAL mode with
+// synchronous=NORMAL: a committed transaction survives the process being
+// killed (kill -9); the file is valid at every moment.
+//
+//   mech_store *s; int64_t run;
+//   if (mech_store_open("mech.db", &s, &err)) ...;
+//   if (mech_store_run_new(s, "patch", "model.safetensors", "mech patch ...", "{}", &run, &err)) ...;
+//   for each batch: mech_store_begin; mech_store_result (many); mech_store_commit
+//                   (on error: mech_store_rollback, which keeps earlier batches)
+//   mech_store_run_finish(s, run, "done", &err); mech_store_close(s);
+//
+// A mech database is marked by PRAGMA application_id = 0x6D656368 ("mech")
+// and versioned by PRAGMA user_version (the schema version, 1 today).
+
+#define MECH_STORE_SCHEMA_VERSION 1
+#define MECH_STORE_APPLICATION_ID 0x6D656368
+
+typedef struct mech_store mech_store;
+
+// Opens (creating if missing) the results database at path, switches it to
+// WAL mode and brings an older schema up to MECH_STORE_SCHEMA_VERSION (one
+// migration step per version, in one transaction). An existing file is first
+// inspected through a read-only connection and refused, untouched, when it
+// is not SQLite, is corrupt, is another application's database (tables but
+// no mech application_id), or has a user_version newer than this code knows.
+// OUT: *out (owned; mech_store_close). Errors: MECH_ERR_DB (all of the
+// above, naming path and what is wrong), MECH_ERR_NOMEM, MECH_ERR_ARG.
+mech_status mech_store_open(const char *path, mech_store **out, mech_err *err);
+// Closes s, rolling back an open transaction. NULL is a no-op.
+void mech_store_close(mech_store *s);
+// The path s was opened with (borrowed; valid until mech_store_close).
+const char *mech_store_path(const mech_store *s);
+// Runs PRAGMA integrity_check. Errors: MECH_ERR_DB with SQLite's first
+// complaint.
+mech_status mech_store_check(mech_store *s, mech_err *err);
+
+// Starts a run: kind (non-empty, e.g. "patch", "lens"), model_path, cmdline
+// and params_json (valid JSON or NULL) as given, started = now (ISO-8601 UTC,
+// "2026-11-23T20:49:13.123Z"), status "running", and model_hash =
+// mech_store_model_hash(model_path) (NULL when it cannot be read). OUT:
+// *run_id. Errors: MECH_ERR_ARG (empty kind, invalid JSON), MECH_ERR_DB.
+mech_status mech_store_run_new(mech_store *s, const char *kind, const char *model_path,
+                               const char *cmdline, const char *params_json, int64_t *run_id,
+                               mech_err *err);
+// Sets status ("done", "failed", "interrupted" or "running") and finished =
+// now (NULL again for "running", as --resume does). Errors: MECH_ERR_ARG
+// (other status), MECH_ERR_RANGE (no such run), MECH_ERR_DB.
+mech_status mech_store_run_finish(mech_store *s, int64_t run_id, const char *status, mech_err *err);
+
+// Content hash of a model file, fast for any size: lowercase hex SHA-256 of
+//   u64le(file size) || bytes [0, min(size, 1 MiB))
+//   || bytes [max(0, size - 1 MiB), size)
+//   || the safetensors header (bytes [8, 8 + N) when the first 8 bytes are a
+//      little-endian N with 8 + N <= size and N <= 100 MiB; else nothing).
+// A directory hashes its model.safetensors. OUT: hex[65]. Returns MECH_OK,
+// or MECH_ERR_IO when path is NULL or cannot be read (hex is then "").
+mech_status mech_store_model_hash(const char *path, char hex[65]);
+
+// One transaction per batch: begin, write, commit; rollback discards the
+// batch and nothing else. Writes outside begin/commit autocommit one by one.
+// Errors: MECH_ERR_DB (e.g. begin inside a transaction, commit outside).
+mech_status mech_store_begin(mech_store *s, mech_err *err);
+mech_status mech_store_commit(mech_store *s, mech_err *err);
+mech_status mech_store_rollback(mech_store *s, mech_err *err);
+
+// Records the prompt of item (>= 0) in role "clean", "corrupt" or "prompt":
+// text (may be NULL) and n_tokens token ids, stored as a JSON array text
+// ("[464,36,733]"). Replaces an earlier row with the same (run, item, role).
+// Errors: MECH_ERR_ARG (role, item, n_tokens < 0), MECH_ERR_DB.
+mech_status mech_store_prompt(mech_store *s, int64_t run_id, int item, const char *role,
+                              const char *text, const int32_t *tokens, int n_tokens, mech_err *err);
+
+// One scalar result: -1 in any integer field that does not apply (the
+// database stores -1 too, so `where head = -1` works); site and metric are
+// required ("blocks.3.hook_resid_pre", "logit_diff"). A NaN value is stored
+// as NULL.
+typedef struct mech_result {
+    int item;
+    const char *site;
+    int layer, pos, head;
+    int64_t token;
+    int rank;
+    const char *metric;
+    double value;
+} mech_result;
+
+// Appends one row to the results table. Errors: MECH_ERR_ARG (NULL site or
+// metric), MECH_ERR_DB.
+mech_status mech_store_result(mech_store *s, int64_t run_id, const mech_result *r, mech_err *err);
+
+// Stores a float32 tensor (prod(shape) floats, C order; ndim 0..
+// MECH_MAX_DIMS) as dtype "f32": the little-endian bytes byte-shuffled (all
+// first bytes, then all second bytes, ...) and zlib-compressed, with the raw
+// byte count. Replaces a tensor of the same name in the run. Errors:
+// MECH_ERR_ARG (name, ndim, shape), MECH_ERR_NOMEM, MECH_ERR_DB.
+mech_status mech_store_tensor(mech_store *s, int64_t run_id, const char *name, const float *data,
+                              int ndim, const int64_t *shape, mech_err *err);
+// Reads one back, bit-exact. OUT: *data (owned, mech_free; non-NULL even
+// with no elements), *ndim, shape[0..*ndim). Errors: MECH_ERR_RANGE (no
+// such tensor), MECH_ERR_DB (bad row: unknown dtype or codec, size
+// mismatch, zlib error), MECH_ERR_NOMEM.
+mech_status mech_store_tensor_get(mech_store *s, int64_t run_id, const char *name, float **data,
+                                  int *ndim, int64_t shape[MECH_MAX_DIMS], mech_err *err);
+// The names of the run's tensors in insertion order. OUT: *names (owned:
+// free with mech_store_strings_free(*names, *n)), *n.
+mech_status mech_store_tensor_names(mech_store *s, int64_t run_id, char ***names, size_t *n,
+                                    mech_err *err);
+void mech_store_strings_free(char **strings, size_t n);
+
+// The distinct items that have results in the run, ascending (for
+// --resume). OUT: *items (owned, mech_free; NULL when *n == 0), *n.
+mech_status mech_store_items_done(mech_store *s, int64_t run_id, int **items, size_t *n,
+                                  mech_err *err);
+
+// A run's row plus counts. Strings are owned by the struct (NULL when the
+// column is NULL); release with mech_store_run_info_deinit.
+typedef struct mech_run_info {
+    int64_t id;
+    char *kind, *model_path, *model_hash, *cmdline, *params_json;
+    char *started, *finished, *status;
+    int64_t n_results, n_items, n_prompts, n_tensors;
+} mech_run_info;
+
+// Fills *info (caller's storage). Errors: MECH_ERR_RANGE (no such run),
+// MECH_ERR_DB, MECH_ERR_NOMEM.
+mech_status mech_store_run_info(mech_store *s, int64_t run_id, mech_run_info *info, mech_err *err);
+void mech_store_run_info_deinit(mech_run_info *info);
+// Every run, by id. OUT: *runs (owned: mech_store_runs_free(*runs, *n)), *n.
+mech_status mech_store_runs(mech_store *s, mech_run_info **runs, size_t *n, mech_err *err);
+void mech_store_runs_free(mech_run_info *runs, size_t n);
+
+// Copies every run of in_paths[0..n) into out_path (created if missing),
+// renumbering run ids (appended after out's runs, inputs in order, runs in
+// id order), with their prompts, results and tensors: one transaction per
+// input, so a failure keeps the inputs already merged. Inputs are checked
+// like mech_store_open and only read. Errors: MECH_ERR_ARG (an input is the
+// output), MECH_ERR_DB.
+mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n,
+                             mech_err *err);
+
+// Writes the run's results as CSV (RFC 4180): header
+// run_id,item,site,layer,pos,head,token,rank,metric,value then one line per
+// row ordered by item then insertion; value as %.17g, empty for NULL.
+// Atomic (mech_outfile). Errors: MECH_ERR_RANGE (no such run), MECH_ERR_IO,
+// MECH_ERR_DB.
+mech_status mech_store_export_csv(mech_store *s, int64_t run_id, const char *path, mech_err *err);
+// Writes every tensor of the run into a .npz (np.load(path)[name]).
+// Errors: MECH_ERR_RANGE (no such run), MECH_ERR_IO, MECH_ERR_DB.
+mech_status mech_store_export_npz(mech_store *s, int64_t run_id, const char *path, mech_err *err);
+
 #ifdef __cplusplus
 }
 #endif
