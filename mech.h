@@ -6,4 +6,5 @@
 #include "core/core.h"
 #include "compiler/compiler.h"
 #include "data/data.h"
+#include "interp/interp.h"
 #endif

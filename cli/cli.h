@@ -24,6 +24,7 @@ int cmd_init(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_rasp(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
+int cmd_db(int argc, char **argv);
 
 extern const cli_cmd cli_commands[];
 const cli_cmd *cli_find(const char *name);

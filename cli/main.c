@@ -109,6 +109,19 @@ const cli_cmd cli_commands[] = {
      "the compiled model disagrees with the interpreter (a compiler bug: the first\n"
      "such input is shown) or a file cannot be read or written. Nothing is\n"
      "written unless verification passes.\n"},
+    {"db", cmd_db, "the results database: list, show, export and merge runs",
+     "usage: mech db [--db FILE] ls\n"
+     "       mech db [--db FILE] show RUN\n"
+     "       mech db [--db FILE] export RUN (--csv FILE | --npz FILE)\n"
+     "       mech db merge OUT.db IN.db...\n"
+     "\n"
+     "Every experiment command writes its run to one SQLite file (default\n"
+     "mech.db). ls lists the runs, show prints one (kind, status, times, model\n"
+     "and its content hash, command line, parameters, counts), export writes its\n"
+     "results as CSV or its tensors as .npz, merge copies every run of the inputs\n"
+     "into OUT (run ids renumbered). A database from a newer mech, or a SQLite file\n"
+     "that is not mech's, is refused and left untouched. The schema is in\n"
+     "docs/schema.md, so `sqlite3 mech.db 'select ...'` works without mech.\n"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -265,6 +265,50 @@ static void test_cli_compile_and_run(void **state) {
     free(out);
 }
 
+// mech db on a database the library wrote.
+static void test_cli_db(void **state) {
+    char db[512], db2[512], merged[512], csv[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmp("a.db"));
+    snprintf(db2, sizeof db2, "%s", mech_test_tmp("b.db"));
+    snprintf(merged, sizeof merged, "%s", mech_test_tmp("merged.db"));
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp("run.csv"));
+    remove(db), remove(db2), remove(merged);
+    mech_err err = {0};
+    mech_store *s;
+    int64_t run;
+    assert_int_equal(mech_store_open(db, &s, &err), MECH_OK);
+    assert_int_equal(mech_store_run_new(s, "patch", NULL, "mech patch ...", "{\"sweep\": \"resid_pre\"}", &run, &err), MECH_OK);
+    mech_result r = {.item = 0, .site = "resid_pre", .layer = 1, .pos = 2, .head = -1, .token = -1, .rank = -1,
+                     .metric = "logit_diff", .value = 0.25};
+    assert_int_equal(mech_store_result(s, run, &r, &err), MECH_OK);
+    assert_int_equal(mech_store_run_finish(s, run, "done", &err), MECH_OK);
+    mech_store_close(s);
+    assert_int_equal(mech(&out, "db --db %s ls", db), 0);
+    assert_non_null(strstr(out, "patch"));
+    assert_non_null(strstr(out, "done"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show %lld", db, (long long)run), 0);
+    assert_non_null(strstr(out, "resid_pre"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export %lld --csv %s", db, (long long)run, csv), 0);
+    free(out);
+    char *text = mech_test_read(csv, NULL);
+    assert_non_null(strstr(text, "logit_diff"));
+    assert_non_null(strstr(text, "0.25"));
+    free(text);
+    assert_int_equal(mech(&out, "db merge %s %s %s", merged, db, db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s ls", merged), 0);
+    assert_non_null(strstr(out, "     2  patch"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show 99", db), 1);
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s frob", db), 2);
+    free(out);
+    assert_int_equal(mech(&out, "db --db tests/fixtures/gpt2-tiny/model.safetensors ls"), 1);
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -283,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_cli_malformed_model_is_an_error_not_a_crash),
         cmocka_unit_test(test_cli_io_failures),
         cmocka_unit_test(test_cli_compile_and_run),
+        cmocka_unit_test(test_cli_db),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

@@ -1,0 +1,168 @@
+/*
+** interp/interp.h: mech's interpretability methods on top of the core
+** forward pass: logit and decoder lenses, direct logit attribution, head
+** scores (interp/lens.c, interp/heads.c; formulas in docs/lens.md) and
+** activation patching (interp/patch.c; docs/patching.md).
+*/
+#ifndef MECH_INTERP_H
+#define MECH_INTERP_H
+
+#include "core/core.h"
+
+// ---------------------------------------------------------------------------
+// Lenses and attribution read a run's cache. Residual "layers" are numbered
+// 0..L: l < L is blocks.l.hook_resid_pre, L the last block's hook_resid_post.
+
+// Caches every hook the functions below read: hook_embed, hook_pos_embed,
+// blocks.*.hook_resid_pre, blocks.*.hook_resid_post, blocks.*.attn.hook_result
+// (opt-in), blocks.*.attn.hook_pattern, blocks.*.hook_mlp_out (unless
+// attn_only) and ln_final.hook_scale (unless the model has no LayerNorm).
+mech_status mech_lens_cache(mech_run *run, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// Logit lens (interp/lens.c)
+
+#define MECH_LENS_MAX_K 32
+
+typedef struct mech_lens_row {
+    int layer;     // 0..L (see above)
+    int batch;
+    int pos;
+    int k;         // entries of top_ids/top_probs filled
+    int32_t top_ids[MECH_LENS_MAX_K];   // most probable first (ties: lower id first)
+    double top_probs[MECH_LENS_MAX_K];
+    int32_t target;        // the target token, or -1
+    int64_t target_rank;   // tokens with a strictly larger logit (0 = top); -1 without target
+    double target_prob;    // 0 without target
+    double kl;             // KL(final || this layer), nats; exactly 0 at layer L
+    double entropy;        // of this layer's distribution, nats
+} mech_lens_row;
+
+// Logit lens of every residual layer 0..L, batch item and position: the
+// residual through the final LayerNorm with its statistics recomputed for
+// that residual (TransformerLens's accumulated_resid(apply_ln=True)), then
+// the unembedding (with its bias). Probabilities, KL and entropy are
+// computed in double. k in [0, MECH_LENS_MAX_K]. targets: B*T token ids
+// (one per batch item and position; -1 for none) or NULL.
+// OUT: *rows (owned, mech_free), *n_rows = (L+1)*B*T, ordered layer, batch,
+// position: rows[(l*B + b)*T + t].
+// Needs: blocks.*.hook_resid_pre and blocks.{L-1}.hook_resid_post.
+// Errors: MECH_ERR_ARG (k out of range, missing cache), MECH_ERR_RANGE (a
+// target >= V), MECH_ERR_NOMEM.
+mech_status mech_lens_logit(const mech_model *m, const mech_run *run, int k, const int32_t *targets,
+                            mech_lens_row **rows, size_t *n_rows, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// Decoder lens for compiled RASP models (interp/lens.c)
+
+typedef struct mech_lens_var {
+    char *name;      // the label's name part ("reverse", "length.bos_share", "bos", "one")
+    int numerical;   // a single dimension labelled without ":value"
+    int first_dim;   // its dimensions are first_dim .. first_dim+n_dims-1
+    int n_dims;
+} mech_lens_var;
+
+typedef struct mech_lens_vars {
+    int n_dims;          // d_model
+    int n_vars;
+    mech_lens_var *vars; // in residual order
+    char **values;       // [n_dims]: the value part of "name:value" (JSON text, e.g. "\"a\"", "3"),
+                         // NULL for numerical dimensions
+} mech_lens_vars;
+
+// Parses the residual labels (mech.rasp.residual: a JSON array of
+// "name:value" / "name" strings) and groups consecutive dimensions with the
+// same name into variables. OUT: *out owned (mech_lens_vars_free).
+// Errors: MECH_ERR_FORMAT (not an array of strings), MECH_ERR_NOMEM.
+mech_status mech_lens_vars_parse(const char *residual_json, mech_lens_vars **out, mech_err *err);
+void mech_lens_vars_free(mech_lens_vars *v);
+
+typedef struct mech_lens_decoded {
+    int layer;          // 0..L
+    int batch;
+    int pos;
+    int var;            // index into vars->vars
+    int present;        // some dimension of the variable has |x| > tol at some position of
+                        // this batch item at this layer (the variable has been computed)
+    int has_value;      // categorical: the largest dimension is > 0.5; numerical: present
+    double number;      // numerical: the value; categorical: the largest dimension
+    const char *value;  // categorical with has_value: the value text, borrowed from vars; else NULL
+} mech_lens_decoded;
+
+// Decodes each residual layer 0..L into the variables of vars (categorical:
+// the argmax of its one-hot dimensions when above 0.5, else none; numerical:
+// the number). tol <= 0 means 1e-3. Needs blocks.*.hook_resid_pre and
+// blocks.{L-1}.hook_resid_post; vars->n_dims must equal d_model.
+// OUT: *rows (owned, mech_free), *n_rows = (L+1)*B*n_vars*T, ordered layer,
+// batch, variable, position: rows[((l*B + b)*n_vars + v)*T + t].
+// Errors: MECH_ERR_SHAPE (n_dims != d_model), MECH_ERR_ARG, MECH_ERR_NOMEM.
+mech_status mech_lens_decode(const mech_model *m, const mech_run *run, const mech_lens_vars *vars, double tol,
+                             mech_lens_decoded **rows, size_t *n_rows, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// Direct logit attribution (interp/lens.c)
+
+typedef struct mech_dla {
+    int n_comp;        // 1 + L*(NH + 1 + has_mlp)
+    int B;
+    int n_layers;      // L
+    char (*labels)[24]; // [n_comp]: "embed", then per layer l: "L{l}H{h}" for each head,
+                        // "L{l}.attn_bias", "L{l}.mlp" (not for attn_only models)
+    double *attr;      // [n_comp * B]: attr[c*B + b]
+    double *accum;     // [(L+1) * B]: accum[l*B + b], the projection of residual layer l
+    double *bias;      // [B]: lnf_b . d + unembed_b[answer] - unembed_b[wrong]
+    double *logit;     // [B]: the model's logit (difference) at pos, from the run's logits
+} mech_dla;
+
+// Direct logit attribution at position pos (-1: the last) of every batch
+// item: the final residual stream split into embedding (hook_embed +
+// hook_pos_embed), each head (attn.hook_result), each layer's attention
+// output bias b_O and each MLP (hook_mlp_out); each component is centred,
+// divided by the cached ln_final.hook_scale (no centring and no scale
+// without LayerNorm) and dotted with d = lnf_w * (W_U[answer] - W_U[wrong]).
+// answer: [B] token ids; wrong: [B] token ids or NULL (plain logit; an
+// entry < 0 also means none). sum_c attr[c] + bias = logit (up to float
+// rounding); accum[L] + bias = logit too.
+// Needs hook_embed, hook_pos_embed, blocks.*.attn.hook_result,
+// blocks.*.hook_mlp_out, ln_final.hook_scale, blocks.*.hook_resid_pre,
+// blocks.{L-1}.hook_resid_post. OUT: *out owned (mech_dla_free).
+// Errors: MECH_ERR_ARG, MECH_ERR_RANGE (pos or a token out of range), MECH_ERR_NOMEM.
+mech_status mech_lens_dla(const mech_model *m, const mech_run *run, int pos, const int32_t *answer,
+                          const int32_t *wrong, mech_dla **out, mech_err *err);
+void mech_dla_free(mech_dla *d);
+
+// ---------------------------------------------------------------------------
+// Head scores (interp/heads.c): TransformerLens's head_detector
+
+typedef enum mech_head_kind {
+    MECH_HEAD_PREV_TOKEN, // D[i][i-1] = 1
+    MECH_HEAD_DUPLICATE,  // D[i][j] = 1 for j < i with tok[j] == tok[i]
+    MECH_HEAD_INDUCTION,  // D[i][j] = 1 for 1 <= j <= i with tok[j-1] == tok[i], j-1 < i
+    MECH_HEAD_KIND_COUNT_
+} mech_head_kind;
+
+const char *mech_head_kind_name(mech_head_kind k); // "previous_token", "duplicate_token", "induction"
+
+typedef enum mech_head_measure {
+    MECH_HEAD_MUL, // sum(A*D) / sum(A)
+    MECH_HEAD_ABS  // 1 - round(mean|A - D| * T, 3)
+} mech_head_measure;
+
+// Scores every head against the reference pattern of kind built from each
+// batch item's tokens, averaged over the batch. A is the cached
+// blocks.l.attn.hook_pattern of the head; exclude_bos zeroes its column 0,
+// exclude_current its diagonal (before the score, as TransformerLens).
+// tokens: [B*T] (the ids the run was given). OUT: scores[L*NH] (caller's
+// storage), scores[l*NH + h]. Needs blocks.*.attn.hook_pattern and T >= 2.
+// Errors: MECH_ERR_ARG (missing cache, T < 2, bad kind).
+mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int32_t *tokens, mech_head_kind kind,
+                             mech_head_measure measure, int exclude_bos, int exclude_current,
+                             double *scores, mech_err *err);
+
+// Fills out[B * ((bos >= 0) + 2n)] with B rows of: bos (when bos >= 0), then n
+// tokens drawn uniformly from [lo, hi), then the same n tokens again.
+// Deterministic in seed. Errors: MECH_ERR_ARG (B or n < 1, lo >= hi).
+mech_status mech_heads_repeated_tokens(uint64_t seed, int B, int n, int32_t lo, int32_t hi, int32_t bos,
+                                       int32_t *out, mech_err *err);
+
+#endif
