@@ -25,6 +25,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_rasp(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
 int cmd_db(int argc, char **argv);
+int cmd_lens(int argc, char **argv);
 
 extern const cli_cmd cli_commands[];
 const cli_cmd *cli_find(const char *name);
@@ -44,5 +45,21 @@ int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, co
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 // Parses "1,2,3" (or spaces) into ids; *ids owned by the caller.
 int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n);
+
+// A batch of equal-length token sequences from --prompt / --ids
+// (cli/experiment.c); tok is the model's tokenizer or the built-in one.
+typedef struct cli_inputs {
+    int32_t *ids; // (B, T)
+    int B, T;
+    const mech_tokenizer *tok;
+    mech_tokenizer *own_tok;
+} cli_inputs;
+// texts[i] is a prompt, or an id list when is_ids[i]. 0 or an exit code.
+int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
+              cli_inputs *in);
+void cli_inputs_free(cli_inputs *in);
+// Opens db and starts a run of kind with the command line and parameters.
+int cli_run_open(const char *cmd, const char *db, const char *kind, const char *model, int argc, char **argv,
+                 const char *params_json, mech_store **s, int64_t *run);
 
 #endif

@@ -122,6 +122,20 @@ const cli_cmd cli_commands[] = {
      "into OUT (run ids renumbered). A database from a newer mech, or a SQLite file\n"
      "that is not mech's, is refused and left untouched. The schema is in\n"
      "docs/schema.md, so `sqlite3 mech.db 'select ...'` works without mech.\n"},
+    {"lens", cmd_lens, "logit lens: every layer's residual stream read through the unembedding",
+     "usage: mech lens --model MODEL (--prompt TEXT | --ids 1,2,3)... [--target TOKEN] [--top-k K] [--db FILE]\n"
+     "\n"
+     "Reads each layer's residual stream (resid_pre of every block, then the\n"
+     "final resid_post) through the final LayerNorm, recomputed for that\n"
+     "residual, and the unembedding: for every position the top-k tokens with\n"
+     "their probabilities, KL(final || layer) and the entropy, and with --target\n"
+     "the target token's rank and probability. Writes one run to the results\n"
+     "database (default mech.db; rows in `results` with site 'lens') and prints\n"
+     "its id and the last position of the first sequence. Formulas: docs/lens.md.\n"
+     "\n"
+     "  --target TOKEN   a token id, or text that is exactly one token\n"
+     "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
+     "  --db FILE        the results database (default mech.db)\n"},
     {NULL, NULL, NULL, NULL},
 };
 

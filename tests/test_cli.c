@@ -309,6 +309,30 @@ static void test_cli_db(void **state) {
     free(out);
 }
 
+// mech lens writes one run; its rows are in the database.
+static void test_cli_lens(void **state) {
+    char db[512], csv[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmp("lens.db"));
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp("lens.csv"));
+    remove(db);
+    assert_int_equal(mech(&out, "lens --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --target 7 --top-k 3 --db %s", db), 0);
+    assert_non_null(strstr(out, "run 1: logit lens"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
+    free(out);
+    char *text = mech_test_read(csv, NULL);
+    int lines = 0, kl0 = 0;
+    for (char *p = text; *p; p++) lines += *p == '\n';
+    // 3 residual layers x 4 positions x (3 top-k + kl + entropy + target) rows, plus the header
+    assert_int_equal(lines, 3 * 4 * 6 + 1);
+    // at the last layer the lens is the model itself: KL 0
+    for (char *p = strstr(text, ",kl,"); p; p = strstr(p + 1, ",kl,")) kl0 += strncmp(p + 4, "0\n", 2) == 0;
+    assert_true(kl0 >= 4);
+    free(text);
+    assert_int_equal(mech(&out, "lens --model tests/fixtures/gpt2-tiny --ids 5,17 --target 'two tokens' --db %s", db), 2);
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -328,6 +352,7 @@ int main(void) {
         cmocka_unit_test(test_cli_io_failures),
         cmocka_unit_test(test_cli_compile_and_run),
         cmocka_unit_test(test_cli_db),
+        cmocka_unit_test(test_cli_lens),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

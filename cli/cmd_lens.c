@@ -1,0 +1,131 @@
+/*
+** cli/cmd_lens.c: `mech lens`: the logit lens on a prompt, every layer and
+** position, written to the results database as one run.
+*/
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEQS 64
+
+int cmd_lens(int argc, char **argv) {
+    const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v;
+    const char *texts[MAX_SEQS];
+    int is_ids[MAX_SEQS], n = 0, special = 0;
+    long k = 5;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
+            if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v)) || (r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
+            if (r < 0) return 2;
+            if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
+            is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
+            texts[n++] = v;
+        } else if (!strcmp(argv[i], "--allow-special")) special = 1;
+        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
+    if (!model) return cli_usage(cmd, "--model is required");
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    cli_inputs in;
+    int rc = cli_batch(cmd, m, texts, is_ids, n, special, &in);
+    if (rc) {
+        mech_model_free(m);
+        return rc;
+    }
+    int32_t *targets = NULL;
+    if (target_s) {
+        // a token id, or text that must be exactly one token
+        int32_t *t = NULL;
+        size_t nt = 0;
+        char *end;
+        long id = strtol(target_s, &end, 10);
+        if (*target_s && !*end && id >= 0 && id < m->cfg.d_vocab) {
+            t = malloc(sizeof *t), nt = 1;
+            if (t) t[0] = (int32_t)id;
+        } else if (mech_tokenizer_encode(in.tok, target_s, strlen(target_s), 0, &t, &nt, &err) || nt != 1) {
+            mech_free(t);
+            cli_inputs_free(&in);
+            mech_model_free(m);
+            return cli_usage(cmd, "--target '%s' is not one token (an id, or text of one token)", target_s);
+        }
+        targets = malloc((size_t)in.B * in.T * sizeof *targets); // one per position
+        for (int b = 0; targets && b < in.B * in.T; b++) targets[b] = t[0];
+        free(t);
+    }
+    mech_run *run = NULL;
+    mech_lens_row *rows = NULL;
+    size_t n_rows = 0;
+    mech_store *s = NULL;
+    int64_t run_id = 0;
+    char params[256];
+    snprintf(params, sizeof params, "{\"top_k\": %ld, \"target\": %d, \"B\": %d, \"T\": %d}", k,
+             targets ? (int)targets[0] : -1, in.B, in.T);
+    if (mech_run_new(m, in.B, in.T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, in.ids, &err) ||
+        mech_lens_logit(m, run, (int)k, targets, &rows, &n_rows, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
+    // One transaction: the run's results land whole or not at all.
+    if (mech_store_begin(s, &err)) goto db_fail;
+    for (int b = 0; b < in.B; b++)
+        if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b],
+                              in.ids + (size_t)b * in.T, in.T, &err))
+            goto db_fail;
+    for (size_t i = 0; i < n_rows; i++) {
+        const mech_lens_row *row = &rows[i];
+        mech_result r = {.item = row->batch, .site = "lens", .layer = row->layer, .pos = row->pos, .head = -1,
+                         .token = -1, .rank = -1};
+        for (int j = 0; j < row->k; j++) {
+            r.token = row->top_ids[j], r.rank = j, r.metric = "prob", r.value = row->top_probs[j];
+            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        }
+        r.token = -1, r.rank = -1;
+        struct { const char *metric; double value; } rowm[2] = {{"kl", row->kl}, {"entropy", row->entropy}};
+        for (int j = 0; j < 2; j++) {
+            r.metric = rowm[j].metric, r.value = rowm[j].value;
+            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        }
+        if (row->target >= 0) {
+            r.token = row->target, r.rank = (int)row->target_rank, r.metric = "target_prob", r.value = row->target_prob;
+            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        }
+    }
+    if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
+    // The last position of the first sequence, layer by layer.
+    printf("run %lld: logit lens, %d sequence%s x %d tokens, %d layers -> %s\n", (long long)run_id, in.B,
+           in.B > 1 ? "s" : "", in.T, m->cfg.n_layers + 1, db);
+    printf("%6s  %-16s %7s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
+    for (size_t i = 0; i < n_rows; i++) {
+        const mech_lens_row *row = &rows[i];
+        if (row->batch != 0 || row->pos != in.T - 1) continue;
+        size_t len = 0;
+        const char *tok = mech_tokenizer_token(in.tok, row->top_ids[0], &len);
+        mech_buf name = {0};
+        if (tok) mech_buf_json_string(&name, tok, len);
+        else mech_buf_printf(&name, "<%d>", row->top_ids[0]);
+        printf("%6d  %-16s %7.4f %9.4f %9.4f", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
+        if (targets) printf("  %lld, %.4f", (long long)row->target_rank, row->target_prob);
+        printf("\n");
+        mech_buf_free(&name);
+    }
+    goto done;
+db_fail:
+    rc = cli_fail(cmd, &err);
+    if (s) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+done:
+    mech_store_close(s);
+    mech_free(rows);
+    mech_run_free(run);
+    free(targets);
+    cli_inputs_free(&in);
+    mech_model_free(m);
+    return rc;
+}

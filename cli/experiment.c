@@ -1,0 +1,79 @@
+/*
+** cli/experiment.c: what the experiment commands (lens, heads, attrib) share:
+** reading a batch of equal-length token sequences from --prompt/--ids, and
+** opening the results database with a new run for the command.
+*/
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
+              cli_inputs *in) {
+    memset(in, 0, sizeof *in);
+    mech_err err = {0};
+    in->tok = m->tok;
+    if (!in->tok) {
+        if (mech_tokenizer_gpt2(&in->own_tok, &err)) return cli_fail(cmd, &err);
+        in->tok = in->own_tok;
+    }
+    if (n < 1) return cli_usage(cmd, "give the input with --prompt TEXT or --ids 1,2,3");
+    int32_t *seq[256];
+    size_t len[256];
+    int rc = 0;
+    for (int s = 0; s < n && s < 256; s++) {
+        seq[s] = NULL;
+        if (is_ids[s]) {
+            if (cli_ids(cmd, texts[s], &seq[s], &len[s])) rc = 2;
+        } else if (mech_tokenizer_encode(in->tok, texts[s], strlen(texts[s]), special, &seq[s], &len[s], &err)) {
+            rc = cli_fail(cmd, &err);
+        }
+        if (!rc && len[s] == 0) rc = cli_usage(cmd, "sequence %d is empty", s + 1);
+        if (!rc && len[s] != len[0])
+            rc = cli_usage(cmd, "sequence %d has %zu tokens but sequence 1 has %zu: a batch needs equal lengths", s + 1,
+                           len[s], len[0]);
+        if (rc) {
+            for (int k = 0; k <= s; k++) free(seq[k]);
+            cli_inputs_free(in);
+            return rc;
+        }
+    }
+    in->B = n, in->T = (int)len[0];
+    in->ids = malloc((size_t)n * len[0] * sizeof *in->ids);
+    for (int s = 0; s < n; s++) {
+        if (in->ids) memcpy(in->ids + (size_t)s * len[0], seq[s], len[0] * sizeof *in->ids);
+        free(seq[s]);
+    }
+    if (!in->ids) {
+        cli_inputs_free(in);
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        return 1;
+    }
+    return 0;
+}
+
+void cli_inputs_free(cli_inputs *in) {
+    free(in->ids);
+    mech_tokenizer_free(in->own_tok);
+    memset(in, 0, sizeof *in);
+}
+
+int cli_run_open(const char *cmd, const char *db, const char *kind, const char *model, int argc, char **argv,
+                 const char *params_json, mech_store **s, int64_t *run) {
+    mech_err err = {0};
+    mech_buf line = {0};
+    mech_buf_puts(&line, "mech");
+    for (int i = 0; i < argc; i++) {
+        mech_buf_puts(&line, " ");
+        mech_buf_puts(&line, argv[i]);
+    }
+    int rc = 0;
+    if (mech_store_open(db, s, &err)) rc = cli_fail(cmd, &err);
+    else if (mech_store_run_new(*s, kind, model, line.data, params_json, run, &err)) {
+        rc = cli_fail(cmd, &err);
+        mech_store_close(*s);
+        *s = NULL;
+    }
+    mech_buf_free(&line);
+    return rc;
+}
