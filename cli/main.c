@@ -136,6 +136,16 @@ const cli_cmd cli_commands[] = {
      "  --target TOKEN   a token id, or text that is exactly one token\n"
      "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
      "  --db FILE        the results database (default mech.db)\n"},
+    {"heads", cmd_heads, "previous-token, duplicate-token and induction scores of every head",
+     "usage: mech heads --model MODEL ((--prompt TEXT | --ids 1,2,3)... | --random N [--batch B] [--seed S]) [--db FILE]\n"
+     "\n"
+     "Scores every head against TransformerLens's head_detector patterns\n"
+     "(previous token, duplicate token, induction; score = sum(A*D)/sum(A) of\n"
+     "the head's attention A on the detection pattern D, averaged over the\n"
+     "batch) on the given prompts, or on B sequences of N random tokens\n"
+     "repeated once (--random N, the usual induction test). Writes one run to\n"
+     "the results database (site 'heads', metric = the score's kind) and prints\n"
+     "its id and the best head of each kind. Formulas: docs/lens.md.\n"},
     {NULL, NULL, NULL, NULL},
 };
 

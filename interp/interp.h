@@ -106,7 +106,7 @@ typedef struct mech_dla {
     int n_comp;        // 1 + L*(NH + 1 + has_mlp)
     int B;
     int n_layers;      // L
-    char (*labels)[24]; // [n_comp]: "embed", then per layer l: "L{l}H{h}" for each head,
+    char (*labels)[32]; // [n_comp]: "embed", then per layer l: "L{l}H{h}" for each head,
                         // "L{l}.attn_bias", "L{l}.mlp" (not for attn_only models)
     double *attr;      // [n_comp * B]: attr[c*B + b]
     double *accum;     // [(L+1) * B]: accum[l*B + b], the projection of residual layer l
@@ -164,5 +164,128 @@ mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int
 // Deterministic in seed. Errors: MECH_ERR_ARG (B or n < 1, lo >= hi).
 mech_status mech_heads_repeated_tokens(uint64_t seed, int B, int n, int32_t lo, int32_t hi, int32_t bos,
                                        int32_t *out, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// Activation patching (interp/patch.c; docs/patching.md)
+
+
+
+
+// What is measured on the logits at the metric position (all in double).
+typedef enum mech_patch_metric {
+    MECH_PATCH_LOGIT_DIFF, // logit[answer] - logit[wrong]
+    MECH_PATCH_LOGPROB,    // log softmax(logits)[answer]
+    MECH_PATCH_PROB,       // softmax(logits)[answer]
+    MECH_PATCH_KL,         // KL(clean || run) = sum_v p_clean(v) (log p_clean(v) - log p_run(v))
+    MECH_PATCH_METRIC_COUNT_
+} mech_patch_metric;
+
+// What a sweep patches, and the shape of its result.
+typedef enum mech_patch_site {
+    MECH_PATCH_RESID_PRE,        // blocks.L.hook_resid_pre at one position      [L, T]
+    MECH_PATCH_RESID_MID,        // blocks.L.hook_resid_mid at one position      [L, T]
+    MECH_PATCH_ATTN_OUT,         // blocks.L.hook_attn_out at one position       [L, T]
+    MECH_PATCH_MLP_OUT,          // blocks.L.hook_mlp_out at one position        [L, T]
+    MECH_PATCH_HEAD_OUT,         // attn.hook_z of one head, every position      [L, NH]
+    MECH_PATCH_HEAD_OUT_BY_POS,  // attn.hook_z of one head at one position      [L, T, NH]
+    MECH_PATCH_HEAD_Q,           // attn.hook_q of one head, every position      [L, NH]
+    MECH_PATCH_HEAD_K,           // attn.hook_k of one head, every position      [L, NH]
+    MECH_PATCH_HEAD_V,           // attn.hook_v of one head, every position      [L, NH]
+    MECH_PATCH_HEAD_PATTERN,     // attn.hook_pattern of one head (all rows)     [L, NH]
+    MECH_PATCH_SITE_COUNT_
+} mech_patch_site;
+
+// Name of a site ("resid_pre", "head_out_by_pos", ...) or of a metric
+// ("logit_diff", "logprob", "prob", "kl"); static strings.
+const char *mech_patch_site_name(mech_patch_site s);
+const char *mech_patch_metric_name(mech_patch_metric m);
+
+typedef struct mech_patch_opts {
+    mech_patch_metric metric;
+    int32_t answer;  // token whose logit / log-prob / prob is measured (not used by KL)
+    int32_t wrong;   // the wrong answer (logit difference only)
+    int pos;         // metric position; < 0: the last position
+    int naive;       // 1: every patched run is a full forward from the tokens, B = 1,
+                     // with the one patch hook (the reference the fast mode is tested against)
+    int batch;       // fast mode: at most this many patches per forward (rows of one batch);
+                     // <= 0: a default that keeps a batch near 4096 token rows, at most 64
+    // Called after every patched forward with the cells done so far and the
+    // total of the sweep; may be NULL.
+    void (*progress)(int64_t done, int64_t total, void *user);
+    void *user;
+    // Checked before every patched forward; when *cancel != 0 the sweep stops
+    // with MECH_ERR_CANCELLED. May be NULL. Set it from another thread or a
+    // signal handler.
+    const volatile int *cancel;
+} mech_patch_opts;
+
+// A sweep's output: the metric of every patched run (raw) and its normalised
+// effect (raw - corrupted) / (clean - corrupted), row-major over shape.
+typedef struct mech_patch_result {
+    int ndim;          // 2 or 3
+    int64_t shape[3];  // [L, T], [L, NH] or [L, T, NH] (see mech_patch_site)
+    float *raw;        // owned (mech_patch_result_deinit); NaN for cells not computed
+    float *norm;       // owned; NaN when clean == corrupted
+    double clean;      // the metric on the clean run (0 for KL)
+    double corrupted;  // the metric on the corrupted run
+    int64_t done;      // cells computed: all of them unless the sweep was cancelled
+} mech_patch_result;
+
+void mech_patch_result_deinit(mech_patch_result *r);
+
+typedef struct mech_patch mech_patch;
+
+// Runs the clean and the corrupted prompt (n tokens each, B = 1) once, with
+// the caches the sweeps need, and computes both baselines of the metric.
+// m, clean and corrupt are borrowed (m must outlive *out; the tokens are
+// copied); opts is copied. *out is owned (mech_patch_free).
+// Errors: MECH_ERR_ARG when the lengths differ (the message gives both), n is
+// 0, or the metric is unknown; MECH_ERR_RANGE for a token, answer, wrong
+// answer or position outside the model's range; errors of the forward pass.
+mech_status mech_patch_new(const mech_model *m, const int32_t *clean, int n_clean, const int32_t *corrupt,
+                           int n_corrupt, const mech_patch_opts *opts, mech_patch **out, mech_err *err);
+void mech_patch_free(mech_patch *p);
+
+// The metric of the clean run and of the corrupted run (the two ends of the
+// normalised effect), as the mode in opts computes them.
+double mech_patch_clean_metric(const mech_patch *p);
+double mech_patch_corrupted_metric(const mech_patch *p);
+
+// Runs one sweep (one patched run per cell) into *out (caller's struct,
+// filled here; release with mech_patch_result_deinit, also after an error).
+// Errors: MECH_ERR_ARG for an unknown site or one this model lacks (resid_mid
+// and mlp_out in attention-only models); MECH_ERR_CANCELLED when the cancel
+// flag was set (out then holds the cells done so far, the rest NaN);
+// MECH_ERR_NOMEM; errors of the forward pass.
+mech_status mech_patch_sweep(mech_patch *p, mech_patch_site site, mech_patch_result *out, mech_err *err);
+
+// Path patching: which input of a receiver head gets the sender's path.
+typedef enum mech_patch_input { MECH_PATCH_INPUT_Q, MECH_PATCH_INPUT_K, MECH_PATCH_INPUT_V } mech_patch_input;
+
+typedef struct mech_patch_receiver {
+    int layer, head;
+    mech_patch_input input;
+} mech_patch_receiver;
+
+// Path patching of every sender head (l, h) into the receivers: the cell
+// [l, h] of the [L, NH] result is the metric of the corrupted run in which
+// each receiver in a later layer than l sees, on its q, k or v input,
+// corrupted resid_pre + (clean result of (l, h) - corrupted result of (l, h))
+// at every position (the per-head input, before the head's own LayerNorm),
+// and nothing else is patched. Downstream of the receivers the run goes on
+// as usual. A sender no receiver comes after gets the corrupted metric
+// exactly (effect 0) without a run. Exact semantics: docs/patching.md.
+// Errors: MECH_ERR_ARG when n_recv < 1 or an input kind is unknown;
+// MECH_ERR_RANGE for a receiver's layer or head out of range; as
+// mech_patch_sweep otherwise.
+mech_status mech_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
+                            mech_err *err);
+
+// The metric of one row of logits (V of them). clean_logits (V) is needed by
+// MECH_PATCH_KL only (else may be NULL). Computed in double.
+double mech_patch_metric_eval(mech_patch_metric metric, const float *logits, const float *clean_logits, int V,
+                              int32_t answer, int32_t wrong);
+// (metric - corrupted) / (clean - corrupted); NaN when clean == corrupted.
+double mech_patch_normalise(double metric, double clean, double corrupted);
 
 #endif

@@ -333,6 +333,29 @@ static void test_cli_lens(void **state) {
     free(out);
 }
 
+// mech heads finds the head a compiled program placed to read the previous token.
+static void test_cli_heads(void **state) {
+    char src[512], model[512], db[512], *out;
+    snprintf(src, sizeof src, "%s", mech_test_tmp("prev.rasp"));
+    FILE *f = fopen(src, "wb");
+    fputs("vocab {a, b, c};\nmax_seq_len 8;\nprev = aggregate(select(indices, indices, (k, q) -> k == q - 1), tokens);\n", f);
+    fclose(f);
+    snprintf(model, sizeof model, "%s", mech_test_tmp("prev.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmp("heads.db"));
+    remove(db);
+    assert_int_equal(mech(&out, "compile %s -o %s", src, model), 0);
+    free(out);
+    // BOS then 7 tokens: every row but BOS's puts all its weight on the previous position
+    assert_int_equal(mech(&out, "heads --model %s --ids 0,1,2,3,1,2,3,2 --db %s", model, db), 0);
+    assert_non_null(strstr(out, "previous_token   best L0H0 0.875"));
+    free(out);
+    assert_int_equal(mech(&out, "heads --model tests/fixtures/gpt2-tiny --random 10 --batch 2 --db %s", db), 0);
+    assert_non_null(strstr(out, "run 2:"));
+    free(out);
+    assert_int_equal(mech(&out, "heads --model tests/fixtures/gpt2-tiny --db %s", db), 2);
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -353,6 +376,7 @@ int main(void) {
         cmocka_unit_test(test_cli_compile_and_run),
         cmocka_unit_test(test_cli_db),
         cmocka_unit_test(test_cli_lens),
+        cmocka_unit_test(test_cli_heads),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

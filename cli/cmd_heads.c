@@ -1,0 +1,118 @@
+/*
+** cli/cmd_heads.c: `mech heads`: previous-token, duplicate-token and
+** induction scores of every head, on prompts or on repeated random tokens,
+** written to the results database as one run.
+*/
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEQS 64
+
+int cmd_heads(int argc, char **argv) {
+    const char *cmd = "heads", *model = NULL, *db = "mech.db", *v;
+    const char *texts[MAX_SEQS];
+    int is_ids[MAX_SEQS], n = 0;
+    long random_len = 0, batch = 8, seed = 1;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--random", &v))) {
+            if (r < 0 || cli_int(cmd, "--random", v, 1, 100000, &random_len)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--batch", &v))) {
+            if (r < 0 || cli_int(cmd, "--batch", v, 1, 1024, &batch)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
+            if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v)) || (r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
+            if (r < 0) return 2;
+            if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
+            is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
+            texts[n++] = v;
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
+    if (!model) return cli_usage(cmd, "--model is required");
+    if (!n && !random_len) return cli_usage(cmd, "give --prompt/--ids, or --random N for repeated random tokens");
+    if (n && random_len) return cli_usage(cmd, "--random goes without --prompt/--ids");
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    cli_inputs in = {0};
+    int rc = 0;
+    if (random_len) {
+        // as TransformerLens: random tokens r (avoiding the lowest ids), then r again
+        in.B = (int)batch, in.T = 2 * (int)random_len;
+        if (in.T > m->cfg.n_ctx) {
+            mech_model_free(m);
+            return cli_usage(cmd, "--random %ld makes %d tokens, more than the model's context of %d", random_len, in.T,
+                             m->cfg.n_ctx);
+        }
+        in.ids = malloc((size_t)in.B * in.T * sizeof *in.ids);
+        int32_t lo = m->cfg.d_vocab > 200 ? 100 : 0;
+        if (!in.ids || mech_heads_repeated_tokens((uint64_t)seed, in.B, (int)random_len, lo, m->cfg.d_vocab, -1,
+                                                  in.ids, &err)) {
+            rc = in.ids ? cli_fail(cmd, &err) : 1;
+            free(in.ids);
+            mech_model_free(m);
+            return rc;
+        }
+    } else if ((rc = cli_batch(cmd, m, texts, is_ids, n, 0, &in))) {
+        mech_model_free(m);
+        return rc;
+    }
+    int L = m->cfg.n_layers, NH = m->cfg.n_heads;
+    double *scores = malloc((size_t)MECH_HEAD_KIND_COUNT_ * L * NH * sizeof *scores);
+    mech_run *run = NULL;
+    mech_store *s = NULL;
+    int64_t run_id = 0;
+    if (!scores || mech_run_new(m, in.B, in.T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
+        mech_run_forward(run, in.ids, &err)) {
+        rc = scores ? cli_fail(cmd, &err) : 1;
+        goto done;
+    }
+    for (int k = 0; k < MECH_HEAD_KIND_COUNT_; k++)
+        if (mech_heads_score(m, run, in.ids, (mech_head_kind)k, MECH_HEAD_MUL, 0, 0, scores + (size_t)k * L * NH, &err)) {
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+    char params[200];
+    snprintf(params, sizeof params, "{\"random\": %ld, \"batch\": %d, \"seed\": %ld, \"T\": %d, \"measure\": \"mul\"}",
+             random_len, in.B, seed, in.T);
+    if ((rc = cli_run_open(cmd, db, "heads", model, argc, argv, params, &s, &run_id))) goto done;
+    if (mech_store_begin(s, &err)) goto db_fail;
+    for (int b = 0; b < in.B; b++)
+        if (mech_store_prompt(s, run_id, b, "prompt", n && !is_ids[b] ? texts[b] : NULL, in.ids + (size_t)b * in.T, in.T,
+                              &err))
+            goto db_fail;
+    for (int k = 0; k < MECH_HEAD_KIND_COUNT_; k++)
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < NH; h++) {
+                mech_result r = {.item = -1, .site = "heads", .layer = l, .pos = -1, .head = h, .token = -1, .rank = -1,
+                                 .metric = mech_head_kind_name((mech_head_kind)k),
+                                 .value = scores[((size_t)k * L + l) * NH + h]};
+                if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+            }
+    if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
+    printf("run %lld: head scores on %d sequence%s x %d tokens -> %s\n", (long long)run_id, in.B, in.B > 1 ? "s" : "",
+           in.T, db);
+    for (int k = 0; k < MECH_HEAD_KIND_COUNT_; k++) {
+        const double *sc = scores + (size_t)k * L * NH;
+        int best = 0;
+        for (int i = 1; i < L * NH; i++)
+            if (sc[i] > sc[best]) best = i;
+        printf("  %-16s best L%dH%d %.3f\n", mech_head_kind_name((mech_head_kind)k), best / NH, best % NH, sc[best]);
+    }
+    goto done;
+db_fail:
+    rc = cli_fail(cmd, &err);
+    if (s) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+done:
+    mech_store_close(s);
+    mech_run_free(run);
+    free(scores);
+    if (random_len) free(in.ids);
+    else cli_inputs_free(&in);
+    mech_model_free(m);
+    return rc;
+}
