@@ -146,6 +146,26 @@ const cli_cmd cli_commands[] = {
      "repeated once (--random N, the usual induction test). Writes one run to\n"
      "the results database (site 'heads', metric = the score's kind) and prints\n"
      "its id and the best head of each kind. Formulas: docs/lens.md.\n"},
+    {"patch", cmd_patch, "activation patching sweeps over clean/corrupt prompt pairs",
+     "usage: mech patch --model MODEL --pairs FILE [--sweep SITE] [--metric METRIC] [--db FILE] [--resume RUN] [--naive]\n"
+     "\n"
+     "For every pair, patches clean activations into the corrupted run, one site\n"
+     "at a time, and measures the metric at the last position (TransformerLens's\n"
+     "denoising direction; docs/patching.md). Each patched run starts at the\n"
+     "patched block from the cached corrupted residual stream. Results go to\n"
+     "the database, one transaction per pair (site = the sweep, metric = the raw\n"
+     "metric, and 'effect' = (metric - corrupted) / (clean - corrupted)); a run\n"
+     "that is interrupted (Ctrl-C) or killed keeps every finished pair, and\n"
+     "--resume RUN finishes the rest. Progress goes to stderr.\n"
+     "\n"
+     "  --pairs FILE   JSONL {\"clean\", \"corrupt\", \"answer\", \"wrong\"} per line, or TSV\n"
+     "                 with those four columns; prompts as text or arrays of ids,\n"
+     "                 answers as one token (text with its leading space, or an id)\n"
+     "  --sweep SITE   resid_pre (default), resid_mid, attn_out, mlp_out [layer x pos];\n"
+     "                 heads (hook_z, all positions) [layer x head]; heads_by_pos\n"
+     "                 [layer x pos x head]; q, k, v, pattern [layer x head]\n"
+     "  --metric M     logit_diff (default; needs wrong), logprob, prob, kl\n"
+     "  --naive        one full forward per patch (the reference; slower)\n"},
     {NULL, NULL, NULL, NULL},
 };
 

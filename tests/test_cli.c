@@ -356,6 +356,55 @@ static void test_cli_heads(void **state) {
     free(out);
 }
 
+// mech patch: pairs from JSONL and TSV, results per pair, --resume, errors with line numbers.
+static void test_cli_patch(void **state) {
+    char pairs[512], tsv[512], db[512], csv[512], *out;
+    snprintf(pairs, sizeof pairs, "%s", mech_test_tmp("pairs.jsonl"));
+    snprintf(tsv, sizeof tsv, "%s", mech_test_tmp("pairs.tsv"));
+    snprintf(db, sizeof db, "%s", mech_test_tmp("patch.db"));
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp("patch.csv"));
+    remove(db);
+    FILE *f = fopen(pairs, "wb");
+    fputs("{\"clean\": [5, 17, 42, 99, 7], \"corrupt\": [5, 18, 42, 99, 7], \"answer\": 3, \"wrong\": 4}\n"
+          "# a comment\n"
+          "{\"clean\": [1, 2, 3, 4, 5], \"corrupt\": [1, 2, 9, 4, 5], \"answer\": 6, \"wrong\": 7}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --db %s", pairs, db), 0);
+    assert_non_null(strstr(out, "run 1: resid_pre patching of 2 pairs"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
+    free(out);
+    char *text = mech_test_read(csv, NULL);
+    // patching the one differing position at layer 0 restores the clean run
+    assert_non_null(strstr(text, "1,0,resid_pre,0,1,-1,-1,-1,effect,1\n"));
+    int lines = 0;
+    for (char *p = text; *p; p++) lines += *p == '\n';
+    assert_int_equal(lines, 1 + 2 * (2 + 2 * 2 * 5)); // header; per pair 2 baselines + 2 rows x (2 layers x 5 positions)
+    free(text);
+    // resuming a finished run adds nothing
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --db %s --resume 1", pairs, db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show 1", db), 0);
+    assert_non_null(strstr(out, "results:    44 (2 items)"));
+    free(out);
+    // head sweep from TSV, token text answers
+    f = fopen(tsv, "wb");
+    fputs("Hello world\tHello there\t!\t,\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --sweep heads --metric logprob --db %s",
+                          tsv, db), 1); // token ids of GPT-2 text exceed this model's 1000-token vocabulary
+    free(out);
+    f = fopen(pairs, "wb");
+    fputs("{\"clean\": [1, 2, 3], \"corrupt\": [1, 2, 3], \"answer\": 3, \"wrong\": 4}\n"
+          "{\"clean\": [1, 2, 3], \"corrupt\": [1, 2], \"answer\": 3, \"wrong\": 4}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --db %s", pairs, db), 2);
+    assert_non_null(strstr(out, ":2: error: clean is 3 tokens but corrupt is 2"));
+    free(out);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --sweep nowhere", pairs), 2);
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -377,6 +426,7 @@ int main(void) {
         cmocka_unit_test(test_cli_db),
         cmocka_unit_test(test_cli_lens),
         cmocka_unit_test(test_cli_heads),
+        cmocka_unit_test(test_cli_patch),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
