@@ -166,6 +166,18 @@ const cli_cmd cli_commands[] = {
      "                 [layer x pos x head]; q, k, v, pattern [layer x head]\n"
      "  --metric M     logit_diff (default; needs wrong), logprob, prob, kl\n"
      "  --naive        one full forward per patch (the reference; slower)\n"},
+    {"attrib", cmd_attrib, "direct logit attribution to the embedding, each head and each MLP",
+     "usage: mech attrib --model MODEL (--prompt TEXT | --ids 1,2,3)... --answer TOKEN [--wrong TOKEN] [--pos P] [--top N] [--db FILE]\n"
+     "\n"
+     "Splits the final residual stream at position P (default: the last) into\n"
+     "the embedding, every head's output, every attention bias and every MLP,\n"
+     "applies the final LayerNorm's cached scale and projects each onto the\n"
+     "unembedding direction of the answer (minus the wrong answer's): the\n"
+     "components plus the bias term sum to the model's logit (difference).\n"
+     "Also the accumulated residual per layer. Writes one run to the database\n"
+     "(site 'attrib'; metric embed/head/attn_bias/mlp/accumulated/bias/logit)\n"
+     "and prints the N largest components of the first sequence. Formulas:\n"
+     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -12,6 +12,7 @@
 #include "mech.h"
 #include "tests/support/check.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +406,38 @@ static void test_cli_patch(void **state) {
     free(out);
 }
 
+// mech attrib: the stored components plus the bias add up to the stored logit difference.
+static void test_cli_attrib(void **state) {
+    char db[512], csv[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmp("attrib.db"));
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp("attrib.csv"));
+    remove(db);
+    assert_int_equal(mech(&out, "attrib --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --answer 3 --wrong 4 --db %s", db), 0);
+    assert_non_null(strstr(out, "logit difference"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
+    free(out);
+    char *text = mech_test_read(csv, NULL), *save = NULL;
+    double sum = 0, logit = 0, bias = 0;
+    int comps = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char metric[32];
+        double value;
+        // run_id,item,site,layer,pos,head,token,rank,metric,value
+        if (sscanf(line, "%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,],%lf", metric, &value) != 2) continue;
+        if (!strcmp(metric, "embed") || !strcmp(metric, "head") || !strcmp(metric, "attn_bias") || !strcmp(metric, "mlp"))
+            sum += value, comps++;
+        if (!strcmp(metric, "bias")) bias = value;
+        if (!strcmp(metric, "logit")) logit = value;
+    }
+    assert_int_equal(comps, 1 + 2 * (4 + 1 + 1));
+    assert_true(fabs(sum + bias - logit) < 1e-4);
+    assert_true(fabs(logit) > 1e-3);
+    free(text);
+    assert_int_equal(mech(&out, "attrib --model tests/fixtures/gpt2-tiny --ids 5,17 --db %s", db), 2);
+    free(out);
+}
+
 static void test_cli_demo(void **state) {
     char *out;
     assert_int_equal(mech(&out, "demo"), 0);
@@ -427,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_cli_lens),
         cmocka_unit_test(test_cli_heads),
         cmocka_unit_test(test_cli_patch),
+        cmocka_unit_test(test_cli_attrib),
         cmocka_unit_test(test_cli_demo),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

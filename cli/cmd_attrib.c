@@ -1,0 +1,143 @@
+/*
+** cli/cmd_attrib.c: `mech attrib`: direct logit attribution of a logit or a
+** logit difference to the embedding, every head, every attention bias and
+** every MLP, plus the accumulated residual per layer; one database run.
+*/
+#include "cli/cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SEQS 64
+
+// A token given as an id or as text that is exactly one token.
+static int one_token(const char *cmd, const char *opt, const char *s, const mech_tokenizer *tok, int V, int32_t *out) {
+    char *end;
+    long id = strtol(s, &end, 10);
+    if (*s && !*end) {
+        if (id < 0 || id >= V) return cli_usage(cmd, "%s %ld: expected a token id below %d", opt, id, V);
+        *out = (int32_t)id;
+        return 0;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    mech_err err = {0};
+    int bad = mech_tokenizer_encode(tok, s, strlen(s), 0, &ids, &n, &err) || n != 1;
+    if (!bad) *out = ids[0];
+    mech_free(ids);
+    return bad ? cli_usage(cmd, "%s '%s' is not one token (an id, or text of one token such as \" Mary\")", opt, s) : 0;
+}
+
+int cmd_attrib(int argc, char **argv) {
+    const char *cmd = "attrib", *model = NULL, *db = "mech.db", *answer_s = NULL, *wrong_s = NULL, *v;
+    const char *texts[MAX_SEQS];
+    int is_ids[MAX_SEQS], n = 0;
+    long pos = -1, top = 10;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--answer", &answer_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--wrong", &wrong_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--pos", &v))) {
+            if (r < 0 || cli_int(cmd, "--pos", v, -1, 1 << 20, &pos)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--top", &v))) {
+            if (r < 0 || cli_int(cmd, "--top", v, 1, 100000, &top)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v)) || (r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
+            if (r < 0) return 2;
+            if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
+            is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
+            texts[n++] = v;
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
+    if (!model) return cli_usage(cmd, "--model is required");
+    if (!answer_s) return cli_usage(cmd, "--answer TOKEN is required (and --wrong TOKEN for a logit difference)");
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    cli_inputs in;
+    int rc = cli_batch(cmd, m, texts, is_ids, n, 0, &in);
+    if (rc) {
+        mech_model_free(m);
+        return rc;
+    }
+    int32_t answer = 0, wrong = -1;
+    mech_run *run = NULL;
+    mech_dla *d = NULL;
+    mech_store *s = NULL;
+    int64_t run_id = 0;
+    int32_t *ans = NULL, *wr = NULL;
+    if ((rc = one_token(cmd, "--answer", answer_s, in.tok, m->cfg.d_vocab, &answer)) ||
+        (wrong_s && (rc = one_token(cmd, "--wrong", wrong_s, in.tok, m->cfg.d_vocab, &wrong))))
+        goto done;
+    ans = malloc((size_t)in.B * sizeof *ans), wr = malloc((size_t)in.B * sizeof *wr);
+    for (int b = 0; ans && wr && b < in.B; b++) ans[b] = answer, wr[b] = wrong;
+    if (!ans || !wr || mech_run_new(m, in.B, in.T, &run, &err) || mech_lens_cache(run, &err) ||
+        mech_run_forward(run, in.ids, &err) || mech_lens_dla(m, run, (int)pos, ans, wrong >= 0 ? wr : NULL, &d, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    char params[200];
+    snprintf(params, sizeof params, "{\"answer\": %d, \"wrong\": %d, \"pos\": %ld}", (int)answer, (int)wrong, pos);
+    if ((rc = cli_run_open(cmd, db, "attrib", model, argc, argv, params, &s, &run_id))) goto done;
+    if (mech_store_begin(s, &err)) goto db_fail;
+    int P = pos < 0 ? in.T - 1 : (int)pos;
+    for (int b = 0; b < in.B; b++) {
+        if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b], in.ids + (size_t)b * in.T, in.T, &err))
+            goto db_fail;
+        for (int c = 0; c < d->n_comp; c++) {
+            // labels: "embed", "L{l}H{h}", "L{l}.attn_bias", "L{l}.mlp"
+            const char *lab = d->labels[c];
+            int layer = -1, head = -1;
+            const char *metric = "embed";
+            if (lab[0] == 'L') {
+                layer = atoi(lab + 1);
+                const char *rest = strpbrk(lab, "H.");
+                if (rest && *rest == 'H') head = atoi(rest + 1), metric = "head";
+                else metric = strstr(lab, "mlp") ? "mlp" : "attn_bias";
+            }
+            mech_result r = {.item = b, .site = "attrib", .layer = layer, .pos = P, .head = head, .token = answer,
+                             .rank = -1, .metric = metric, .value = d->attr[(size_t)c * d->B + b]};
+            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        }
+        for (int l = 0; l <= d->n_layers; l++) {
+            mech_result r = {.item = b, .site = "attrib", .layer = l, .pos = P, .head = -1, .token = answer, .rank = -1,
+                             .metric = "accumulated", .value = d->accum[(size_t)l * d->B + b]};
+            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        }
+        mech_result r = {.item = b, .site = "attrib", .layer = -1, .pos = P, .head = -1, .token = answer, .rank = -1,
+                         .metric = "bias", .value = d->bias[b]};
+        if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+        r.metric = "logit", r.value = d->logit[b];
+        if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+    }
+    if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
+    printf("run %lld: attribution of %s at position %d -> %s\n", (long long)run_id,
+           wrong >= 0 ? "the logit difference" : "the logit", P, db);
+    printf("  logit %.4f = sum of components + bias %.4f\n", d->logit[0], d->bias[0]);
+    // the largest components of the first sequence
+    int *order = malloc((size_t)d->n_comp * sizeof *order);
+    for (int c = 0; order && c < d->n_comp; c++) order[c] = c;
+    for (int i = 0; order && i < d->n_comp && i < top; i++) {
+        int best = i;
+        for (int j = i + 1; j < d->n_comp; j++)
+            if (fabs(d->attr[(size_t)order[j] * d->B]) > fabs(d->attr[(size_t)order[best] * d->B])) best = j;
+        int t = order[i];
+        order[i] = order[best], order[best] = t;
+        printf("  %-16s %+.4f\n", d->labels[order[i]], d->attr[(size_t)order[i] * d->B]);
+    }
+    free(order);
+    goto done;
+db_fail:
+    rc = cli_fail(cmd, &err);
+    if (s) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+done:
+    mech_store_close(s);
+    mech_dla_free(d);
+    mech_run_free(run);
+    free(ans), free(wr);
+    cli_inputs_free(&in);
+    mech_model_free(m);
+    return rc;
+}
