@@ -169,6 +169,45 @@ static int read_pairs(const char *path, const mech_tokenizer *tok, pair **out, i
     return 0;
 }
 
+// A built-in dataset (IOI, greater-than, induction) as pairs.
+static int dataset_pairs(const char *cmd, const char *name, long n, long len, long seed, const mech_model *m,
+                         const mech_tokenizer *tok, pair **out, int *n_out) {
+    mech_err err = {0};
+    mech_pair *d = NULL;
+    mech_status st;
+    if (!strcmp(name, "ioi")) st = mech_dataset_ioi(tok, (int)n, (uint64_t)seed, &d, &err);
+    else if (!strcmp(name, "greater_than")) st = mech_dataset_greater_than(tok, (int)n, (uint64_t)seed, &d, &err);
+    else if (!strcmp(name, "induction"))
+        st = mech_dataset_induction(m->cfg.d_vocab, (int)n, (int)len, (uint64_t)seed, m->cfg.d_vocab > 200 ? 100 : 0, -1,
+                                    &d, &err);
+    else return cli_usage(cmd, "--dataset '%s': expected ioi, greater_than or induction", name);
+    if (st) return cli_fail(cmd, &err);
+    pair *p = calloc((size_t)n, sizeof *p);
+    int rc = p ? 0 : 1;
+    for (long i = 0; !rc && i < n; i++) {
+        p[i].n_clean = p[i].n_corrupt = (size_t)d[i].n;
+        p[i].clean = mech_malloc((size_t)d[i].n * sizeof(int32_t));
+        p[i].corrupt = mech_malloc((size_t)d[i].n * sizeof(int32_t));
+        if (!p[i].clean || !p[i].corrupt) {
+            rc = 1;
+            break;
+        }
+        memcpy(p[i].clean, d[i].clean, (size_t)d[i].n * sizeof(int32_t));
+        memcpy(p[i].corrupt, d[i].corrupt, (size_t)d[i].n * sizeof(int32_t));
+        p[i].clean_text = d[i].clean_text ? mech_strdup(d[i].clean_text) : NULL;
+        p[i].corrupt_text = d[i].corrupt_text ? mech_strdup(d[i].corrupt_text) : NULL;
+        p[i].answer = d[i].answer, p[i].wrong = d[i].wrong, p[i].line = (int)i + 1;
+    }
+    mech_pairs_free(d, (int)n);
+    if (rc) {
+        if (p) pairs_free(p, (int)n);
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        return 1;
+    }
+    *out = p, *n_out = (int)n;
+    return 0;
+}
+
 static void progress(int64_t done, int64_t total, void *user) {
     const int *item = user;
     if (done == total || done % 16 == 0) fprintf(stderr, "\rpair %d: %lld/%lld patches", item[0] + 1, (long long)done, (long long)total);
@@ -176,13 +215,21 @@ static void progress(int64_t done, int64_t total, void *user) {
 
 int cmd_patch(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
-    const char *db = "mech.db", *v;
-    long resume = 0;
+    const char *db = "mech.db", *v, *dataset = NULL;
+    long resume = 0, n_data = 20, len_data = 10, seed = 1;
     int naive = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pairs", &pairs_path))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--dataset", &dataset))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--n", &v))) {
+            if (r < 0 || cli_int(cmd, "--n", v, 1, 100000, &n_data)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--len", &v))) {
+            if (r < 0 || cli_int(cmd, "--len", v, 1, 100000, &len_data)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
+            if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--sweep", &sweep))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
@@ -192,7 +239,8 @@ int cmd_patch(int argc, char **argv) {
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
-    if (!pairs_path) return cli_usage(cmd, "--pairs FILE (JSONL or TSV: clean, corrupt, answer, wrong) is required");
+    if (!pairs_path == !dataset)
+        return cli_usage(cmd, "give --pairs FILE (JSONL or TSV: clean, corrupt, answer, wrong) or --dataset NAME");
     static const struct { const char *name; mech_patch_site site; } sweeps[] = {
         {"resid_pre", MECH_PATCH_RESID_PRE}, {"resid_mid", MECH_PATCH_RESID_MID}, {"attn_out", MECH_PATCH_ATTN_OUT},
         {"mlp_out", MECH_PATCH_MLP_OUT},     {"heads", MECH_PATCH_HEAD_OUT},      {"heads_by_pos", MECH_PATCH_HEAD_OUT_BY_POS},
@@ -218,7 +266,13 @@ int cmd_patch(int argc, char **argv) {
     if (!tok && mech_tokenizer_gpt2(&own, &err) == MECH_OK) tok = own;
     pair *pairs = NULL;
     int n_pairs = 0;
-    int rc = read_pairs(pairs_path, tok, &pairs, &n_pairs);
+    mech_store *s = NULL;
+    int64_t run = resume;
+    int *done_items = NULL;
+    size_t n_done = 0;
+    int rc = dataset ? dataset_pairs(cmd, dataset, n_data, len_data, seed, m, tok, &pairs, &n_pairs)
+                     : read_pairs(pairs_path, tok, &pairs, &n_pairs);
+    if (dataset) pairs_path = dataset;
     if (rc) {
         mech_tokenizer_free(own);
         mech_model_free(m);
@@ -231,13 +285,10 @@ int cmd_patch(int argc, char **argv) {
                 rc = 2;
                 goto done;
             }
-    mech_store *s = NULL;
-    int64_t run = resume;
-    int *done_items = NULL;
-    size_t n_done = 0;
     char params[300];
-    snprintf(params, sizeof params, "{\"pairs\": \"%s\", \"sweep\": \"%s\", \"metric\": \"%s\", \"n_pairs\": %d}",
-             pairs_path, sweep, metric_s, n_pairs);
+    snprintf(params, sizeof params,
+             "{\"%s\": \"%s\", \"sweep\": \"%s\", \"metric\": \"%s\", \"n_pairs\": %d, \"seed\": %ld}",
+             dataset ? "dataset" : "pairs", pairs_path, sweep, metric_s, n_pairs, dataset ? seed : 0L);
     if (resume) {
         mech_run_info info;
         if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {

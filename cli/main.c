@@ -147,7 +147,8 @@ const cli_cmd cli_commands[] = {
      "the results database (site 'heads', metric = the score's kind) and prints\n"
      "its id and the best head of each kind. Formulas: docs/lens.md.\n"},
     {"patch", cmd_patch, "activation patching sweeps over clean/corrupt prompt pairs",
-     "usage: mech patch --model MODEL --pairs FILE [--sweep SITE] [--metric METRIC] [--db FILE] [--resume RUN] [--naive]\n"
+     "usage: mech patch --model MODEL (--pairs FILE | --dataset NAME [--n N] [--seed S] [--len L])\n"
+     "                  [--sweep SITE] [--metric METRIC] [--db FILE] [--resume RUN] [--naive]\n"
      "\n"
      "For every pair, patches clean activations into the corrupted run, one site\n"
      "at a time, and measures the metric at the last position (TransformerLens's\n"
@@ -161,6 +162,10 @@ const cli_cmd cli_commands[] = {
      "  --pairs FILE   JSONL {\"clean\", \"corrupt\", \"answer\", \"wrong\"} per line, or TSV\n"
      "                 with those four columns; prompts as text or arrays of ids,\n"
      "                 answers as one token (text with its leading space, or an id)\n"
+     "  --dataset NAME built-in pairs, seeded (--seed, default 1; --n pairs, default 20):\n"
+     "                 ioi (ABBA templates, corrupted with three other names),\n"
+     "                 greater_than (\"...from the year 1742 to 17\" vs 1701), induction\n"
+     "                 (random tokens repeated, --len each half; the repeat corrupted)\n"
      "  --sweep SITE   resid_pre (default), resid_mid, attn_out, mlp_out [layer x pos];\n"
      "                 heads (hook_z, all positions) [layer x head]; heads_by_pos\n"
      "                 [layer x pos x head]; q, k, v, pattern [layer x head]\n"

@@ -2,7 +2,8 @@
 ** interp/interp.h: mech's interpretability methods on top of the core
 ** forward pass: logit and decoder lenses, direct logit attribution, head
 ** scores (interp/lens.c, interp/heads.c; formulas in docs/lens.md) and
-** activation patching (interp/patch.c; docs/patching.md).
+** activation patching (interp/patch.c; docs/patching.md) and built-in
+** prompt-pair datasets (interp/datasets.c).
 */
 #ifndef MECH_INTERP_H
 #define MECH_INTERP_H
@@ -287,5 +288,63 @@ double mech_patch_metric_eval(mech_patch_metric metric, const float *logits, con
                               int32_t answer, int32_t wrong);
 // (metric - corrupted) / (clean - corrupted); NaN when clean == corrupted.
 double mech_patch_normalise(double metric, double clean, double corrupted);
+
+// ---------------------------------------------------------------------------
+// Built-in prompt-pair datasets (interp/datasets.c)
+
+
+// One clean/corrupted pair. clean and corrupt hold n token ids each; answer
+// and wrong are the tokens compared at the last position (answer - wrong is
+// the logit difference of mech_patch). clean_text and corrupt_text are the
+// prompts as text (NUL-terminated) for the text tasks, NULL for induction.
+// Every array is owned by the pair: release a dataset with mech_pairs_free.
+typedef struct mech_pair {
+    int32_t *clean, *corrupt;
+    int n;
+    int32_t answer, wrong;
+    char *clean_text, *corrupt_text;
+} mech_pair;
+
+// Frees the n pairs' arrays and the array p itself (NULL is fine).
+void mech_pairs_free(mech_pair *p, int n);
+
+// Indirect object identification, ABBA order, no BOS, final " IO" dropped:
+//   "When Mary and John went to the store, John gave a drink to"
+//   answer " Mary" (IO), wrong " John" (S).
+// 15 templates of the IOI paper (Wang et al. 2022, ioi_dataset.py) with
+// places and objects; names from its list, keeping only those that are one
+// token with a leading space in tok. The corruption is ACDC's "ABC" dataset:
+// the same template, place and object with the three name slots (IO, S1, S2)
+// filled by three distinct names none of which is IO or S:
+//   "When Paul and Laura went to the store, Kevin gave a drink to".
+// n >= 1. *out gets n pairs (free with mech_pairs_free).
+mech_status mech_dataset_ioi(const mech_tokenizer *tok, int n, uint64_t seed, mech_pair **out,
+                             mech_err *err);
+
+// Greater-than (Hanna et al. 2023; ACDC's greaterthan task), no BOS:
+//   clean   "The war lasted from the year 1742 to 17"
+//   corrupt "The war lasted from the year 1701 to 17"
+// noun from Hanna et al.'s list (single tokens " noun" only), century XX in
+// 11..17, YY in 02..98, keeping only years that tokenize as " XX" + "YY"
+// (so the corruption "01" keeps the length). The answer is the token of the
+// two digits YY+1 (a year greater than YY), wrong the token of YY-1 (a
+// smaller one); ACDC's own metric sums P over all YY' > YY versus YY' <= YY,
+// which a caller can compute from the same prompts.
+mech_status mech_dataset_greater_than(const mech_tokenizer *tok, int n, uint64_t seed,
+                                      mech_pair **out, mech_err *err);
+
+// Induction on repeated random tokens (no tokenizer: ids only, texts NULL).
+// r = len distinct ids drawn uniformly from [lo, vocab); the clean prompt is
+//   [bos] r[0..len) r[0..len-1)          (bos < 0: no BOS)
+// so the last position's induction prediction is answer = r[len-1]. ACDC
+// corrupts induction by permuting the batch (each prompt replaced by an
+// unrelated one from the same distribution); the generator does the same
+// without needing a batch: the corrupt prompt is [bos] r' r'[0..len-1) for
+// an independent random r' whose last token is not in r, and wrong =
+// r'[len-1] (the token induction predicts on the corrupted prompt). Both
+// prompts have 2*len - 1 (+1 with BOS) tokens.
+// Needs len >= 2 and vocab - lo >= len + 1.
+mech_status mech_dataset_induction(int vocab, int n, int len, uint64_t seed, int lo, int32_t bos,
+                                   mech_pair **out, mech_err *err);
 
 #endif

@@ -404,6 +404,21 @@ static void test_cli_patch(void **state) {
     free(out);
     assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --sweep nowhere", pairs), 2);
     free(out);
+    // built-in datasets on a small model with GPT-2's vocabulary
+    char model[512];
+    snprintf(model, sizeof model, "%s", mech_test_tmp("full-vocab.safetensors"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --d-model 32 --heads 2 --d-head 16 --d-mlp 64 --n-ctx 32", model), 0);
+    free(out);
+    const char *sets[] = {"ioi", "greater_than", "induction"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(mech(&out, "patch --model %s --dataset %s --n 2 --sweep heads --db %s", model, sets[i], db), 0);
+        assert_non_null(strstr(out, "heads patching of 2 pairs"));
+        free(out);
+    }
+    assert_int_equal(mech(&out, "patch --model %s --dataset nonsense --db %s", model, db), 2);
+    free(out);
+    assert_int_equal(mech(&out, "patch --model %s --dataset ioi --pairs %s --db %s", model, pairs, db), 2);
+    free(out);
 }
 
 // mech attrib: the stored components plus the bias add up to the stored logit difference.

@@ -1,0 +1,437 @@
+/*
+** interp/datasets.c: the built-in prompt-pair datasets (see interp/datasets.h).
+**
+** Randomness: pair i draws from its own splitmix64 stream seeded with
+** mix(seed, i), so a pair depends only on (seed, i). Word lists are filtered
+** through the tokenizer once per call (single-token words only), which is
+** what makes clean and corrupt prompts the same length; every pair is still
+** encoded and its lengths compared.
+*/
+#include "interp/interp.h"
+
+#include <stdio.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------
+// Random numbers
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static rng rng_for(uint64_t seed, int i, uint64_t task) {
+    uint64_t s = seed ^ (task * 0xD1B54A32D192ED03ull);
+    uint64_t a = splitmix(&s);
+    uint64_t t = a ^ ((uint64_t)(uint32_t)i * 0xA0761D6478BD642Full);
+    rng r = {splitmix(&t)};
+    return r;
+}
+
+// Uniform in [0, n), n >= 1 (rejection, no modulo bias).
+static int rng_below(rng *r, int n) {
+    uint64_t un = (uint64_t)n, lim = UINT64_MAX - UINT64_MAX % un;
+    uint64_t x;
+    do x = splitmix(&r->s);
+    while (x >= lim);
+    return (int)(x % un);
+}
+
+// ---------------------------------------------------------------------------
+// Pairs
+
+void mech_pairs_free(mech_pair *p, int n) {
+    if (!p) return;
+    for (int i = 0; i < n; i++) {
+        mech_free(p[i].clean);
+        mech_free(p[i].corrupt);
+        mech_free(p[i].clean_text);
+        mech_free(p[i].corrupt_text);
+    }
+    mech_free(p);
+}
+
+static mech_status alloc_pairs(int n, mech_pair **out, mech_err *err) {
+    if (!out) return mech_err_set(err, MECH_ERR_ARG, "dataset: out is NULL");
+    *out = NULL;
+    if (n < 1) return mech_err_set(err, MECH_ERR_ARG, "dataset: n must be >= 1 (got %d)", n);
+    *out = mech_calloc((size_t)n, sizeof(mech_pair));
+    if (!*out) return mech_err_set(err, MECH_ERR_NOMEM, "dataset: out of memory for %d pairs", n);
+    return MECH_OK;
+}
+
+// Encodes one prompt text into *ids (owned) and its length *n.
+static mech_status encode(const mech_tokenizer *tok, const char *text, int32_t **ids, int *n,
+                          mech_err *err) {
+    size_t len = 0;
+    mech_status st = mech_tokenizer_encode(tok, text, strlen(text), 0, ids, &len, err);
+    if (st) return st;
+    if (len > (size_t)INT32_MAX) return mech_err_set(err, MECH_ERR_RANGE, "dataset: prompt too long");
+    *n = (int)len;
+    return MECH_OK;
+}
+
+// Fills p from two texts: encodes both and checks the lengths agree.
+static mech_status fill_text_pair(const mech_tokenizer *tok, const char *clean, const char *corrupt,
+                                  mech_pair *p, mech_err *err) {
+    int nc = 0, nr = 0;
+    mech_status st = encode(tok, clean, &p->clean, &nc, err);
+    if (!st) st = encode(tok, corrupt, &p->corrupt, &nr, err);
+    if (st) return st;
+    if (nc != nr)
+        return mech_err_set(err, MECH_ERR_SHAPE,
+                            "dataset: clean \"%s\" has %d tokens but corrupt \"%s\" has %d", clean, nc,
+                            corrupt, nr);
+    p->n = nc;
+    p->clean_text = mech_strdup(clean);
+    p->corrupt_text = mech_strdup(corrupt);
+    if (!p->clean_text || !p->corrupt_text) return mech_err_set(err, MECH_ERR_NOMEM, "dataset: out of memory");
+    return MECH_OK;
+}
+
+// The single token that text encodes to, or -1 when it is not one token.
+static int32_t single_token(const mech_tokenizer *tok, const char *text, mech_err *err, mech_status *st) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    *st = mech_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, err);
+    if (*st) return -1;
+    int32_t id = n == 1 ? ids[0] : -1;
+    mech_free(ids);
+    return id;
+}
+
+// Keeps the words w of list[0..n) for which " w" is one token: their indices
+// go to keep[], their tokens to ids[] (either may be NULL). Returns the count
+// or -1 on a tokenizer error.
+static int filter_words(const mech_tokenizer *tok, const char *const *list, int n, int *keep,
+                        int32_t *ids, mech_err *err, mech_status *st) {
+    int k = 0;
+    char buf[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(buf, sizeof buf, " %s", list[i]);
+        int32_t id = single_token(tok, buf, err, st);
+        if (*st) return -1;
+        if (id < 0) continue;
+        if (keep) keep[k] = i;
+        if (ids) ids[k] = id;
+        k++;
+    }
+    return k;
+}
+
+// ---------------------------------------------------------------------------
+// IOI (Wang et al. 2022, ioi_dataset.py: BABA templates turned to ABBA)
+
+// {A} = IO, {B} = S; both slots {B} are the subject. The final " IO" is cut.
+static const char *const ioi_templates[] = {
+    "When {A} and {B} went to the {P}, {B} gave a {O} to",
+    "Then, {A} and {B} went to the {P}. {B} gave a {O} to",
+    "Then, {A} and {B} had a lot of fun at the {P}. {B} gave a {O} to",
+    "Then, {A} and {B} were working at the {P}. {B} decided to give a {O} to",
+    "Then, {A} and {B} were thinking about going to the {P}. {B} wanted to give a {O} to",
+    "Then, {A} and {B} had a long argument, and afterwards {B} said to",
+    "After {A} and {B} went to the {P}, {B} gave a {O} to",
+    "When {A} and {B} got a {O} at the {P}, {B} decided to give it to",
+    "When {A} and {B} got a {O} at the {P}, {B} decided to give the {O} to",
+    "While {A} and {B} were working at the {P}, {B} gave a {O} to",
+    "While {A} and {B} were commuting to the {P}, {B} gave a {O} to",
+    "After the lunch, {A} and {B} went to the {P}. {B} gave a {O} to",
+    "Afterwards, {A} and {B} went to the {P}. {B} gave a {O} to",
+    "Then, {A} and {B} had a long argument. Afterwards {B} said to",
+    "Friends {A} and {B} found a {O} at the {P}. {B} gave it to",
+};
+
+static const char *const ioi_places[] = {"store", "garden", "restaurant", "school", "hospital", "office",
+                                         "house", "station"};
+static const char *const ioi_objects[] = {"ring", "kiss", "bone", "basketball", "computer", "necklace",
+                                          "drink", "snack"};
+
+static const char *const ioi_names[] = {
+    "Michael",  "Christopher", "Jessica",  "Matthew",   "Ashley",    "Jennifer",  "Joshua",    "Amanda",
+    "Daniel",   "David",       "James",    "Robert",    "John",      "Joseph",    "Andrew",    "Ryan",
+    "Brandon",  "Jason",       "Justin",   "Sarah",     "William",   "Jonathan",  "Stephanie", "Brian",
+    "Nicole",   "Nicholas",    "Anthony",  "Heather",   "Eric",      "Elizabeth", "Adam",      "Megan",
+    "Melissa",  "Kevin",       "Steven",   "Thomas",    "Timothy",   "Christina", "Kyle",      "Rachel",
+    "Laura",    "Lauren",      "Amber",    "Brittany",  "Danielle",  "Richard",   "Kimberly",  "Jeffrey",
+    "Amy",      "Crystal",     "Michelle", "Tiffany",   "Jeremy",    "Benjamin",  "Mark",      "Emily",
+    "Aaron",    "Charles",     "Rebecca",  "Jacob",     "Stephen",   "Patrick",   "Sean",      "Erin",
+    "Jamie",    "Kelly",       "Samantha", "Nathan",    "Sara",      "Dustin",    "Paul",      "Angela",
+    "Tyler",    "Scott",       "Katherine", "Andrea",   "Gregory",   "Erica",     "Mary",      "Travis",
+    "Lisa",     "Kenneth",     "Bryan",    "Lindsey",   "Kristen",   "Jose",      "Alexander", "Jesse",
+    "Katie",    "Lindsay",     "Shannon",  "Vanessa",   "Courtney",  "Christine", "Alicia",    "Cody",
+    "Allison",  "Bradley",     "Samuel",
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+// Writes template t with the slots filled into buf (size cap). The first {B}
+// gets b1, the second b2 (the ABC corruption puts different names there).
+static int ioi_render(char *buf, size_t cap, const char *t, const char *a, const char *b1, const char *b2,
+                      const char *place, const char *object) {
+    size_t k = 0;
+    int nb = 0;
+    for (const char *c = t; *c; c++) {
+        const char *s = NULL;
+        if (c[0] == '{' && c[1] && c[2] == '}') {
+            switch (c[1]) {
+            case 'A': s = a; break;
+            case 'B': s = nb++ ? b2 : b1; break;
+            case 'P': s = place; break;
+            case 'O': s = object; break;
+            default: break;
+            }
+        }
+        if (s) {
+            size_t l = strlen(s);
+            if (k + l >= cap) return -1;
+            memcpy(buf + k, s, l);
+            k += l;
+            c += 2;
+        } else {
+            if (k + 1 >= cap) return -1;
+            buf[k++] = *c;
+        }
+    }
+    buf[k] = '\0';
+    return 0;
+}
+
+mech_status mech_dataset_ioi(const mech_tokenizer *tok, int n, uint64_t seed, mech_pair **out,
+                             mech_err *err) {
+    if (!tok) return mech_err_set(err, MECH_ERR_ARG, "ioi dataset: tokenizer is NULL");
+    mech_status st = alloc_pairs(n, out, err);
+    if (st) return st;
+    int names[COUNT(ioi_names)];
+    int32_t name_ids[COUNT(ioi_names)];
+    int nn = filter_words(tok, ioi_names, COUNT(ioi_names), names, name_ids, err, &st);
+    if (st) goto fail;
+    if (nn < 5) {
+        st = mech_err_set(err, MECH_ERR_FORMAT,
+                          "ioi dataset: only %d of the names are single tokens (need 5)", nn);
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        rng r = rng_for(seed, i, 1);
+        const char *t = ioi_templates[rng_below(&r, COUNT(ioi_templates))];
+        const char *place = ioi_places[rng_below(&r, COUNT(ioi_places))];
+        const char *object = ioi_objects[rng_below(&r, COUNT(ioi_objects))];
+        // Five distinct names: IO, S, then the three corrupt ones (partial
+        // Fisher-Yates over the filtered list).
+        int pick[COUNT(ioi_names)];
+        memcpy(pick, names, sizeof(int) * (size_t)nn);
+        int32_t pick_id[COUNT(ioi_names)];
+        memcpy(pick_id, name_ids, sizeof(int32_t) * (size_t)nn);
+        for (int j = 0; j < 5; j++) {
+            int k = j + rng_below(&r, nn - j);
+            int ti = pick[j];
+            pick[j] = pick[k];
+            pick[k] = ti;
+            int32_t tt = pick_id[j];
+            pick_id[j] = pick_id[k];
+            pick_id[k] = tt;
+        }
+        char clean[256], corrupt[256];
+        if (ioi_render(clean, sizeof clean, t, ioi_names[pick[0]], ioi_names[pick[1]], ioi_names[pick[1]], place,
+                       object) ||
+            ioi_render(corrupt, sizeof corrupt, t, ioi_names[pick[2]], ioi_names[pick[3]], ioi_names[pick[4]],
+                       place, object)) {
+            st = mech_err_set(err, MECH_ERR_RANGE, "ioi dataset: prompt too long");
+            goto fail;
+        }
+        (*out)[i].answer = pick_id[0];
+        (*out)[i].wrong = pick_id[1];
+        st = fill_text_pair(tok, clean, corrupt, &(*out)[i], err);
+        if (st) goto fail;
+    }
+    return MECH_OK;
+fail:
+    mech_pairs_free(*out, n);
+    *out = NULL;
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Greater-than (Hanna et al. 2023, github.com/hannamw/gpt2-greater-than)
+
+static const char *const gt_nouns[] = {
+    "abduction",     "accord",        "affair",      "agreement",   "appraisal",    "assaults",
+    "assessment",    "attack",        "attempts",    "campaign",    "captivity",    "case",
+    "challenge",     "chaos",         "clash",       "collaboration", "coma",       "competition",
+    "confrontation", "consequence",   "conspiracy",  "construction", "consultation", "contact",
+    "contract",      "convention",    "cooperation", "custody",     "deal",         "decline",
+    "decrease",      "demonstrations", "development", "disagreement", "disorder",    "dispute",
+    "domination",    "dynasty",       "effect",      "effort",      "employment",   "endeavor",
+    "engagement",    "epidemic",      "evaluation",  "exchange",    "existence",    "expansion",
+    "expedition",    "experiments",   "fall",        "fame",        "flights",      "friendship",
+    "growth",        "hardship",      "hostility",   "illness",     "impact",       "imprisonment",
+    "improvement",   "incarceration", "increase",    "insurgency",  "invasion",     "investigation",
+    "journey",       "kingdom",       "marriage",    "modernization", "negotiation", "notoriety",
+    "obstruction",   "operation",     "order",       "outbreak",    "outcome",      "overhaul",
+    "patrols",       "pilgrimage",    "plague",      "plan",        "practice",     "process",
+    "program",       "progress",      "project",     "pursuit",     "quest",        "raids",
+    "reforms",       "reign",         "relationship", "retaliation", "riot",        "rise",
+    "rivalry",       "romance",       "rule",        "sanctions",   "shift",        "siege",
+    "slump",         "stature",       "stint",       "strikes",     "study",        "test",
+    "testing",       "tests",         "therapy",     "tour",        "tradition",    "treaty",
+    "trial",         "trip",          "unemployment", "voyage",     "warfare",      "war",
+    "work",
+};
+
+enum { GT_C0 = 11, GT_C1 = 17, GT_Y0 = 2, GT_Y1 = 98 };
+
+mech_status mech_dataset_greater_than(const mech_tokenizer *tok, int n, uint64_t seed,
+                                      mech_pair **out, mech_err *err) {
+    if (!tok) return mech_err_set(err, MECH_ERR_ARG, "greater-than dataset: tokenizer is NULL");
+    mech_status st = alloc_pairs(n, out, err);
+    if (st) return st;
+    int nouns[COUNT(gt_nouns)];
+    int nnoun = filter_words(tok, gt_nouns, COUNT(gt_nouns), nouns, NULL, err, &st);
+    if (st) goto fail;
+    // Two-digit tokens "00".."99" (no space) and valid years XX*100+YY.
+    int32_t two[100];
+    char buf[64];
+    for (int d = 0; d < 100; d++) {
+        snprintf(buf, sizeof buf, "%02d", d);
+        two[d] = single_token(tok, buf, err, &st);
+        if (st) goto fail;
+    }
+    int years[(GT_C1 - GT_C0 + 1) * (GT_Y1 - GT_Y0 + 1)], ny = 0;
+    for (int c = GT_C0; c <= GT_C1; c++) {
+        snprintf(buf, sizeof buf, " %d", c);
+        int32_t cent = single_token(tok, buf, err, &st);
+        if (st) goto fail;
+        if (cent < 0 || two[1] < 0) continue;
+        for (int y = GT_Y0; y <= GT_Y1; y++) {
+            if (two[y] < 0 || two[y - 1] < 0 || two[y + 1] < 0) continue;
+            snprintf(buf, sizeof buf, " %d%02d", c, y);
+            int32_t *ids = NULL;
+            size_t k = 0;
+            st = mech_tokenizer_encode(tok, buf, strlen(buf), 0, &ids, &k, err);
+            if (st) goto fail;
+            int ok = k == 2 && ids[0] == cent && ids[1] == two[y];
+            mech_free(ids);
+            if (ok) years[ny++] = c * 100 + y;
+        }
+    }
+    if (nnoun < 1 || ny < 1) {
+        st = mech_err_set(err, MECH_ERR_FORMAT,
+                          "greater-than dataset: the tokenizer has %d single-token nouns and %d years "
+                          "that split as \" XX\" + \"YY\" (need one of each)",
+                          nnoun, ny);
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        rng r = rng_for(seed, i, 2);
+        const char *noun = gt_nouns[nouns[rng_below(&r, nnoun)]];
+        int year = years[rng_below(&r, ny)], c = year / 100, y = year % 100;
+        char clean[128], corrupt[128];
+        snprintf(clean, sizeof clean, "The %s lasted from the year %d%02d to %d", noun, c, y, c);
+        snprintf(corrupt, sizeof corrupt, "The %s lasted from the year %d01 to %d", noun, c, c);
+        (*out)[i].answer = two[y + 1];
+        (*out)[i].wrong = two[y - 1];
+        st = fill_text_pair(tok, clean, corrupt, &(*out)[i], err);
+        if (st) goto fail;
+    }
+    return MECH_OK;
+fail:
+    mech_pairs_free(*out, n);
+    *out = NULL;
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Induction
+
+// Draws len distinct ids from [lo, vocab) into r, redrawing repeats (no
+// O(vocab) buffer; the caller guarantees vocab - lo > len).
+static void distinct_ids(rng *g, int lo, int vocab, int len, int32_t *r) {
+    for (int j = 0; j < len; j++) {
+        for (;;) {
+            int32_t x = lo + rng_below(g, vocab - lo);
+            int dup = 0;
+            for (int k = 0; k < j && !dup; k++) dup = r[k] == x;
+            if (!dup) {
+                r[j] = x;
+                break;
+            }
+        }
+    }
+}
+
+mech_status mech_dataset_induction(int vocab, int n, int len, uint64_t seed, int lo, int32_t bos,
+                                   mech_pair **out, mech_err *err) {
+    if (out) *out = NULL;
+    if (len < 2) return mech_err_set(err, MECH_ERR_ARG, "induction dataset: len must be >= 2 (got %d)", len);
+    if (lo < 0 || vocab <= lo || vocab - lo < len + 1)
+        return mech_err_set(err, MECH_ERR_ARG,
+                            "induction dataset: token range [%d, %d) must hold len + 1 = %d distinct ids", lo,
+                            vocab, len + 1);
+    if (len > (INT32_MAX - 1) / 2) return mech_err_set(err, MECH_ERR_ARG, "induction dataset: len too large");
+    mech_status st = alloc_pairs(n, out, err);
+    if (st) return st;
+    int off = bos >= 0 ? 1 : 0, T = off + 2 * len - 1;
+    int32_t *r = mech_malloc(sizeof(int32_t) * (size_t)len * 2);
+    if (!r) {
+        st = mech_err_set(err, MECH_ERR_NOMEM, "induction dataset: out of memory");
+        goto fail;
+    }
+    int32_t *r2 = r + len;
+    for (int i = 0; i < n; i++) {
+        rng g = rng_for(seed, i, 3);
+        distinct_ids(&g, lo, vocab, len, r);
+        // r': distinct ids whose last one is not in r (so wrong != answer
+        // and the clean prompt gives no evidence for wrong).
+        for (;;) { // last token first: any id not in r
+            int32_t x = lo + rng_below(&g, vocab - lo);
+            int dup = 0;
+            for (int k = 0; k < len && !dup; k++) dup = r[k] == x;
+            if (!dup) {
+                r2[len - 1] = x;
+                break;
+            }
+        }
+        for (int j = 0; j < len - 1; j++) { // the rest distinct, and != the last
+            for (;;) {
+                int32_t x = lo + rng_below(&g, vocab - lo);
+                int dup = x == r2[len - 1];
+                for (int k = 0; k < j && !dup; k++) dup = r2[k] == x;
+                if (!dup) {
+                    r2[j] = x;
+                    break;
+                }
+            }
+        }
+        mech_pair *p = &(*out)[i];
+        p->clean = mech_malloc(sizeof(int32_t) * (size_t)T);
+        p->corrupt = mech_malloc(sizeof(int32_t) * (size_t)T);
+        if (!p->clean || !p->corrupt) {
+            st = mech_err_set(err, MECH_ERR_NOMEM, "induction dataset: out of memory");
+            goto fail;
+        }
+        if (off) p->clean[0] = p->corrupt[0] = bos;
+        for (int j = 0; j < len; j++) {
+            p->clean[off + j] = r[j];
+            p->corrupt[off + j] = r2[j];
+        }
+        for (int j = 0; j < len - 1; j++) {
+            p->clean[off + len + j] = r[j];
+            p->corrupt[off + len + j] = r2[j];
+        }
+        p->n = T;
+        p->answer = r[len - 1];
+        p->wrong = r2[len - 1];
+    }
+    mech_free(r);
+    return MECH_OK;
+fail:
+    mech_free(r);
+    mech_pairs_free(*out, n);
+    *out = NULL;
+    return st;
+}
