@@ -9,8 +9,91 @@
 
 #define MAX_SEQS 64
 
+// The decoder lens: a compiled RASP model's residual stream read, layer by
+// layer, as the named variables the compiler placed in it.
+static int decoder_lens(const char *cmd, const char *model, const char *input, const char *db, int argc, char **argv) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_rasp_program *p = NULL;
+    mech_rasp_value *in = NULL;
+    mech_lens_vars *vars = NULL;
+    mech_lens_decoded *rows = NULL;
+    mech_run *run = NULL;
+    mech_store *s = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0, n_rows = 0;
+    int64_t run_id = 0;
+    int rc = 0;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    const char *src = mech_model_meta(m, "mech.rasp.source"), *labels = mech_model_meta(m, "mech.rasp.residual");
+    if (!src || !labels) {
+        mech_err_set(&err, MECH_ERR_ARG, "%s: not a compiled RASP model; --input is for models from `mech compile`", model);
+        goto fail;
+    }
+    if (mech_rasp_parse(model, src, strlen(src), &p, &err) || mech_rasp_input_parse(p, input, &in, &n, &err) ||
+        mech_lens_vars_parse(labels, &vars, &err))
+        goto fail;
+    size_t nv;
+    const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
+    int T = (int)n + 1;
+    ids = malloc((size_t)T * sizeof *ids);
+    if (!ids) goto fail;
+    ids[0] = 0; // BOS
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < nv; k++)
+            if (mech_rasp_value_eq(&in[i], &vocab[k])) ids[i + 1] = (int32_t)k + 1;
+    if (mech_run_new(m, 1, T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, ids, &err) ||
+        mech_lens_decode(m, run, vars, 0, &rows, &n_rows, &err))
+        goto fail;
+    char params[64];
+    snprintf(params, sizeof params, "{\"decoder\": true, \"T\": %d}", T);
+    if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
+    if (mech_store_begin(s, &err) || mech_store_prompt(s, run_id, 0, "prompt", input, ids, T, &err)) goto fail;
+    int L = m->cfg.n_layers;
+    printf("run %lld: decoder lens on %s (%d layers) -> %s\n", (long long)run_id, input, L + 1, db);
+    for (int v = 0; v < vars->n_vars; v++) {
+        const char *name = vars->vars[v].name;
+        if (!strcmp(name, "bos") || !strcmp(name, "one") || strchr(name, '.')) continue;
+        for (int l = 0; l <= L; l++) {
+            const mech_lens_decoded *r0 = &rows[((size_t)l * vars->n_vars + v) * T];
+            if (l == 0 || r0->present) {
+                printf("  %-14s layer %d:", l == 0 ? name : "", l);
+                for (int t = 1; t < T; t++) {
+                    const mech_lens_decoded *r = r0 + t;
+                    if (!r->present) printf(" -");
+                    else if (vars->vars[v].numerical) printf(" %.4g", r->number);
+                    else printf(" %s", r->has_value ? r->value : "null");
+                }
+                printf("\n");
+            }
+            for (int t = 1; t < T; t++) {
+                const mech_lens_decoded *r = r0 + t;
+                mech_result res = {.item = 0, .site = "decoder_lens", .layer = l, .pos = t - 1, .head = -1, .token = -1,
+                                   .rank = r->present ? 1 : 0, .metric = name,
+                                   .value = vars->vars[v].numerical ? r->number : r->has_value};
+                if (mech_store_result(s, run_id, &res, &err)) goto fail;
+            }
+        }
+    }
+    if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto fail;
+    goto done;
+fail:
+    rc = cli_fail(cmd, &err);
+    if (s && run_id) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+done:
+    mech_store_close(s);
+    mech_free(rows);
+    mech_run_free(run);
+    free(ids);
+    mech_lens_vars_free(vars);
+    mech_free(in);
+    mech_rasp_program_free(p);
+    mech_model_free(m);
+    return rc;
+}
+
 int cmd_lens(int argc, char **argv) {
-    const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v;
+    const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL;
     const char *texts[MAX_SEQS];
     int is_ids[MAX_SEQS], n = 0, special = 0;
     long k = 5;
@@ -26,10 +109,16 @@ int cmd_lens(int argc, char **argv) {
             if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
             is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
             texts[n++] = v;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
+            if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--allow-special")) special = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
+    if (rasp_input) {
+        if (n) return cli_usage(cmd, "--input (a compiled RASP model's input) goes without --prompt/--ids");
+        return decoder_lens(cmd, model, rasp_input, db, argc, argv);
+    }
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);

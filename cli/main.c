@@ -135,7 +135,10 @@ const cli_cmd cli_commands[] = {
      "\n"
      "  --target TOKEN   a token id, or text that is exactly one token\n"
      "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
-     "  --db FILE        the results database (default mech.db)\n"},
+     "  --db FILE        the results database (default mech.db)\n"
+     "  --input \"a b c\"  for models from `mech compile`: the decoder lens instead,\n"
+     "                   each layer's residual stream read as the RASP variables\n"
+     "                   the compiler placed in it (- where not yet computed)\n"},
     {"heads", cmd_heads, "previous-token, duplicate-token and induction scores of every head",
      "usage: mech heads --model MODEL ((--prompt TEXT | --ids 1,2,3)... | --random N [--batch B] [--seed S]) [--db FILE]\n"
      "\n"

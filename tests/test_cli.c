@@ -244,6 +244,16 @@ static void test_cli_compile_and_run(void **state) {
     }
     assert_int_equal(mech(&out, "run --model %s --input '3 9'", model), 1);
     free(out);
+    // the decoder lens: sort appears only at the last layer, with the sorted values
+    char db[512];
+    snprintf(db, sizeof db, "%s", mech_test_tmp("decoder.db"));
+    remove(db);
+    assert_int_equal(mech(&out, "lens --model %s --input '3 1 2' --db %s", model, db), 0);
+    char *line = strstr(out, "  sort ");
+    assert_non_null(line);
+    assert_non_null(strstr(line, "layer 0: - - -"));
+    assert_non_null(strstr(line, ": 1 2 3"));
+    free(out);
     // errors in the program: exit 2, nothing written
     char bad[512], dst[512];
     snprintf(bad, sizeof bad, "%s", mech_test_tmp("bad.rasp"));
