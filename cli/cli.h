@@ -61,6 +61,11 @@ typedef struct cli_inputs {
 int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
               cli_inputs *in);
 void cli_inputs_free(cli_inputs *in);
+// Matches --prompt TEXT / --ids LIST at argv[*i], appending to texts/is_ids:
+// 1 matched, 0 another option, -1 a usage error (printed).
+int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max);
+// Reports err, rolls back the open batch and marks the run failed; returns 1.
+int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *err);
 // Opens db and starts a run of kind with the command line and parameters.
 int cli_run_open(const char *cmd, const char *db, const char *kind, const char *model, int argc, char **argv,
                  const char *params_json, mech_store **s, int64_t *run);

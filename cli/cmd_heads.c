@@ -25,11 +25,8 @@ int cmd_heads(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--batch", v, 1, 1024, &batch)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v)) || (r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
             if (r < 0) return 2;
-            if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
-            is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
-            texts[n++] = v;
         } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
@@ -105,8 +102,7 @@ int cmd_heads(int argc, char **argv) {
     }
     goto done;
 db_fail:
-    rc = cli_fail(cmd, &err);
-    if (s) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+    rc = cli_run_failed(cmd, s, run_id, &err);
 done:
     mech_store_close(s);
     mech_run_free(run);

@@ -78,8 +78,7 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto fail;
     goto done;
 fail:
-    rc = cli_fail(cmd, &err);
-    if (s && run_id) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+    rc = cli_run_failed(cmd, s, run_id, &err);
 done:
     mech_store_close(s);
     mech_free(rows);
@@ -104,11 +103,8 @@ int cmd_lens(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v)) || (r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
             if (r < 0) return 2;
-            if (n == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
-            is_ids[n] = !strncmp(argv[i - 1], "--ids", 5) || !strncmp(argv[i], "--ids=", 6);
-            texts[n++] = v;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--allow-special")) special = 1;
@@ -207,8 +203,7 @@ int cmd_lens(int argc, char **argv) {
     }
     goto done;
 db_fail:
-    rc = cli_fail(cmd, &err);
-    if (s) mech_store_rollback(s, NULL), mech_store_run_finish(s, run_id, "failed", NULL);
+    rc = cli_run_failed(cmd, s, run_id, &err);
 done:
     mech_store_close(s);
     mech_free(rows);

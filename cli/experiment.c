@@ -77,3 +77,26 @@ int cli_run_open(const char *cmd, const char *db, const char *kind, const char *
     mech_buf_free(&line);
     return rc;
 }
+
+int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max) {
+    const char *v;
+    int r = cli_opt(cmd, argc, argv, i, "--prompt", &v), ids = 0;
+    if (!r) r = cli_opt(cmd, argc, argv, i, "--ids", &v), ids = 1;
+    if (r <= 0) return r;
+    if (*n == max) {
+        cli_usage(cmd, "at most %d sequences", max);
+        return -1;
+    }
+    is_ids[*n] = ids;
+    texts[(*n)++] = v;
+    return 1;
+}
+
+int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *err) {
+    int rc = cli_fail(cmd, err);
+    if (s && run) {
+        mech_store_rollback(s, NULL);
+        mech_store_run_finish(s, run, "failed", NULL);
+    }
+    return rc;
+}
