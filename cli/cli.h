@@ -46,6 +46,11 @@ int cli_help(const char *cmd);
 int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val);
 // Parses a decimal integer in [lo, hi]; prints why and returns -1 on error.
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+// Appends token id as a JSON string of its bytes (" Mary"), or <id> when
+// there is no tokenizer or no such token.
+void cli_token_text(mech_buf *b, const mech_tokenizer *tok, int32_t id);
+// Prints the k most likely next tokens of one logits row (V entries).
+void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int k);
 // Parses "1,2,3" (or spaces) into ids; *ids owned by the caller.
 int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n);
 

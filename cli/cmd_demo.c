@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int k);
 
 static double now(void) {
     struct timespec ts;
@@ -20,11 +19,9 @@ static double now(void) {
 }
 
 static void show_token(const mech_tokenizer *tok, int32_t id) {
-    size_t len;
-    const char *s = mech_tokenizer_token(tok, id, &len);
     mech_buf b = {0};
-    mech_buf_json_string(&b, s ? s : "?", s ? len : 1);
-    printf(" %s", b.data);
+    cli_token_text(&b, tok, id);
+    printf(" %s", b.data ? b.data : "?");
     mech_buf_free(&b);
 }
 

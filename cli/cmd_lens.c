@@ -33,15 +33,11 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     if (mech_rasp_parse(model, src, strlen(src), &p, &err) || mech_rasp_input_parse(p, input, &in, &n, &err) ||
         mech_lens_vars_parse(labels, &vars, &err))
         goto fail;
-    size_t nv;
-    const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
     int T = (int)n + 1;
     ids = malloc((size_t)T * sizeof *ids);
     if (!ids) goto fail;
     ids[0] = 0; // BOS
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < nv; k++)
-            if (mech_rasp_value_eq(&in[i], &vocab[k])) ids[i + 1] = (int32_t)k + 1;
+    for (size_t i = 0; i < n; i++) ids[i + 1] = mech_rasp_token_id(p, &in[i]); // parsed input: in the vocab
     if (mech_run_new(m, 1, T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, ids, &err) ||
         mech_lens_decode(m, run, vars, 0, &rows, &n_rows, &err))
         goto fail;
@@ -191,11 +187,8 @@ int cmd_lens(int argc, char **argv) {
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
         if (row->batch != 0 || row->pos != in.T - 1) continue;
-        size_t len = 0;
-        const char *tok = mech_tokenizer_token(in.tok, row->top_ids[0], &len);
         mech_buf name = {0};
-        if (tok) mech_buf_json_string(&name, tok, len);
-        else mech_buf_printf(&name, "<%d>", row->top_ids[0]);
+        cli_token_text(&name, in.tok, row->top_ids[0]);
         printf("%6d  %-16s %7.4f %9.4f %9.4f", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
         if (targets) printf("  %lld, %.4f", (long long)row->target_rank, row->target_prob);
         printf("\n");

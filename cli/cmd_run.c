@@ -27,18 +27,13 @@ static void top_k(const float *logits, int V, int k, int *idx) {
     }
 }
 
-// Prints token id as a JSON string of its bytes, or <id> without a tokenizer.
 static void print_token(const mech_tokenizer *tok, int32_t id) {
-    size_t len = 0;
-    const char *s = tok ? mech_tokenizer_token(tok, id, &len) : NULL;
     mech_buf b = {0};
-    if (s) mech_buf_json_string(&b, s, len);
-    else mech_buf_printf(&b, "<%d>", (int)id);
+    cli_token_text(&b, tok, id);
     printf("%-14s", b.data ? b.data : "?");
     mech_buf_free(&b);
 }
 
-void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int k);
 void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int k) {
     if (k > V) k = V;
     int *idx = malloc((size_t)k * sizeof *idx);

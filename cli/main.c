@@ -245,6 +245,13 @@ int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, l
     return 0;
 }
 
+void cli_token_text(mech_buf *b, const mech_tokenizer *tok, int32_t id) {
+    size_t len = 0;
+    const char *s = tok ? mech_tokenizer_token(tok, id, &len) : NULL;
+    if (s) mech_buf_json_string(b, s, len);
+    else mech_buf_printf(b, "<%d>", (int)id);
+}
+
 int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
     size_t cap = 16, k = 0;
     int32_t *v = malloc(cap * sizeof *v);

@@ -345,6 +345,10 @@ mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **o
 void mech_rasp_compiled_free(mech_rasp_compiled *c);
 void mech_rasp_compiled_explain(const mech_rasp_compiled *c, mech_buf *b);
 
+// The model's token id of a vocab value (1 + its index in the written
+// vocab; 0 is BOS), or -1 when v is not in the vocab.
+int32_t mech_rasp_token_id(const mech_rasp_program *p, const mech_rasp_value *v);
+
 typedef struct mech_rasp_runner mech_rasp_runner;
 mech_status mech_rasp_runner_new(const mech_rasp_program *p, const mech_model *m, mech_rasp_runner **out,
                                  mech_err *err);

@@ -1148,8 +1148,7 @@ void mech_rasp_runner_free(mech_rasp_runner *r) {
     mech_free(r);
 }
 
-// Token id of a vocab value: 1 + its index in the written vocab.
-static int token_id(const mech_rasp_program *p, const mech_rasp_value *v) {
+int32_t mech_rasp_token_id(const mech_rasp_program *p, const mech_rasp_value *v) {
     size_t nv;
     const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
     for (size_t i = 0; i < nv; i++)
@@ -1175,7 +1174,7 @@ mech_status mech_rasp_runner_run(mech_rasp_runner *r, const mech_rasp_value *inp
     for (int b = 0; b < B; b++) {
         ids[b * T] = 0;
         for (size_t t = 0; t < len; t++) {
-            int id = token_id(pl->p, &inputs[(size_t)b * len + t]);
+            int id = mech_rasp_token_id(pl->p, &inputs[(size_t)b * len + t]);
             if (id < 0) {
                 mech_free(ids);
                 return mech_err_set(err, MECH_ERR_RANGE, "input %d, position %zu: not in the vocabulary", b + 1, t + 1);

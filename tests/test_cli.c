@@ -320,18 +320,24 @@ static void test_cli_db(void **state) {
     free(out);
 }
 
+// Run 1 of db exported as CSV (owned text).
+static char *run_csv(const char *db, const char *name) {
+    char csv[512], *out;
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp(name));
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
+    free(out);
+    return mech_test_read(csv, NULL);
+}
+
 // mech lens writes one run; its rows are in the database.
 static void test_cli_lens(void **state) {
-    char db[512], csv[512], *out;
+    char db[512], *out;
     snprintf(db, sizeof db, "%s", mech_test_tmp("lens.db"));
-    snprintf(csv, sizeof csv, "%s", mech_test_tmp("lens.csv"));
     remove(db);
     assert_int_equal(mech(&out, "lens --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --target 7 --top-k 3 --db %s", db), 0);
     assert_non_null(strstr(out, "run 1: logit lens"));
     free(out);
-    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
-    free(out);
-    char *text = mech_test_read(csv, NULL);
+    char *text = run_csv(db, "lens.csv");
     int lines = 0, kl0 = 0;
     for (char *p = text; *p; p++) lines += *p == '\n';
     // 3 residual layers x 4 positions x (3 top-k + kl + entropy + target) rows, plus the header
@@ -369,11 +375,10 @@ static void test_cli_heads(void **state) {
 
 // mech patch: pairs from JSONL and TSV, results per pair, --resume, errors with line numbers.
 static void test_cli_patch(void **state) {
-    char pairs[512], tsv[512], db[512], csv[512], *out;
+    char pairs[512], tsv[512], db[512], *out;
     snprintf(pairs, sizeof pairs, "%s", mech_test_tmp("pairs.jsonl"));
     snprintf(tsv, sizeof tsv, "%s", mech_test_tmp("pairs.tsv"));
     snprintf(db, sizeof db, "%s", mech_test_tmp("patch.db"));
-    snprintf(csv, sizeof csv, "%s", mech_test_tmp("patch.csv"));
     remove(db);
     FILE *f = fopen(pairs, "wb");
     fputs("{\"clean\": [5, 17, 42, 99, 7], \"corrupt\": [5, 18, 42, 99, 7], \"answer\": 3, \"wrong\": 4}\n"
@@ -383,9 +388,7 @@ static void test_cli_patch(void **state) {
     assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --db %s", pairs, db), 0);
     assert_non_null(strstr(out, "run 1: resid_pre patching of 2 pairs"));
     free(out);
-    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
-    free(out);
-    char *text = mech_test_read(csv, NULL);
+    char *text = run_csv(db, "patch.csv");
     // patching the one differing position at layer 0 restores the clean run
     assert_non_null(strstr(text, "1,0,resid_pre,0,1,-1,-1,-1,effect,1\n"));
     int lines = 0;
@@ -433,16 +436,13 @@ static void test_cli_patch(void **state) {
 
 // mech attrib: the stored components plus the bias add up to the stored logit difference.
 static void test_cli_attrib(void **state) {
-    char db[512], csv[512], *out;
+    char db[512], *out;
     snprintf(db, sizeof db, "%s", mech_test_tmp("attrib.db"));
-    snprintf(csv, sizeof csv, "%s", mech_test_tmp("attrib.csv"));
     remove(db);
     assert_int_equal(mech(&out, "attrib --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --answer 3 --wrong 4 --db %s", db), 0);
     assert_non_null(strstr(out, "logit difference"));
     free(out);
-    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", db, csv), 0);
-    free(out);
-    char *text = mech_test_read(csv, NULL), *save = NULL;
+    char *text = run_csv(db, "attrib.csv"), *save = NULL;
     double sum = 0, logit = 0, bias = 0;
     int comps = 0;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {

@@ -246,34 +246,24 @@ static void test_model_errors(void **state) {
     const char *dir = model_dir("badcfg", &ok, 0);
     char path[600];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "wb");
-    fputs("{\"n_layer\": 2, \"n_head\": 4, \"n_embd\": 64, \"vocab_size\": 999, \"n_positions\": 128}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_SHAPE, "wte.weight: shape [1000,64], expected [999,64]");
-    f = fopen(path, "wb");
-    fputs("{\"n_layer\": 2, \"n_head\": ", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_FORMAT, "config.json");
-    f = fopen(path, "wb");
-    fputs("{\"n_layer\": \"two\"}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_TYPE, "n_layer");
-    f = fopen(path, "wb");
-    fputs("{\"activation_function\": \"swish\"}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_TYPE, "activation_function");
-    f = fopen(path, "wb");
-    fputs("{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_FORMAT, "scale_attn_by_inverse_layer_idx");
-    f = fopen(path, "wb");
-    fputs("{\"n_layer\": 2, \"n_head\": 3, \"n_embd\": 64}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_RANGE, "n_embd = 64 is not divisible by n_head = 3");
-    f = fopen(path, "wb");
-    fputs("{\"model_type\": \"gpt_neox\"}", f);
-    fclose(f);
-    expect_error(dir, MECH_ERR_FORMAT, "model_type 'gpt_neox'");
+    static const struct { const char *json; mech_status code; const char *needle; } cfgs[] = {
+        {"{\"n_layer\": 2, \"n_head\": 4, \"n_embd\": 64, \"vocab_size\": 999, \"n_positions\": 128}",
+         MECH_ERR_SHAPE, "wte.weight: shape [1000,64], expected [999,64]"},
+        {"{\"n_layer\": 2, \"n_head\": ", MECH_ERR_FORMAT, "config.json"},
+        {"{\"n_layer\": \"two\"}", MECH_ERR_TYPE, "n_layer"},
+        {"{\"activation_function\": \"swish\"}", MECH_ERR_TYPE, "activation_function"},
+        {"{\"model_type\": \"gpt2\", \"scale_attn_by_inverse_layer_idx\": true}", MECH_ERR_FORMAT,
+         "scale_attn_by_inverse_layer_idx"},
+        {"{\"n_layer\": 2, \"n_head\": 3, \"n_embd\": 64}", MECH_ERR_RANGE,
+         "n_embd = 64 is not divisible by n_head = 3"},
+        {"{\"model_type\": \"gpt_neox\"}", MECH_ERR_FORMAT, "model_type 'gpt_neox'"},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+        FILE *f = fopen(path, "wb");
+        fputs(cfgs[i].json, f);
+        fclose(f);
+        expect_error(dir, cfgs[i].code, cfgs[i].needle);
+    }
 }
 
 static void test_config_json_round_trip(void **state) {
