@@ -69,6 +69,41 @@ void cli_inputs_free(cli_inputs *in);
 // Matches --prompt TEXT / --ids LIST at argv[*i], appending to texts/is_ids:
 // 1 matched, 0 another option, -1 a usage error (printed).
 int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max);
+// Clean/corrupt prompt pairs (cli/pairs.c). line is the file line (or the
+// dataset index + 1); wrong is -1 when the pair has none.
+typedef struct cli_pair {
+    int32_t *clean, *corrupt;
+    size_t n_clean, n_corrupt;
+    int32_t answer, wrong;
+    char *clean_text, *corrupt_text;
+    int line;
+} cli_pair;
+// JSONL ({"clean", "corrupt", "answer", "wrong"} per line) or TSV (the same
+// four columns): prompts as text or token ids, for a compiled RASP model
+// input sequences with output values as answers. 0 or an exit code.
+int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const mech_tokenizer *tok, cli_pair **out,
+                   int *n);
+// A built-in dataset: ioi, greater_than, induction (len) or compiled (len,
+// corruption random|shuffle). 0 or an exit code.
+int cli_pairs_dataset(const char *cmd, const char *name, long n, long len, long seed, const char *corruption,
+                      const mech_model *m, const mech_tokenizer *tok, cli_pair **out, int *n_out);
+void cli_pairs_free(cli_pair *p, int n);
+
+// A progress line on stderr (cli/progress.c): items done, rate and ETA,
+// only when stderr is a terminal.
+typedef struct cli_progress {
+    const char *what;
+    int64_t total;
+    double t0, last;
+    int tty, shown;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what, int64_t total);
+void cli_progress_update(cli_progress *p, int64_t done);
+void cli_progress_end(cli_progress *p); // clears the line
+
+// --shard K/N: *k in [0, n) (0-based), *n >= 1. 0 or -1 (printed).
+int cli_shard(const char *cmd, const char *s, int *k, int *n);
+
 // Reports err, rolls back the open batch and marks the run failed; returns 1.
 int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *err);
 // Opens db and starts a run of kind with the command line and parameters.

@@ -9,215 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct pair {
-    int32_t *clean, *corrupt;
-    size_t n_clean, n_corrupt;
-    int32_t answer, wrong;
-    char *clean_text, *corrupt_text;
-    int line;
-} pair;
-
 static volatile int interrupted;
 static void on_signal(int sig) {
     (void)sig;
     interrupted = 1;
 }
 
-// A field that is text (tokenized) or an array of ids.
-static int field_tokens(const char *path, int line, const char *name, const mech_json *v, const mech_tokenizer *tok,
-                        int32_t **ids, size_t *n, char **text) {
-    mech_err err = {0};
-    *ids = NULL, *n = 0, *text = NULL;
-    if (v && v->type == MECH_JSON_STRING) {
-        if (mech_tokenizer_encode(tok, v->str, v->len, 0, ids, n, &err)) {
-            fprintf(stderr, "%s:%d: error: '%s': %s\n", path, line, name, err.msg);
-            return 1;
-        }
-        *text = mech_strdup(v->str);
-        return 0;
-    }
-    if (v && v->type == MECH_JSON_ARRAY) {
-        *ids = mech_malloc((v->n ? v->n : 1) * sizeof **ids);
-        for (size_t i = 0; i < v->n; i++) {
-            if (v->items[i].type != MECH_JSON_NUMBER || !v->items[i].is_int || v->items[i].inum < 0 ||
-                v->items[i].inum > INT32_MAX) {
-                fprintf(stderr, "%s:%d: error: '%s': item %zu is not a token id\n", path, line, name, i + 1);
-                return 1;
-            }
-            (*ids)[i] = (int32_t)v->items[i].inum;
-        }
-        *n = v->n;
-        return 0;
-    }
-    fprintf(stderr, "%s:%d: error: '%s' must be text or an array of token ids\n", path, line, name);
-    return 1;
-}
-
-// A single token: an id, or text that tokenizes to exactly one token.
-static int field_token(const char *path, int line, const char *name, const mech_json *v, const mech_tokenizer *tok,
-                       int32_t *out) {
-    if (v && v->type == MECH_JSON_NUMBER && v->is_int && v->inum >= 0 && v->inum <= INT32_MAX) {
-        *out = (int32_t)v->inum;
-        return 0;
-    }
-    int32_t *ids = NULL;
-    size_t n = 0;
-    char *text = NULL;
-    int rc = field_tokens(path, line, name, v, tok, &ids, &n, &text);
-    if (!rc && n != 1) {
-        fprintf(stderr, "%s:%d: error: '%s' is %zu tokens, expected exactly one (e.g. \" Mary\" with its space)\n",
-                path, line, name, n);
-        rc = 1;
-    }
-    if (!rc) *out = ids[0];
-    mech_free(ids);
-    mech_free(text);
-    return rc;
-}
-
-static void pairs_free(pair *p, int n) {
-    for (int i = 0; i < n; i++) {
-        mech_free(p[i].clean), mech_free(p[i].corrupt);
-        mech_free(p[i].clean_text), mech_free(p[i].corrupt_text);
-    }
-    free(p);
-}
-
-// JSONL ({"clean": ..., "corrupt": ..., "answer": ..., "wrong": ...} per
-// line) or TSV (clean, corrupt, answer, wrong): 0 or an exit code.
-static int read_pairs(const char *path, const mech_tokenizer *tok, pair **out, int *n_out) {
-    mech_err err = {0};
-    char *text;
-    size_t len;
-    if (mech_read_file(path, &text, &len, &err)) {
-        fprintf(stderr, "mech patch: error: %s\n", err.msg);
-        return 1;
-    }
-    pair *p = NULL;
-    int n = 0, cap = 0, line = 0, rc = 0;
-    for (char *s = text, *e; s && *s && !rc; s = e ? e + 1 : NULL) {
-        e = strchr(s, '\n');
-        if (e) *e = 0;
-        line++;
-        size_t ll = strlen(s);
-        if (ll && s[ll - 1] == '\r') s[--ll] = 0;
-        if (!ll || s[0] == '#') continue;
-        mech_json *j = NULL, *owned = NULL;
-        if (s[0] == '{') {
-            if (mech_json_parse(s, ll, &j, &err)) {
-                fprintf(stderr, "%s:%d: error: %s\n", path, line, err.msg);
-                rc = 2;
-                break;
-            }
-        } else {
-            // TSV: build the same object from the columns
-            mech_buf b = {0};
-            const char *names[4] = {"clean", "corrupt", "answer", "wrong"};
-            mech_buf_puts(&b, "{");
-            char *col = s;
-            for (int c = 0; c < 4 && col; c++) {
-                char *tab = strchr(col, '\t');
-                if (tab) *tab = 0;
-                mech_buf_printf(&b, "%s\"%s\": ", c ? ", " : "", names[c]);
-                mech_buf_json_string(&b, col, strlen(col));
-                col = tab ? tab + 1 : NULL;
-            }
-            mech_buf_puts(&b, "}");
-            if (mech_json_parse(b.data, b.len, &owned, &err)) rc = 1;
-            j = owned;
-            mech_buf_free(&b);
-            if (rc) break;
-        }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            pair *g = realloc(p, (size_t)cap * sizeof *g);
-            if (!g) {
-                rc = 1;
-                mech_json_free(j);
-                break;
-            }
-            p = g;
-        }
-        pair *q = &p[n];
-        memset(q, 0, sizeof *q);
-        q->line = line, q->wrong = -1;
-        const mech_json *w = mech_json_get(j, "wrong");
-        rc = field_tokens(path, line, "clean", mech_json_get(j, "clean"), tok, &q->clean, &q->n_clean, &q->clean_text) ||
-             field_tokens(path, line, "corrupt", mech_json_get(j, "corrupt"), tok, &q->corrupt, &q->n_corrupt,
-                          &q->corrupt_text) ||
-             field_token(path, line, "answer", mech_json_get(j, "answer"), tok, &q->answer) ||
-             (w && !(w->type == MECH_JSON_STRING && w->len == 0) && field_token(path, line, "wrong", w, tok, &q->wrong));
-        n++;
-        if (!rc && q->n_clean != q->n_corrupt) {
-            fprintf(stderr, "%s:%d: error: clean is %zu tokens but corrupt is %zu; patching needs equal lengths\n", path,
-                    line, q->n_clean, q->n_corrupt);
-            rc = 2;
-        }
-        if (rc == 1) rc = 2;
-        mech_json_free(j);
-    }
-    mech_free(text);
-    if (!rc && !n) {
-        fprintf(stderr, "%s: error: no pairs in the file\n", path);
-        rc = 2;
-    }
-    if (rc) {
-        pairs_free(p, n);
-        return rc;
-    }
-    *out = p, *n_out = n;
-    return 0;
-}
-
-// A built-in dataset (IOI, greater-than, induction) as pairs.
-static int dataset_pairs(const char *cmd, const char *name, long n, long len, long seed, const mech_model *m,
-                         const mech_tokenizer *tok, pair **out, int *n_out) {
-    mech_err err = {0};
-    mech_pair *d = NULL;
-    mech_status st;
-    if (!strcmp(name, "ioi")) st = mech_dataset_ioi(tok, (int)n, (uint64_t)seed, &d, &err);
-    else if (!strcmp(name, "greater_than")) st = mech_dataset_greater_than(tok, (int)n, (uint64_t)seed, &d, &err);
-    else if (!strcmp(name, "induction"))
-        st = mech_dataset_induction(m->cfg.d_vocab, (int)n, (int)len, (uint64_t)seed, m->cfg.d_vocab > 200 ? 100 : 0, -1,
-                                    &d, &err);
-    else return cli_usage(cmd, "--dataset '%s': expected ioi, greater_than or induction", name);
-    if (st) return cli_fail(cmd, &err);
-    pair *p = calloc((size_t)n, sizeof *p);
-    int rc = p ? 0 : 1;
-    for (long i = 0; !rc && i < n; i++) {
-        p[i].n_clean = p[i].n_corrupt = (size_t)d[i].n;
-        p[i].clean = mech_malloc((size_t)d[i].n * sizeof(int32_t));
-        p[i].corrupt = mech_malloc((size_t)d[i].n * sizeof(int32_t));
-        if (!p[i].clean || !p[i].corrupt) {
-            rc = 1;
-            break;
-        }
-        memcpy(p[i].clean, d[i].clean, (size_t)d[i].n * sizeof(int32_t));
-        memcpy(p[i].corrupt, d[i].corrupt, (size_t)d[i].n * sizeof(int32_t));
-        p[i].clean_text = d[i].clean_text ? mech_strdup(d[i].clean_text) : NULL;
-        p[i].corrupt_text = d[i].corrupt_text ? mech_strdup(d[i].corrupt_text) : NULL;
-        p[i].answer = d[i].answer, p[i].wrong = d[i].wrong, p[i].line = (int)i + 1;
-    }
-    mech_pairs_free(d, (int)n);
-    if (rc) {
-        if (p) pairs_free(p, (int)n);
-        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
-        return 1;
-    }
-    *out = p, *n_out = (int)n;
-    return 0;
-}
+// Progress over all patches of the run: pairs finished before plus this one's.
+typedef struct patch_progress {
+    cli_progress bar;
+    int64_t before; // patches of the pairs finished in this process
+    int n_pairs;    // pairs this process runs
+} patch_progress;
 
 static void progress(int64_t done, int64_t total, void *user) {
-    const int *item = user;
-    if (done == total || done % 16 == 0) fprintf(stderr, "\rpair %d: %lld/%lld patches", item[0] + 1, (long long)done, (long long)total);
+    patch_progress *pp = user;
+    if (!pp->bar.total) pp->bar.total = total * pp->n_pairs; // every pair has the same sweep shape
+    cli_progress_update(&pp->bar, pp->before + done);
 }
 
 int cmd_patch(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
     const char *db = "mech.db", *v, *dataset = NULL;
+    const char *corruption = "random", *shard_s = NULL;
     long resume = 0, n_data = 20, len_data = 10, seed = 1;
-    int naive = 0;
+    int naive = 0, shard_k = 0, shard_n = 1;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -229,6 +45,10 @@ int cmd_patch(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--len", v, 1, 100000, &len_data)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
+        }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &corruption))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--shard", &shard_s))) {
+            if (r < 0 || cli_shard(cmd, shard_s, &shard_k, &shard_n)) return 2;
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--sweep", &sweep))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric_s))) { if (r < 0) return 2; }
@@ -264,14 +84,15 @@ int cmd_patch(int argc, char **argv) {
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
     const mech_tokenizer *tok = m->tok;
     if (!tok && mech_tokenizer_gpt2(&own, &err) == MECH_OK) tok = own;
-    pair *pairs = NULL;
+    cli_pair *pairs = NULL;
     int n_pairs = 0;
     mech_store *s = NULL;
     int64_t run = resume;
     int *done_items = NULL;
     size_t n_done = 0;
-    int rc = dataset ? dataset_pairs(cmd, dataset, n_data, len_data, seed, m, tok, &pairs, &n_pairs)
-                     : read_pairs(pairs_path, tok, &pairs, &n_pairs);
+    char *params = NULL;
+    int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, len_data, seed, corruption, m, tok, &pairs, &n_pairs)
+                     : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
     if (dataset) pairs_path = dataset;
     if (rc) {
         mech_tokenizer_free(own);
@@ -285,10 +106,22 @@ int cmd_patch(int argc, char **argv) {
                 rc = 2;
                 goto done;
             }
-    char params[300];
-    snprintf(params, sizeof params,
-             "{\"%s\": \"%s\", \"sweep\": \"%s\", \"metric\": \"%s\", \"n_pairs\": %d, \"seed\": %ld}",
-             dataset ? "dataset" : "pairs", pairs_path, sweep, metric_s, n_pairs, dataset ? seed : 0L);
+    mech_buf pb = {0};
+    mech_buf_printf(&pb, "{\"%s\": ", dataset ? "dataset" : "pairs");
+    mech_buf_json_string(&pb, pairs_path, strlen(pairs_path));
+    mech_buf_printf(&pb, ", \"sweep\": \"%s\", \"metric\": \"%s\", \"n_pairs\": %d", sweep, metric_s, n_pairs);
+    if (dataset) {
+        mech_buf_printf(&pb, ", \"seed\": %ld, \"len\": %ld", seed, len_data);
+        if (!strcmp(dataset, "compiled")) mech_buf_printf(&pb, ", \"corruption\": \"%s\"", corruption);
+    }
+    if (shard_n > 1) mech_buf_printf(&pb, ", \"shard\": \"%d/%d\"", shard_k + 1, shard_n);
+    mech_buf_puts(&pb, "}");
+    params = pb.oom ? NULL : mech_strdup(pb.data);
+    mech_buf_free(&pb);
+    if (!params) {
+        rc = 1;
+        goto done;
+    }
     if (resume) {
         mech_run_info info;
         if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {
@@ -310,15 +143,22 @@ int cmd_patch(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    fprintf(stderr, "run %lld: patching %s, %d pair%s, metric %s -> %s\n", (long long)run, sweep, n_pairs,
-            n_pairs > 1 ? "s" : "", metric_s, db);
+    // This shard's pairs (every shard_n-th from shard_k), less those done.
+    int n_todo = 0;
+    char *todo = mech_calloc((size_t)n_pairs + 1, 1);
+    for (int i = shard_k; i < n_pairs; i += shard_n) todo[i] = 1, n_todo++;
+    for (size_t k = 0; k < n_done; k++)
+        if (done_items[k] >= 0 && done_items[k] < n_pairs && todo[done_items[k]]) todo[done_items[k]] = 0, n_todo--;
+    fprintf(stderr, "run %lld: patching %s, %d pair%s%s, metric %s -> %s\n", (long long)run, sweep, n_todo,
+            n_todo == 1 ? "" : "s", resume ? " left" : "", metric_s, db);
+    patch_progress pp = {.n_pairs = n_todo};
+    cli_progress_start(&pp.bar, "patches", 0);
     double sum_effect_max = 0;
+    int n_run = 0;
     for (int i = 0; i < n_pairs && !interrupted; i++) {
-        int skip = 0;
-        for (size_t k = 0; k < n_done; k++) skip |= done_items[k] == i;
-        if (skip) continue;
+        if (!todo[i]) continue;
         mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = pairs[i].answer, .wrong = pairs[i].wrong,
-                             .pos = -1, .naive = naive, .progress = progress, .user = &i, .cancel = &interrupted};
+                             .pos = -1, .naive = naive, .progress = progress, .user = &pp, .cancel = &interrupted};
         mech_patch *p = NULL;
         mech_patch_result res = {0};
         if (mech_patch_new(m, pairs[i].clean, (int)pairs[i].n_clean, pairs[i].corrupt, (int)pairs[i].n_corrupt, &o, &p,
@@ -355,16 +195,25 @@ int cmd_patch(int argc, char **argv) {
             ok = ok && mech_store_result(s, run, &r, &err) == MECH_OK;
             if (res.norm[c] > sum_effect_max) sum_effect_max = res.norm[c];
         }
+        // the grids as arrays too, for `mech db export RUN --npz`
+        char tname[64];
+        snprintf(tname, sizeof tname, "pair%d.%s", i, metric_s);
+        ok = ok && mech_store_tensor(s, run, tname, res.raw, res.ndim, res.shape, &err) == MECH_OK;
+        snprintf(tname, sizeof tname, "pair%d.effect", i);
+        ok = ok && mech_store_tensor(s, run, tname, res.norm, res.ndim, res.shape, &err) == MECH_OK;
         ok = ok && mech_store_commit(s, &err) == MECH_OK;
         if (!ok) {
             mech_store_rollback(s, NULL);
             rc = cli_fail(cmd, &err);
         }
-        fprintf(stderr, "\rpair %d/%d done: clean %.4f, corrupted %.4f\n", i + 1, n_pairs, res.clean, res.corrupted);
+        pp.before += cells;
+        n_run++;
         mech_patch_free(p);
         mech_patch_result_deinit(&res);
         if (rc) break;
     }
+    cli_progress_end(&pp.bar);
+    mech_free(todo);
     const char *status = rc ? "failed" : interrupted ? "interrupted" : "done";
     if (mech_store_run_finish(s, run, status, &err) && !rc) rc = cli_fail(cmd, &err);
     if (interrupted && !rc) {
@@ -372,13 +221,14 @@ int cmd_patch(int argc, char **argv) {
         rc = 1;
     }
     if (!rc) printf("run %lld: %s patching of %d pair%s written to %s (largest effect %.3f)\n", (long long)run, sweep,
-                    n_pairs, n_pairs > 1 ? "s" : "", db, sum_effect_max);
+                    n_run, n_run == 1 ? "" : "s", db, sum_effect_max);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
 done:
+    mech_free(params);
     free(done_items);
     mech_store_close(s);
-    pairs_free(pairs, n_pairs);
+    cli_pairs_free(pairs, n_pairs);
     mech_tokenizer_free(own);
     mech_model_free(m);
     return rc;

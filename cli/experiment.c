@@ -100,3 +100,14 @@ int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *
     }
     return rc;
 }
+
+int cli_shard(const char *cmd, const char *s, int *k, int *n) {
+    char *e1, *e2;
+    long a = strtol(s, &e1, 10), b = *e1 == '/' ? strtol(e1 + 1, &e2, 10) : 0;
+    if (*e1 != '/' || e1 == s || *e2 || b < 1 || b > 1000000 || a < 1 || a > b) {
+        cli_usage(cmd, "--shard '%s': expected K/N with 1 <= K <= N (e.g. 2/8 runs the second of 8 slices)", s);
+        return -1;
+    }
+    *k = (int)a - 1, *n = (int)b;
+    return 0;
+}

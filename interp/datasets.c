@@ -8,6 +8,7 @@
 ** encoded and its lengths compared.
 */
 #include "interp/interp.h"
+#include "compiler/compiler.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -433,5 +434,144 @@ fail:
     mech_free(r);
     mech_pairs_free(*out, n);
     *out = NULL;
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Compiled RASP models: random inputs from the program's vocab
+
+int mech_compiled_n_out(const mech_model *m) {
+    const char *ro = mech_model_meta(m, "mech.rasp.readout");
+    mech_json *j = NULL;
+    if (!ro || mech_json_parse(ro, strlen(ro), &j, NULL)) return 0;
+    const mech_json *enc = mech_json_get(j, "encoding"), *vals = mech_json_get(j, "values");
+    int n = 0;
+    if (enc && enc->type == MECH_JSON_STRING && !strcmp(enc->str, "numerical")) n = 1;
+    else if (vals && vals->type == MECH_JSON_ARRAY) n = (int)vals->n;
+    mech_json_free(j);
+    return n > m->cfg.d_vocab ? 0 : n;
+}
+
+// The index of the largest of the first n_out logits at the last position.
+static int32_t output_index(const float *logits, int T, int V, int n_out) {
+    const float *row = logits + (size_t)(T - 1) * (size_t)V;
+    int32_t best = 0;
+    for (int v = 1; v < n_out; v++)
+        if (row[v] > row[best]) best = v;
+    return best;
+}
+
+mech_status mech_compiled_answer(const mech_model *m, const int32_t *ids, int T, int32_t *out, mech_err *err) {
+    int n_out = mech_compiled_n_out(m);
+    if (n_out <= 0) return mech_err_set(err, MECH_ERR_FORMAT, "not a compiled RASP model (no mech.rasp.readout)");
+    mech_run *run = NULL;
+    mech_status st = mech_run_new(m, 1, T, &run, err);
+    if (!st) st = mech_run_forward(run, ids, err);
+    if (!st) *out = output_index(mech_run_logits(run), T, m->cfg.d_vocab, n_out);
+    mech_run_free(run);
+    return st;
+}
+
+static char *values_text(const mech_rasp_value *const *vals, int n) {
+    mech_buf b = {0};
+    for (int i = 0; i < n; i++) {
+        if (i) mech_buf_puts(&b, " ");
+        const mech_rasp_value *v = vals[i];
+        // bare when `mech run --input` reads it back as the same string
+        int bare = v->type == MECH_RASP_STR && v->n > 0 && !(v->s[0] >= '0' && v->s[0] <= '9') && v->s[0] != '-';
+        for (uint32_t k = 0; bare && k < v->n; k++) bare = !strchr(" \t\n\r\"'", v->s[k]) && v->s[k];
+        if (bare) mech_buf_printf(&b, "%.*s", (int)v->n, v->s);
+        else mech_rasp_value_repr(&b, v);
+    }
+    char *s = b.oom ? NULL : mech_strdup(b.data ? b.data : "");
+    mech_buf_free(&b);
+    return s;
+}
+
+mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
+                                  mech_pair **out, mech_err *err) {
+    *out = NULL;
+    const char *src = mech_model_meta(m, "mech.rasp.source");
+    if (!src) return mech_err_set(err, MECH_ERR_ARG, "not a compiled RASP model (no mech.rasp.source metadata)");
+    int shuffle;
+    if (!strcmp(corruption, "random")) shuffle = 0;
+    else if (!strcmp(corruption, "shuffle")) shuffle = 1;
+    else return mech_err_set(err, MECH_ERR_ARG, "corruption '%s': expected random or shuffle", corruption);
+    int n_out = mech_compiled_n_out(m);
+    if (n_out <= 0) return mech_err_set(err, MECH_ERR_FORMAT, "mech.rasp.readout: missing or malformed");
+    mech_rasp_program *p = NULL;
+    mech_status st = mech_rasp_parse("mech.rasp.source", src, strlen(src), &p, err);
+    if (st) return st;
+    size_t nv = 0;
+    const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
+    int max_len = mech_rasp_program_max_seq_len(p), T = len + 1;
+    mech_run *run = NULL;
+    const mech_rasp_value **vals = NULL;
+    if (n < 1 || len < 1 || len > max_len || nv < 1) {
+        st = mech_err_set(err, MECH_ERR_ARG, "compiled dataset: need n >= 1 and 1 <= len <= max_seq_len (%d), got n %d, len %d",
+                          max_len, n, len);
+        goto done;
+    }
+    if ((st = alloc_pairs(n, out, err)) || (st = mech_run_new(m, 2, T, &run, err))) goto done;
+    vals = mech_malloc(sizeof *vals * (size_t)(2 * len));
+    int32_t *ids = mech_malloc(sizeof *ids * (size_t)(2 * T));
+    if (!vals || !ids) {
+        mech_free(ids);
+        st = mech_err_set(err, MECH_ERR_NOMEM, "compiled dataset: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n && !st; i++) {
+        rng g = rng_for(seed, i, 4);
+        const mech_rasp_value **cl = vals, **co = vals + len;
+        for (int j = 0; j < len; j++) cl[j] = &vocab[rng_below(&g, (int)nv)];
+        if (shuffle) {
+            // A permutation that moves some value when the input has two
+            // distinct values; a few tries, then any permutation.
+            for (int tries = 0; tries < 16; tries++) {
+                for (int j = 0; j < len; j++) co[j] = cl[j];
+                for (int j = len - 1; j > 0; j--) {
+                    int k = rng_below(&g, j + 1);
+                    const mech_rasp_value *t = co[j];
+                    co[j] = co[k], co[k] = t;
+                }
+                int same = 1;
+                for (int j = 0; j < len && same; j++) same = co[j] == cl[j];
+                if (!same) break;
+            }
+        } else {
+            for (int j = 0; j < len; j++) co[j] = &vocab[rng_below(&g, (int)nv)];
+        }
+        ids[0] = ids[T] = 0; // BOS
+        for (int j = 0; j < len; j++) {
+            ids[1 + j] = mech_rasp_token_id(p, cl[j]);
+            ids[T + 1 + j] = mech_rasp_token_id(p, co[j]);
+        }
+        mech_pair *q = &(*out)[i];
+        q->n = T;
+        q->clean = mech_malloc(sizeof(int32_t) * (size_t)T);
+        q->corrupt = mech_malloc(sizeof(int32_t) * (size_t)T);
+        q->clean_text = values_text(cl, len);
+        q->corrupt_text = values_text(co, len);
+        if (!q->clean || !q->corrupt || !q->clean_text || !q->corrupt_text) {
+            st = mech_err_set(err, MECH_ERR_NOMEM, "compiled dataset: out of memory");
+            break;
+        }
+        memcpy(q->clean, ids, sizeof(int32_t) * (size_t)T);
+        memcpy(q->corrupt, ids + T, sizeof(int32_t) * (size_t)T);
+        if ((st = mech_run_forward(run, ids, err))) break;
+        const float *logits = mech_run_logits(run);
+        int V = m->cfg.d_vocab;
+        q->answer = output_index(logits, T, V, n_out);
+        q->wrong = output_index(logits + (size_t)T * (size_t)V, T, V, n_out);
+    }
+    mech_free(ids);
+done:
+    mech_free(vals);
+    mech_run_free(run);
+    mech_rasp_program_free(p);
+    if (st && *out) {
+        mech_pairs_free(*out, n);
+        *out = NULL;
+    }
     return st;
 }

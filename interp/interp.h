@@ -347,4 +347,155 @@ mech_status mech_dataset_greater_than(const mech_tokenizer *tok, int n, uint64_t
 mech_status mech_dataset_induction(int vocab, int n, int len, uint64_t seed, int lo, int32_t bos,
                                    mech_pair **out, mech_err *err);
 
+// Random inputs for a compiled RASP model (its mech.rasp.* metadata): each
+// clean prompt is [BOS] x[0..len) with x drawn uniformly from the program's
+// vocab (len <= max_seq_len). corruption: "random" (an independent random
+// input), "shuffle" (the clean values in a random order that differs from
+// the clean one where possible). answer and wrong are the output-logit indices of the
+// program's output at the last position on the clean and the corrupt input
+// (the readout value index; 0 for a numerical readout). Texts are the values
+// separated by spaces, as `mech run --input` takes them.
+// Output logits of a compiled RASP model: its readout's values (1 for a
+// numerical readout); 0 when m is not a compiled model.
+int mech_compiled_n_out(const mech_model *m);
+// The output-logit index of a compiled model's output at the last of T
+// positions of ids (the largest of its first mech_compiled_n_out logits).
+mech_status mech_compiled_answer(const mech_model *m, const int32_t *ids, int T, int32_t *out, mech_err *err);
+mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
+                                  mech_pair **out, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// ACDC: automatic circuit discovery (Conmy et al. 2023), with the reference
+// code's graph, order and greedy decisions (interp/acdc_graph.c: the graph;
+// interp/acdc.c: the search; interp/acdc_truth.c: scoring against a compiled
+// model's circuit). Full description: docs/acdc.md.
+
+typedef enum mech_acdc_node_kind {
+    MECH_ACDC_EMBED,      // blocks.0.hook_resid_pre, or hook_embed with split embeddings (sender)
+    MECH_ACDC_POS_EMBED,  // hook_pos_embed, split embeddings only (sender)
+    MECH_ACDC_RESULT,     // blocks.L.attn.hook_result[:, :, h] (sender, without b_O)
+    MECH_ACDC_MLP_OUT,    // blocks.L.hook_mlp_out (sender)
+    MECH_ACDC_Q_INPUT,    // blocks.L.hook_q_input[:, :, h] (receiver, pre-LayerNorm)
+    MECH_ACDC_K_INPUT,
+    MECH_ACDC_V_INPUT,
+    MECH_ACDC_Q,          // blocks.L.attn.hook_q[:, :, h] (fed by q_input by a DIRECT edge)
+    MECH_ACDC_K,
+    MECH_ACDC_V,
+    MECH_ACDC_MLP_IN,     // blocks.L.hook_mlp_in (receiver)
+    MECH_ACDC_RESID_POST, // blocks.{n_layers-1}.hook_resid_post (the final receiver)
+} mech_acdc_node_kind;
+
+typedef enum mech_acdc_edge_type {
+    MECH_ACDC_ADDITION,    // writer -> later residual reader; tested and counted
+    MECH_ACDC_DIRECT,      // q_input -> q (k, v) of one head; tested and counted
+    MECH_ACDC_PLACEHOLDER, // q/k/v -> result, mlp_in -> mlp_out; never tested, not counted
+} mech_acdc_edge_type;
+
+typedef struct mech_acdc_node {
+    mech_acdc_node_kind kind;
+    int layer, head;  // head -1 for whole-hook nodes; layer -1 for the embeddings
+    char name[64];    // reference spelling: "blocks.3.attn.hook_result[:, :, 5]", "blocks.3.hook_mlp_in[:]"
+} mech_acdc_node;
+
+typedef struct mech_acdc_edge {
+    int sender, receiver;     // node indices
+    mech_acdc_edge_type type;
+    int present;              // 1 while the edge is in the circuit
+    double effect;            // metric change when it was tried (NAN if never tried)
+} mech_acdc_edge;
+
+typedef struct mech_acdc_graph {
+    mech_acdc_node *nodes;
+    int n_nodes;
+    mech_acdc_edge *edges;
+    int n_edges;
+    int n_addition, n_direct, n_placeholder; // counted edges = n_addition + n_direct
+    int split_embed;
+    int n_layers, n_heads, attn_only;        // the shape it was built for
+    // Edges are grouped by receiver: the edges into node v are
+    // first_in[v] .. first_in[v+1]-1 ([n_nodes + 1]), each group in the
+    // reference's default parent order (latest sender layer first, heads
+    // n_heads-1..0 within a layer, the embeddings last).
+    int *first_in;
+} mech_acdc_graph;
+
+// The full graph of a model with cfg's shape, every edge present.
+// split_embed: hook_embed and hook_pos_embed as two senders (compiled
+// models, as the reference's Tracr tasks) instead of blocks.0.hook_resid_pre.
+// Nodes come in forward order: the embedding(s); then per layer
+// hook_q_input[h], hook_k_input[h], hook_v_input[h], attn.hook_q[h],
+// attn.hook_k[h], attn.hook_v[h], attn.hook_result[h] (h = 0..NH-1 within
+// each name), hook_mlp_in, hook_mlp_out; last blocks.{L-1}.hook_resid_post.
+// *out is owned (mech_acdc_graph_free).
+mech_status mech_acdc_graph_new(const mech_config *cfg, int split_embed, mech_acdc_graph **out, mech_err *err);
+void mech_acdc_graph_free(mech_acdc_graph *g);
+// Index of the node with that exact name, or -1.
+int mech_acdc_graph_node(const mech_acdc_graph *g, const char *name);
+// Index of the edge sender -> receiver (node indices), or -1.
+int mech_acdc_graph_edge(const mech_acdc_graph *g, int sender, int receiver);
+// Present counted edges (ADDITION + DIRECT).
+int mech_acdc_graph_count_present(const mech_acdc_graph *g);
+
+typedef enum mech_acdc_metric {
+    MECH_ACDC_KL,         // KL(full || current) at the metric positions, batch mean
+    MECH_ACDC_LOGIT_DIFF, // -(answer logit - wrong logit) at the last position, batch mean
+    MECH_ACDC_L2,         // mean over batch and positions >= 1 of the squared distance of the first
+                          // n_out logits (a compiled model's decoded output) to the full model's
+} mech_acdc_metric;
+
+typedef enum mech_acdc_ablation {
+    MECH_ACDC_RESAMPLE, // corrupted activations from a forward pass on the corrupt inputs
+    MECH_ACDC_ZERO,     // every residual writer zeroed (biases only)
+} mech_acdc_ablation;
+
+// One edge trial: the metric before and after removing the edge, and
+// whether it stayed removed (after - before < tau).
+typedef struct mech_acdc_trial {
+    int edge;
+    double before, after;
+    int removed;
+} mech_acdc_trial;
+
+typedef struct mech_acdc_progress {
+    int receivers_done, receivers_total;
+    int64_t trials, edges_removed;
+    double seconds;
+} mech_acdc_progress;
+
+typedef struct mech_acdc_opts {
+    mech_acdc_metric metric;
+    mech_acdc_ablation ablation;
+    double tau;
+    int abs_value;         // compare |after - before| with tau (the reference's --abs-value-threshold)
+    int heads_ascending;   // visit heads 0..H-1 (the reference's indices_mode "reverse"); default H-1..0
+    int naive;             // one full forward pass per trial through the hook API (the oracle)
+    const int32_t *answer, *wrong; // [B] tokens for MECH_ACDC_LOGIT_DIFF
+    const uint8_t *mask;   // [B*T] metric positions for MECH_ACDC_KL; NULL: the last position
+    int n_out;             // logits compared by MECH_ACDC_L2 (0: all)
+    // Resume: decisions already taken, applied in order without evaluating
+    // (they must be the run's own first n_replay trials).
+    const mech_acdc_trial *replay;
+    int n_replay;
+    // Called after every new trial (e.g. to store it); non-zero stops the run (MECH_ERR_CANCELLED).
+    int (*on_trial)(const mech_acdc_trial *t, void *user);
+    void (*progress)(const mech_acdc_progress *p, void *user);
+    void *user;
+    volatile int *cancel;  // set non-zero (e.g. from SIGINT) to stop after the current trial
+    int threads;           // 0: the default
+} mech_acdc_opts;
+
+typedef struct mech_acdc_result {
+    double metric_final;     // metric of the final circuit
+    int64_t n_trials;        // trials run (replayed ones excluded)
+    int64_t macs;            // multiply-adds spent in trials (fast mode), for the benchmark
+    double seconds;
+} mech_acdc_result;
+
+// Runs ACDC on g (edges already absent stay absent) over B sequences of T
+// tokens: clean[B*T] is the data; corrupt[B*T] the corrupted inputs
+// (MECH_ACDC_RESAMPLE; NULL with MECH_ACDC_ZERO). On return g's present
+// flags are the circuit and every tried edge has its effect.
+mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                          const mech_acdc_opts *o, mech_acdc_graph *g, mech_acdc_result *res, mech_err *err);
+
 #endif

@@ -1,0 +1,44 @@
+/*
+** cli/progress.c: one progress line on stderr for long commands (items
+** done, rate, ETA), redrawn at most ten times a second, and only when
+** stderr is a terminal, so logs and pipes stay clean.
+*/
+#include "cli/cli.h"
+
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, const char *what, int64_t total) {
+    p->what = what, p->total = total, p->t0 = now_s(), p->last = 0, p->shown = 0;
+    p->tty = isatty(2);
+}
+
+static void fmt_time(char *buf, size_t cap, double s) {
+    if (s < 0 || s > 1e7) snprintf(buf, cap, "?");
+    else if (s < 60) snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+void cli_progress_update(cli_progress *p, int64_t done) {
+    if (!p->tty) return;
+    double t = now_s();
+    if (done < p->total && t - p->last < 0.1) return;
+    p->last = t;
+    double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
+    char eta[32];
+    fmt_time(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : -1);
+    fprintf(stderr, "\r\033[K%s: %lld/%lld (%.1f/s, ETA %s)", p->what, (long long)done, (long long)p->total, rate, eta);
+    p->shown = 1;
+}
+
+void cli_progress_end(cli_progress *p) {
+    if (p->shown) fprintf(stderr, "\r\033[K");
+    p->shown = 0;
+}
