@@ -101,6 +101,12 @@ void cli_progress_start(cli_progress *p, const char *what, int64_t total);
 void cli_progress_update(cli_progress *p, int64_t done);
 void cli_progress_end(cli_progress *p); // clears the line
 
+// --spec FILE (cli/spec.c): when argv has it, *out_argv gets the spec's
+// options followed by the rest of argv (free with cli_spec_free); otherwise
+// *out_argc is 0. 0 or an exit code.
+int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv);
+void cli_spec_free(int argc, char **argv);
+
 // --shard K/N: *k in [0, n) (0-based), *n >= 1. 0 or -1 (printed).
 int cli_shard(const char *cmd, const char *s, int *k, int *n);
 

@@ -29,6 +29,23 @@ static int one_token(const char *cmd, const char *opt, const char *s, const mech
     return bad ? cli_usage(cmd, "%s '%s' is not one token (an id, or text of one token such as \" Mary\")", opt, s) : 0;
 }
 
+// The components [n_comp, B] and the accumulated residual [L+1, B] as arrays
+// (the component order is mech_dla's labels: embed, then per layer its
+// heads, attn_bias and mlp).
+static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_dla *d, mech_err *err) {
+    size_t na = (size_t)d->n_comp * d->B, nc = (size_t)(d->n_layers + 1) * d->B;
+    float *buf = mech_malloc((na > nc ? na : nc) * sizeof *buf);
+    if (!buf) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < na; i++) buf[i] = (float)d->attr[i];
+    int64_t shape[2] = {d->n_comp, d->B};
+    mech_status st = mech_store_tensor(s, run_id, "components", buf, 2, shape, err);
+    for (size_t i = 0; i < nc; i++) buf[i] = (float)d->accum[i];
+    shape[0] = d->n_layers + 1;
+    if (!st) st = mech_store_tensor(s, run_id, "accumulated", buf, 2, shape, err);
+    mech_free(buf);
+    return st;
+}
+
 int cmd_attrib(int argc, char **argv) {
     const char *cmd = "attrib", *model = NULL, *db = "mech.db", *answer_s = NULL, *wrong_s = NULL, *v;
     const char *texts[MAX_SEQS];
@@ -109,6 +126,7 @@ int cmd_attrib(int argc, char **argv) {
         r.metric = "logit", r.value = d->logit[b];
         if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
     }
+    if (store_arrays(s, run_id, d, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     printf("run %lld: attribution of %s at position %d -> %s\n", (long long)run_id,
            wrong >= 0 ? "the logit difference" : "the logit", P, db);

@@ -90,6 +90,15 @@ int cmd_heads(int argc, char **argv) {
                                  .value = scores[((size_t)k * L + l) * NH + h]};
                 if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
             }
+    // all three scores as one array [kind, layer, head], kinds in the order
+    // previous_token, duplicate_token, induction
+    int64_t shape[3] = {MECH_HEAD_KIND_COUNT_, L, NH};
+    float *f = mech_malloc((size_t)MECH_HEAD_KIND_COUNT_ * L * NH * sizeof *f);
+    for (size_t i = 0; f && i < (size_t)MECH_HEAD_KIND_COUNT_ * L * NH; i++) f[i] = (float)scores[i];
+    mech_status tst = f ? mech_store_tensor(s, run_id, "head_scores", f, 3, shape, &err)
+                        : mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+    mech_free(f);
+    if (tst) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     printf("run %lld: head scores on %d sequence%s x %d tokens -> %s\n", (long long)run_id, in.B, in.B > 1 ? "s" : "",
            in.T, db);

@@ -4,6 +4,8 @@
 */
 #include "cli/cli.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +87,30 @@ done:
     mech_rasp_program_free(p);
     mech_model_free(m);
     return rc;
+}
+
+// Per-row measures as arrays [layer, batch, pos]: kl, entropy, and with a
+// target its probability and rank.
+static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_lens_row *rows, size_t n_rows, int L1, int B,
+                                int T, int has_target, mech_err *err) {
+    size_t n = (size_t)L1 * B * T;
+    float *a = mech_malloc(4 * n * sizeof *a);
+    if (!a) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < 4 * n; i++) a[i] = NAN;
+    for (size_t i = 0; i < n_rows; i++) {
+        const mech_lens_row *r = &rows[i];
+        size_t at = ((size_t)r->layer * B + r->batch) * T + r->pos;
+        if (at >= n) continue;
+        a[at] = (float)r->kl, a[n + at] = (float)r->entropy;
+        a[2 * n + at] = (float)r->target_prob, a[3 * n + at] = (float)r->target_rank;
+    }
+    int64_t shape[3] = {L1, B, T};
+    static const char *const names[4] = {"kl", "entropy", "target_prob", "target_rank"};
+    mech_status st = MECH_OK;
+    for (int k = 0; k < (has_target ? 4 : 2) && !st; k++)
+        st = mech_store_tensor(s, run_id, names[k], a + (size_t)k * n, 3, shape, err);
+    mech_free(a);
+    return st;
 }
 
 int cmd_lens(int argc, char **argv) {
@@ -179,6 +205,7 @@ int cmd_lens(int argc, char **argv) {
             if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
         }
     }
+    if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     // The last position of the first sequence, layer by layer.
     printf("run %lld: logit lens, %d sequence%s x %d tokens, %d layers -> %s\n", (long long)run_id, in.B,

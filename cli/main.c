@@ -316,7 +316,12 @@ int main(int argc, char **argv) {
     }
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return cli_help(c->name);
-    int rc = c->run(argc - 1, argv + 1);
+    int spec_argc = 0;
+    char **spec_argv = NULL;
+    int rc = cli_spec_expand(c->name, argc - 1, argv + 1, &spec_argc, &spec_argv);
+    if (rc) return rc;
+    rc = spec_argv ? c->run(spec_argc, spec_argv) : c->run(argc - 1, argv + 1);
+    cli_spec_free(spec_argc, spec_argv);
     // Output cut short (a full disk, a closed pipe) is a failure, not success.
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "mech %s: error: writing standard output: %s\n", c->name, strerror(errno ? errno : EIO));

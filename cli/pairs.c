@@ -96,7 +96,8 @@ static int field_tokens(const char *path, int line, const char *name, const mech
 }
 
 // A compiled model's answer: one of the readout's values, as the index of
-// its output logit; absent, the model's own output at the last position.
+// its output logit; absent, the model's own output at the last position
+// (on the clean input for answer, on the corrupt one for wrong).
 static int compiled_answer(const char *path, int line, const char *name, const mech_json *v, const compiled_ctx *cc,
                            const int32_t *ids, size_t n, int32_t *out) {
     mech_err err = {0};
@@ -276,7 +277,7 @@ int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const
                           &q->corrupt_text);
         if (!rc && ccp) {
             rc = compiled_answer(path, line, "answer", a, ccp, q->clean, q->n_clean, &q->answer) ||
-                 (!no_wrong && compiled_answer(path, line, "wrong", w, ccp, q->corrupt, q->n_corrupt, &q->wrong));
+                 compiled_answer(path, line, "wrong", no_wrong ? NULL : w, ccp, q->corrupt, q->n_corrupt, &q->wrong);
         } else if (!rc) {
             rc = field_token(path, line, "answer", a, tok, &q->answer) ||
                  (!no_wrong && field_token(path, line, "wrong", w, tok, &q->wrong));

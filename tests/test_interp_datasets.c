@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "interp/interp.h"
+#include "compiler/compiler.h"
 #include "tests/support/check.h"
 
 #include <ctype.h>
@@ -326,6 +327,96 @@ static void test_errors(void **state) {
     mech_pairs_free(NULL, 5);
 }
 
+// The compiled-model dataset: [BOS] + vocab tokens, seeded, and the answers
+// are what the reference interpreter outputs at the last position.
+static void check_compiled(const char *program, const char *corruption) {
+    char path[512], *out;
+    snprintf(path, sizeof path, "%s", mech_test_tmp("ds-compiled.safetensors"));
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/%s.rasp -o %s", program, path)) fail_msg("%s", out);
+    free(out);
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_load(path, &m, &err), MECH_OK);
+    const char *src = mech_model_meta(m, "mech.rasp.source");
+    mech_rasp_program *p = NULL;
+    assert_int_equal(mech_rasp_parse(program, src, strlen(src), &p, &err), MECH_OK);
+    size_t nv;
+    const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
+    mech_json *ro = NULL;
+    const char *ros = mech_model_meta(m, "mech.rasp.readout");
+    assert_int_equal(mech_json_parse(ros, strlen(ros), &ro, &err), MECH_OK);
+    const mech_json *vals = mech_json_get(ro, "values");
+    assert_int_equal(mech_compiled_n_out(m), (int)vals->n);
+    int n = 25, len = 4;
+    mech_pair *d = NULL, *d2 = NULL;
+    assert_int_equal(mech_dataset_compiled(m, n, len, 7, corruption, &d, &err), MECH_OK);
+    assert_int_equal(mech_dataset_compiled(m, n, len, 7, corruption, &d2, &err), MECH_OK);
+    int answers_differ = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(d[i].n, len + 1);
+        assert_memory_equal(d[i].clean, d2[i].clean, sizeof(int32_t) * (size_t)(len + 1));
+        assert_memory_equal(d[i].corrupt, d2[i].corrupt, sizeof(int32_t) * (size_t)(len + 1));
+        assert_int_equal(d[i].clean[0], 0);
+        assert_int_equal(d[i].corrupt[0], 0);
+        mech_rasp_value in[2][8];
+        for (int j = 1; j <= len; j++) {
+            assert_true(d[i].clean[j] >= 1 && d[i].clean[j] <= (int32_t)nv);
+            assert_true(d[i].corrupt[j] >= 1 && d[i].corrupt[j] <= (int32_t)nv);
+            in[0][j - 1] = vocab[d[i].clean[j] - 1];
+            in[1][j - 1] = vocab[d[i].corrupt[j] - 1];
+        }
+        if (!strcmp(corruption, "shuffle")) { // the same values, counted
+            int c0[64] = {0}, c1[64] = {0};
+            for (int j = 1; j <= len; j++) c0[d[i].clean[j]]++, c1[d[i].corrupt[j]]++;
+            assert_memory_equal(c0, c1, sizeof c0);
+        }
+        for (int side = 0; side < 2; side++) {
+            mech_rasp_value *o = NULL;
+            assert_int_equal(mech_rasp_eval(p, in[side], (size_t)len, &o, &err), MECH_OK);
+            mech_buf want = {0}, got = {0};
+            mech_rasp_value_json(&want, &o[len - 1]);
+            const mech_json *x = &vals->items[side ? d[i].wrong : d[i].answer];
+            if (x->type == MECH_JSON_STRING) mech_buf_json_string(&got, x->str, x->len);
+            else mech_buf_printf(&got, "%lld", (long long)x->inum);
+            assert_string_equal(got.data, want.data);
+            mech_buf_free(&want);
+            mech_buf_free(&got);
+            mech_free(o);
+        }
+        answers_differ += d[i].answer != d[i].wrong;
+        // the text is what `mech run --input` reads back
+        mech_rasp_value *back = NULL;
+        size_t nb = 0;
+        assert_int_equal(mech_rasp_input_parse(p, d[i].clean_text, &back, &nb, &err), MECH_OK);
+        assert_int_equal(nb, (size_t)len);
+        for (int j = 0; j < len; j++) assert_true(mech_rasp_value_eq(&back[j], &in[0][j]));
+        mech_free(back);
+    }
+    assert_true(answers_differ > 0);
+    mech_pairs_free(d, n);
+    mech_pairs_free(d2, n);
+    assert_int_equal(mech_dataset_compiled(m, n, 99, 7, corruption, &d, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_dataset_compiled(m, n, len, 7, "sideways", &d, &err), MECH_ERR_ARG);
+    mech_json_free(ro);
+    mech_rasp_program_free(p);
+    mech_model_free(m);
+}
+
+static void test_compiled(void **state) {
+    check_compiled("reverse", "random");
+    check_compiled("reverse", "shuffle");
+    check_compiled("sort", "random");
+    check_compiled("hist", "shuffle");
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_pair *d = NULL;
+    assert_int_equal(mech_model_load("tests/fixtures/gpt2-tiny", &m, &err), MECH_OK);
+    assert_int_equal(mech_dataset_compiled(m, 2, 2, 1, "random", &d, &err), MECH_ERR_ARG);
+    assert_non_null(strstr(err.msg, "not a compiled RASP model"));
+    assert_int_equal(mech_compiled_n_out(m), 0);
+    mech_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ioi_example_shape),
@@ -337,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_induction_determinism),
         cmocka_unit_test(test_n_1000),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_compiled),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,422 @@
+/*
+** tests/test_cli_experiments.c: the experiment commands as scripts run them:
+** patching a compiled RASP model, --shard slices merged into one file,
+** a sweep killed with SIGKILL and resumed, --spec files, and the arrays
+** each command stores beside its result rows.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mech.h"
+#include "tests/support/check.h"
+
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define mech(out, ...) mech_test_cli(out, NULL, __VA_ARGS__)
+
+static const char *bin(void) {
+    const char *b = getenv("MECH_BIN");
+    return b && *b ? b : "./mech";
+}
+
+// One line per result row of the runs selected by where, without run ids,
+// in a fixed order: what "the same results" means across files.
+static char *result_rows(const char *db, const char *where) {
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "select item, site, layer, pos, head, token, rank, metric, quote(value) from results where %s "
+             "order by item, site, layer, pos, head, token, rank, metric",
+             where);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+    mech_buf b = {0};
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int c = 0; c < 9; c++) {
+            const unsigned char *t = sqlite3_column_text(st, c);
+            mech_buf_printf(&b, "%s%s", c ? "|" : "", t ? (const char *)t : "NULL");
+        }
+        mech_buf_puts(&b, "\n");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    char *s = strdup(b.data ? b.data : "");
+    mech_buf_free(&b);
+    return s;
+}
+
+static int64_t query_int(const char *db, const char *sql) {
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(h);
+        return -1;
+    }
+    sqlite3_busy_timeout(h, 2000);
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void compile_reverse(char *path, size_t cap) {
+    char *out;
+    snprintf(path, cap, "%s", mech_test_tmp("reverse.safetensors"));
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", path), 0);
+    free(out);
+}
+
+// Patching a compiled model: input sequences and output values in a pairs
+// file. reverse's output at the last position is the first input value, so
+// with clean "a b c d" / corrupt "d b c a" restoring resid_pre at position 1
+// (the first value, after BOS) restores the clean answer at every layer, and
+// the last position's own value (also different) matters at none.
+static void test_patch_compiled_pairs(void **state) {
+    char model[512], pairs[512], db[512], *out;
+    compile_reverse(model, sizeof model);
+    snprintf(pairs, sizeof pairs, "%s", mech_test_tmp("compiled.jsonl"));
+    snprintf(db, sizeof db, "%s", mech_test_tmp("compiled.db"));
+    remove(db);
+    FILE *f = fopen(pairs, "wb");
+    fputs("{\"clean\": \"a b c d\", \"corrupt\": \"d b c a\", \"answer\": \"a\", \"wrong\": \"d\"}\n"
+          "{\"clean\": [\"b\", \"a\"], \"corrupt\": [\"c\", \"a\"]}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model %s --pairs %s --db %s", model, pairs, db), 0);
+    assert_non_null(strstr(out, "run 1: resid_pre patching of 2 pairs"));
+    free(out);
+    // BOS is prepended: 5 positions; 3 layers
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and item=0 and metric='effect'"), 15);
+    for (int layer = 0; layer < 3; layer++)
+        for (int pos = 0; pos < 5; pos++) {
+            char sql[256];
+            snprintf(sql, sizeof sql,
+                     "select cast(round(value * 1000) as int) from results where run_id=1 and item=0 and "
+                     "metric='effect' and layer=%d and pos=%d",
+                     layer, pos);
+            assert_int_equal(query_int(db, sql), pos == 1 ? 1000 : 0);
+        }
+    // the second pair: answers default to the model's own outputs ("b" on the clean input, "c" on the corrupt)
+    assert_int_equal(query_int(db, "select count(*) from prompts where run_id=1 and item=1 and role='clean' and tokens='[0,2,1]'"), 1);
+    assert_int_equal(query_int(db, "select cast(round(value * 1000) as int) from results where run_id=1 and item=1 and "
+                                   "metric='effect' and layer=0 and pos=1"),
+                     1000);
+    // the effect grid is stored as an array too
+    mech_store *s = NULL;
+    mech_err err = {0};
+    float *data = NULL;
+    int ndim = 0;
+    int64_t shape[MECH_MAX_DIMS];
+    assert_int_equal(mech_store_open(db, &s, &err), MECH_OK);
+    assert_int_equal(mech_store_tensor_get(s, 1, "pair0.effect", &data, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(ndim, 2);
+    assert_int_equal(shape[0], 3);
+    assert_int_equal(shape[1], 5);
+    for (int l = 0; l < 3; l++)
+        for (int p = 0; p < 5; p++) assert_true(fabsf(data[l * 5 + p] - (p == 1 ? 1.0f : 0.0f)) < 1e-6f);
+    mech_free(data);
+    mech_store_close(s);
+
+    // bad inputs name the line and what is expected
+    f = fopen(pairs, "wb");
+    fputs("{\"clean\": \"a b c d\", \"corrupt\": \"d b c a\", \"answer\": \"a\", \"wrong\": \"d\"}\n"
+          "{\"clean\": \"a b x\", \"corrupt\": \"a b c\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model %s --pairs %s --db %s", model, pairs, db), 2);
+    assert_non_null(strstr(out, ":2: error: 'clean'"));
+    assert_non_null(strstr(out, "'x'"));
+    free(out);
+    f = fopen(pairs, "wb");
+    fputs("{\"clean\": \"a b\", \"corrupt\": \"a c\", \"answer\": \"z\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model %s --pairs %s --db %s --metric kl", model, pairs, db), 2);
+    assert_non_null(strstr(out, ":1: error: 'answer' is not an output value of the program; expected one of [\"a\""));
+    free(out);
+    f = fopen(pairs, "wb");
+    fputs("{\"clean\": \"a b c\", \"corrupt\": \"a c\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --model %s --pairs %s --db %s --metric kl", model, pairs, db), 2);
+    assert_non_null(strstr(out, ":1: error: clean is 4 tokens but corrupt is 3"));
+    free(out);
+    // nothing but the first run was written
+    assert_int_equal(query_int(db, "select count(*) from runs"), 1);
+}
+
+// The built-in compiled dataset: random and shuffled corruptions, and the
+// answers are the program's outputs (checked against the interpreter in
+// tests/test_interp_datasets.c).
+static void test_patch_compiled_dataset(void **state) {
+    char model[512], db[512], *out;
+    compile_reverse(model, sizeof model);
+    snprintf(db, sizeof db, "%s", mech_test_tmp("compiled-ds.db"));
+    remove(db);
+    assert_int_equal(mech(&out, "patch --model %s --dataset compiled --n 6 --len 4 --corruption shuffle --sweep heads "
+                                "--metric kl --db %s",
+                          model, db),
+                     0);
+    assert_non_null(strstr(out, "heads patching of 6 pairs"));
+    free(out);
+    // reverse has one head per layer: 3 layers x 1 head x (kl + effect) per pair, plus 2 baselines
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1"), 6 * (3 * 2 + 2));
+    // shuffle keeps the multiset of values: same sorted ids
+    assert_int_equal(query_int(db, "select count(*) from prompts where run_id=1 and role='clean'"), 6);
+    assert_int_equal(mech(&out, "patch --model %s --dataset compiled --len 6 --db %s", model, db), 2);
+    assert_non_null(strstr(out, "max_seq_len (5)"));
+    free(out);
+    assert_int_equal(mech(&out, "patch --model %s --dataset compiled --corruption sideways --db %s", model, db), 2);
+    assert_non_null(strstr(out, "expected random or shuffle"));
+    free(out);
+    // GPT-2 models have no compiled dataset
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset compiled --db %s", db), 2);
+    assert_non_null(strstr(out, "not a compiled RASP model"));
+    free(out);
+}
+
+// --shard K/N: the slices, merged with `mech db merge`, hold exactly the
+// rows of one unsharded run.
+static void test_patch_shards_merge_to_one_run(void **state) {
+    char one[512], merged[512], shard[3][512], *out;
+    snprintf(one, sizeof one, "%s", mech_test_tmp("one.db"));
+    snprintf(merged, sizeof merged, "%s", mech_test_tmp("merged.db"));
+    remove(one);
+    remove(merged);
+    const char *common = "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 7 --len 4 --seed 3 "
+                         "--sweep resid_pre --metric logit_diff";
+    assert_int_equal(mech(&out, "%s --db %s", common, one), 0);
+    free(out);
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "shard%d.db", k);
+        snprintf(shard[k], sizeof shard[k], "%s", mech_test_tmp(name));
+        remove(shard[k]);
+        assert_int_equal(mech(&out, "%s --shard %d/3 --db %s", common, k + 1, shard[k]), 0);
+        // shard k gets pairs k, k+3, ...: 3, 2, 2 of 7
+        char want[64];
+        snprintf(want, sizeof want, "of %d pair", k == 0 ? 3 : 2);
+        assert_non_null(strstr(out, want));
+        free(out);
+    }
+    assert_int_equal(mech(&out, "db merge %s %s %s %s", merged, shard[0], shard[1], shard[2]), 0);
+    free(out);
+    char *a = result_rows(one, "1"), *b = result_rows(merged, "1");
+    assert_int_equal(count_lines(a), 7 * (2 + 2 * 2 * 7)); // 2 baselines + 2 layers x 7 positions x 2 metrics
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    assert_int_equal(query_int(merged, "select count(*) from runs where params like '%\"shard\": \"2/3\"%'"), 1);
+    assert_int_equal(mech(&out, "%s --shard 4/3", common), 2);
+    assert_non_null(strstr(out, "--shard '4/3': expected K/N"));
+    free(out);
+    assert_int_equal(mech(&out, "%s --shard 1/0", common), 2);
+    free(out);
+}
+
+// A sweep killed with SIGKILL keeps every finished pair, leaves a valid
+// file, and --resume finishes it to exactly the uninterrupted results.
+static void test_patch_killed_then_resumed(void **state) {
+    char model[512], db[512], ref[512], *out;
+    snprintf(model, sizeof model, "%s", mech_test_tmp("kill-model.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmp("killed.db"));
+    snprintf(ref, sizeof ref, "%s", mech_test_tmp("uninterrupted.db"));
+    remove(db);
+    remove(ref);
+    assert_int_equal(mech(&out, "init -o %s --layers 3 --d-model 64 --heads 4 --d-head 16 --d-mlp 128 --n-ctx 64 --vocab 500",
+                          model),
+                     0);
+    free(out);
+    char args[1024];
+    snprintf(args, sizeof args, "patch --model %s --dataset induction --n 60 --len 12 --seed 5 --sweep resid_pre --metric logprob",
+             model);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "exec %s %s --db %s >/dev/null 2>&1", bin(), args, db);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    // kill it as soon as two pairs are in (polling the file as sqlite3 would)
+    int64_t done = 0;
+    for (int i = 0; i < 20000 && done < 2; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        done = query_int(db, "select count(distinct item) from results where run_id=1");
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            pid = -1;
+            break;
+        }
+    }
+    assert_true(pid > 0); // still running after two pairs: the kill lands mid-sweep
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+    }
+    int64_t kept = query_int(db, "select count(distinct item) from results where run_id=1");
+    assert_true(kept >= 1 && kept < 60);
+    assert_int_equal(query_int(db, "select count(*) from pragma_integrity_check where integrity_check='ok'"), 1);
+    // every kept pair is complete: 2 baselines + 3 layers x 23 positions x 2 metrics
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1"), kept * (2 + 3 * 23 * 2));
+    assert_int_equal(mech(&out, "%s --db %s --resume 1", args, db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "%s --db %s", args, ref), 0);
+    free(out);
+    char *a = result_rows(db, "run_id=1"), *b = result_rows(ref, "run_id=1");
+    assert_int_equal(count_lines(b), 60 * (2 + 3 * 23 * 2));
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    assert_int_equal(query_int(db, "select count(*) from runs where id=1 and status='done'"), 1);
+    // resuming with other parameters is refused
+    assert_int_equal(mech(&out, "%s --db %s --resume 1 --sweep attn_out", args, db), 2);
+    assert_non_null(strstr(out, "not a patch run with these"));
+    free(out);
+}
+
+// --spec FILE: the same run as the flags; flags after it override it; bad
+// files are named with what is wrong.
+static void test_spec_files(void **state) {
+    char spec[512], db1[512], db2[512], *out;
+    snprintf(spec, sizeof spec, "%s", mech_test_tmp("exp.json"));
+    snprintf(db1, sizeof db1, "%s", mech_test_tmp("spec1.db"));
+    snprintf(db2, sizeof db2, "%s", mech_test_tmp("spec2.db"));
+    remove(db1);
+    remove(db2);
+    FILE *f = fopen(spec, "wb");
+    fprintf(f, "{\"command\": \"patch\", \"model\": \"tests/fixtures/gpt2-tiny\", \"dataset\": \"induction\", \"n\": 3,\n"
+               " \"len\": 4, \"sweep\": \"heads\", \"metric\": \"kl\", \"naive\": false, \"db\": \"%s\"}\n",
+            db1);
+    fclose(f);
+    assert_int_equal(mech(&out, "patch --spec %s", spec), 0);
+    assert_non_null(strstr(out, "heads patching of 3 pairs"));
+    free(out);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 3 --len 4 --sweep heads "
+                                "--metric kl --db %s",
+                          db2),
+                     0);
+    free(out);
+    char *a = result_rows(db1, "1"), *b = result_rows(db2, "1");
+    assert_true(count_lines(a) > 0);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    // a flag after --spec wins
+    assert_int_equal(mech(&out, "patch --spec %s --n 2", spec), 0);
+    assert_non_null(strstr(out, "of 2 pairs"));
+    free(out);
+    // arrays repeat an option, true is a bare flag (heads takes --prompt ... several times)
+    f = fopen(spec, "wb");
+    fprintf(f, "{\"model\": \"tests/fixtures/gpt2-tiny\", \"ids\": [\"1,2,3,1,2,3\", \"4,5,6,4,5,6\"], \"db\": \"%s\"}", db1);
+    fclose(f);
+    assert_int_equal(mech(&out, "heads --spec %s", spec), 0);
+    assert_non_null(strstr(out, "2 sequences x 6 tokens"));
+    free(out);
+    struct {
+        const char *text, *msg;
+    } bad[] = {
+        {"{\"model\": ", "error: JSON line 1"},
+        {"[1, 2]", "error: expected a JSON object of options"},
+        {"{\"command\": \"lens\"}", "'command' is 'lens' but this is `mech heads`"},
+        {"{\"--model\": \"x\"}", "key '--model': expected an option name without dashes"},
+        {"{\"model\": {\"a\": 1}}", "'model': expected a string, a number"},
+        {"{\"nonsense\": 1}", "unknown argument '--nonsense'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        f = fopen(spec, "wb");
+        fputs(bad[i].text, f);
+        fclose(f);
+        assert_int_equal(mech(&out, "heads --spec %s --db %s", spec, db2), 2);
+        if (!strstr(out, bad[i].msg)) fail_msg("spec %s: got %s", bad[i].text, out);
+        free(out);
+    }
+    assert_int_equal(mech(&out, "heads --spec /nonexistent/spec.json"), 1);
+    assert_non_null(strstr(out, "/nonexistent/spec.json"));
+    free(out);
+}
+
+// lens, heads and attrib store arrays that equal their result rows.
+static void test_arrays_match_rows(void **state) {
+    char db[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmp("arrays.db"));
+    remove(db);
+    assert_int_equal(mech(&out, "heads --model tests/fixtures/gpt2-tiny --random 6 --batch 3 --db %s", db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "lens --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --target 7 --db %s", db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model tests/fixtures/gpt2-tiny --ids 5,17,42,99 --answer 3 --wrong 4 --db %s", db), 0);
+    free(out);
+    mech_store *s = NULL;
+    mech_err err = {0};
+    assert_int_equal(mech_store_open(db, &s, &err), MECH_OK);
+    float *t = NULL;
+    int ndim;
+    int64_t shape[MECH_MAX_DIMS];
+    assert_int_equal(mech_store_tensor_get(s, 1, "head_scores", &t, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(ndim, 3);
+    assert_int_equal(shape[0], 3);
+    assert_int_equal(shape[1], 2);
+    assert_int_equal(shape[2], 4);
+    const char *kinds[3] = {"previous_token", "duplicate_token", "induction"};
+    for (int k = 0; k < 3; k++)
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < 4; h++) {
+                char sql[256];
+                snprintf(sql, sizeof sql,
+                         "select cast(round(value * 1e6) as int) from results where run_id=1 and metric='%s' and "
+                         "layer=%d and head=%d",
+                         kinds[k], l, h);
+                assert_int_equal(query_int(db, sql), (int64_t)llround(t[(k * 2 + l) * 4 + h] * 1e6));
+            }
+    mech_free(t);
+    assert_int_equal(mech_store_tensor_get(s, 2, "kl", &t, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(ndim, 3);
+    assert_int_equal(shape[0] * shape[1] * shape[2], 3 * 1 * 4);
+    for (int p = 0; p < 4; p++) assert_true(fabsf(t[2 * 4 + p]) < 1e-6f); // the last layer is the output
+    mech_free(t);
+    assert_int_equal(mech_store_tensor_get(s, 2, "target_rank", &t, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(query_int(db, "select rank from results where run_id=2 and metric='target_prob' and layer=1 and pos=3"),
+                     (int64_t)t[1 * 4 + 3]);
+    mech_free(t);
+    assert_int_equal(mech_store_tensor_get(s, 3, "components", &t, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(shape[0], 1 + 2 * (4 + 1 + 1));
+    assert_int_equal(shape[1], 1);
+    double sum = 0;
+    for (int c = 0; c < shape[0]; c++) sum += t[c];
+    mech_free(t);
+    int64_t bias = query_int(db, "select cast(round(value * 1e4) as int) from results where run_id=3 and metric='bias'");
+    int64_t logit = query_int(db, "select cast(round(value * 1e4) as int) from results where run_id=3 and metric='logit'");
+    assert_true(llabs((int64_t)llround(sum * 1e4) + bias - logit) <= 3);
+    mech_store_close(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_patch_compiled_pairs),
+        cmocka_unit_test(test_patch_compiled_dataset),
+        cmocka_unit_test(test_patch_shards_merge_to_one_run),
+        cmocka_unit_test(test_patch_killed_then_resumed),
+        cmocka_unit_test(test_spec_files),
+        cmocka_unit_test(test_arrays_match_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
