@@ -66,9 +66,10 @@ bench: all $(BENCHES)
 
 demo: all
 	./$(MECH_BIN) demo
+	MECH=./$(MECH_BIN) sh examples/experiments.sh demo-out
 
 clean:
-	rm -rf build build-san mech
+	rm -rf build build-san mech demo-out
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 .PHONY: all test bench demo clean

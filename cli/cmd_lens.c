@@ -66,7 +66,12 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
             }
             for (int t = 1; t < T; t++) {
                 const mech_lens_decoded *r = r0 + t;
-                mech_result res = {.item = 0, .site = "decoder_lens", .layer = l, .pos = t - 1, .head = -1, .token = -1,
+                // token: a categorical value's index among the variable's
+                // dimensions (its mech.rasp.residual labels), -1 for none
+                int vi = -1;
+                for (int d = 0; r->value && d < vars->vars[v].n_dims && vi < 0; d++)
+                    if (vars->values[vars->vars[v].first_dim + d] == r->value) vi = d;
+                mech_result res = {.item = 0, .site = "decoder_lens", .layer = l, .pos = t - 1, .head = -1, .token = vi,
                                    .rank = r->present ? 1 : 0, .metric = name,
                                    .value = vars->vars[v].numerical ? r->number : r->has_value};
                 if (mech_store_result(s, run_id, &res, &err)) goto fail;

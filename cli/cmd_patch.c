@@ -28,10 +28,44 @@ static void progress(int64_t done, int64_t total, void *user) {
     cli_progress_update(&pp->bar, pp->before + done);
 }
 
+// "9.9.q,10.7" : layer.head.input, comma-separated; no input means q, k and v.
+static int parse_receivers(const char *cmd, const char *s, mech_patch_receiver *out, int cap) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        int layer, head, used = 0;
+        char kind = 0;
+        if (sscanf(p, "%d.%d%n", &layer, &head, &used) != 2 || layer < 0 || head < 0) {
+            cli_usage(cmd, "--receivers '%s': expected LAYER.HEAD[.q|.k|.v] items separated by commas, e.g. 9.9.q,10.7", s);
+            return -1;
+        }
+        p += used;
+        if (p[0] == '.' && (p[1] == 'q' || p[1] == 'k' || p[1] == 'v') && (p[2] == ',' || !p[2])) kind = p[1], p += 2;
+        if (*p && *p != ',') {
+            cli_usage(cmd, "--receivers '%s': expected LAYER.HEAD[.q|.k|.v] items separated by commas, e.g. 9.9.q,10.7", s);
+            return -1;
+        }
+        if (*p == ',') p++;
+        const char *kinds = kind ? (kind == 'q' ? "q" : kind == 'k' ? "k" : "v") : "qkv";
+        for (const char *k = kinds; *k; k++) {
+            if (n == cap) {
+                cli_usage(cmd, "--receivers: at most %d", cap);
+                return -1;
+            }
+            out[n].layer = layer, out[n].head = head;
+            out[n++].input = *k == 'q' ? MECH_PATCH_INPUT_Q : *k == 'k' ? MECH_PATCH_INPUT_K : MECH_PATCH_INPUT_V;
+        }
+    }
+    if (!n) {
+        cli_usage(cmd, "--receivers is empty");
+        return -1;
+    }
+    return n;
+}
+
 int cmd_patch(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
     const char *db = "mech.db", *v, *dataset = NULL;
-    const char *corruption = "random", *shard_s = NULL;
+    const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
     long resume = 0, n_data = 20, len_data = 10, seed = 1;
     int naive = 0, shard_k = 0, shard_n = 1;
     for (int i = 1; i < argc; i++) {
@@ -47,6 +81,7 @@ int cmd_patch(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &corruption))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--receivers", &receivers_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--shard", &shard_s))) {
             if (r < 0 || cli_shard(cmd, shard_s, &shard_k, &shard_n)) return 2;
         }
@@ -67,12 +102,16 @@ int cmd_patch(int argc, char **argv) {
         {"q", MECH_PATCH_HEAD_Q},            {"k", MECH_PATCH_HEAD_K},            {"v", MECH_PATCH_HEAD_V},
         {"pattern", MECH_PATCH_HEAD_PATTERN},
     };
-    int site = -1;
+    int site = -1, path = !strcmp(sweep, "path");
     for (size_t i = 0; i < sizeof sweeps / sizeof *sweeps; i++)
         if (!strcmp(sweep, sweeps[i].name)) site = (int)sweeps[i].site;
-    if (site < 0)
+    if (site < 0 && !path)
         return cli_usage(cmd, "--sweep '%s': expected resid_pre, resid_mid, attn_out, mlp_out, heads, heads_by_pos, q, k, "
-                         "v or pattern", sweep);
+                         "v, pattern or path", sweep);
+    mech_patch_receiver recv[256];
+    int n_recv = 0;
+    if (path != !!receivers_s) return cli_usage(cmd, "--sweep path and --receivers L.H.q|k|v,... go together");
+    if (path && (n_recv = parse_receivers(cmd, receivers_s, recv, 256)) < 0) return 2;
     int metric = -1;
     for (int k = 0; k < MECH_PATCH_METRIC_COUNT_; k++)
         if (!strcmp(metric_s, mech_patch_metric_name((mech_patch_metric)k))) metric = k;
@@ -82,6 +121,13 @@ int cmd_patch(int argc, char **argv) {
     mech_model *m = NULL;
     mech_tokenizer *own = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    for (int r = 0; r < n_recv; r++)
+        if (recv[r].layer >= m->cfg.n_layers || recv[r].head >= m->cfg.n_heads) {
+            int L = m->cfg.n_layers, H = m->cfg.n_heads;
+            mech_model_free(m);
+            return cli_usage(cmd, "--receivers: head %d.%d is not in this model (%d layers of %d heads)", recv[r].layer,
+                             recv[r].head, L, H);
+        }
     const mech_tokenizer *tok = m->tok;
     if (!tok && mech_tokenizer_gpt2(&own, &err) == MECH_OK) tok = own;
     cli_pair *pairs = NULL;
@@ -113,6 +159,10 @@ int cmd_patch(int argc, char **argv) {
     if (dataset) {
         mech_buf_printf(&pb, ", \"seed\": %ld, \"len\": %ld", seed, len_data);
         if (!strcmp(dataset, "compiled")) mech_buf_printf(&pb, ", \"corruption\": \"%s\"", corruption);
+    }
+    if (path) {
+        mech_buf_puts(&pb, ", \"receivers\": ");
+        mech_buf_json_string(&pb, receivers_s, strlen(receivers_s));
     }
     if (shard_n > 1) mech_buf_printf(&pb, ", \"shard\": \"%d/%d\"", shard_k + 1, shard_n);
     mech_buf_puts(&pb, "}");
@@ -163,7 +213,7 @@ int cmd_patch(int argc, char **argv) {
         mech_patch_result res = {0};
         if (mech_patch_new(m, pairs[i].clean, (int)pairs[i].n_clean, pairs[i].corrupt, (int)pairs[i].n_corrupt, &o, &p,
                            &err) ||
-            mech_patch_sweep(p, (mech_patch_site)site, &res, &err)) {
+            (path ? mech_patch_path(p, recv, n_recv, &res, &err) : mech_patch_sweep(p, (mech_patch_site)site, &res, &err))) {
             mech_patch_free(p);
             mech_patch_result_deinit(&res);
             if (err.code == MECH_ERR_CANCELLED) break;
@@ -185,7 +235,7 @@ int cmd_patch(int argc, char **argv) {
         int64_t cells = res.shape[0] * res.shape[1] * (res.ndim == 3 ? res.shape[2] : 1);
         for (int64_t c = 0; ok && c < cells; c++) {
             int layer = (int)(c / (cells / res.shape[0])), a = (int)(c % (cells / res.shape[0]));
-            int is_heads = site >= MECH_PATCH_HEAD_OUT && site != MECH_PATCH_HEAD_OUT_BY_POS;
+            int is_heads = path || (site >= MECH_PATCH_HEAD_OUT && site != MECH_PATCH_HEAD_OUT_BY_POS);
             mech_result r = {.item = i, .site = sweep, .layer = layer, .token = -1, .rank = -1};
             r.pos = is_heads ? -1 : res.ndim == 3 ? a / (int)res.shape[2] : a;
             r.head = is_heads ? a : res.ndim == 3 ? a % (int)res.shape[2] : -1;

@@ -409,6 +409,69 @@ static void test_arrays_match_rows(void **state) {
     mech_store_close(s);
 }
 
+// --sweep path: senders in the receivers' layer or later have no path
+// (effect exactly 0); earlier ones are measured; receivers are checked.
+static void test_patch_path_sweep(void **state) {
+    char db[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmp("path.db"));
+    remove(db);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 2 --len 4 --sweep path "
+                                "--receivers 1.0,1.2.q --db %s",
+                          db),
+                     0);
+    assert_non_null(strstr(out, "path patching of 2 pairs"));
+    free(out);
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and metric='effect'"), 2 * 2 * 4);
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and metric='effect' and layer=1 and value=0"),
+                     2 * 4);
+    assert_true(query_int(db, "select count(*) from results where run_id=1 and metric='effect' and layer=0 and value!=0") > 0);
+    assert_int_equal(query_int(db, "select count(*) from runs where params like '%\"receivers\": \"1.0,1.2.q\"%'"), 1);
+    const char *bad[] = {"--sweep path", "--sweep heads --receivers 1.0", "--sweep path --receivers 1.x",
+                         "--sweep path --receivers 2.0", "--sweep path --receivers 1.4.q", "--sweep path --receivers 1.0.z"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 2 --len 4 %s --db %s",
+                              bad[i], db),
+                         2);
+        free(out);
+    }
+    assert_int_equal(query_int(db, "select count(*) from runs"), 1);
+}
+
+// The README's worked example (examples/experiments.sh, also `make demo`)
+// runs from start to end and its sqlite3 queries give what the text says.
+static void test_worked_example_script(void **state) {
+    char dir[512], *out;
+    snprintf(dir, sizeof dir, "%s", mech_test_tmp("example"));
+    assert_int_equal(mech_test_cli(&out, NULL, "--help"), 0); // the binary runs at all
+    free(out);
+    char cmd[1536];
+    snprintf(cmd, sizeof cmd, "MECH=%s sh examples/experiments.sh %s 2>&1", bin(), dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    mech_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_printf(&b, "%.*s", (int)n, chunk);
+    int st = pclose(p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) fail_msg("examples/experiments.sh failed:\n%s", b.data);
+    assert_non_null(strstr(b.data, "verified 1364/1364 inputs"));
+    assert_non_null(strstr(b.data, "run 6: head scores"));
+    char db[600];
+    snprintf(db, sizeof db, "%s/results.db", dir);
+    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 7);
+    // reverse's answer lives at input position 1 at every layer before the last
+    assert_int_equal(query_int(db, "select count(*) from (select layer, pos, avg(value) as e from results where run_id=1 and "
+                                   "metric='effect' group by layer, pos) where abs(e) > 0.05"),
+                     3);
+    assert_int_equal(query_int(db, "select min(layer) from results where run_id=3 and metric='opp' and rank=1"), 2);
+    assert_int_equal(query_int(db, "select min(layer) from results where run_id=3 and metric='reverse' and rank=1"), 3);
+    if (system("command -v sqlite3 >/dev/null 2>&1") == 0) {
+        assert_non_null(strstr(b.data, "opp       2"));
+        assert_non_null(strstr(b.data, "reverse   3"));
+    }
+    mech_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_compiled_pairs),
@@ -416,6 +479,8 @@ int main(void) {
         cmocka_unit_test(test_patch_shards_merge_to_one_run),
         cmocka_unit_test(test_patch_killed_then_resumed),
         cmocka_unit_test(test_spec_files),
+        cmocka_unit_test(test_patch_path_sweep),
+        cmocka_unit_test(test_worked_example_script),
         cmocka_unit_test(test_arrays_match_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
