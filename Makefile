@@ -58,7 +58,7 @@ $(B)/tests/support/%.o: tests/support/%.c | $(DEPS_OK)
 
 test: all $(TESTS)
 	@pass=0; fail=0; for t in $(TESTS); do \
-	  if MECH_BIN=./$(MECH_BIN) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	  if MECH_BIN=./$(MECH_BIN) MECH_SANITIZED=$(SANITIZE) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
 	done; echo "suites: $$pass passed, $$fail failed"; test $$fail -eq 0
 
 bench: all $(BENCHES)
