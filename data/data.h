@@ -236,6 +236,26 @@ mech_status mech_store_export_csv(mech_store *s, int64_t run_id, const char *pat
 // Errors: MECH_ERR_RANGE (no such run), MECH_ERR_IO, MECH_ERR_DB.
 mech_status mech_store_export_npz(mech_store *s, int64_t run_id, const char *path, mech_err *err);
 
+// One row of the results table, read back. Strings are owned by the array
+// the row is in; value is NaN for NULL.
+typedef struct mech_result_row {
+    int item;
+    char *site;
+    int layer, pos, head;
+    int64_t token;
+    int rank;
+    char *metric;
+    double value;
+} mech_result_row;
+
+// The run's results whose metric is metric (NULL: every row), in insertion
+// order. OUT: *rows (owned: mech_store_results_free(*rows, *n); NULL when
+// *n == 0), *n. Errors: MECH_ERR_RANGE (no such run), MECH_ERR_DB,
+// MECH_ERR_NOMEM.
+mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *metric, mech_result_row **rows,
+                                   size_t *n, mech_err *err);
+void mech_store_results_free(mech_result_row *rows, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -994,3 +994,65 @@ done:
     mech_store_strings_free(names, n);
     return st;
 }
+
+// ---------------------------------------------------------------------------
+// Reading results back (--resume and export of runs that store their state
+// as results, e.g. ACDC's trials)
+
+void mech_store_results_free(mech_result_row *rows, size_t n) {
+    if (!rows) return;
+    for (size_t i = 0; i < n; i++) mech_free(rows[i].site), mech_free(rows[i].metric);
+    mech_free(rows);
+}
+
+mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *metric, mech_result_row **rows,
+                                   size_t *n, mech_err *err) {
+    *rows = NULL;
+    *n = 0;
+    mech_status st;
+    if (!run_exists(s, run_id, err, &st)) return st;
+    sqlite3_stmt *q;
+    const char *sql = metric ? "SELECT item, site, layer, pos, head, token, rank, metric, value FROM results "
+                               "WHERE run_id = ? AND metric = ? ORDER BY rowid"
+                             : "SELECT item, site, layer, pos, head, token, rank, metric, value FROM results "
+                               "WHERE run_id = ? ORDER BY rowid";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return fail(s, "reading results", err);
+    sqlite3_bind_int64(q, 1, run_id);
+    if (metric) sqlite3_bind_text(q, 2, metric, -1, SQLITE_TRANSIENT);
+    mech_result_row *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc, oom = 0;
+    st = MECH_OK;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t nc = cap ? 2 * cap : 256;
+            mech_result_row *nv = mech_realloc(v, nc * sizeof *v);
+            if (!nv) {
+                oom = 1;
+                break;
+            }
+            v = nv, cap = nc;
+        }
+        mech_result_row *r = &v[len++];
+        r->item = sqlite3_column_int(q, 0);
+        r->site = dup_col(q, 1, &oom);
+        r->layer = sqlite3_column_int(q, 2);
+        r->pos = sqlite3_column_int(q, 3);
+        r->head = sqlite3_column_int(q, 4);
+        r->token = sqlite3_column_int64(q, 5);
+        r->rank = sqlite3_column_int(q, 6);
+        r->metric = dup_col(q, 7, &oom);
+        r->value = sqlite3_column_type(q, 8) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 8);
+        if (oom) break;
+    }
+    if (oom) st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory reading results", s->path);
+    else if (rc != SQLITE_DONE) st = fail(s, "reading results", err);
+    sqlite3_finalize(q);
+    if (st) {
+        mech_store_results_free(v, len);
+        return st;
+    }
+    *rows = v;
+    *n = len;
+    return MECH_OK;
+}

@@ -34,6 +34,9 @@ $MECH patch --spec "$OUT/heads.json"
 echo; echo "== decoder lens: which layer computes which RASP variable =="
 $MECH lens --model "$OUT/reverse.safetensors" --input "a b c d" --db "$DB"
 
+echo; echo "== ACDC on the compiled model, zero ablation: the circuit found beside the compiler's =="
+$MECH acdc --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --tau 1e-3 --ablation zero --db "$DB"
+
 echo; echo "== a small random-weight GPT-2: IOI patching, logit lens, head scores, attribution =="
 $MECH init -o "$OUT/gpt2-tiny.safetensors" --preset tiny --seed 1 >/dev/null
 $MECH patch --model "$OUT/gpt2-tiny.safetensors" --dataset ioi --n 8 --sweep heads --db "$DB"
@@ -54,8 +57,11 @@ q "select layer, head, round(avg(value), 3) as effect from results
 echo; echo "-- decoder lens: the first layer whose residual stream holds each variable (rank = 1: present)"
 q "select metric as variable, min(layer) as first_layer from results
    where run_id = 3 and site = 'decoder_lens' and rank = 1 group by metric order by first_layer"
+echo; echo "-- ACDC: the edges it kept, strongest first (effect = metric change when the edge was tried)"
+q "select site as edge, round(value, 3) as effect from results
+   where run_id = 4 and metric = 'kept' order by value desc, site limit 5"
 echo; echo "-- IOI on the random GPT-2: the heads with the largest mean effect (random weights: noise)"
 q "select layer, head, round(avg(value), 3) as effect from results
-   where run_id = 4 and metric = 'effect' group by layer, head order by effect desc limit 3"
+   where run_id = 5 and metric = 'effect' group by layer, head order by effect desc limit 3"
 echo
 $MECH db --db "$DB" ls

@@ -498,4 +498,74 @@ typedef struct mech_acdc_result {
 mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
                           const mech_acdc_opts *o, mech_acdc_graph *g, mech_acdc_result *res, mech_err *err);
 
+// ---------------------------------------------------------------------------
+// ACDC ground truth, scores and export (interp/acdc_truth.c; docs/acdc.md)
+
+// The circuit a compiled RASP model computes its output with, as edges of
+// g (g built for m's config; split_embed 1 as the reference's Tracr tasks,
+// 0 folds hook_embed and hook_pos_embed into blocks.0.hook_resid_pre).
+// Candidates come from the compiler's metadata ("mech.rasp.circuit",
+// "mech.rasp.readout"): each variable's inputs into the head or MLP that
+// computes it, the embedding into every head and MLP (the bos and one
+// dimensions), a selector width's head into its MLP, the output's writer
+// into resid_post, and the DIRECT edges of the heads' q, k and v. A
+// candidate is kept when zero-ablating it alone (the receiver loses the
+// sender's output; a DIRECT edge sets q/k/v to its bias) changes a readout
+// logit at a position >= 1 by more than 1e-3 on some input: every input up
+// to max_seq_len, or a seeded sample of 1024 per length when there are
+// more; a q/k/v port whose DIRECT edge is not kept loses its inputs too (the
+// reference tries hook_q before hook_q_input). meta_keys/meta_values: n_meta metadata pairs holding at least
+// mech.rasp.circuit, mech.rasp.readout, mech.rasp.tokens and
+// mech.rasp.max_seq_len (a mech_rasp_compiled's meta_* arrays).
+// OUT: truth[g->n_edges] (caller's storage; 1 = in the circuit, counted
+// edges only), *n_true (may be NULL). Errors: MECH_ERR_FORMAT (missing or
+// malformed metadata, a component the graph lacks), MECH_ERR_NOMEM, and
+// errors of the forward pass.
+mech_status mech_acdc_truth_edges(const mech_model *m, const char *const *meta_keys, const char *const *meta_values,
+                                  size_t n_meta, const mech_acdc_graph *g, uint8_t *truth, int *n_true, mech_err *err);
+// The same with the metadata of m's file (mech_model_meta). MECH_ERR_FORMAT
+// when m is not a compiled RASP model.
+mech_status mech_acdc_truth_model(const mech_model *m, const mech_acdc_graph *g, uint8_t *truth, int *n_true,
+                                  mech_err *err);
+// Readout logits a compiled model's output occupies (the metric's n_out):
+// the number of "values" of a categorical mech.rasp.readout, 1 for a
+// numerical one; 0 when readout_json is NULL or malformed.
+int mech_acdc_truth_n_out(const char *readout_json);
+
+// A discovered circuit (g's present counted edges) against a truth, counting
+// ADDITION and DIRECT edges only, as the reference's get_edge_stats:
+// tpr = tp / |truth|, fpr = fp / (counted - |truth|) (0 when a denominator is 0).
+typedef struct mech_acdc_score {
+    int n_counted, n_truth, n_found; // counted edges, truth edges, present edges
+    int tp, fp, fn;
+    double tpr, fpr;
+} mech_acdc_score;
+mech_acdc_score mech_acdc_truth_score(const mech_acdc_graph *g, const uint8_t *truth);
+
+// One point of a ROC curve (one threshold).
+typedef struct mech_acdc_roc_point {
+    double fpr, tpr;
+} mech_acdc_roc_point;
+
+// The curve the reference's ROC plots draw: pts plus the end points (0, 0)
+// and (1, 1), less every point another strictly beats on both axes (lower
+// fpr and higher tpr), sorted by fpr then tpr. OUT: out[n + 2] (caller's
+// storage); returns the number written.
+int mech_acdc_roc(const mech_acdc_roc_point *pts, int n, mech_acdc_roc_point *out);
+// The reference's pessimistic AUC (acdc_graphics.pessimistic_auc) of the
+// curve mech_acdc_roc makes from pts: sum over i >= 1 of
+// (1 - fpr_i) * (tpr_i - tpr_{i-1}). 1 when some threshold finds the truth
+// exactly; 0 for n = 0.
+double mech_acdc_auc(const mech_acdc_roc_point *pts, int n);
+
+// Appends a Graphviz graph of g's present counted edges to b: one cluster
+// per layer (rank=same), the embeddings on top and resid_post at the
+// bottom, every edge labelled with its effect. With truth (may be NULL):
+// true positives solid, false positives red, missed truth edges dashed grey.
+void mech_acdc_export_dot(const mech_acdc_graph *g, const uint8_t *truth, mech_buf *b);
+// Appends the circuit as JSON: {"n_edges", "n_counted", "edges": [{"sender",
+// "receiver", "type", "effect", "truth"}...]} (present counted edges;
+// "truth" only with truth; effect null when never tried).
+void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_buf *b);
+
 #endif

@@ -455,10 +455,13 @@ static void test_worked_example_script(void **state) {
     int st = pclose(p);
     if (!WIFEXITED(st) || WEXITSTATUS(st)) fail_msg("examples/experiments.sh failed:\n%s", b.data);
     assert_non_null(strstr(b.data, "verified 1364/1364 inputs"));
-    assert_non_null(strstr(b.data, "run 6: head scores"));
+    assert_non_null(strstr(b.data, "run 7: head scores"));
+    // ACDC under zero ablation finds the compiler's circuit of reverse exactly
+    assert_non_null(strstr(b.data, "TPR 1.000  FPR 0.0000  (14 of 14 truth edges found, 0 false positives)"));
     char db[600];
     snprintf(db, sizeof db, "%s/results.db", dir);
-    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 7);
+    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 8);
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=4 and metric='kept'"), 14);
     // reverse's answer lives at input position 1 at every layer before the last
     assert_int_equal(query_int(db, "select count(*) from (select layer, pos, avg(value) as e from results where run_id=1 and "
                                    "metric='effect' group by layer, pos) where abs(e) > 0.05"),

@@ -1,0 +1,915 @@
+/*
+** cli/cmd_acdc.c: `mech acdc`: automatic circuit discovery (interp/acdc.c)
+** from the command line. One run per threshold and ablation in the results
+** database (kind "acdc"): the inputs as prompts, every trial as it is
+** decided (one transaction per receiver, or per 64 trials), the final
+** circuit, and for compiled RASP models the ground truth and TPR/FPR;
+** `--sweep` adds a run of kind "acdc-sweep" with the ROC AUC per ablation.
+** Ctrl-C or kill keeps the finished trials; --resume RUN replays them and
+** goes on to the same circuit. What is stored: docs/schema.md, "ACDC runs".
+*/
+#include "cli/cli.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int interrupted;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---------------------------------------------------------------------------
+// The specification of a run (what --resume must reproduce)
+
+typedef struct acdc_spec {
+    const char *model, *pairs, *dataset, *corruption, *metric, *ablation;
+    long n, len, seed;
+    double tau;
+    int heads_ascending, naive, abs_value;
+} acdc_spec;
+
+static const char *const metric_names[] = {"kl", "logit_diff", "l2"};
+static const char *const ablation_names[] = {"resample", "zero"};
+
+static int name_index(const char *s, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (s && !strcmp(s, names[i])) return i;
+    return -1;
+}
+
+// Everything the run depends on, as JSON (also compared on --resume).
+static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out, int B, int T, int64_t sweep) {
+    mech_buf b = {0};
+    mech_buf_puts(&b, "{\"model\": ");
+    mech_buf_json_string(&b, sp->model, strlen(sp->model));
+    if (sp->dataset) {
+        mech_buf_puts(&b, ", \"dataset\": ");
+        mech_buf_json_string(&b, sp->dataset, strlen(sp->dataset));
+        mech_buf_printf(&b, ", \"n\": %ld, \"len\": %ld, \"seed\": %ld", sp->n, sp->len, sp->seed);
+        if (!strcmp(sp->dataset, "compiled")) mech_buf_printf(&b, ", \"corruption\": \"%s\"", sp->corruption);
+    } else {
+        mech_buf_puts(&b, ", \"pairs\": ");
+        mech_buf_json_string(&b, sp->pairs, strlen(sp->pairs));
+    }
+    mech_buf_printf(&b, ", \"tau\": %.17g, \"metric\": \"%s\", \"ablation\": \"%s\", \"heads\": \"%s\"", sp->tau,
+                    sp->metric, sp->ablation, sp->heads_ascending ? "ascending" : "descending");
+    mech_buf_printf(&b, ", \"naive\": %s, \"abs_value\": %s", sp->naive ? "true" : "false",
+                    sp->abs_value ? "true" : "false");
+    mech_buf_printf(&b, ", \"n_out\": %d, \"B\": %d, \"T\": %d", n_out, B, T);
+    mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
+                    g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
+    if (sweep) mech_buf_printf(&b, ", \"sweep\": %lld", (long long)sweep);
+    mech_buf_puts(&b, "}");
+    char *s = b.oom ? NULL : mech_strdup(b.data);
+    mech_buf_free(&b);
+    return s;
+}
+
+static const char *json_str(const mech_json *j, const char *key) {
+    const mech_json *v = mech_json_get(j, key);
+    return v && v->type == MECH_JSON_STRING ? v->str : NULL;
+}
+
+static double json_num(const mech_json *j, const char *key, double dflt) {
+    const mech_json *v = mech_json_get(j, key);
+    return v && v->type == MECH_JSON_NUMBER ? v->num : dflt;
+}
+
+static int json_bool(const mech_json *j, const char *key) {
+    const mech_json *v = mech_json_get(j, key);
+    return v && v->type == MECH_JSON_BOOL && v->boolean;
+}
+
+// Fills sp from a stored run's params (strings borrowed from j).
+static int spec_from_json(const mech_json *j, acdc_spec *sp) {
+    memset(sp, 0, sizeof *sp);
+    sp->model = json_str(j, "model");
+    sp->dataset = json_str(j, "dataset");
+    sp->pairs = json_str(j, "pairs");
+    sp->corruption = json_str(j, "corruption");
+    sp->metric = json_str(j, "metric");
+    sp->ablation = json_str(j, "ablation");
+    sp->n = (long)json_num(j, "n", 20), sp->len = (long)json_num(j, "len", 0), sp->seed = (long)json_num(j, "seed", 1);
+    sp->tau = json_num(j, "tau", NAN);
+    const char *heads = json_str(j, "heads");
+    sp->heads_ascending = heads && !strcmp(heads, "ascending");
+    sp->naive = json_bool(j, "naive");
+    sp->abs_value = json_bool(j, "abs_value");
+    if (!sp->corruption) sp->corruption = "random";
+    return sp->model && (sp->dataset || sp->pairs) && sp->metric && sp->ablation && !isnan(sp->tau) ? 0 : -1;
+}
+
+// ---------------------------------------------------------------------------
+// What every run of one invocation shares
+
+typedef struct acdc_ctx {
+    const char *cmd, *db;
+    int argc;
+    char **argv;
+    mech_model *m;
+    int compiled, n_out, threads;
+    cli_pair *pairs;
+    int n_pairs, B, T;
+    int32_t *clean, *corrupt, *answer, *wrong; // [B*T], [B*T], [B], [B]
+    mech_store *s;
+    uint8_t *truth;  // [graph edges] for compiled models, else NULL
+    int n_truth;
+    int quiet;       // sweep: one line per run instead of the circuit
+} acdc_ctx;
+
+// One run's storage state while trials come in.
+typedef struct run_state {
+    acdc_ctx *c;
+    const mech_acdc_graph *g;
+    int64_t run;
+    int64_t item;      // index of the next trial
+    int in_tx, pending, last_receiver;
+    double tx_start;
+    mech_err err;
+    int failed;
+    // progress
+    int tty, shown;
+    double last_draw;
+} run_state;
+
+static int store_trial(const mech_acdc_trial *t, void *user) {
+    run_state *rs = user;
+    const mech_acdc_graph *g = rs->g;
+    const mech_acdc_edge *e = &g->edges[t->edge];
+    mech_store *s = rs->c->s;
+    if (rs->in_tx && (e->receiver != rs->last_receiver || rs->pending >= 64 || now_s() - rs->tx_start > 1.0)) {
+        if (mech_store_commit(s, &rs->err)) goto fail;
+        rs->in_tx = 0, rs->pending = 0;
+    }
+    if (!rs->in_tx) {
+        if (mech_store_begin(s, &rs->err)) goto fail;
+        rs->in_tx = 1, rs->tx_start = now_s();
+    }
+    rs->last_receiver = e->receiver;
+    char site[160];
+    snprintf(site, sizeof site, "%s->%s", g->nodes[e->sender].name, g->nodes[e->receiver].name);
+    const mech_acdc_node *r = &g->nodes[e->receiver];
+    mech_result row = {.item = (int)rs->item, .site = site, .layer = r->layer, .pos = -1, .head = r->head,
+                       .token = -1, .rank = -1};
+    const char *names[4] = {"before", "after", "effect", "removed"};
+    double vals[4] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0};
+    for (int k = 0; k < 4; k++) {
+        row.metric = names[k], row.value = vals[k];
+        if (mech_store_result(s, rs->run, &row, &rs->err)) goto fail;
+    }
+    rs->item++, rs->pending++;
+    return 0;
+fail:
+    rs->failed = 1;
+    return 1;
+}
+
+static int flush_trials(run_state *rs) {
+    if (!rs->in_tx) return 0;
+    rs->in_tx = 0;
+    if (mech_store_commit(rs->c->s, &rs->err)) {
+        mech_store_rollback(rs->c->s, NULL);
+        rs->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static void show_progress(const mech_acdc_progress *p, void *user) {
+    run_state *rs = user;
+    if (!rs->tty) return;
+    double t = now_s();
+    if (t - rs->last_draw < 0.1 && p->receivers_done < p->receivers_total) return;
+    rs->last_draw = t;
+    double rate = p->seconds > 0 ? (double)p->trials / p->seconds : 0;
+    double frac = p->receivers_total ? (double)p->receivers_done / p->receivers_total : 0;
+    double eta = frac > 0 ? p->seconds * (1 - frac) / frac : -1;
+    char etas[32];
+    if (eta < 0) snprintf(etas, sizeof etas, "?");
+    else if (eta < 60) snprintf(etas, sizeof etas, "%.0fs", eta);
+    else snprintf(etas, sizeof etas, "%dm%02ds", (int)eta / 60, (int)eta % 60);
+    fprintf(stderr, "\r\033[Kacdc: receivers %d/%d, %lld trials, %lld edges removed, %.0f trials/s, ETA %s",
+            p->receivers_done, p->receivers_total, (long long)p->trials, (long long)p->edges_removed, rate, etas);
+    rs->shown = 1;
+}
+
+static void end_progress(run_state *rs) {
+    if (rs->shown) fprintf(stderr, "\r\033[K");
+    rs->shown = 0;
+}
+
+// Resolves "SENDER->RECEIVER" to an edge of g, or -1.
+static int edge_by_site(const mech_acdc_graph *g, const char *site) {
+    const char *arrow = strstr(site, "->");
+    if (!arrow || arrow - site >= 64) return -1;
+    char sname[64];
+    memcpy(sname, site, (size_t)(arrow - site));
+    sname[arrow - site] = 0;
+    int sv = mech_acdc_graph_node(g, sname), rv = mech_acdc_graph_node(g, arrow + 2);
+    return sv < 0 || rv < 0 ? -1 : mech_acdc_graph_edge(g, sv, rv);
+}
+
+// The stored trials of run, in order. OUT: *trials (mech_free), *n.
+static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_acdc_trial **trials, int *n) {
+    mech_err err = {0};
+    mech_result_row *rows = NULL;
+    size_t nr = 0;
+    *trials = NULL, *n = 0;
+    if (mech_store_results_get(c->s, run, NULL, &rows, &nr, &err)) return cli_fail(c->cmd, &err);
+    int max_item = -1;
+    for (size_t i = 0; i < nr; i++)
+        if (rows[i].item > max_item && strcmp(rows[i].site, "circuit") && strcmp(rows[i].metric, "truth") &&
+            strcmp(rows[i].metric, "kept"))
+            max_item = rows[i].item;
+    mech_acdc_trial *t = mech_calloc((size_t)max_item + 2, sizeof *t);
+    unsigned char *seen = mech_calloc((size_t)max_item + 2, 1);
+    int rc = t && seen ? 0 : 1;
+    for (size_t i = 0; !rc && i < nr; i++) {
+        const mech_result_row *r = &rows[i];
+        if (r->item < 0) continue;
+        int which = !strcmp(r->metric, "before") ? 0 : !strcmp(r->metric, "after") ? 1 : !strcmp(r->metric, "removed") ? 2 : -1;
+        if (which < 0) continue;
+        int e = edge_by_site(g, r->site);
+        if (e < 0) {
+            fprintf(stderr, "mech %s: error: run %lld: trial %d names an edge '%s' this model's graph lacks\n", c->cmd,
+                    (long long)run, r->item, r->site);
+            rc = 1;
+            break;
+        }
+        t[r->item].edge = e;
+        if (which == 0) t[r->item].before = r->value;
+        else if (which == 1) t[r->item].after = r->value;
+        else t[r->item].removed = r->value != 0;
+        seen[r->item] |= (unsigned char)(1 << which);
+    }
+    for (int i = 0; !rc && i <= max_item; i++)
+        if (seen[i] != 7) {
+            fprintf(stderr, "mech %s: error: run %lld: trial %d is incomplete in the database\n", c->cmd, (long long)run, i);
+            rc = 1;
+        }
+    mech_store_results_free(rows, nr);
+    mech_free(seen);
+    if (rc) {
+        mech_free(t);
+        return rc;
+    }
+    *trials = t, *n = max_item + 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Printing
+
+static void print_circuit(const acdc_ctx *c, const mech_acdc_graph *g) {
+    const uint8_t *truth = c->truth;
+    printf("%s%s\n", truth ? "found truth  " : "", "edge (effect = metric change when removed)");
+    for (int e = 0; e < g->n_edges; e++) {
+        const mech_acdc_edge *x = &g->edges[e];
+        if (x->type == MECH_ACDC_PLACEHOLDER) continue;
+        int t = truth && truth[e];
+        if (!x->present && !t) continue;
+        if (truth) printf("  %s     %s    ", x->present ? "x" : " ", t ? "x" : " ");
+        else printf("  ");
+        printf("%s -> %s", g->nodes[x->sender].name, g->nodes[x->receiver].name);
+        if (!isnan(x->effect)) printf("  (%.4g)", x->effect);
+        printf("\n");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One ACDC run (new or resumed)
+
+typedef struct run_out {
+    int64_t run;
+    mech_acdc_score score;
+    int n_edges;
+} run_out;
+
+static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sweep, run_out *out) {
+    const char *cmd = c->cmd;
+    mech_err err = {0};
+    mech_acdc_graph *g = NULL;
+    mech_acdc_trial *replay = NULL;
+    int n_replay = 0, rc = 0;
+    char *params = NULL;
+    int metric = name_index(sp->metric, metric_names, 3), ablation = name_index(sp->ablation, ablation_names, 2);
+    memset(out, 0, sizeof *out);
+    if (mech_acdc_graph_new(&c->m->cfg, c->compiled, &g, &err)) return cli_fail(cmd, &err);
+    params = spec_json(sp, g, c->n_out, c->B, c->T, sweep);
+    if (!params) {
+        mech_acdc_graph_free(g);
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        return 1;
+    }
+    int64_t run = resume;
+    if (resume) {
+        if ((rc = read_trials(c, run, g, &replay, &n_replay))) goto done;
+        if (mech_store_run_finish(c->s, run, "running", &err)) {
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+    } else {
+        mech_buf line = {0};
+        mech_buf_puts(&line, "mech");
+        for (int i = 0; i < c->argc; i++) mech_buf_printf(&line, " %s", c->argv[i]);
+        if (mech_store_run_new(c->s, "acdc", sp->model, line.data, params, &run, &err)) {
+            mech_buf_free(&line);
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+        mech_buf_free(&line);
+        // the inputs and the truth, in one transaction
+        int ok = mech_store_begin(c->s, &err) == MECH_OK;
+        for (int i = 0; ok && i < c->B; i++) {
+            ok = mech_store_prompt(c->s, run, i, "clean", c->pairs[i].clean_text, c->clean + (size_t)i * c->T, c->T,
+                                   &err) == MECH_OK &&
+                 mech_store_prompt(c->s, run, i, "corrupt", c->pairs[i].corrupt_text, c->corrupt + (size_t)i * c->T,
+                                   c->T, &err) == MECH_OK;
+        }
+        for (int e = 0; ok && c->truth && e < g->n_edges; e++) {
+            if (!c->truth[e]) continue;
+            char site[160];
+            snprintf(site, sizeof site, "%s->%s", g->nodes[g->edges[e].sender].name, g->nodes[g->edges[e].receiver].name);
+            const mech_acdc_node *r = &g->nodes[g->edges[e].receiver];
+            mech_result row = {.item = -1, .site = site, .layer = r->layer, .pos = -1, .head = r->head, .token = -1,
+                               .rank = -1, .metric = "truth", .value = 1};
+            ok = mech_store_result(c->s, run, &row, &err) == MECH_OK;
+        }
+        ok = ok && mech_store_commit(c->s, &err) == MECH_OK;
+        if (!ok) {
+            rc = cli_run_failed(cmd, c->s, run, &err);
+            goto done;
+        }
+    }
+    out->run = run;
+    if (!c->quiet)
+        fprintf(stderr, "run %lld: ACDC on %d inputs of %d tokens, tau %g, metric %s, %s ablation%s -> %s\n",
+                (long long)run, c->B, c->T, sp->tau, sp->metric, sp->ablation,
+                n_replay ? " (resumed)" : "", c->db);
+    run_state rs = {.c = c, .g = g, .run = run, .item = n_replay, .last_receiver = -1, .tty = isatty(2)};
+    mech_acdc_opts o = {.metric = (mech_acdc_metric)metric, .ablation = (mech_acdc_ablation)ablation, .tau = sp->tau,
+                        .abs_value = sp->abs_value, .heads_ascending = sp->heads_ascending, .naive = sp->naive,
+                        .answer = c->answer, .wrong = c->wrong, .n_out = c->n_out, .replay = replay,
+                        .n_replay = n_replay, .on_trial = store_trial, .progress = show_progress, .user = &rs,
+                        .cancel = (volatile int *)&interrupted, .threads = c->threads};
+    mech_acdc_result res = {0};
+    mech_status st = mech_acdc_run(c->m, c->clean, ablation == MECH_ACDC_ZERO ? NULL : c->corrupt, c->B, c->T, &o, g,
+                                   &res, &err);
+    end_progress(&rs);
+    flush_trials(&rs);
+    if (rs.failed) {
+        rc = cli_run_failed(cmd, c->s, run, &rs.err);
+        goto done;
+    }
+    if (st == MECH_ERR_CANCELLED || interrupted) {
+        mech_store_run_finish(c->s, run, "interrupted", NULL);
+        fprintf(stderr, "interrupted: %lld trials are kept; continue with: mech acdc --resume %lld --db %s\n",
+                (long long)rs.item, (long long)run, c->db);
+        rc = 1;
+        goto done;
+    }
+    if (st) {
+        rc = cli_run_failed(cmd, c->s, run, &err);
+        goto done;
+    }
+    // The circuit and its summary, in one transaction.
+    mech_acdc_score sc = mech_acdc_truth_score(g, c->truth);
+    int ok = mech_store_begin(c->s, &err) == MECH_OK;
+    for (int e = 0; ok && e < g->n_edges; e++) {
+        const mech_acdc_edge *x = &g->edges[e];
+        if (x->type == MECH_ACDC_PLACEHOLDER || !x->present) continue;
+        char site[160];
+        snprintf(site, sizeof site, "%s->%s", g->nodes[x->sender].name, g->nodes[x->receiver].name);
+        const mech_acdc_node *r = &g->nodes[x->receiver];
+        mech_result row = {.item = -1, .site = site, .layer = r->layer, .pos = -1, .head = r->head, .token = -1,
+                           .rank = -1, .metric = "kept", .value = x->effect};
+        ok = mech_store_result(c->s, run, &row, &err) == MECH_OK;
+    }
+    struct { const char *name; double v; } sum[] = {
+        {"n_edges", sc.n_found}, {"n_counted", sc.n_counted}, {"metric_final", res.metric_final},
+        {"trials", (double)(n_replay + res.n_trials)}, {"seconds", res.seconds}, {"macs", (double)res.macs},
+        {"tpr", c->truth ? sc.tpr : NAN}, {"fpr", c->truth ? sc.fpr : NAN}, {"n_truth", c->truth ? sc.n_truth : NAN},
+    };
+    for (size_t k = 0; ok && k < sizeof sum / sizeof *sum; k++) {
+        if (isnan(sum[k].v) && k >= 6) continue;
+        mech_result row = {.item = -1, .site = "circuit", .layer = -1, .pos = -1, .head = -1, .token = -1, .rank = -1,
+                           .metric = sum[k].name, .value = sum[k].v};
+        ok = mech_store_result(c->s, run, &row, &err) == MECH_OK;
+    }
+    ok = ok && mech_store_commit(c->s, &err) == MECH_OK;
+    if (!ok || mech_store_run_finish(c->s, run, "done", &err)) {
+        rc = cli_run_failed(cmd, c->s, run, &err);
+        goto done;
+    }
+    out->score = sc;
+    out->n_edges = sc.n_found;
+    if (!c->quiet) {
+        printf("run %lld: %d of %d edges kept (tau %g, %s, %s ablation), %lld trials in %.2f s, metric %.6g\n",
+               (long long)run, sc.n_found, sc.n_counted, sp->tau, sp->metric, sp->ablation,
+               (long long)(n_replay + res.n_trials), res.seconds, res.metric_final);
+        print_circuit(c, g);
+        if (c->truth)
+            printf("TPR %.3f  FPR %.4f  (%d of %d truth edges found, %d false positives)\n", sc.tpr, sc.fpr, sc.tp,
+                   sc.n_truth, sc.fp);
+    }
+done:
+    mech_free(replay);
+    mech_free(params);
+    mech_acdc_graph_free(g);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Subcommands
+
+static int count_edges(const char *cmd, const char *model) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_acdc_graph *g = NULL;
+    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    int compiled = mech_model_meta(m, "mech.rasp.circuit") != NULL;
+    if (mech_acdc_graph_new(&m->cfg, compiled, &g, &err)) {
+        mech_model_free(m);
+        return cli_fail(cmd, &err);
+    }
+    int receivers = 0;
+    for (int v = 0; v < g->n_nodes; v++) {
+        mech_acdc_node_kind k = g->nodes[v].kind;
+        receivers += k == MECH_ACDC_Q_INPUT || k == MECH_ACDC_K_INPUT || k == MECH_ACDC_V_INPUT ||
+                     k == MECH_ACDC_MLP_IN || k == MECH_ACDC_RESID_POST;
+    }
+    printf("%d counted edges (%d addition + %d direct), %d placeholder; %d nodes, %d receivers%s\n",
+           g->n_addition + g->n_direct, g->n_addition, g->n_direct, g->n_placeholder, g->n_nodes, receivers,
+           compiled ? "; split embeddings (compiled model)" : "");
+    mech_acdc_graph_free(g);
+    mech_model_free(m);
+    return 0;
+}
+
+static int write_buf(const char *cmd, const char *path, const mech_buf *b) {
+    mech_err err = {0};
+    mech_outfile o;
+    if (b->oom) {
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        return 1;
+    }
+    if (mech_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
+    if (fwrite(b->data, 1, b->len, o.f) != b->len) {
+        mech_outfile_abort(&o);
+        fprintf(stderr, "mech %s: error: %s: write failed\n", cmd, path);
+        return 1;
+    }
+    if (mech_outfile_commit(&o, &err)) return cli_fail(cmd, &err);
+    return 0;
+}
+
+static int export_run(const char *cmd, int argc, char **argv) {
+    const char *db = "mech.db", *dot = NULL, *json = NULL;
+    long run = 0;
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--dot", &dot))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--json", &json))) { if (r < 0) return 2; }
+        else if (argv[i][0] != '-' && !run) {
+            if (cli_int(cmd, "RUN", argv[i], 1, 2147483647L, &run)) return 2;
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
+    if (!run) return cli_usage(cmd, "export: give the run id: mech acdc export RUN --dot FILE | --json FILE");
+    if (!dot && !json) return cli_usage(cmd, "export: give --dot FILE and/or --json FILE");
+    mech_err err = {0};
+    mech_store *s = NULL;
+    mech_run_info info = {0};
+    mech_json *pj = NULL;
+    mech_acdc_graph *g = NULL;
+    mech_result_row *rows = NULL;
+    size_t nr = 0;
+    uint8_t *truth = NULL;
+    int rc = 0;
+    if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {
+        rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
+        goto done;
+    }
+    if (strcmp(info.kind, "acdc") || !info.params_json ||
+        mech_json_parse(info.params_json, strlen(info.params_json), &pj, NULL)) {
+        rc = cli_usage(cmd, "run %ld is of kind '%s', not an ACDC run", run, info.kind);
+        goto done;
+    }
+    mech_config cfg = {0};
+    cfg.n_layers = (int)json_num(pj, "n_layers", 0);
+    cfg.n_heads = (int)json_num(pj, "n_heads", 0);
+    cfg.attn_only = json_bool(pj, "attn_only");
+    if (mech_acdc_graph_new(&cfg, json_bool(pj, "split_embed"), &g, &err) ||
+        mech_store_results_get(s, run, NULL, &rows, &nr, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    truth = mech_calloc((size_t)g->n_edges + 1, 1);
+    if (!truth) {
+        rc = 1;
+        goto done;
+    }
+    // Effects from the trials; the circuit from the "kept" rows of a finished
+    // run, else every edge no trial removed (a run still going or stopped).
+    int has_kept = 0, has_truth = 0;
+    for (size_t i = 0; i < nr; i++) has_kept |= !strcmp(rows[i].metric, "kept");
+    for (int e = 0; e < g->n_edges; e++)
+        if (g->edges[e].type != MECH_ACDC_PLACEHOLDER) g->edges[e].present = !has_kept;
+    for (size_t i = 0; i < nr; i++) {
+        const mech_result_row *r = &rows[i];
+        int kept = !strcmp(r->metric, "kept"), tr = !strcmp(r->metric, "truth");
+        int eff = !strcmp(r->metric, "effect"), rem = !strcmp(r->metric, "removed");
+        if (!kept && !tr && !eff && !rem) continue;
+        int e = edge_by_site(g, r->site);
+        if (e < 0) continue;
+        if (kept) g->edges[e].present = 1;
+        if (tr) truth[e] = 1, has_truth = 1;
+        if (eff) g->edges[e].effect = r->value;
+        if (rem && !has_kept && r->value != 0) g->edges[e].present = 0;
+    }
+    mech_buf b = {0};
+    if (dot) {
+        mech_acdc_export_dot(g, has_truth ? truth : NULL, &b);
+        rc = write_buf(cmd, dot, &b);
+        mech_buf_free(&b);
+    }
+    if (!rc && json) {
+        mech_acdc_export_json(g, has_truth ? truth : NULL, &b);
+        rc = write_buf(cmd, json, &b);
+        mech_buf_free(&b);
+    }
+    if (!rc)
+        printf("run %ld: %d edges%s%s%s%s%s\n", run, mech_acdc_graph_count_present(g), dot ? " -> " : "", dot ? dot : "",
+               dot && json ? ", " : json ? " -> " : "", json ? json : "", has_kept ? "" : " (run not finished)");
+done:
+    mech_store_results_free(rows, nr);
+    mech_free(truth);
+    mech_acdc_graph_free(g);
+    mech_json_free(pj);
+    mech_store_run_info_deinit(&info);
+    mech_store_close(s);
+    return rc;
+}
+
+// ACDC runs one batch, so every prompt needs one length. The IOI templates
+// differ in length (the reference uses a single template): from a dataset
+// 50 times larger, keep the first n pairs of its most common length.
+static int equal_lengths(const char *cmd, const acdc_spec *sp, const mech_model *m, const mech_tokenizer *tok,
+                         cli_pair **pairs, int *n) {
+    int same = 1;
+    for (int i = 1; i < *n; i++) same &= (*pairs)[i].n_clean == (*pairs)[0].n_clean;
+    if (same) return 0;
+    cli_pair *big = NULL;
+    int n_big = 0;
+    long want = sp->n * 50 > 100000 ? 100000 : sp->n * 50;
+    int rc = cli_pairs_dataset(cmd, sp->dataset, want, sp->len, sp->seed, sp->corruption, m, tok, &big, &n_big);
+    if (rc) return rc;
+    // the most common length (ties: the shorter)
+    size_t best = 0;
+    int best_count = 0;
+    for (int i = 0; i < n_big; i++) {
+        int count = 0;
+        for (int j = 0; j < n_big; j++) count += big[j].n_clean == big[i].n_clean && big[j].n_corrupt == big[i].n_clean;
+        if (count > best_count || (count == best_count && big[i].n_clean < best)) best = big[i].n_clean, best_count = count;
+    }
+    cli_pair *keep = calloc((size_t)sp->n, sizeof *keep);
+    int k = 0;
+    for (int i = 0; keep && i < n_big && k < sp->n; i++)
+        if (big[i].n_clean == best && big[i].n_corrupt == best) {
+            keep[k] = big[i];
+            keep[k].line = k + 1;
+            memset(&big[i], 0, sizeof big[i]); // now owned by keep
+            k++;
+        }
+    cli_pairs_free(big, n_big);
+    if (!keep || k < sp->n) {
+        cli_pairs_free(keep, k);
+        fprintf(stderr, "mech %s: error: --dataset %s: fewer than %ld prompts of one length among %ld\n", cmd,
+                sp->dataset, sp->n, want);
+        return keep ? 2 : 1;
+    }
+    cli_pairs_free(*pairs, *n);
+    *pairs = keep, *n = k;
+    return 0;
+}
+
+// "1e-4,1e-3" -> taus (at most cap). Returns the count, or -1 (printed).
+static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        double t = strtod(p, &end);
+        if (end == p || !(t >= 0) || !isfinite(t) || (*end && *end != ',') || n == cap) {
+            cli_usage(cmd, "--taus '%s': expected a comma-separated list of thresholds >= 0 (at most %d)", s, cap);
+            return -1;
+        }
+        taus[n++] = t;
+        p = *end ? end + 1 : end;
+    }
+    if (!n) cli_usage(cmd, "--taus is empty");
+    return n ? n : -1;
+}
+
+// ---------------------------------------------------------------------------
+// The command
+
+int cmd_acdc(int argc, char **argv) {
+    const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
+    if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
+    acdc_spec sp = {.n = 20, .len = 0, .seed = 1, .corruption = "random", .tau = NAN};
+    long resume = 0, threads = 0;
+    int count = 0, sweep = 0, given = 0;
+    for (int i = 1; i < argc; i++) {
+        int r, spec = 1;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &sp.model))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--pairs", &sp.pairs))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--dataset", &sp.dataset))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--n", &v))) {
+            if (r < 0 || cli_int(cmd, "--n", v, 1, 100000, &sp.n)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--len", &v))) {
+            if (r < 0 || cli_int(cmd, "--len", v, 1, 100000, &sp.len)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
+            if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &sp.seed)) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &sp.corruption))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--tau", &v))) {
+            char *end;
+            if (r < 0) return 2;
+            sp.tau = strtod(v, &end);
+            if (end == v || *end || !(sp.tau >= 0) || !isfinite(sp.tau))
+                return cli_usage(cmd, "--tau '%s': expected a threshold >= 0, e.g. 0.01", v);
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--taus", &taus_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &sp.metric))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ablations", &ablations_s))) { if (r < 0) return 2; }
+        else if (!strcmp(argv[i], "--heads-ascending")) sp.heads_ascending = 1;
+        else if (!strcmp(argv[i], "--naive")) sp.naive = 1;
+        else if (!strcmp(argv[i], "--abs-value")) sp.abs_value = 1;
+        else if (!strcmp(argv[i], "--sweep")) sweep = 1;
+        else if (!strcmp(argv[i], "--count-edges")) count = 1, spec = 0;
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; spec = 0; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
+            if (r < 0 || cli_int(cmd, "--threads", v, 0, 1024, &threads)) return 2;
+            spec = 0;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--resume", &v))) {
+            if (r < 0 || cli_int(cmd, "--resume", v, 1, 2147483647L, &resume)) return 2;
+            spec = 0;
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        given += spec;
+    }
+    if (count) {
+        if (!sp.model) return cli_usage(cmd, "--count-edges needs --model MODEL");
+        return count_edges(cmd, sp.model);
+    }
+
+    acdc_ctx c = {.cmd = cmd, .db = db, .argc = argc, .argv = argv, .threads = (int)threads};
+    mech_err err = {0};
+    mech_json *stored = NULL;
+    mech_run_info info = {0};
+    mech_tokenizer *own = NULL;
+    int rc = 0;
+    if (resume) {
+        // The run's own options; any given here must agree with them.
+        if (mech_store_open(db, &c.s, &err) || mech_store_run_info(c.s, resume, &info, &err)) {
+            rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "--resume %ld: %s", resume, err.msg) : cli_fail(cmd, &err);
+            goto done;
+        }
+        acdc_spec st;
+        if (strcmp(info.kind, "acdc") || !info.params_json ||
+            mech_json_parse(info.params_json, strlen(info.params_json), &stored, NULL) ||
+            spec_from_json(stored, &st)) {
+            rc = cli_usage(cmd, "--resume %ld: the run is of kind '%s', not an ACDC run", resume, info.kind);
+            goto done;
+        }
+        if (!strcmp(info.status, "done")) {
+            rc = cli_usage(cmd, "--resume %ld: the run is already done (see mech acdc export %ld --dot FILE)", resume,
+                           resume);
+            goto done;
+        }
+        if (sweep) {
+            rc = cli_usage(cmd, "--resume continues one run; it does not take --sweep");
+            goto done;
+        }
+        if (given && ((sp.model && strcmp(sp.model, st.model)) || (!isnan(sp.tau) && sp.tau != st.tau) ||
+                      (sp.metric && strcmp(sp.metric, st.metric)) || (sp.ablation && strcmp(sp.ablation, st.ablation)))) {
+            rc = cli_usage(cmd, "--resume %ld: the options differ from the run's own (%s); give only --resume and --db",
+                           resume, info.params_json);
+            goto done;
+        }
+        sp = st;
+    }
+    if (!sp.model) {
+        rc = cli_usage(cmd, "--model is required (or --count-edges --model M, or export RUN)");
+        goto done;
+    }
+    if (!sp.pairs == !sp.dataset) {
+        rc = cli_usage(cmd, "give --pairs FILE or --dataset ioi|greater_than|induction|compiled");
+        goto done;
+    }
+    if (sp.metric && name_index(sp.metric, metric_names, 3) < 0) {
+        rc = cli_usage(cmd, "--metric '%s': expected kl, logit_diff or l2", sp.metric);
+        goto done;
+    }
+    if (sp.ablation && name_index(sp.ablation, ablation_names, 2) < 0) {
+        rc = cli_usage(cmd, "--ablation '%s': expected resample or zero", sp.ablation);
+        goto done;
+    }
+    if (!sweep && !resume && isnan(sp.tau)) {
+        rc = cli_usage(cmd, "give the threshold --tau T (e.g. --tau 0.01), or --sweep for a list of them");
+        goto done;
+    }
+    if (mech_model_load(sp.model, &c.m, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    c.compiled = mech_model_meta(c.m, "mech.rasp.circuit") != NULL;
+    if (c.compiled) c.n_out = mech_acdc_truth_n_out(mech_model_meta(c.m, "mech.rasp.readout"));
+    if (!sp.metric) sp.metric = c.compiled ? "l2" : "kl";
+    if (!sp.ablation) sp.ablation = "resample";
+    if (!sp.len) {
+        // A compiled model: one below max_seq_len, because at max_seq_len a
+        // selector width's head is not needed (1/(N+1) and a zeroed head both
+        // decode to N), so the data would hide it.
+        const char *ml = c.compiled ? mech_model_meta(c.m, "mech.rasp.max_seq_len") : NULL;
+        sp.len = ml ? (atol(ml) > 1 ? atol(ml) - 1 : 1) : 10;
+    }
+    if (!strcmp(sp.metric, "logit_diff") && c.compiled) {
+        rc = cli_usage(cmd, "--metric logit_diff is for language models; a compiled model's output is read with l2");
+        goto done;
+    }
+    const mech_tokenizer *tok = c.m->tok;
+    if (!tok && !c.compiled && mech_tokenizer_gpt2(&own, &err) == MECH_OK) tok = own;
+    rc = sp.dataset ? cli_pairs_dataset(cmd, sp.dataset, sp.n, sp.len, sp.seed, sp.corruption, c.m, tok, &c.pairs,
+                                        &c.n_pairs)
+                    : cli_pairs_read(cmd, sp.pairs, c.m, tok, &c.pairs, &c.n_pairs);
+    if (rc) goto done;
+    if (sp.dataset && (rc = equal_lengths(cmd, &sp, c.m, tok, &c.pairs, &c.n_pairs))) goto done;
+    c.B = c.n_pairs, c.T = (int)c.pairs[0].n_clean;
+    for (int i = 0; i < c.B; i++)
+        if ((int)c.pairs[i].n_clean != c.T || (int)c.pairs[i].n_corrupt != c.T) {
+            fprintf(stderr, "%s:%d: error: ACDC runs one batch: every clean and corrupt prompt needs %d tokens "
+                    "(this pair has %zu and %zu)\n", sp.pairs ? sp.pairs : sp.dataset, c.pairs[i].line, c.T,
+                    c.pairs[i].n_clean, c.pairs[i].n_corrupt);
+            rc = 2;
+            goto done;
+        }
+    if (!strcmp(sp.metric, "logit_diff"))
+        for (int i = 0; i < c.B; i++)
+            if (c.pairs[i].wrong < 0) {
+                fprintf(stderr, "%s:%d: error: the logit_diff metric needs a 'wrong' answer\n",
+                        sp.pairs ? sp.pairs : sp.dataset, c.pairs[i].line);
+                rc = 2;
+                goto done;
+            }
+    c.clean = mech_malloc((size_t)c.B * c.T * sizeof *c.clean);
+    c.corrupt = mech_malloc((size_t)c.B * c.T * sizeof *c.corrupt);
+    c.answer = mech_malloc((size_t)c.B * sizeof *c.answer);
+    c.wrong = mech_malloc((size_t)c.B * sizeof *c.wrong);
+    if (!c.clean || !c.corrupt || !c.answer || !c.wrong) {
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        rc = 1;
+        goto done;
+    }
+    for (int i = 0; i < c.B; i++) {
+        memcpy(c.clean + (size_t)i * c.T, c.pairs[i].clean, (size_t)c.T * sizeof(int32_t));
+        memcpy(c.corrupt + (size_t)i * c.T, c.pairs[i].corrupt, (size_t)c.T * sizeof(int32_t));
+        c.answer[i] = c.pairs[i].answer, c.wrong[i] = c.pairs[i].wrong;
+    }
+    if (c.compiled) {
+        mech_acdc_graph *g = NULL;
+        if (mech_acdc_graph_new(&c.m->cfg, 1, &g, &err)) {
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+        c.truth = mech_calloc((size_t)g->n_edges + 1, 1);
+        if (!c.truth) err.code = MECH_ERR_NOMEM;
+        if (!c.truth || mech_acdc_truth_model(c.m, g, c.truth, &c.n_truth, &err)) {
+            mech_acdc_graph_free(g);
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+        mech_acdc_graph_free(g);
+    }
+    if (!c.s && mech_store_open(db, &c.s, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (!sweep) {
+        run_out out;
+        rc = run_acdc(&c, &sp, resume, 0, &out);
+        goto done;
+    }
+
+    // --- the sweep: every tau for every ablation, then the AUC per ablation
+    double taus[64];
+    int n_tau = 0;
+    if (taus_s) {
+        if ((n_tau = parse_taus(cmd, taus_s, taus, 64)) < 0) {
+            rc = 2;
+            goto done;
+        }
+    } else {
+        for (int k = 0; k <= 14; k++) taus[n_tau++] = pow(10.0, -6 + 0.5 * k); // 1e-6 .. 1e1
+    }
+    int abl[2], n_abl = 0;
+    if (!ablations_s) ablations_s = "zero,resample";
+    {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", ablations_s);
+        for (char *t = strtok(buf, ","); t && n_abl < 2; t = strtok(NULL, ",")) {
+            int a = name_index(t, ablation_names, 2);
+            if (a < 0) {
+                rc = cli_usage(cmd, "--ablations '%s': expected zero, resample or both (zero,resample)", ablations_s);
+                goto done;
+            }
+            abl[n_abl++] = a;
+        }
+    }
+    int64_t sweep_run = 0;
+    {
+        mech_buf pb = {0};
+        mech_buf_puts(&pb, "{\"model\": ");
+        mech_buf_json_string(&pb, sp.model, strlen(sp.model));
+        mech_buf_printf(&pb, ", \"metric\": \"%s\", \"n_tau\": %d}", sp.metric, n_tau);
+        mech_buf line = {0};
+        mech_buf_puts(&line, "mech");
+        for (int i = 0; i < argc; i++) mech_buf_printf(&line, " %s", argv[i]);
+        mech_status st = mech_store_run_new(c.s, "acdc-sweep", sp.model, line.data, pb.data, &sweep_run, &err);
+        mech_buf_free(&pb);
+        mech_buf_free(&line);
+        if (st) {
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+    }
+    c.quiet = 1;
+    printf("sweep run %lld: %d thresholds x %d ablation%s, metric %s%s\n", (long long)sweep_run, n_tau, n_abl,
+           n_abl == 1 ? "" : "s", sp.metric, c.truth ? "" : " (no ground truth: not a compiled model)");
+    if (c.truth) printf("truth: %d edges\n", c.n_truth);
+    printf("%-9s %-10s %6s %8s %7s %7s\n", "ablation", "tau", "run", "edges", "TPR", "FPR");
+    for (int a = 0; a < n_abl && !rc; a++) {
+        mech_acdc_roc_point pts[64];
+        acdc_spec one = sp;
+        one.ablation = ablation_names[abl[a]];
+        for (int k = 0; k < n_tau && !rc; k++) {
+            one.tau = taus[k];
+            run_out out;
+            if ((rc = run_acdc(&c, &one, 0, sweep_run, &out))) break;
+            pts[k] = (mech_acdc_roc_point){out.score.fpr, out.score.tpr};
+            printf("%-9s %-10.3g %6lld %8d", one.ablation, one.tau, (long long)out.run, out.n_edges);
+            if (c.truth) printf(" %7.3f %7.4f", out.score.tpr, out.score.fpr);
+            printf("\n");
+            fflush(stdout);
+            mech_result row = {.item = k, .site = one.ablation, .layer = -1, .pos = -1, .head = -1, .token = -1,
+                               .rank = -1};
+            const char *names[5] = {"tau", "run", "n_edges", "tpr", "fpr"};
+            double vals[5] = {one.tau, (double)out.run, out.n_edges, c.truth ? out.score.tpr : NAN,
+                              c.truth ? out.score.fpr : NAN};
+            int ok = mech_store_begin(c.s, &err) == MECH_OK;
+            for (int q = 0; ok && q < (c.truth ? 5 : 3); q++) {
+                row.metric = names[q], row.value = vals[q];
+                ok = mech_store_result(c.s, sweep_run, &row, &err) == MECH_OK;
+            }
+            if (!ok || mech_store_commit(c.s, &err)) rc = cli_run_failed(cmd, c.s, sweep_run, &err);
+        }
+        if (!rc && c.truth) {
+            double auc = mech_acdc_auc(pts, n_tau);
+            printf("%s ablation: AUC %.3f\n", one.ablation, auc);
+            mech_result row = {.item = -1, .site = one.ablation, .layer = -1, .pos = -1, .head = -1, .token = -1,
+                               .rank = -1, .metric = "auc", .value = auc};
+            if (mech_store_result(c.s, sweep_run, &row, &err)) rc = cli_run_failed(cmd, c.s, sweep_run, &err);
+        }
+    }
+    if (sweep_run) {
+        const char *status = rc ? (interrupted ? "interrupted" : "failed") : "done";
+        mech_store_run_finish(c.s, sweep_run, status, NULL);
+    }
+done:
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    mech_free(c.truth);
+    mech_free(c.clean);
+    mech_free(c.corrupt);
+    mech_free(c.answer);
+    mech_free(c.wrong);
+    cli_pairs_free(c.pairs, c.n_pairs);
+    mech_store_close(c.s);
+    mech_json_free(stored);
+    mech_store_run_info_deinit(&info);
+    mech_tokenizer_free(own);
+    mech_model_free(c.m);
+    return rc;
+}

@@ -1,0 +1,410 @@
+/*
+** tests/test_cli_acdc.c: `mech acdc` as a user runs it: edge counts of
+** `mech init` models (the reference's 32,923 for GPT-2 small's shape and 305
+** for a 2-layer attention-only model with 8 heads), a run on a compiled
+** program that recovers its circuit and stores every trial, the sweep's AUC,
+** export to Graphviz and JSON, resume after SIGINT and SIGKILL reaching the
+** same circuit, and usage errors (exit 2 with the reason).
+** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mech.h"
+#include "tests/support/check.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define mech(out, ...) mech_test_cli(out, NULL, __VA_ARGS__)
+
+static char *tmp(const char *name) {
+    static char bufs[16][512];
+    static int next;
+    char *b = bufs[next++ % 16];
+    snprintf(b, 512, "%s", mech_test_tmp(name));
+    return b;
+}
+
+static void rm_db(const char *path) {
+    char p[600];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+static void assert_has(const char *hay, const char *needle) {
+    if (!strstr(hay, needle)) fail_msg("output does not contain '%s':\n%s", needle, hay);
+}
+
+// First column of the first row of sql, as text ("" for none); owned.
+static char *query(const char *db, const char *sql) {
+    sqlite3 *h;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) fail_msg("cannot open %s", db);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(h, sql, -1, &q, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+    char *r = strdup("");
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0)) {
+        free(r);
+        r = strdup((const char *)sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    return r;
+}
+
+static long query_long(const char *db, const char *sql) {
+    char *s = query(db, sql);
+    long v = atol(s);
+    free(s);
+    return v;
+}
+
+// ---------------------------------------------------------------------------
+
+static void test_acdc_count_edges(void **state) {
+    (void)state;
+    char *out;
+    const char *m = tmp("acdc_small_shape.safetensors");
+    // GPT-2 small's shape (12 layers x 12 heads, MLPs); widths do not matter
+    assert_int_equal(mech(&out, "init -o %s --layers 12 --heads 12 --d-model 24 --d-head 2 --d-mlp 24 --vocab 16 "
+                                "--n-ctx 8", m), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --count-edges --model %s", m), 0);
+    assert_has(out, "32923 counted edges (32491 addition + 432 direct), 444 placeholder; 1034 nodes, 445 receivers");
+    free(out);
+    assert_int_equal(mech(&out, "init -o %s --layers 2 --heads 8 --d-model 16 --d-head 2 --vocab 16 --n-ctx 8 "
+                                "--attn-only", m), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --count-edges --model %s", m), 0);
+    assert_has(out, "305 counted edges (257 addition + 48 direct), 48 placeholder; 114 nodes, 49 receivers");
+    free(out);
+    // a compiled model: hook_embed and hook_pos_embed are two senders
+    const char *rev = tmp("acdc_rev_count.safetensors");
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --count-edges --model %s", rev), 0);
+    assert_has(out, "68 counted edges (59 addition + 9 direct), 12 placeholder");
+    assert_has(out, "split embeddings");
+    free(out);
+    unlink(m);
+    unlink(rev);
+}
+
+// Zero ablation on reverse recovers the compiler's circuit exactly; every
+// trial is in the database, with the circuit and its truth.
+static void test_acdc_compiled_run_and_export(void **state) {
+    (void)state;
+    char *out;
+    const char *rev = tmp("acdc_rev.safetensors"), *db = tmp("acdc_rev.db");
+    const char *dot = tmp("acdc_rev.dot"), *json = tmp("acdc_rev.json");
+    rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 12 --len 4 --tau 0.01 --ablation zero --db %s",
+                          rev, db), 0);
+    assert_has(out, "run 1: 14 of 68 edges kept (tau 0.01, l2, zero ablation)");
+    assert_has(out, "TPR 1.000  FPR 0.0000  (14 of 14 truth edges found, 0 false positives)");
+    assert_has(out, "blocks.1.hook_mlp_out[:] -> blocks.2.hook_q_input[:, :, 0]");
+    free(out);
+    assert_int_equal(query_long(db, "select count(*) from runs where kind='acdc' and status='done'"), 1);
+    long trials = query_long(db, "select value from results where run_id=1 and site='circuit' and metric='trials'");
+    assert_true(trials > 14);
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=1 and metric='removed'"), trials);
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=1 and metric='removed' and value=0"), 14);
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=1 and metric='kept'"), 14);
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=1 and metric='truth'"), 14);
+    assert_int_equal(query_long(db, "select count(distinct item) from results where run_id=1 and metric='effect'"), trials);
+    assert_int_equal(query_long(db, "select count(*) from prompts where run_id=1"), 24);
+    char *p = query(db, "select json_extract(params, '$.tau') || ' ' || json_extract(params, '$.ablation') || ' ' || "
+                        "json_extract(params, '$.n_out') from runs where id=1");
+    assert_string_equal(p, "0.01 zero 4");
+    free(p);
+    // the first trial is the output's last writer, tried against resid_post
+    p = query(db, "select site from results where run_id=1 and item=0 and metric='before'");
+    assert_string_equal(p, "blocks.2.hook_mlp_out[:]->blocks.2.hook_resid_post[:]");
+    free(p);
+
+    assert_int_equal(mech(&out, "acdc export 1 --dot %s --json %s --db %s", dot, json, db), 0);
+    assert_has(out, "run 1: 14 edges");
+    free(out);
+    size_t n;
+    char *d = mech_test_read(dot, &n);
+    assert_has(d, "digraph acdc {");
+    assert_has(d, "subgraph layer2 { rank=same; \"a2.0\"; }");
+    assert_has(d, "\"m1\" -> \"a2.0\" [label=\"q ");
+    assert_null(strstr(d, "color=red"));
+    free(d);
+    char *j = mech_test_read(json, &n);
+    mech_json *jj = NULL;
+    mech_err err = {0};
+    if (mech_json_parse(j, n, &jj, &err)) fail_msg("%s", err.msg);
+    assert_int_equal((int)mech_json_get(jj, "edges")->n, 14);
+    assert_int_equal((int)mech_json_get(jj, "n_counted")->inum, 68);
+    mech_json_free(jj);
+    free(j);
+
+    // the sweep: AUC 1 under zero ablation
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 12 --len 4 --sweep --taus 1e-4,0.01,1,10 "
+                                "--ablations zero --db %s", rev, db), 0);
+    assert_has(out, "truth: 14 edges");
+    assert_has(out, "zero ablation: AUC 1.000");
+    free(out);
+    assert_int_equal(query_long(db, "select count(*) from runs where kind='acdc'"), 5);
+    p = query(db, "select value from results r join runs on runs.id = r.run_id where kind='acdc-sweep' and "
+                  "metric='auc' and site='zero'");
+    assert_string_equal(p, "1.0");
+    free(p);
+    unlink(rev), unlink(dot), unlink(json);
+    rm_db(db);
+}
+
+// Starts mech in the background (stdout/stderr to /dev/null); returns its pid.
+static pid_t spawn(const char *args) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *b = getenv("MECH_BIN");
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "exec %s %s >/dev/null 2>&1", b && *b ? b : "./mech", args);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+// The kept edges of a run, sorted, as one string; owned.
+static char *kept(const char *db, int run) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "select group_concat(site, ' ') from (select site from results where run_id=%d and "
+                              "metric='kept' order by site)", run);
+    return query(db, sql);
+}
+
+// Interrupts a run once it has stored a few trials, then --resume reaches
+// the circuit of an uninterrupted run.
+static void resume_after(int sig) {
+    char *out;
+    const char *m = tmp("acdc_tiny.safetensors"), *db = tmp("acdc_resume.db");
+    rm_db(db);
+    // naive mode on a model wide enough for ~150 trials of ~15 ms each, so
+    // the run is caught mid-way
+    assert_int_equal(mech(&out, "init -o %s --layers 3 --heads 4 --d-model 128 --d-head 32 --d-mlp 256 --vocab 4000 "
+                                "--n-ctx 64 --seed 3", m), 0);
+    free(out);
+    char args[1024];
+    snprintf(args, sizeof args, "acdc --model %s --dataset induction --n 8 --len 12 --tau 1e-5 --naive --db %s", m, db);
+    assert_int_equal(mech(&out, "%s", args), 0); // run 1: the reference
+    free(out);
+    char *want = kept(db, 1);
+    long want_trials = query_long(db, "select value from results where run_id=1 and site='circuit' and metric='trials'");
+    assert_true(want_trials >= 100);
+
+    pid_t pid = spawn(args); // run 2
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    long have = 0;
+    for (int i = 0; i < 3000 && have < 3; i++) {
+        nanosleep(&nap, NULL);
+        have = query_long(db, "select count(*) from results where run_id=2 and metric='removed'");
+    }
+    kill(pid, sig);
+    int st;
+    waitpid(pid, &st, 0);
+    if (have < 3 || (sig == SIGINT && !(WIFEXITED(st) && WEXITSTATUS(st) == 1)) ||
+        (sig == SIGKILL && !WIFSIGNALED(st)))
+        fail_msg("run 2 was not interrupted mid-way (%ld trials seen, status %d)", have, st);
+    char *status = query(db, "select status from runs where id=2");
+    assert_string_equal(status, sig == SIGINT ? "interrupted" : "running");
+    free(status);
+    long before = query_long(db, "select count(*) from results where run_id=2 and metric='removed'");
+    assert_true(before >= 3);
+    if (before >= want_trials) fail_msg("run 2 finished before it was stopped (%ld trials)", before);
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=2 and metric='kept'"), 0);
+
+    assert_int_equal(mech(&out, "acdc --resume 2 --db %s", db), 0);
+    assert_has(out, "(resumed)");
+    free(out);
+    char *got = kept(db, 2);
+    assert_string_equal(got, want);
+    assert_int_equal(query_long(db, "select value from results where run_id=2 and site='circuit' and metric='trials'"),
+                     want_trials);
+    // one row per trial and metric: nothing repeated by the resume
+    assert_int_equal(query_long(db, "select count(*) from results where run_id=2 and metric='removed'"), want_trials);
+    assert_int_equal(query_long(db, "select count(distinct item) from results where run_id=2 and metric='before'"),
+                     want_trials);
+    char *s2 = query(db, "select status from runs where id=2");
+    assert_string_equal(s2, "done");
+    free(s2);
+    // the same trial decisions, in the same order
+    assert_int_equal(query_long(db, "select count(*) from results a join results b on a.item=b.item and "
+                                    "a.metric=b.metric where a.run_id=1 and b.run_id=2 and a.metric='removed' and "
+                                    "a.site=b.site and a.value=b.value"), want_trials);
+    free(got);
+    free(want);
+    unlink(m);
+    rm_db(db);
+}
+
+static void test_acdc_resume_after_sigint(void **state) {
+    (void)state;
+    resume_after(SIGINT);
+}
+
+static void test_acdc_resume_after_sigkill(void **state) {
+    (void)state;
+    resume_after(SIGKILL);
+}
+
+// The GPT-2 datasets on a random-weight tiny GPT-2: IOI's templates differ in
+// length, so the run keeps prompts of one length (15 tokens, as the reference).
+static void test_acdc_gpt2_datasets(void **state) {
+    (void)state;
+    char *out;
+    const char *m = tmp("acdc_tiny_gpt2.safetensors"), *db = tmp("acdc_gpt2.db");
+    rm_db(db);
+    assert_int_equal(mech(&out, "init -o %s", m), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset ioi --n 6 --tau 0.01 --metric logit_diff --db %s", m, db), 0);
+    assert_has(out, "run 1: ACDC on 6 inputs of 15 tokens, tau 0.01, metric logit_diff, resample ablation");
+    assert_has(out, "of 134 edges kept");
+    free(out);
+    assert_int_equal(query_long(db, "select count(distinct n_tokens) from prompts where run_id=1"), 1);
+    assert_int_equal(query_long(db, "select count(*) from prompts where run_id=1 and role='clean'"), 6);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset induction --n 4 --len 6 --tau 0.01 --db %s", m, db), 0);
+    assert_has(out, "ACDC on 4 inputs of 11 tokens, tau 0.01, metric kl");
+    free(out);
+    // no ground truth for a language model: the sweep prints edge counts only
+    assert_int_equal(mech(&out, "acdc --model %s --dataset induction --n 4 --len 6 --sweep --taus 0,1e9 --ablations zero "
+                                "--db %s", m, db), 0);
+    assert_has(out, "(no ground truth: not a compiled model)");
+    assert_has(out, "zero      0               4      134");
+    assert_has(out, "zero      1e+09           5        0");
+    assert_null(strstr(out, "AUC"));
+    free(out);
+    unlink(m);
+    rm_db(db);
+}
+
+// A pairs file of compiled-model inputs; --naive reaches the same circuit.
+static void test_acdc_pairs_file_and_naive(void **state) {
+    (void)state;
+    char *out;
+    const char *rev = tmp("acdc_rev_pairs.safetensors"), *db = tmp("acdc_pairs.db"), *pairs = tmp("acdc_ok.jsonl");
+    rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    FILE *f = fopen(pairs, "w");
+    assert_non_null(f);
+    fputs("{\"clean\": \"a b c d\", \"corrupt\": \"b c d a\"}\n{\"clean\": [\"d\", \"c\", \"b\", \"a\"], \"corrupt\": "
+          "\"a a b b\"}\n{\"clean\": \"a b b c\", \"corrupt\": \"c c a d\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 1e-3 --ablation zero --db %s", rev, pairs, db), 0);
+    assert_has(out, "TPR 1.000  FPR 0.0000  (14 of 14 truth edges found, 0 false positives)");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 1e-3 --ablation zero --naive --db %s", rev, pairs, db),
+                     0);
+    assert_has(out, "TPR 1.000  FPR 0.0000");
+    free(out);
+    char *a = kept(db, 1), *b = kept(db, 2);
+    assert_string_equal(a, b);
+    free(a), free(b);
+    // resample ablation keeps only what differs between clean and corrupt: the value path
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 1e-3 --db %s", rev, pairs, db), 0);
+    assert_has(out, "(3 of 14 truth edges found, 0 false positives)");
+    free(out);
+    char *p = query(db, "select json_extract(params, '$.pairs') || ' ' || json_extract(params, '$.B') || ' ' || "
+                        "json_extract(params, '$.T') from runs where id=3");
+    char want[600];
+    snprintf(want, sizeof want, "%s 3 5", pairs);
+    assert_string_equal(p, want);
+    free(p);
+    unlink(rev), unlink(pairs);
+    rm_db(db);
+}
+
+static void test_acdc_usage_errors(void **state) {
+    (void)state;
+    char *out;
+    const char *rev = tmp("acdc_rev_err.safetensors"), *db = tmp("acdc_err.db"), *pairs = tmp("acdc_pairs.jsonl");
+    rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    struct { const char *args, *msg; } cases[] = {
+        {"acdc --dataset compiled --tau 1", "--model is required"},
+        {"acdc --model %s --tau 1", "give --pairs FILE or --dataset"},
+        {"acdc --model %s --dataset compiled", "give the threshold --tau T"},
+        {"acdc --model %s --dataset compiled --tau -1", "--tau '-1': expected a threshold >= 0"},
+        {"acdc --model %s --dataset compiled --tau 1 --metric mse", "--metric 'mse': expected kl, logit_diff or l2"},
+        {"acdc --model %s --dataset compiled --tau 1 --ablation mean", "--ablation 'mean': expected resample or zero"},
+        {"acdc --model %s --dataset compiled --tau 1 --metric logit_diff", "a compiled model's output is read with l2"},
+        {"acdc --model %s --dataset compiled --sweep --taus 1,x", "--taus '1,x'"},
+        {"acdc --model %s --dataset compiled --tau 1 --frobnicate", "unknown argument '--frobnicate'"},
+        {"acdc --count-edges", "--count-edges needs --model MODEL"},
+        {"acdc export", "give the run id"},
+        {"acdc export 1", "give --dot FILE and/or --json FILE"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[512];
+        snprintf(args, sizeof args, cases[i].args, rev);
+        int rc = mech(&out, "%s --db %s", args, db);
+        if (rc != 2 || !strstr(out, cases[i].msg))
+            fail_msg("'%s': exit %d, expected 2 with '%s':\n%s", args, rc, cases[i].msg, out);
+        free(out);
+    }
+    // pairs of different lengths cannot make one batch
+    FILE *f = fopen(pairs, "w");
+    assert_non_null(f);
+    fputs("{\"clean\": \"a b c\", \"corrupt\": \"b c a\"}\n{\"clean\": \"a b\", \"corrupt\": \"b a\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 0.1 --db %s", rev, pairs, db), 2);
+    assert_has(out, ":2: error: ACDC runs one batch");
+    free(out);
+    // runs that do not exist or are not ACDC runs
+    assert_int_equal(mech(&out, "acdc export 7 --dot x.dot --db %s", db), 2);
+    assert_has(out, "no run 7");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --resume 7 --db %s", db), 2);
+    assert_has(out, "no run 7");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 0.1 --db %s --dataset compiled", rev, pairs, db), 2);
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 4 --sweep --taus 1 --ablations zero --db %s",
+                          rev, db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "acdc export 1 --dot x.dot --db %s", db), 2); // run 1 is the sweep
+    assert_has(out, "run 1 is of kind 'acdc-sweep', not an ACDC run");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --resume 2 --db %s", db), 2); // run 2 is done
+    assert_has(out, "the run is already done");
+    free(out);
+    // a missing model is a runtime error
+    assert_int_equal(mech(&out, "acdc --model /nonexistent.safetensors --dataset compiled --tau 1 --db %s", db), 1);
+    free(out);
+    unlink(rev), unlink(pairs);
+    rm_db(db);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_acdc_count_edges),
+        cmocka_unit_test(test_acdc_compiled_run_and_export),
+        cmocka_unit_test(test_acdc_resume_after_sigint),
+        cmocka_unit_test(test_acdc_resume_after_sigkill),
+        cmocka_unit_test(test_acdc_gpt2_datasets),
+        cmocka_unit_test(test_acdc_pairs_file_and_naive),
+        cmocka_unit_test(test_acdc_usage_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
