@@ -17,6 +17,8 @@
 #include "interp/interp.h"
 #include "bench/bench.h"
 
+#include <unistd.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,7 @@ static int on_trial(const mech_acdc_trial *t, void *user) {
 
 static void on_progress(const mech_acdc_progress *p, void *user) {
     (void)user;
+    if (!isatty(2)) return; // a log file gets the summary lines only
     fprintf(stderr, "\r  receivers %d/%d  trials %lld  removed %lld  %.0f s   ", p->receivers_done, p->receivers_total,
             (long long)p->trials, (long long)p->edges_removed, p->seconds);
 }

@@ -35,6 +35,7 @@ static double now_s(void) {
 typedef struct acdc_spec {
     const char *model, *pairs, *dataset, *corruption, *metric, *ablation;
     long n, len, seed;
+    long pos_shuffle; // seed of the corrupted pass's position shuffle (compiled models, resample); -1: none
     double tau;
     int heads_ascending, naive, abs_value;
 } acdc_spec;
@@ -64,8 +65,8 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
     }
     mech_buf_printf(&b, ", \"tau\": %.17g, \"metric\": \"%s\", \"ablation\": \"%s\", \"heads\": \"%s\"", sp->tau,
                     sp->metric, sp->ablation, sp->heads_ascending ? "ascending" : "descending");
-    mech_buf_printf(&b, ", \"naive\": %s, \"abs_value\": %s", sp->naive ? "true" : "false",
-                    sp->abs_value ? "true" : "false");
+    mech_buf_printf(&b, ", \"naive\": %s, \"abs_value\": %s, \"pos_shuffle\": %ld", sp->naive ? "true" : "false",
+                    sp->abs_value ? "true" : "false", sp->pos_shuffle);
     mech_buf_printf(&b, ", \"n_out\": %d, \"B\": %d, \"T\": %d", n_out, B, T);
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
                     g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
@@ -106,6 +107,7 @@ static int spec_from_json(const mech_json *j, acdc_spec *sp) {
     sp->heads_ascending = heads && !strcmp(heads, "ascending");
     sp->naive = json_bool(j, "naive");
     sp->abs_value = json_bool(j, "abs_value");
+    sp->pos_shuffle = (long)json_num(j, "pos_shuffle", -1);
     if (!sp->corruption) sp->corruption = "random";
     return sp->model && (sp->dataset || sp->pairs) && sp->metric && sp->ablation && !isnan(sp->tau) ? 0 : -1;
 }
@@ -363,9 +365,24 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
                         .answer = c->answer, .wrong = c->wrong, .n_out = c->n_out, .replay = replay,
                         .n_replay = n_replay, .on_trial = store_trial, .progress = show_progress, .user = &rs,
                         .cancel = (volatile int *)&interrupted, .threads = c->threads};
+    // The reference's Tracr tasks scramble positions in the corrupted pass
+    // (torch.manual_seed(49); randperm(T)); without it resample ablation
+    // cannot see what positional edges carry.
+    int32_t *perm = NULL;
+    if (g->split_embed && ablation == MECH_ACDC_RESAMPLE && sp->pos_shuffle >= 0) {
+        perm = mech_malloc((size_t)c->T * sizeof *perm);
+        if (!perm) {
+            mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+            rc = cli_run_failed(cmd, c->s, run, &err);
+            goto done;
+        }
+        mech_acdc_torch_randperm((uint64_t)sp->pos_shuffle, c->T, perm);
+        o.pos_perm = perm;
+    }
     mech_acdc_result res = {0};
     mech_status st = mech_acdc_run(c->m, c->clean, ablation == MECH_ACDC_ZERO ? NULL : c->corrupt, c->B, c->T, &o, g,
                                    &res, &err);
+    mech_free(perm);
     end_progress(&rs);
     flush_trials(&rs);
     if (rs.failed) {
@@ -628,7 +645,7 @@ static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
 int cmd_acdc(int argc, char **argv) {
     const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
     if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
-    acdc_spec sp = {.n = 20, .len = 0, .seed = 1, .corruption = "random", .tau = NAN};
+    acdc_spec sp = {.n = 20, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
     long resume = 0, threads = 0;
     int count = 0, sweep = 0, given = 0;
     for (int i = 1; i < argc; i++) {
@@ -653,7 +670,11 @@ int cmd_acdc(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &sp.metric))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablations", &ablations_s))) { if (r < 0) return 2; }
-        else if (!strcmp(argv[i], "--heads-ascending")) sp.heads_ascending = 1;
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--pos-shuffle", &v))) {
+            if (r < 0) return 2;
+            if (!strcmp(v, "off")) sp.pos_shuffle = -1;
+            else if (cli_int(cmd, "--pos-shuffle", v, 0, 2147483647L, &sp.pos_shuffle)) return 2;
+        } else if (!strcmp(argv[i], "--heads-ascending")) sp.heads_ascending = 1;
         else if (!strcmp(argv[i], "--naive")) sp.naive = 1;
         else if (!strcmp(argv[i], "--abs-value")) sp.abs_value = 1;
         else if (!strcmp(argv[i], "--sweep")) sweep = 1;

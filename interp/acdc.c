@@ -6,8 +6,7 @@
 ** The search visits the graph's nodes in reverse topological order (the
 ** reverse of hook firing order): resid_post, then per layer from the top
 ** mlp_out, mlp_in, hook_result, hook_v, hook_k, hook_q, hook_v_input,
-** hook_k_input, hook_q_input (heads n_heads-1..0, or 0..n_heads-1 with
-** heads_ascending), the embeddings last. A node with no present outgoing
+** hook_k_input, hook_q_input (heads n_heads-1..0), the embeddings last. A node with no present outgoing
 ** edge (but the embeddings, and the first node) is skipped and loses its
 ** incoming edges untried. At a visited node every present counted incoming
 ** edge is tried in the reference's parent order (by sender hook name, latest
@@ -72,7 +71,7 @@ double acdc_metric(const acdc_ctx *x, const float *lg) {
                 double d = (double)lg[(size_t)i * nc + v] - x->base[(size_t)i * nc + v];
                 acc += d * d;
             }
-        return acc / n;
+        return acc / ((double)n * nc); // the reference's l2_metric: a mean over rows and outputs
     }
     return NAN;
 }
@@ -106,6 +105,50 @@ int64_t acdc_forward_macs(const acdc_ctx *x) {
 static int zero_hook(mech_tensor *t, int layer, void *user) {
     (void)layer, (void)user;
     memset(t->data, 0, mech_tensor_numel(t) * sizeof(float));
+    return 0;
+}
+
+// torch's CPU generator (a 32-bit mt19937 seeded by torch.manual_seed) and
+// its randperm (aten randperm_cpu: a forward Fisher-Yates, z = random() % (n - i)).
+void mech_acdc_torch_randperm(uint64_t seed, int n, int32_t *out) {
+    uint32_t mt[624];
+    int k = 624;
+    mt[0] = (uint32_t)seed;
+    for (int i = 1; i < 624; i++) mt[i] = 1812433253u * (mt[i - 1] ^ (mt[i - 1] >> 30)) + (uint32_t)i;
+    for (int i = 0; i < n; i++) out[i] = i;
+    for (int i = 0; i < n - 1; i++) {
+        if (k == 624) { // regenerate the state
+            for (int j = 0; j < 624; j++) {
+                uint32_t y = (mt[j] & 0x80000000u) | (mt[(j + 1) % 624] & 0x7fffffffu);
+                mt[j] = mt[(j + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+            }
+            k = 0;
+        }
+        uint32_t y = mt[k++];
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c5680u;
+        y ^= (y << 15) & 0xefc60000u;
+        y ^= y >> 18;
+        int z = (int)(y % (uint32_t)(n - i));
+        int32_t t = out[i];
+        out[i] = out[z + i], out[z + i] = t;
+    }
+}
+
+// The reference's Tracr tasks scramble positions in the corrupted pass:
+// hook_pos_embed row t becomes row perm[t] (the same for every sequence).
+static int permute_pos_hook(mech_tensor *t, int layer, void *user) {
+    (void)layer;
+    const acdc_ctx *x = user;
+    size_t C = (size_t)x->C;
+    float *tmp = mech_malloc((size_t)x->T * C * sizeof(float));
+    if (!tmp) return 1;
+    for (int b = 0; b < x->B; b++) {
+        float *rows = t->data + (size_t)b * x->T * C;
+        memcpy(tmp, rows, (size_t)x->T * C * sizeof(float));
+        for (int i = 0; i < x->T; i++) memcpy(rows + (size_t)i * C, tmp + (size_t)x->o->pos_perm[i] * C, C * sizeof(float));
+    }
+    mech_free(tmp);
     return 0;
 }
 
@@ -194,6 +237,9 @@ static mech_status ctx_corrupted(acdc_ctx *x, const int32_t *corrupt, mech_err *
             goto done;
         if (!c->attn_only && (rc = mech_run_hook(r, "blocks.*.hook_mlp_out", zero_hook, NULL, err))) goto done;
     }
+    if (!zero && x->n_embed == 2 && x->o->pos_perm &&
+        (rc = mech_run_hook(r, "hook_pos_embed", permute_pos_hook, x, err)))
+        goto done;
     if ((rc = mech_run_forward(r, zero ? x->clean : corrupt, err))) goto done;
     char name[64];
     const mech_tensor *t;
@@ -489,7 +535,8 @@ fail:
 // ---------------------------------------------------------------------------
 // The search
 
-// The reference's node order (reverse hook order), heads in the chosen order.
+// The reference's node order (reverse hook order), heads n_heads-1..0 (its
+// indices_mode reorders only a receiver's senders).
 static int visit_order(const acdc_ctx *x, int *order) {
     const mech_acdc_graph *g = x->g;
     int n = 0, L = x->L, H = x->H;
@@ -504,7 +551,7 @@ static int visit_order(const acdc_ctx *x, int *order) {
                 if (g->nodes[v].layer == l && (int)g->nodes[v].kind == want) order[n++] = v;
         for (int k = 0; k < 7; k++)
             for (int i = 0; i < H; i++) {
-                int h = x->o->heads_ascending ? i : H - 1 - i;
+                int h = H - 1 - i; // heads_ascending reorders senders only, as the reference's indices_mode
                 for (int v = 0; v < g->n_nodes; v++)
                     if (g->nodes[v].layer == l && g->nodes[v].head == h && g->nodes[v].kind == head_kinds[k]) {
                         order[n++] = v;

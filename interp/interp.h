@@ -439,8 +439,9 @@ int mech_acdc_graph_count_present(const mech_acdc_graph *g);
 typedef enum mech_acdc_metric {
     MECH_ACDC_KL,         // KL(full || current) at the metric positions, batch mean
     MECH_ACDC_LOGIT_DIFF, // -(answer logit - wrong logit) at the last position, batch mean
-    MECH_ACDC_L2,         // mean over batch and positions >= 1 of the squared distance of the first
-                          // n_out logits (a compiled model's decoded output) to the full model's
+    MECH_ACDC_L2,         // mean squared error of the first n_out logits (a compiled model's decoded
+                          // output) to the full model's over batch, positions >= 1 and outputs
+                          // (the reference's l2_metric)
 } mech_acdc_metric;
 
 typedef enum mech_acdc_ablation {
@@ -467,11 +468,16 @@ typedef struct mech_acdc_opts {
     mech_acdc_ablation ablation;
     double tau;
     int abs_value;         // compare |after - before| with tau (the reference's --abs-value-threshold)
-    int heads_ascending;   // visit heads 0..H-1 (the reference's indices_mode "reverse"); default H-1..0
+    int heads_ascending;   // try a receiver's sender heads 0..H-1 (the reference's indices_mode
+                           // "reverse"); default H-1..0. Receivers are always visited H-1..0.
     int naive;             // one full forward pass per trial through the hook API (the oracle)
     const int32_t *answer, *wrong; // [B] tokens for MECH_ACDC_LOGIT_DIFF
     const uint8_t *mask;   // [B*T] metric positions for MECH_ACDC_KL; NULL: the last position
     int n_out;             // logits compared by MECH_ACDC_L2 (0: all)
+    // [T] or NULL. With MECH_ACDC_RESAMPLE and split embeddings, the
+    // corrupted pass reads hook_pos_embed at positions pos_perm[t], as the
+    // reference's Tracr tasks do (pos_perm = mech_acdc_torch_randperm(49, T)).
+    const int32_t *pos_perm;
     // Resume: decisions already taken, applied in order without evaluating
     // (they must be the run's own first n_replay trials).
     const mech_acdc_trial *replay;
@@ -485,16 +491,28 @@ typedef struct mech_acdc_opts {
 } mech_acdc_opts;
 
 typedef struct mech_acdc_result {
-    double metric_final;     // metric of the final circuit
+    double metric_final;     // metric of the final circuit (set on success only)
     int64_t n_trials;        // trials run (replayed ones excluded)
-    int64_t macs;            // multiply-adds spent in trials (fast mode), for the benchmark
+    int64_t macs;            // multiply-adds spent in trials (naive: one full forward each), for the benchmark
     double seconds;
 } mech_acdc_result;
 
 // Runs ACDC on g (edges already absent stay absent) over B sequences of T
 // tokens: clean[B*T] is the data; corrupt[B*T] the corrupted inputs
-// (MECH_ACDC_RESAMPLE; NULL with MECH_ACDC_ZERO). On return g's present
-// flags are the circuit and every tried edge has its effect.
+// (MECH_ACDC_RESAMPLE; NULL with MECH_ACDC_ZERO, whose pass runs on clean).
+// On return g's present flags are the circuit and every tried edge has its
+// effect. Trials run in the reference's order (docs/acdc.md): nodes from
+// resid_post down, heads n_heads-1..0 (with heads_ascending, the heads among
+// a receiver's senders are tried 0..n_heads-1).
+// Resuming: pass the trials the stopped run reported (on_trial) as replay,
+// with g as that run started (e.g. a fresh mech_acdc_graph_new); a replay
+// that is not this search's is MECH_ERR_ARG. MECH_ERR_CANCELLED (opts.cancel
+// or on_trial) leaves g as decided so far and res->n_trials counting them.
+// res may be NULL.
+// torch.manual_seed(seed); torch.randperm(n) on the CPU generator, exactly
+// (mt19937 and aten's randperm_cpu): out[0..n) a permutation of 0..n-1.
+void mech_acdc_torch_randperm(uint64_t seed, int n, int32_t *out);
+
 mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
                           const mech_acdc_opts *o, mech_acdc_graph *g, mech_acdc_result *res, mech_err *err);
 

@@ -320,8 +320,14 @@ static void test_acdc_pairs_file_and_naive(void **state) {
     char *a = kept(db, 1), *b = kept(db, 2);
     assert_string_equal(a, b);
     free(a), free(b);
-    // resample ablation keeps only what differs between clean and corrupt: the value path
+    // resample ablation keeps what differs between the clean run and the corrupted one: with the
+    // reference's position shuffle (default) the positional path to the aggregate too, without it
+    // only the value path; never a false positive
     assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 1e-3 --db %s", rev, pairs, db), 0);
+    assert_has(out, "(8 of 14 truth edges found, 0 false positives)");
+    assert_has(out, "  x     x    hook_pos_embed[:] -> blocks.2.hook_k_input[:, :, 0]");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --model %s --pairs %s --tau 1e-3 --pos-shuffle off --db %s", rev, pairs, db), 0);
     assert_has(out, "(3 of 14 truth edges found, 0 false positives)");
     free(out);
     char *p = query(db, "select json_extract(params, '$.pairs') || ' ' || json_extract(params, '$.B') || ' ' || "

@@ -518,8 +518,47 @@ static void test_acdc_cancel(void **state) {
     mech_model_free(m);
 }
 
+// The reference's Tracr tasks shuffle positions with torch.manual_seed(49);
+// torch.randperm(T). Expected values printed by torch 1.13.1 (Debian's
+// python3-torch): torch.manual_seed(s); torch.randperm(n).tolist().
+static void test_torch_randperm(void **state) {
+    (void)state;
+    static const struct {
+        uint64_t seed;
+        int n;
+        int32_t want[20];
+    } cases[] = {
+        {49, 2, {0, 1}},
+        {49, 3, {2, 0, 1}},
+        {49, 4, {2, 3, 0, 1}},
+        {49, 5, {0, 2, 4, 1, 3}},
+        {49, 6, {2, 4, 0, 5, 1, 3}},
+        {49, 7, {2, 6, 4, 0, 3, 5, 1}},
+        {49, 8, {2, 3, 4, 5, 6, 1, 0, 7}},
+        {49, 10, {0, 3, 2, 5, 4, 7, 8, 1, 9, 6}},
+        {49, 16, {10, 9, 6, 12, 0, 7, 8, 13, 5, 4, 3, 11}},
+        {49, 17, {5, 14, 4, 12, 6, 0, 15, 2, 11, 1, 10, 8}},
+        {49, 100, {90, 93, 34, 57, 58, 72, 76, 43, 13, 94, 12, 69}},
+        {49, 700, {590, 66, 538, 315, 226, 17, 276, 364, 441, 514, 552, 432}},
+        {42, 20, {2, 14, 18, 15, 1, 10, 0, 4, 6, 11, 8, 3, 7, 17, 13, 12, 19, 5, 16, 9}},
+    };
+    int32_t got[700];
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        mech_acdc_torch_randperm(cases[k].seed, cases[k].n, got);
+        int shown = cases[k].seed == 42 ? 20 : cases[k].n < 12 ? cases[k].n : 12; // entries listed above
+        for (int i = 0; i < shown; i++)
+            if (got[i] != cases[k].want[i])
+                fail_msg("seed %d, n %d: position %d is %d, torch gives %d", (int)cases[k].seed, cases[k].n, i, got[i],
+                         cases[k].want[i]);
+        int seen[700] = {0};
+        for (int i = 0; i < cases[k].n; i++) seen[got[i]]++;
+        for (int i = 0; i < cases[k].n; i++) assert_int_equal(seen[i], 1);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_torch_randperm),
         cmocka_unit_test(test_acdc_graph_counts),
         cmocka_unit_test(test_acdc_graph_names),
         cmocka_unit_test(test_acdc_full_graph_is_the_model),
