@@ -34,6 +34,7 @@ static double now_s(void) {
 
 typedef struct acdc_spec {
     const char *model, *pairs, *dataset, *corruption, *metric, *ablation;
+    const char *positions; // KL rows: last (default), all, or induction (the repeated half)
     long n, len, seed;
     long pos_shuffle; // seed of the corrupted pass's position shuffle (compiled models, resample); -1: none
     double tau;
@@ -67,6 +68,7 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
                     sp->metric, sp->ablation, sp->heads_ascending ? "ascending" : "descending");
     mech_buf_printf(&b, ", \"naive\": %s, \"abs_value\": %s, \"pos_shuffle\": %ld", sp->naive ? "true" : "false",
                     sp->abs_value ? "true" : "false", sp->pos_shuffle);
+    mech_buf_printf(&b, ", \"positions\": \"%s\"", sp->positions ? sp->positions : "last");
     mech_buf_printf(&b, ", \"n_out\": %d, \"B\": %d, \"T\": %d", n_out, B, T);
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
                     g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
@@ -108,6 +110,7 @@ static int spec_from_json(const mech_json *j, acdc_spec *sp) {
     sp->naive = json_bool(j, "naive");
     sp->abs_value = json_bool(j, "abs_value");
     sp->pos_shuffle = (long)json_num(j, "pos_shuffle", -1);
+    sp->positions = json_str(j, "positions");
     if (!sp->corruption) sp->corruption = "random";
     return sp->model && (sp->dataset || sp->pairs) && sp->metric && sp->ablation && !isnan(sp->tau) ? 0 : -1;
 }
@@ -379,10 +382,28 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         mech_acdc_torch_randperm((uint64_t)sp->pos_shuffle, c->T, perm);
         o.pos_perm = perm;
     }
+    // KL rows other than the last: every position (after BOS for compiled
+    // models), or the induction dataset's repeated half, where the next
+    // token is predictable (the reference's mask_repeat_candidates)
+    uint8_t *mask = NULL;
+    if (sp->positions && strcmp(sp->positions, "last")) {
+        mask = mech_calloc((size_t)c->B * c->T, 1);
+        if (!mask) {
+            mech_free(perm);
+            mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+            rc = cli_run_failed(cmd, c->s, run, &err);
+            goto done;
+        }
+        int from = !strcmp(sp->positions, "induction") ? (c->T + 1) / 2 : c->compiled ? 1 : 0;
+        for (int b = 0; b < c->B; b++)
+            for (int t = from; t < c->T; t++) mask[(size_t)b * c->T + t] = 1;
+        o.mask = mask;
+    }
     mech_acdc_result res = {0};
     mech_status st = mech_acdc_run(c->m, c->clean, ablation == MECH_ACDC_ZERO ? NULL : c->corrupt, c->B, c->T, &o, g,
                                    &res, &err);
     mech_free(perm);
+    mech_free(mask);
     end_progress(&rs);
     flush_trials(&rs);
     if (rs.failed) {
@@ -670,6 +691,7 @@ int cmd_acdc(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &sp.metric))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablations", &ablations_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--positions", &sp.positions))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pos-shuffle", &v))) {
             if (r < 0) return 2;
             if (!strcmp(v, "off")) sp.pos_shuffle = -1;
@@ -746,6 +768,10 @@ int cmd_acdc(int argc, char **argv) {
         rc = cli_usage(cmd, "--ablation '%s': expected resample or zero", sp.ablation);
         goto done;
     }
+    if (sp.positions && strcmp(sp.positions, "last") && strcmp(sp.positions, "all") && strcmp(sp.positions, "induction")) {
+        rc = cli_usage(cmd, "--positions '%s': expected last, all or induction", sp.positions);
+        goto done;
+    }
     if (!sweep && !resume && isnan(sp.tau)) {
         rc = cli_usage(cmd, "give the threshold --tau T (e.g. --tau 0.01), or --sweep for a list of them");
         goto done;
@@ -764,6 +790,10 @@ int cmd_acdc(int argc, char **argv) {
         // decode to N), so the data would hide it.
         const char *ml = c.compiled ? mech_model_meta(c.m, "mech.rasp.max_seq_len") : NULL;
         sp.len = ml ? (atol(ml) > 1 ? atol(ml) - 1 : 1) : 10;
+    }
+    if (sp.positions && strcmp(sp.positions, "last") && strcmp(sp.metric, "kl")) {
+        rc = cli_usage(cmd, "--positions is for --metric kl (logit_diff reads the last position, l2 every one)");
+        goto done;
     }
     if (!strcmp(sp.metric, "logit_diff") && c.compiled) {
         rc = cli_usage(cmd, "--metric logit_diff is for language models; a compiled model's output is read with l2");

@@ -232,6 +232,8 @@ const cli_cmd cli_commands[] = {
      "  --metric M      kl (default; KL to the full model at the last position),\n"
      "                  logit_diff, or l2 (compiled models: mean squared error of the\n"
      "                  readout logits at every position but BOS, as the reference)\n"
+     "  --positions P   kl at the last position (default), at all of them, or at the\n"
+     "                  repeated half of induction prompts (the reference's induction mask)\n"
      "  --ablation A    resample (default: activations on the corrupt prompts) or zero\n"
      "  --heads-ascending  try a receiver's sender heads 0..H-1 (the reference's\n"
      "                  indices_mode reverse; receivers are always visited H-1..0)\n"

@@ -27,23 +27,6 @@
 
 #define mech(out, ...) mech_test_cli(out, NULL, __VA_ARGS__)
 
-static char *tmp(const char *name) {
-    static char bufs[16][512];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, 512, "%s", mech_test_tmp(name));
-    return b;
-}
-
-static void rm_db(const char *path) {
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 static void assert_has(const char *hay, const char *needle) {
     if (!strstr(hay, needle)) fail_msg("output does not contain '%s':\n%s", needle, hay);
 }
@@ -77,7 +60,7 @@ static long query_long(const char *db, const char *sql) {
 static void test_acdc_count_edges(void **state) {
     (void)state;
     char *out;
-    const char *m = tmp("acdc_small_shape.safetensors");
+    const char *m = mech_test_tmpn("acdc_small_shape.safetensors");
     // GPT-2 small's shape (12 layers x 12 heads, MLPs); widths do not matter
     assert_int_equal(mech(&out, "init -o %s --layers 12 --heads 12 --d-model 24 --d-head 2 --d-mlp 24 --vocab 16 "
                                 "--n-ctx 8", m), 0);
@@ -92,7 +75,7 @@ static void test_acdc_count_edges(void **state) {
     assert_has(out, "305 counted edges (257 addition + 48 direct), 48 placeholder; 114 nodes, 49 receivers");
     free(out);
     // a compiled model: hook_embed and hook_pos_embed are two senders
-    const char *rev = tmp("acdc_rev_count.safetensors");
+    const char *rev = mech_test_tmpn("acdc_rev_count.safetensors");
     assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
     free(out);
     assert_int_equal(mech(&out, "acdc --count-edges --model %s", rev), 0);
@@ -108,9 +91,9 @@ static void test_acdc_count_edges(void **state) {
 static void test_acdc_compiled_run_and_export(void **state) {
     (void)state;
     char *out;
-    const char *rev = tmp("acdc_rev.safetensors"), *db = tmp("acdc_rev.db");
-    const char *dot = tmp("acdc_rev.dot"), *json = tmp("acdc_rev.json");
-    rm_db(db);
+    const char *rev = mech_test_tmpn("acdc_rev.safetensors"), *db = mech_test_tmpn("acdc_rev.db");
+    const char *dot = mech_test_tmpn("acdc_rev.dot"), *json = mech_test_tmpn("acdc_rev.json");
+    mech_test_rm_db(db);
     assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
     free(out);
     assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 12 --len 4 --tau 0.01 --ablation zero --db %s",
@@ -168,7 +151,7 @@ static void test_acdc_compiled_run_and_export(void **state) {
     assert_string_equal(p, "1.0");
     free(p);
     unlink(rev), unlink(dot), unlink(json);
-    rm_db(db);
+    mech_test_rm_db(db);
 }
 
 // Starts mech in the background (stdout/stderr to /dev/null); returns its pid.
@@ -197,8 +180,8 @@ static char *kept(const char *db, int run) {
 // the circuit of an uninterrupted run.
 static void resume_after(int sig) {
     char *out;
-    const char *m = tmp("acdc_tiny.safetensors"), *db = tmp("acdc_resume.db");
-    rm_db(db);
+    const char *m = mech_test_tmpn("acdc_tiny.safetensors"), *db = mech_test_tmpn("acdc_resume.db");
+    mech_test_rm_db(db);
     // naive mode on a model wide enough for ~150 trials of ~15 ms each, so
     // the run is caught mid-way
     assert_int_equal(mech(&out, "init -o %s --layers 3 --heads 4 --d-model 128 --d-head 32 --d-mlp 256 --vocab 4000 "
@@ -254,7 +237,7 @@ static void resume_after(int sig) {
     free(got);
     free(want);
     unlink(m);
-    rm_db(db);
+    mech_test_rm_db(db);
 }
 
 static void test_acdc_resume_after_sigint(void **state) {
@@ -272,8 +255,8 @@ static void test_acdc_resume_after_sigkill(void **state) {
 static void test_acdc_gpt2_datasets(void **state) {
     (void)state;
     char *out;
-    const char *m = tmp("acdc_tiny_gpt2.safetensors"), *db = tmp("acdc_gpt2.db");
-    rm_db(db);
+    const char *m = mech_test_tmpn("acdc_tiny_gpt2.safetensors"), *db = mech_test_tmpn("acdc_gpt2.db");
+    mech_test_rm_db(db);
     assert_int_equal(mech(&out, "init -o %s", m), 0);
     free(out);
     assert_int_equal(mech(&out, "acdc --model %s --dataset ioi --n 6 --tau 0.01 --metric logit_diff --db %s", m, db), 0);
@@ -294,15 +277,15 @@ static void test_acdc_gpt2_datasets(void **state) {
     assert_null(strstr(out, "AUC"));
     free(out);
     unlink(m);
-    rm_db(db);
+    mech_test_rm_db(db);
 }
 
 // A pairs file of compiled-model inputs; --naive reaches the same circuit.
 static void test_acdc_pairs_file_and_naive(void **state) {
     (void)state;
     char *out;
-    const char *rev = tmp("acdc_rev_pairs.safetensors"), *db = tmp("acdc_pairs.db"), *pairs = tmp("acdc_ok.jsonl");
-    rm_db(db);
+    const char *rev = mech_test_tmpn("acdc_rev_pairs.safetensors"), *db = mech_test_tmpn("acdc_pairs.db"), *pairs = mech_test_tmpn("acdc_ok.jsonl");
+    mech_test_rm_db(db);
     assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
     free(out);
     FILE *f = fopen(pairs, "w");
@@ -337,14 +320,14 @@ static void test_acdc_pairs_file_and_naive(void **state) {
     assert_string_equal(p, want);
     free(p);
     unlink(rev), unlink(pairs);
-    rm_db(db);
+    mech_test_rm_db(db);
 }
 
 static void test_acdc_usage_errors(void **state) {
     (void)state;
     char *out;
-    const char *rev = tmp("acdc_rev_err.safetensors"), *db = tmp("acdc_err.db"), *pairs = tmp("acdc_pairs.jsonl");
-    rm_db(db);
+    const char *rev = mech_test_tmpn("acdc_rev_err.safetensors"), *db = mech_test_tmpn("acdc_err.db"), *pairs = mech_test_tmpn("acdc_pairs.jsonl");
+    mech_test_rm_db(db);
     assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
     free(out);
     struct { const char *args, *msg; } cases[] = {
@@ -399,7 +382,41 @@ static void test_acdc_usage_errors(void **state) {
     assert_int_equal(mech(&out, "acdc --model /nonexistent.safetensors --dataset compiled --tau 1 --db %s", db), 1);
     free(out);
     unlink(rev), unlink(pairs);
-    rm_db(db);
+    mech_test_rm_db(db);
+}
+
+// --positions: the KL rows. On induction prompts the repeated half is a
+// different metric from the last position (and from all positions), and
+// the choice is part of the run's parameters.
+static void test_acdc_kl_positions(void **state) {
+    (void)state;
+    char *out;
+    const char *model = mech_test_tmpn("acdc_pos.safetensors"), *db = mech_test_tmpn("acdc_pos.db");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "init -o %s --layers 2 --heads 2 --d-model 32 --d-head 16 --n-ctx 32 --vocab 300 "
+                                "--attn-only", model), 0);
+    free(out);
+    const char *pos[3] = {"last", "all", "induction"};
+    for (int i = 0; i < 3; i++) {
+        int rc = mech(&out, "acdc --model %s --dataset induction --n 6 --len 5 --tau 1e9 --positions %s --db %s", model,
+                      pos[i], db);
+        if (rc) fail_msg("--positions %s: exit %d\n%s", pos[i], rc, out);
+        free(out);
+    }
+    // tau 1e9 removes every edge: the final metric is the KL of the emptied model at those rows
+    char *a = query(db, "select group_concat(json_extract(params, '$.positions'), ',') from runs order by id");
+    assert_string_equal(a, "last,all,induction");
+    free(a);
+    long f1 = query_long(db, "select cast(value * 1e6 as int) from results where run_id=1 and metric='metric_final'");
+    long f2 = query_long(db, "select cast(value * 1e6 as int) from results where run_id=2 and metric='metric_final'");
+    long f3 = query_long(db, "select cast(value * 1e6 as int) from results where run_id=3 and metric='metric_final'");
+    assert_true(f1 > 0 && f2 > 0 && f3 > 0);
+    assert_true(f1 != f3 && f2 != f3);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset induction --tau 1 --positions middle --db %s", model, db), 2);
+    assert_has(out, "expected last, all or induction");
+    free(out);
+    unlink(model);
+    mech_test_rm_db(db);
 }
 
 int main(void) {
@@ -411,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_acdc_gpt2_datasets),
         cmocka_unit_test(test_acdc_pairs_file_and_naive),
         cmocka_unit_test(test_acdc_usage_errors),
+        cmocka_unit_test(test_acdc_kl_positions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

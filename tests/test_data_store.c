@@ -33,23 +33,6 @@ void mech_store_sha256_(const void *data, size_t n, char hex[65]);
 // Helpers
 
 // mech_test_tmp's buffer is static: keep a copy per name.
-static char *tmp(const char *name) {
-    static char bufs[16][512];
-    static int next;
-    char *b = bufs[next++ % 16];
-    snprintf(b, 512, "%s", mech_test_tmp(name));
-    return b;
-}
-
-static void rm_db(const char *path) {
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 static void assert_contains(const char *hay, const char *needle) {
     if (!strstr(hay, needle)) fail_msg("'%s' does not contain '%s'", hay, needle);
 }
@@ -158,13 +141,13 @@ static void test_store_model_hash_scheme(void **state) {
     char hex[65], want[65];
     assert_int_equal(mech_store_model_hash(NULL, hex), MECH_ERR_IO);
     assert_string_equal(hex, "");
-    assert_int_equal(mech_store_model_hash(tmp("no-such-model"), hex), MECH_ERR_IO);
+    assert_int_equal(mech_store_model_hash(mech_test_tmpn("no-such-model"), hex), MECH_ERR_IO);
 
     // A small safetensors-shaped file: size || whole || whole || header.
     unsigned char f[8 + 10 + 6] = {10, 0, 0, 0, 0, 0, 0, 0};
     memcpy(f + 8, "{\"a\":1}   ", 10);
     memcpy(f + 18, "abcdef", 6);
-    const char *p = tmp("m.safetensors");
+    const char *p = mech_test_tmpn("m.safetensors");
     write_bytes(p, f, sizeof f);
     unsigned char in[8 + 2 * sizeof f + 10] = {sizeof f};
     memcpy(in + 8, f, sizeof f);
@@ -184,7 +167,7 @@ static void test_store_model_hash_scheme(void **state) {
     assert_string_equal(hex, want);
 
     // A directory hashes its model.safetensors.
-    const char *dir = tmp("hashdir");
+    const char *dir = mech_test_tmpn("hashdir");
     mkdir(dir, 0755);
     char inner[600];
     snprintf(inner, sizeof inner, "%s/model.safetensors", dir);
@@ -218,8 +201,8 @@ static void test_store_model_hash_scheme(void **state) {
 
 static void test_store_open_creates_wal_v1(void **state) {
     (void)state;
-    const char *p = tmp("create.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("create.db");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     assert_string_equal(mech_store_path(s), p);
     OK(mech_store_check(s, E));
@@ -234,18 +217,18 @@ static void test_store_open_creates_wal_v1(void **state) {
                      4);
     mech_store_close(open_ok(p)); // reopening is fine
     // An empty file is initialised too.
-    rm_db(p);
+    mech_test_rm_db(p);
     write_bytes(p, "", 0);
     mech_store_close(open_ok(p));
     assert_int_equal(sql_int(p, "PRAGMA user_version"), MECH_STORE_SCHEMA_VERSION);
-    rm_db(p);
+    mech_test_rm_db(p);
     mech_store_close(NULL);
 }
 
 static void test_store_open_migrates_old_version(void **state) {
     (void)state;
-    const char *p = tmp("old.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("old.db");
+    mech_test_rm_db(p);
     // A mech-marked file at version 0 (no tables yet) takes the 0 -> 1 step.
     char sql[128];
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d", MECH_STORE_APPLICATION_ID);
@@ -256,36 +239,36 @@ static void test_store_open_migrates_old_version(void **state) {
     OK(mech_store_run_new(s, "lens", NULL, NULL, NULL, &run, E));
     mech_store_close(s);
     assert_int_equal(sql_int(p, "PRAGMA user_version"), 1);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_refuses_newer_version(void **state) {
     (void)state;
-    const char *p = tmp("newer.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("newer.db");
+    mech_test_rm_db(p);
     mech_store_close(open_ok(p));
     sql_exec(p, "PRAGMA user_version = 99");
     open_refused(p, "newer");
     open_refused(p, "99");
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_refuses_foreign_sqlite(void **state) {
     (void)state;
-    const char *p = tmp("foreign.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("foreign.db");
+    mech_test_rm_db(p);
     sql_exec(p, "CREATE TABLE accounts (id INTEGER, name TEXT); INSERT INTO accounts VALUES (1, 'x')");
     open_refused(p, "not a mech results database");
     // Also in WAL mode.
     sql_exec(p, "PRAGMA journal_mode = WAL");
     open_refused(p, "not a mech results database");
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_refuses_corrupt_files(void **state) {
     (void)state;
-    const char *p = tmp("corrupt.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("corrupt.db");
+    mech_test_rm_db(p);
     unsigned char junk[8192];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 131 + 7);
     write_bytes(p, junk, sizeof junk);
@@ -297,7 +280,7 @@ static void test_store_refuses_corrupt_files(void **state) {
     open_refused(p, "SQLite");
 
     // A real store truncated: open or the first reads fail with MECH_ERR_DB.
-    rm_db(p);
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
@@ -326,7 +309,7 @@ static void test_store_refuses_corrupt_files(void **state) {
     assert_int_equal(st, MECH_ERR_DB);
     assert_contains(err.msg, p);
     print_message("truncated store: %s\n", err.msg);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 // ---------------------------------------------------------------------------
@@ -334,9 +317,9 @@ static void test_store_refuses_corrupt_files(void **state) {
 
 static void test_store_run_round_trip(void **state) {
     (void)state;
-    const char *p = tmp("runs.db");
-    const char *model = tmp("runs-model.bin");
-    rm_db(p);
+    const char *p = mech_test_tmpn("runs.db");
+    const char *model = mech_test_tmpn("runs-model.bin");
+    mech_test_rm_db(p);
     write_bytes(model, "weights", 7);
     mech_store *s = open_ok(p);
     int64_t a, b;
@@ -399,14 +382,14 @@ static void test_store_run_round_trip(void **state) {
     assert_int_equal(mech_store_run_new(s, "patch", NULL, NULL, "{bad", &a, &err), MECH_ERR_ARG);
     assert_contains(err.msg, "JSON");
     mech_store_close(s);
-    rm_db(p);
+    mech_test_rm_db(p);
     unlink(model);
 }
 
 static void test_store_prompts_and_results(void **state) {
     (void)state;
-    const char *p = tmp("results.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("results.db");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
@@ -474,13 +457,13 @@ static void test_store_prompts_and_results(void **state) {
     v = sql_text(p, "SELECT tokens || n_tokens || text FROM prompts WHERE item = 1");
     assert_string_equal(v, "[]0");
     free(v);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_rollback_leaves_nothing(void **state) {
     (void)state;
-    const char *p = tmp("rollback.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("rollback.db");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
@@ -515,7 +498,7 @@ static void test_store_rollback_leaves_nothing(void **state) {
     assert_int_equal(mech_store_begin(s, &err), MECH_ERR_DB);
     mech_store_close(s); // rolls back the open transaction
     assert_int_equal(sql_int(p, "SELECT count(*) FROM results"), 100);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 // ---------------------------------------------------------------------------
@@ -523,8 +506,8 @@ static void test_store_rollback_leaves_nothing(void **state) {
 
 static void test_store_tensor_round_trip_exact(void **state) {
     (void)state;
-    const char *p = tmp("tensors.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("tensors.db");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "cache", NULL, NULL, NULL, &run, E));
@@ -598,13 +581,13 @@ static void test_store_tensor_round_trip_exact(void **state) {
     assert_int_equal(mech_store_tensor_get(s, run, "scalar", &got, &nd, sh, &err), MECH_ERR_DB);
     assert_contains(err.msg, "8 bytes");
     mech_store_close(s);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_tensor_shuffle_improves_ratio(void **state) {
     (void)state;
-    const char *p = tmp("shuffle.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("shuffle.db");
+    mech_test_rm_db(p);
     enum { N = 1 << 16 };
     float *x = malloc(N * sizeof *x);
     for (int i = 0; i < N; i++) x[i] = sinf((float)i * 0.001f) * 3.0f + 0.25f * (float)i / N;
@@ -626,7 +609,7 @@ static void test_store_tensor_shuffle_improves_ratio(void **state) {
     assert_true(blob < (int64_t)plain);
     free(z);
     free(x);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 // ---------------------------------------------------------------------------
@@ -653,8 +636,8 @@ static void crash_child(const char *path, int fd) {
 
 static void test_store_survives_sigkill(void **state) {
     (void)state;
-    const char *p = tmp("crash.db");
-    rm_db(p);
+    const char *p = mech_test_tmpn("crash.db");
+    mech_test_rm_db(p);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
@@ -694,7 +677,7 @@ static void test_store_survives_sigkill(void **state) {
     assert_int_equal(sql_int(p, "SELECT count(*) FROM (SELECT item FROM results GROUP BY item "
                                 "HAVING count(*) != 100)"),
                      0);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 // ---------------------------------------------------------------------------
@@ -724,8 +707,8 @@ static void fill(const char *path, const char *const *kinds, int n, float base) 
 
 static void test_store_merge_renumbers(void **state) {
     (void)state;
-    const char *a = tmp("merge-a.db"), *b = tmp("merge-b.db"), *out = tmp("merge-out.db");
-    rm_db(a), rm_db(b), rm_db(out);
+    const char *a = mech_test_tmpn("merge-a.db"), *b = mech_test_tmpn("merge-b.db"), *out = mech_test_tmpn("merge-out.db");
+    mech_test_rm_db(a), mech_test_rm_db(b), mech_test_rm_db(out);
     const char *ka[] = {"patch", "lens"}, *kb[] = {"heads"};
     fill(a, ka, 2, 100);
     fill(b, kb, 1, 200);
@@ -766,21 +749,21 @@ static void test_store_merge_renumbers(void **state) {
     mech_err err = {0};
     const char *self[] = {out};
     assert_int_equal(mech_store_merge(out, self, 1, &err), MECH_ERR_ARG);
-    const char *foreign = tmp("merge-foreign.db");
-    rm_db(foreign);
+    const char *foreign = mech_test_tmpn("merge-foreign.db");
+    mech_test_rm_db(foreign);
     sql_exec(foreign, "CREATE TABLE t (x)");
     const char *bad[] = {a, foreign};
     assert_int_equal(mech_store_merge(out, bad, 2, &err), MECH_ERR_DB);
     assert_contains(err.msg, foreign);
     // The first input was merged in its own transaction before the failure.
     assert_int_equal(sql_int(out, "SELECT count(*) FROM runs"), 6);
-    rm_db(a), rm_db(b), rm_db(out), rm_db(foreign);
+    mech_test_rm_db(a), mech_test_rm_db(b), mech_test_rm_db(out), mech_test_rm_db(foreign);
 }
 
 static void test_store_export_csv(void **state) {
     (void)state;
-    const char *p = tmp("csv.db"), *csv = tmp("out.csv");
-    rm_db(p);
+    const char *p = mech_test_tmpn("csv.db"), *csv = mech_test_tmpn("out.csv");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
@@ -805,13 +788,13 @@ static void test_store_export_csv(void **state) {
     assert_int_equal(mech_store_export_csv(s, run, "/nonexistent-dir/x.csv", &err), MECH_ERR_IO);
     mech_store_close(s);
     unlink(csv);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 static void test_store_export_npz(void **state) {
     (void)state;
-    const char *p = tmp("npz.db"), *npz = tmp("out.npz");
-    rm_db(p);
+    const char *p = mech_test_tmpn("npz.db"), *npz = mech_test_tmpn("out.npz");
+    mech_test_rm_db(p);
     mech_store *s = open_ok(p);
     int64_t run;
     OK(mech_store_run_new(s, "cache", NULL, NULL, NULL, &run, E));
@@ -841,7 +824,7 @@ static void test_store_export_npz(void **state) {
         assert_int_equal(system(cmd), 0);
     }
     unlink(npz);
-    rm_db(p);
+    mech_test_rm_db(p);
 }
 
 int main(void) {

@@ -25,12 +25,7 @@
 static const char *db_path(void) {
     static char path[512];
     snprintf(path, sizeof path, "%s", mech_test_tmp("acdc_store.db"));
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    mech_test_rm_db(path);
     return path;
 }
 

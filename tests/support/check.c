@@ -70,6 +70,23 @@ const char *mech_test_tmp(const char *name) {
     return path;
 }
 
+const char *mech_test_tmpn(const char *name) {
+    static char bufs[16][512];
+    static int next;
+    char *b = bufs[next++ % 16];
+    snprintf(b, 512, "%s", mech_test_tmp(name));
+    return b;
+}
+
+void mech_test_rm_db(const char *path) {
+    char p[600];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
 int mech_test_leftovers(const char *path) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", path);

@@ -16,6 +16,10 @@ double mech_max_abs_diff(const float *a, const float *b, size_t n);
 void *mech_test_read(const char *path, size_t *len);
 // Path of a scratch file under build/ unique to this process.
 const char *mech_test_tmp(const char *name);
+// The same in one of 16 rotating buffers, so a test can hold several paths.
+const char *mech_test_tmpn(const char *name);
+// Removes a SQLite database and its -wal and -shm files.
+void mech_test_rm_db(const char *path);
 
 // Temporary files that mech_outfile left beside path (".NAME.XXXXXX").
 int mech_test_leftovers(const char *path);
