@@ -100,7 +100,14 @@ typedef struct cli_progress {
 } cli_progress;
 void cli_progress_start(cli_progress *p, const char *what, int64_t total);
 void cli_progress_update(cli_progress *p, int64_t done);
+// The same with detail (e.g. "120 trials/s") in place of the item rate.
+void cli_progress_detail(cli_progress *p, int64_t done, const char *detail);
 void cli_progress_end(cli_progress *p); // clears the line
+
+// Ctrl-C and SIGTERM set the returned flag (pass it as a cancel flag) until
+// cli_interrupts_release; long commands stop after the current item.
+volatile int *cli_interrupts_catch(void);
+void cli_interrupts_release(void);
 
 // --spec FILE (cli/spec.c): when argv has it, *out_argv gets the spec's
 // options followed by the rest of argv (free with cli_spec_free); otherwise

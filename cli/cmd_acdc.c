@@ -11,23 +11,8 @@
 #include "cli/cli.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-static volatile int interrupted;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // ---------------------------------------------------------------------------
 // The specification of a run (what --resume must reproduce)
@@ -131,6 +116,7 @@ typedef struct acdc_ctx {
     uint8_t *truth;  // [graph edges] for compiled models, else NULL
     int n_truth;
     int quiet;       // sweep: one line per run instead of the circuit
+    volatile int *stop; // set by Ctrl-C / SIGTERM
 } acdc_ctx;
 
 // One run's storage state while trials come in.
@@ -143,9 +129,7 @@ typedef struct run_state {
     double tx_start;
     mech_err err;
     int failed;
-    // progress
-    int tty, shown;
-    double last_draw;
+    cli_progress bar; // receivers done
 } run_state;
 
 static int store_trial(const mech_acdc_trial *t, void *user) {
@@ -153,13 +137,13 @@ static int store_trial(const mech_acdc_trial *t, void *user) {
     const mech_acdc_graph *g = rs->g;
     const mech_acdc_edge *e = &g->edges[t->edge];
     mech_store *s = rs->c->s;
-    if (rs->in_tx && (e->receiver != rs->last_receiver || rs->pending >= 64 || now_s() - rs->tx_start > 1.0)) {
+    if (rs->in_tx && (e->receiver != rs->last_receiver || rs->pending >= 64 || mech_now() - rs->tx_start > 1.0)) {
         if (mech_store_commit(s, &rs->err)) goto fail;
         rs->in_tx = 0, rs->pending = 0;
     }
     if (!rs->in_tx) {
         if (mech_store_begin(s, &rs->err)) goto fail;
-        rs->in_tx = 1, rs->tx_start = now_s();
+        rs->in_tx = 1, rs->tx_start = mech_now();
     }
     rs->last_receiver = e->receiver;
     char site[160];
@@ -193,25 +177,11 @@ static int flush_trials(run_state *rs) {
 
 static void show_progress(const mech_acdc_progress *p, void *user) {
     run_state *rs = user;
-    if (!rs->tty) return;
-    double t = now_s();
-    if (t - rs->last_draw < 0.1 && p->receivers_done < p->receivers_total) return;
-    rs->last_draw = t;
-    double rate = p->seconds > 0 ? (double)p->trials / p->seconds : 0;
-    double frac = p->receivers_total ? (double)p->receivers_done / p->receivers_total : 0;
-    double eta = frac > 0 ? p->seconds * (1 - frac) / frac : -1;
-    char etas[32];
-    if (eta < 0) snprintf(etas, sizeof etas, "?");
-    else if (eta < 60) snprintf(etas, sizeof etas, "%.0fs", eta);
-    else snprintf(etas, sizeof etas, "%dm%02ds", (int)eta / 60, (int)eta % 60);
-    fprintf(stderr, "\r\033[Kacdc: receivers %d/%d, %lld trials, %lld edges removed, %.0f trials/s, ETA %s",
-            p->receivers_done, p->receivers_total, (long long)p->trials, (long long)p->edges_removed, rate, etas);
-    rs->shown = 1;
-}
-
-static void end_progress(run_state *rs) {
-    if (rs->shown) fprintf(stderr, "\r\033[K");
-    rs->shown = 0;
+    char detail[128];
+    snprintf(detail, sizeof detail, "%lld trials, %lld edges removed, %.0f trials/s", (long long)p->trials,
+             (long long)p->edges_removed, p->seconds > 0 ? (double)p->trials / p->seconds : 0);
+    rs->bar.total = p->receivers_total;
+    cli_progress_detail(&rs->bar, p->receivers_done, detail);
 }
 
 // Resolves "SENDER->RECEIVER" to an edge of g, or -1.
@@ -362,12 +332,13 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         fprintf(stderr, "run %lld: ACDC on %d inputs of %d tokens, tau %g, metric %s, %s ablation%s -> %s\n",
                 (long long)run, c->B, c->T, sp->tau, sp->metric, sp->ablation,
                 n_replay ? " (resumed)" : "", c->db);
-    run_state rs = {.c = c, .g = g, .run = run, .item = n_replay, .last_receiver = -1, .tty = isatty(2)};
+    run_state rs = {.c = c, .g = g, .run = run, .item = n_replay, .last_receiver = -1};
+    cli_progress_start(&rs.bar, "acdc receivers", 0);
     mech_acdc_opts o = {.metric = (mech_acdc_metric)metric, .ablation = (mech_acdc_ablation)ablation, .tau = sp->tau,
                         .abs_value = sp->abs_value, .heads_ascending = sp->heads_ascending, .naive = sp->naive,
                         .answer = c->answer, .wrong = c->wrong, .n_out = c->n_out, .replay = replay,
                         .n_replay = n_replay, .on_trial = store_trial, .progress = show_progress, .user = &rs,
-                        .cancel = (volatile int *)&interrupted, .threads = c->threads};
+                        .cancel = c->stop, .threads = c->threads};
     // The reference's Tracr tasks scramble positions in the corrupted pass
     // (torch.manual_seed(49); randperm(T)); without it resample ablation
     // cannot see what positional edges carry.
@@ -404,13 +375,13 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
                                    &res, &err);
     mech_free(perm);
     mech_free(mask);
-    end_progress(&rs);
+    cli_progress_end(&rs.bar);
     flush_trials(&rs);
     if (rs.failed) {
         rc = cli_run_failed(cmd, c->s, run, &rs.err);
         goto done;
     }
-    if (st == MECH_ERR_CANCELLED || interrupted) {
+    if (st == MECH_ERR_CANCELLED || *c->stop) {
         mech_store_run_finish(c->s, run, "interrupted", NULL);
         fprintf(stderr, "interrupted: %lld trials are kept; continue with: mech acdc --resume %lld --db %s\n",
                 (long long)rs.item, (long long)run, c->db);
@@ -781,7 +752,7 @@ int cmd_acdc(int argc, char **argv) {
         goto done;
     }
     c.compiled = mech_model_meta(c.m, "mech.rasp.circuit") != NULL;
-    if (c.compiled) c.n_out = mech_acdc_truth_n_out(mech_model_meta(c.m, "mech.rasp.readout"));
+    if (c.compiled) c.n_out = mech_compiled_n_out(c.m);
     if (!sp.metric) sp.metric = c.compiled ? "l2" : "kl";
     if (!sp.ablation) sp.ablation = "resample";
     if (!sp.len) {
@@ -856,8 +827,7 @@ int cmd_acdc(int argc, char **argv) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    c.stop = cli_interrupts_catch();
     if (!sweep) {
         run_out out;
         rc = run_acdc(&c, &sp, resume, 0, &out);
@@ -945,12 +915,11 @@ int cmd_acdc(int argc, char **argv) {
         }
     }
     if (sweep_run) {
-        const char *status = rc ? (interrupted ? "interrupted" : "failed") : "done";
+        const char *status = rc ? (*c.stop ? "interrupted" : "failed") : "done";
         mech_store_run_finish(c.s, sweep_run, status, NULL);
     }
 done:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_interrupts_release();
     mech_free(c.truth);
     mech_free(c.clean);
     mech_free(c.corrupt);

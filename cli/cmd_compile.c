@@ -5,13 +5,6 @@
 #include "cli/cli.h"
 
 #include <string.h>
-#include <time.h>
-
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int cmd_compile(int argc, char **argv) {
     const char *cmd = "compile", *src = NULL, *out = NULL;
@@ -36,9 +29,9 @@ int cmd_compile(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return st == MECH_ERR_IO || st == MECH_ERR_NOMEM ? 1 : 2;
     }
-    double t0 = seconds();
+    double t0 = mech_now();
     st = mech_rasp_compile(p, &c, &err);
-    double t_compile = seconds() - t0;
+    double t_compile = mech_now() - t0;
     if (st) {
         fprintf(stderr, "%s\n", err.msg);
         mech_rasp_program_free(p);
@@ -57,14 +50,14 @@ int cmd_compile(int argc, char **argv) {
     int rc = 0;
     if (verify) {
         size_t checked = 0, all = 0;
-        t0 = seconds();
+        t0 = mech_now();
         st = mech_rasp_verify(p, c->model, 1, &checked, &all, &err);
         if (st) {
             fprintf(stderr, "mech compile: error: %s\n", err.msg);
             rc = st == MECH_ERR_FORMAT ? 1 : 2;
         } else {
             fprintf(stderr, "verified %zu/%zu inputs (%s) in %.2f s\n", checked, checked,
-                    all ? "every input up to max_seq_len" : "a seeded random sample", seconds() - t0);
+                    all ? "every input up to max_seq_len" : "a seeded random sample", mech_now() - t0);
         }
     }
     if (!rc && out) {

@@ -9,14 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void show_token(const mech_tokenizer *tok, int32_t id) {
     mech_buf b = {0};
@@ -55,18 +48,18 @@ int cmd_demo(int argc, char **argv) {
     c.n_layers = 2, c.n_heads = 4, c.d_model = 64, c.d_head = 16, c.d_mlp = 256, c.n_ctx = 128;
     mkdir("build", 0755);
     if (mech_model_random(&c, 1, &gen, &err) || mech_model_save(gen, path, MECH_DT_F32, NULL, NULL, 0, &err)) goto fail;
-    double t0 = now();
+    double t0 = mech_now();
     if (mech_model_load(path, &m, &err)) goto fail;
     printf("%s: %d layers, %d heads, d_model %d, d_vocab %d, %lld parameters; loaded (memory-mapped) in %.2f ms\n",
            path, m->cfg.n_layers, m->cfg.n_heads, m->cfg.d_model, m->cfg.d_vocab,
-           (long long)mech_config_n_params(&m->cfg), (now() - t0) * 1e3);
+           (long long)mech_config_n_params(&m->cfg), (mech_now() - t0) * 1e3);
     printf("(random weights: the predictions below are noise; use any Hugging Face GPT-2 with `mech run --model DIR`)\n\n");
 
     printf("== 3. forward pass with every hook cached ==\n");
     if (mech_run_new(m, 1, (int)n, &run, &err) || mech_run_cache(run, "*", &err)) goto fail;
-    t0 = now();
+    t0 = mech_now();
     if (mech_run_forward(run, ids, &err)) goto fail;
-    double ms = (now() - t0) * 1e3;
+    double ms = (mech_now() - t0) * 1e3;
     size_t n_cached = 0, floats = 0;
     const mech_tensor *cached = mech_run_cached(run, &n_cached);
     for (size_t i = 0; i < n_cached; i++) floats += mech_tensor_numel(&cached[i]);

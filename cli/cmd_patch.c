@@ -5,15 +5,8 @@
 */
 #include "cli/cli.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-
-static volatile int interrupted;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 // Progress over all patches of the run: pairs finished before plus this one's.
 typedef struct patch_progress {
@@ -137,6 +130,7 @@ int cmd_patch(int argc, char **argv) {
     int *done_items = NULL;
     size_t n_done = 0;
     char *params = NULL;
+    volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
     int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
     if (dataset) pairs_path = dataset;
@@ -191,8 +185,7 @@ int cmd_patch(int argc, char **argv) {
     } else if ((rc = cli_run_open(cmd, db, "patch", model, argc, argv, params, &s, &run))) {
         goto done;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    stop = cli_interrupts_catch();
     // This shard's pairs (every shard_n-th from shard_k), less those done.
     int n_todo = 0;
     char *todo = mech_calloc((size_t)n_pairs + 1, 1);
@@ -205,10 +198,10 @@ int cmd_patch(int argc, char **argv) {
     cli_progress_start(&pp.bar, "patches", 0);
     double sum_effect_max = 0;
     int n_run = 0;
-    for (int i = 0; i < n_pairs && !interrupted; i++) {
+    for (int i = 0; i < n_pairs && !*stop; i++) {
         if (!todo[i]) continue;
         mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = pairs[i].answer, .wrong = pairs[i].wrong,
-                             .pos = -1, .naive = naive, .progress = progress, .user = &pp, .cancel = &interrupted};
+                             .pos = -1, .naive = naive, .progress = progress, .user = &pp, .cancel = stop};
         mech_patch *p = NULL;
         mech_patch_result res = {0};
         if (mech_patch_new(m, pairs[i].clean, (int)pairs[i].n_clean, pairs[i].corrupt, (int)pairs[i].n_corrupt, &o, &p,
@@ -264,16 +257,15 @@ int cmd_patch(int argc, char **argv) {
     }
     cli_progress_end(&pp.bar);
     mech_free(todo);
-    const char *status = rc ? "failed" : interrupted ? "interrupted" : "done";
+    const char *status = rc ? "failed" : *stop ? "interrupted" : "done";
     if (mech_store_run_finish(s, run, status, &err) && !rc) rc = cli_fail(cmd, &err);
-    if (interrupted && !rc) {
+    if (*stop && !rc) {
         fprintf(stderr, "interrupted: finished pairs are kept; continue with --resume %lld\n", (long long)run);
         rc = 1;
     }
     if (!rc) printf("run %lld: %s patching of %d pair%s written to %s (largest effect %.3f)\n", (long long)run, sweep,
                     n_run, n_run == 1 ? "" : "s", db, sum_effect_max);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_interrupts_release();
 done:
     mech_free(params);
     free(done_items);

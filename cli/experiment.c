@@ -5,6 +5,7 @@
 */
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,4 +111,23 @@ int cli_shard(const char *cmd, const char *s, int *k, int *n) {
     }
     *k = (int)a - 1, *n = (int)b;
     return 0;
+}
+
+static volatile int interrupted; // the one thing a signal handler may touch
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+volatile int *cli_interrupts_catch(void) {
+    interrupted = 0;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    return &interrupted;
+}
+
+void cli_interrupts_release(void) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
 }

@@ -5,17 +5,10 @@
 */
 #include "cli/cli.h"
 
-#include <time.h>
 #include <unistd.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void cli_progress_start(cli_progress *p, const char *what, int64_t total) {
-    p->what = what, p->total = total, p->t0 = now_s(), p->last = 0, p->shown = 0;
+    p->what = what, p->total = total, p->t0 = mech_now(), p->last = 0, p->shown = 0;
     p->tty = isatty(2);
 }
 
@@ -27,14 +20,21 @@ static void fmt_time(char *buf, size_t cap, double s) {
 }
 
 void cli_progress_update(cli_progress *p, int64_t done) {
+    cli_progress_detail(p, done, NULL);
+}
+
+void cli_progress_detail(cli_progress *p, int64_t done, const char *detail) {
     if (!p->tty) return;
-    double t = now_s();
+    double t = mech_now();
     if (done < p->total && t - p->last < 0.1) return;
     p->last = t;
     double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
     char eta[32];
     fmt_time(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : -1);
-    fprintf(stderr, "\r\033[K%s: %lld/%lld (%.1f/s, ETA %s)", p->what, (long long)done, (long long)p->total, rate, eta);
+    if (detail)
+        fprintf(stderr, "\r\033[K%s: %lld/%lld, %s, ETA %s", p->what, (long long)done, (long long)p->total, detail, eta);
+    else
+        fprintf(stderr, "\r\033[K%s: %lld/%lld (%.1f/s, ETA %s)", p->what, (long long)done, (long long)p->total, rate, eta);
     p->shown = 1;
 }
 

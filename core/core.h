@@ -240,6 +240,9 @@ uint16_t mech_f32_to_bf16(float f);  // round to nearest even
 
 typedef struct mech_pool mech_pool;
 
+// Seconds on the monotonic clock (for timings and progress lines).
+double mech_now(void);
+
 // A pool of n threads (n <= 0: one per online CPU). The calling thread takes
 // part, so n = 1 starts no thread.
 mech_pool *mech_pool_new(int n);

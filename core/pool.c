@@ -81,6 +81,10 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+double mech_now(void) {
+    return (double)now_ns() * 1e-9;
+}
+
 // Takes indices until none is left; returns how many this thread ran.
 static int pool_drain(mech_pool *p, int thread) {
     int ran = 0;

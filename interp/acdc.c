@@ -30,13 +30,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // ---------------------------------------------------------------------------
 // Metric
@@ -591,7 +584,7 @@ typedef struct search {
 static void report(search *s, int force) {
     const mech_acdc_opts *o = s->x->o;
     if (!o->progress) return;
-    double t = now_s();
+    double t = mech_now();
     if (!force && t - s->last_progress < 0.25) return;
     s->last_progress = t;
     s->prog.seconds = t - s->t0;
@@ -704,7 +697,7 @@ mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32
         return mech_err_set(err, MECH_ERR_ARG, "ACDC: resample ablation needs corrupted inputs");
     if (isnan(o->tau)) return mech_err_set(err, MECH_ERR_ARG, "ACDC: tau is NaN");
     if (o->n_replay < 0 || (o->n_replay > 0 && !o->replay)) return mech_err_set(err, MECH_ERR_ARG, "ACDC: bad replay list");
-    double t0 = now_s();
+    double t0 = mech_now();
     acdc_ctx x = {.m = m, .c = c, .g = g, .o = o, .clean = clean, .B = B, .T = T, .BT = B * T, .C = c->d_model,
                   .L = c->n_layers, .H = c->n_heads, .HS = c->d_head, .A = c->n_heads * c->d_head,
                   .M = c->attn_only ? 0 : c->d_mlp, .n_embed = g->split_embed ? 2 : 1};
@@ -769,7 +762,7 @@ mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32
     report(&s, 1);
 done:
     res->macs = ev ? ev->macs : 0;
-    res->seconds = now_s() - t0;
+    res->seconds = mech_now() - t0;
     if (ev) ev->free(ev);
     mech_free(order);
     ctx_free(&x);

@@ -441,14 +441,7 @@ fail:
 // Compiled RASP models: random inputs from the program's vocab
 
 int mech_compiled_n_out(const mech_model *m) {
-    const char *ro = mech_model_meta(m, "mech.rasp.readout");
-    mech_json *j = NULL;
-    if (!ro || mech_json_parse(ro, strlen(ro), &j, NULL)) return 0;
-    const mech_json *enc = mech_json_get(j, "encoding"), *vals = mech_json_get(j, "values");
-    int n = 0;
-    if (enc && enc->type == MECH_JSON_STRING && !strcmp(enc->str, "numerical")) n = 1;
-    else if (vals && vals->type == MECH_JSON_ARRAY) n = (int)vals->n;
-    mech_json_free(j);
+    int n = mech_acdc_truth_n_out(mech_model_meta(m, "mech.rasp.readout"));
     return n > m->cfg.d_vocab ? 0 : n;
 }
 
