@@ -3,6 +3,16 @@
 #   make test       every cmocka suite (SANITIZE=1: under ASan + UBSan)
 #   make bench      the benchmarks in bench/
 #   make demo       the main job on the built-in default
+# Parallel by default (one job per CPU); an explicit -jN wins.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
+# V=1 shows every compiler command and every test's full output.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC ?= cc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
@@ -35,30 +45,43 @@ $(DEPS_OK): .ci/deps.sh
 
 $(B)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/libmech.a: $(LIB_OBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
 
 $(MECH_BIN): $(CLI_OBJ) $(B)/libmech.a
-	$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(LDLIBS) -o $@
 
 $(B)/test/%: $(B)/tests/%.o $(B)/tests/support/check.o $(B)/libmech.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
 
 $(B)/bench/%: $(B)/bench/%.o $(B)/libmech.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(B)/tests/support/%.o: tests/support/%.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# One line per suite; a failing suite's full output (its log) follows its
+# line. V=1 prints every suite's output as it runs.
 test: all $(TESTS)
 	@pass=0; fail=0; for t in $(TESTS); do \
-	  if MECH_BIN=./$(MECH_BIN) MECH_SANITIZED=$(SANITIZE) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	  name=$${t##*/}; log=$$t.log; start=$$(date +%s); \
+	  if [ "$(V)" = 1 ]; then MECH_BIN=./$(MECH_BIN) MECH_SANITIZED=$(SANITIZE) $$t; st=$$?; \
+	  else MECH_BIN=./$(MECH_BIN) MECH_SANITIZED=$(SANITIZE) $$t >$$log 2>&1; st=$$?; fi; \
+	  secs=$$(( $$(date +%s) - start )); \
+	  if [ $$st -eq 0 ]; then pass=$$((pass+1)); printf '  ok    %-32s %3ss\n' $$name $$secs; \
+	  else fail=$$((fail+1)); printf '  FAIL  %-32s %3ss  (log: %s)\n' $$name $$secs $$log; [ "$(V)" = 1 ] || cat $$log; fi; \
 	done; echo "suites: $$pass passed, $$fail failed"; test $$fail -eq 0
 
 bench: all $(BENCHES)
