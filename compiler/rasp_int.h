@@ -21,7 +21,20 @@
 #include <setjmp.h>
 
 // Limits that keep hostile input from exhausting the stack or memory.
-#define RASP_MAX_DEPTH 200        // expression nesting in the parser
+// RASP_MAX_DEPTH bounds every recursive walk over what the user wrote: the
+// parser's recursion, the height of the AST (a chain `a + b + c` is a tree
+// of height 3, so flat chains count too), the lowering's recursion with
+// defs expanded, the lambdas' expression trees (evaluation, printing,
+// hashing) and chains of selector `and`/`or`/`not` (the compiler's selector
+// walks). Each walk recurses at most this deep, which keeps it well inside
+// an 8 MiB stack also under AddressSanitizer.
+#define RASP_MAX_DEPTH 1000       // expression nesting (see above)
+// Keeps a helper's frame out of a recursive caller's (see rasp_lower.c).
+#if defined(__GNUC__) || defined(__clang__)
+#define MECH_NOINLINE __attribute__((noinline))
+#else
+#define MECH_NOINLINE
+#endif
 #define RASP_MAX_TUPLE_DEPTH 32   // tuple nesting in values
 #define RASP_MAX_STR 65536        // bytes in a string value
 #define RASP_MAX_TUPLE 65536      // items in a tuple value
@@ -177,6 +190,7 @@ struct rasp_ast {
     const char **params;
     mech_rasp_pos *param_pos;
     mech_rasp_pos pos;
+    int height;             // 1 + the tallest kid (a parenthesis adds 1): bounded by RASP_MAX_DEPTH
 };
 
 typedef enum rasp_stmt_kind {
@@ -225,6 +239,7 @@ struct rasp_node {
     int index;       // creation order
     int name_depth;  // call depth of the assignment that named it (-1: built-in)
     int live;        // reachable from the output
+    int sel_depth;   // selectors: and/or/not nesting (1 for select), bounded by RASP_MAX_DEPTH
     uint64_t hash;
     rasp_node *next; // hash chain for sharing
 };

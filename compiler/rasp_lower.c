@@ -79,6 +79,7 @@ typedef struct lower {
     const rasp_stmt *calls[RASP_MAX_CALL_DEPTH];
     int n_calls;
     long work;
+    int depth; // lower_expr's recursion, defs' bodies included
     const char *stmt_name;
 } lower;
 
@@ -620,6 +621,7 @@ static lval lower_select(lower *c, const rasp_ast *a, env *e) {
     lval k = lower_expr(c, a->kids[0], e, 0), q = lower_expr(c, a->kids[1], e, 0);
     lval pr = lower_expr(c, a->kids[2], e, 0);
     rasp_node p = proto_of(MECH_RASP_SELECT, MECH_RASP_CATEGORICAL, a->pos);
+    p.sel_depth = 1;
     rasp_node *ins[2] = {to_sop(c, &k, "select's keys", start_of(a->kids[0])), to_sop(c, &q, "select's queries", start_of(a->kids[1]))};
     p.pub.n_in = 2;
     p.ins = ins;
@@ -841,10 +843,51 @@ static lval lower_call(lower *c, const rasp_ast *a, env *e, int lam) {
 // ---------------------------------------------------------------------------
 // Expressions
 
+static MECH_NOINLINE lval lower_expr_at(lower *c, const rasp_ast *a, env *e, int lam);
+
+// The parser bounds each expression's height, but a def's body is lowered
+// inside the expression that calls it, so the recursion is bounded here
+// too (errors jump out, so only the normal return unwinds the count).
 static lval lower_expr(lower *c, const rasp_ast *a, env *e, int lam) {
     if (++c->work > RASP_MAX_WORK)
         type_error(c, a->pos, "the program is too large once its defs are expanded (more than %d expression steps)",
                    RASP_MAX_WORK);
+    if (++c->depth > RASP_MAX_DEPTH)
+        type_error(c, a->pos, "expression nested deeper than %d once the defs it calls are expanded", RASP_MAX_DEPTH);
+    lval r = lower_expr_at(c, a, e, lam);
+    c->depth--;
+    return r;
+}
+
+// A selector combining ins[0..n): its nesting is bounded so that the
+// compiler's walks over selectors (compiler/rasp_compile.c) stay shallow.
+static void sel_nesting(lower *c, rasp_node *p, rasp_node *const *ins, int n) {
+    int d = 0;
+    for (int i = 0; i < n; i++)
+        if (ins[i]->sel_depth > d) d = ins[i]->sel_depth;
+    p->sel_depth = d + 1;
+    if (p->sel_depth > RASP_MAX_DEPTH)
+        type_error(c, p->pub.pos, "selectors combined with and/or/not nested deeper than %d", RASP_MAX_DEPTH);
+}
+
+// A selector node combining ins[0..n) (kept out of lower_expr_at, whose
+// frame is on the stack once per level of nesting).
+static MECH_NOINLINE lval sel_combine(lower *c, mech_rasp_kind kind, rasp_node **ins, int n, mech_rasp_pos pos) {
+    rasp_node p = proto_of(kind, MECH_RASP_CATEGORICAL, pos);
+    p.pub.n_in = n;
+    p.ins = ins;
+    sel_nesting(c, &p, ins, n);
+    return lv_sop(intern(c, &p));
+}
+
+static MECH_NOINLINE _Noreturn void logic_mismatch(lower *c, const rasp_ast *a, const lval *ops) {
+    type_error(c, a->pos, "'%s' combines two selectors or two values, not %s and %s",
+               a->op == MECH_RASP_X_AND ? "and" : "or", describe(&ops[0]), describe(&ops[1]));
+}
+
+// Operands live in the heap, not in this frame: it recurses once per level
+// of nesting, up to RASP_MAX_DEPTH times.
+static MECH_NOINLINE lval lower_expr_at(lower *c, const rasp_ast *a, env *e, int lam) {
     switch (a->kind) {
     case A_CONST: return lv_const(a->value);
     case A_NAME: return lower_name(c, a, e, lam);
@@ -862,40 +905,34 @@ static lval lower_expr(lower *c, const rasp_ast *a, env *e, int lam) {
         return combine(c, a->kind == A_TUPLE ? MECH_RASP_X_TUPLE : MECH_RASP_X_INDEX, 0, ops, a->n, a->pos, lam);
     }
     case A_UNARY: {
-        lval v = lower_expr(c, a->kids[0], e, lam);
-        if (a->op == MECH_RASP_X_NOT && v.k == LV_SEL) {
-            rasp_node p = proto_of(MECH_RASP_SEL_NOT, MECH_RASP_CATEGORICAL, a->pos);
-            p.pub.n_in = 1;
-            p.ins = &v.n;
-            return lv_sop(intern(c, &p));
-        }
-        return combine(c, a->op, 0, &v, 1, a->pos, lam);
+        lval *v = alloc(c, sizeof *v);
+        *v = lower_expr(c, a->kids[0], e, lam);
+        if (a->op == MECH_RASP_X_NOT && v->k == LV_SEL) return sel_combine(c, MECH_RASP_SEL_NOT, &v->n, 1, a->pos);
+        return combine(c, a->op, 0, v, 1, a->pos, lam);
     }
     case A_BINARY: {
-        lval ops[2];
+        lval *ops = alloc(c, 2 * sizeof *ops);
         ops[0] = lower_expr(c, a->kids[0], e, lam);
         int logic = a->op == MECH_RASP_X_AND || a->op == MECH_RASP_X_OR;
         if (logic && ops[0].k == LV_CONST && mech_rasp_value_truthy(&ops[0].v) == (a->op == MECH_RASP_X_OR))
             return ops[0]; // short-circuit, as Python
         ops[1] = lower_expr(c, a->kids[1], e, lam);
         if (logic && (ops[0].k == LV_SEL || ops[1].k == LV_SEL)) {
-            if (ops[0].k != LV_SEL || ops[1].k != LV_SEL)
-                type_error(c, a->pos, "'%s' combines two selectors or two values, not %s and %s",
-                           a->op == MECH_RASP_X_AND ? "and" : "or", describe(&ops[0]), describe(&ops[1]));
-            rasp_node p = proto_of(a->op == MECH_RASP_X_AND ? MECH_RASP_SEL_AND : MECH_RASP_SEL_OR, MECH_RASP_CATEGORICAL, a->pos);
-            rasp_node *ins[2] = {ops[0].n, ops[1].n};
-            p.pub.n_in = 2;
-            p.ins = ins;
-            return lv_sop(intern(c, &p));
+            if (ops[0].k != LV_SEL || ops[1].k != LV_SEL) logic_mismatch(c, a, ops);
+            rasp_node **ins = alloc(c, 2 * sizeof *ins);
+            ins[0] = ops[0].n, ins[1] = ops[1].n;
+            return sel_combine(c, a->op == MECH_RASP_X_AND ? MECH_RASP_SEL_AND : MECH_RASP_SEL_OR, ins, 2, a->pos);
         }
         if (logic && ops[0].k == LV_CONST) return ops[1]; // `true and x` is x
         return combine(c, a->op, 0, ops, 2, a->pos, lam);
     }
     case A_IF: {
-        lval cond = lower_expr(c, a->kids[1], e, lam);
-        if (cond.k == LV_CONST) return lower_expr(c, a->kids[mech_rasp_value_truthy(&cond.v) ? 0 : 2], e, lam);
-        if (cond.k == LV_SEL) type_error(c, start_of(a->kids[1]), "the condition of 'x if c else y' cannot be a selector");
-        lval ops[3] = {cond, lower_expr(c, a->kids[0], e, lam), lower_expr(c, a->kids[2], e, lam)};
+        lval *ops = alloc(c, 3 * sizeof *ops);
+        ops[0] = lower_expr(c, a->kids[1], e, lam);
+        if (ops[0].k == LV_CONST) return lower_expr(c, a->kids[mech_rasp_value_truthy(&ops[0].v) ? 0 : 2], e, lam);
+        if (ops[0].k == LV_SEL) type_error(c, start_of(a->kids[1]), "the condition of 'x if c else y' cannot be a selector");
+        ops[1] = lower_expr(c, a->kids[0], e, lam);
+        ops[2] = lower_expr(c, a->kids[2], e, lam);
         return combine(c, MECH_RASP_X_IF, 0, ops, 3, a->pos, lam);
     }
     }

@@ -112,6 +112,23 @@ static rasp_ast *new_ast(parser *P, rasp_ast_kind kind, mech_rasp_pos pos) {
     rasp_ast *a = alloc(P, sizeof *a);
     a->kind = kind;
     a->pos = pos;
+    a->height = 1;
+    return a;
+}
+
+static _Noreturn void too_deep(parser *P, mech_rasp_pos pos) {
+    rasp_error(P->src, MECH_ERR_PARSE, pos, "expression nested deeper than %d", RASP_MAX_DEPTH);
+}
+
+// Sets a's height from its kids. The parser's own recursion is bounded by
+// enter(), but loops build chains (`x + x + ... + x`, `t[0][0]...`) whose
+// height only this bounds, and every later walk recurses along the height.
+static rasp_ast *grown(parser *P, rasp_ast *a) {
+    int h = 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->kids[i]->height > h) h = a->kids[i]->height;
+    a->height = h + 1;
+    if (a->height > RASP_MAX_DEPTH) too_deep(P, a->pos);
     return a;
 }
 
@@ -122,13 +139,14 @@ static rasp_ast *new_binary(parser *P, int op, rasp_ast *l, rasp_ast *r, mech_ra
     a->kids = alloc(P, 2 * sizeof *a->kids);
     a->kids[0] = l;
     a->kids[1] = r;
-    return a;
+    return grown(P, a);
 }
 
+// Every recursion of the parser goes through enter(): its depth never
+// exceeds the height of the tree being built (parentheses count one level),
+// so both are bounded by the same RASP_MAX_DEPTH.
 static void enter(parser *P) {
-    if (++P->depth > RASP_MAX_DEPTH)
-        rasp_error(P->src, MECH_ERR_PARSE, peek(P)->pos, "expression nested too deeply (the limit is %d levels)",
-                   RASP_MAX_DEPTH);
+    if (++P->depth > RASP_MAX_DEPTH) too_deep(P, peek(P)->pos);
 }
 
 // ---------------------------------------------------------------------------
@@ -182,7 +200,7 @@ static rasp_ast *lambda(parser *P) {
     a->n = 1;
     a->kids = alloc(P, sizeof *a->kids);
     a->kids[0] = expr(P);
-    return a;
+    return grown(P, a);
 }
 
 // cmp_op = "==" | "!=" | "<" | "<=" | ">" | ">="
@@ -266,7 +284,7 @@ static rasp_ast *primary(parser *P) {
             a->n = args.n;
             a->kids = (rasp_ast **)args.v;
         }
-        return a;
+        return grown(P, a);
     case TK_PUNCT:
         if (t->sub != P_LPAREN) break;
         next(P);
@@ -278,6 +296,7 @@ static rasp_ast *primary(parser *P) {
             rasp_ast *first = expr(P);
             if (!is_punct(P, P_COMMA)) {
                 expect(P, P_RPAREN, "to close the parenthesis");
+                if (++first->height > RASP_MAX_DEPTH) too_deep(P, t->pos);
                 return first;
             }
             vec items = {0};
@@ -290,7 +309,7 @@ static rasp_ast *primary(parser *P) {
             a = new_ast(P, A_TUPLE, t->pos);
             a->n = items.n;
             a->kids = (rasp_ast **)items.v;
-            return a;
+            return grown(P, a);
         }
     default: break;
     }
@@ -302,16 +321,14 @@ static rasp_ast *postfix(parser *P) {
     rasp_ast *a = primary(P);
     while (is_punct(P, P_LBRACKET)) {
         mech_rasp_pos pos = next(P)->pos;
-        enter(P);
         rasp_ast *idx = expr(P);
-        P->depth--;
         expect(P, P_RBRACKET, "to close the index");
         rasp_ast *b = new_ast(P, A_INDEX, pos);
         b->n = 2;
         b->kids = alloc(P, 2 * sizeof *b->kids);
         b->kids[0] = a;
         b->kids[1] = idx;
-        a = b;
+        a = grown(P, b);
     }
     return a;
 }
@@ -327,7 +344,7 @@ static rasp_ast *unary(parser *P) {
         a->kids = alloc(P, sizeof *a->kids);
         a->kids[0] = unary(P);
         P->depth--;
-        return a;
+        return grown(P, a);
     }
     return postfix(P);
 }
@@ -385,7 +402,7 @@ static rasp_ast *not_expr(parser *P) {
     a->kids = alloc(P, sizeof *a->kids);
     a->kids[0] = not_expr(P);
     P->depth--;
-    return a;
+    return grown(P, a);
 }
 
 // and_expr = not_expr { "and" not_expr }
@@ -423,7 +440,7 @@ static rasp_ast *ternary(parser *P) {
     r->kids[0] = a;
     r->kids[1] = c;
     r->kids[2] = e;
-    return r;
+    return grown(P, r);
 }
 
 // expr = lambda | ternary

@@ -832,7 +832,7 @@ static void test_rasp_syntax_errors(void **state) {
     mech_status st;
     char *got = run(deep.data, "a", &st);
     assert_int_equal(st, MECH_ERR_PARSE);
-    assert_non_null(strstr(got, "nested too deeply"));
+    assert_non_null(strstr(got, "expression nested deeper than 1000"));
     free(got);
     deep.len = 0;
     mech_buf_puts(&deep, "x = ");
