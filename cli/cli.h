@@ -67,6 +67,11 @@ typedef struct cli_inputs {
 int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
               cli_inputs *in);
 void cli_inputs_free(cli_inputs *in);
+// Opens the results database db for a command (cli/experiment.c): write
+// (mech_store_open: creates a missing file) or read-only
+// (mech_store_open_read: never creates). 0, or the exit code after printing
+// why: 2 for an empty --db, 1 for a missing, foreign or damaged file.
+int cli_store_open(const char *cmd, const char *db, int write, mech_store **s);
 // Matches --prompt TEXT / --ids LIST at argv[*i], appending to texts/is_ids:
 // 1 matched, 0 another option, -1 a usage error (printed).
 int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max);

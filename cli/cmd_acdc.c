@@ -505,8 +505,9 @@ static int export_run(const char *cmd, int argc, char **argv) {
     mech_result_row *rows = NULL;
     size_t nr = 0;
     uint8_t *truth = NULL;
-    int rc = 0;
-    if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {
+    int rc = cli_store_open(cmd, db, 0, &s);
+    if (rc) goto done;
+    if (mech_store_run_info(s, run, &info, &err)) {
         rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
         goto done;
     }

@@ -1,6 +1,8 @@
 /*
 ** cli/cmd_db.c: `mech db ls|show|export|merge`: the results database from
 ** the command line (schema: docs/schema.md; plain sqlite3 works too).
+** Reading subcommands open the file read-only and never create one; merge
+** checks every input before it creates or writes OUT.
 */
 #include "cli/cli.h"
 
@@ -16,7 +18,7 @@ static int parse_run(const char *cmd, const char *s, int64_t *id) {
 
 static void print_run(const mech_run_info *r, int long_form) {
     if (!long_form) {
-        printf("%6lld  %-8s %-11s %-24s %8lld results  %s\n", (long long)r->id, r->kind, r->status,
+        printf("%6lld  %-8s %-11s %-24s %8lld  %s\n", (long long)r->id, r->kind, r->status,
                r->started ? r->started : "", (long long)r->n_results, r->model_path ? r->model_path : "");
         return;
     }
@@ -28,12 +30,40 @@ static void print_run(const mech_run_info *r, int long_form) {
            (long long)r->n_items, (long long)r->n_prompts, (long long)r->n_tensors);
 }
 
+// merge [--join] OUT IN...: prints where every run went.
+static int merge(const char *cmd, const char *out, const char *const *in, int n, int join) {
+    mech_err err = {0};
+    mech_merge_run *map = NULL;
+    size_t n_map = 0;
+    if (!*out) return cli_usage(cmd, "merge: the output path is empty");
+    for (int i = 0; i < n; i++)
+        if (!*in[i]) return cli_usage(cmd, "merge: input %d: the path is empty", i + 1);
+    if (mech_store_merge(out, in, (size_t)n, join, &map, &n_map, &err)) {
+        int rc = cli_fail(cmd, &err);
+        if (join) fprintf(stderr, "hint: without --join, `mech db merge` copies the runs as separate runs\n");
+        return rc;
+    }
+    if (join) {
+        printf("joined %zu shard%s into run %lld of %s:\n", n_map, n_map == 1 ? "" : "s",
+               n_map ? (long long)map[0].to : 0LL, out);
+        for (size_t k = 0; k < n_map; k++)
+            printf("  %s run %lld (shard %zu/%zu)\n", in[map[k].input], (long long)map[k].from, k + 1, n_map);
+    } else {
+        for (size_t k = 0; k < n_map; k++)
+            printf("%s run %lld -> run %lld\n", in[map[k].input], (long long)map[k].from, (long long)map[k].to);
+        printf("merged %zu run%s from %d database%s into %s (runs get new ids, after the runs %s already had)\n",
+               n_map, n_map == 1 ? "" : "s", n, n == 1 ? "" : "s", out, out);
+    }
+    mech_free(map);
+    return 0;
+}
+
 int cmd_db(int argc, char **argv) {
     const char *cmd = "db", *db = "mech.db";
-    int i = 1, r;
+    int i = 1, r, join = 0;
     const char *v;
     // --db may come before or after the subcommand
-    const char *pos[8];
+    const char *pos[256];
     int n_pos = 0;
     const char *csv = NULL, *npz = NULL;
     for (; i < argc; i++) {
@@ -44,9 +74,11 @@ int cmd_db(int argc, char **argv) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--npz", &npz))) {
             if (r < 0) return 2;
+        } else if (!strcmp(argv[i], "--join")) {
+            join = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return cli_usage(cmd, "unknown option '%s'", argv[i]);
-        } else if (n_pos < 8) {
+        } else if (n_pos < (int)(sizeof pos / sizeof *pos)) {
             pos[n_pos++] = argv[i];
         } else {
             return cli_usage(cmd, "too many arguments");
@@ -54,12 +86,10 @@ int cmd_db(int argc, char **argv) {
     }
     if (!n_pos) return cli_usage(cmd, "expected a subcommand: ls, show, export or merge");
     const char *sub = pos[0];
-    mech_err err = {0};
+    if (join && strcmp(sub, "merge")) return cli_usage(cmd, "--join goes with merge");
     if (!strcmp(sub, "merge")) {
-        if (n_pos < 3) return cli_usage(cmd, "merge OUT.db IN.db...: at least one input");
-        if (mech_store_merge(pos[1], pos + 2, (size_t)(n_pos - 2), &err)) return cli_fail(cmd, &err);
-        printf("merged %d database%s into %s\n", n_pos - 2, n_pos > 3 ? "s" : "", pos[1]);
-        return 0;
+        if (n_pos < 3) return cli_usage(cmd, "merge [--join] OUT.db IN.db...: at least one input");
+        return merge(cmd, pos[1], pos + 2, n_pos - 2, join);
     }
     int64_t run = 0;
     if (!strcmp(sub, "ls")) {
@@ -68,31 +98,36 @@ int cmd_db(int argc, char **argv) {
         if (n_pos != 2) return cli_usage(cmd, "%s RUN: one run id", sub);
         if (parse_run(cmd, pos[1], &run)) return 2;
         if (!strcmp(sub, "export") && !csv && !npz) return cli_usage(cmd, "export RUN needs --csv FILE or --npz FILE");
+        if (npz && !strcmp(npz, "-")) return cli_usage(cmd, "--npz -: an archive needs a file name");
+        if ((csv && !*csv) || (npz && !*npz)) return cli_usage(cmd, "--%s: the file name is empty", csv && !*csv ? "csv" : "npz");
     } else {
         return cli_usage(cmd, "unknown subcommand '%s': expected ls, show, export or merge", sub);
     }
     mech_store *s = NULL;
-    if (mech_store_open(db, &s, &err)) return cli_fail(cmd, &err);
-    int rc = 0;
+    int rc = cli_store_open(cmd, db, 0, &s);
+    if (rc) return rc;
+    mech_err err = {0};
     if (!strcmp(sub, "ls")) {
         mech_run_info *runs = NULL;
         size_t n = 0;
         if (mech_store_runs(s, &runs, &n, &err)) rc = cli_fail(cmd, &err);
+        else if (!n) printf("no runs in %s\n", db);
         else {
+            printf("%6s  %-8s %-11s %-24s %8s  %s\n", "run", "kind", "status", "started", "results", "model");
             for (size_t k = 0; k < n; k++) print_run(&runs[k], 0);
-            if (!n) printf("no runs in %s\n", db);
-            mech_store_runs_free(runs, n);
         }
+        mech_store_runs_free(runs, n);
     } else if (!strcmp(sub, "show")) {
         mech_run_info info;
-        if (mech_store_run_info(s, run, &info, &err)) rc = cli_fail(cmd, &err);
-        else {
+        if (mech_store_run_info(s, run, &info, &err)) {
+            rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
+        } else {
             print_run(&info, 1);
             mech_store_run_info_deinit(&info);
         }
     } else {
-        if (csv && mech_store_export_csv(s, run, csv, &err)) rc = cli_fail(cmd, &err);
-        else if (npz && mech_store_export_npz(s, run, npz, &err)) rc = cli_fail(cmd, &err);
+        if ((csv && mech_store_export_csv(s, run, csv, &err)) || (npz && mech_store_export_npz(s, run, npz, &err)))
+            rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
     }
     mech_store_close(s);
     return rc;

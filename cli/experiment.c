@@ -59,6 +59,14 @@ void cli_inputs_free(cli_inputs *in) {
     memset(in, 0, sizeof *in);
 }
 
+int cli_store_open(const char *cmd, const char *db, int write, mech_store **s) {
+    mech_err err = {0};
+    *s = NULL;
+    if (!db || !*db) return cli_usage(cmd, "--db: the path is empty");
+    if ((write ? mech_store_open : mech_store_open_read)(db, s, &err)) return cli_fail(cmd, &err);
+    return 0;
+}
+
 int cli_run_open(const char *cmd, const char *db, const char *kind, const char *model, int argc, char **argv,
                  const char *params_json, mech_store **s, int64_t *run) {
     mech_err err = {0};
@@ -68,9 +76,8 @@ int cli_run_open(const char *cmd, const char *db, const char *kind, const char *
         mech_buf_puts(&line, " ");
         mech_buf_puts(&line, argv[i]);
     }
-    int rc = 0;
-    if (mech_store_open(db, s, &err)) rc = cli_fail(cmd, &err);
-    else if (mech_store_run_new(*s, kind, model, line.data, params_json, run, &err)) {
+    int rc = cli_store_open(cmd, db, 1, s);
+    if (!rc && mech_store_run_new(*s, kind, model, line.data, params_json, run, &err)) {
         rc = cli_fail(cmd, &err);
         mech_store_close(*s);
         *s = NULL;

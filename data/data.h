@@ -105,20 +105,38 @@ void mech_npz_abort(mech_npz *z);
 
 typedef struct mech_store mech_store;
 
-// Opens (creating if missing) the results database at path, switches it to
-// WAL mode and brings an older schema up to MECH_STORE_SCHEMA_VERSION (one
-// migration step per version, in one transaction). An existing file is first
-// inspected through a read-only connection and refused, untouched, when it
-// is not SQLite, is corrupt, is another application's database (tables but
-// no mech application_id), or has a user_version newer than this code knows.
-// OUT: *out (owned; mech_store_close). Errors: MECH_ERR_DB (all of the
-// above, naming path and what is wrong), MECH_ERR_NOMEM, MECH_ERR_ARG.
+// Opens the results database at path for writing. Where no file exists it
+// creates one (built beside path and linked into place, so no empty or
+// half-made file is ever left at path). An existing file is first checked
+// through a read-only connection and refused, untouched, when it is empty,
+// not SQLite, another application's database (no mech application_id),
+// marked with a schema version this code does not know (newer, or 0), or
+// damaged: its size is not its page count times its page size, PRAGMA
+// quick_check fails, or an index's entry count differs from its table's.
+// Then it is switched to WAL mode and an older schema is brought up to
+// MECH_STORE_SCHEMA_VERSION (one migration step per version, in one
+// transaction). Once a statement meets a damaged page the store writes
+// nothing more (writes return MECH_ERR_DB). OUT: *out (owned;
+// mech_store_close). Errors: MECH_ERR_ARG (NULL or empty path), MECH_ERR_IO
+// (cannot create or read the file), MECH_ERR_DB (all of the above, naming
+// path and the reason), MECH_ERR_NOMEM.
 mech_status mech_store_open(const char *path, mech_store **out, mech_err *err);
+// Opens an existing mech database for reading only; never creates or
+// modifies a file. Works on any file the user can read: a WAL database in
+// a directory the user cannot write (where SQLite cannot create the -shm
+// file) is opened immutable when its -wal file holds no commits. (A
+// reader in a writable directory may leave SQLite's empty -wal and -shm
+// files beside it, as any WAL reader does.) Write functions on it return
+// MECH_ERR_ARG. Errors: MECH_ERR_ARG (NULL or empty path), MECH_ERR_IO
+// (missing, not a regular file, unreadable), MECH_ERR_DB (empty file, not
+// SQLite, foreign, other schema version), MECH_ERR_NOMEM.
+mech_status mech_store_open_read(const char *path, mech_store **out, mech_err *err);
 // Closes s, rolling back an open transaction. NULL is a no-op.
 void mech_store_close(mech_store *s);
 // The path s was opened with (borrowed; valid until mech_store_close).
 const char *mech_store_path(const mech_store *s);
-// Runs PRAGMA integrity_check. Errors: MECH_ERR_DB with SQLite's first
+// Runs the full PRAGMA integrity_check (every index entry against its row;
+// slower than the checks mech_store_open makes). Errors: MECH_ERR_DB with SQLite's first
 // complaint.
 mech_status mech_store_check(mech_store *s, mech_err *err);
 
@@ -217,14 +235,34 @@ void mech_store_run_info_deinit(mech_run_info *info);
 mech_status mech_store_runs(mech_store *s, mech_run_info **runs, size_t *n, mech_err *err);
 void mech_store_runs_free(mech_run_info *runs, size_t n);
 
-// Copies every run of in_paths[0..n) into out_path (created if missing),
-// renumbering run ids (appended after out's runs, inputs in order, runs in
-// id order), with their prompts, results and tensors: one transaction per
-// input, so a failure keeps the inputs already merged. Inputs are checked
-// like mech_store_open and only read. Errors: MECH_ERR_ARG (an input is the
-// output), MECH_ERR_DB.
-mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n,
-                             mech_err *err);
+// What a merge did with one run: run `from` of in_paths[input] is run `to`
+// of the output.
+typedef struct mech_merge_run {
+    size_t input;
+    int64_t from, to;
+} mech_merge_run;
+
+// Copies every run of in_paths[0..n) into out_path with their prompts,
+// results and tensors. Run ids are renumbered: the runs are appended after
+// out_path's runs, inputs in order, runs in id order (ids are never kept,
+// so runs from different files cannot collide). Every input is opened
+// read-only (mech_store_open_read rules) and checked before out_path is
+// opened with mech_store_open (created if missing); one transaction per
+// input, so a failure keeps the inputs already merged.
+//
+// join: the inputs' runs must together be exactly the N shards of one
+// sweep (`--shard K/N`): same kind, same model hash, parameters equal but
+// for "shard", each K from 1 to N once, all "done". They become ONE run:
+// parameters without "shard", cmdline the shards' command lines (one per
+// line, in shard order), started the earliest, finished the latest, and
+// every prompt, result and tensor of the shards; a failure part-way
+// deletes the joined run. OUT (map may be NULL): *map (owned, mech_free),
+// *n_map entries, one per run copied (join: every entry has the same to),
+// in copy order. Errors: MECH_ERR_ARG (empty path, an input is the
+// output), MECH_ERR_IO (an input missing or unreadable), MECH_ERR_DB
+// (foreign or damaged file, not shards of one sweep), MECH_ERR_NOMEM.
+mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n, int join,
+                             mech_merge_run **map, size_t *n_map, mech_err *err);
 
 // Writes the run's results as CSV (RFC 4180): header
 // run_id,item,site,layer,pos,head,token,rank,metric,value then one line per

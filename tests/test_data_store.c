@@ -216,29 +216,40 @@ static void test_store_open_creates_wal_v1(void **state) {
                                 "('runs', 'prompts', 'results', 'tensors')"),
                      4);
     mech_store_close(open_ok(p)); // reopening is fine
-    // An empty file is initialised too.
+    // An empty file is not mech's: refused, left empty (a database is
+    // created only where no file exists).
     mech_test_rm_db(p);
     write_bytes(p, "", 0);
+    open_refused(p, "empty file");
+    // Creation leaves no temporary file beside the database.
+    mech_test_rm_db(p);
     mech_store_close(open_ok(p));
-    assert_int_equal(sql_int(p, "PRAGMA user_version"), MECH_STORE_SCHEMA_VERSION);
+    assert_int_equal(mech_test_leftovers(p), 0);
     mech_test_rm_db(p);
     mech_store_close(NULL);
 }
 
-static void test_store_open_migrates_old_version(void **state) {
+// A mech-marked file whose user_version is 0 is refused with a short
+// message (not the schema's CREATE statements), whether it has tables or not.
+static void test_store_refuses_version_zero(void **state) {
     (void)state;
     const char *p = mech_test_tmpn("old.db");
     mech_test_rm_db(p);
-    // A mech-marked file at version 0 (no tables yet) takes the 0 -> 1 step.
+    mech_store_close(open_ok(p));
+    sql_exec(p, "PRAGMA user_version = 0");
+    open_refused(p, "schema version (PRAGMA user_version) is 0");
+    mech_err err = {0};
+    mech_store *s = NULL;
+    assert_int_equal(mech_store_open(p, &s, &err), MECH_ERR_DB);
+    assert_null(strstr(err.msg, "CREATE"));
+    assert_true(strlen(err.msg) < 300);
+    assert_int_equal(mech_store_open_read(p, &s, &err), MECH_ERR_DB);
+    assert_contains(err.msg, "is 0");
+    mech_test_rm_db(p);
     char sql[128];
     snprintf(sql, sizeof sql, "PRAGMA application_id = %d", MECH_STORE_APPLICATION_ID);
     sql_exec(p, sql);
-    assert_int_equal(sql_int(p, "PRAGMA user_version"), 0);
-    mech_store *s = open_ok(p);
-    int64_t run;
-    OK(mech_store_run_new(s, "lens", NULL, NULL, NULL, &run, E));
-    mech_store_close(s);
-    assert_int_equal(sql_int(p, "PRAGMA user_version"), 1);
+    open_refused(p, "is 0");
     mech_test_rm_db(p);
 }
 
@@ -272,7 +283,7 @@ static void test_store_refuses_corrupt_files(void **state) {
     unsigned char junk[8192];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 131 + 7);
     write_bytes(p, junk, sizeof junk);
-    open_refused(p, "not a readable SQLite database");
+    open_refused(p, "not an SQLite database");
 
     // The SQLite magic followed by garbage.
     memcpy(junk, "SQLite format 3", 16);
@@ -309,6 +320,121 @@ static void test_store_refuses_corrupt_files(void **state) {
     assert_int_equal(st, MECH_ERR_DB);
     assert_contains(err.msg, p);
     print_message("truncated store: %s\n", err.msg);
+    mech_test_rm_db(p);
+}
+
+// Reading opens read-only: a missing path stays missing, refusals are those
+// of mech_store_open, and nothing can be written through the handle.
+static void test_store_open_read(void **state) {
+    (void)state;
+    const char *p = mech_test_tmpn("read.db");
+    mech_test_rm_db(p);
+    mech_err err = {0};
+    mech_store *s = (mech_store *)0x1;
+    assert_int_equal(mech_store_open_read(p, &s, &err), MECH_ERR_IO);
+    assert_null(s);
+    assert_contains(err.msg, p);
+    assert_contains(err.msg, "no such file");
+    struct stat sb;
+    assert_int_not_equal(stat(p, &sb), 0);
+    assert_int_equal(mech_store_open_read("", &s, &err), MECH_ERR_ARG);
+    assert_contains(err.msg, "empty");
+    assert_int_equal(mech_store_open("", &s, &err), MECH_ERR_ARG);
+    write_bytes(p, "", 0);
+    assert_int_equal(mech_store_open_read(p, &s, &err), MECH_ERR_DB);
+    assert_contains(err.msg, "empty file");
+    mech_test_rm_db(p);
+    s = open_ok(p);
+    int64_t run;
+    OK(mech_store_run_new(s, "lens", NULL, NULL, NULL, &run, E));
+    mech_store_close(s);
+    size_t n0, n1;
+    unsigned char *before = mech_test_read(p, &n0);
+    OK(mech_store_open_read(p, &s, E));
+    mech_run_info info;
+    OK(mech_store_run_info(s, run, &info, E));
+    assert_string_equal(info.kind, "lens");
+    mech_store_run_info_deinit(&info);
+    assert_int_equal(mech_store_run_new(s, "lens", NULL, NULL, NULL, &run, &err), MECH_ERR_ARG);
+    assert_contains(err.msg, "reading only");
+    assert_int_equal(mech_store_begin(s, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_store_run_finish(s, run, "failed", &err), MECH_ERR_ARG);
+    mech_store_close(s);
+    unsigned char *after = mech_test_read(p, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before), free(after);
+    mech_test_rm_db(p);
+}
+
+// A database one byte short (or one page short) is refused before any
+// write, with the sizes in the message.
+static void test_store_refuses_truncated(void **state) {
+    (void)state;
+    const char *p = mech_test_tmpn("short.db");
+    mech_test_rm_db(p);
+    mech_store *s = open_ok(p);
+    int64_t run;
+    OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
+    OK(mech_store_begin(s, E));
+    for (int i = 0; i < 3000; i++) {
+        mech_result r = res(i / 10, "blocks.0.hook_resid_pre", i % 12, i % 7, -1, "logit_diff", i);
+        OK(mech_store_result(s, run, &r, E));
+    }
+    OK(mech_store_commit(s, E));
+    mech_store_close(s);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(truncate(p, sb.st_size - 1), 0);
+    open_refused(p, "truncated or extended");
+    assert_int_equal(truncate(p, sb.st_size - 4096), 0);
+    open_refused(p, "damaged");
+    mech_test_rm_db(p);
+}
+
+// Once a statement meets a damaged page, the store writes nothing more:
+// not even the run's "failed" status.
+static void test_store_stops_writing_when_damage_found(void **state) {
+    (void)state;
+    const char *p = mech_test_tmpn("damage.db");
+    mech_test_rm_db(p);
+    mech_store *s = open_ok(p);
+    int64_t run;
+    OK(mech_store_run_new(s, "patch", NULL, NULL, NULL, &run, E));
+    OK(mech_store_begin(s, E));
+    for (int i = 0; i < 3000; i++) {
+        mech_result r = res(i / 10, "blocks.0.hook_resid_pre", i % 12, i % 7, -1, "logit_diff", i);
+        OK(mech_store_result(s, run, &r, E));
+    }
+    OK(mech_store_commit(s, E));
+    mech_store_close(s);
+    int64_t root = sql_int(p, "SELECT rootpage FROM sqlite_master WHERE name = 'results'");
+    int64_t page = sql_int(p, "PRAGMA page_size");
+    s = open_ok(p); // intact so far
+    // The results table's root page is overwritten behind SQLite's back.
+    unsigned char junk[512];
+    memset(junk, 0xA5, sizeof junk);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)((root - 1) * page), SEEK_SET), 0);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+    fclose(f);
+    size_t n0, n1;
+    unsigned char *before = mech_test_read(p, &n0);
+    mech_err err = {0};
+    mech_result_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(mech_store_results_get(s, run, NULL, &rows, &n, &err), MECH_ERR_DB);
+    assert_contains(err.msg, "malformed");
+    assert_int_equal(mech_store_run_finish(s, run, "failed", &err), MECH_ERR_DB);
+    assert_contains(err.msg, "damaged");
+    mech_result r = res(0, "x", 0, 0, -1, "m", 1);
+    assert_int_equal(mech_store_result(s, run, &r, &err), MECH_ERR_DB);
+    mech_store_close(s);
+    unsigned char *after = mech_test_read(p, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before), free(after);
     mech_test_rm_db(p);
 }
 
@@ -713,7 +839,7 @@ static void test_store_merge_renumbers(void **state) {
     fill(a, ka, 2, 100);
     fill(b, kb, 1, 200);
     const char *ins[] = {a, b};
-    OK(mech_store_merge(out, ins, 2, E));
+    OK(mech_store_merge(out, ins, 2, 0, NULL, NULL, E));
     mech_store *s = open_ok(out);
     mech_run_info *runs;
     size_t n;
@@ -742,21 +868,21 @@ static void test_store_merge_renumbers(void **state) {
     assert_int_equal(sql_int(out, "SELECT value FROM results WHERE run_id = 2 AND layer = 1"), 111);
 
     // Merging again appends after the existing runs.
-    OK(mech_store_merge(out, ins + 1, 1, E));
+    OK(mech_store_merge(out, ins + 1, 1, 0, NULL, NULL, E));
     assert_int_equal(sql_int(out, "SELECT max(id) FROM runs"), 4);
     assert_int_equal(sql_int(out, "SELECT count(*) FROM results WHERE run_id = 4"), 3);
 
     mech_err err = {0};
     const char *self[] = {out};
-    assert_int_equal(mech_store_merge(out, self, 1, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_store_merge(out, self, 1, 0, NULL, NULL, &err), MECH_ERR_ARG);
     const char *foreign = mech_test_tmpn("merge-foreign.db");
     mech_test_rm_db(foreign);
     sql_exec(foreign, "CREATE TABLE t (x)");
     const char *bad[] = {a, foreign};
-    assert_int_equal(mech_store_merge(out, bad, 2, &err), MECH_ERR_DB);
+    assert_int_equal(mech_store_merge(out, bad, 2, 0, NULL, NULL, &err), MECH_ERR_DB);
     assert_contains(err.msg, foreign);
-    // The first input was merged in its own transaction before the failure.
-    assert_int_equal(sql_int(out, "SELECT count(*) FROM runs"), 6);
+    // Every input is checked before anything is written.
+    assert_int_equal(sql_int(out, "SELECT count(*) FROM runs"), 4);
     mech_test_rm_db(a), mech_test_rm_db(b), mech_test_rm_db(out), mech_test_rm_db(foreign);
 }
 
@@ -832,10 +958,13 @@ int main(void) {
         cmocka_unit_test(test_store_sha256_known_answers),
         cmocka_unit_test(test_store_model_hash_scheme),
         cmocka_unit_test(test_store_open_creates_wal_v1),
-        cmocka_unit_test(test_store_open_migrates_old_version),
+        cmocka_unit_test(test_store_refuses_version_zero),
         cmocka_unit_test(test_store_refuses_newer_version),
         cmocka_unit_test(test_store_refuses_foreign_sqlite),
         cmocka_unit_test(test_store_refuses_corrupt_files),
+        cmocka_unit_test(test_store_open_read),
+        cmocka_unit_test(test_store_refuses_truncated),
+        cmocka_unit_test(test_store_stops_writing_when_damage_found),
         cmocka_unit_test(test_store_run_round_trip),
         cmocka_unit_test(test_store_prompts_and_results),
         cmocka_unit_test(test_store_rollback_leaves_nothing),
