@@ -151,9 +151,10 @@ static int store_trial(const mech_acdc_trial *t, void *user) {
     const mech_acdc_node *r = &g->nodes[e->receiver];
     mech_result row = {.item = (int)rs->item, .site = site, .layer = r->layer, .pos = -1, .head = r->head,
                        .token = -1, .rank = -1};
-    const char *names[4] = {"before", "after", "effect", "removed"};
-    double vals[4] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0};
-    for (int k = 0; k < 4; k++) {
+    // macs: the run's cost so far, which a resumed run continues from
+    const char *names[5] = {"before", "after", "effect", "removed", "macs"};
+    double vals[5] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0, (double)t->macs};
+    for (int k = 0; k < 5; k++) {
         row.metric = names[k], row.value = vals[k];
         if (mech_store_result(s, rs->run, &row, &rs->err)) goto fail;
     }
@@ -213,7 +214,8 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
     for (size_t i = 0; !rc && i < nr; i++) {
         const mech_result_row *r = &rows[i];
         if (r->item < 0) continue;
-        int which = !strcmp(r->metric, "before") ? 0 : !strcmp(r->metric, "after") ? 1 : !strcmp(r->metric, "removed") ? 2 : -1;
+        int which = !strcmp(r->metric, "before") ? 0 : !strcmp(r->metric, "after") ? 1 : !strcmp(r->metric, "removed") ? 2
+                  : !strcmp(r->metric, "macs") ? 3 : -1;
         if (which < 0) continue;
         int e = edge_by_site(g, r->site);
         if (e < 0) {
@@ -225,8 +227,9 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
         t[r->item].edge = e;
         if (which == 0) t[r->item].before = r->value;
         else if (which == 1) t[r->item].after = r->value;
-        else t[r->item].removed = r->value != 0;
-        seen[r->item] |= (unsigned char)(1 << which);
+        else if (which == 2) t[r->item].removed = r->value != 0;
+        else t[r->item].macs = (int64_t)r->value; // absent in runs stored before it was: 0, unknown
+        if (which < 3) seen[r->item] |= (unsigned char)(1 << which);
     }
     for (int i = 0; !rc && i <= max_item; i++)
         if (seen[i] != 7) {
@@ -531,11 +534,13 @@ static int export_run(const char *cmd, int argc, char **argv) {
         goto done;
     }
     // Effects from the trials; the circuit from the "kept" rows of a finished
-    // run, else every edge no trial removed (a run still going or stopped).
-    int has_kept = 0, has_truth = 0;
-    for (size_t i = 0; i < nr; i++) has_kept |= !strcmp(rows[i].metric, "kept");
+    // run (its summary is written with them, so a circuit that kept no edge
+    // is empty, not unfinished), else every edge no trial removed (a run
+    // still going or stopped).
+    int finished = 0, has_truth = 0;
+    for (size_t i = 0; i < nr; i++) finished |= !strcmp(rows[i].site, "circuit") && !strcmp(rows[i].metric, "n_edges");
     for (int e = 0; e < g->n_edges; e++)
-        if (g->edges[e].type != MECH_ACDC_PLACEHOLDER) g->edges[e].present = !has_kept;
+        if (g->edges[e].type != MECH_ACDC_PLACEHOLDER) g->edges[e].present = !finished;
     for (size_t i = 0; i < nr; i++) {
         const mech_result_row *r = &rows[i];
         int kept = !strcmp(r->metric, "kept"), tr = !strcmp(r->metric, "truth");
@@ -546,7 +551,7 @@ static int export_run(const char *cmd, int argc, char **argv) {
         if (kept) g->edges[e].present = 1;
         if (tr) truth[e] = 1, has_truth = 1;
         if (eff) g->edges[e].effect = r->value;
-        if (rem && !has_kept && r->value != 0) g->edges[e].present = 0;
+        if (rem && !finished && r->value != 0) g->edges[e].present = 0;
     }
     mech_buf b = {0};
     if (dot) {
@@ -561,7 +566,7 @@ static int export_run(const char *cmd, int argc, char **argv) {
     }
     if (!rc)
         printf("run %ld: %d edges%s%s%s%s%s\n", run, mech_acdc_graph_count_present(g), dot ? " -> " : "", dot ? dot : "",
-               dot && json ? ", " : json ? " -> " : "", json ? json : "", has_kept ? "" : " (run not finished)");
+               dot && json ? ", " : json ? " -> " : "", json ? json : "", finished ? "" : " (run not finished)");
 done:
     mech_store_results_free(rows, nr);
     mech_free(truth);

@@ -461,6 +461,7 @@ static mech_status naive_trial(acdc_eval *ev, int e, double *out, mech_err *err)
 }
 
 static void naive_noop(acdc_eval *ev, int e) { (void)ev, (void)e; }
+static void naive_sync(acdc_eval *ev) { (void)ev; } // every evaluation is a whole forward pass already
 
 static void naive_free(acdc_eval *ev) {
     naive_eval *ne = (naive_eval *)ev;
@@ -479,7 +480,7 @@ static mech_status naive_new(acdc_ctx *x, acdc_eval **out, mech_err *err) {
     const mech_acdc_graph *g = x->g;
     naive_eval *ne = mech_calloc(1, sizeof *ne);
     if (!ne) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
-    ne->ev = (acdc_eval){naive_install, naive_metric, naive_trial, naive_noop, naive_noop, naive_noop, naive_free, 0};
+    ne->ev = (acdc_eval){naive_install, naive_metric, naive_trial, naive_noop, naive_noop, naive_noop, naive_sync, naive_free, 0};
     ne->x = x;
     mech_status rc = MECH_OK;
     ne->live = mech_malloc_aligned((size_t)x->n_send * x->BT * x->C * sizeof(float));
@@ -575,11 +576,25 @@ typedef struct search {
     acdc_eval *ev;
     mech_acdc_result *res;
     int64_t replayed;      // replay records consumed
-    int replay_pending;    // the evaluator's state lags the flags (replayed removals)
+    // Replayed trials before `silent` are applied from their records without
+    // evaluating; those from `silent` on (the last receiver group the replay
+    // reaches into) are evaluated again from the group's sync, so that the
+    // evaluator's state is exactly the uninterrupted run's (acdc_int.h, sync).
+    int64_t silent;
+    int last_key;          // group of the receiver visited last (-1: none)
     double cur;
     double t0, last_progress;
     mech_acdc_progress prog;
 } search;
+
+// Receivers come in the groups the evaluator syncs at: a layer's
+// resid_post, its mlp_in, its attention inputs (q/k/v inputs and the DIRECT
+// q/k/v nodes).
+static int group_key(const mech_acdc_graph *g, int v) {
+    const mech_acdc_node *n = &g->nodes[v];
+    int cls = n->kind == MECH_ACDC_RESID_POST ? 0 : n->kind == MECH_ACDC_MLP_IN ? 1 : 2;
+    return n->layer * 3 + cls;
+}
 
 static void report(search *s, int force) {
     const mech_acdc_opts *o = s->x->o;
@@ -591,10 +606,10 @@ static void report(search *s, int force) {
     o->progress(&s->prog, o->user);
 }
 
-// cur = metric of the current graph, unless a replay is still running (the
-// value is then taken from the replayed trials and refreshed when it ends).
+// cur = metric of the current graph, unless a silent replay is running (the
+// value is then taken from the replayed trials).
 static mech_status refresh_cur(search *s, mech_err *err) {
-    if (s->replayed < s->x->o->n_replay) return MECH_OK;
+    if (s->replayed < s->silent) return MECH_OK;
     return s->ev->metric(s->ev, &s->cur, err);
 }
 
@@ -603,14 +618,14 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
     const mech_acdc_opts *o = x->o;
     mech_acdc_edge *ed = &x->g->edges[e];
     mech_acdc_trial t = {.edge = e};
-    if (s->replayed < o->n_replay) {
-        const mech_acdc_trial *r = &o->replay[s->replayed];
-        if (r->edge != e)
-            return mech_err_set(err, MECH_ERR_ARG,
-                                "replay: trial %lld is edge %d but the search is at edge %d (%s -> %s); "
-                                "was it recorded with another model, graph or options?",
-                                (long long)s->replayed + 1, r->edge, e, x->g->nodes[ed->sender].name,
-                                x->g->nodes[ed->receiver].name);
+    const mech_acdc_trial *r = s->replayed < o->n_replay ? &o->replay[s->replayed] : NULL;
+    if (r && r->edge != e)
+        return mech_err_set(err, MECH_ERR_ARG,
+                            "replay: trial %lld is edge %d but the search is at edge %d (%s -> %s); "
+                            "was it recorded with another model, graph or options?",
+                            (long long)s->replayed + 1, r->edge, e, x->g->nodes[ed->sender].name,
+                            x->g->nodes[ed->receiver].name);
+    if (r && s->replayed < s->silent) {
         s->replayed++;
         ed->effect = r->after - r->before;
         if (r->removed) {
@@ -621,11 +636,8 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
         } else {
             s->cur = r->before;
         }
-        if (s->replayed == o->n_replay) {
-            // Back to evaluating: the evaluator catches up with the flags.
-            mech_status rc = refresh_cur(s, err);
-            if (rc) return rc;
-        }
+        // the cost so far, as the stopped run counted it
+        if (s->replayed == s->silent) s->ev->macs = r->macs;
         return MECH_OK;
     }
     if (o->cancel && *o->cancel) return mech_err_set(err, MECH_ERR_CANCELLED, "ACDC cancelled after %lld trials", (long long)s->prog.trials);
@@ -639,8 +651,14 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
     double d = t.after - t.before;
     ed->effect = d;
     if (o->abs_value) d = fabs(d);
-    if (d < o->tau) {
-        t.removed = 1;
+    t.removed = d < o->tau;
+    if (r && t.removed != r->removed)
+        return mech_err_set(err, MECH_ERR_ARG,
+                            "replay: trial %lld (%s -> %s) was decided '%s' but is '%s' now (effect %.9g); "
+                            "was it recorded with another model, data or options?",
+                            (long long)s->replayed + 1, x->g->nodes[ed->sender].name, x->g->nodes[ed->receiver].name,
+                            r->removed ? "removed" : "kept", t.removed ? "removed" : "kept", t.after - t.before);
+    if (t.removed) {
         s->cur = t.after;
         s->ev->accept(s->ev, e);
         s->prog.edges_removed++;
@@ -649,8 +667,13 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
         s->ev->reject(s->ev, e);
     }
     s->prog.trials++;
-    s->res->n_trials++;
     report(s, 0);
+    if (r) { // evaluated again, already recorded
+        s->replayed++;
+        return MECH_OK;
+    }
+    t.macs = s->ev->macs;
+    s->res->n_trials++;
     if (o->on_trial && o->on_trial(&t, o->user))
         return mech_err_set(err, MECH_ERR_CANCELLED, "ACDC stopped by the trial callback after %lld trials",
                             (long long)s->prog.trials);
@@ -663,6 +686,11 @@ static mech_status visit(search *s, int v, mech_err *err) {
     const mech_acdc_graph *g = x->g;
     int first = g->first_in[v], end = g->first_in[v + 1];
     if (first == end || g->edges[first].type == MECH_ACDC_PLACEHOLDER) return MECH_OK; // nothing to try
+    int key = group_key(g, v);
+    if (key != s->last_key) {
+        s->last_key = key;
+        if (s->replayed >= s->silent) s->ev->sync(s->ev);
+    }
     // The reference measures the baseline, then installs the receiver hook.
     mech_status rc = refresh_cur(s, err);
     if (rc) return rc;
@@ -730,12 +758,22 @@ mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32
         goto done;
     }
     int n_order = visit_order(&x, order);
-    search s = {.x = &x, .ev = ev, .res = res, .t0 = t0};
+    search s = {.x = &x, .ev = ev, .res = res, .t0 = t0, .last_key = -1, .cur = NAN};
+    for (int i = 0; i < o->n_replay; i++) {
+        int e = o->replay[i].edge;
+        if (e < 0 || e >= g->n_edges) {
+            rc = mech_err_set(err, MECH_ERR_ARG, "replay: trial %d names edge %d; the graph has %d", i + 1, e,
+                              g->n_edges);
+            goto done;
+        }
+        if (i == 0 || group_key(g, g->edges[e].receiver) != group_key(g, g->edges[o->replay[i - 1].edge].receiver))
+            s.silent = i;
+    }
     for (int i = 0; i < n_order; i++) {
         int v = order[i], a = g->first_in[v], b = g->first_in[v + 1];
         if (a < b && g->edges[a].type != MECH_ACDC_PLACEHOLDER) s.prog.receivers_total++;
     }
-    rc = refresh_cur(&s, err);
+    // (every visit measures its own baseline: the first one is the full graph's)
     for (int i = 0; !rc && i < n_order; i++) {
         int v = order[i];
         const mech_acdc_node *n = &g->nodes[v];

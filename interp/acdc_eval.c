@@ -26,7 +26,10 @@
 **
 ** A kept removal swaps the trial's buffers into the state; a restored edge
 ** just drops them. The state is rebuilt from the present flags when it may
-** disagree with them (at the start, and after replayed decisions).
+** disagree with them (at the start, and after replayed decisions), and at
+** every new group of receivers (sync), which makes the values a trial
+** computes a function of the decisions alone: a resumed run gets the
+** uninterrupted run's values bit for bit.
 **
 ** Removals the search makes without a trial (a disconnected node's inputs)
 ** are not mirrored: such a node's value is read by no present edge, now or
@@ -534,6 +537,14 @@ static void fast_install(acdc_eval *ev, int node) {
     fe->need_key = key;
 }
 
+static void fast_sync(acdc_eval *ev) {
+    fast_eval *fe = (fast_eval *)ev;
+    int64_t macs0 = fe->macs;
+    rebuild(fe);
+    fe->need_key = -1; // install() recomputes the needed rows for its receiver
+    ev->macs += fe->macs - macs0;
+}
+
 static mech_status fast_metric(acdc_eval *ev, double *out, mech_err *err) {
     (void)err;
     fast_eval *fe = (fast_eval *)ev;
@@ -576,7 +587,7 @@ mech_status acdc_eval_fast_new(acdc_ctx *x, acdc_eval **out, mech_err *err) {
     const mech_acdc_graph *g = x->g;
     fast_eval *fe = mech_calloc(1, sizeof *fe);
     if (!fe) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
-    fe->ev = (acdc_eval){fast_install, fast_metric, fast_trial, fast_accept, fast_reject, fast_dropped, fast_free, 0};
+    fe->ev = (acdc_eval){fast_install, fast_metric, fast_trial, fast_accept, fast_reject, fast_dropped, fast_sync, fast_free, 0};
     fe->x = x;
     fe->n = (size_t)x->BT * x->C;
     int nq = x->L * x->H * 3, ms = 0;

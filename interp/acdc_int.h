@@ -72,8 +72,15 @@ struct acdc_eval {
     // of a disconnected node are removed silently: no present edge reads
     // that node's value, now or later, edges being only ever removed.)
     void (*dropped)(acdc_eval *ev, int e);
+    // The search reaches another group of receivers (a layer's resid_post,
+    // mlp_in, or attention inputs): the state is rebuilt from the flags, so
+    // that from here on it is a function of the decisions alone, not of the
+    // rounding history of the edits that led to them. A resumed run rebuilds
+    // at the same point and so computes bit for bit what an uninterrupted
+    // run computes. Its work counts in macs.
+    void (*sync)(acdc_eval *ev);
     void (*free)(acdc_eval *ev);
-    int64_t macs; // multiply-adds spent in trial() calls
+    int64_t macs; // multiply-adds spent in trial() and sync() calls
 };
 
 mech_status acdc_eval_fast_new(acdc_ctx *x, acdc_eval **out, mech_err *err);

@@ -455,6 +455,7 @@ typedef struct mech_acdc_trial {
     int edge;
     double before, after;
     int removed;
+    int64_t macs; // multiply-adds the run has spent up to and including this trial (0: unknown)
 } mech_acdc_trial;
 
 typedef struct mech_acdc_progress {
@@ -478,8 +479,11 @@ typedef struct mech_acdc_opts {
     // corrupted pass reads hook_pos_embed at positions pos_perm[t], as the
     // reference's Tracr tasks do (pos_perm = mech_acdc_torch_randperm(49, T)).
     const int32_t *pos_perm;
-    // Resume: decisions already taken, applied in order without evaluating
-    // (they must be the run's own first n_replay trials).
+    // Resume: the run's own first n_replay trials, as on_trial reported
+    // them. Those before the last receiver group they reach into are applied
+    // without evaluating; that group's are evaluated again (a decision that
+    // comes out differently is MECH_ERR_ARG), so every later value is bit for
+    // bit the uninterrupted run's, and macs continue from the records.
     const mech_acdc_trial *replay;
     int n_replay;
     // Called after every new trial (e.g. to store it); non-zero stops the run (MECH_ERR_CANCELLED).
@@ -493,7 +497,8 @@ typedef struct mech_acdc_opts {
 typedef struct mech_acdc_result {
     double metric_final;     // metric of the final circuit (set on success only)
     int64_t n_trials;        // trials run (replayed ones excluded)
-    int64_t macs;            // multiply-adds spent in trials (naive: one full forward each), for the benchmark
+    int64_t macs;            // multiply-adds spent in trials and state rebuilds (naive: one full forward per
+                             // trial), for the benchmark; a resumed run's include the replayed trials' (their macs)
     double seconds;
 } mech_acdc_result;
 

@@ -150,6 +150,33 @@ static void test_acdc_compiled_run_and_export(void **state) {
                   "metric='auc' and site='zero'");
     assert_string_equal(p, "1.0");
     free(p);
+    // a finished run whose circuit kept no edge exports an empty circuit
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 12 --len 4 --tau 1000 --ablation zero --db %s",
+                          rev, db), 0);
+    assert_has(out, "run 7: 0 of 68 edges kept");
+    free(out);
+    assert_int_equal(mech(&out, "acdc export 7 --dot %s --json %s --db %s", dot, json, db), 0);
+    assert_has(out, "run 7: 0 edges -> ");
+    assert_null(strstr(out, "not finished"));
+    free(out);
+    d = mech_test_read(dot, &n);
+    assert_has(d, "digraph acdc {");
+    // only the truth's missed edges, dashed
+    int drawn = 0;
+    for (char *l = strstr(d, "\" -> \""); l; l = strstr(l + 1, "\" -> \"")) {
+        char *eol = strchr(l, '\n');
+        if (eol) *eol = 0;
+        if (!strstr(l, "style=dashed")) fail_msg("the empty circuit's graph has an edge: %s", l);
+        if (eol) *eol = '\n';
+        drawn++;
+    }
+    assert_true(drawn > 0 && drawn <= 14);
+    free(d);
+    j = mech_test_read(json, &n);
+    if (mech_json_parse(j, n, &jj, &err)) fail_msg("%s", err.msg);
+    assert_int_equal((int)mech_json_get(jj, "edges")->n, 0);
+    mech_json_free(jj);
+    free(j);
     unlink(rev), unlink(dot), unlink(json);
     mech_test_rm_db(db);
 }
@@ -215,6 +242,12 @@ static void resume_after(int sig) {
     assert_true(before >= 3);
     if (before >= want_trials) fail_msg("run 2 finished before it was stopped (%ld trials)", before);
     assert_int_equal(query_long(db, "select count(*) from results where run_id=2 and metric='kept'"), 0);
+    // a stopped run exports every edge no trial removed, and says it is not finished
+    const char *dot = mech_test_tmpn("acdc_resume.dot");
+    assert_int_equal(mech(&out, "acdc export 2 --dot %s --db %s", dot, db), 0);
+    assert_has(out, "(run not finished)");
+    free(out);
+    unlink(dot);
 
     assert_int_equal(mech(&out, "acdc --resume 2 --db %s", db), 0);
     assert_has(out, "(resumed)");
@@ -234,6 +267,13 @@ static void resume_after(int sig) {
     assert_int_equal(query_long(db, "select count(*) from results a join results b on a.item=b.item and "
                                     "a.metric=b.metric where a.run_id=1 and b.run_id=2 and a.metric='removed' and "
                                     "a.site=b.site and a.value=b.value"), want_trials);
+    // the same values, bit for bit, and the cost of the whole run
+    assert_int_equal(query_long(db, "select count(*) from results a join results b on a.item=b.item and "
+                                    "a.metric=b.metric and a.site=b.site where a.run_id=1 and b.run_id=2 and a.item >= 0 and a.metric "
+                                    "in ('before', 'after', 'effect', 'macs') and a.value=b.value"), 4 * want_trials);
+    assert_int_equal(query_long(db, "select count(*) from results a join results b on a.metric=b.metric where "
+                                    "a.run_id=1 and b.run_id=2 and a.site='circuit' and b.site='circuit' and "
+                                    "a.metric in ('macs', 'metric_final', 'n_edges') and a.value=b.value"), 3);
     free(got);
     free(want);
     unlink(m);
