@@ -92,7 +92,7 @@ demo: all
 	MECH=./$(MECH_BIN) sh examples/experiments.sh demo-out
 
 clean:
-	rm -rf build build-san mech demo-out
+	rm -rf build build-san build-fuzz mech demo-out
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 .PHONY: all test bench demo clean
@@ -100,3 +100,57 @@ clean:
 
 # The GPT-2 vocabulary is assembled into the library with .incbin.
 $(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+
+# --- Fuzzing (tests/fuzz/) ---------------------------------------------------
+# One entry function per parser (tests/fuzz/fuzz_*.c), shared by two users:
+# the libFuzzer binaries of `make fuzz` (clang, build-fuzz/) and the suite
+# test_fuzz_regress, which replays tests/fuzz/corpus/<target>/ and
+# tests/fuzz/regress/<target>/ in every `make test`. spec and pairs are CLI
+# code, and cli/main.c holds main(): the fuzz builds link it with main renamed.
+#   make fuzz                                  every target, FUZZ_SECONDS each
+#   make fuzz FUZZ_TARGETS=rasp FUZZ_SECONDS=600
+# New inputs go to build-fuzz/corpus/<target>/, crashes to
+# build-fuzz/artifacts/<target>/; copy a crash into tests/fuzz/regress/<target>/
+# once it is fixed.
+FUZZ_TARGETS ?= json safetensors tokenizer_files tokenize npy spec pairs rasp
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1
+FUZZ_ENTRY_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out tests/fuzz/libfuzzer.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_CLI_OBJ := $(filter-out $(B)/cli/main.o,$(CLI_OBJ)) $(B)/tests/fuzz/cli_main.o
+ifdef FUZZ
+CFLAGS += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+$(B)/tests/fuzz/cli_main.o: cli/main.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Dmain=mech_cli_main -c $< -o $@
+
+$(B)/test/test_fuzz_regress: $(B)/tests/test_fuzz_regress.o $(B)/tests/support/check.o $(FUZZ_ENTRY_OBJ) \
+		$(FUZZ_CLI_OBJ) $(B)/libmech.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
+
+$(B)/tests/fuzz/libfuzzer_%.o: tests/fuzz/libfuzzer.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DMECH_FUZZ_TARGET=$* -c $< -o $@
+
+$(B)/fuzz/%: $(B)/tests/fuzz/libfuzzer_%.o $(FUZZ_ENTRY_OBJ) $(FUZZ_CLI_OBJ) $(B)/libmech.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
+fuzz-bins: $(FUZZ_TARGETS:%=$(B)/fuzz/%)
+
+fuzz:
+	@$(MAKE) --no-print-directory B=build-fuzz CC=clang FUZZ=1 fuzz-bins
+	@fail=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t build-fuzz/artifacts/$$t; \
+	  dict=""; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s (log build-fuzz/$$t.log)"; \
+	  if build-fuzz/fuzz/$$t build-fuzz/corpus/$$t tests/fuzz/corpus/$$t $$dict $(FUZZ_FLAGS) \
+	      -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/artifacts/$$t/ >build-fuzz/$$t.log 2>&1; \
+	  then grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' build-fuzz/$$t.log | tail -2; \
+	  else fail="$$fail $$t"; tail -40 build-fuzz/$$t.log; fi; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz: findings in:$$fail (inputs in build-fuzz/artifacts/)"; exit 1; fi
+.PHONY: fuzz fuzz-bins
