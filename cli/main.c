@@ -109,19 +109,32 @@ const cli_cmd cli_commands[] = {
      "the compiled model disagrees with the interpreter (a compiler bug: the first\n"
      "such input is shown) or a file cannot be read or written. Nothing is\n"
      "written unless verification passes.\n"},
-    {"db", cmd_db, "the results database: list, show, export and merge runs",
+    {"db", cmd_db, "the results database: list, show, export, merge and join runs",
      "usage: mech db [--db FILE] ls\n"
      "       mech db [--db FILE] show RUN\n"
      "       mech db [--db FILE] export RUN (--csv FILE | --npz FILE)\n"
-     "       mech db merge OUT.db IN.db...\n"
+     "       mech db merge [--join] OUT.db IN.db...\n"
      "\n"
      "Every experiment command writes its run to one SQLite file (default\n"
      "mech.db). ls lists the runs, show prints one (kind, status, times, model\n"
      "and its content hash, command line, parameters, counts), export writes its\n"
-     "results as CSV or its tensors as .npz, merge copies every run of the inputs\n"
-     "into OUT (run ids renumbered). A database from a newer mech, or a SQLite file\n"
-     "that is not mech's, is refused and left untouched. The schema is in\n"
-     "docs/schema.md, so `sqlite3 mech.db 'select ...'` works without mech.\n"},
+     "results as CSV (--csv - for stdout) or its tensors as .npz.\n"
+     "\n"
+     "merge copies every run of the inputs into OUT (created if missing). Run ids\n"
+     "are renumbered: the copies are appended after OUT's runs, inputs in order,\n"
+     "and merge prints each run's old and new id (IN run 1 -> run 3).\n"
+     "merge --join makes the shards of one sweep (patch --shard K/N) ONE run in\n"
+     "OUT, as if the sweep had run unsharded: the inputs' runs must be exactly\n"
+     "shards 1..N of one sweep (same kind, model hash and parameters but the\n"
+     "shard), all done. Shards that share one file join from that file alone.\n"
+     "\n"
+     "ls, show, export and merge's inputs only read: they never create or modify\n"
+     "a file and work on read-only files and directories. Commands that write\n"
+     "create a database only where no file exists; an existing file that is not\n"
+     "a mech database (an empty file too), is from a newer mech, or is damaged\n"
+     "(truncated, failing SQLite's quick_check, an index that lost rows) is\n"
+     "refused and left untouched. The schema is in docs/schema.md, so\n"
+     "`sqlite3 mech.db 'select ...'` works without mech.\n"},
     {"lens", cmd_lens, "logit lens: every layer's residual stream read through the unembedding",
      "usage: mech lens --model MODEL (--prompt TEXT | --ids 1,2,3)... [--target TOKEN] [--top-k K] [--db FILE]\n"
      "\n"
@@ -184,7 +197,7 @@ const cli_cmd cli_commands[] = {
      "                 patched only along its paths into the receivers [layer x head]\n"
      "  --metric M     logit_diff (default; needs wrong), logprob, prob, kl\n"
      "  --shard K/N    run only every N-th pair from the K-th (1 <= K <= N); join\n"
-     "                 the shards' files with `mech db merge`\n"
+     "                 the shards into one run with `mech db merge --join`\n"
      "  --spec FILE    options as a JSON object ({\"model\": \"gpt2/\", \"sweep\": \"heads\"});\n"
      "                 options given after it override it (every command takes it)\n"
      "  --naive        one full forward per patch (the reference; slower)\n"},

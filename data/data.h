@@ -267,7 +267,7 @@ mech_status mech_store_merge(const char *out_path, const char *const *in_paths, 
 // Writes the run's results as CSV (RFC 4180): header
 // run_id,item,site,layer,pos,head,token,rank,metric,value then one line per
 // row ordered by item then insertion; value as %.17g, empty for NULL.
-// Atomic (mech_outfile). Errors: MECH_ERR_RANGE (no such run), MECH_ERR_IO,
+// Atomic (mech_outfile); path "-" writes to standard output. Errors: MECH_ERR_RANGE (no such run), MECH_ERR_IO,
 // MECH_ERR_DB.
 mech_status mech_store_export_csv(mech_store *s, int64_t run_id, const char *path, mech_err *err);
 // Writes every tensor of the run into a .npz (np.load(path)[name]).

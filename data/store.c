@@ -1556,8 +1556,11 @@ mech_status mech_store_export_csv(mech_store *s, int64_t run_id, const char *pat
                            -1, &q, NULL) != SQLITE_OK)
         return fail(s, "exporting results", err);
     sqlite3_bind_int64(q, 1, run_id);
-    mech_outfile o;
-    if ((st = mech_outfile_open(&o, path, err))) {
+    // "-" is standard output, written directly.
+    mech_outfile o = {0};
+    if (path && !strcmp(path, "-")) {
+        o.f = stdout;
+    } else if ((st = mech_outfile_open(&o, path, err))) {
         sqlite3_finalize(q);
         return st;
     }
@@ -1573,13 +1576,17 @@ mech_status mech_store_export_csv(mech_store *s, int64_t run_id, const char *pat
         if (sqlite3_column_type(q, 9) != SQLITE_NULL) fprintf(o.f, ",%.17g\n", sqlite3_column_double(q, 9));
         else fputs(",\n", o.f);
     }
-    if (rc != SQLITE_DONE) {
-        st = fail(s, "exporting results", err);
-        sqlite3_finalize(q);
+    st = rc != SQLITE_DONE ? fail(s, "exporting results", err) : MECH_OK;
+    sqlite3_finalize(q);
+    if (o.f == stdout) {
+        if (!st && (fflush(stdout) || ferror(stdout)))
+            st = mech_err_set(err, MECH_ERR_IO, "standard output: write failed: %s", strerror(errno));
+        return st;
+    }
+    if (st) {
         mech_outfile_abort(&o);
         return st;
     }
-    sqlite3_finalize(q);
     return mech_outfile_commit(&o, err);
 }
 

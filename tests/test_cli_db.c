@@ -421,6 +421,15 @@ static void test_db_ls_header_and_merge_ids(void **state) {
     assert_int_equal(sql_int(m, "SELECT count(*) FROM results WHERE run_id = 3"), 3);
     assert_int_equal(mech(&out, "db --db %s ls --join", a), 2);
     free(out);
+    // --csv - is standard output, not a file named "-".
+    remove("-");
+    assert_int_equal(mech_test_cli(&out, NULL, "db --db %s export 1 --csv - 2>/dev/null", a), 0);
+    const char *head = "run_id,item,site,layer,pos,head,token,rank,metric,value\n1,0,lens,0,0,-1,-1,-1,logprob,0\n";
+    assert_true(!strncmp(out, head, strlen(head)));
+    free(out);
+    assert_false(exists("-"));
+    assert_int_equal(mech(&out, "db --db %s export 1 --npz -", a), 2);
+    free(out);
     mech_test_rm_db(a), mech_test_rm_db(b), mech_test_rm_db(m);
 }
 
