@@ -13,7 +13,7 @@ int cmd_init(int argc, char **argv) {
     long seed = 1, x;
     mech_dtype dtype = MECH_DT_F32;
     struct { const char *opt; int *field; long lo, hi; } ints[] = {
-        {"--layers", &c.n_layers, 0, 4096}, {"--heads", &c.n_heads, 1, 4096}, {"--d-model", &c.d_model, 1, 65536},
+        {"--layers", &c.n_layers, 1, 4096}, {"--heads", &c.n_heads, 1, 4096}, {"--d-model", &c.d_model, 1, 65536},
         {"--d-head", &c.d_head, 1, 65536},  {"--d-mlp", &c.d_mlp, 0, 1 << 20}, {"--n-ctx", &c.n_ctx, 1, 1 << 20},
         {"--vocab", &c.d_vocab, 1, 1 << 24},
     };

@@ -17,7 +17,6 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     mech_err err = {0};
     mech_model *m = NULL;
     mech_rasp_program *p = NULL;
-    mech_rasp_value *in = NULL;
     mech_lens_vars *vars = NULL;
     mech_lens_decoded *rows = NULL;
     mech_run *run = NULL;
@@ -27,19 +26,20 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     int64_t run_id = 0;
     int rc = 0;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    const char *src = mech_model_meta(m, "mech.rasp.source"), *labels = mech_model_meta(m, "mech.rasp.residual");
-    if (!src || !labels) {
-        mech_err_set(&err, MECH_ERR_ARG, "%s: not a compiled RASP model; --input is for models from `mech compile`", model);
-        goto fail;
+    const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
+    if ((rc = cli_compiled_program(cmd, m, model, &p))) goto done;
+    if (!p || !labels) {
+        rc = cli_usage(cmd, "--input is for models from `mech compile`; %s is not one (no mech.rasp.source "
+                       "metadata): give --prompt or --ids", model);
+        goto done;
     }
-    if (mech_rasp_parse(model, src, strlen(src), &p, &err) || mech_rasp_input_parse(p, input, &in, &n, &err) ||
-        mech_lens_vars_parse(labels, &vars, &err))
-        goto fail;
-    int T = (int)n + 1;
-    ids = malloc((size_t)T * sizeof *ids);
-    if (!ids) goto fail;
-    ids[0] = 0; // BOS
-    for (size_t i = 0; i < n; i++) ids[i + 1] = mech_rasp_token_id(p, &in[i]); // parsed input: in the vocab
+    if ((rc = cli_compiled_ids(cmd, p, input, &ids, &n))) goto done;
+    if (mech_lens_vars_parse(labels, &vars, &err) || (circuit && mech_lens_vars_layers(vars, circuit, &err))) goto fail;
+    int T = (int)n;
+    if (T > m->cfg.n_ctx) {
+        rc = cli_usage(cmd, "--input: %d tokens exceed the model's max_seq_len of %d", T - 1, m->cfg.n_ctx - 1);
+        goto done;
+    }
     if (mech_run_new(m, 1, T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, ids, &err) ||
         mech_lens_decode(m, run, vars, 0, &rows, &n_rows, &err))
         goto fail;
@@ -54,13 +54,19 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
         if (!strcmp(name, "bos") || !strcmp(name, "one") || strchr(name, '.')) continue;
         for (int l = 0; l <= L; l++) {
             const mech_lens_decoded *r0 = &rows[((size_t)l * vars->n_vars + v) * T];
-            if (l == 0 || r0->present) {
+            { // every layer: "-" until the variable is computed
                 printf("  %-14s layer %d:", l == 0 ? name : "", l);
                 for (int t = 1; t < T; t++) {
                     const mech_lens_decoded *r = r0 + t;
                     if (!r->present) printf(" -");
-                    else if (vars->vars[v].numerical) printf(" %.4g", r->number);
-                    else printf(" %s", r->has_value ? r->value : "null");
+                    else if (vars->vars[v].numerical) {
+                        // written as the interpreter writes numbers (`mech rasp --trace`)
+                        mech_buf nb = {0};
+                        mech_rasp_value x = mech_rasp_float(r->number);
+                        mech_rasp_value_json(&nb, &x);
+                        printf(" %s", nb.data ? nb.data : "?");
+                        mech_buf_free(&nb);
+                    } else printf(" %s", r->has_value ? r->value : "null");
                 }
                 printf("\n");
             }
@@ -88,7 +94,6 @@ done:
     mech_run_free(run);
     free(ids);
     mech_lens_vars_free(vars);
-    mech_free(in);
     mech_rasp_program_free(p);
     mech_model_free(m);
     return rc;
@@ -128,11 +133,14 @@ int cmd_lens(int argc, char **argv) {
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
+            if (r < 0 || cli_threads(cmd, v, NULL)) return 2;
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
-            if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
             if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--allow-special")) special = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
@@ -145,6 +153,12 @@ int cmd_lens(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (mech_model_meta(m, "mech.rasp.source")) {
+        // its logits are the readout, not a vocabulary: the logit lens would misname them
+        mech_model_free(m);
+        return cli_usage(cmd, "%s is a compiled RASP model: give its input with --input \"a b c\" for the decoder "
+                         "lens (the logit lens reads a language model's vocabulary)", model);
+    }
     cli_inputs in;
     int rc = cli_batch(cmd, m, texts, is_ids, n, special, &in);
     if (rc) {

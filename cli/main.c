@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,15 +297,57 @@ int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, co
     return 1;
 }
 
+// The whole string is the number: no spaces, no '+', a '-' only when the
+// range admits negatives, so "5 ", " 5" and "+3" are refused alike.
+static int plain_number(const char *s, int negative_ok) {
+    if (!*s || strchr(" \t\n\v\f\r+", *s)) return 0;
+    if (*s == '-' && !negative_ok) return 0;
+    return 1;
+}
+
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
+    long v = plain_number(s, lo < 0) ? strtol(s, &end, 10) : 0;
+    if (!plain_number(s, lo < 0) || end == s || *end || errno || v < lo || v > hi) {
         cli_usage(cmd, "%s '%s': expected an integer from %ld to %ld", opt, s, lo, hi);
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    int ok = plain_number(s, lo < 0);
+    double v = ok ? strtod(s, &end) : 0;
+    // strtod also reads "nan", "inf" and hex floats: only decimal numbers here
+    ok = ok && end != s && !*end && !errno && isfinite(v) && v >= lo && v <= hi;
+    for (const char *p = s; ok && *p; p++)
+        if (!strchr("0123456789.eE-", *p)) ok = 0;
+    if (!ok) {
+        if (isinf(hi)) cli_usage(cmd, "%s '%s': expected a number >= %g", opt, s, lo);
+        else cli_usage(cmd, "%s '%s': expected a number from %g to %g", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cli_shortest(char buf[32], double x) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, 32, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
+int cli_threads(const char *cmd, const char *s, long *out) {
+    long n;
+    if (cli_int(cmd, "--threads", s, 1, CLI_MAX_THREADS, &n)) return -1;
+    mech_pool_set_default((int)n);
+    if (out) *out = n;
     return 0;
 }
 
@@ -320,9 +363,24 @@ int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
     int32_t *v = malloc(cap * sizeof *v);
     if (!v) return -1;
     const char *p = s;
-    for (;;) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
+    // Items are separated by one comma (spaces around it allowed) or by
+    // white space; an empty item ("1,,2", "1,", ",1") is a mistake, not nothing.
+    while (*p && strchr(" \n\t\r", *p)) p++;
+    for (int first = 1; *p; first = 0) {
+        if (!first) {
+            int commas = 0;
+            while (*p && strchr(", \n\t\r", *p)) commas += *p++ == ',';
+            if (commas > 1 || (commas == 1 && !*p)) {
+                cli_usage(cmd, "token ids '%s': an empty item after item %zu", s, k);
+                free(v);
+                return -1;
+            }
+            if (!*p) break;
+        } else if (*p == ',') {
+            cli_usage(cmd, "token ids '%s': an empty item before the first id", s);
+            free(v);
+            return -1;
+        }
         // One item runs to the next separator; all of it must be digits.
         int len = 0;
         while (p[len] && !strchr(", \n\t\r", p[len])) len++;

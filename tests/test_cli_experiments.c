@@ -339,7 +339,9 @@ static void test_spec_files(void **state) {
         {"{\"command\": \"lens\"}", "'command' is 'lens' but this is `mech heads`"},
         {"{\"--model\": \"x\"}", "key '--model': expected an option name without dashes"},
         {"{\"model\": {\"a\": 1}}", "'model': expected a string, a number"},
-        {"{\"nonsense\": 1}", "unknown argument '--nonsense'"},
+        // a misspelled key names the file and the key
+        {"{\"nonsense\": 1}", "exp.json: error: unknown key 'nonsense'"},
+        {"{\"modle\": \"x\"}", "exp.json: error: unknown key 'modle'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         f = fopen(spec, "wb");
