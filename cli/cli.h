@@ -52,6 +52,8 @@ int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, l
 int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
 // --threads N, N in 1..CLI_MAX_THREADS (leave it out for one per CPU): the
 // thread count of every pool the command makes from now on. 0 or -1.
+// "s" unless n is 1: "%d head%s", n, cli_s(n).
+const char *cli_s(long long n);
 // x in the fewest significant digits that read back as exactly x (0.05,
 // not 0.050000000000000003), for parameters stored as text.
 const char *cli_shortest(char buf[32], double x);

@@ -48,7 +48,7 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
     if (mech_store_begin(s, &err) || mech_store_prompt(s, run_id, 0, "prompt", input, ids, T, &err)) goto fail;
     int L = m->cfg.n_layers;
-    printf("run %lld: decoder lens on %s (%d layers) -> %s\n", (long long)run_id, input, L + 1, db);
+    printf("run %lld: decoder lens on %s (%d layers) -> %s\n", (long long)run_id, input, L + 1, db); // L >= 1
     for (int v = 0; v < vars->n_vars; v++) {
         const char *name = vars->vars[v].name;
         if (!strcmp(name, "bos") || !strcmp(name, "one") || strchr(name, '.')) continue;
@@ -227,16 +227,17 @@ int cmd_lens(int argc, char **argv) {
     if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     // The last position of the first sequence, layer by layer.
-    printf("run %lld: logit lens, %d sequence%s x %d tokens, %d layers -> %s\n", (long long)run_id, in.B,
-           in.B > 1 ? "s" : "", in.T, m->cfg.n_layers + 1, db);
-    printf("%6s  %-16s %7s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
+    printf("run %lld: logit lens, %d sequence%s x %d token%s, %d layers -> %s\n", (long long)run_id, in.B,
+           cli_s(in.B), in.T, cli_s(in.T), m->cfg.n_layers + 1, db);
+    printf("%6s  %-16s %9s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
         if (row->batch != 0 || row->pos != in.T - 1) continue;
         mech_buf name = {0};
         cli_token_text(&name, in.tok, row->top_ids[0]);
-        printf("%6d  %-16s %7.4f %9.4f %9.4f", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
-        if (targets) printf("  %lld, %.4f", (long long)row->target_rank, row->target_prob);
+        // %g, not %f: a probability of 3e-7 must not print as 0.0000
+        printf("%6d  %-16s %9.4g %9.4g %9.4g", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
+        if (targets) printf("  %lld, %.4g", (long long)row->target_rank, row->target_prob);
         printf("\n");
         mech_buf_free(&name);
     }

@@ -465,13 +465,68 @@ static void test_cli_attrib(void **state) {
     free(out);
 }
 
+// mech demo works from any directory and leaves nothing behind: its model
+// goes to a temporary folder (removed) or to --out DIR (kept).
 static void test_cli_demo(void **state) {
-    char *out;
-    assert_int_equal(mech(&out, "demo"), 0);
+    char *out, dir[512], tmp[512], bin[4096], keep[600];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmpn("demo-cwd"));
+    snprintf(tmp, sizeof tmp, "%s", mech_test_tmpn("demo-tmp"));
+    mkdir(dir, 0755);
+    mkdir(tmp, 0755);
+    const char *b = getenv("MECH_BIN");
+    assert_non_null(realpath(b && *b ? b : "./mech", bin));
+    char cmd[13000], abs_tmp[4096];
+    assert_non_null(realpath(tmp, abs_tmp));
+    snprintf(cmd, sizeof cmd, "cd %s && TMPDIR=%s %s demo > demo.txt 2>&1", dir, abs_tmp, bin);
+    assert_int_equal(system(cmd), 0);
+    snprintf(keep, sizeof keep, "%s/demo.txt", dir);
+    size_t len;
+    out = mech_test_read(keep, &len);
     assert_non_null(strstr(out, "top-5 next tokens"));
     assert_non_null(strstr(out, "hooks cached"));
     assert_non_null(strstr(out, "the compiled model on \"a b c d\": [\"d\",\"c\",\"b\",\"a\"]"));
+    assert_non_null(strstr(out, "compiled: 3 layers, 1 head, ")); // compiled reverse: one head, not "1 heads"
     free(out);
+    remove(keep);
+    assert_int_equal(rmdir(dir), 0); // empty: nothing written where it ran
+    assert_int_equal(rmdir(tmp), 0); // and its temporary folder removed
+    snprintf(keep, sizeof keep, "%s", mech_test_tmpn("demo-out"));
+    assert_int_equal(mech(&out, "demo --out %s", keep), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/demo-model.safetensors", keep);
+    assert_int_equal(access(cmd, F_OK), 0);
+    remove(cmd);
+    rmdir(keep);
+}
+
+// Counts agree with their nouns, small numbers do not print as zero, and
+// --decode ends the line on a terminal only (pipes keep the exact bytes).
+static void test_cli_plurals_and_numbers(void **state) {
+    char *out, path[512];
+    snprintf(path, sizeof path, "%s", mech_test_tmp("one.safetensors"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --heads 1 --d-model 16 --d-head 16 --vocab 50", path), 0);
+    assert_non_null(strstr(out, ": 1 layer, 1 head, d_model 16"));
+    free(out);
+    assert_int_equal(mech(&out, "lens --model %s --ids 1 --target 7 --db %s", path, mech_test_tmpn("one.db")), 0);
+    assert_non_null(strstr(out, "1 sequence x 1 token, 2 layers"));
+    assert_null(strstr(out, "0.0000"));
+    free(out);
+    mech_test_rm_db(mech_test_tmpn("one.db"));
+    remove(path);
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496 995'"), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    if (system("command -v script >/dev/null 2>&1") == 0) {
+        const char *b = getenv("MECH_BIN");
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "script -qc \"%s tokenize --decode --text '15496 995'\" /dev/null", b && *b ? b : "./mech");
+        FILE *p = popen(cmd, "r");
+        char buf[256] = {0};
+        size_t n = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+        if (p) pclose(p);
+        buf[n] = 0;
+        assert_string_equal(buf, "Hello world\r\n"); // the terminal's newline
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -558,6 +613,18 @@ static void test_cli_options_honoured_or_refused(void **state) {
         if (code != rows[i].code || !strstr(out, rows[i].msg))
             fail_msg("mech %s: exit %d (want %d), output:\n%s(want '%s')", args, code, rows[i].code, out, rows[i].msg);
         free(out);
+        // every option a row uses is one its command documents in --help
+        char name[32], *help;
+        if (sscanf(rows[i].fmt, "%31s", name) != 1 || mech(&help, "%s --help", name) != 0) fail_msg("help of %s", name);
+        for (const char *p = rows[i].fmt; (p = strstr(p, " --")); p += 3) {
+            char opt[64];
+            if (sscanf(p, " %63[-a-z]", opt) != 1 || !strcmp(opt, "--db-unused")) continue;
+            char *hit = strstr(help, opt);
+            while (hit && (hit[strlen(opt)] == '-' || (hit[strlen(opt)] >= 'a' && hit[strlen(opt)] <= 'z')))
+                hit = strstr(hit + 1, opt);
+            if (!hit) fail_msg("mech %s --help does not mention %s", name, opt);
+        }
+        free(help);
     }
     assert_int_equal(access("x.txt", F_OK), -1); // nothing written under a wrong name
     assert_int_equal(access("x.safetensors", F_OK), -1);
@@ -729,6 +796,114 @@ static void test_cli_patch_dry_run(void **state) {
     assert_int_equal(access(db, F_OK), -1);
 }
 
+// The check before a run counts everything it will hold (weights,
+// activations, logits, cache) and names the limit; mech run applies it.
+static void test_cli_run_memory_counts_everything(void **state) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_load("tests/fixtures/gpt2-tiny", &m, &err), MECH_OK);
+    const mech_config *c = &m->cfg;
+    int B = 3, T = 5;
+    double BT = B * T, C = c->d_model, NH = c->n_heads, HS = c->d_head, M = c->d_mlp;
+    mech_run_bytes none, all;
+    assert_int_equal(mech_run_memory(m, B, T, NULL, 0, 0, &none, &err), MECH_OK);
+    assert_true(none.weights == 4.0 * (double)mech_config_n_params(c));
+    assert_true(none.logits == 4.0 * BT * c->d_vocab);
+    assert_true(none.cache == 0);
+    // resid_pre, ln1 normalized, attn_out, resid_mid, mlp_out, resid_post and
+    // the LayerNorm output (C each), q k v z (NH*HS), mlp pre/post (M), ln scale (1)
+    assert_true(none.activations == 4.0 * BT * (7 * C + 4 * NH * HS + 2 * M + 1));
+    const char *globs[] = {"blocks.0.attn.hook_pattern", "blocks.*.hook_resid_post", "blocks.0.attn.hook_pattern"};
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, 0, &all, &err), MECH_OK);
+    assert_true(all.cache == 4.0 * (B * NH * T * T + c->n_layers * BT * C)); // matched once each
+    assert_true(all.total == all.weights + all.activations + all.logits + all.cache);
+    // just over 80 % of a machine of `have` bytes: refused, with the parts and the limit
+    double have = all.total / 0.8 * 0.999;
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, have, &all, &err), MECH_ERR_NOMEM);
+    assert_non_null(strstr(err.msg, "80 % of this machine's"));
+    assert_non_null(strstr(err.msg, "logits"));
+    assert_non_null(strstr(err.msg, "weights"));
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, all.total / 0.8 * 1.001, &all, &err), MECH_OK);
+    mech_model_free(m);
+    // mech run refuses before allocating anything, naming the parts and the
+    // limit: 32 x 1024 tokens on a 300,000-token vocabulary hold 39 GB of logits
+    long ram_kb = sysconf(_SC_PHYS_PAGES) * (sysconf(_SC_PAGE_SIZE) / 1024);
+    if (ram_kb <= 0 || ram_kb > 45L * 1024 * 1024) return; // a machine that could hold it
+    char big[512], *out;
+    snprintf(big, sizeof big, "%s", mech_test_tmp("bigvocab.safetensors"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --heads 1 --d-model 16 --d-head 16 --d-mlp 16 --n-ctx 1024 "
+                                "--vocab 300000", big), 0);
+    free(out);
+    char spec[512];
+    snprintf(spec, sizeof spec, "%s", mech_test_tmp("big.json"));
+    FILE *f = fopen(spec, "wb");
+    fprintf(f, "{\"model\": \"%s\", \"ids\": [", big);
+    for (int b = 0; b < 32; b++) {
+        fputs(b ? ", \"" : "\"", f);
+        for (int t = 0; t < 1024; t++) fputs(t ? ",7" : "7", f);
+        fputs("\"", f);
+    }
+    fputs("]}", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "run --spec %s", spec), 1);
+    assert_non_null(strstr(out, "B=32 x T=1024 would hold"));
+    assert_non_null(strstr(out, "logits 39.3"));
+    assert_non_null(strstr(out, "80 % of this machine's"));
+    free(out);
+    remove(big);
+    remove(spec);
+}
+
+// mech info on a compiled model: its vocabulary, max_seq_len, residual
+// labels, where each variable is computed (as `mech compile --explain`
+// says) and the source; every hook with its shape.
+static void test_cli_info_compiled(void **state) {
+    char model[512], *info, *explain;
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("info-frac.safetensors"));
+    assert_int_equal(mech(&explain, "compile examples/rasp/frac_prevs.rasp -o %s --explain", model), 0);
+    assert_int_equal(mech(&info, "info %s", model), 0);
+    assert_non_null(strstr(info, "vocab:        [\"h\",\"e\",\"l\",\"o\"]"));
+    assert_non_null(strstr(info, "max_seq_len:  5\n"));
+    assert_non_null(strstr(info, " tokens:\"e\" "));
+    assert_non_null(strstr(info, " frac_l\n"));
+    assert_non_null(strstr(info, "source:\n"));
+    assert_non_null(strstr(info, "  frac_l = frac_prevs(tokens == \"l\");\n"));
+    // every variable --explain places, info places in the same head or MLP
+    int checked = 0;
+    for (char *line = explain; (line = strstr(line, "\n")); ) {
+        line++;
+        char name[64], where[64];
+        int layer, head;
+        const char *at = strstr(line, " L");
+        char *eol = strchr(line, '\n');
+        if (!at || (eol && at > eol) || sscanf(line, "%63s", name) != 1) continue;
+        if (sscanf(at, " L%d head %d", &layer, &head) == 2) snprintf(where, sizeof where, "L%d head %d", layer, head);
+        else if (sscanf(at, " L%d mlp", &layer) == 1) snprintf(where, sizeof where, "L%d mlp", layer);
+        else continue;
+        char want[160];
+        snprintf(want, sizeof want, "\n  %-16s", name);
+        const char *row = strstr(info, want);
+        if (!row) fail_msg("info does not list %s:\n%s", name, info);
+        const char *row_end = strchr(row + 1, '\n');
+        const char *w = strstr(row, where);
+        if (!w || w > row_end) fail_msg("info places %s elsewhere than %s", name, where);
+        checked++;
+    }
+    assert_int_equal(checked, 2); // map_3 (an MLP) and frac_l (a head)
+    // hooks with their shapes, batch and length named
+    assert_non_null(strstr(info, "blocks.0.attn.hook_pattern       [B, 1, T, T]"));
+    assert_non_null(strstr(info, "blocks.1.hook_resid_post         [B, T, 13]"));
+    assert_non_null(strstr(info, "blocks.0.attn.hook_z             [B, T, 1, 6]"));
+    free(info);
+    free(explain);
+    assert_int_equal(mech(&info, "info tests/fixtures/gpt2-tiny --opt-in"), 0);
+    assert_non_null(strstr(info, "blocks.1.mlp.hook_post           [B, T, 256]"));
+    assert_non_null(strstr(info, "blocks.0.attn.hook_result        [B, T, 4, 64]"));
+    assert_non_null(strstr(info, "ln_final.hook_scale              [B, T, 1]"));
+    assert_null(strstr(info, "\nvocab:"));
+    free(info);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_help_for_every_command),
@@ -750,6 +925,9 @@ int main(void) {
         cmocka_unit_test(test_cli_init_refuses_zero_layers),
         cmocka_unit_test(test_cli_sighup_interrupts_a_sweep),
         cmocka_unit_test(test_cli_patch_dry_run),
+        cmocka_unit_test(test_cli_run_memory_counts_everything),
+        cmocka_unit_test(test_cli_info_compiled),
+        cmocka_unit_test(test_cli_plurals_and_numbers),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
