@@ -45,8 +45,20 @@ int cli_help(const char *cmd);
 // or from --name=value). Returns 1 and sets *val when it matched, 0 when it
 // is another option, -1 when the value is missing (after printing why).
 int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val);
-// Parses a decimal integer in [lo, hi]; prints why and returns -1 on error.
+// The one parser of numeric option values: the whole string, decimal, no
+// leading space or '+', a '-' only when lo < 0; prints why and returns -1.
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+// The same for a finite number in [lo, hi] (nan, inf and hex refused).
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+// --threads N, N in 1..CLI_MAX_THREADS (leave it out for one per CPU): the
+// thread count of every pool the command makes from now on. 0 or -1.
+// "s" unless n is 1: "%d head%s", n, cli_s(n).
+const char *cli_s(long long n);
+// x in the fewest significant digits that read back as exactly x (0.05,
+// not 0.050000000000000003), for parameters stored as text.
+const char *cli_shortest(char buf[32], double x);
+#define CLI_MAX_THREADS 256
+int cli_threads(const char *cmd, const char *s, long *out);
 // Appends token id as a JSON string of its bytes (" Mary"), or <id> when
 // there is no tokenizer or no such token.
 void cli_token_text(mech_buf *b, const mech_tokenizer *tok, int32_t id);
@@ -54,6 +66,19 @@ void cli_token_text(mech_buf *b, const mech_tokenizer *tok, int32_t id);
 void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int k);
 // Parses "1,2,3" (or spaces) into ids; *ids owned by the caller.
 int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n);
+
+// Models from `mech compile` (cli/compiled.c). The program in m's metadata
+// (*p NULL when m is not compiled); 0 or an exit code.
+int cli_compiled_program(const char *cmd, const mech_model *m, const char *path, mech_rasp_program **p);
+// An --input text ("a b c") as BOS + token ids (*ids owned); a token outside
+// the vocab is a usage error (2), as in `mech rasp`.
+int cli_compiled_ids(const char *cmd, const mech_rasp_program *p, const char *input, int32_t **ids, size_t *n);
+// Refuses --input for a model that is not compiled and --prompt for one
+// that is; *p gets the program (owned) when m is compiled. 0 or an exit code.
+int cli_compiled_input_check(const char *cmd, const mech_model *m, const char *const *texts, const int *kinds, int n,
+                             mech_rasp_program **p);
+// Token id as the program names it: BOS, a vocab value as JSON, PAD, <id>.
+void cli_compiled_token(mech_buf *b, const mech_rasp_program *p, int32_t id);
 
 // A batch of equal-length token sequences from --prompt / --ids
 // (cli/experiment.c); tok is the model's tokenizer or the built-in one.
@@ -63,7 +88,8 @@ typedef struct cli_inputs {
     const mech_tokenizer *tok;
     mech_tokenizer *own_tok;
 } cli_inputs;
-// texts[i] is a prompt, or an id list when is_ids[i]. 0 or an exit code.
+// texts[i] is a prompt, an id list when is_ids[i] is 1, a compiled model's
+// --input when 2. 0 or an exit code.
 int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
               cli_inputs *in);
 void cli_inputs_free(cli_inputs *in);
@@ -72,8 +98,10 @@ void cli_inputs_free(cli_inputs *in);
 // (mech_store_open_read: never creates). 0, or the exit code after printing
 // why: 2 for an empty --db, 1 for a missing, foreign or damaged file.
 int cli_store_open(const char *cmd, const char *db, int write, mech_store **s);
-// Matches --prompt TEXT / --ids LIST at argv[*i], appending to texts/is_ids:
-// 1 matched, 0 another option, -1 a usage error (printed).
+// Matches --prompt TEXT / --ids LIST / --input "a b" at argv[*i], appending
+// to texts/is_ids (0, 1, 2), and --threads N (cli_threads), the options of
+// every command that runs a model: 1 matched, 0 another option, -1 a usage
+// error (printed).
 int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max);
 // Clean/corrupt prompt pairs (cli/pairs.c). line is the file line (or the
 // dataset index + 1); wrong is -1 when the pair has none.
@@ -108,11 +136,16 @@ void cli_progress_update(cli_progress *p, int64_t done);
 // The same with detail (e.g. "120 trials/s") in place of the item rate.
 void cli_progress_detail(cli_progress *p, int64_t done, const char *detail);
 void cli_progress_end(cli_progress *p); // clears the line
+// "estimate: N pairs x S patched sites; the first pair took X s, so about T
+// in all": a sweep's length from its first item, before the rest runs.
+void cli_estimate(FILE *f, int64_t items, const char *item, int64_t sites, double first_s);
 
-// Ctrl-C and SIGTERM set the returned flag (pass it as a cancel flag) until
+// Ctrl-C, SIGTERM and SIGHUP set the returned flag (pass it as a cancel flag) until
 // cli_interrupts_release; long commands stop after the current item.
 volatile int *cli_interrupts_catch(void);
 void cli_interrupts_release(void);
+// The exit status of a command stopped by one of them (as shells report 128 + SIGINT).
+#define CLI_EXIT_INTERRUPTED 130
 
 // --spec FILE (cli/spec.c): when argv has it, *out_argv gets the spec's
 // options followed by the rest of argv (free with cli_spec_free); otherwise

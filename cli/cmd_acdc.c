@@ -49,8 +49,9 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
         mech_buf_puts(&b, ", \"pairs\": ");
         mech_buf_json_string(&b, sp->pairs, strlen(sp->pairs));
     }
-    mech_buf_printf(&b, ", \"tau\": %.17g, \"metric\": \"%s\", \"ablation\": \"%s\", \"heads\": \"%s\"", sp->tau,
-                    sp->metric, sp->ablation, sp->heads_ascending ? "ascending" : "descending");
+    char tau[32];
+    mech_buf_printf(&b, ", \"tau\": %s, \"metric\": \"%s\", \"ablation\": \"%s\", \"heads\": \"%s\"",
+                    cli_shortest(tau, sp->tau), sp->metric, sp->ablation, sp->heads_ascending ? "ascending" : "descending");
     mech_buf_printf(&b, ", \"naive\": %s, \"abs_value\": %s, \"pos_shuffle\": %ld", sp->naive ? "true" : "false",
                     sp->abs_value ? "true" : "false", sp->pos_shuffle);
     mech_buf_printf(&b, ", \"positions\": \"%s\"", sp->positions ? sp->positions : "last");
@@ -388,7 +389,7 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         mech_store_run_finish(c->s, run, "interrupted", NULL);
         fprintf(stderr, "interrupted: %lld trials are kept; continue with: mech acdc --resume %lld --db %s\n",
                 (long long)rs.item, (long long)run, c->db);
-        rc = 1;
+        rc = CLI_EXIT_INTERRUPTED;
         goto done;
     }
     if (st) {
@@ -659,11 +660,7 @@ int cmd_acdc(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &sp.seed)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &sp.corruption))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--tau", &v))) {
-            char *end;
-            if (r < 0) return 2;
-            sp.tau = strtod(v, &end);
-            if (end == v || *end || !(sp.tau >= 0) || !isfinite(sp.tau))
-                return cli_usage(cmd, "--tau '%s': expected a threshold >= 0, e.g. 0.01", v);
+            if (r < 0 || cli_float(cmd, "--tau", v, 0, HUGE_VAL, &sp.tau)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--taus", &taus_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &sp.metric))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) { if (r < 0) return 2; }
@@ -680,7 +677,7 @@ int cmd_acdc(int argc, char **argv) {
         else if (!strcmp(argv[i], "--count-edges")) count = 1, spec = 0;
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; spec = 0; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_int(cmd, "--threads", v, 0, 1024, &threads)) return 2;
+            if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
             spec = 0;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--resume", &v))) {
             if (r < 0 || cli_int(cmd, "--resume", v, 1, 2147483647L, &resume)) return 2;

@@ -38,8 +38,8 @@ int cmd_compile(int argc, char **argv) {
         return st == MECH_ERR_NOMEM ? 1 : 2;
     }
     const mech_config *cfg = &c->model->cfg;
-    fprintf(stderr, "%s: %d layers, %d heads, d_model %d, d_head %d, d_mlp %d, %lld parameters (compiled in %.3f s)\n",
-            src, cfg->n_layers, cfg->n_heads, cfg->d_model, cfg->d_head, cfg->d_mlp,
+    fprintf(stderr, "%s: %d layer%s, %d head%s, d_model %d, d_head %d, d_mlp %d, %lld parameters (compiled in %.3f s)\n",
+            src, cfg->n_layers, cli_s(cfg->n_layers), cfg->n_heads, cli_s(cfg->n_heads), cfg->d_model, cfg->d_head, cfg->d_mlp,
             (long long)mech_config_n_params(cfg), t_compile);
     if (explain) {
         mech_buf b = {0};

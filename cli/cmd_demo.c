@@ -5,10 +5,12 @@
 */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 
 static void show_token(const mech_tokenizer *tok, int32_t id) {
@@ -19,10 +21,32 @@ static void show_token(const mech_tokenizer *tok, int32_t id) {
 }
 
 int cmd_demo(int argc, char **argv) {
-    const char *cmd = "demo";
-    if (argc > 1) return cli_usage(cmd, "unknown argument '%s'", argv[1]);
+    const char *cmd = "demo", *out_dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_opt(cmd, argc, argv, &i, "--out", &out_dir);
+        if (r < 0) return 2;
+        if (!r) return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+    }
     const char *text = "Mechanistic interpretability reverse-engineers the circuits inside a transformer, head by head.";
-    const char *path = "build/demo-model.safetensors";
+    // The model goes to --out DIR, else to a temporary folder removed at the
+    // end: the demo leaves nothing in the directory it is run from.
+    char tmp_dir[4096] = "", path[4200];
+    if (out_dir) {
+        if (mkdir(out_dir, 0755) && errno != EEXIST) {
+            fprintf(stderr, "mech demo: error: --out %s: %s\n", out_dir, strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/demo-model.safetensors", out_dir);
+    } else {
+        const char *t = getenv("TMPDIR");
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/mech-demo.XXXXXX", t && *t ? t : "/tmp");
+        if (!mkdtemp(tmp_dir)) {
+            fprintf(stderr, "mech demo: error: a temporary folder in %s: %s (give --out DIR)\n", t && *t ? t : "/tmp",
+                    strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/demo-model.safetensors", tmp_dir);
+    }
     mech_err err = {0};
     mech_tokenizer *tok = NULL;
     mech_model *gen = NULL, *m = NULL;
@@ -37,7 +61,7 @@ int cmd_demo(int argc, char **argv) {
 
     printf("== 1. tokenize with the built-in GPT-2 byte-level BPE ==\n%s\n", text);
     if (mech_tokenizer_gpt2(&tok, &err) || mech_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err)) goto fail;
-    printf("%zu tokens:", n);
+    printf("%zu token%s:", n, cli_s((long long)n));
     for (size_t i = 0; i < n; i++) printf(" %d", (int)ids[i]);
     printf("\n");
     for (size_t i = 0; i < n; i++) show_token(tok, ids[i]);
@@ -46,12 +70,11 @@ int cmd_demo(int argc, char **argv) {
     printf("== 2. write a small random-weight GPT-2 and load it back from disk ==\n");
     mech_config c = mech_config_gpt2_small();
     c.n_layers = 2, c.n_heads = 4, c.d_model = 64, c.d_head = 16, c.d_mlp = 256, c.n_ctx = 128;
-    mkdir("build", 0755);
     if (mech_model_random(&c, 1, &gen, &err) || mech_model_save(gen, path, MECH_DT_F32, NULL, NULL, 0, &err)) goto fail;
     double t0 = mech_now();
     if (mech_model_load(path, &m, &err)) goto fail;
-    printf("%s: %d layers, %d heads, d_model %d, d_vocab %d, %lld parameters; loaded (memory-mapped) in %.2f ms\n",
-           path, m->cfg.n_layers, m->cfg.n_heads, m->cfg.d_model, m->cfg.d_vocab,
+    printf("%s: %d layer%s, %d head%s, d_model %d, d_vocab %d, %lld parameters; loaded (memory-mapped) in %.2f ms\n",
+           path, m->cfg.n_layers, cli_s(m->cfg.n_layers), m->cfg.n_heads, cli_s(m->cfg.n_heads), m->cfg.d_model, m->cfg.d_vocab,
            (long long)mech_config_n_params(&m->cfg), (mech_now() - t0) * 1e3);
     printf("(random weights: the predictions below are noise; use any Hugging Face GPT-2 with `mech run --model DIR`)\n\n");
 
@@ -99,8 +122,8 @@ int cmd_demo(int argc, char **argv) {
         mech_rasp_compile(prog, &compiled, &err))
         goto fail;
     const mech_config *rc_cfg = &compiled->model->cfg;
-    printf("compiled: %d layers, %d heads, d_model %d, d_head %d, d_mlp %d, %lld parameters\n", rc_cfg->n_layers,
-           rc_cfg->n_heads, rc_cfg->d_model, rc_cfg->d_head, rc_cfg->d_mlp, (long long)mech_config_n_params(rc_cfg));
+    printf("compiled: %d layer%s, %d head%s, d_model %d, d_head %d, d_mlp %d, %lld parameters\n", rc_cfg->n_layers,
+           cli_s(rc_cfg->n_layers), rc_cfg->n_heads, cli_s(rc_cfg->n_heads), rc_cfg->d_model, rc_cfg->d_head, rc_cfg->d_mlp, (long long)mech_config_n_params(rc_cfg));
     mech_buf ex = {0};
     mech_rasp_compiled_explain(compiled, &ex);
     fputs(ex.data ? ex.data : "", stdout);
@@ -131,5 +154,9 @@ done:
     mech_model_free(m);
     mech_model_free(gen);
     mech_tokenizer_free(tok);
+    if (tmp_dir[0]) {
+        remove(path);
+        rmdir(tmp_dir);
+    }
     return rc;
 }

@@ -5,6 +5,86 @@
 
 #include <string.h>
 
+// A hook's shape with the batch and length named: [B, T, 768]. Found by
+// asking for two run sizes and seeing which dimensions follow B and T.
+static void print_shape(const mech_config *c, const char *name) {
+    int64_t s1[MECH_MAX_DIMS], s2[MECH_MAX_DIMS];
+    int n1 = mech_hook_shape(c, name, 1, 1, s1), n2 = mech_hook_shape(c, name, 2, 3, s2);
+    if (n1 < 0 || n1 != n2) return;
+    printf(" [");
+    for (int d = 0; d < n1; d++) {
+        if (d) printf(", ");
+        if (s1[d] == 1 && s2[d] == 2) printf("B");
+        else if (s1[d] == 1 && s2[d] == 3) printf("T");
+        else printf("%lld", (long long)s1[d]);
+    }
+    printf("]");
+}
+
+// What `mech compile` stored: the program's vocabulary, max_seq_len, the
+// residual stream's labels, where each variable is computed, the source.
+static int print_compiled(const char *cmd, const mech_model *m) {
+    const char *vocab = mech_model_meta(m, "mech.rasp.vocab"), *len = mech_model_meta(m, "mech.rasp.max_seq_len");
+    const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
+    const char *src = mech_model_meta(m, "mech.rasp.source");
+    mech_err err = {0};
+    mech_json *lj = NULL, *cj = NULL;
+    int rc = 0;
+    printf("compiled:     a RASP program (mech compile); token ids: 0 BOS, 1.. the vocab in order, then PAD\n");
+    printf("vocab:        %s\n", vocab ? vocab : "?");
+    printf("max_seq_len:  %s\n", len ? len : "?");
+    if (labels && mech_json_parse(labels, strlen(labels), &lj, &err) == MECH_OK && lj->type == MECH_JSON_ARRAY) {
+        printf("residual:     %zu dimensions (name:value, or name for a number)\n ", lj->n);
+        for (size_t i = 0, col = 1; i < lj->n; i++) {
+            const char *l = lj->items[i].type == MECH_JSON_STRING ? lj->items[i].str : "?";
+            if (col + strlen(l) + 1 > 100) printf("\n "), col = 1;
+            col += (size_t)printf(" %s", l);
+        }
+        printf("\n");
+    } else {
+        fprintf(stderr, "mech %s: warning: the residual labels (mech.rasp.residual) cannot be read\n", cmd);
+    }
+    if (circuit && mech_json_parse(circuit, strlen(circuit), &cj, &err) == MECH_OK && cj->type == MECH_JSON_OBJECT) {
+        const mech_json *nodes = mech_json_get(cj, "nodes");
+        printf("variables:    %zu (where each is computed; resid = its residual dimensions)\n", nodes ? nodes->n : 0);
+        for (size_t i = 0; nodes && nodes->type == MECH_JSON_ARRAY && i < nodes->n; i++) {
+            const mech_json *nd = &nodes->items[i];
+            if (nd->type != MECH_JSON_OBJECT) continue;
+            const mech_json *label = mech_json_get(nd, "label"), *kind = mech_json_get(nd, "kind");
+            const mech_json *enc = mech_json_get(nd, "encoding"), *dims = mech_json_get(nd, "dims");
+            const mech_json *layer = mech_json_get(nd, "layer"), *head = mech_json_get(nd, "head");
+            const mech_json *mlp = mech_json_get(nd, "mlp");
+            char where[64] = "embedding";
+            if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2)
+                snprintf(where, sizeof where, "L%lld head %lld", (long long)layer->inum, (long long)head->items[1].inum);
+            else if (layer && mlp)
+                snprintf(where, sizeof where, "L%lld mlp", (long long)layer->inum);
+            else if (layer)
+                snprintf(where, sizeof where, "L%lld", (long long)layer->inum);
+            printf("  %-16s %-12s %-12s %-12s", label && label->str ? label->str : "?", kind && kind->str ? kind->str : "",
+                   enc && enc->str ? enc->str : "", where);
+            if (dims && dims->type == MECH_JSON_ARRAY && dims->n == 2) {
+                long long a = dims->items[0].inum, b = dims->items[1].inum - 1;
+                if (a == b) printf(" resid %lld", a);
+                else printf(" resid %lld..%lld", a, b);
+            }
+            printf("\n");
+        }
+    }
+    if (src) {
+        printf("source:\n");
+        for (const char *p = src; *p;) {
+            const char *e = strchr(p, '\n');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            printf("  %.*s\n", (int)n, p);
+            p += n + (e ? 1 : 0);
+        }
+    }
+    mech_json_free(lj);
+    mech_json_free(cj);
+    return rc;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *cmd = "info", *path = NULL;
     int opt_in = 0, tensors = 0;
@@ -29,7 +109,9 @@ int cmd_info(int argc, char **argv) {
            c->causal ? "causal" : "bidirectional", c->tied_unembed ? "tied to wte" : "separate",
            c->unembed_bias ? " with bias" : "");
     printf("parameters:   %lld\n", (long long)mech_config_n_params(c));
-    printf("tokenizer:    %s\n", m->tok ? "from the model's directory" : "none beside the model (built-in GPT-2 is used)");
+    int compiled = mech_model_meta(m, "mech.rasp.source") != NULL;
+    if (compiled) print_compiled(cmd, m);
+    else printf("tokenizer:    %s\n", m->tok ? "from the model's directory" : "none beside the model (built-in GPT-2 is used)");
     if (tensors) {
         mech_model_tensor *t = NULL;
         size_t n = 0;
@@ -52,7 +134,11 @@ int cmd_info(int argc, char **argv) {
         return 1;
     }
     printf("hooks:        %d%s (shapes with batch B and length T)\n", n, opt_in ? " incl. opt-in" : "");
-    for (int i = 0; i < n; i++) printf("  %s\n", names[i]);
+    for (int i = 0; i < n; i++) {
+        printf("  %-32s", names[i]);
+        print_shape(c, names[i]);
+        printf("\n");
+    }
     mech_hook_names_free(names, n);
     mech_model_free(m);
     return 0;

@@ -13,7 +13,7 @@ int cmd_init(int argc, char **argv) {
     long seed = 1, x;
     mech_dtype dtype = MECH_DT_F32;
     struct { const char *opt; int *field; long lo, hi; } ints[] = {
-        {"--layers", &c.n_layers, 0, 4096}, {"--heads", &c.n_heads, 1, 4096}, {"--d-model", &c.d_model, 1, 65536},
+        {"--layers", &c.n_layers, 1, 4096}, {"--heads", &c.n_heads, 1, 4096}, {"--d-model", &c.d_model, 1, 65536},
         {"--d-head", &c.d_head, 1, 65536},  {"--d-mlp", &c.d_mlp, 0, 1 << 20}, {"--n-ctx", &c.n_ctx, 1, 1 << 20},
         {"--vocab", &c.d_vocab, 1, 1 << 24},
     };
@@ -68,8 +68,8 @@ int cmd_init(int argc, char **argv) {
     const char *keys[] = {"mech.generator", "mech.seed"}, *vals[] = {"mech init (normal(0, 0.02) weights)", seed_s};
     int rc = mech_model_save(m, out, dtype, keys, vals, 2, &err) ? cli_fail(cmd, &err) : 0;
     if (!rc)
-        printf("wrote %s: %d layers, %d heads, d_model %d, d_vocab %d, %lld parameters (%s)\n", out, c.n_layers,
-               c.n_heads, c.d_model, c.d_vocab, (long long)mech_config_n_params(&c), mech_dtype_name(dtype));
+        printf("wrote %s: %d layer%s, %d head%s, d_model %d, d_vocab %d, %lld parameters (%s)\n", out, c.n_layers,
+               cli_s(c.n_layers), c.n_heads, cli_s(c.n_heads), c.d_model, c.d_vocab, (long long)mech_config_n_params(&c), mech_dtype_name(dtype));
     mech_model_free(m);
     return rc;
 }

@@ -17,7 +17,6 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     mech_err err = {0};
     mech_model *m = NULL;
     mech_rasp_program *p = NULL;
-    mech_rasp_value *in = NULL;
     mech_lens_vars *vars = NULL;
     mech_lens_decoded *rows = NULL;
     mech_run *run = NULL;
@@ -27,19 +26,20 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     int64_t run_id = 0;
     int rc = 0;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    const char *src = mech_model_meta(m, "mech.rasp.source"), *labels = mech_model_meta(m, "mech.rasp.residual");
-    if (!src || !labels) {
-        mech_err_set(&err, MECH_ERR_ARG, "%s: not a compiled RASP model; --input is for models from `mech compile`", model);
-        goto fail;
+    const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
+    if ((rc = cli_compiled_program(cmd, m, model, &p))) goto done;
+    if (!p || !labels) {
+        rc = cli_usage(cmd, "--input is for models from `mech compile`; %s is not one (no mech.rasp.source "
+                       "metadata): give --prompt or --ids", model);
+        goto done;
     }
-    if (mech_rasp_parse(model, src, strlen(src), &p, &err) || mech_rasp_input_parse(p, input, &in, &n, &err) ||
-        mech_lens_vars_parse(labels, &vars, &err))
-        goto fail;
-    int T = (int)n + 1;
-    ids = malloc((size_t)T * sizeof *ids);
-    if (!ids) goto fail;
-    ids[0] = 0; // BOS
-    for (size_t i = 0; i < n; i++) ids[i + 1] = mech_rasp_token_id(p, &in[i]); // parsed input: in the vocab
+    if ((rc = cli_compiled_ids(cmd, p, input, &ids, &n))) goto done;
+    if (mech_lens_vars_parse(labels, &vars, &err) || (circuit && mech_lens_vars_layers(vars, circuit, &err))) goto fail;
+    int T = (int)n;
+    if (T > m->cfg.n_ctx) {
+        rc = cli_usage(cmd, "--input: %d tokens exceed the model's max_seq_len of %d", T - 1, m->cfg.n_ctx - 1);
+        goto done;
+    }
     if (mech_run_new(m, 1, T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, ids, &err) ||
         mech_lens_decode(m, run, vars, 0, &rows, &n_rows, &err))
         goto fail;
@@ -48,19 +48,25 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
     if (mech_store_begin(s, &err) || mech_store_prompt(s, run_id, 0, "prompt", input, ids, T, &err)) goto fail;
     int L = m->cfg.n_layers;
-    printf("run %lld: decoder lens on %s (%d layers) -> %s\n", (long long)run_id, input, L + 1, db);
+    printf("run %lld: decoder lens on %s (%d layers) -> %s\n", (long long)run_id, input, L + 1, db); // L >= 1
     for (int v = 0; v < vars->n_vars; v++) {
         const char *name = vars->vars[v].name;
         if (!strcmp(name, "bos") || !strcmp(name, "one") || strchr(name, '.')) continue;
         for (int l = 0; l <= L; l++) {
             const mech_lens_decoded *r0 = &rows[((size_t)l * vars->n_vars + v) * T];
-            if (l == 0 || r0->present) {
+            { // every layer: "-" until the variable is computed
                 printf("  %-14s layer %d:", l == 0 ? name : "", l);
                 for (int t = 1; t < T; t++) {
                     const mech_lens_decoded *r = r0 + t;
                     if (!r->present) printf(" -");
-                    else if (vars->vars[v].numerical) printf(" %.4g", r->number);
-                    else printf(" %s", r->has_value ? r->value : "null");
+                    else if (vars->vars[v].numerical) {
+                        // written as the interpreter writes numbers (`mech rasp --trace`)
+                        mech_buf nb = {0};
+                        mech_rasp_value x = mech_rasp_float(r->number);
+                        mech_rasp_value_json(&nb, &x);
+                        printf(" %s", nb.data ? nb.data : "?");
+                        mech_buf_free(&nb);
+                    } else printf(" %s", r->has_value ? r->value : "null");
                 }
                 printf("\n");
             }
@@ -88,7 +94,6 @@ done:
     mech_run_free(run);
     free(ids);
     mech_lens_vars_free(vars);
-    mech_free(in);
     mech_rasp_program_free(p);
     mech_model_free(m);
     return rc;
@@ -128,11 +133,14 @@ int cmd_lens(int argc, char **argv) {
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
+            if (r < 0 || cli_threads(cmd, v, NULL)) return 2;
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
-            if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
             if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--allow-special")) special = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
@@ -145,6 +153,12 @@ int cmd_lens(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (mech_model_meta(m, "mech.rasp.source")) {
+        // its logits are the readout, not a vocabulary: the logit lens would misname them
+        mech_model_free(m);
+        return cli_usage(cmd, "%s is a compiled RASP model: give its input with --input \"a b c\" for the decoder "
+                         "lens (the logit lens reads a language model's vocabulary)", model);
+    }
     cli_inputs in;
     int rc = cli_batch(cmd, m, texts, is_ids, n, special, &in);
     if (rc) {
@@ -213,16 +227,17 @@ int cmd_lens(int argc, char **argv) {
     if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     // The last position of the first sequence, layer by layer.
-    printf("run %lld: logit lens, %d sequence%s x %d tokens, %d layers -> %s\n", (long long)run_id, in.B,
-           in.B > 1 ? "s" : "", in.T, m->cfg.n_layers + 1, db);
-    printf("%6s  %-16s %7s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
+    printf("run %lld: logit lens, %d sequence%s x %d token%s, %d layers -> %s\n", (long long)run_id, in.B,
+           cli_s(in.B), in.T, cli_s(in.T), m->cfg.n_layers + 1, db);
+    printf("%6s  %-16s %9s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
         if (row->batch != 0 || row->pos != in.T - 1) continue;
         mech_buf name = {0};
         cli_token_text(&name, in.tok, row->top_ids[0]);
-        printf("%6d  %-16s %7.4f %9.4f %9.4f", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
-        if (targets) printf("  %lld, %.4f", (long long)row->target_rank, row->target_prob);
+        // %g, not %f: a probability of 3e-7 must not print as 0.0000
+        printf("%6d  %-16s %9.4g %9.4g %9.4g", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
+        if (targets) printf("  %lld, %.4g", (long long)row->target_rank, row->target_prob);
         printf("\n");
         mech_buf_free(&name);
     }

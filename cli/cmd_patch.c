@@ -60,7 +60,8 @@ int cmd_patch(int argc, char **argv) {
     const char *db = "mech.db", *v, *dataset = NULL;
     const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
     long resume = 0, n_data = 20, len_data = 10, seed = 1;
-    int naive = 0, shard_k = 0, shard_n = 1;
+    int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0;
+    const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -68,12 +69,17 @@ int cmd_patch(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--dataset", &dataset))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--n", &v))) {
             if (r < 0 || cli_int(cmd, "--n", v, 1, 100000, &n_data)) return 2;
+            n_given = "--n";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--len", &v))) {
             if (r < 0 || cli_int(cmd, "--len", v, 1, 100000, &len_data)) return 2;
+            len_given = "--len";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
+            seed_given = "--seed";
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &corruption))) {
+            if (r < 0) return 2;
+            corruption_given = "--corruption";
         }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &corruption))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--receivers", &receivers_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--shard", &shard_s))) {
             if (r < 0 || cli_shard(cmd, shard_s, &shard_k, &shard_n)) return 2;
@@ -81,14 +87,26 @@ int cmd_patch(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--sweep", &sweep))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
+            if (r < 0 || cli_threads(cmd, v, NULL)) return 2;
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--resume", &v))) {
             if (r < 0 || cli_int(cmd, "--resume", v, 1, 2147483647L, &resume)) return 2;
         } else if (!strcmp(argv[i], "--naive")) naive = 1;
+        else if (!strcmp(argv[i], "--dry-run")) dry_run = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
     if (!pairs_path == !dataset)
         return cli_usage(cmd, "give --pairs FILE (JSONL or TSV: clean, corrupt, answer, wrong) or --dataset NAME");
+    // An option the chosen input does not use is a mistake, not a no-op.
+    const char *unused = NULL;
+    if (pairs_path) unused = n_given ? n_given : len_given ? len_given : seed_given ? seed_given : corruption_given;
+    else if (strcmp(dataset, "compiled") && corruption_given) unused = corruption_given;
+    else if ((!strcmp(dataset, "ioi") || !strcmp(dataset, "greater_than")) && len_given) unused = len_given;
+    if (unused)
+        return cli_usage(cmd, "%s does not apply to %s%s (see --dataset in mech patch --help)", unused,
+                         pairs_path ? "--pairs" : "--dataset ", pairs_path ? "" : dataset);
     static const struct { const char *name; mech_patch_site site; } sweeps[] = {
         {"resid_pre", MECH_PATCH_RESID_PRE}, {"resid_mid", MECH_PATCH_RESID_MID}, {"attn_out", MECH_PATCH_ATTN_OUT},
         {"mlp_out", MECH_PATCH_MLP_OUT},     {"heads", MECH_PATCH_HEAD_OUT},      {"heads_by_pos", MECH_PATCH_HEAD_OUT_BY_POS},
@@ -166,6 +184,33 @@ int cmd_patch(int argc, char **argv) {
         rc = 1;
         goto done;
     }
+    if (dry_run) {
+        // The first pair of this shard, timed; the database is not opened.
+        int first = shard_k, n_shard = 0;
+        for (int i = shard_k; i < n_pairs; i += shard_n) n_shard++;
+        if (first >= n_pairs) {
+            printf("dry run: no pairs in shard %d/%d\n", shard_k + 1, shard_n);
+            goto done;
+        }
+        mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = pairs[first].answer,
+                             .wrong = pairs[first].wrong, .pos = -1, .naive = naive};
+        mech_patch *p = NULL;
+        mech_patch_result res = {0};
+        double t0 = mech_now();
+        if (mech_patch_new(m, pairs[first].clean, (int)pairs[first].n_clean, pairs[first].corrupt,
+                           (int)pairs[first].n_corrupt, &o, &p, &err) ||
+            (path ? mech_patch_path(p, recv, n_recv, &res, &err) : mech_patch_sweep(p, (mech_patch_site)site, &res, &err))) {
+            fprintf(stderr, "%s:%d: error: %s\n", pairs_path, pairs[first].line, err.msg);
+            rc = 1;
+        } else {
+            int64_t cells = res.shape[0] * res.shape[1] * (res.ndim == 3 ? res.shape[2] : 1);
+            printf("dry run (nothing written): ");
+            cli_estimate(stdout, n_shard, "pair", cells, mech_now() - t0);
+        }
+        mech_patch_free(p);
+        mech_patch_result_deinit(&res);
+        goto done;
+    }
     if (resume) {
         mech_run_info info;
         if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {
@@ -196,7 +241,7 @@ int cmd_patch(int argc, char **argv) {
             n_todo == 1 ? "" : "s", resume ? " left" : "", metric_s, db);
     patch_progress pp = {.n_pairs = n_todo};
     cli_progress_start(&pp.bar, "patches", 0);
-    double sum_effect_max = 0;
+    double sum_effect_max = 0, t_first = mech_now();
     int n_run = 0;
     for (int i = 0; i < n_pairs && !*stop; i++) {
         if (!todo[i]) continue;
@@ -250,7 +295,11 @@ int cmd_patch(int argc, char **argv) {
             rc = cli_fail(cmd, &err);
         }
         pp.before += cells;
-        n_run++;
+        // A long sweep says how long once its first pair is measured.
+        if (n_run++ == 0 && pp.bar.tty && n_todo > 1) {
+            cli_progress_end(&pp.bar);
+            cli_estimate(stderr, n_todo, "pair", cells, mech_now() - t_first);
+        }
         mech_patch_free(p);
         mech_patch_result_deinit(&res);
         if (rc) break;
@@ -261,7 +310,7 @@ int cmd_patch(int argc, char **argv) {
     if (mech_store_run_finish(s, run, status, &err) && !rc) rc = cli_fail(cmd, &err);
     if (*stop && !rc) {
         fprintf(stderr, "interrupted: finished pairs are kept; continue with --resume %lld\n", (long long)run);
-        rc = 1;
+        rc = CLI_EXIT_INTERRUPTED;
     }
     if (!rc) printf("run %lld: %s patching of %d pair%s written to %s (largest effect %.3f)\n", (long long)run, sweep,
                     n_run, n_run == 1 ? "" : "s", db, sum_effect_max);

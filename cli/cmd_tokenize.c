@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *read_stdin(size_t *len) {
     mech_buf b = {0};
@@ -62,7 +63,13 @@ int cmd_tokenize(int argc, char **argv) {
             char *out = NULL;
             size_t out_len = 0;
             if (mech_tokenizer_decode(tok, ids, n, &out, &out_len, &err)) rc = cli_fail(cmd, &err);
-            else fwrite(out, 1, out_len, stdout);
+            else {
+                fwrite(out, 1, out_len, stdout);
+                // On a terminal, end the line so the prompt does not follow the
+                // text; into a pipe or file the bytes stay exact, so that
+                // `mech tokenize < f | mech tokenize --decode` reproduces f.
+                if (isatty(1) && (out_len == 0 || out[out_len - 1] != '\n')) putchar('\n');
+            }
             mech_free(out);
             free(ids);
         }

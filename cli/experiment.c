@@ -21,10 +21,13 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
     if (n < 1) return cli_usage(cmd, "give the input with --prompt TEXT or --ids 1,2,3");
     int32_t *seq[256];
     size_t len[256];
-    int rc = 0;
-    for (int s = 0; s < n && s < 256; s++) {
+    mech_rasp_program *prog = NULL; // a compiled model's inputs are --input
+    int rc = cli_compiled_input_check(cmd, m, texts, is_ids, n, &prog);
+    for (int s = 0; s < n && s < 256 && !rc; s++) {
         seq[s] = NULL;
-        if (is_ids[s]) {
+        if (is_ids[s] == 2) {
+            rc = cli_compiled_ids(cmd, prog, texts[s], &seq[s], &len[s]);
+        } else if (is_ids[s]) {
             if (cli_ids(cmd, texts[s], &seq[s], &len[s])) rc = 2;
         } else if (mech_tokenizer_encode(in->tok, texts[s], strlen(texts[s]), special, &seq[s], &len[s], &err)) {
             rc = cli_fail(cmd, &err);
@@ -36,8 +39,14 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
         if (rc) {
             for (int k = 0; k <= s; k++) free(seq[k]);
             cli_inputs_free(in);
+            mech_rasp_program_free(prog);
             return rc;
         }
+    }
+    mech_rasp_program_free(prog);
+    if (rc) {
+        cli_inputs_free(in);
+        return rc;
     }
     in->B = n, in->T = (int)len[0];
     in->ids = malloc((size_t)n * len[0] * sizeof *in->ids);
@@ -90,6 +99,8 @@ int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **tex
     const char *v;
     int r = cli_opt(cmd, argc, argv, i, "--prompt", &v), ids = 0;
     if (!r) r = cli_opt(cmd, argc, argv, i, "--ids", &v), ids = 1;
+    if (!r) r = cli_opt(cmd, argc, argv, i, "--input", &v), ids = 2;
+    if (!r && (r = cli_opt(cmd, argc, argv, i, "--threads", &v)) > 0) return cli_threads(cmd, v, NULL) ? -1 : 1;
     if (r <= 0) return r;
     if (*n == max) {
         cli_usage(cmd, "at most %d sequences", max);
@@ -131,10 +142,12 @@ volatile int *cli_interrupts_catch(void) {
     interrupted = 0;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal); // a closed terminal or SSH session: stop cleanly too
     return &interrupted;
 }
 
 void cli_interrupts_release(void) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
 }

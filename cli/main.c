@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@ const cli_cmd cli_commands[] = {
      "\n"
      "Reads text from stdin (or --text) and prints its token ids on one line,\n"
      "separated by single spaces. With --decode, reads ids (spaces, commas or\n"
-     "newlines between them) and writes the decoded bytes.\n"
+     "newlines between them) and writes the decoded bytes exactly (no newline\n"
+     "added, so encoding then decoding a file gives it back byte for byte;\n"
+     "on a terminal a newline ends the text).\n"
      "\n"
      "  --text TEXT       encode TEXT instead of stdin\n"
      "  --decode          ids to text\n"
@@ -33,24 +36,36 @@ const cli_cmd cli_commands[] = {
      "              hook_k_input, hook_v_input, hook_mlp_in)\n"
      "  --tensors   list the weight tensors with their shapes\n"},
     {"run", cmd_run, "run a model on a prompt: top-k next tokens, logits, cached hooks",
-     "usage: mech run --model MODEL (--prompt TEXT | --ids 1,2,3)... [options]\n"
+     "usage: mech run --model MODEL (--prompt TEXT | --ids 1,2,3 | --input \"a b c\")... [options]\n"
      "\n"
      "Runs the model and prints, for each sequence, the top-k next tokens after\n"
-     "its last position. Several --prompt/--ids make a batch (equal lengths).\n"
+     "its last position (a compiled RASP model: its decoded output, one JSON\n"
+     "array per sequence). Several --prompt/--ids/--input make a batch (equal\n"
+     "lengths). Before anything is allocated, the run's memory (weights,\n"
+     "activations, logits and cache) is checked against 80 % of the RAM.\n"
      "\n"
      "  --model MODEL     .safetensors file or model directory\n"
      "  --prompt TEXT     text, tokenized with the model's tokenizer files or the\n"
      "                    built-in GPT-2 tokenizer\n"
      "  --ids LIST        token ids, e.g. 464,2068,7586\n"
      "  --top-k K         how many predictions to print (default 5)\n"
-     "  --logits FILE     write float32 logits [B, T, d_vocab] as .npy\n"
+     "  --logits FILE.npy write float32 logits [B, T, d_vocab] as .npy\n"
      "  --cache GLOB      cache every hook matching GLOB (repeatable), e.g.\n"
      "                    'blocks.*.attn.hook_pattern', '*' for all default hooks\n"
-     "  --out FILE        write the cached hooks as .npz, one array per hook name\n"
-     "  --threads N       worker threads (default: one per CPU)\n"
+     "  --out FILE.npz    write the cached hooks as .npz, one array per hook name,\n"
+     "                    plus tokens (int32 ids [B, T]), token_strings and, for a\n"
+     "                    compiled model, residual_labels ([d_model] name:value)\n"
+     "  --threads N       worker threads, 1 to 256 (default: one per CPU)\n"
      "  --allow-special   <|endoftext|> in --prompt becomes its token\n"
-     "  --input \"a b c\"   for models from `mech compile`: the RASP input; prints\n"
-     "                    the decoded output as one JSON array, like `mech rasp`\n"},
+     "  --input \"a b c\"   for models from `mech compile`: the RASP input (BOS is\n"
+     "                    added); prints the decoded output as one JSON array, like\n"
+     "                    `mech rasp`. --ids works too: 0 (BOS), then the vocab's\n"
+     "                    ids 1..N in the order the program lists it\n"
+     "\n"
+     "Exit status: 0 ok; 2 for bad arguments or input (a token outside the\n"
+     "vocabulary, too many tokens, a file name without .npy/.npz); 1 when the\n"
+     "model cannot be loaded, the run does not fit in memory or a file cannot\n"
+     "be written.\n"},
     {"init", cmd_init, "write a random-weight GPT-2 model (for tests, demos, benchmarks)",
      "usage: mech init -o FILE.safetensors [--preset tiny|gpt2-small] [options]\n"
      "\n"
@@ -66,12 +81,16 @@ const cli_cmd cli_commands[] = {
      "  --act gelu_new|gelu|relu  --no-layernorm  --attn-only  --bidirectional\n"
      "  --untied            separate unembedding (lm_head.weight)\n"},
     {"demo", cmd_demo, "a tour: tokenize, write a small model, load it, run it with every hook cached",
-     "usage: mech demo\n"
+     "usage: mech demo [--out DIR]\n"
      "\n"
      "Tokenizes a sentence with the built-in GPT-2 tokenizer, writes a small\n"
-     "random-weight GPT-2 (build/demo-model.safetensors), loads it back from\n"
-     "disk, runs it with every hook cached and prints the top next tokens and a\n"
-     "look at the attention patterns. Nothing is downloaded.\n"},
+     "random-weight GPT-2, loads it back from disk, runs it with every hook\n"
+     "cached and prints the top next tokens and a look at the attention\n"
+     "patterns, then compiles a RASP program into weights and runs it. Nothing\n"
+     "is downloaded, and nothing is left in the current directory.\n"
+     "\n"
+     "  --out DIR   keep the model as DIR/demo-model.safetensors (default: a\n"
+     "              temporary folder under $TMPDIR or /tmp, removed at the end)\n"},
     {"rasp", cmd_rasp, "run a RASP program with the reference interpreter",
      "usage: mech rasp FILE.rasp --input \"a b c\" [--trace] [--dag]\n"
      "\n"
@@ -137,6 +156,7 @@ const cli_cmd cli_commands[] = {
      "`sqlite3 mech.db 'select ...'` works without mech.\n"},
     {"lens", cmd_lens, "logit lens: every layer's residual stream read through the unembedding",
      "usage: mech lens --model MODEL (--prompt TEXT | --ids 1,2,3)... [--target TOKEN] [--top-k K] [--db FILE]\n"
+     "       mech lens --model COMPILED --input \"a b c\" [--db FILE]\n"
      "\n"
      "Reads each layer's residual stream (resid_pre of every block, then the\n"
      "final resid_post) through the final LayerNorm, recomputed for that\n"
@@ -149,11 +169,16 @@ const cli_cmd cli_commands[] = {
      "  --target TOKEN   a token id, or text that is exactly one token\n"
      "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
      "  --db FILE        the results database (default mech.db)\n"
+     "  --threads N      worker threads, 1 to 256 (default: one per CPU)\n"
+     "  --allow-special  <|endoftext|> in --prompt becomes its token\n"
      "  --input \"a b c\"  for models from `mech compile`: the decoder lens instead,\n"
      "                   each layer's residual stream read as the RASP variables\n"
-     "                   the compiler placed in it (- where not yet computed)\n"},
+     "                   the compiler placed in it: - in the layers before the one\n"
+     "                   that computes a variable, then its values as the\n"
+     "                   interpreter writes them (`mech rasp --trace`)\n"},
     {"heads", cmd_heads, "previous-token, duplicate-token and induction scores of every head",
-     "usage: mech heads --model MODEL ((--prompt TEXT | --ids 1,2,3)... | --random N [--batch B] [--seed S]) [--db FILE]\n"
+     "usage: mech heads --model MODEL ((--prompt TEXT | --ids 1,2,3 | --input \"a b c\")... | --random N [--batch B] [--seed S])\n"
+     "                  [--db FILE] [--threads N]\n"
      "\n"
      "Scores every head against TransformerLens's head_detector patterns\n"
      "(previous token, duplicate token, induction; score = sum(A*D)/sum(A) of\n"
@@ -161,11 +186,16 @@ const cli_cmd cli_commands[] = {
      "batch) on the given prompts, or on B sequences of N random tokens\n"
      "repeated once (--random N, the usual induction test). Writes one run to\n"
      "the results database (site 'heads', metric = the score's kind) and prints\n"
-     "its id and the best head of each kind. Formulas: docs/lens.md.\n"},
+     "its id and the best head of each kind. Formulas: docs/lens.md.\n"
+     "\n"
+     "  --input \"a b c\"  a compiled RASP model's input (BOS added)\n"
+     "  --batch B        sequences for --random (default 8); --seed S (default 1)\n"
+     "  --db FILE        the results database (default mech.db)\n"
+     "  --threads N      worker threads, 1 to 256 (default: one per CPU)\n"},
     {"patch", cmd_patch, "activation patching sweeps over clean/corrupt prompt pairs",
      "usage: mech patch --model MODEL (--pairs FILE | --dataset NAME [--n N] [--seed S] [--len L])\n"
      "                  [--sweep SITE] [--metric METRIC] [--db FILE] [--resume RUN] [--naive]\n"
-     "                  [--shard K/N] [--spec FILE.json]\n"
+     "                  [--shard K/N] [--spec FILE.json] [--threads N] [--dry-run]\n"
      "\n"
      "For every pair, patches clean activations into the corrupted run, one site\n"
      "at a time, and measures the metric at the last position (TransformerLens's\n"
@@ -189,7 +219,8 @@ const cli_cmd cli_commands[] = {
      "                 greater_than (\"...from the year 1742 to 17\" vs 1701), induction\n"
      "                 (random tokens repeated, --len each half; the repeat corrupted),\n"
      "                 compiled (a compiled model: --len random values from its vocab;\n"
-     "                 --corruption random (default) or shuffle)\n"
+     "                 --corruption random (default) or shuffle). --n, --seed, --len\n"
+     "                 and --corruption are refused where the input does not use them\n"
      "  --sweep SITE   resid_pre (default), resid_mid, attn_out, mlp_out [layer x pos];\n"
      "                 heads (hook_z, all positions) [layer x head]; heads_by_pos\n"
      "                 [layer x pos x head]; q, k, v, pattern [layer x head];\n"
@@ -200,9 +231,19 @@ const cli_cmd cli_commands[] = {
      "                 the shards into one run with `mech db merge --join`\n"
      "  --spec FILE    options as a JSON object ({\"model\": \"gpt2/\", \"sweep\": \"heads\"});\n"
      "                 options given after it override it (every command takes it)\n"
-     "  --naive        one full forward per patch (the reference; slower)\n"},
+     "  --naive        one full forward per patch (the reference; slower)\n"
+     "  --threads N    worker threads, 1 to 256 (default: one per CPU)\n"
+     "  --dry-run      run the first pair only, print the estimate (pairs x sites x\n"
+     "                 the first pair's time) and exit; nothing is written. Without\n"
+     "                 it, the estimate is printed after the first pair when stderr\n"
+     "                 is a terminal\n"
+     "\n"
+     "Exit status: 0 done; 2 for bad arguments or input; 1 for a failure;\n"
+     "130 when interrupted (Ctrl-C, SIGTERM, SIGHUP: the run is kept as\n"
+     "'interrupted' and --resume finishes it).\n"},
     {"attrib", cmd_attrib, "direct logit attribution to the embedding, each head and each MLP",
-     "usage: mech attrib --model MODEL (--prompt TEXT | --ids 1,2,3)... --answer TOKEN [--wrong TOKEN] [--pos P] [--top N] [--db FILE]\n"
+     "usage: mech attrib --model MODEL (--prompt TEXT | --ids 1,2,3 | --input \"a b c\")... --answer TOKEN [--wrong TOKEN]\n"
+     "                   [--pos P] [--top N] [--db FILE] [--threads N]\n"
      "\n"
      "Splits the final residual stream at position P (default: the last) into\n"
      "the embedding, every head's output, every attention bias and every MLP,\n"
@@ -212,7 +253,13 @@ const cli_cmd cli_commands[] = {
      "Also the accumulated residual per layer. Writes one run to the database\n"
      "(site 'attrib'; metric embed/head/attn_bias/mlp/accumulated/bias/logit)\n"
      "and prints the N largest components of the first sequence. Formulas:\n"
-     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"},
+     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"
+     "\n"
+     "  --input \"a b c\"  a compiled RASP model's input (BOS added)\n"
+     "  --pos P          the position (-1, the default, is the last)\n"
+     "  --top N          components printed (default 10)\n"
+     "  --db FILE        the results database (default mech.db)\n"
+     "  --threads N      worker threads, 1 to 256 (default: one per CPU)\n"},
     {"acdc", cmd_acdc, "automatic circuit discovery (ACDC), scored against compiled circuits",
      "usage: mech acdc --model MODEL (--pairs FILE | --dataset NAME [--n N] [--len L] [--seed S]\n"
      "                 [--corruption random|shuffle]) --tau T [--metric kl|logit_diff|l2]\n"
@@ -309,15 +356,59 @@ int cli_opt(const char *cmd, int argc, char **argv, int *i, const char *name, co
     return 1;
 }
 
+// The whole string is the number: no spaces, no '+', a '-' only when the
+// range admits negatives, so "5 ", " 5" and "+3" are refused alike.
+static int plain_number(const char *s, int negative_ok) {
+    if (!*s || strchr(" \t\n\v\f\r+", *s)) return 0;
+    if (*s == '-' && !negative_ok) return 0;
+    return 1;
+}
+
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
+    long v = plain_number(s, lo < 0) ? strtol(s, &end, 10) : 0;
+    if (!plain_number(s, lo < 0) || end == s || *end || errno || v < lo || v > hi) {
         cli_usage(cmd, "%s '%s': expected an integer from %ld to %ld", opt, s, lo, hi);
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    int ok = plain_number(s, lo < 0);
+    double v = ok ? strtod(s, &end) : 0;
+    // strtod also reads "nan", "inf" and hex floats: only decimal numbers here
+    ok = ok && end != s && !*end && !errno && isfinite(v) && v >= lo && v <= hi;
+    for (const char *p = s; ok && *p; p++)
+        if (!strchr("0123456789.eE-", *p)) ok = 0;
+    if (!ok) {
+        if (isinf(hi)) cli_usage(cmd, "%s '%s': expected a number >= %g", opt, s, lo);
+        else cli_usage(cmd, "%s '%s': expected a number from %g to %g", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cli_s(long long n) { return n == 1 ? "" : "s"; }
+
+const char *cli_shortest(char buf[32], double x) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, 32, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
+int cli_threads(const char *cmd, const char *s, long *out) {
+    long n;
+    if (cli_int(cmd, "--threads", s, 1, CLI_MAX_THREADS, &n)) return -1;
+    mech_pool_set_default((int)n);
+    if (out) *out = n;
     return 0;
 }
 
@@ -333,9 +424,24 @@ int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
     int32_t *v = malloc(cap * sizeof *v);
     if (!v) return -1;
     const char *p = s;
-    for (;;) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
+    // Items are separated by one comma (spaces around it allowed) or by
+    // white space; an empty item ("1,,2", "1,", ",1") is a mistake, not nothing.
+    while (*p && strchr(" \n\t\r", *p)) p++;
+    for (int first = 1; *p; first = 0) {
+        if (!first) {
+            int commas = 0;
+            while (*p && strchr(", \n\t\r", *p)) commas += *p++ == ',';
+            if (commas > 1 || (commas == 1 && !*p)) {
+                cli_usage(cmd, "token ids '%s': an empty item after item %zu", s, k);
+                free(v);
+                return -1;
+            }
+            if (!*p) break;
+        } else if (*p == ',') {
+            cli_usage(cmd, "token ids '%s': an empty item before the first id", s);
+            free(v);
+            return -1;
+        }
         // One item runs to the next separator; all of it must be digits.
         int len = 0;
         while (p[len] && !strchr(", \n\t\r", p[len])) len++;
@@ -367,7 +473,9 @@ int cli_ids(const char *cmd, const char *s, int32_t **ids, size_t *n) {
 static void usage_all(FILE *f) {
     fprintf(f, "usage: mech COMMAND [options]    (mech COMMAND --help for details)\n\ncommands:\n");
     for (const cli_cmd *c = cli_commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
-    fprintf(f, "\nEvery command also takes --spec FILE.json: its options as a JSON object.\n");
+    fprintf(f, "\nEvery command also takes --spec FILE.json: its options as a JSON object.\n"
+               "Exit status: 0 ok, 1 a runtime error, 2 a usage error (a bad option, value or\n"
+               "input), 130 interrupted.\n");
 }
 
 int main(int argc, char **argv) {

@@ -14,9 +14,17 @@ void cli_progress_start(cli_progress *p, const char *what, int64_t total) {
 
 static void fmt_time(char *buf, size_t cap, double s) {
     if (s < 0 || s > 1e7) snprintf(buf, cap, "?");
+    else if (s < 10) snprintf(buf, cap, "%.1fs", s);
     else if (s < 60) snprintf(buf, cap, "%.0fs", s);
     else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+void cli_estimate(FILE *f, int64_t items, const char *item, int64_t sites, double first_s) {
+    char total[32];
+    fmt_time(total, sizeof total, first_s * (double)items);
+    fprintf(f, "estimate: %lld %s%s x %lld patched site%s; the first %s took %.3g s, so about %s in all\n",
+            (long long)items, item, items == 1 ? "" : "s", (long long)sites, sites == 1 ? "" : "s", item, first_s, total);
 }
 
 void cli_progress_update(cli_progress *p, int64_t done) {

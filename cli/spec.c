@@ -50,11 +50,24 @@ static char *scalar(const char *path, const char *key, const mech_json *x) {
     if (x->type == MECH_JSON_NUMBER) {
         char buf[64];
         if (x->is_int) snprintf(buf, sizeof buf, "%lld", (long long)x->inum);
-        else snprintf(buf, sizeof buf, "%.17g", x->num);
+        else cli_shortest(buf, x->num);
         return mech_strdup(buf);
     }
     fprintf(stderr, "%s: error: '%s': expected a string, a number, true/false or an array of those\n", path, key);
     return NULL;
+}
+
+// Whether the command's --help names the option: a misspelled key is then
+// reported with the file and the key, before the command runs.
+static int known_option(const char *cmd, const char *opt) {
+    const cli_cmd *c = cli_find(cmd);
+    if (!c) return 1;
+    size_t n = strlen(opt);
+    for (const char *p = c->usage; (p = strstr(p, opt)); p += n) {
+        char next = p[n];
+        if (!(next >= 'a' && next <= 'z') && !(next >= '0' && next <= '9') && next != '-' && next != '_') return 1;
+    }
+    return 0;
 }
 
 int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv) {
@@ -106,6 +119,16 @@ int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char 
         if (!key[0] || key[0] == '-' || strchr(key, ' ') || !strcmp(key, "spec")) {
             fprintf(stderr, "%s: error: key '%s': expected an option name without dashes, e.g. \"model\"\n", path, key);
             rc = 2;
+            break;
+        }
+        char *opt = flag(key);
+        int known = opt && known_option(cmd, opt);
+        if (opt && !known)
+            fprintf(stderr, "%s: error: unknown key '%s': `mech %s` has no option %s (see mech %s --help)\n", path, key,
+                    cmd, opt, cmd);
+        mech_free(opt);
+        if (!known) {
+            rc = opt ? 2 : 1;
             break;
         }
         if (x->type == MECH_JSON_BOOL || x->type == MECH_JSON_NULL) {

@@ -246,6 +246,9 @@ double mech_now(void);
 // A pool of n threads (n <= 0: one per online CPU). The calling thread takes
 // part, so n = 1 starts no thread.
 mech_pool *mech_pool_new(int n);
+// Makes n <= 0 in later mech_pool_new calls mean n threads instead (the
+// command line's --threads); n <= 0 restores one per online CPU.
+void mech_pool_set_default(int n);
 void mech_pool_free(mech_pool *p);
 int mech_pool_size(const mech_pool *p); // 1 for NULL
 // Runs fn(ctx, i) for i in [0, n) spread over the pool; returns when all are
@@ -489,6 +492,9 @@ typedef int (*mech_hook_fn)(mech_tensor *act, int layer, void *user);
 // strings: free with mech_hook_names_free) when names is not NULL.
 int mech_hook_names(const mech_config *cfg, int opt_in, char ***names);
 void mech_hook_names_free(char **names, int n);
+// The shape of hook `name` in a run of B x T (TransformerLens's order, e.g.
+// [B, NH, T, T] for attn.hook_pattern): returns ndim, or -1 for no such hook.
+int mech_hook_shape(const mech_config *cfg, const char *name, int B, int T, int64_t shape[MECH_MAX_DIMS]);
 // Glob match with '*' (any run of characters, dots included) and '?'.
 int mech_glob_match(const char *pattern, const char *name);
 
@@ -513,6 +519,17 @@ mech_status mech_run_hook(mech_run *r, const char *glob, mech_hook_fn fn, void *
 // hooks at that point ran, i.e. what the model used downstream). Caching
 // costs memory, not copies: the forward writes straight into the cache.
 mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err);
+// What a run of B x T caching the hooks matching globs will hold, in bytes:
+// the weights (as float32), mech_run_new's activations, the logits and the
+// cache. MECH_ERR_NOMEM (the message names each part and the limit) when the
+// total exceeds 80 % of have (0: this machine's physical memory); *out is
+// filled either way. Check before mech_run_new: with overcommit, a run too
+// large is not refused by malloc but killed when the forward touches it.
+typedef struct mech_run_bytes {
+    double weights, activations, logits, cache, total, limit;
+} mech_run_bytes;
+mech_status mech_run_memory(const mech_model *m, int B, int T, const char *const *globs, int n_globs,
+                            double have, mech_run_bytes *out, mech_err *err);
 // Removes every hook and cache entry.
 void mech_run_reset(mech_run *r);
 

@@ -206,6 +206,47 @@ static double phys_bytes(void) {
     return pages > 0 && size > 0 ? (double)pages * size : 0;
 }
 
+mech_status mech_run_memory(const mech_model *m, int B, int T, const char *const *globs, int n_globs,
+                            double have, mech_run_bytes *out, mech_err *err) {
+    const mech_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    if (B < 1 || T < 1) return mech_err_set(err, MECH_ERR_ARG, "batch %d x %d tokens: both must be >= 1", B, T);
+    mech_run tmp = {.m = m, .B = B, .T = T}; // what kind_numel reads
+    size_t BT = (size_t)B * T;
+    out->weights = (double)mech_config_n_params(c) * sizeof(float);
+    // mech_run_new's scratch: one buffer per kind, plus the LayerNorm output
+    static const int always[] = {HK_RESID_PRE, HK_LN1_SCALE, HK_LN1_NORM, HK_Q, HK_K, HK_V, HK_Z,
+                                 HK_ATTN_OUT, HK_RESID_MID, HK_MLP_PRE, HK_MLP_POST, HK_MLP_OUT, HK_RESID_POST};
+    for (size_t i = 0; i < sizeof always / sizeof *always; i++) {
+        int k = always[i];
+        if (c->attn_only && (k == HK_RESID_MID || k == HK_MLP_PRE || k == HK_MLP_POST || k == HK_MLP_OUT)) continue;
+        out->activations += (double)kind_numel(&tmp, k) * sizeof(float);
+    }
+    out->activations += (double)BT * c->d_model * sizeof(float);
+    out->logits = (double)BT * c->d_vocab * sizeof(float);
+    int n = hook_point_count(c);
+    hook_point *pts = mech_calloc((size_t)n, sizeof *pts);
+    if (!pts) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    hook_points_init(c, B, T, pts);
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < n_globs; g++)
+            if (point_matches(&pts[i], globs[g])) {
+                out->cache += (double)mech_tensor_numel(&pts[i].view) * sizeof(float);
+                break;
+            }
+    mech_free(pts);
+    out->total = out->weights + out->activations + out->logits + out->cache;
+    out->limit = 0.8 * (have > 0 ? have : phys_bytes());
+    if (out->limit > 0 && out->total > out->limit)
+        return mech_err_set(err, MECH_ERR_NOMEM,
+                            "B=%d x T=%d would hold %.1f GB (weights %.1f, activations %.1f, logits %.1f, cache %.1f) "
+                            "but the limit is %.1f GB (80 %% of this machine's %.1f GB of RAM); run smaller batches, "
+                            "shorter sequences or cache fewer hooks",
+                            B, T, out->total / 1e9, out->weights / 1e9, out->activations / 1e9, out->logits / 1e9,
+                            out->cache / 1e9, out->limit / 1e9, out->limit / 0.8 / 1e9);
+    return MECH_OK;
+}
+
 mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
     // Refuse up front what cannot fit: with overcommit the allocations would
     // succeed and the process be killed when the forward touches them.
@@ -218,8 +259,8 @@ mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
     }
     if (have > 0 && need > 0.8 * have)
         return mech_err_set(err, MECH_ERR_NOMEM,
-                            "cache '%s': keeping %d more activations needs %.1f GB in all (B=%d, T=%d) but this "
-                            "machine has %.1f GB; cache fewer hooks or run smaller batches",
+                            "cache '%s': keeping %d more activations needs %.1f GB in all (B=%d, T=%d) but the "
+                            "limit is 80 %% of this machine's %.1f GB; cache fewer hooks or run smaller batches",
                             glob, n_new, need / 1e9, r->B, r->T, have / 1e9);
     int matched = 0;
     for (int i = 0; i < r->n_pts; i++) {

@@ -147,6 +147,20 @@ int mech_hook_names(const mech_config *cfg, int opt_in, char ***names) {
     return count;
 }
 
+int mech_hook_shape(const mech_config *cfg, const char *name, int B, int T, int64_t shape[MECH_MAX_DIMS]) {
+    int n = hook_point_count(cfg), ndim = -1;
+    hook_point *pts = mech_calloc((size_t)n, sizeof *pts);
+    if (!pts) return -1;
+    hook_points_init(cfg, B, T, pts);
+    for (int i = 0; i < n && ndim < 0; i++)
+        if (pts[i].exists && !strcmp(pts[i].name, name)) {
+            ndim = pts[i].view.ndim;
+            for (int d = 0; d < ndim; d++) shape[d] = pts[i].view.shape[d];
+        }
+    mech_free(pts);
+    return ndim;
+}
+
 void mech_hook_names_free(char **names, int n) {
     if (!names) return;
     for (int i = 0; i < n; i++) mech_free(names[i]);

@@ -143,7 +143,13 @@ static void *pool_main(void *arg) {
     }
 }
 
+// The size of pools made with n <= 0 when set (a command's --threads).
+static int default_threads;
+
+void mech_pool_set_default(int n) { default_threads = n > 0 ? n : 0; }
+
 mech_pool *mech_pool_new(int n) {
+    if (n <= 0) n = default_threads;
     if (n <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n = c > 0 ? (int)c : 1;

@@ -74,6 +74,13 @@ mech_status mech_npz_create(const char *path, mech_npz **out, mech_err *err);
 // error (MECH_ERR_IO) dooms it: close then fails and removes the temporary.
 mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int ndim,
                          const int64_t *shape, mech_err *err);
+// The same for int32 data ('<i4').
+mech_status mech_npz_add_i32(mech_npz *z, const char *name, const int32_t *data, int ndim,
+                             const int64_t *shape, mech_err *err);
+// The same for UTF-8 strings, stored as numpy's fixed-width unicode ('<Uw',
+// w the longest string's code points; invalid bytes become U+FFFD).
+mech_status mech_npz_add_str(mech_npz *z, const char *name, const char *const *strs, int ndim,
+                             const int64_t *shape, mech_err *err);
 // Writes the central directory, syncs, renames path.tmp to path and frees
 // z (always, even on error; on error nothing is left at path.tmp and an
 // existing path is untouched). Errors: MECH_ERR_IO.

@@ -55,7 +55,7 @@ static void swap4(void *p, size_t n) {
 
 // Validates ndim/shape and gives the element count.
 static mech_status check_shape(const char *path, const char *name, int ndim, const int64_t *shape,
-                               const float *data, uint64_t *count, mech_err *err) {
+                               const void *data, uint64_t *count, mech_err *err) {
     const char *sep = name ? "': " : "";
     const char *pre = name ? "array '" : "";
     if (!name) name = "";
@@ -95,12 +95,12 @@ static size_t shape_repr(char *out, size_t cap, int ndim, const int64_t *shape) 
 
 // The complete .npy preamble (magic, version 1.0, length, dict, padding,
 // '\n') into out; returns its length, a multiple of 64.
-static size_t npy_header(unsigned char out[512], int ndim, const int64_t *shape) {
+static size_t npy_header(unsigned char out[512], const char *descr, int ndim, const int64_t *shape) {
     char dims[256];
     shape_repr(dims, sizeof dims, ndim, shape);
     char dict[400];
-    int dl = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }",
-                      dims);
+    int dl = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                      descr, dims);
     size_t total = (10 + (size_t)dl + 1 + 63) / 64 * 64;
     size_t hlen = total - 10;
     memcpy(out, "\x93NUMPY\x01\x00", 8);
@@ -148,7 +148,7 @@ mech_status mech_npy_write(const char *path, const float *data, int ndim, const 
     mech_status st = check_shape(path, NULL, ndim, shape, data, &count, err);
     if (st) return st;
     unsigned char hdr[512];
-    size_t hl = npy_header(hdr, ndim, shape);
+    size_t hl = npy_header(hdr, "<f4", ndim, shape);
     mech_outfile o;
     if ((st = mech_outfile_open(&o, path, err))) return st;
     if (fwrite(hdr, 1, hl, o.f) != hl || !emit_floats(o.f, data, count, NULL)) {
@@ -551,8 +551,10 @@ mech_status mech_npz_create(const char *path, mech_npz **out, mech_err *err) {
     return MECH_OK;
 }
 
-mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int ndim,
-                         const int64_t *shape, mech_err *err) {
+// Appends a member of 4-byte little-endian words: wpe words per element
+// (float32 and int32: 1; '<Uw' strings: w UTF-32 code units).
+static mech_status npz_add(mech_npz *z, const char *name, const char *descr, const void *data, int wpe,
+                           int ndim, const int64_t *shape, mech_err *err) {
     if (!z) return mech_err_set(err, MECH_ERR_ARG, "mech_npz_add: archive is NULL");
     if (z->failed)
         return mech_err_set(err, MECH_ERR_IO, "%s: an earlier write failed: %s", z->path,
@@ -569,6 +571,9 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
     uint64_t count;
     mech_status st = check_shape(z->path, name, ndim, shape, data, &count, err);
     if (st) return st;
+    if (count > UINT64_MAX / 4 / (uint64_t)wpe)
+        return mech_err_set(err, MECH_ERR_ARG, "%s: array '%s': shape too large", z->path, name);
+    count *= (uint64_t)wpe;
     if (z->n == z->cap) {
         size_t cap = z->cap ? z->cap * 2 : 16;
         npz_entry *e = mech_realloc(z->e, cap * sizeof *e);
@@ -582,10 +587,10 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
     memcpy(member + nl, ".npy", 5);
 
     unsigned char npy[512];
-    size_t hl = npy_header(npy, ndim, shape);
+    size_t hl = npy_header(npy, descr, ndim, shape);
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, npy, (uInt)hl);
-    emit_floats(NULL, data, count, &crc);
+    emit_floats(NULL, (const float *)data, count, &crc);
     uint64_t size = hl + count * 4;
     int big = size >= mech_npz_zip64_limit_;
 
@@ -611,7 +616,7 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
     uint64_t offset = z->pos;
     int ok = zip_write(z, lh, 30) && zip_write(z, member, nl + 4) && zip_write(z, p, big ? 20 : 0) &&
              zip_write(z, npy, hl);
-    if (ok && !emit_floats(z->out.f, data, count, NULL)) {
+    if (ok && !emit_floats(z->out.f, (const float *)data, count, NULL)) {
         z->failed = 1;
         z->fail_errno = errno ? errno : EIO;
         ok = 0;
@@ -624,6 +629,61 @@ mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int n
     z->pos += count * 4;
     z->e[z->n++] = (npz_entry){member, (uint32_t)crc, size, offset};
     return MECH_OK;
+}
+
+mech_status mech_npz_add(mech_npz *z, const char *name, const float *data, int ndim,
+                         const int64_t *shape, mech_err *err) {
+    return npz_add(z, name, "<f4", data, 1, ndim, shape, err);
+}
+
+mech_status mech_npz_add_i32(mech_npz *z, const char *name, const int32_t *data, int ndim,
+                             const int64_t *shape, mech_err *err) {
+    return npz_add(z, name, "<i4", data, 1, ndim, shape, err);
+}
+
+// One UTF-8 code point at s (n bytes left) into *cp; returns its length, or
+// 1 with U+FFFD for a byte that starts no valid sequence.
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+    int len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t c = len == 1 ? s[0] : len == 2 ? s[0] & 0x1Fu : len == 3 ? s[0] & 0x0Fu : s[0] & 0x07u;
+    if (!len || (size_t)len > n) len = 0;
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) len = 0;
+        else c = c << 6 | (s[i] & 0x3Fu);
+    }
+    if (!len) {
+        *cp = 0xFFFD;
+        return 1;
+    }
+    *cp = c;
+    return (size_t)len;
+}
+
+mech_status mech_npz_add_str(mech_npz *z, const char *name, const char *const *strs, int ndim,
+                             const int64_t *shape, mech_err *err) {
+    uint64_t count;
+    mech_status st = check_shape(z ? z->path : "npz", name, ndim, shape, strs, &count, err);
+    if (st) return st;
+    size_t width = 1; // numpy has no '<U0'
+    for (uint64_t i = 0; i < count; i++) {
+        size_t w = 0, n = strlen(strs[i]);
+        uint32_t cp;
+        for (size_t k = 0; k < n; k += utf8_next((const unsigned char *)strs[i] + k, n - k, &cp)) w++;
+        if (w > width) width = w;
+    }
+    if (width > 1u << 20 || count > SIZE_MAX / 4 / width)
+        return mech_err_set(err, MECH_ERR_ARG, "%s: array '%s': strings too long", z ? z->path : "npz", name);
+    uint32_t *u = mech_calloc(count * width + 1, sizeof *u);
+    if (!u) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < count; i++) {
+        size_t n = strlen(strs[i]), w = 0;
+        for (size_t k = 0; k < n; w++) k += utf8_next((const unsigned char *)strs[i] + k, n - k, &u[i * width + w]);
+    }
+    char descr[32];
+    snprintf(descr, sizeof descr, "<U%zu", width);
+    st = npz_add(z, name, descr, u, (int)width, ndim, shape, err);
+    mech_free(u);
+    return st;
 }
 
 mech_status mech_npz_close(mech_npz *z, mech_err *err) {

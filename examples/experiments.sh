@@ -6,8 +6,16 @@
 #
 #   sh examples/experiments.sh [OUTDIR]        (default demo-out/)
 #   MECH=build-san/mech sh examples/experiments.sh /tmp/x
+# Works from any directory: the programs are found beside this script, mech
+# in $MECH, else the repository's ./mech, else on PATH; OUTDIR is relative
+# to the current directory.
 set -e
-MECH=${MECH:-./mech}
+HERE=$(cd "$(dirname "$0")" && pwd)
+if [ -z "$MECH" ]; then
+  if [ -x "$HERE/../mech" ]; then MECH="$HERE/../mech"
+  elif command -v mech >/dev/null 2>&1; then MECH=mech
+  else echo "experiments.sh: no mech binary: run make, or set MECH=/path/to/mech" >&2; exit 1; fi
+fi
 OUT=${1:-demo-out}
 mkdir -p "$OUT"
 DB="$OUT/results.db"
@@ -18,32 +26,32 @@ q() { # a query, with sqlite3 when it is installed
 }
 
 echo "== compile reverse.rasp into weights (verified against the interpreter) =="
-$MECH compile examples/rasp/reverse.rasp -o "$OUT/reverse.safetensors"
+"$MECH" compile "$HERE/rasp/reverse.rasp" -o "$OUT/reverse.safetensors"
 
 echo; echo "== activation patching on the compiled model: 20 random inputs, corrupted by shuffling =="
 # run 1: which layer and position of the residual stream carry the answer?
-$MECH patch --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --len 4 --corruption shuffle \
+"$MECH" patch --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --len 4 --corruption shuffle \
             --sweep resid_pre --metric logit_diff --db "$DB"
 # run 2: the same pairs, head by head, as a spec file (every command takes one)
 cat > "$OUT/heads.json" <<JSON
 {"model": "$OUT/reverse.safetensors", "dataset": "compiled", "n": 20, "len": 4,
  "corruption": "shuffle", "sweep": "heads", "metric": "kl", "db": "$DB"}
 JSON
-$MECH patch --spec "$OUT/heads.json"
+"$MECH" patch --spec "$OUT/heads.json"
 
 echo; echo "== decoder lens: which layer computes which RASP variable =="
-$MECH lens --model "$OUT/reverse.safetensors" --input "a b c d" --db "$DB"
+"$MECH" lens --model "$OUT/reverse.safetensors" --input "a b c d" --db "$DB"
 
 echo; echo "== ACDC on the compiled model, zero ablation: the circuit found beside the compiler's =="
-$MECH acdc --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --tau 1e-3 --ablation zero --db "$DB"
+"$MECH" acdc --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --tau 1e-3 --ablation zero --db "$DB"
 
 echo; echo "== a small random-weight GPT-2: IOI patching, logit lens, head scores, attribution =="
-$MECH init -o "$OUT/gpt2-tiny.safetensors" --preset tiny --seed 1 >/dev/null
-$MECH patch --model "$OUT/gpt2-tiny.safetensors" --dataset ioi --n 8 --sweep heads --db "$DB"
-$MECH lens --model "$OUT/gpt2-tiny.safetensors" --prompt "When Mary and John went to the store, John gave a drink to" \
+"$MECH" init -o "$OUT/gpt2-tiny.safetensors" --preset tiny --seed 1 >/dev/null
+"$MECH" patch --model "$OUT/gpt2-tiny.safetensors" --dataset ioi --n 8 --sweep heads --db "$DB"
+"$MECH" lens --model "$OUT/gpt2-tiny.safetensors" --prompt "When Mary and John went to the store, John gave a drink to" \
            --target " Mary" --db "$DB" >/dev/null
-$MECH heads --model "$OUT/gpt2-tiny.safetensors" --random 10 --batch 4 --db "$DB"
-$MECH attrib --model "$OUT/gpt2-tiny.safetensors" --prompt "When Mary and John went to the store, John gave a drink to" \
+"$MECH" heads --model "$OUT/gpt2-tiny.safetensors" --random 10 --batch 4 --db "$DB"
+"$MECH" attrib --model "$OUT/gpt2-tiny.safetensors" --prompt "When Mary and John went to the store, John gave a drink to" \
              --answer " Mary" --wrong " John" --db "$DB" >/dev/null
 
 echo; echo "== the results file, queried with sqlite3 =="
@@ -64,4 +72,4 @@ echo; echo "-- IOI on the random GPT-2: the heads with the largest mean effect (
 q "select layer, head, round(avg(value), 3) as effect from results
    where run_id = 5 and metric = 'effect' group by layer, head order by effect desc limit 3"
 echo
-$MECH db --db "$DB" ls
+"$MECH" db --db "$DB" ls

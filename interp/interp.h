@@ -61,6 +61,8 @@ typedef struct mech_lens_var {
     int numerical;   // a single dimension labelled without ":value"
     int first_dim;   // its dimensions are first_dim .. first_dim+n_dims-1
     int n_dims;
+    int from_layer;  // the first lens layer that holds it (0: the embedding, "bos" and "one";
+                     // l+1: computed by a head or MLP of block l); -1 unknown (see mech_lens_decode)
 } mech_lens_var;
 
 typedef struct mech_lens_vars {
@@ -76,6 +78,11 @@ typedef struct mech_lens_vars {
 // same name into variables. OUT: *out owned (mech_lens_vars_free).
 // Errors: MECH_ERR_FORMAT (not an array of strings), MECH_ERR_NOMEM.
 mech_status mech_lens_vars_parse(const char *residual_json, mech_lens_vars **out, mech_err *err);
+// Sets every variable's from_layer from the compiler's circuit (metadata
+// mech.rasp.circuit: nodes with "dims": [start, end) and "component":
+// "embed" or "layer": l), so that a variable whose value is 0 still reads
+// as computed. Errors: MECH_ERR_FORMAT (not such a circuit).
+mech_status mech_lens_vars_layers(mech_lens_vars *v, const char *circuit_json, mech_err *err);
 void mech_lens_vars_free(mech_lens_vars *v);
 
 typedef struct mech_lens_decoded {
@@ -83,8 +90,7 @@ typedef struct mech_lens_decoded {
     int batch;
     int pos;
     int var;            // index into vars->vars
-    int present;        // some dimension of the variable has |x| > tol at some position of
-                        // this batch item at this layer (the variable has been computed)
+    int present;        // the variable has been computed at this layer (see mech_lens_decode)
     int has_value;      // categorical: the largest dimension is > 0.5; numerical: present
     double number;      // numerical: the value; categorical: the largest dimension
     const char *value;  // categorical with has_value: the value text, borrowed from vars; else NULL
@@ -92,7 +98,10 @@ typedef struct mech_lens_decoded {
 
 // Decodes each residual layer 0..L into the variables of vars (categorical:
 // the argmax of its one-hot dimensions when above 0.5, else none; numerical:
-// the number). tol <= 0 means 1e-3. Needs blocks.*.hook_resid_pre and
+// the number, with |x| < 1e-6 read as exactly 0: float32 noise, not a value).
+// A variable is present from its from_layer on; when that is unknown (-1),
+// from the first layer where some dimension exceeds tol (<= 0 means 1e-3),
+// which misses a variable that is 0 everywhere. Needs blocks.*.hook_resid_pre and
 // blocks.{L-1}.hook_resid_post; vars->n_dims must equal d_model.
 // OUT: *rows (owned, mech_free), *n_rows = (L+1)*B*n_vars*T, ordered layer,
 // batch, variable, position: rows[((l*B + b)*n_vars + v)*T + t].

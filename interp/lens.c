@@ -247,6 +247,7 @@ mech_status mech_lens_vars_parse(const char *residual_json, mech_lens_vars **out
         memcpy(nv->name, s->str, nlen);
         nv->name[nlen] = 0;
         nv->numerical = !colon;
+        nv->from_layer = !strcmp(nv->name, "bos") || !strcmp(nv->name, "one") ? 0 : -1;
         nv->first_dim = (int)i;
         nv->n_dims = 1;
         v->n_vars++;
@@ -257,6 +258,39 @@ mech_status mech_lens_vars_parse(const char *residual_json, mech_lens_vars **out
 fail:
     mech_json_free(j);
     mech_lens_vars_free(v);
+    return st;
+}
+
+mech_status mech_lens_vars_layers(mech_lens_vars *v, const char *circuit_json, mech_err *err) {
+    mech_json *j = NULL;
+    mech_err e = {0};
+    if (!circuit_json) return mech_err_set(err, MECH_ERR_FORMAT, "no circuit (mech.rasp.circuit)");
+    if (mech_json_parse(circuit_json, strlen(circuit_json), &j, &e))
+        return mech_err_set(err, MECH_ERR_FORMAT, "mech.rasp.circuit: %s", e.msg);
+    const mech_json *nodes = j->type == MECH_JSON_OBJECT ? mech_json_get(j, "nodes") : NULL;
+    mech_status st = MECH_OK;
+    if (!nodes || nodes->type != MECH_JSON_ARRAY) {
+        st = mech_err_set(err, MECH_ERR_FORMAT, "mech.rasp.circuit: expected {\"nodes\": [...]}");
+        goto done;
+    }
+    for (size_t i = 0; i < nodes->n; i++) {
+        const mech_json *nd = &nodes->items[i];
+        const mech_json *dims = nd->type == MECH_JSON_OBJECT ? mech_json_get(nd, "dims") : NULL;
+        const mech_json *layer = dims ? mech_json_get(nd, "layer") : NULL, *comp = dims ? mech_json_get(nd, "component") : NULL;
+        int embed = comp && comp->type == MECH_JSON_STRING && !strcmp(comp->str, "embed");
+        if (!dims || dims->type != MECH_JSON_ARRAY || dims->n != 2 || !dims->items[0].is_int || !dims->items[1].is_int ||
+            !(embed || (layer && layer->is_int && layer->inum >= 0 && layer->inum < 1 << 20))) {
+            st = mech_err_set(err, MECH_ERR_FORMAT,
+                              "mech.rasp.circuit: node %zu: expected \"dims\": [start, end) and a \"layer\" or the embedding", i);
+            goto done;
+        }
+        int64_t a = dims->items[0].inum, b = dims->items[1].inum;
+        for (int k = 0; k < v->n_vars; k++)
+            if (v->vars[k].first_dim >= a && v->vars[k].first_dim < b)
+                v->vars[k].from_layer = embed ? 0 : (int)layer->inum + 1;
+    }
+done:
+    mech_json_free(j);
     return st;
 }
 
@@ -289,12 +323,14 @@ mech_status mech_lens_decode(const mech_model *m, const mech_run *run, const mec
                         if (fabs((double)x[d]) > tol) present = 1;
                         if (x[d] > x[best]) best = d;
                     }
-                    r[t] = (mech_lens_decoded){.layer = l, .batch = b, .pos = t, .var = v, .number = x[best]};
+                    double num = fabs((double)x[best]) < 1e-6 ? 0.0 : (double)x[best];
+                    r[t] = (mech_lens_decoded){.layer = l, .batch = b, .pos = t, .var = v, .number = num};
                     if (!var->numerical && x[best] > 0.5) {
                         r[t].has_value = 1;
                         r[t].value = vars->values[var->first_dim + best];
                     }
                 }
+                if (var->from_layer >= 0) present = l >= var->from_layer;
                 for (int t = 0; t < T; t++) {
                     r[t].present = present;
                     if (var->numerical) r[t].has_value = present;

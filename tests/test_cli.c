@@ -13,6 +13,7 @@
 #include "tests/support/check.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,7 +163,7 @@ static void test_cli_init_info_run(void **state) {
         char cmd[1024];
         snprintf(cmd, sizeof cmd,
                  "python3 -c \"import zipfile,sys; n=sorted(zipfile.ZipFile('%s').namelist()); "
-                 "sys.exit(0 if 'blocks.0.attn.hook_pattern.npy' in n and 'blocks.0.attn.hook_z.npy' in n and len(n)==6 else 1)\"",
+                 "sys.exit(0 if 'blocks.0.attn.hook_pattern.npy' in n and 'blocks.0.attn.hook_z.npy' in n and 'tokens.npy' in n and 'token_strings.npy' in n and len(n)==8 else 1)\"",
                  npz);
         assert_int_equal(system(cmd), 0);
     }
@@ -170,7 +171,8 @@ static void test_cli_init_info_run(void **state) {
     assert_int_equal(mech(&out, "run --model %s --ids 1,2 --ids 1,2,3", model), 2);
     assert_non_null(strstr(out, "equal lengths"));
     free(out);
-    assert_int_equal(mech(&out, "run --model %s --ids 1,200", model), 1);
+    // an id outside the vocabulary is the user's input: 2, as in `mech rasp`
+    assert_int_equal(mech(&out, "run --model %s --ids 1,200", model), 2);
     assert_non_null(strstr(out, "token id 200"));
     free(out);
     assert_int_equal(mech(&out, "run --model /nonexistent/model --ids 1"), 1);
@@ -242,7 +244,7 @@ static void test_cli_compile_and_run(void **state) {
         free(out);
         free(want);
     }
-    assert_int_equal(mech(&out, "run --model %s --input '3 9'", model), 1);
+    assert_int_equal(mech(&out, "run --model %s --input '3 9'", model), 2); // 9 is not in the vocab
     free(out);
     // the decoder lens: sort appears only at the last layer, with the sorted values
     char db[512];
@@ -271,8 +273,8 @@ static void test_cli_compile_and_run(void **state) {
     assert_int_equal(mech(&out, "compile %s", bad), 2);
     free(out);
     // --input on a model that was not compiled
-    assert_int_equal(mech(&out, "run --model tests/fixtures/gpt2-tiny --input 'a b'"), 1);
-    assert_non_null(strstr(out, "not a compiled RASP model"));
+    assert_int_equal(mech(&out, "run --model tests/fixtures/gpt2-tiny --input 'a b'"), 2);
+    assert_non_null(strstr(out, "is not one (no mech.rasp.source"));
     free(out);
 }
 
@@ -463,13 +465,443 @@ static void test_cli_attrib(void **state) {
     free(out);
 }
 
+// mech demo works from any directory and leaves nothing behind: its model
+// goes to a temporary folder (removed) or to --out DIR (kept).
 static void test_cli_demo(void **state) {
-    char *out;
-    assert_int_equal(mech(&out, "demo"), 0);
+    char *out, dir[512], tmp[512], bin[4096], keep[600];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmpn("demo-cwd"));
+    snprintf(tmp, sizeof tmp, "%s", mech_test_tmpn("demo-tmp"));
+    mkdir(dir, 0755);
+    mkdir(tmp, 0755);
+    const char *b = getenv("MECH_BIN");
+    assert_non_null(realpath(b && *b ? b : "./mech", bin));
+    char cmd[13000], abs_tmp[4096];
+    assert_non_null(realpath(tmp, abs_tmp));
+    snprintf(cmd, sizeof cmd, "cd %s && TMPDIR=%s %s demo > demo.txt 2>&1", dir, abs_tmp, bin);
+    assert_int_equal(system(cmd), 0);
+    snprintf(keep, sizeof keep, "%s/demo.txt", dir);
+    size_t len;
+    out = mech_test_read(keep, &len);
     assert_non_null(strstr(out, "top-5 next tokens"));
     assert_non_null(strstr(out, "hooks cached"));
     assert_non_null(strstr(out, "the compiled model on \"a b c d\": [\"d\",\"c\",\"b\",\"a\"]"));
+    assert_non_null(strstr(out, "compiled: 3 layers, 1 head, ")); // compiled reverse: one head, not "1 heads"
     free(out);
+    remove(keep);
+    assert_int_equal(rmdir(dir), 0); // empty: nothing written where it ran
+    assert_int_equal(rmdir(tmp), 0); // and its temporary folder removed
+    snprintf(keep, sizeof keep, "%s", mech_test_tmpn("demo-out"));
+    assert_int_equal(mech(&out, "demo --out %s", keep), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/demo-model.safetensors", keep);
+    assert_int_equal(access(cmd, F_OK), 0);
+    remove(cmd);
+    rmdir(keep);
+}
+
+// Counts agree with their nouns, small numbers do not print as zero, and
+// --decode ends the line on a terminal only (pipes keep the exact bytes).
+static void test_cli_plurals_and_numbers(void **state) {
+    char *out, path[512];
+    snprintf(path, sizeof path, "%s", mech_test_tmp("one.safetensors"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --heads 1 --d-model 16 --d-head 16 --vocab 50", path), 0);
+    assert_non_null(strstr(out, ": 1 layer, 1 head, d_model 16"));
+    free(out);
+    assert_int_equal(mech(&out, "lens --model %s --ids 1 --target 7 --db %s", path, mech_test_tmpn("one.db")), 0);
+    assert_non_null(strstr(out, "1 sequence x 1 token, 2 layers"));
+    assert_null(strstr(out, "0.0000"));
+    free(out);
+    mech_test_rm_db(mech_test_tmpn("one.db"));
+    remove(path);
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496 995'"), 0);
+    assert_string_equal(out, "Hello world");
+    free(out);
+    if (system("command -v script >/dev/null 2>&1") == 0) {
+        const char *b = getenv("MECH_BIN");
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "script -qc \"%s tokenize --decode --text '15496 995'\" /dev/null", b && *b ? b : "./mech");
+        FILE *p = popen(cmd, "r");
+        char buf[256] = {0};
+        size_t n = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+        if (p) pclose(p);
+        buf[n] = 0;
+        assert_string_equal(buf, "Hello world\r\n"); // the terminal's newline
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Every option is honoured or refused; numbers are parsed one strict way.
+
+// A compiled model for the tests below (reverse over {a, b, c, d}).
+static const char *compiled_model(void) {
+    static char path[512];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s", mech_test_tmp("rev.safetensors"));
+        char *out;
+        if (mech(&out, "compile examples/rasp/reverse.rasp -o %s", path) != 0) fail_msg("compile: %s", out);
+        free(out);
+    }
+    return path;
+}
+
+// Commands x options: each row is a command line and what it must do. Rows
+// with exit 2 are options that used to be accepted and then ignored (or
+// mis-parsed); the message says which option and why.
+static void test_cli_options_honoured_or_refused(void **state) {
+    const char *rev = compiled_model(), *tiny = "tests/fixtures/gpt2-tiny";
+    char npz[512], db[512], x_txt[512];
+    snprintf(npz, sizeof npz, "%s", mech_test_tmpn("opt.npz"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("opt.db"));
+    snprintf(x_txt, sizeof x_txt, "%s", mech_test_tmpn("x.txt"));
+    mech_test_rm_db(db);
+    remove(x_txt);
+    struct {
+        const char *fmt, *model; // fmt takes the model, then db
+        int code;
+        const char *msg;
+    } rows[] = {
+        // wrong extensions are refused, not written in another format
+        {"run --model %s --ids 1,2 --out X.txt --db-unused %s", tiny, 2, "unknown argument '--db-unused'"},
+        {"run --model %s --ids 1,2 --out x.txt %.0s", tiny, 2, "--out 'x.txt': the cached activations are written as .npz"},
+        {"run --model %s --ids 1,2 --logits x.npz %.0s", tiny, 2, "--logits 'x.npz': the logits are written as .npy"},
+        // empty items in an id list
+        {"run --model %s --ids 1,,2 %.0s", tiny, 2, "an empty item after item 1"},
+        {"run --model %s --ids 1,2, %.0s", tiny, 2, "an empty item after item 2"},
+        {"run --model %s --ids ,1 %.0s", tiny, 2, "an empty item before the first id"},
+        {"lens --model %s --ids 1,,2 --db %s", tiny, 2, "an empty item"},
+        {"heads --model %s --ids 1,,2 --db %s", tiny, 2, "an empty item"},
+        {"tokenize --decode --text '1,,2' %.0s%.0s", "", 2, "an empty item"},
+        // options that do not apply
+        {"run --model %s --ids 1,2 --allow-special %.0s", tiny, 2, "--allow-special applies to --prompt"},
+        {"run --model %s --input 'a b' --top-k 3 %.0s", rev, 2, "--top-k: a compiled RASP model prints its decoded output"},
+        {"run --model %s --prompt 'a b' %.0s", rev, 2, "is a compiled RASP model: give its input with --input"},
+        {"run --model %s --input 'a b' %.0s", tiny, 2, "--input is for models from `mech compile`"},
+        {"patch --model %s --dataset ioi --corruption shuffle --db %s", tiny, 2, "--corruption does not apply to --dataset ioi"},
+        {"patch --model %s --dataset greater_than --len 4 --db %s", tiny, 2, "--len does not apply to --dataset greater_than"},
+        {"patch --model %s --pairs p.jsonl --n 4 --db %s", tiny, 2, "--n does not apply to --pairs"},
+        {"patch --model %s --pairs p.jsonl --seed 4 --db %s", tiny, 2, "--seed does not apply to --pairs"},
+        // bad user input is 2 in every command, as in `mech rasp`
+        {"run --model %s --input 'a z' %.0s", rev, 2, "'z' (item 2) is not in the vocab"},
+        {"run --model %s --ids 1,5000 %.0s", tiny, 2, "token id 5000 is outside the model's vocabulary"},
+        {"run --model %s --ids 1,2,3 %.0s", rev, 2, "a compiled model's input is BOS"},
+        {"run --model %s --ids 0,1,5 %.0s", rev, 2, "position 2: id 5 is not a vocab token"},
+        {"lens --model %s --input 'a z' --db %s", rev, 2, "'z' (item 2) is not in the vocab"},
+        {"init -o x.safetensors --layers 0 %.0s%.0s", "", 2, "--layers '0': expected an integer from 1"},
+        // --threads on every command that computes, refused the same way everywhere
+        {"run --model %s --ids 1,2 --threads 0 %.0s", tiny, 2, "--threads '0': expected an integer from 1 to 256"},
+        {"lens --model %s --ids 1,2 --threads 0 --db %s", tiny, 2, "--threads '0'"},
+        {"patch --model %s --dataset induction --threads 0 --db %s", tiny, 2, "--threads '0'"},
+        {"heads --model %s --random 3 --threads 0 --db %s", tiny, 2, "--threads '0'"},
+        {"attrib --model %s --ids 1,2 --answer 3 --threads 0 --db %s", tiny, 2, "--threads '0'"},
+        {"acdc --model %s --dataset induction --tau 0.1 --threads 0 --db %s", tiny, 2, "--threads '0'"},
+        {"lens --model %s --ids 1,2 --threads 2 --db %s", tiny, 0, "logit lens"},
+        {"patch --model %s --dataset induction --n 1 --len 3 --threads 2 --db %s", tiny, 0, "patching of 1 pair "},
+        {"heads --model %s --random 3 --batch 2 --threads 2 --db %s", tiny, 0, "head scores"},
+        {"attrib --model %s --ids 1,2 --answer 3 --threads 2 --db %s", tiny, 0, "logit"},
+        {"run --model %s --ids 1,2 --threads 2 %.0s", tiny, 0, "sequence 1: 2 tokens"},
+        {"run --model %s --ids 1 %.0s", tiny, 0, "sequence 1: 1 token;"},
+        // --input in every command that runs a model
+        {"heads --model %s --input 'a b c d' --db %s", rev, 0, "head scores on 1 sequence x 5 tokens"},
+        {"attrib --model %s --input 'a b' --answer 1 --db %s", rev, 0, "logit"},
+        {"lens --model %s --input 'a b' --db %s", rev, 0, "decoder lens"},
+        {"heads --model %s --input 'a b' --db %s", tiny, 2, "--input is for models from `mech compile`"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        char args[1024], *out;
+        snprintf(args, sizeof args, rows[i].fmt, rows[i].model, db);
+        int code = mech(&out, "%s", args);
+        if (code != rows[i].code || !strstr(out, rows[i].msg))
+            fail_msg("mech %s: exit %d (want %d), output:\n%s(want '%s')", args, code, rows[i].code, out, rows[i].msg);
+        free(out);
+        // every option a row uses is one its command documents in --help
+        char name[32], *help;
+        if (sscanf(rows[i].fmt, "%31s", name) != 1 || mech(&help, "%s --help", name) != 0) fail_msg("help of %s", name);
+        for (const char *p = rows[i].fmt; (p = strstr(p, " --")); p += 3) {
+            char opt[64];
+            if (sscanf(p, " %63[-a-z]", opt) != 1 || !strcmp(opt, "--db-unused")) continue;
+            char *hit = strstr(help, opt);
+            while (hit && (hit[strlen(opt)] == '-' || (hit[strlen(opt)] >= 'a' && hit[strlen(opt)] <= 'z')))
+                hit = strstr(hit + 1, opt);
+            if (!hit) fail_msg("mech %s --help does not mention %s", name, opt);
+        }
+        free(help);
+    }
+    assert_int_equal(access("x.txt", F_OK), -1); // nothing written under a wrong name
+    assert_int_equal(access("x.safetensors", F_OK), -1);
+    mech_test_rm_db(db);
+}
+
+// One parser for every numeric option: the whole string, no space, no '+',
+// a sign only where negative values mean something, nan and inf refused.
+static void test_cli_numbers_are_strict(void **state) {
+    const char *tiny = "tests/fixtures/gpt2-tiny";
+    const char *opts[] = {"run --model %s --ids 1 --top-k '%s'", "run --model %s --ids 1 --threads '%s'",
+                          "patch --model %s --dataset induction --n '%s'", "heads --model %s --random '%s'",
+                          "lens --model %s --ids 1 --top-k '%s'", "init -o /nonexistent/%s.st --seed '%s'",
+                          "acdc --model %s --dataset induction --n '%s' --tau 1"};
+    const char *bad[] = {" 5", "+3", "5 ", "5x", "", "0x10", "1e3", "5.0"};
+    for (size_t o = 0; o < sizeof opts / sizeof *opts; o++)
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            char *out;
+            int code = mech(&out, opts[o], tiny, bad[b]);
+            if (code != 2 || !strstr(out, "expected an integer"))
+                fail_msg("'%s' with '%s': exit %d, %s", opts[o], bad[b], code, out);
+            free(out);
+        }
+    const char *bad_tau[] = {"nan", "inf", "-inf", "-0.1", " 0.1", "+0.1", "0x1p-3", "0.1 ", "1e999"};
+    for (size_t b = 0; b < sizeof bad_tau / sizeof *bad_tau; b++) {
+        char *out;
+        int code = mech(&out, "acdc --model %s --dataset induction --tau '%s'", tiny, bad_tau[b]);
+        if (code != 2 || !strstr(out, "--tau")) fail_msg("--tau '%s': exit %d, %s", bad_tau[b], code, out);
+        free(out);
+    }
+    // negative values only where they mean something (attrib --pos -1 is the last position)
+    char *out;
+    assert_int_equal(mech(&out, "attrib --model %s --ids 1,2 --answer 3 --pos -2 --db %s", tiny,
+                          mech_test_tmp("num.db")), 2);
+    free(out);
+    mech_test_rm_db(mech_test_tmp("num.db"));
+    // floats are stored in the shortest text that reads back as the same
+    // double: tau 0.05, not 0.050000000000000003
+    char db[512];
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("tau.db"));
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset induction --n 2 --len 3 --tau 0.05 --db %s", tiny, db), 0);
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show 1", db), 0);
+    assert_non_null(strstr(out, "\"tau\": 0.05,"));
+    free(out);
+    mech_test_rm_db(db);
+}
+
+// mech run on a compiled model honours --out, --logits and --ids: the files
+// are written, the npz carries the tokens and the residual labels, and the
+// decoded output names the program's values (not GPT-2 tokens).
+static void test_cli_run_compiled_writes_what_it_is_asked(void **state) {
+    const char *rev = compiled_model();
+    char npz[512], npy[512], *out, *want;
+    snprintf(npz, sizeof npz, "%s", mech_test_tmpn("rev.npz"));
+    snprintf(npy, sizeof npy, "%s", mech_test_tmpn("rev.npy"));
+    remove(npz);
+    remove(npy);
+    assert_int_equal(mech(&out, "run --model %s --input 'a b c' --cache '*' --out %s --logits %s", rev, npz, npy), 0);
+    assert_int_equal(mech(&want, "rasp examples/rasp/reverse.rasp --input 'a b c'"), 0);
+    assert_non_null(strstr(out, want)); // ["c","b","a"]
+    free(out);
+    // the same input as ids: BOS (0) then the vocab's ids 1..4
+    assert_int_equal(mech(&out, "run --model %s --ids 0,1,2,3", rev), 0);
+    assert_string_equal(out, want);
+    free(out);
+    free(want);
+    mech_err err = {0};
+    float *logits = NULL;
+    int ndim = 0;
+    int64_t shape[MECH_MAX_DIMS];
+    assert_int_equal(mech_npy_read(npy, &logits, &ndim, shape, &err), MECH_OK);
+    assert_int_equal(ndim, 3);
+    assert_int_equal(shape[1], 4); // BOS + 3
+    mech_free(logits);
+    size_t len = 0;
+    char *z = mech_test_read(npz, &len);
+    // members are stored uncompressed: their headers and data can be read in place
+    const char *hdr = memmem(z, len, "tokens.npy", 10);
+    assert_non_null(hdr);
+    const char *d = memmem(hdr, len - (size_t)(hdr - z), "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 4), }", 59);
+    assert_non_null(d);
+    const char *nl = memchr(d, '\n', 200);
+    int32_t ids[4];
+    memcpy(ids, nl + 1, sizeof ids);
+    assert_int_equal(ids[0], 0);
+    assert_int_equal(ids[1], 1);
+    assert_int_equal(ids[3], 3);
+    assert_non_null(memmem(z, len, "token_strings.npy", 17));
+    assert_non_null(memmem(z, len, "'descr': '<U3', 'fortran_order': False, 'shape': (1, 4)", 55));
+    // "BOS" in UTF-32LE
+    assert_non_null(memmem(z, len, "B\0\0\0O\0\0\0S\0\0\0", 12));
+    assert_non_null(memmem(z, len, "residual_labels.npy", 19));
+    assert_non_null(memmem(z, len, "t\0\0\0o\0\0\0k\0\0\0e\0\0\0n\0\0\0s\0\0\0:\0\0\0", 28)); // tokens:"a"
+    free(z);
+}
+
+// mech init --layers 0 is refused: such a model has no block to read.
+static void test_cli_init_refuses_zero_layers(void **state) {
+    char *out, path[512];
+    snprintf(path, sizeof path, "%s", mech_test_tmp("l0.safetensors"));
+    remove(path);
+    assert_int_equal(mech(&out, "init -o %s --layers 0", path), 2);
+    assert_non_null(strstr(out, "--layers '0'"));
+    free(out);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+// SIGHUP (a closed terminal) stops a sweep like Ctrl-C: status interrupted,
+// finished pairs kept, exit 130.
+static void test_cli_sighup_interrupts_a_sweep(void **state) {
+    char db[512], errf[512];
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("hup.db"));
+    snprintf(errf, sizeof errf, "%s", mech_test_tmpn("hup.err"));
+    mech_test_rm_db(db);
+    const char *bin = getenv("MECH_BIN") ? getenv("MECH_BIN") : "./mech";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(errf, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(99);
+        execl(bin, bin, "patch", "--model", "tests/fixtures/gpt2-tiny", "--dataset", "induction", "--n", "100000",
+              "--len", "6", "--sweep", "heads", "--db", db, (char *)NULL);
+        _exit(98);
+    }
+    // wait until the run is open (the handlers are in place), then for a pair or two
+    int started = 0;
+    for (int i = 0; i < 3000 && !started; i++) {
+        size_t n = 0;
+        FILE *f = fopen(errf, "rb");
+        char buf[4096] = {0};
+        if (f) n = fread(buf, 1, sizeof buf - 1, f), fclose(f);
+        started = n && strstr(buf, "patching heads");
+        if (!started) usleep(10000);
+    }
+    assert_true(started);
+    usleep(300000);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+    mech_err err = {0};
+    mech_store *s = NULL;
+    assert_int_equal(mech_store_open(db, &s, &err), MECH_OK);
+    mech_run_info info;
+    assert_int_equal(mech_store_run_info(s, 1, &info, &err), MECH_OK);
+    assert_string_equal(info.status, "interrupted");
+    mech_store_run_info_deinit(&info);
+    int *items = NULL;
+    size_t n = 0;
+    assert_int_equal(mech_store_items_done(s, 1, &items, &n, &err), MECH_OK);
+    assert_true(n > 0 && n < 100000);
+    free(items);
+    mech_store_close(s);
+    mech_test_rm_db(db);
+}
+
+// --dry-run measures the first pair, prints the estimate and writes nothing.
+static void test_cli_patch_dry_run(void **state) {
+    char db[512], *out;
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("dry.db"));
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 40 --len 5 --sweep heads "
+                                "--dry-run --db %s", db), 0);
+    // 40 pairs x (2 layers x 4 heads) sites
+    assert_non_null(strstr(out, "estimate: 40 pairs x 8 patched sites; the first pair took"));
+    free(out);
+    assert_int_equal(access(db, F_OK), -1);
+}
+
+// The check before a run counts everything it will hold (weights,
+// activations, logits, cache) and names the limit; mech run applies it.
+static void test_cli_run_memory_counts_everything(void **state) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_load("tests/fixtures/gpt2-tiny", &m, &err), MECH_OK);
+    const mech_config *c = &m->cfg;
+    int B = 3, T = 5;
+    double BT = B * T, C = c->d_model, NH = c->n_heads, HS = c->d_head, M = c->d_mlp;
+    mech_run_bytes none, all;
+    assert_int_equal(mech_run_memory(m, B, T, NULL, 0, 0, &none, &err), MECH_OK);
+    assert_true(none.weights == 4.0 * (double)mech_config_n_params(c));
+    assert_true(none.logits == 4.0 * BT * c->d_vocab);
+    assert_true(none.cache == 0);
+    // resid_pre, ln1 normalized, attn_out, resid_mid, mlp_out, resid_post and
+    // the LayerNorm output (C each), q k v z (NH*HS), mlp pre/post (M), ln scale (1)
+    assert_true(none.activations == 4.0 * BT * (7 * C + 4 * NH * HS + 2 * M + 1));
+    const char *globs[] = {"blocks.0.attn.hook_pattern", "blocks.*.hook_resid_post", "blocks.0.attn.hook_pattern"};
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, 0, &all, &err), MECH_OK);
+    assert_true(all.cache == 4.0 * (B * NH * T * T + c->n_layers * BT * C)); // matched once each
+    assert_true(all.total == all.weights + all.activations + all.logits + all.cache);
+    // just over 80 % of a machine of `have` bytes: refused, with the parts and the limit
+    double have = all.total / 0.8 * 0.999;
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, have, &all, &err), MECH_ERR_NOMEM);
+    assert_non_null(strstr(err.msg, "80 % of this machine's"));
+    assert_non_null(strstr(err.msg, "logits"));
+    assert_non_null(strstr(err.msg, "weights"));
+    assert_int_equal(mech_run_memory(m, B, T, globs, 3, all.total / 0.8 * 1.001, &all, &err), MECH_OK);
+    mech_model_free(m);
+    // mech run refuses before allocating anything, naming the parts and the
+    // limit: 32 x 1024 tokens on a 300,000-token vocabulary hold 39 GB of logits
+    long ram_kb = sysconf(_SC_PHYS_PAGES) * (sysconf(_SC_PAGE_SIZE) / 1024);
+    if (ram_kb <= 0 || ram_kb > 45L * 1024 * 1024) return; // a machine that could hold it
+    char big[512], *out;
+    snprintf(big, sizeof big, "%s", mech_test_tmp("bigvocab.safetensors"));
+    assert_int_equal(mech(&out, "init -o %s --layers 1 --heads 1 --d-model 16 --d-head 16 --d-mlp 16 --n-ctx 1024 "
+                                "--vocab 300000", big), 0);
+    free(out);
+    char spec[512];
+    snprintf(spec, sizeof spec, "%s", mech_test_tmp("big.json"));
+    FILE *f = fopen(spec, "wb");
+    fprintf(f, "{\"model\": \"%s\", \"ids\": [", big);
+    for (int b = 0; b < 32; b++) {
+        fputs(b ? ", \"" : "\"", f);
+        for (int t = 0; t < 1024; t++) fputs(t ? ",7" : "7", f);
+        fputs("\"", f);
+    }
+    fputs("]}", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "run --spec %s", spec), 1);
+    assert_non_null(strstr(out, "B=32 x T=1024 would hold"));
+    assert_non_null(strstr(out, "logits 39.3"));
+    assert_non_null(strstr(out, "80 % of this machine's"));
+    free(out);
+    remove(big);
+    remove(spec);
+}
+
+// mech info on a compiled model: its vocabulary, max_seq_len, residual
+// labels, where each variable is computed (as `mech compile --explain`
+// says) and the source; every hook with its shape.
+static void test_cli_info_compiled(void **state) {
+    char model[512], *info, *explain;
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("info-frac.safetensors"));
+    assert_int_equal(mech(&explain, "compile examples/rasp/frac_prevs.rasp -o %s --explain", model), 0);
+    assert_int_equal(mech(&info, "info %s", model), 0);
+    assert_non_null(strstr(info, "vocab:        [\"h\",\"e\",\"l\",\"o\"]"));
+    assert_non_null(strstr(info, "max_seq_len:  5\n"));
+    assert_non_null(strstr(info, " tokens:\"e\" "));
+    assert_non_null(strstr(info, " frac_l\n"));
+    assert_non_null(strstr(info, "source:\n"));
+    assert_non_null(strstr(info, "  frac_l = frac_prevs(tokens == \"l\");\n"));
+    // every variable --explain places, info places in the same head or MLP
+    int checked = 0;
+    for (char *line = explain; (line = strstr(line, "\n")); ) {
+        line++;
+        char name[64], where[64];
+        int layer, head;
+        const char *at = strstr(line, " L");
+        char *eol = strchr(line, '\n');
+        if (!at || (eol && at > eol) || sscanf(line, "%63s", name) != 1) continue;
+        if (sscanf(at, " L%d head %d", &layer, &head) == 2) snprintf(where, sizeof where, "L%d head %d", layer, head);
+        else if (sscanf(at, " L%d mlp", &layer) == 1) snprintf(where, sizeof where, "L%d mlp", layer);
+        else continue;
+        char want[160];
+        snprintf(want, sizeof want, "\n  %-16s", name);
+        const char *row = strstr(info, want);
+        if (!row) fail_msg("info does not list %s:\n%s", name, info);
+        const char *row_end = strchr(row + 1, '\n');
+        const char *w = strstr(row, where);
+        if (!w || w > row_end) fail_msg("info places %s elsewhere than %s", name, where);
+        checked++;
+    }
+    assert_int_equal(checked, 2); // map_3 (an MLP) and frac_l (a head)
+    // hooks with their shapes, batch and length named
+    assert_non_null(strstr(info, "blocks.0.attn.hook_pattern       [B, 1, T, T]"));
+    assert_non_null(strstr(info, "blocks.1.hook_resid_post         [B, T, 13]"));
+    assert_non_null(strstr(info, "blocks.0.attn.hook_z             [B, T, 1, 6]"));
+    free(info);
+    free(explain);
+    assert_int_equal(mech(&info, "info tests/fixtures/gpt2-tiny --opt-in"), 0);
+    assert_non_null(strstr(info, "blocks.1.mlp.hook_post           [B, T, 256]"));
+    assert_non_null(strstr(info, "blocks.0.attn.hook_result        [B, T, 4, 64]"));
+    assert_non_null(strstr(info, "ln_final.hook_scale              [B, T, 1]"));
+    assert_null(strstr(info, "\nvocab:"));
+    free(info);
 }
 
 int main(void) {
@@ -487,6 +919,15 @@ int main(void) {
         cmocka_unit_test(test_cli_patch),
         cmocka_unit_test(test_cli_attrib),
         cmocka_unit_test(test_cli_demo),
+        cmocka_unit_test(test_cli_options_honoured_or_refused),
+        cmocka_unit_test(test_cli_numbers_are_strict),
+        cmocka_unit_test(test_cli_run_compiled_writes_what_it_is_asked),
+        cmocka_unit_test(test_cli_init_refuses_zero_layers),
+        cmocka_unit_test(test_cli_sighup_interrupts_a_sweep),
+        cmocka_unit_test(test_cli_patch_dry_run),
+        cmocka_unit_test(test_cli_run_memory_counts_everything),
+        cmocka_unit_test(test_cli_info_compiled),
+        cmocka_unit_test(test_cli_plurals_and_numbers),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -232,7 +232,7 @@ static void resume_after(int sig) {
     kill(pid, sig);
     int st;
     waitpid(pid, &st, 0);
-    if (have < 3 || (sig == SIGINT && !(WIFEXITED(st) && WEXITSTATUS(st) == 1)) ||
+    if (have < 3 || (sig == SIGINT && !(WIFEXITED(st) && WEXITSTATUS(st) == 130)) ||
         (sig == SIGKILL && !WIFSIGNALED(st)))
         fail_msg("run 2 was not interrupted mid-way (%ld trials seen, status %d)", have, st);
     char *status = query(db, "select status from runs where id=2");
@@ -374,7 +374,7 @@ static void test_acdc_usage_errors(void **state) {
         {"acdc --dataset compiled --tau 1", "--model is required"},
         {"acdc --model %s --tau 1", "give --pairs FILE or --dataset"},
         {"acdc --model %s --dataset compiled", "give the threshold --tau T"},
-        {"acdc --model %s --dataset compiled --tau -1", "--tau '-1': expected a threshold >= 0"},
+        {"acdc --model %s --dataset compiled --tau -1", "--tau '-1': expected a number >= 0"},
         {"acdc --model %s --dataset compiled --tau 1 --metric mse", "--metric 'mse': expected kl, logit_diff or l2"},
         {"acdc --model %s --dataset compiled --tau 1 --ablation mean", "--ablation 'mean': expected resample or zero"},
         {"acdc --model %s --dataset compiled --tau 1 --metric logit_diff", "a compiled model's output is read with l2"},

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -339,7 +340,9 @@ static void test_spec_files(void **state) {
         {"{\"command\": \"lens\"}", "'command' is 'lens' but this is `mech heads`"},
         {"{\"--model\": \"x\"}", "key '--model': expected an option name without dashes"},
         {"{\"model\": {\"a\": 1}}", "'model': expected a string, a number"},
-        {"{\"nonsense\": 1}", "unknown argument '--nonsense'"},
+        // a misspelled key names the file and the key
+        {"{\"nonsense\": 1}", "exp.json: error: unknown key 'nonsense'"},
+        {"{\"modle\": \"x\"}", "exp.json: error: unknown key 'modle'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         f = fopen(spec, "wb");
@@ -438,14 +441,20 @@ static void test_patch_path_sweep(void **state) {
 }
 
 // The README's worked example (examples/experiments.sh, also `make demo`)
-// runs from start to end and its sqlite3 queries give what the text says.
+// runs from start to end, from another directory than the repository's,
+// and its sqlite3 queries give what the text says.
 static void test_worked_example_script(void **state) {
-    char dir[512], *out;
+    char dir[512], *out, abs_bin[4096], abs_dir[4096], script[4096];
     snprintf(dir, sizeof dir, "%s", mech_test_tmp("example"));
     assert_int_equal(mech_test_cli(&out, NULL, "--help"), 0); // the binary runs at all
     free(out);
-    char cmd[1536];
-    snprintf(cmd, sizeof cmd, "MECH=%s sh examples/experiments.sh %s 2>&1", bin(), dir);
+    mkdir(dir, 0755);
+    assert_non_null(realpath(bin(), abs_bin));
+    assert_non_null(realpath(dir, abs_dir));
+    assert_non_null(realpath("examples/experiments.sh", script));
+    char cmd[13000];
+    // run inside the output folder, writing to "." : nothing there is the repository
+    snprintf(cmd, sizeof cmd, "cd %s && MECH=%s sh %s . 2>&1", abs_dir, abs_bin, script);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     mech_buf b = {0};
@@ -516,6 +525,62 @@ static void test_truncated_inputs(void **state) {
     assert_int_equal(query_int(db, "select count(*) from runs where status = 'done'"), runs);
 }
 
+// The decoder lens reads 0 as a value: on frac_prevs every layer before the
+// one that computes a variable shows "-", and from it on the printout and
+// the database hold the interpreter's values (0 included, no 7.6e-44).
+static void test_decoder_lens_matches_interpreter(void **state) {
+    char model[512], db[512], *out, *trace;
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("frac.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("frac.db"));
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/frac_prevs.rasp -o %s", model), 0);
+    free(out);
+    const char *inputs[] = {"h e", "h l l o"};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(mech(&out, "lens --model %s --input '%s' --db %s", model, inputs[k], db), 0);
+        assert_int_equal(mech(&trace, "rasp examples/rasp/frac_prevs.rasp --input '%s' --trace", inputs[k]), 0);
+        assert_null(strstr(out, "e-"));
+        // frac_l: "-" before the last layer, then the interpreter's values
+        const char *want_vars[] = {"map_3", "frac_l"};
+        for (int v = 0; v < 2; v++) {
+            char key[64];
+            snprintf(key, sizeof key, "\n%s ", want_vars[v]);
+            const char *t = strstr(trace, key);
+            assert_non_null(t);
+            const char *a = strchr(t, '['), *b = strchr(t, ']');
+            char want[128] = {0};
+            for (const char *p = a + 1; p < b && strlen(want) < sizeof want - 2; p++) {
+                // JSON [false,true] as the lens prints numbers: 0 1
+                if (!strncmp(p, "false", 5)) strcat(want, "0"), p += 4;
+                else if (!strncmp(p, "true", 4)) strcat(want, "1"), p += 3;
+                else want[strlen(want)] = *p == ',' ? ' ' : *p;
+            }
+            int from = v == 0 ? 1 : 2; // map_3 is layer 0's MLP, frac_l layer 1's head
+            snprintf(key, sizeof key, "  %s ", want_vars[v]);
+            const char *row = strstr(out, key);
+            assert_non_null(row);
+            for (int l = 0; l <= 2; l++) {
+                char line[160];
+                if (l < from) {
+                    snprintf(line, sizeof line, "layer %d: -%s", l, k == 0 ? " -\n" : " - - -\n");
+                } else {
+                    snprintf(line, sizeof line, "layer %d: %s\n", l, want);
+                }
+                if (!strstr(row, line)) fail_msg("lens on '%s': no '%s' for %s in\n%s", inputs[k], line, want_vars[v], out);
+            }
+        }
+        free(trace);
+        free(out);
+    }
+    // in the database: frac_l on "h e" is computed (rank 1) at layer 2 with value exactly 0, absent before
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and metric='frac_l' and layer=2 and "
+                                   "rank=1 and value=0"), 2);
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and metric='frac_l' and rank=1"), 2);
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=2 and metric='frac_l' and layer=2 and "
+                                   "rank=1 and abs(value - 0.6666667) < 1e-6 and pos=2"), 1);
+    mech_test_rm_db(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_compiled_pairs),
@@ -527,6 +592,7 @@ int main(void) {
         cmocka_unit_test(test_worked_example_script),
         cmocka_unit_test(test_truncated_inputs),
         cmocka_unit_test(test_arrays_match_rows),
+        cmocka_unit_test(test_decoder_lens_matches_interpreter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -300,12 +300,84 @@ static void test_lens_decode_reverse(void **state) {
     mech_rasp_program_free(p);
 }
 
+// A numerical variable whose value is 0 is computed all the same: it is
+// present from the layer the compiler put it in (not from the first layer
+// where it is non-zero), and every value reads back as the interpreter's,
+// 0 included (no float32 residue such as 7.6e-44).
+static void test_lens_decode_zero_is_a_value(void **state) {
+    const char *src = "vocab {h, e, l, o}; max_seq_len 5;\n"
+                      "frac_l = numerical(aggregate(select(indices, indices, <=), numerical(tokens == \"l\"), 0));\n"
+                      "output frac_l;\n";
+    mech_err err = {0};
+    mech_rasp_program *p = NULL;
+    mech_rasp_compiled *c = NULL;
+    if (mech_rasp_parse("frac.rasp", src, strlen(src), &p, &err) || mech_rasp_compile(p, &c, &err))
+        fail_msg("%s", err.msg);
+    mech_model *m = c->model;
+    int L = m->cfg.n_layers;
+    mech_lens_vars *vars = NULL;
+    if (mech_lens_vars_parse(meta_of(c, "mech.rasp.residual"), &vars, &err) ||
+        mech_lens_vars_layers(vars, meta_of(c, "mech.rasp.circuit"), &err))
+        fail_msg("%s", err.msg);
+    int NV = vars->n_vars, vf = var_index(vars, "frac_l");
+    assert_true(vars->vars[vf].numerical);
+    assert_int_equal(vars->vars[var_index(vars, "tokens")].from_layer, 0);
+    assert_int_equal(vars->vars[vf].from_layer, L); // the aggregate is the last layer's head
+    const char *inputs[] = {"h e", "h l l o", "e", "o o o o l"};
+    for (size_t k = 0; k < sizeof inputs / sizeof *inputs; k++) {
+        mech_rasp_value *in = NULL;
+        size_t nin = 0;
+        mech_rasp_trace *tr = NULL;
+        if (mech_rasp_input_parse(p, inputs[k], &in, &nin, &err) || mech_rasp_eval_trace(p, in, nin, &tr, &err))
+            fail_msg("%s", err.msg);
+        int T = (int)nin + 1;
+        int32_t ids[8] = {0};
+        for (size_t j = 0; j < nin; j++) ids[j + 1] = mech_rasp_token_id(p, &in[j]);
+        mech_run *run = run_cached(m, 1, T, ids);
+        mech_lens_decoded *rows = NULL;
+        size_t n = 0;
+        if (mech_lens_decode(m, run, vars, 0, &rows, &n, &err)) fail_msg("%s", err.msg);
+        for (int id = 0; id < mech_rasp_program_n_nodes(p); id++) {
+            const mech_rasp_node *nd = mech_rasp_program_node(p, id);
+            if (mech_rasp_node_is_selector(nd)) continue;
+            int v = -1;
+            for (int i = 0; i < NV; i++)
+                if (!strcmp(vars->vars[i].name, nd->label)) v = i;
+            if (v < 0 || !vars->vars[v].numerical) continue;
+            for (int l = 0; l <= L; l++)
+                for (size_t j = 0; j < nin; j++) {
+                    const mech_lens_decoded *r = &rows[((size_t)l * NV + v) * T + (int)j + 1];
+                    assert_int_equal(r->present, l >= vars->vars[v].from_layer);
+                    if (!r->present) continue;
+                    const mech_rasp_value *want = &tr->vals[(size_t)id * nin + j];
+                    double w = want->type == MECH_RASP_FLOAT ? want->f : want->type == MECH_RASP_BOOL ? want->b
+                                                                                                      : (double)want->i;
+                    if (w == 0) {
+                        if (r->number != 0) fail_msg("%s on '%s' at %zu, layer %d: %g, want exactly 0", nd->label,
+                                                     inputs[k], j, l, r->number);
+                    } else if (fabs(r->number - w) > 1e-5) {
+                        fail_msg("%s on '%s' at %zu, layer %d: %g, want %g", nd->label, inputs[k], j, l, r->number, w);
+                    }
+                }
+        }
+        mech_free(rows);
+        mech_run_free(run);
+        mech_rasp_trace_free(tr);
+        mech_free(in);
+    }
+    assert_int_equal(mech_lens_vars_layers(vars, "{\"nodes\": [{\"dims\": [0]}]}", &err), MECH_ERR_FORMAT);
+    mech_lens_vars_free(vars);
+    mech_rasp_compiled_free(c);
+    mech_rasp_program_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lens_last_layer_is_model_output),
         cmocka_unit_test(test_lens_dla_sums_to_logit_difference),
         cmocka_unit_test(test_lens_dla_attn_only_no_layernorm),
         cmocka_unit_test(test_lens_decode_reverse),
+        cmocka_unit_test(test_lens_decode_zero_is_a_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
