@@ -1459,10 +1459,41 @@ done:
     return st;
 }
 
-mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n, int join,
-                             mech_merge_run **map, size_t *n_map, mech_err *err) {
+// Keeps only the runs listed in opts (when it lists any); each listed id
+// must be in some input.
+static mech_status select_runs(const char *const *paths, merge_input *in, size_t n, const mech_merge_opts *o,
+                               mech_err *err) {
+    if (!o || !o->n_runs) return MECH_OK;
+    for (size_t k = 0; k < o->n_runs; k++) {
+        int found = 0;
+        for (size_t i = 0; i < n && !found; i++)
+            for (size_t r = 0; r < in[i].n_runs && !found; r++) found = in[i].runs[r].id == o->runs[k];
+        if (!found)
+            return mech_err_set(err, MECH_ERR_RANGE, "no run %lld in %s%s", (long long)o->runs[k], paths[0],
+                                n > 1 ? " or the other inputs" : "");
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (size_t r = 0; r < in[i].n_runs; r++) {
+            int keep = 0;
+            for (size_t k = 0; k < o->n_runs && !keep; k++) keep = in[i].runs[r].id == o->runs[k];
+            if (keep) {
+                mech_run_info t = in[i].runs[m];
+                in[i].runs[m++] = in[i].runs[r];
+                in[i].runs[r] = t;
+            }
+        }
+        for (size_t r = m; r < in[i].n_runs; r++) mech_store_run_info_deinit(&in[i].runs[r]);
+        in[i].n_runs = m;
+    }
+    return MECH_OK;
+}
+
+mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n,
+                             const mech_merge_opts *opts, mech_merge_run **map, size_t *n_map, mech_err *err) {
     if (map) *map = NULL;
     if (n_map) *n_map = 0;
+    int join = opts && opts->join;
     mech_status st = check_path(out_path, err);
     if (st) return st;
     if (!n) return mech_err_set(err, MECH_ERR_ARG, "%s: no databases to merge into it", out_path);
@@ -1480,6 +1511,7 @@ mech_status mech_store_merge(const char *out_path, const char *const *in_paths, 
     size_t m = 0, total = 0;
     mech_merge_run *v = NULL;
     for (size_t i = 0; i < n && !st; i++) st = read_input(in_paths[i], &in[i], err);
+    if (!st) st = select_runs(in_paths, in, n, opts, err);
     for (size_t i = 0; i < n; i++) total += in[i].n_runs;
     if (!st && join) st = check_shards(in_paths, in, n, &sh, &m, err);
     if (st) goto done;
