@@ -4,10 +4,19 @@
 **
 ** Invariants:
 ** - A database is mech's when PRAGMA application_id is 'mech' (0x6D656368);
-**   its schema version is PRAGMA user_version. An existing file is inspected
-**   through a read-only connection before the read-write one is opened, so a
-**   refused file (not SQLite, corrupt, foreign, newer schema) is never
-**   written, not even by the switch to WAL.
+**   its schema version is PRAGMA user_version (>= 1). An existing file is
+**   inspected and checked (size against page count, quick_check, index
+**   counts) through a read-only connection before the read-write one is
+**   opened, so a refused file (empty, not SQLite, foreign, damaged, unknown
+**   version) is never written, not even by the switch to WAL.
+** - Only a missing path is created, and only as a complete database: built
+**   in a temporary file beside it and linked into place (link(2) refuses an
+**   existing name), so no empty or half-made file ever sits at the path.
+** - Readers (mech_store_open_read, merge inputs) use mode=ro, or
+**   immutable=1 where WAL's -shm cannot be set up and no -wal holds commits;
+**   they never create or modify a file.
+** - A statement that meets a damaged page (SQLITE_CORRUPT) stops all later
+**   writes through that handle.
 ** - migrations[v] takes the schema from version v to v + 1; all pending steps
 **   run in one IMMEDIATE transaction together with the user_version update,
 **   so a crash mid-migration leaves the old version intact.

@@ -385,6 +385,12 @@ static void test_db_read_only_as_unprivileged_user(void **state) {
     free(out);
     assert_int_equal(chmod(dir, 0755), 0);
     mech_store_close(w);
+    // A 0444 file in a directory the user may write: read through mode=ro.
+    assert_int_equal(chmod(db, 0444), 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(mech_as_user(&out, mech_abs, "db --db %s show 2%s", db, ""), 0);
+    assert_non_null(strstr(out, "kind:       heads"));
+    free(out);
 
     snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s %s", dir, dir, outdir);
     assert_int_equal(system(cmd), 0);
