@@ -30,19 +30,46 @@ static void print_run(const mech_run_info *r, int long_form) {
            (long long)r->n_items, (long long)r->n_prompts, (long long)r->n_tensors);
 }
 
-// merge [--join] OUT IN...: prints where every run went.
-static int merge(const char *cmd, const char *out, const char *const *in, int n, int join) {
+// "3,4,5" -> ids (at most max); the count, or -1 after a usage message.
+static int parse_runs(const char *cmd, const char *s, int64_t *ids, int max) {
+    int n = 0;
+    for (const char *p = s;;) {
+        size_t len = strcspn(p, ",");
+        char item[32];
+        if (len == 0 || len >= sizeof item) {
+            cli_usage(cmd, "--runs '%s': expected run ids separated by commas (3,4,5)", s);
+            return -1;
+        }
+        if (n == max) {
+            cli_usage(cmd, "--runs: at most %d runs", max);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (parse_run(cmd, item, &ids[n])) return -1;
+        n++;
+        if (!p[len]) return n;
+        p += len + 1;
+    }
+}
+
+// merge [--join] [--runs LIST] OUT IN...: prints where every run went.
+static int merge(const char *cmd, const char *out, const char *const *in, int n, const mech_merge_opts *o) {
     mech_err err = {0};
     mech_merge_run *map = NULL;
     size_t n_map = 0;
     if (!*out) return cli_usage(cmd, "merge: the output path is empty");
     for (int i = 0; i < n; i++)
         if (!*in[i]) return cli_usage(cmd, "merge: input %d: the path is empty", i + 1);
-    if (mech_store_merge(out, in, (size_t)n, join, &map, &n_map, &err)) {
+    if (mech_store_merge(out, in, (size_t)n, o, &map, &n_map, &err)) {
+        if (err.code == MECH_ERR_RANGE) return cli_usage(cmd, "--runs: %s", err.msg);
         int rc = cli_fail(cmd, &err);
-        if (join) fprintf(stderr, "hint: without --join, `mech db merge` copies the runs as separate runs\n");
+        if (o->join)
+            fprintf(stderr, "hint: --runs picks a sweep's shards from files that hold other runs too; without "
+                            "--join, merge copies runs as they are\n");
         return rc;
     }
+    int join = o->join;
     if (join) {
         printf("joined %zu shard%s into run %lld of %s:\n", n_map, n_map == 1 ? "" : "s",
                n_map ? (long long)map[0].to : 0LL, out);
@@ -60,7 +87,9 @@ static int merge(const char *cmd, const char *out, const char *const *in, int n,
 
 int cmd_db(int argc, char **argv) {
     const char *cmd = "db", *db = "mech.db";
-    int i = 1, r, join = 0;
+    int i = 1, r, join = 0, n_runs = 0;
+    int64_t runs[1024];
+    const char *runs_s = NULL;
     const char *v;
     // --db may come before or after the subcommand
     const char *pos[256];
@@ -74,6 +103,8 @@ int cmd_db(int argc, char **argv) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--npz", &npz))) {
             if (r < 0) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--runs", &runs_s))) {
+            if (r < 0 || (n_runs = parse_runs(cmd, runs_s, runs, (int)(sizeof runs / sizeof *runs))) < 0) return 2;
         } else if (!strcmp(argv[i], "--join")) {
             join = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -86,10 +117,11 @@ int cmd_db(int argc, char **argv) {
     }
     if (!n_pos) return cli_usage(cmd, "expected a subcommand: ls, show, export or merge");
     const char *sub = pos[0];
-    if (join && strcmp(sub, "merge")) return cli_usage(cmd, "--join goes with merge");
+    if ((join || runs_s) && strcmp(sub, "merge")) return cli_usage(cmd, "--%s goes with merge", join ? "join" : "runs");
     if (!strcmp(sub, "merge")) {
-        if (n_pos < 3) return cli_usage(cmd, "merge [--join] OUT.db IN.db...: at least one input");
-        return merge(cmd, pos[1], pos + 2, n_pos - 2, join);
+        if (n_pos < 3) return cli_usage(cmd, "merge [--join] [--runs LIST] OUT.db IN.db...: at least one input");
+        mech_merge_opts o = {.join = join, .runs = runs, .n_runs = (size_t)n_runs};
+        return merge(cmd, pos[1], pos + 2, n_pos - 2, &o);
     }
     int64_t run = 0;
     if (!strcmp(sub, "ls")) {

@@ -249,6 +249,14 @@ typedef struct mech_merge_run {
     int64_t from, to;
 } mech_merge_run;
 
+// How to merge: join (below), and runs[0..n_runs): only the runs with these
+// ids in each input (n_runs 0: every run).
+typedef struct mech_merge_opts {
+    int join;
+    const int64_t *runs;
+    size_t n_runs;
+} mech_merge_opts;
+
 // Copies every run of in_paths[0..n) into out_path with their prompts,
 // results and tensors. Run ids are renumbered: the runs are appended after
 // out_path's runs, inputs in order, runs in id order (ids are never kept,
@@ -257,7 +265,8 @@ typedef struct mech_merge_run {
 // opened with mech_store_open (created if missing); one transaction per
 // input, so a failure keeps the inputs already merged.
 //
-// join: the inputs' runs must together be exactly the N shards of one
+// opts (NULL: merge every run) may select runs by id (opts->runs), and
+// opts->join: the (selected) runs must together be exactly the N shards of one
 // sweep (`--shard K/N`): same kind, same model hash, parameters equal but
 // for "shard", each K from 1 to N once, all "done". They become ONE run:
 // parameters without "shard", cmdline the shards' command lines (one per
@@ -266,10 +275,11 @@ typedef struct mech_merge_run {
 // deletes the joined run. OUT (map may be NULL): *map (owned, mech_free),
 // *n_map entries, one per run copied (join: every entry has the same to),
 // in copy order. Errors: MECH_ERR_ARG (empty path, an input is the
-// output), MECH_ERR_IO (an input missing or unreadable), MECH_ERR_DB
-// (foreign or damaged file, not shards of one sweep), MECH_ERR_NOMEM.
-mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n, int join,
-                             mech_merge_run **map, size_t *n_map, mech_err *err);
+// output), MECH_ERR_RANGE (a selected run id is in no input), MECH_ERR_IO
+// (an input missing or unreadable), MECH_ERR_DB (foreign or damaged file,
+// not shards of one sweep), MECH_ERR_NOMEM.
+mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n,
+                             const mech_merge_opts *opts, mech_merge_run **map, size_t *n_map, mech_err *err);
 
 // Writes the run's results as CSV (RFC 4180): header
 // run_id,item,site,layer,pos,head,token,rank,metric,value then one line per

@@ -4,10 +4,19 @@
 **
 ** Invariants:
 ** - A database is mech's when PRAGMA application_id is 'mech' (0x6D656368);
-**   its schema version is PRAGMA user_version. An existing file is inspected
-**   through a read-only connection before the read-write one is opened, so a
-**   refused file (not SQLite, corrupt, foreign, newer schema) is never
-**   written, not even by the switch to WAL.
+**   its schema version is PRAGMA user_version (>= 1). An existing file is
+**   inspected and checked (size against page count, quick_check, index
+**   counts) through a read-only connection before the read-write one is
+**   opened, so a refused file (empty, not SQLite, foreign, damaged, unknown
+**   version) is never written, not even by the switch to WAL.
+** - Only a missing path is created, and only as a complete database: built
+**   in a temporary file beside it and linked into place (link(2) refuses an
+**   existing name), so no empty or half-made file ever sits at the path.
+** - Readers (mech_store_open_read, merge inputs) use mode=ro, or
+**   immutable=1 where WAL's -shm cannot be set up and no -wal holds commits;
+**   they never create or modify a file.
+** - A statement that meets a damaged page (SQLITE_CORRUPT) stops all later
+**   writes through that handle.
 ** - migrations[v] takes the schema from version v to v + 1; all pending steps
 **   run in one IMMEDIATE transaction together with the user_version update,
 **   so a crash mid-migration leaves the old version intact.
@@ -1459,10 +1468,41 @@ done:
     return st;
 }
 
-mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n, int join,
-                             mech_merge_run **map, size_t *n_map, mech_err *err) {
+// Keeps only the runs listed in opts (when it lists any); each listed id
+// must be in some input.
+static mech_status select_runs(const char *const *paths, merge_input *in, size_t n, const mech_merge_opts *o,
+                               mech_err *err) {
+    if (!o || !o->n_runs) return MECH_OK;
+    for (size_t k = 0; k < o->n_runs; k++) {
+        int found = 0;
+        for (size_t i = 0; i < n && !found; i++)
+            for (size_t r = 0; r < in[i].n_runs && !found; r++) found = in[i].runs[r].id == o->runs[k];
+        if (!found)
+            return mech_err_set(err, MECH_ERR_RANGE, "no run %lld in %s%s", (long long)o->runs[k], paths[0],
+                                n > 1 ? " or the other inputs" : "");
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        for (size_t r = 0; r < in[i].n_runs; r++) {
+            int keep = 0;
+            for (size_t k = 0; k < o->n_runs && !keep; k++) keep = in[i].runs[r].id == o->runs[k];
+            if (keep) {
+                mech_run_info t = in[i].runs[m];
+                in[i].runs[m++] = in[i].runs[r];
+                in[i].runs[r] = t;
+            }
+        }
+        for (size_t r = m; r < in[i].n_runs; r++) mech_store_run_info_deinit(&in[i].runs[r]);
+        in[i].n_runs = m;
+    }
+    return MECH_OK;
+}
+
+mech_status mech_store_merge(const char *out_path, const char *const *in_paths, size_t n,
+                             const mech_merge_opts *opts, mech_merge_run **map, size_t *n_map, mech_err *err) {
     if (map) *map = NULL;
     if (n_map) *n_map = 0;
+    int join = opts && opts->join;
     mech_status st = check_path(out_path, err);
     if (st) return st;
     if (!n) return mech_err_set(err, MECH_ERR_ARG, "%s: no databases to merge into it", out_path);
@@ -1480,6 +1520,7 @@ mech_status mech_store_merge(const char *out_path, const char *const *in_paths, 
     size_t m = 0, total = 0;
     mech_merge_run *v = NULL;
     for (size_t i = 0; i < n && !st; i++) st = read_input(in_paths[i], &in[i], err);
+    if (!st) st = select_runs(in_paths, in, n, opts, err);
     for (size_t i = 0; i < n; i++) total += in[i].n_runs;
     if (!st && join) st = check_shards(in_paths, in, n, &sh, &m, err);
     if (st) goto done;

@@ -385,6 +385,12 @@ static void test_db_read_only_as_unprivileged_user(void **state) {
     free(out);
     assert_int_equal(chmod(dir, 0755), 0);
     mech_store_close(w);
+    // A 0444 file in a directory the user may write: read through mode=ro.
+    assert_int_equal(chmod(db, 0444), 0);
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(mech_as_user(&out, mech_abs, "db --db %s show 2%s", db, ""), 0);
+    assert_non_null(strstr(out, "kind:       heads"));
+    free(out);
 
     snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s %s", dir, dir, outdir);
     assert_int_equal(system(cmd), 0);
@@ -485,12 +491,28 @@ static void test_db_join_shards_equals_unsharded(void **state) {
     char *c1 = mech_test_read(csv1, NULL), *c2 = mech_test_read(csv2, NULL);
     assert_string_equal(c1, c2);
     free(c1), free(c2);
-    // Shards that share one file (here: merged into one) join the same way.
-    assert_int_equal(mech(&out, "db merge %s %s %s %s", all, shard[0], shard[1], shard[2]), 0);
+    // Shards that share one file with another run (here: merged into one,
+    // runs 2..4 after the unsharded run 1) are picked with --runs.
+    assert_int_equal(mech(&out, "db merge %s %s %s %s %s", all, one, shard[0], shard[1], shard[2]), 0);
     free(out);
-    assert_int_equal(mech(&out, "db merge --join %s %s", again, all), 0);
+    assert_int_equal(mech(&out, "db merge --join %s %s", again, all), 1);
+    assert_non_null(strstr(out, "run 1 (patch) is not a shard"));
+    free(out);
+    assert_false(exists(again));
+    assert_int_equal(mech(&out, "db merge --join --runs 9 %s %s", again, all), 2);
+    assert_non_null(strstr(out, "no run 9"));
+    free(out);
+    assert_false(exists(again));
+    assert_int_equal(mech(&out, "db merge --join --runs 4,2,3 %s %s", again, all), 0);
     free(out);
     char *x = sql_rows(joined, same[1]), *y = sql_rows(again, same[1]);
+    assert_string_equal(x, y);
+    free(x), free(y);
+    // --runs without --join copies just those runs.
+    mech_test_rm_db(again);
+    assert_int_equal(mech(&out, "db merge --runs 1 %s %s", again, all), 0);
+    free(out);
+    x = sql_rows(one, same[1]), y = sql_rows(again, same[1]);
     assert_string_equal(x, y);
     free(x), free(y);
 

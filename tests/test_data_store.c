@@ -839,7 +839,7 @@ static void test_store_merge_renumbers(void **state) {
     fill(a, ka, 2, 100);
     fill(b, kb, 1, 200);
     const char *ins[] = {a, b};
-    OK(mech_store_merge(out, ins, 2, 0, NULL, NULL, E));
+    OK(mech_store_merge(out, ins, 2, NULL, NULL, NULL, E));
     mech_store *s = open_ok(out);
     mech_run_info *runs;
     size_t n;
@@ -868,18 +868,18 @@ static void test_store_merge_renumbers(void **state) {
     assert_int_equal(sql_int(out, "SELECT value FROM results WHERE run_id = 2 AND layer = 1"), 111);
 
     // Merging again appends after the existing runs.
-    OK(mech_store_merge(out, ins + 1, 1, 0, NULL, NULL, E));
+    OK(mech_store_merge(out, ins + 1, 1, NULL, NULL, NULL, E));
     assert_int_equal(sql_int(out, "SELECT max(id) FROM runs"), 4);
     assert_int_equal(sql_int(out, "SELECT count(*) FROM results WHERE run_id = 4"), 3);
 
     mech_err err = {0};
     const char *self[] = {out};
-    assert_int_equal(mech_store_merge(out, self, 1, 0, NULL, NULL, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_store_merge(out, self, 1, NULL, NULL, NULL, &err), MECH_ERR_ARG);
     const char *foreign = mech_test_tmpn("merge-foreign.db");
     mech_test_rm_db(foreign);
     sql_exec(foreign, "CREATE TABLE t (x)");
     const char *bad[] = {a, foreign};
-    assert_int_equal(mech_store_merge(out, bad, 2, 0, NULL, NULL, &err), MECH_ERR_DB);
+    assert_int_equal(mech_store_merge(out, bad, 2, NULL, NULL, NULL, &err), MECH_ERR_DB);
     assert_contains(err.msg, foreign);
     // Every input is checked before anything is written.
     assert_int_equal(sql_int(out, "SELECT count(*) FROM runs"), 4);
