@@ -118,8 +118,11 @@ typedef struct cli_pair {
 int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const mech_tokenizer *tok, cli_pair **out,
                    int *n);
 // A built-in dataset: ioi, greater_than, induction (len) or compiled (len,
-// corruption random|shuffle). 0 or an exit code.
-int cli_pairs_dataset(const char *cmd, const char *name, long n, long len, long seed, const char *corruption,
+// corruption random|shuffle). *len: in, the length asked for, 0 for the
+// dataset's default (induction 10; compiled: mech_dataset_compiled's);
+// out, the length used. A compiled dataset whose clean outputs are all the
+// same gets a warning. 0 or an exit code.
+int cli_pairs_dataset(const char *cmd, const char *name, long n, long *len, long seed, const char *corruption,
                       const mech_model *m, const mech_tokenizer *tok, cli_pair **out, int *n_out);
 void cli_pairs_free(cli_pair *p, int n);
 
@@ -161,5 +164,10 @@ int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *
 // Opens db and starts a run of kind with the command line and parameters.
 int cli_run_open(const char *cmd, const char *db, const char *kind, const char *model, int argc, char **argv,
                  const char *params_json, mech_store **s, int64_t *run);
+// --resume RUN: the model at path must be the file the run was made with.
+// Recomputes mech_store_model_hash(path) and compares it with the run's
+// recorded hash (NULL: none recorded; a warning, and no check). 0, or 1 after
+// a message naming the path and both hashes.
+int cli_resume_check_model(const char *cmd, int64_t run, const char *path, const char *recorded_hash);
 
 #endif

@@ -589,7 +589,8 @@ static int equal_lengths(const char *cmd, const acdc_spec *sp, const mech_model 
     cli_pair *big = NULL;
     int n_big = 0;
     long want = sp->n * 50 > 100000 ? 100000 : sp->n * 50;
-    int rc = cli_pairs_dataset(cmd, sp->dataset, want, sp->len, sp->seed, sp->corruption, m, tok, &big, &n_big);
+    long len = sp->len;
+    int rc = cli_pairs_dataset(cmd, sp->dataset, want, &len, sp->seed, sp->corruption, m, tok, &big, &n_big);
     if (rc) return rc;
     // the most common length (ties: the shorter)
     size_t best = 0;
@@ -725,6 +726,7 @@ int cmd_acdc(int argc, char **argv) {
             goto done;
         }
         sp = st;
+        if ((rc = cli_resume_check_model(cmd, resume, sp.model, info.model_hash))) goto done;
     }
     if (!sp.model) {
         rc = cli_usage(cmd, "--model is required (or --count-edges --model M, or export RUN)");
@@ -758,13 +760,6 @@ int cmd_acdc(int argc, char **argv) {
     if (c.compiled) c.n_out = mech_compiled_n_out(c.m);
     if (!sp.metric) sp.metric = c.compiled ? "l2" : "kl";
     if (!sp.ablation) sp.ablation = "resample";
-    if (!sp.len) {
-        // A compiled model: one below max_seq_len, because at max_seq_len a
-        // selector width's head is not needed (1/(N+1) and a zeroed head both
-        // decode to N), so the data would hide it.
-        const char *ml = c.compiled ? mech_model_meta(c.m, "mech.rasp.max_seq_len") : NULL;
-        sp.len = ml ? (atol(ml) > 1 ? atol(ml) - 1 : 1) : 10;
-    }
     if (sp.positions && strcmp(sp.positions, "last") && strcmp(sp.metric, "kl")) {
         rc = cli_usage(cmd, "--positions is for --metric kl (logit_diff reads the last position, l2 every one)");
         goto done;
@@ -775,7 +770,7 @@ int cmd_acdc(int argc, char **argv) {
     }
     const mech_tokenizer *tok = c.m->tok;
     if (!tok && !c.compiled && mech_tokenizer_gpt2(&own, &err) == MECH_OK) tok = own;
-    rc = sp.dataset ? cli_pairs_dataset(cmd, sp.dataset, sp.n, sp.len, sp.seed, sp.corruption, c.m, tok, &c.pairs,
+    rc = sp.dataset ? cli_pairs_dataset(cmd, sp.dataset, sp.n, &sp.len, sp.seed, sp.corruption, c.m, tok, &c.pairs,
                                         &c.n_pairs)
                     : cli_pairs_read(cmd, sp.pairs, c.m, tok, &c.pairs, &c.n_pairs);
     if (rc) goto done;

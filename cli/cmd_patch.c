@@ -55,11 +55,83 @@ static int parse_receivers(const char *cmd, const char *s, mech_patch_receiver *
     return n;
 }
 
+static int patch_main(int argc, char **argv);
+
+// --resume RUN needs only the run: the options it was started with (its
+// params and model path) go in front of the ones given, which therefore
+// override them; patch_main then refuses a run whose params differ from
+// what the options make, so a given option must agree with the run's.
 int cmd_patch(int argc, char **argv) {
+    const char *cmd = "patch", *db = "mech.db", *v = NULL, *resume_s = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(cmd, argc, argv, &i, "--resume", &v)) > 0) resume_s = v;
+        else if (!r && (r = cli_opt(cmd, argc, argv, &i, "--db", &v)) > 0) db = v;
+        if (r < 0) return 2;
+    }
+    long resume = 0;
+    if (!resume_s) return patch_main(argc, argv);
+    if (cli_int(cmd, "--resume", resume_s, 1, 2147483647L, &resume)) return 2;
+    mech_err err = {0};
+    mech_store *s = NULL;
+    mech_run_info info = {0};
+    mech_json *pj = NULL;
+    char **av = NULL, *nums[3] = {NULL, NULL, NULL};
+    int rc = 0, ac = 0;
+    if (mech_store_open(db, &s, &err) || mech_store_run_info(s, resume, &info, &err)) {
+        rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "--resume %ld: %s", resume, err.msg) : cli_fail(cmd, &err);
+        goto done;
+    }
+    if (strcmp(info.kind, "patch") || !info.params_json || !info.model_path ||
+        mech_json_parse(info.params_json, strlen(info.params_json), &pj, NULL) || pj->type != MECH_JSON_OBJECT) {
+        rc = cli_usage(cmd, "--resume %ld: run %ld is of kind '%s', not a patch run", resume, resume, info.kind);
+        goto done;
+    }
+    av = mech_calloc((size_t)argc + 24, sizeof *av);
+    if (!av) {
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        rc = 1;
+        goto done;
+    }
+    av[ac++] = argv[0];
+    av[ac++] = "--model", av[ac++] = info.model_path;
+    // string-valued params as the options of the same name
+    static const char *const keys[][2] = {{"pairs", "--pairs"},       {"dataset", "--dataset"},
+                                          {"sweep", "--sweep"},       {"metric", "--metric"},
+                                          {"corruption", "--corruption"}, {"receivers", "--receivers"},
+                                          {"shard", "--shard"}};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const mech_json *x = mech_json_get(pj, keys[k][0]);
+        if (x && x->type == MECH_JSON_STRING) av[ac++] = (char *)keys[k][1], av[ac++] = (char *)x->str;
+    }
+    // numbers: a dataset's size, seed and length
+    static const char *const nkeys[][2] = {{"n_pairs", "--n"}, {"seed", "--seed"}, {"len", "--len"}};
+    for (int k = 0; k < 3 && mech_json_get(pj, "dataset"); k++) {
+        const mech_json *x = mech_json_get(pj, nkeys[k][0]);
+        if (!x || x->type != MECH_JSON_NUMBER || !x->is_int || (k == 2 && x->inum <= 0)) continue;
+        mech_buf b = {0};
+        mech_buf_printf(&b, "%lld", (long long)x->inum);
+        nums[k] = b.oom ? NULL : mech_strdup(b.data);
+        mech_buf_free(&b);
+        if (nums[k]) av[ac++] = (char *)nkeys[k][1], av[ac++] = nums[k];
+    }
+    for (int i = 1; i < argc; i++) av[ac++] = argv[i];
+    mech_store_close(s), s = NULL;
+    rc = patch_main(ac, av);
+done:
+    for (int k = 0; k < 3; k++) mech_free(nums[k]);
+    mech_free(av);
+    mech_json_free(pj);
+    mech_store_run_info_deinit(&info);
+    mech_store_close(s);
+    return rc;
+}
+
+static int patch_main(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
     const char *db = "mech.db", *v, *dataset = NULL;
     const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
-    long resume = 0, n_data = 20, len_data = 10, seed = 1;
+    long resume = 0, n_data = 20, len_data = 0, seed = 1; // len 0: the dataset's default
     int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
     for (int i = 1; i < argc; i++) {
@@ -149,7 +221,7 @@ int cmd_patch(int argc, char **argv) {
     size_t n_done = 0;
     char *params = NULL;
     volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
-    int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, len_data, seed, corruption, m, tok, &pairs, &n_pairs)
+    int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, &len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
     if (dataset) pairs_path = dataset;
     if (rc) {
@@ -218,11 +290,15 @@ int cmd_patch(int argc, char **argv) {
             goto done;
         }
         int same = !strcmp(info.kind, "patch") && info.params_json && !strcmp(info.params_json, params);
-        mech_store_run_info_deinit(&info);
         if (!same) {
-            rc = cli_usage(cmd, "--resume %ld: that run is not a patch run with these pairs, sweep and metric", resume);
+            rc = cli_usage(cmd, "--resume %ld: that run is not a patch run with these options (its own: %s); give only --resume RUN and --db",
+                           resume, info.params_json ? info.params_json : "none");
+            mech_store_run_info_deinit(&info);
             goto done;
         }
+        rc = cli_resume_check_model(cmd, run, model, info.model_hash);
+        mech_store_run_info_deinit(&info);
+        if (rc) goto done;
         if (mech_store_items_done(s, run, &done_items, &n_done, &err) || mech_store_run_finish(s, run, "running", &err)) {
             rc = cli_fail(cmd, &err);
             goto done;

@@ -95,6 +95,27 @@ int cli_run_open(const char *cmd, const char *db, const char *kind, const char *
     return rc;
 }
 
+int cli_resume_check_model(const char *cmd, int64_t run, const char *path, const char *recorded_hash) {
+    char now[65];
+    if (!recorded_hash || !*recorded_hash) {
+        fprintf(stderr, "mech %s: warning: --resume %lld: the run recorded no model hash; %s cannot be checked\n", cmd,
+                (long long)run, path);
+        return 0;
+    }
+    if (mech_store_model_hash(path, now)) {
+        fprintf(stderr, "mech %s: error: --resume %lld: cannot read the run's model %s to check it\n", cmd,
+                (long long)run, path);
+        return 1;
+    }
+    if (strcmp(now, recorded_hash)) {
+        fprintf(stderr, "mech %s: error: --resume %lld: the model %s is not the one the run was made with (content hash "
+                "%s now, %s recorded); resume with that model, or start a new run\n", cmd, (long long)run, path, now,
+                recorded_hash);
+        return 1;
+    }
+    return 0;
+}
+
 int cli_seq_opt(const char *cmd, int argc, char **argv, int *i, const char **texts, int *is_ids, int *n, int max) {
     const char *v;
     int r = cli_opt(cmd, argc, argv, i, "--prompt", &v), ids = 0;

@@ -309,11 +309,13 @@ int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const
     return 0;
 }
 
-int cli_pairs_dataset(const char *cmd, const char *name, long n, long len, long seed, const char *corruption,
+int cli_pairs_dataset(const char *cmd, const char *name, long n, long *len_io, long seed, const char *corruption,
                       const mech_model *m, const mech_tokenizer *tok, cli_pair **out, int *n_out) {
     mech_err err = {0};
     mech_pair *d = NULL;
     mech_status st;
+    long len = *len_io;
+    if (len <= 0 && !strcmp(name, "induction")) len = 10;
     if (!strcmp(name, "ioi")) st = mech_dataset_ioi(tok, (int)n, (uint64_t)seed, &d, &err);
     else if (!strcmp(name, "greater_than")) st = mech_dataset_greater_than(tok, (int)n, (uint64_t)seed, &d, &err);
     else if (!strcmp(name, "induction"))
@@ -352,6 +354,18 @@ int cli_pairs_dataset(const char *cmd, const char *name, long n, long len, long 
         return cli_usage(cmd, "--dataset %s: prompts of %zu tokens, but this model takes at most %d", name, T,
                          m->cfg.n_ctx);
     }
+    if (!strcmp(name, "compiled")) {
+        len = (long)T - 1; // the library's default when none was given
+        int varies = 1;
+        mech_pair *q = calloc((size_t)n, sizeof *q);
+        for (long i = 0; q && i < n; i++) q[i].clean = p[i].clean, q[i].n = (int)p[i].n_clean;
+        if (q && mech_compiled_outputs_vary(m, q, (int)n, &varies, &err) == MECH_OK && !varies)
+            fprintf(stderr, "mech %s: warning: --dataset compiled: the program's output is the same on all %ld inputs of "
+                    "length %ld, so clean and corrupt runs compare equal outputs (resample ablation and patching see "
+                    "nothing); try another --len, or more inputs with --n\n", cmd, n, len);
+        free(q);
+    }
+    *len_io = len;
     *out = p, *n_out = (int)n;
     return 0;
 }

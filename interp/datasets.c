@@ -10,7 +10,9 @@
 #include "interp/interp.h"
 #include "compiler/compiler.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------
@@ -481,7 +483,31 @@ static char *values_text(const mech_rasp_value *const *vals, int n) {
     return s;
 }
 
-mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
+// What a compiled model outputs after BOS on T tokens of ids: the readout's
+// value index per position, or its number for a numerical (one-logit) readout.
+static void output_row(const float *logits, int T, int V, int n_out, float *row) {
+    for (int t = 1; t < T; t++) {
+        const float *l = logits + (size_t)t * (size_t)V;
+        if (n_out == 1) {
+            row[t - 1] = l[0];
+            continue;
+        }
+        int best = 0;
+        for (int v = 1; v < n_out; v++)
+            if (l[v] > l[best]) best = v;
+        row[t - 1] = (float)best;
+    }
+}
+
+// Two output rows of W positions: the same values (numbers within 1e-3
+// relative for a numerical readout).
+static int rows_equal(const float *a, const float *b, int W, int n_out) {
+    for (int t = 0; t < W; t++)
+        if (n_out == 1 ? fabsf(a[t] - b[t]) > 1e-3f * (1.0f + fabsf(a[t])) : a[t] != b[t]) return 0;
+    return 1;
+}
+
+static mech_status compiled_pairs(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
                                   mech_pair **out, mech_err *err) {
     *out = NULL;
     const char *src = mech_model_meta(m, "mech.rasp.source");
@@ -513,32 +539,58 @@ mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t 
         st = mech_err_set(err, MECH_ERR_NOMEM, "compiled dataset: out of memory");
         goto done;
     }
+    // Clean outputs, one row per accepted input, for the balance rule below.
+    int W = T - 1, give_up = 0;
+    float *rows = mech_malloc(sizeof(float) * (size_t)n * (size_t)(W > 0 ? W : 1));
+    if (!rows) {
+        mech_free(ids);
+        st = mech_err_set(err, MECH_ERR_NOMEM, "compiled dataset: out of memory");
+        goto done;
+    }
     for (int i = 0; i < n && !st; i++) {
         rng g = rng_for(seed, i, 4);
         const mech_rasp_value **cl = vals, **co = vals + len;
-        for (int j = 0; j < len; j++) cl[j] = &vocab[rng_below(&g, (int)nv)];
-        if (shuffle) {
-            // A permutation that moves some value when the input has two
-            // distinct values; a few tries, then any permutation.
-            for (int tries = 0; tries < 16; tries++) {
-                for (int j = 0; j < len; j++) co[j] = cl[j];
-                for (int j = len - 1; j > 0; j--) {
-                    int k = rng_below(&g, j + 1);
-                    const mech_rasp_value *t = co[j];
-                    co[j] = co[k], co[k] = t;
+        // Informative data: an input whose clean output (every position)
+        // is already that of half the inputs is drawn again, up to 200 times
+        // (once a pair exhausts that, the rule is dropped for the rest): a
+        // Dyck language, false on almost every random input, gets balanced
+        // ones. Inputs accepted on the first draw are plain random ones.
+        for (int draw = 0;; draw++) {
+            for (int j = 0; j < len; j++) cl[j] = &vocab[rng_below(&g, (int)nv)];
+            if (shuffle) {
+                // A permutation that moves some value when the input has two
+                // distinct values; a few tries, then any permutation.
+                for (int tries = 0; tries < 16; tries++) {
+                    for (int j = 0; j < len; j++) co[j] = cl[j];
+                    for (int j = len - 1; j > 0; j--) {
+                        int k = rng_below(&g, j + 1);
+                        const mech_rasp_value *t = co[j];
+                        co[j] = co[k], co[k] = t;
+                    }
+                    int same = 1;
+                    for (int j = 0; j < len && same; j++) same = co[j] == cl[j];
+                    if (!same) break;
                 }
-                int same = 1;
-                for (int j = 0; j < len && same; j++) same = co[j] == cl[j];
-                if (!same) break;
+            } else {
+                for (int j = 0; j < len; j++) co[j] = &vocab[rng_below(&g, (int)nv)];
             }
-        } else {
-            for (int j = 0; j < len; j++) co[j] = &vocab[rng_below(&g, (int)nv)];
+            ids[0] = ids[T] = 0; // BOS
+            for (int j = 0; j < len; j++) {
+                ids[1 + j] = mech_rasp_token_id(p, cl[j]);
+                ids[T + 1 + j] = mech_rasp_token_id(p, co[j]);
+            }
+            if ((st = mech_run_forward(run, ids, err))) break;
+            float *row = rows + (size_t)i * W;
+            output_row(mech_run_logits(run), T, m->cfg.d_vocab, n_out, row);
+            int same = 0;
+            for (int k = 0; k < i; k++) same += rows_equal(rows + (size_t)k * W, row, W, n_out);
+            if (give_up || same + 1 <= (n + 1) / 2) break;
+            if (draw == 199) {
+                give_up = 1;
+                break;
+            }
         }
-        ids[0] = ids[T] = 0; // BOS
-        for (int j = 0; j < len; j++) {
-            ids[1 + j] = mech_rasp_token_id(p, cl[j]);
-            ids[T + 1 + j] = mech_rasp_token_id(p, co[j]);
-        }
+        if (st) break;
         mech_pair *q = &(*out)[i];
         q->n = T;
         q->clean = mech_malloc(sizeof(int32_t) * (size_t)T);
@@ -551,12 +603,12 @@ mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t 
         }
         memcpy(q->clean, ids, sizeof(int32_t) * (size_t)T);
         memcpy(q->corrupt, ids + T, sizeof(int32_t) * (size_t)T);
-        if ((st = mech_run_forward(run, ids, err))) break;
         const float *logits = mech_run_logits(run);
         int V = m->cfg.d_vocab;
         q->answer = output_index(logits, T, V, n_out);
         q->wrong = output_index(logits + (size_t)T * (size_t)V, T, V, n_out);
     }
+    mech_free(rows);
     mech_free(ids);
 done:
     mech_free(vals);
@@ -567,4 +619,58 @@ done:
         *out = NULL;
     }
     return st;
+}
+
+mech_status mech_compiled_outputs_vary(const mech_model *m, const mech_pair *p, int n, int *varies, mech_err *err) {
+    *varies = 0;
+    int n_out = mech_compiled_n_out(m);
+    if (n_out <= 0) return mech_err_set(err, MECH_ERR_ARG, "not a compiled RASP model (no mech.rasp.readout)");
+    if (n < 1) return MECH_OK;
+    int T = p[0].n;
+    mech_run *run = NULL;
+    float *first = mech_malloc(sizeof(float) * (size_t)(T > 1 ? T : 2)), *row = mech_malloc(sizeof(float) * (size_t)(T > 1 ? T : 2));
+    mech_status st = first && row ? mech_run_new(m, 1, T, &run, err) : mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < n && !*varies; i++) {
+        if (p[i].n != T) {
+            *varies = 1; // inputs of other lengths: other outputs
+            break;
+        }
+        if ((st = mech_run_forward(run, p[i].clean, err))) break;
+        output_row(mech_run_logits(run), T, m->cfg.d_vocab, n_out, i ? row : first);
+        if (i) *varies = !rows_equal(first, row, T - 1, n_out);
+    }
+    mech_run_free(run);
+    mech_free(first);
+    mech_free(row);
+    return st;
+}
+
+int mech_dataset_compiled_max_len(const mech_model *m) {
+    const char *ml = mech_model_meta(m, "mech.rasp.max_seq_len");
+    long v = ml ? atol(ml) : 0;
+    return v > 0 && v <= m->cfg.n_ctx - 1 ? (int)v : m->cfg.n_ctx - 1;
+}
+
+mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
+                                  mech_pair **out, mech_err *err) {
+    if (len > 0 || !mech_model_meta(m, "mech.rasp.source")) return compiled_pairs(m, n, len, seed, corruption, out, err);
+    // The default length: the longest below max_seq_len at which these
+    // inputs' outputs differ. Below max_seq_len because there a selector
+    // width's head is not needed (1/(N+1) and a zeroed head both decode to
+    // N); where the outputs do not differ (a Dyck language at an odd
+    // length) resample ablation and patching see nothing, and zero ablation
+    // only what keeps a constant. None differs: max_seq_len - 1.
+    int max_len = mech_dataset_compiled_max_len(m), top = max_len > 1 ? max_len - 1 : 1;
+    for (int L = top; L >= 1 && L > top - 16; L--) {
+        int varies = 0;
+        mech_status st = compiled_pairs(m, n, L, seed, corruption, out, err);
+        if (!st) st = mech_compiled_outputs_vary(m, *out, n, &varies, err);
+        if (st || varies) {
+            if (st && *out) mech_pairs_free(*out, n), *out = NULL;
+            return st;
+        }
+        mech_pairs_free(*out, n);
+        *out = NULL;
+    }
+    return compiled_pairs(m, n, top, seed, corruption, out, err);
 }

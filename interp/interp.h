@@ -370,8 +370,22 @@ int mech_compiled_n_out(const mech_model *m);
 // The output-logit index of a compiled model's output at the last of T
 // positions of ids (the largest of its first mech_compiled_n_out logits).
 mech_status mech_compiled_answer(const mech_model *m, const int32_t *ids, int T, int32_t *out, mech_err *err);
+// len <= 0: the default length, the same for every command: the longest
+// below max_seq_len at which the clean outputs of these n inputs differ
+// (mech_compiled_outputs_vary), trying at most 16 lengths; when none does,
+// max_seq_len - 1 (max_seq_len for 1). The length used is out[0].n - 1.
 mech_status mech_dataset_compiled(const mech_model *m, int n, int len, uint64_t seed, const char *corruption,
                                   mech_pair **out, mech_err *err);
+// The longest input a compiled model takes: mech.rasp.max_seq_len (bounded
+// by its context less BOS).
+int mech_dataset_compiled_max_len(const mech_model *m);
+// *varies = 1 when some clean input of p[0..n) makes the compiled model m
+// output something else than the first one does, at some position after BOS
+// (the readout's value, or its number within 1e-3 relative for a numerical
+// readout). Constant outputs make a dataset uninformative: resample ablation
+// and patching compare equal outputs. Errors: MECH_ERR_ARG (not a compiled
+// model), those of the forward pass.
+mech_status mech_compiled_outputs_vary(const mech_model *m, const mech_pair *p, int n, int *varies, mech_err *err);
 
 // ---------------------------------------------------------------------------
 // ACDC: automatic circuit discovery (Conmy et al. 2023), with the reference

@@ -363,6 +363,33 @@ static void test_acdc_pairs_file_and_naive(void **state) {
     mech_test_rm_db(db);
 }
 
+// --dataset compiled without --len: the default length, where the clean
+// outputs differ (a Dyck language's even one), and a warning where they
+// cannot (a program whose output is the input's length).
+static void test_acdc_compiled_default_len(void **state) {
+    (void)state;
+    char *out, *err;
+    const char *m = mech_test_tmpn("acdc_dyck1.safetensors"), *db = mech_test_tmpn("acdc_default_len.db");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/shuffle_dyck1.rasp -o %s", m), 0);
+    free(out);
+    assert_int_equal(mech_test_cli(&out, &err, "acdc --model %s --dataset compiled --tau 0.001 --ablation zero --db %s", m,
+                                   db), 0);
+    assert_has(err, "ACDC on 20 inputs of 5 tokens"); // length 4 and BOS; max_seq_len 6
+    assert_null(strstr(err, "warning"));
+    assert_has(out, "TPR 1.000  FPR 0.0000  (38 of 38 truth edges found, 0 false positives)");
+    free(out), free(err);
+    assert_int_equal(query_long(db, "select json_extract(params, '$.len') from runs where id = 1"), 4);
+    assert_int_equal(mech(&out, "compile examples/rasp/length.rasp -o %s", m), 0);
+    free(out);
+    assert_int_equal(mech_test_cli(&out, &err, "acdc --model %s --dataset compiled --tau 0.001 --ablation zero --db %s", m,
+                                   db), 0);
+    assert_has(err, "warning: --dataset compiled: the program's output is the same on all 20 inputs of length 4");
+    free(out), free(err);
+    unlink(m);
+    mech_test_rm_db(db);
+}
+
 static void test_acdc_usage_errors(void **state) {
     (void)state;
     char *out;
@@ -467,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_acdc_resume_after_sigkill),
         cmocka_unit_test(test_acdc_gpt2_datasets),
         cmocka_unit_test(test_acdc_pairs_file_and_naive),
+        cmocka_unit_test(test_acdc_compiled_default_len),
         cmocka_unit_test(test_acdc_usage_errors),
         cmocka_unit_test(test_acdc_kl_positions),
     };

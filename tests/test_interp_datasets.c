@@ -417,6 +417,63 @@ static void test_compiled(void **state) {
     mech_model_free(m);
 }
 
+// The compiled dataset's default length (len 0, for every command): the
+// longest below max_seq_len whose clean outputs differ; inputs are redrawn
+// so that no output makes up more than half of them.
+static mech_model *compiled_model(const char *program) {
+    char path[512], *out;
+    snprintf(path, sizeof path, "%s", mech_test_tmp("ds-default.safetensors"));
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/%s.rasp -o %s", program, path)) fail_msg("%s", out);
+    free(out);
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_load(path, &m, &err), MECH_OK);
+    return m;
+}
+
+static void check_default_len(const char *program, int want_len, int want_varies) {
+    mech_model *m = compiled_model(program);
+    mech_err err = {0};
+    mech_pair *d = NULL;
+    int n = 20, varies = -1;
+    if (mech_dataset_compiled(m, n, 0, 1, "random", &d, &err)) fail_msg("%s: %s", program, err.msg);
+    assert_int_equal(d[0].n - 1, want_len);
+    assert_int_equal(mech_compiled_outputs_vary(m, d, n, &varies, &err), MECH_OK);
+    assert_int_equal(varies, want_varies);
+    // the same as asking for that length
+    mech_pair *e = NULL;
+    assert_int_equal(mech_dataset_compiled(m, n, want_len, 1, "random", &e, &err), MECH_OK);
+    for (int i = 0; i < n; i++) assert_memory_equal(d[i].clean, e[i].clean, sizeof(int32_t) * (size_t)d[i].n);
+    mech_pairs_free(e, n);
+    if (want_varies && mech_compiled_n_out(m) == 2) { // a boolean output: both values, neither above half
+        int count[2] = {0, 0};
+        for (int i = 0; i < n; i++) count[d[i].answer]++;
+        assert_true(count[0] >= 1 && count[1] >= 1);
+        assert_true(count[0] <= (n + 1) / 2 && count[1] <= (n + 1) / 2);
+    }
+    mech_pairs_free(d, n);
+    mech_model_free(m);
+}
+
+static void test_compiled_default_len(void **state) {
+    (void)state;
+    check_default_len("reverse", 4, 1);       // max_seq_len 5
+    check_default_len("shuffle_dyck1", 4, 1); // max_seq_len 6; false at every odd length
+    check_default_len("shuffle_dyck3", 4, 1); // balanced inputs are 2 % of length 4's
+    check_default_len("length", 4, 0);        // the same output for every input of one length
+    // an odd length of a Dyck language: constant
+    mech_model *m = compiled_model("shuffle_dyck1");
+    mech_err err = {0};
+    mech_pair *d = NULL;
+    int varies = -1;
+    assert_int_equal(mech_dataset_compiled(m, 20, 5, 1, "random", &d, &err), MECH_OK);
+    assert_int_equal(mech_compiled_outputs_vary(m, d, 20, &varies, &err), MECH_OK);
+    assert_int_equal(varies, 0);
+    mech_pairs_free(d, 20);
+    assert_int_equal(mech_dataset_compiled_max_len(m), 6);
+    mech_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ioi_example_shape),
@@ -429,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_n_1000),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_compiled),
+        cmocka_unit_test(test_compiled_default_len),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
