@@ -686,6 +686,11 @@ int cmd_acdc(int argc, char **argv) {
         } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
         given += spec;
     }
+    // Options of a mode that was not chosen are refused, not ignored.
+    if (!sweep && (taus_s || ablations_s))
+        return cli_usage(cmd, "%s goes with --sweep (one run takes --tau and --ablation)", taus_s ? "--taus" : "--ablations");
+    if (sp.dataset && strcmp(sp.dataset, "compiled") && strcmp(sp.corruption, "random"))
+        return cli_usage(cmd, "--corruption applies to --dataset compiled, not %s", sp.dataset);
     if (count) {
         if (!sp.model) return cli_usage(cmd, "--count-edges needs --model MODEL");
         return count_edges(cmd, sp.model);

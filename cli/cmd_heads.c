@@ -15,6 +15,7 @@ int cmd_heads(int argc, char **argv) {
     const char *texts[MAX_SEQS];
     int is_ids[MAX_SEQS], n = 0;
     long random_len = 0, batch = 8, seed = 1;
+    const char *random_only = NULL; // --batch/--seed: options of --random
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -23,8 +24,10 @@ int cmd_heads(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--random", v, 1, 100000, &random_len)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--batch", &v))) {
             if (r < 0 || cli_int(cmd, "--batch", v, 1, 1024, &batch)) return 2;
+            random_only = "--batch";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &seed)) return 2;
+            random_only = "--seed";
         } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
             if (r < 0) return 2;
         } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
@@ -32,6 +35,7 @@ int cmd_heads(int argc, char **argv) {
     if (!model) return cli_usage(cmd, "--model is required");
     if (!n && !random_len) return cli_usage(cmd, "give --prompt/--ids, or --random N for repeated random tokens");
     if (n && random_len) return cli_usage(cmd, "--random goes without --prompt/--ids");
+    if (random_only && !random_len) return cli_usage(cmd, "%s applies to --random N (random tokens)", random_only);
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);

@@ -11,6 +11,7 @@ int cmd_init(int argc, char **argv) {
     mech_config c = mech_config_gpt2_small();
     c.n_layers = 2, c.n_heads = 4, c.d_model = 64, c.d_head = 16, c.d_mlp = 256, c.n_ctx = 128;
     long seed = 1, x;
+    const char *mlp_opt = NULL; // an MLP option, refused with --attn-only
     mech_dtype dtype = MECH_DT_F32;
     struct { const char *opt; int *field; long lo, hi; } ints[] = {
         {"--layers", &c.n_layers, 1, 4096}, {"--heads", &c.n_heads, 1, 4096}, {"--d-model", &c.d_model, 1, 65536},
@@ -31,6 +32,7 @@ int cmd_init(int argc, char **argv) {
             if ((r = cli_opt(cmd, argc, argv, &i, ints[k].opt, &v))) {
                 if (r < 0 || cli_int(cmd, ints[k].opt, v, ints[k].lo, ints[k].hi, &x)) return 2;
                 *ints[k].field = (int)x;
+                if (ints[k].field == &c.d_mlp) mlp_opt = "--d-mlp";
                 done = 1;
             }
         if (done) continue;
@@ -52,13 +54,16 @@ int cmd_init(int argc, char **argv) {
             else if (!strcmp(v, "gelu")) c.act = MECH_ACT_GELU;
             else if (!strcmp(v, "relu")) c.act = MECH_ACT_RELU;
             else return cli_usage(cmd, "--act '%s': expected gelu_new, gelu or relu", v);
+            mlp_opt = "--act";
         } else if (!strcmp(argv[i], "--no-layernorm")) c.norm = MECH_NORM_NONE;
-        else if (!strcmp(argv[i], "--attn-only")) c.attn_only = 1, c.d_mlp = 0;
+        else if (!strcmp(argv[i], "--attn-only")) c.attn_only = 1;
         else if (!strcmp(argv[i], "--bidirectional")) c.causal = 0;
         else if (!strcmp(argv[i], "--untied")) c.tied_unembed = 0;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!out) return cli_usage(cmd, "-o FILE.safetensors is required");
+    if (c.attn_only && mlp_opt) return cli_usage(cmd, "%s: an --attn-only model has no MLP", mlp_opt);
+    if (c.attn_only) c.d_mlp = 0;
     mech_err err = {0};
     if (mech_config_validate(&c, &err)) return cli_usage(cmd, "%s", err.msg);
     mech_model *m = NULL;

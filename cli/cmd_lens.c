@@ -126,7 +126,7 @@ static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_lens_r
 int cmd_lens(int argc, char **argv) {
     const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL;
     const char *texts[MAX_SEQS];
-    int is_ids[MAX_SEQS], n = 0, special = 0;
+    int is_ids[MAX_SEQS], n = 0, special = 0, k_given = 0;
     long k = 5;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -138,6 +138,7 @@ int cmd_lens(int argc, char **argv) {
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
+            k_given = 1;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
         } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
@@ -146,8 +147,13 @@ int cmd_lens(int argc, char **argv) {
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
+    int n_prompt = 0;
+    for (int i = 0; i < n; i++) n_prompt += is_ids[i] == 0;
+    if (special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
     if (rasp_input) {
         if (n) return cli_usage(cmd, "--input (a compiled RASP model's input) goes without --prompt/--ids");
+        if (target_s || k_given)
+            return cli_usage(cmd, "%s: the decoder lens (--input) reads variables, not tokens", target_s ? "--target" : "--top-k");
         return decoder_lens(cmd, model, rasp_input, db, argc, argv);
     }
     mech_err err = {0};
@@ -170,9 +176,17 @@ int cmd_lens(int argc, char **argv) {
         // a token id, or text that must be exactly one token
         int32_t *t = NULL;
         size_t nt = 0;
-        char *end;
-        long id = strtol(target_s, &end, 10);
-        if (*target_s && !*end && id >= 0 && id < m->cfg.d_vocab) {
+        long id = -1;
+        int digits = *target_s != 0;
+        for (const char *p = target_s; *p; p++) digits &= *p >= '0' && *p <= '9';
+        if (digits && strlen(target_s) <= 9) id = strtol(target_s, NULL, 10); // all digits: an id
+        if (digits && (id < 0 || id >= m->cfg.d_vocab)) {
+            cli_inputs_free(&in);
+            int V = m->cfg.d_vocab;
+            mech_model_free(m);
+            return cli_usage(cmd, "--target %s: token ids of this model are 0 to %d", target_s, V - 1);
+        }
+        if (digits) {
             t = malloc(sizeof *t), nt = 1;
             if (t) t[0] = (int32_t)id;
         } else if (mech_tokenizer_encode(in.tok, target_s, strlen(target_s), 0, &t, &nt, &err) || nt != 1) {

@@ -39,6 +39,7 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--allow-special")) special = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
+    if (decode && special) return cli_usage(cmd, "--allow-special applies to encoding text, not to --decode");
     mech_err err = {0};
     mech_tokenizer *tok = NULL;
     if (model ? mech_tokenizer_load_dir(model, &tok, &err) : mech_tokenizer_gpt2(&tok, &err)) return cli_fail(cmd, &err);

@@ -142,9 +142,15 @@ int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *
 }
 
 int cli_shard(const char *cmd, const char *s, int *k, int *n) {
-    char *e1, *e2;
-    long a = strtol(s, &e1, 10), b = *e1 == '/' ? strtol(e1 + 1, &e2, 10) : 0;
-    if (*e1 != '/' || e1 == s || *e2 || b < 1 || b > 1000000 || a < 1 || a > b) {
+    char *e1, *e2 = NULL;
+    long a = 0, b = 0;
+    // digits, '/', digits: no spaces or signs (as every numeric option)
+    int plain = *s >= '0' && *s <= '9';
+    if (plain) a = strtol(s, &e1, 10);
+    else e1 = (char *)s;
+    plain = plain && *e1 == '/' && e1[1] >= '0' && e1[1] <= '9';
+    if (plain) b = strtol(e1 + 1, &e2, 10);
+    if (!plain || *e2 || b < 1 || b > 1000000 || a < 1 || a > b) {
         cli_usage(cmd, "--shard '%s': expected K/N with 1 <= K <= N (e.g. 2/8 runs the second of 8 slices)", s);
         return -1;
     }
