@@ -112,7 +112,8 @@ $(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
 # New inputs go to build-fuzz/corpus/<target>/, crashes to
 # build-fuzz/artifacts/<target>/; copy a crash into tests/fuzz/regress/<target>/
 # once it is fixed.
-FUZZ_TARGETS ?= json safetensors tokenizer_files tokenize npy spec pairs rasp
+FUZZ_ALL := json safetensors tokenizer_files tokenize npy spec pairs rasp
+FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1
 FUZZ_ENTRY_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out tests/fuzz/libfuzzer.c,$(wildcard tests/fuzz/*.c)))
@@ -131,11 +132,13 @@ $(B)/test/test_fuzz_regress: $(B)/tests/test_fuzz_regress.o $(B)/tests/support/c
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
 
-$(B)/tests/fuzz/libfuzzer_%.o: tests/fuzz/libfuzzer.c | $(DEPS_OK)
+# static patterns: a bare libfuzzer_%.o would let make chain its built-in
+# `%: %.o` rule onto every .d file it includes
+$(FUZZ_ALL:%=$(B)/tests/fuzz/libfuzzer_%.o): $(B)/tests/fuzz/libfuzzer_%.o: tests/fuzz/libfuzzer.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DMECH_FUZZ_TARGET=$* -c $< -o $@
 
-$(B)/fuzz/%: $(B)/tests/fuzz/libfuzzer_%.o $(FUZZ_ENTRY_OBJ) $(FUZZ_CLI_OBJ) $(B)/libmech.a
+$(FUZZ_ALL:%=$(B)/fuzz/%): $(B)/fuzz/%: $(B)/tests/fuzz/libfuzzer_%.o $(FUZZ_ENTRY_OBJ) $(FUZZ_CLI_OBJ) $(B)/libmech.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
 

@@ -9,6 +9,7 @@
 */
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,16 @@ static char *flag(const char *key) {
     for (char *p = s + 2; *p; p++)
         if (*p == '_') *p = '-';
     return s;
+}
+
+// An option name: letters, digits, '_' and '-', not starting with '-'. Anything
+// else would change what the command line means: "model=x" would become
+// --model=x, and a key holding a NUL would be cut short.
+static int key_ok(const char *key, size_t len) {
+    if (!len || strlen(key) != len || key[0] == '-') return 0;
+    for (const char *p = key; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-') return 0;
+    return 1;
 }
 
 static char *scalar(const char *path, const char *key, const mech_json *x) {
@@ -116,8 +127,12 @@ int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char 
             }
             continue;
         }
-        if (!key[0] || key[0] == '-' || strchr(key, ' ') || !strcmp(key, "spec")) {
-            fprintf(stderr, "%s: error: key '%s': expected an option name without dashes, e.g. \"model\"\n", path, key);
+        if (!key_ok(key, j->key_lens[k]) || !strcmp(key, "spec")) {
+            mech_buf kb = {0}; // escaped, so a NUL or a newline in the key shows
+            mech_buf_json_string(&kb, key, j->key_lens[k]);
+            fprintf(stderr, "%s: error: key '%.*s': expected an option name without dashes, e.g. \"model\"\n", path,
+                    kb.len >= 2 ? (int)kb.len - 2 : 0, kb.len >= 2 ? kb.data + 1 : "");
+            mech_buf_free(&kb);
             rc = 2;
             break;
         }

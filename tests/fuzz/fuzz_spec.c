@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <string.h>
 
 int mech_fuzz_spec(const uint8_t *data, size_t size) {
@@ -31,6 +32,18 @@ int mech_fuzz_spec(const uint8_t *data, size_t size) {
     }
     mech_fuzz_accepted = 1;
     int bad = 0;
+    // Every key became an option: it must be an option name and nothing
+    // more ("model=x" would smuggle in --model=x, a NUL would cut the key).
+    mech_json *j = NULL;
+    if (mech_json_parse((const char *)data, size, &j, NULL) || j->type != MECH_JSON_OBJECT)
+        bad = mech_fuzz_fail("accepted what is not a JSON object");
+    for (size_t k = 0; !bad && k < j->n; k++) {
+        const char *key = j->keys[k];
+        int ok = strlen(key) == j->key_lens[k] && key[0] && key[0] != '-';
+        for (const char *c = key; ok && *c; c++) ok = isalnum((unsigned char)*c) || *c == '_' || *c == '-';
+        if (!ok) bad = mech_fuzz_fail("accepted the key '%s', which is no option name", key);
+    }
+    mech_json_free(j);
     if (argc < 3 || !out) bad = mech_fuzz_fail("argc %d", argc);
     for (int i = 0; !bad && i < argc; i++)
         if (!out[i]) bad = mech_fuzz_fail("argv[%d] is NULL", i);
