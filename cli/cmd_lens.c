@@ -121,8 +121,9 @@ static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_lens_r
 int cmd_lens(int argc, char **argv) {
     const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL;
     const char *texts[MAX_SEQS];
-    int is_ids[MAX_SEQS], n = 0, special = 0;
+    int is_ids[MAX_SEQS], n = 0;
     long k = 5;
+    cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -130,12 +131,12 @@ int cmd_lens(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS)) ||
+                   (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
-        } else if (!strcmp(argv[i], "--allow-special")) special = 1;
-        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
     if (rasp_input) {
@@ -146,7 +147,7 @@ int cmd_lens(int argc, char **argv) {
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
     cli_inputs in;
-    int rc = cli_batch(cmd, m, texts, is_ids, n, special, &in);
+    int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
         mech_model_free(m);
         return rc;
@@ -179,7 +180,8 @@ int cmd_lens(int argc, char **argv) {
     char params[256];
     snprintf(params, sizeof params, "{\"top_k\": %ld, \"target\": %d, \"B\": %d, \"T\": %d}", k,
              targets ? (int)targets[0] : -1, in.B, in.T);
-    if (mech_run_new(m, in.B, in.T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, in.ids, &err) ||
+    if (mech_run_new(m, in.B, in.T, &run, &err) || mech_run_set_mask(run, in.mask, &err) || mech_lens_cache(run, &err) ||
+        mech_run_forward(run, in.ids, &err) ||
         mech_lens_logit(m, run, (int)k, targets, &rows, &n_rows, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
@@ -189,7 +191,7 @@ int cmd_lens(int argc, char **argv) {
     if (mech_store_begin(s, &err)) goto db_fail;
     for (int b = 0; b < in.B; b++)
         if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b],
-                              in.ids + (size_t)b * in.T, in.T, &err))
+                              in.ids + (size_t)b * in.T + in.start[b], in.len[b], &err))
             goto db_fail;
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
@@ -218,7 +220,7 @@ int cmd_lens(int argc, char **argv) {
     printf("%6s  %-16s %7s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
-        if (row->batch != 0 || row->pos != in.T - 1) continue;
+        if (row->batch != 0 || row->pos != in.len[0] - 1) continue;
         mech_buf name = {0};
         cli_token_text(&name, in.tok, row->top_ids[0]);
         printf("%6d  %-16s %7.4f %9.4f %9.4f", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);

@@ -60,7 +60,7 @@ int cmd_patch(int argc, char **argv) {
     const char *db = "mech.db", *v, *dataset = NULL;
     const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
     long resume = 0, n_data = 20, len_data = 10, seed = 1;
-    int naive = 0, shard_k = 0, shard_n = 1;
+    int naive = 0, shard_k = 0, shard_n = 1, prepend_bos = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -84,6 +84,8 @@ int cmd_patch(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--resume", &v))) {
             if (r < 0 || cli_int(cmd, "--resume", v, 1, 2147483647L, &resume)) return 2;
         } else if (!strcmp(argv[i], "--naive")) naive = 1;
+        else if (!strcmp(argv[i], "--prepend-bos")) prepend_bos = 1;
+        else if (!strcmp(argv[i], "--no-prepend-bos")) prepend_bos = 0;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
@@ -133,8 +135,10 @@ int cmd_patch(int argc, char **argv) {
     volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
     int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
+    if (!rc && prepend_bos) rc = cli_pairs_bos(cmd, m, tok, pairs, n_pairs);
     if (dataset) pairs_path = dataset;
     if (rc) {
+        cli_pairs_free(pairs, n_pairs);
         mech_tokenizer_free(own);
         mech_model_free(m);
         return rc;
@@ -159,6 +163,7 @@ int cmd_patch(int argc, char **argv) {
         mech_buf_json_string(&pb, receivers_s, strlen(receivers_s));
     }
     if (shard_n > 1) mech_buf_printf(&pb, ", \"shard\": \"%d/%d\"", shard_k + 1, shard_n);
+    if (prepend_bos) mech_buf_puts(&pb, ", \"prepend_bos\": true");
     mech_buf_puts(&pb, "}");
     params = pb.oom ? NULL : mech_strdup(pb.data);
     mech_buf_free(&pb);

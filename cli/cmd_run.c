@@ -95,23 +95,16 @@ done:
 
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run", *model = NULL, *logits_path = NULL, *out_path = NULL, *v, *rasp_input = NULL;
-    const char *prompts[MAX_SEQS], *idlists[MAX_SEQS], *caches[MAX_CACHE];
-    int order[MAX_SEQS]; // 0: prompt, 1: ids, in the order given
-    int n_seq = 0, n_prompt = 0, n_ids = 0, n_cache = 0, special = 0;
+    const char *texts[MAX_SEQS], *caches[MAX_CACHE];
+    int is_ids[MAX_SEQS], n_seq = 0, n_cache = 0;
     long k = 5, threads = 0;
+    cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v))) {
+        else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n_seq, MAX_SEQS)) ||
+                 (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
-            if (n_seq == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
-            order[n_seq++] = 0;
-            prompts[n_prompt++] = v;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) {
-            if (r < 0) return 2;
-            if (n_seq == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
-            order[n_seq++] = 1;
-            idlists[n_ids++] = v;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, 1000, &k)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
@@ -124,8 +117,7 @@ int cmd_run(int argc, char **argv) {
             caches[n_cache++] = v;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
-        } else if (!strcmp(argv[i], "--allow-special")) special = 1;
-        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
     if (rasp_input) {
@@ -138,59 +130,34 @@ int cmd_run(int argc, char **argv) {
 
     mech_err err = {0};
     mech_model *m = NULL;
-    mech_tokenizer *own_tok = NULL;
     mech_run *run = NULL;
-    int32_t *seqs[MAX_SEQS] = {0};
-    size_t lens[MAX_SEQS] = {0};
-    int32_t *ids = NULL;
+    cli_inputs in = {0};
     int rc = 1;
     // Token id lists are checked before the model is loaded: usage errors first.
-    for (int s = 0, d = 0; s < n_seq; s++)
-        if (order[s] == 1 && cli_ids(cmd, idlists[d++], &seqs[s], &lens[s])) {
-            rc = 2;
-            goto done;
-        }
+    for (int s = 0; s < n_seq; s++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (is_ids[s] && cli_ids(cmd, texts[s], &ids, &n)) return 2;
+        free(ids);
+    }
     if (mech_model_load(model, &m, &err)) goto fail;
-    const mech_tokenizer *tok = m->tok;
-    if (!tok && n_prompt) {
-        if (mech_tokenizer_gpt2(&own_tok, &err)) goto fail;
-        tok = own_tok;
-    }
-    if (!tok && !own_tok && mech_tokenizer_gpt2(&own_tok, &err) == MECH_OK) tok = own_tok;
-    for (int s = 0, p = 0; s < n_seq; s++) {
-        if (order[s] == 0) {
-            const char *text = prompts[p++];
-            if (mech_tokenizer_encode(tok, text, strlen(text), special, &seqs[s], &lens[s], &err)) goto fail;
-        }
-        if (lens[s] == 0) {
-            rc = cli_usage(cmd, "sequence %d is empty", s + 1);
-            goto done;
-        }
-        if (lens[s] != lens[0]) {
-            rc = cli_usage(cmd, "sequence %d has %zu tokens but sequence 1 has %zu: a batch needs equal lengths", s + 1,
-                           lens[s], lens[0]);
-            goto done;
-        }
-    }
-    int B = n_seq, T = (int)lens[0], V = m->cfg.d_vocab;
-    if (lens[0] > (size_t)m->cfg.n_ctx) {
-        mech_err_set(&err, MECH_ERR_RANGE, "%zu tokens exceed the model's context of %d", lens[0], m->cfg.n_ctx);
-        goto fail;
-    }
-    ids = malloc((size_t)B * T * sizeof *ids);
-    if (!ids) goto fail;
-    for (int s = 0; s < B; s++) memcpy(ids + (size_t)s * T, seqs[s], (size_t)T * sizeof *ids);
-    if (mech_run_new(m, B, T, &run, &err)) goto fail;
+    if ((rc = cli_batch(cmd, m, texts, is_ids, n_seq, &bo, &in))) goto done;
+    rc = 1;
+    const mech_tokenizer *tok = in.tok;
+    int B = in.B, T = in.T, V = m->cfg.d_vocab;
+    if (mech_run_new(m, B, T, &run, &err) || mech_run_set_mask(run, in.mask, &err)) goto fail;
     if (threads && mech_run_set_threads(run, (int)threads, &err)) goto fail;
     for (int c = 0; c < n_cache; c++)
         if (mech_run_cache(run, caches[c], &err)) goto fail;
-    if (mech_run_forward(run, ids, &err)) goto fail;
+    if (mech_run_forward(run, in.ids, &err)) goto fail;
     const float *logits = mech_run_logits(run);
     for (int s = 0; s < B; s++) {
-        printf("sequence %d: %d tokens; next token after ", s + 1, T);
-        print_token(tok, ids[(size_t)s * T + T - 1]);
+        // each sequence's own last token (padding reads 0)
+        size_t last = (size_t)s * T + in.start[s] + in.len[s] - 1;
+        printf("sequence %d: %d tokens; next token after ", s + 1, in.len[s]);
+        print_token(tok, in.ids[last]);
         printf("\n");
-        cli_print_top_k(tok, logits + ((size_t)s * T + T - 1) * V, V, (int)k);
+        cli_print_top_k(tok, logits + last * V, V, (int)k);
     }
     if (logits_path) {
         int64_t shape[3] = {B, T, V};
@@ -207,6 +174,18 @@ int cmd_run(int argc, char **argv) {
                 mech_npz_abort(z);
                 goto fail;
             }
+        if (in.mask) {
+            // which positions are real tokens (1) and which padding (0, whose activations read 0)
+            float *fm = malloc((size_t)B * T * sizeof *fm);
+            for (size_t i = 0; fm && i < (size_t)B * T; i++) fm[i] = in.mask[i];
+            int64_t shape[2] = {B, T};
+            mech_status st = fm ? mech_npz_add(z, "attention_mask", fm, 2, shape, &err) : MECH_ERR_NOMEM;
+            free(fm);
+            if (st) {
+                mech_npz_abort(z);
+                goto fail;
+            }
+        }
         if (mech_npz_close(z, &err)) goto fail;
         fprintf(stderr, "wrote %zu cached activations to %s\n", n, out_path);
     }
@@ -216,10 +195,8 @@ fail:
     if (err.code || err.msg[0]) rc = cli_fail(cmd, &err);
     else fprintf(stderr, "mech run: error: out of memory\n");
 done:
-    for (int s = 0; s < n_seq; s++) free(seqs[s] ? (void *)seqs[s] : NULL);
-    free(ids);
     mech_run_free(run);
-    mech_tokenizer_free(own_tok);
+    cli_inputs_free(&in);
     mech_model_free(m);
     return rc;
 }

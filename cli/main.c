@@ -36,7 +36,7 @@ const cli_cmd cli_commands[] = {
      "usage: mech run --model MODEL (--prompt TEXT | --ids 1,2,3)... [options]\n"
      "\n"
      "Runs the model and prints, for each sequence, the top-k next tokens after\n"
-     "its last position. Several --prompt/--ids make a batch (equal lengths).\n"
+     "its last position. Several --prompt/--ids make a batch.\n"
      "\n"
      "  --model MODEL     .safetensors file or model directory\n"
      "  --prompt TEXT     text, tokenized with the model's tokenizer files or the\n"
@@ -49,6 +49,15 @@ const cli_cmd cli_commands[] = {
      "  --out FILE        write the cached hooks as .npz, one array per hook name\n"
      "  --threads N       worker threads (default: one per CPU)\n"
      "  --allow-special   <|endoftext|> in --prompt becomes its token\n"
+     "  --prepend-bos     put the model's BOS token (<|endoftext|> for GPT-2) in front\n"
+     "                    of every sequence; the default for --prompt text, as in\n"
+     "                    TransformerLens (GPT-2 was trained on documents that\n"
+     "                    follow <|endoftext|>); --ids lists are taken as written\n"
+     "  --no-prepend-bos  never add BOS\n"
+     "  --padding-side S  sequences of unequal lengths are padded to the longest\n"
+     "                    with an attention mask, on the right (default) or left;\n"
+     "                    each gives exactly its own results, read at its own last\n"
+     "                    token; padding reads 0\n"
      "  --input \"a b c\"   for models from `mech compile`: the RASP input; prints\n"
      "                    the decoded output as one JSON array, like `mech rasp`\n"},
     {"init", cmd_init, "write a random-weight GPT-2 model (for tests, demos, benchmarks)",
@@ -136,6 +145,9 @@ const cli_cmd cli_commands[] = {
      "  --target TOKEN   a token id, or text that is exactly one token\n"
      "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
      "  --db FILE        the results database (default mech.db)\n"
+     "  --allow-special, --prepend-bos, --no-prepend-bos, --padding-side left|right\n"
+     "                   as for `mech run` (text gets BOS by default; unequal lengths\n"
+     "                   are padded, each sequence's rows numbered from its first token)\n"
      "  --input \"a b c\"  for models from `mech compile`: the decoder lens instead,\n"
      "                   each layer's residual stream read as the RASP variables\n"
      "                   the compiler placed in it (- where not yet computed)\n"},
@@ -148,7 +160,14 @@ const cli_cmd cli_commands[] = {
      "batch) on the given prompts, or on B sequences of N random tokens\n"
      "repeated once (--random N, the usual induction test). Writes one run to\n"
      "the results database (site 'heads', metric = the score's kind) and prints\n"
-     "its id and the best head of each kind. Formulas: docs/lens.md.\n"},
+     "its id and the best head of each kind. Formulas: docs/lens.md.\n"
+     "\n"
+     "  --random N       B sequences [BOS] r r of N random tokens r, as\n"
+     "                   TransformerLens's induction test (--batch B, default 8;\n"
+     "                   --seed S); --no-prepend-bos leaves BOS out\n"
+     "  --prepend-bos, --no-prepend-bos, --padding-side left|right, --allow-special\n"
+     "                   as for `mech run`: text gets BOS by default; sequences of\n"
+     "                   unequal lengths are padded and each is scored on its own tokens\n"},
     {"patch", cmd_patch, "activation patching sweeps over clean/corrupt prompt pairs",
      "usage: mech patch --model MODEL (--pairs FILE | --dataset NAME [--n N] [--seed S] [--len L])\n"
      "                  [--sweep SITE] [--metric METRIC] [--db FILE] [--resume RUN] [--naive]\n"
@@ -187,7 +206,10 @@ const cli_cmd cli_commands[] = {
      "                 the shards' files with `mech db merge`\n"
      "  --spec FILE    options as a JSON object ({\"model\": \"gpt2/\", \"sweep\": \"heads\"});\n"
      "                 options given after it override it (every command takes it)\n"
-     "  --naive        one full forward per patch (the reference; slower)\n"},
+     "  --naive        one full forward per patch (the reference; slower)\n"
+     "  --prepend-bos  put <|endoftext|> in front of every clean and corrupt prompt\n"
+     "                 (pair files and the built-in datasets have none by default, as\n"
+     "                 the ACDC reference's datasets; --no-prepend-bos: the default)\n"},
     {"attrib", cmd_attrib, "direct logit attribution to the embedding, each head and each MLP",
      "usage: mech attrib --model MODEL (--prompt TEXT | --ids 1,2,3)... --answer TOKEN [--wrong TOKEN] [--pos P] [--top N] [--db FILE]\n"
      "\n"
@@ -199,7 +221,19 @@ const cli_cmd cli_commands[] = {
      "Also the accumulated residual per layer. Writes one run to the database\n"
      "(site 'attrib'; metric embed/head/attn_bias/mlp/accumulated/bias/logit)\n"
      "and prints the N largest components of the first sequence. Formulas:\n"
-     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"},
+     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"
+     "\n"
+     "  --pos P          the position, counted in each sequence (negative: from its\n"
+     "                   end; default -1, each sequence's own last token)\n"
+     "  --ln cached|exact  how the final LayerNorm enters: cached (default) divides\n"
+     "                   every component by the scale the run cached, as\n"
+     "                   TransformerLens does (the components sum to the logit, but\n"
+     "                   each depends on the others through that scale); exact is\n"
+     "                   for LayerNorm-free models (gpt2_noLN, layer_norm_epsilon\n"
+     "                   1e12): ln_final is then a fixed linear map and each\n"
+     "                   component's share is exact; refused for a real LayerNorm\n"
+     "  --prepend-bos, --no-prepend-bos, --padding-side left|right, --allow-special\n"
+     "                   as for `mech run`\n"},
     {"acdc", cmd_acdc, "automatic circuit discovery (ACDC), scored against compiled circuits",
      "usage: mech acdc --model MODEL (--pairs FILE | --dataset NAME [--n N] [--len L] [--seed S]\n"
      "                 [--corruption random|shuffle]) --tau T [--metric kl|logit_diff|l2]\n"
