@@ -64,7 +64,7 @@ typedef struct cli_inputs {
     int B, T;
     uint8_t *mask;    // (B, T) 1 = real token, or NULL when every sequence has T tokens
     int *start, *len; // (B): sequence b is ids[b*T + start[b] .. + len[b]) (BOS included)
-    int32_t bos;      // the BOS id the batch may have received, or -1
+    int32_t bos;      // the BOS id put in front of the sequences (of the text ones by default), or -1 for none
     const mech_tokenizer *tok;
     mech_tokenizer *own_tok;
 } cli_inputs;

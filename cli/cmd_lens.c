@@ -215,8 +215,8 @@ int cmd_lens(int argc, char **argv) {
     if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     // The last position of the first sequence, layer by layer.
-    printf("run %lld: logit lens, %d sequence%s x %d tokens, %d layers -> %s\n", (long long)run_id, in.B,
-           in.B > 1 ? "s" : "", in.T, m->cfg.n_layers + 1, db);
+    printf("run %lld: logit lens, %d sequence%s x %s%d tokens, %d layers -> %s\n", (long long)run_id, in.B,
+           in.B > 1 ? "s" : "", in.mask ? "up to " : "", in.T, m->cfg.n_layers + 1, db);
     printf("%6s  %-16s %7s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];

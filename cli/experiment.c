@@ -79,7 +79,9 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
     }
     if (!rc) {
         in->B = n;
-        in->bos = o->bos == 0 ? -1 : bos;
+        in->bos = -1;
+        for (int s = 0; s < n; s++)
+            if (bos >= 0 && (o->bos == 1 || (o->bos < 0 && !is_ids[s]))) in->bos = bos;
         in->start = calloc((size_t)n, sizeof *in->start);
         in->len = malloc((size_t)n * sizeof *in->len);
         int T = 0, equal = 1;

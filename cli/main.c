@@ -21,6 +21,9 @@ const cli_cmd cli_commands[] = {
      "  --decode          ids to text\n"
      "  --allow-special   <|endoftext|> in the text becomes token 50256\n"
      "                    (default: it is plain text, like tiktoken's encode_ordinary)\n"
+     "  --prepend-bos     print <|endoftext|> (50256) first, as the commands that run\n"
+     "                    a model put it before text; off by default here, so that\n"
+     "                    the ids decode back to exactly the text\n"
      "  --model DIR       use the tokenizer files in DIR (vocab.json + merges.txt or\n"
      "                    encoder.json + vocab.bpe) instead of the built-in GPT-2 one\n"},
     {"info", cmd_info, "a model's config, parameter count and hook names",
@@ -47,6 +50,7 @@ const cli_cmd cli_commands[] = {
      "  --cache GLOB      cache every hook matching GLOB (repeatable), e.g.\n"
      "                    'blocks.*.attn.hook_pattern', '*' for all default hooks\n"
      "  --out FILE        write the cached hooks as .npz, one array per hook name\n"
+     "                    (and attention_mask [B, T] when the batch is padded)\n"
      "  --threads N       worker threads (default: one per CPU)\n"
      "  --allow-special   <|endoftext|> in --prompt becomes its token\n"
      "  --prepend-bos     put the model's BOS token (<|endoftext|> for GPT-2) in front\n"
@@ -276,6 +280,9 @@ const cli_cmd cli_commands[] = {
      "                  the reference's Tracr tasks (default 49)\n"
      "  --naive         one full forward pass per trial (the oracle fast mode matches)\n"
      "  --abs-value     compare |metric change| with tau\n"
+     "  --prepend-bos   put <|endoftext|> in front of every clean and corrupt prompt\n"
+     "                  (the datasets and pair files have none by default, as the\n"
+     "                  reference's)\n"
      "  --sweep         one run per threshold (--taus, default 1e-6 .. 1e1 in half\n"
      "                  decades) and ablation (--ablations, default zero,resample);\n"
      "                  prints TPR/FPR per threshold and the pessimistic ROC AUC per\n"
