@@ -80,19 +80,41 @@ int cli_compiled_input_check(const char *cmd, const mech_model *m, const char *c
 // Token id as the program names it: BOS, a vocab value as JSON, PAD, <id>.
 void cli_compiled_token(mech_buf *b, const mech_rasp_program *p, int32_t id);
 
-// A batch of equal-length token sequences from --prompt / --ids
-// (cli/experiment.c); tok is the model's tokenizer or the built-in one.
+// A batch of token sequences from --prompt / --ids (cli/experiment.c),
+// padded to the longest with an attention mask when their lengths differ;
+// tok is the model's tokenizer or the built-in one.
+#define CLI_MAX_SEQS 256
 typedef struct cli_inputs {
-    int32_t *ids; // (B, T)
+    int32_t *ids;     // (B, T), padding included
     int B, T;
+    uint8_t *mask;    // (B, T) 1 = real token, or NULL when every sequence has T tokens
+    int *start, *len; // (B): sequence b is ids[b*T + start[b] .. + len[b]) (BOS included)
+    int32_t bos;      // the BOS id put in front of the sequences (of the text ones by default), or -1 for none
     const mech_tokenizer *tok;
     mech_tokenizer *own_tok;
 } cli_inputs;
+// How cli_batch builds the batch: --prepend-bos / --no-prepend-bos,
+// --padding-side left|right, --allow-special.
+typedef struct cli_batch_opts {
+    int bos;      // -1: default (text gets BOS, id lists do not), 0: never, 1: always
+    int pad_left; // pad on the left (default: right)
+    int special;  // <|endoftext|> in text becomes its token
+} cli_batch_opts;
+#define CLI_BATCH_OPTS_INIT {.bos = -1}
+// Matches one of the options above at argv[*i]: 1 matched, 0 another
+// option, -1 a usage error (printed).
+int cli_batch_opt(const char *cmd, int argc, char **argv, int *i, cli_batch_opts *o);
 // texts[i] is a prompt, an id list when is_ids[i] is 1, a compiled model's
-// --input when 2. 0 or an exit code.
-int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
-              cli_inputs *in);
+// --input when 2 (BOS included); o NULL: the defaults.
+// BOS is the model's (<|endoftext|> for GPT-2; id 0 for a compiled model,
+// which gets it only with --prepend-bos). 0 or an exit code.
+int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n,
+              const cli_batch_opts *o, cli_inputs *in);
 void cli_inputs_free(cli_inputs *in);
+// The BOS token of m: a compiled model's own (id 0, which its programs read at
+// position 0), else tok's <|endoftext|> when m's vocabulary has it (tok may be
+// NULL: the built-in GPT-2 vocabulary's); -1 when there is none.
+int32_t cli_model_bos(const mech_model *m, const mech_tokenizer *tok);
 // Opens the results database db for a command (cli/experiment.c): write
 // (mech_store_open: creates a missing file) or read-only
 // (mech_store_open_read: never creates). 0, or the exit code after printing
@@ -125,6 +147,11 @@ int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const
 int cli_pairs_dataset(const char *cmd, const char *name, long n, long *len, long seed, const char *corruption,
                       const mech_model *m, const mech_tokenizer *tok, cli_pair **out, int *n_out);
 void cli_pairs_free(cli_pair *p, int n);
+// --prepend-bos for pairs (cli/experiment.c): the model's BOS in front of
+// every clean and corrupt prompt. Pair files and the built-in datasets have
+// none by default (the ACDC reference's datasets are tokenized without it).
+// 0 or an exit code (2 for a compiled model or a vocabulary without BOS).
+int cli_pairs_bos(const char *cmd, const mech_model *m, const mech_tokenizer *tok, cli_pair *p, int n);
 
 // A progress line on stderr (cli/progress.c): items done, rate and ETA,
 // only when stderr is a terminal.

@@ -47,21 +47,28 @@ static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_dla *d
 }
 
 int cmd_attrib(int argc, char **argv) {
-    const char *cmd = "attrib", *model = NULL, *db = "mech.db", *answer_s = NULL, *wrong_s = NULL, *v;
+    const char *cmd = "attrib", *model = NULL, *db = "mech.db", *answer_s = NULL, *wrong_s = NULL, *v, *ln_s = "cached";
     const char *texts[MAX_SEQS];
     int is_ids[MAX_SEQS], n = 0;
     long pos = -1, top = 10;
+    cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--answer", &answer_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--wrong", &wrong_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ln", &ln_s))) {
+            if (r < 0) return 2;
+            if (strcmp(ln_s, "cached") && strcmp(ln_s, "exact"))
+                return cli_usage(cmd, "--ln '%s': expected cached or exact", ln_s);
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pos", &v))) {
             if (r < 0 || cli_int(cmd, "--pos", v, -1, 1 << 20, &pos)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--top", &v))) {
             if (r < 0 || cli_int(cmd, "--top", v, 1, 100000, &top)) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS)) ||
+                   (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
         } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
@@ -71,7 +78,7 @@ int cmd_attrib(int argc, char **argv) {
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
     cli_inputs in;
-    int rc = cli_batch(cmd, m, texts, is_ids, n, 0, &in);
+    int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
         mech_model_free(m);
         return rc;
@@ -87,18 +94,25 @@ int cmd_attrib(int argc, char **argv) {
         goto done;
     ans = malloc((size_t)in.B * sizeof *ans), wr = malloc((size_t)in.B * sizeof *wr);
     for (int b = 0; ans && wr && b < in.B; b++) ans[b] = answer, wr[b] = wrong;
-    if (!ans || !wr || mech_run_new(m, in.B, in.T, &run, &err) || mech_lens_cache(run, &err) ||
-        mech_run_forward(run, in.ids, &err) || mech_lens_dla(m, run, (int)pos, ans, wrong >= 0 ? wr : NULL, &d, &err)) {
-        rc = cli_fail(cmd, &err);
+    if (!ans || !wr || mech_run_new(m, in.B, in.T, &run, &err) || mech_run_set_mask(run, in.mask, &err) ||
+        mech_lens_cache(run, &err) ||
+        mech_run_forward(run, in.ids, &err) || mech_lens_dla_ex(m, run, (int)pos, ans, wrong >= 0 ? wr : NULL,
+                         strcmp(ln_s, "exact") ? MECH_DLA_LN_CACHED : MECH_DLA_LN_EXACT, &d, &err)) {
+        // --ln exact on a model with a real final LayerNorm: the option does not apply
+        rc = run && !d && err.code == MECH_ERR_ARG && !strcmp(ln_s, "exact") ? cli_usage(cmd, "--ln exact: %s", err.msg)
+                                                                            : cli_fail(cmd, &err);
         goto done;
     }
     char params[200];
-    snprintf(params, sizeof params, "{\"answer\": %d, \"wrong\": %d, \"pos\": %ld}", (int)answer, (int)wrong, pos);
+    snprintf(params, sizeof params, "{\"answer\": %d, \"wrong\": %d, \"pos\": %ld, \"ln\": \"%s\"}", (int)answer,
+             (int)wrong, pos, ln_s);
     if ((rc = cli_run_open(cmd, db, "attrib", model, argc, argv, params, &s, &run_id))) goto done;
     if (mech_store_begin(s, &err)) goto db_fail;
-    int P = pos < 0 ? in.T - 1 : (int)pos;
+    int P = 0;
     for (int b = 0; b < in.B; b++) {
-        if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b], in.ids + (size_t)b * in.T, in.T, &err))
+        P = pos < 0 ? in.len[b] + (int)pos : (int)pos; // this sequence's own position
+        if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b], in.ids + (size_t)b * in.T + in.start[b],
+                              in.len[b], &err))
             goto db_fail;
         for (int c = 0; c < d->n_comp; c++) {
             // labels: "embed", "L{l}H{h}", "L{l}.attn_bias", "L{l}.mlp"
@@ -129,7 +143,7 @@ int cmd_attrib(int argc, char **argv) {
     if (store_arrays(s, run_id, d, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     printf("run %lld: attribution of %s at position %d -> %s\n", (long long)run_id,
-           wrong >= 0 ? "the logit difference" : "the logit", P, db);
+           wrong >= 0 ? "the logit difference" : "the logit", pos < 0 ? in.len[0] + (int)pos : (int)pos, db);
     printf("  logit %.4f = sum of components + bias %.4f\n", d->logit[0], d->bias[0]);
     // the largest components of the first sequence
     int *order = malloc((size_t)d->n_comp * sizeof *order);

@@ -126,8 +126,9 @@ static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_lens_r
 int cmd_lens(int argc, char **argv) {
     const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL;
     const char *texts[MAX_SEQS];
-    int is_ids[MAX_SEQS], n = 0, special = 0, k_given = 0;
+    int is_ids[MAX_SEQS], n = 0, k_given = 0;
     long k = 5;
+    cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
@@ -141,15 +142,15 @@ int cmd_lens(int argc, char **argv) {
             k_given = 1;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS))) {
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS)) ||
+                   (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
-        } else if (!strcmp(argv[i], "--allow-special")) special = 1;
-        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
     int n_prompt = 0;
     for (int i = 0; i < n; i++) n_prompt += is_ids[i] == 0;
-    if (special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
+    if (bo.special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
     if (rasp_input) {
         if (n) return cli_usage(cmd, "--input (a compiled RASP model's input) goes without --prompt/--ids");
         if (target_s || k_given)
@@ -166,7 +167,7 @@ int cmd_lens(int argc, char **argv) {
                          "lens (the logit lens reads a language model's vocabulary)", model);
     }
     cli_inputs in;
-    int rc = cli_batch(cmd, m, texts, is_ids, n, special, &in);
+    int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
         mech_model_free(m);
         return rc;
@@ -207,7 +208,8 @@ int cmd_lens(int argc, char **argv) {
     char params[256];
     snprintf(params, sizeof params, "{\"top_k\": %ld, \"target\": %d, \"B\": %d, \"T\": %d}", k,
              targets ? (int)targets[0] : -1, in.B, in.T);
-    if (mech_run_new(m, in.B, in.T, &run, &err) || mech_lens_cache(run, &err) || mech_run_forward(run, in.ids, &err) ||
+    if (mech_run_new(m, in.B, in.T, &run, &err) || mech_run_set_mask(run, in.mask, &err) || mech_lens_cache(run, &err) ||
+        mech_run_forward(run, in.ids, &err) ||
         mech_lens_logit(m, run, (int)k, targets, &rows, &n_rows, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
@@ -217,7 +219,7 @@ int cmd_lens(int argc, char **argv) {
     if (mech_store_begin(s, &err)) goto db_fail;
     for (int b = 0; b < in.B; b++)
         if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b],
-                              in.ids + (size_t)b * in.T, in.T, &err))
+                              in.ids + (size_t)b * in.T + in.start[b], in.len[b], &err))
             goto db_fail;
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
@@ -241,12 +243,12 @@ int cmd_lens(int argc, char **argv) {
     if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
     if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
     // The last position of the first sequence, layer by layer.
-    printf("run %lld: logit lens, %d sequence%s x %d token%s, %d layers -> %s\n", (long long)run_id, in.B,
-           cli_s(in.B), in.T, cli_s(in.T), m->cfg.n_layers + 1, db);
+    printf("run %lld: logit lens, %d sequence%s x %s%d token%s, %d layers -> %s\n", (long long)run_id, in.B,
+           cli_s(in.B), in.mask ? "up to " : "", in.T, cli_s(in.T), m->cfg.n_layers + 1, db);
     printf("%6s  %-16s %9s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
-        if (row->batch != 0 || row->pos != in.T - 1) continue;
+        if (row->batch != 0 || row->pos != in.len[0] - 1) continue;
         mech_buf name = {0};
         cli_token_text(&name, in.tok, row->top_ids[0]);
         // %g, not %f: a probability of 3e-7 must not print as 0.0000

@@ -132,7 +132,7 @@ static int patch_main(int argc, char **argv) {
     const char *db = "mech.db", *v, *dataset = NULL;
     const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
     long resume = 0, n_data = 20, len_data = 0, seed = 1; // len 0: the dataset's default
-    int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0;
+    int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0, prepend_bos = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -166,6 +166,8 @@ static int patch_main(int argc, char **argv) {
             if (r < 0 || cli_int(cmd, "--resume", v, 1, 2147483647L, &resume)) return 2;
         } else if (!strcmp(argv[i], "--naive")) naive = 1;
         else if (!strcmp(argv[i], "--dry-run")) dry_run = 1;
+        else if (!strcmp(argv[i], "--prepend-bos")) prepend_bos = 1;
+        else if (!strcmp(argv[i], "--no-prepend-bos")) prepend_bos = 0;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
@@ -223,8 +225,10 @@ static int patch_main(int argc, char **argv) {
     volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
     int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, &len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
+    if (!rc && prepend_bos) rc = cli_pairs_bos(cmd, m, tok, pairs, n_pairs);
     if (dataset) pairs_path = dataset;
     if (rc) {
+        cli_pairs_free(pairs, n_pairs);
         mech_tokenizer_free(own);
         mech_model_free(m);
         return rc;
@@ -249,6 +253,7 @@ static int patch_main(int argc, char **argv) {
         mech_buf_json_string(&pb, receivers_s, strlen(receivers_s));
     }
     if (shard_n > 1) mech_buf_printf(&pb, ", \"shard\": \"%d/%d\"", shard_k + 1, shard_n);
+    if (prepend_bos) mech_buf_puts(&pb, ", \"prepend_bos\": true");
     mech_buf_puts(&pb, "}");
     params = pb.oom ? NULL : mech_strdup(pb.data);
     mech_buf_free(&pb);

@@ -57,34 +57,36 @@ static int has_ext(const char *path, const char *ext) {
 
 // A compiled model's output on each sequence, decoded like `mech rasp`
 // prints it: the sequences must be BOS followed by vocab tokens.
-static int print_compiled(const char *cmd, const mech_model *m, const mech_rasp_program *p, const int32_t *ids, int B,
-                          int T) {
+static int print_compiled(const char *cmd, const mech_model *m, const mech_rasp_program *p, const cli_inputs *inp) {
     mech_err err = {0};
     mech_rasp_runner *r = NULL;
     size_t nv = 0;
     const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
-    int n = T - 1, rc = 0;
-    for (int b = 0; b < B; b++) {
-        const int32_t *row = ids + (size_t)b * T;
-        if (row[0] != 0 || n < 1)
+    int T = inp->T, n = T - 1, rc = 0;
+    for (int b = 0; b < inp->B; b++) {
+        const int32_t *row = inp->ids + (size_t)b * T + inp->start[b];
+        if (row[0] != 0 || inp->len[b] < 2)
             return cli_usage(cmd, "sequence %d: a compiled model's input is BOS (id 0) and then 1 or more vocab tokens "
                              "(ids 1..%zu); --input \"a b c\" builds it", b + 1, nv);
-        for (int t = 1; t < T; t++)
+        for (int t = 1; t < inp->len[b]; t++)
             if (row[t] < 1 || (size_t)row[t] > nv)
                 return cli_usage(cmd, "sequence %d, position %d: id %d is not a vocab token (ids 1..%zu)", b + 1, t,
                                  (int)row[t], nv);
     }
-    mech_rasp_value *in = mech_malloc((size_t)B * n * sizeof *in), *out = mech_malloc((size_t)B * n * sizeof *out);
+    mech_rasp_value *in = mech_malloc((size_t)n * sizeof *in), *out = mech_malloc((size_t)n * sizeof *out);
     if (!in || !out) {
         mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (int b = 0; b < B; b++)
-        for (int t = 1; t < T; t++) in[(size_t)b * n + t - 1] = vocab[ids[(size_t)b * T + t] - 1];
-    if (mech_rasp_runner_new(p, m, &r, &err) || mech_rasp_runner_run(r, in, (size_t)B, (size_t)n, out, &err)) goto fail;
-    for (int b = 0; b < B; b++) {
+    if (mech_rasp_runner_new(p, m, &r, &err)) goto fail;
+    // one sequence at a time: each is decoded at its own length
+    for (int b = 0; b < inp->B; b++) {
+        const int32_t *row = inp->ids + (size_t)b * T + inp->start[b];
+        size_t len = (size_t)inp->len[b] - 1;
+        for (size_t t = 0; t < len; t++) in[t] = vocab[row[t + 1] - 1];
+        if (mech_rasp_runner_run(r, in, 1, len, out, &err)) goto fail;
         mech_buf js = {0};
-        mech_rasp_values_json(&js, out + (size_t)b * n, (size_t)n);
+        mech_rasp_values_json(&js, out, len);
         printf("%s\n", js.data ? js.data : "[]");
         mech_buf_free(&js);
     }
@@ -144,34 +146,27 @@ static mech_status add_tokens(mech_npz *z, const mech_model *m, const mech_token
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run", *model = NULL, *logits_path = NULL, *out_path = NULL, *v;
     const char *texts[MAX_SEQS], *caches[MAX_CACHE];
-    int kind[MAX_SEQS]; // 0: --prompt, 1: --ids, 2: --input, in the order given
-    int n_seq = 0, n_prompt = 0, n_input = 0, n_cache = 0, special = 0, k_given = 0;
+    int is_ids[MAX_SEQS], n_seq = 0, n_cache = 0, k_given = 0;
     long k = 5, threads = 0;
+    cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
-        int r, kd = -1;
+        int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--prompt", &v))) kd = 0;
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--ids", &v))) kd = 1;
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &v))) kd = 2;
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
+            if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
+        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n_seq, MAX_SEQS)) ||
+                   (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, 1000, &k)) return 2;
             k_given = 1;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--logits", &logits_path))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--out", &out_path))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--cache", &v))) {
             if (r < 0) return 2;
             if (n_cache == MAX_CACHE) return cli_usage(cmd, "at most %d --cache patterns", MAX_CACHE);
             caches[n_cache++] = v;
-        } else if (!strcmp(argv[i], "--allow-special")) special = 1;
-        else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        if (r < 0) return 2;
-        if (kd >= 0) {
-            if (n_seq == MAX_SEQS) return cli_usage(cmd, "at most %d sequences", MAX_SEQS);
-            kind[n_seq] = kd, texts[n_seq++] = v;
-            n_prompt += kd == 0, n_input += kd == 2;
-        }
+        } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (!model) return cli_usage(cmd, "--model is required");
     if (!n_seq)
@@ -181,93 +176,53 @@ int cmd_run(int argc, char **argv) {
         return cli_usage(cmd, "--out '%s': the cached activations are written as .npz; name the file FILE.npz", out_path);
     if (logits_path && !has_ext(logits_path, ".npy"))
         return cli_usage(cmd, "--logits '%s': the logits are written as .npy; name the file FILE.npy", logits_path);
-    if (special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
+    int n_prompt = 0;
+    for (int s = 0; s < n_seq; s++) n_prompt += is_ids[s] == 0;
+    if (bo.special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
     if (out_path && !n_cache) caches[n_cache++] = "*";
 
     mech_err err = {0};
     mech_model *m = NULL;
-    mech_tokenizer *own_tok = NULL;
     mech_rasp_program *prog = NULL;
     mech_run *run = NULL;
-    int32_t *seqs[MAX_SEQS] = {0};
-    size_t lens[MAX_SEQS] = {0};
-    int32_t *ids = NULL;
+    cli_inputs in = {0};
     int rc = 1;
     // Token id lists are checked before the model is loaded: usage errors first.
-    for (int s = 0; s < n_seq; s++)
-        if (kind[s] == 1 && cli_ids(cmd, texts[s], &seqs[s], &lens[s])) {
-            rc = 2;
-            goto done;
-        }
+    for (int s = 0; s < n_seq; s++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (is_ids[s] == 1 && cli_ids(cmd, texts[s], &ids, &n)) return 2;
+        free(ids);
+    }
     if (mech_model_load(model, &m, &err)) goto fail;
     if ((rc = cli_compiled_program(cmd, m, model, &prog))) goto done;
-    rc = 1;
-    if (n_input && !prog) {
-        rc = cli_usage(cmd, "--input is for models from `mech compile`; %s is not one (no mech.rasp.source "
-                       "metadata): give --prompt or --ids", model);
-        goto done;
-    }
-    if (prog && n_prompt) {
-        rc = cli_usage(cmd, "%s is a compiled RASP model: give its input with --input \"a b c\" (or --ids), "
-                       "not --prompt", model);
-        goto done;
-    }
     if (prog && k_given) {
         rc = cli_usage(cmd, "--top-k: a compiled RASP model prints its decoded output, not next-token predictions");
         goto done;
     }
-    const mech_tokenizer *tok = m->tok;
-    if (!prog && !tok) {
-        if (mech_tokenizer_gpt2(&own_tok, &err)) goto fail;
-        tok = own_tok;
-    }
-    int V = m->cfg.d_vocab;
-    for (int s = 0; s < n_seq; s++) {
-        if (kind[s] == 0 && mech_tokenizer_encode(tok, texts[s], strlen(texts[s]), special, &seqs[s], &lens[s], &err))
-            goto fail;
-        if (kind[s] == 2 && (rc = cli_compiled_ids(cmd, prog, texts[s], &seqs[s], &lens[s]))) goto done;
-        rc = 1;
-        if (lens[s] == 0) {
-            rc = cli_usage(cmd, "sequence %d is empty", s + 1);
-            goto done;
-        }
-        for (size_t t = 0; t < lens[s]; t++)
-            if (seqs[s][t] >= V) {
-                rc = cli_usage(cmd, "sequence %d: token id %d is outside the model's vocabulary (ids 0..%d)", s + 1,
-                               (int)seqs[s][t], V - 1);
-                goto done;
-            }
-        if (lens[s] != lens[0]) {
-            rc = cli_usage(cmd, "sequence %d has %zu tokens but sequence 1 has %zu: a batch needs equal lengths", s + 1,
-                           lens[s], lens[0]);
-            goto done;
-        }
-    }
-    int B = n_seq, T = (int)lens[0];
-    if (lens[0] > (size_t)m->cfg.n_ctx) {
-        rc = cli_usage(cmd, "%zu tokens exceed the model's context of %d", lens[0], m->cfg.n_ctx);
-        goto done;
-    }
-    ids = malloc((size_t)B * T * sizeof *ids);
-    if (!ids) goto fail;
-    for (int s = 0; s < B; s++) memcpy(ids + (size_t)s * T, seqs[s], (size_t)T * sizeof *ids);
+    if ((rc = cli_batch(cmd, m, texts, is_ids, n_seq, &bo, &in))) goto done;
+    rc = 1;
+    const mech_tokenizer *tok = in.tok;
+    int B = in.B, T = in.T, V = m->cfg.d_vocab;
     // Everything the run will hold, before any of it is allocated.
     mech_run_bytes need;
     if (mech_run_memory(m, B, T, caches, n_cache, 0, &need, &err)) goto fail;
-    if (mech_run_new(m, B, T, &run, &err)) goto fail;
+    if (mech_run_new(m, B, T, &run, &err) || mech_run_set_mask(run, in.mask, &err)) goto fail;
     for (int c = 0; c < n_cache; c++)
         if (mech_run_cache(run, caches[c], &err)) goto fail;
-    if (mech_run_forward(run, ids, &err)) goto fail;
+    if (mech_run_forward(run, in.ids, &err)) goto fail;
     const float *logits = mech_run_logits(run);
     if (prog) {
-        if ((rc = print_compiled(cmd, m, prog, ids, B, T))) goto done;
+        if ((rc = print_compiled(cmd, m, prog, &in))) goto done;
         rc = 1;
     } else {
         for (int s = 0; s < B; s++) {
-            printf("sequence %d: %d token%s; next token after ", s + 1, T, T == 1 ? "" : "s");
-            print_token(tok, ids[(size_t)s * T + T - 1]);
+            // each sequence's own last token (padding reads 0)
+            size_t last = (size_t)s * T + in.start[s] + in.len[s] - 1;
+            printf("sequence %d: %d token%s; next token after ", s + 1, in.len[s], cli_s(in.len[s]));
+            print_token(tok, in.ids[last]);
             printf("\n");
-            cli_print_top_k(tok, logits + ((size_t)s * T + T - 1) * V, V, (int)k);
+            cli_print_top_k(tok, logits + last * V, V, (int)k);
         }
     }
     if (logits_path) {
@@ -285,9 +240,21 @@ int cmd_run(int argc, char **argv) {
                 mech_npz_abort(z);
                 goto fail;
             }
-        if (add_tokens(z, m, tok, prog, ids, B, T, &err)) {
+        if (add_tokens(z, m, tok, prog, in.ids, B, T, &err)) {
             mech_npz_abort(z);
             goto fail;
+        }
+        if (in.mask) {
+            // which positions are real tokens (1) and which padding (0, whose activations read 0)
+            float *fm = malloc((size_t)B * T * sizeof *fm);
+            for (size_t i = 0; fm && i < (size_t)B * T; i++) fm[i] = in.mask[i];
+            int64_t shape[2] = {B, T};
+            mech_status st = fm ? mech_npz_add(z, "attention_mask", fm, 2, shape, &err) : MECH_ERR_NOMEM;
+            free(fm);
+            if (st) {
+                mech_npz_abort(z);
+                goto fail;
+            }
         }
         if (mech_npz_close(z, &err)) goto fail;
         fprintf(stderr, "wrote %zu cached activation%s and the tokens to %s\n", n, n == 1 ? "" : "s", out_path);
@@ -298,11 +265,9 @@ fail:
     if (err.code || err.msg[0]) rc = cli_fail(cmd, &err);
     else fprintf(stderr, "mech run: error: out of memory\n");
 done:
-    for (int s = 0; s < n_seq; s++) free(seqs[s]);
-    free(ids);
     mech_run_free(run);
     mech_rasp_program_free(prog);
-    mech_tokenizer_free(own_tok);
+    cli_inputs_free(&in);
     mech_model_free(m);
     return rc;
 }

@@ -30,19 +30,27 @@ static char *read_stdin(size_t *len) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize", *text = NULL, *model = NULL;
-    int decode = 0, special = 0;
+    int decode = 0, special = 0, bos = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--text", &text))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if (!strcmp(argv[i], "--decode")) decode = 1;
         else if (!strcmp(argv[i], "--allow-special")) special = 1;
+        // Off by default, unlike the commands that run a model: the ids
+        // printed here decode back to exactly the text.
+        else if (!strcmp(argv[i], "--prepend-bos")) bos = 1;
+        else if (!strcmp(argv[i], "--no-prepend-bos")) bos = 0;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (decode && special) return cli_usage(cmd, "--allow-special applies to encoding text, not to --decode");
     mech_err err = {0};
     mech_tokenizer *tok = NULL;
     if (model ? mech_tokenizer_load_dir(model, &tok, &err) : mech_tokenizer_gpt2(&tok, &err)) return cli_fail(cmd, &err);
+    if (bos && !decode && mech_tokenizer_eot(tok) < 0) {
+        mech_tokenizer_free(tok);
+        return cli_usage(cmd, "--prepend-bos: this vocabulary has no <|endoftext|> token");
+    }
     size_t len = 0;
     char *owned = NULL;
     if (!text) {
@@ -80,6 +88,7 @@ int cmd_tokenize(int argc, char **argv) {
         if (mech_tokenizer_encode(tok, text, len, special, &ids, &n, &err)) {
             rc = cli_fail(cmd, &err);
         } else {
+            if (bos) printf(n ? "%d " : "%d", (int)mech_tokenizer_eot(tok));
             for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
             printf("\n");
         }

@@ -1,7 +1,9 @@
 /*
-** cli/experiment.c: what the experiment commands (lens, heads, attrib) share:
-** reading a batch of equal-length token sequences from --prompt/--ids, and
-** opening the results database with a new run for the command.
+** cli/experiment.c: what the experiment commands (run, lens, heads, attrib)
+** share: reading a batch of token sequences from --prompt/--ids (BOS in front
+** of text as TransformerLens's default_prepend_bos, sequences of unequal
+** lengths padded with an attention mask as its padding_side), and opening
+** the results database with a new run for the command.
 */
 #include "cli/cli.h"
 
@@ -9,8 +11,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n, int special,
-              cli_inputs *in) {
+int32_t cli_model_bos(const mech_model *m, const mech_tokenizer *tok) {
+    if (mech_model_meta(m, "mech.rasp.source")) return 0;
+    int32_t eot = tok ? mech_tokenizer_eot(tok) : 50256; // the built-in GPT-2 vocabulary's <|endoftext|>
+    return eot >= 0 && eot < m->cfg.d_vocab ? eot : -1;
+}
+
+int cli_batch_opt(const char *cmd, int argc, char **argv, int *i, cli_batch_opts *o) {
+    const char *v;
+    if (!strcmp(argv[*i], "--prepend-bos")) return o->bos = 1, 1;
+    if (!strcmp(argv[*i], "--no-prepend-bos")) return o->bos = 0, 1;
+    if (!strcmp(argv[*i], "--allow-special")) return o->special = 1, 1;
+    int r = cli_opt(cmd, argc, argv, i, "--padding-side", &v);
+    if (r <= 0) return r;
+    if (strcmp(v, "left") && strcmp(v, "right")) {
+        cli_usage(cmd, "--padding-side '%s': expected left or right", v);
+        return -1;
+    }
+    o->pad_left = !strcmp(v, "left");
+    return 1;
+}
+
+int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, const int *is_ids, int n,
+              const cli_batch_opts *o, cli_inputs *in) {
+    static const cli_batch_opts defaults = CLI_BATCH_OPTS_INIT;
+    if (!o) o = &defaults;
     memset(in, 0, sizeof *in);
     mech_err err = {0};
     in->tok = m->tok;
@@ -18,52 +43,106 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
         if (mech_tokenizer_gpt2(&in->own_tok, &err)) return cli_fail(cmd, &err);
         in->tok = in->own_tok;
     }
-    if (n < 1) return cli_usage(cmd, "give the input with --prompt TEXT or --ids 1,2,3");
-    int32_t *seq[256];
-    size_t len[256];
+    int32_t *seq[CLI_MAX_SEQS] = {0};
+    int len[CLI_MAX_SEQS];
+    int rc = 0;
+    int32_t bos = cli_model_bos(m, in->tok);
+    if (n < 1) rc = cli_usage(cmd, "give the input with --prompt TEXT or --ids 1,2,3");
+    else if (n > CLI_MAX_SEQS) rc = cli_usage(cmd, "at most %d sequences", CLI_MAX_SEQS);
+    else if (o->bos == 1 && bos < 0)
+        rc = cli_usage(cmd, "--prepend-bos: this model's vocabulary has no BOS token (<|endoftext|>)");
     mech_rasp_program *prog = NULL; // a compiled model's inputs are --input
-    int rc = cli_compiled_input_check(cmd, m, texts, is_ids, n, &prog);
-    for (int s = 0; s < n && s < 256 && !rc; s++) {
-        seq[s] = NULL;
-        if (is_ids[s] == 2) {
-            rc = cli_compiled_ids(cmd, prog, texts[s], &seq[s], &len[s]);
+    if (!rc) rc = cli_compiled_input_check(cmd, m, texts, is_ids, n, &prog);
+    for (int s = 0; s < n && !rc; s++) {
+        int32_t *ids = NULL;
+        size_t nt = 0;
+        if (is_ids[s] == 2 && o->bos >= 0) {
+            rc = cli_usage(cmd, "--%sprepend-bos: --input always starts with the program's BOS (it applies to --ids)",
+                           o->bos ? "" : "no-");
+        } else if (is_ids[s] == 2) { // BOS included
+            rc = cli_compiled_ids(cmd, prog, texts[s], &ids, &nt);
         } else if (is_ids[s]) {
-            if (cli_ids(cmd, texts[s], &seq[s], &len[s])) rc = 2;
-        } else if (mech_tokenizer_encode(in->tok, texts[s], strlen(texts[s]), special, &seq[s], &len[s], &err)) {
+            if (cli_ids(cmd, texts[s], &ids, &nt)) rc = 2;
+        } else if (mech_tokenizer_encode(in->tok, texts[s], strlen(texts[s]), o->special, &ids, &nt, &err)) {
             rc = cli_fail(cmd, &err);
         }
-        if (!rc && len[s] == 0) rc = cli_usage(cmd, "sequence %d is empty", s + 1);
-        if (!rc && len[s] != len[0])
-            rc = cli_usage(cmd, "sequence %d has %zu tokens but sequence 1 has %zu: a batch needs equal lengths", s + 1,
-                           len[s], len[0]);
-        if (rc) {
-            for (int k = 0; k <= s; k++) free(seq[k]);
-            cli_inputs_free(in);
-            mech_rasp_program_free(prog);
-            return rc;
+        // Text gets BOS unless --no-prepend-bos; id lists are taken as
+        // written unless --prepend-bos.
+        int add = bos >= 0 && is_ids[s] != 2 && (o->bos == 1 || (o->bos < 0 && !is_ids[s]));
+        if (!rc && nt + add == 0) rc = cli_usage(cmd, "sequence %d is empty", s + 1);
+        for (size_t t = 0; t < nt && !rc; t++)
+            if (ids[t] >= m->cfg.d_vocab)
+                rc = cli_usage(cmd, "sequence %d: token id %d is outside the model's vocabulary (ids 0..%d)", s + 1,
+                               (int)ids[t], m->cfg.d_vocab - 1);
+        if (!rc && nt + add > (size_t)m->cfg.n_ctx)
+            rc = cli_usage(cmd, "sequence %d has %zu tokens%s, more than the model's context of %d", s + 1, nt + add,
+                           add ? " with BOS" : "", m->cfg.n_ctx);
+        if (!rc && !(seq[s] = malloc((nt + add) * sizeof *seq[s]))) {
+            fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+            rc = 1;
+        }
+        if (!rc) {
+            if (add) seq[s][0] = bos;
+            if (nt) memcpy(seq[s] + add, ids, nt * sizeof *ids);
+            len[s] = (int)(nt + add);
+        }
+        free(ids);
+    }
+    if (!rc) {
+        in->B = n;
+        in->bos = -1;
+        for (int s = 0; s < n; s++)
+            if (bos >= 0 && (is_ids[s] == 2 || o->bos == 1 || (o->bos < 0 && !is_ids[s]))) in->bos = bos;
+        in->start = calloc((size_t)n, sizeof *in->start);
+        in->len = malloc((size_t)n * sizeof *in->len);
+        int T = 0, equal = 1;
+        for (int s = 0; s < n; s++) equal &= len[s] == len[0];
+        if (!in->start || !in->len ||
+            mech_batch_pad((const int32_t *const *)seq, len, n, bos >= 0 ? bos : 0,
+                           o->pad_left ? MECH_PAD_LEFT : MECH_PAD_RIGHT, &in->ids, &in->mask, &T, &err)) {
+            rc = err.msg[0] ? cli_fail(cmd, &err) : (fprintf(stderr, "mech %s: error: out of memory\n", cmd), 1);
+        } else {
+            in->T = T;
+            for (int s = 0; s < n; s++) in->len[s] = len[s], in->start[s] = o->pad_left ? T - len[s] : 0;
+            if (equal) { // no padding: no mask
+                mech_free(in->mask);
+                in->mask = NULL;
+            }
         }
     }
     mech_rasp_program_free(prog);
-    if (rc) {
-        cli_inputs_free(in);
-        return rc;
-    }
-    in->B = n, in->T = (int)len[0];
-    in->ids = malloc((size_t)n * len[0] * sizeof *in->ids);
-    for (int s = 0; s < n; s++) {
-        if (in->ids) memcpy(in->ids + (size_t)s * len[0], seq[s], len[0] * sizeof *in->ids);
-        free(seq[s]);
-    }
-    if (!in->ids) {
-        cli_inputs_free(in);
-        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
-        return 1;
+    for (int s = 0; s < n && s < CLI_MAX_SEQS; s++) free(seq[s]);
+    if (rc) cli_inputs_free(in);
+    return rc;
+}
+
+int cli_pairs_bos(const char *cmd, const mech_model *m, const mech_tokenizer *tok, cli_pair *p, int n) {
+    if (mech_model_meta(m, "mech.rasp.source"))
+        return cli_usage(cmd, "--prepend-bos: a compiled model's prompts always start with its own BOS already");
+    int32_t bos = cli_model_bos(m, tok);
+    if (bos < 0) return cli_usage(cmd, "--prepend-bos: this model's vocabulary has no BOS token (<|endoftext|>)");
+    for (int i = 0; i < n; i++) {
+        int32_t *c = mech_malloc((p[i].n_clean + 1) * sizeof *c), *r = mech_malloc((p[i].n_corrupt + 1) * sizeof *r);
+        if (!c || !r) {
+            mech_free(c), mech_free(r);
+            fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+            return 1;
+        }
+        c[0] = r[0] = bos;
+        memcpy(c + 1, p[i].clean, p[i].n_clean * sizeof *c);
+        memcpy(r + 1, p[i].corrupt, p[i].n_corrupt * sizeof *r);
+        mech_free(p[i].clean), mech_free(p[i].corrupt);
+        p[i].clean = c, p[i].corrupt = r;
+        p[i].n_clean++, p[i].n_corrupt++;
     }
     return 0;
 }
 
 void cli_inputs_free(cli_inputs *in) {
-    free(in->ids);
+    mech_free(in->ids);
+    mech_free(in->mask);
+    free(in->start);
+    free(in->len);
     mech_tokenizer_free(in->own_tok);
     memset(in, 0, sizeof *in);
 }

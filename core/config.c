@@ -49,8 +49,11 @@ mech_status mech_config_validate(const mech_config *c, mech_err *err) {
         return mech_err_set(err, MECH_ERR_RANGE, "config: act = %d, expected gelu_new, gelu or relu", (int)c->act);
     if ((unsigned)c->norm > MECH_NORM_NONE)
         return mech_err_set(err, MECH_ERR_RANGE, "config: normalization = %d, expected layernorm or none", (int)c->norm);
-    if (c->norm == MECH_NORM_LAYERNORM && !(c->ln_eps > 0 && c->ln_eps < 1))
-        return mech_err_set(err, MECH_ERR_RANGE, "config: ln_eps = %g, expected 0 < eps < 1", c->ln_eps);
+    // Large epsilons are legitimate: LayerNorm-free GPT-2 (gpt2_noLN) ships
+    // eps 1e12 with LayerNorm weights 1e6, so that each LayerNorm computes
+    // x - mean(x) (the statistics are accumulated in double: no overflow).
+    if (c->norm == MECH_NORM_LAYERNORM && !(c->ln_eps > 0 && isfinite(c->ln_eps)))
+        return mech_err_set(err, MECH_ERR_RANGE, "config: ln_eps = %g, expected a finite eps > 0", (double)c->ln_eps);
     if (c->tied_unembed && c->unembed_bias)
         return mech_err_set(err, MECH_ERR_ARG, "config: a tied unembedding has no bias");
     return MECH_OK;
@@ -121,9 +124,9 @@ mech_status mech_config_from_json(const mech_json *j, mech_config *c, mech_err *
     const mech_json *eps = mech_json_get(j, "layer_norm_epsilon");
     if (!eps) eps = mech_json_get(j, "ln_eps");
     if (eps) {
-        if (eps->type != MECH_JSON_NUMBER || !(eps->num > 0 && eps->num < 1) || (float)eps->num == 0)
-            return mech_err_set(err, MECH_ERR_TYPE, "config: layer_norm_epsilon must be a number with 0 < eps < 1 "
-                                "that float32 can hold (> 1e-38)");
+        if (eps->type != MECH_JSON_NUMBER || !(eps->num > 0) || (float)eps->num == 0 || !isfinite((float)eps->num))
+            return mech_err_set(err, MECH_ERR_TYPE, "config: layer_norm_epsilon must be a number > 0 that float32 can "
+                                "hold (1e-38 to 3e38)");
         c->ln_eps = (float)eps->num;
     }
     if (n_embd_set && c->n_heads > 0 && c->d_model % c->n_heads != 0)

@@ -557,6 +557,30 @@ const mech_tensor *mech_run_cached(const mech_run *r, size_t *n);
 int mech_run_batch(const mech_run *r);
 int mech_run_seq_len(const mech_run *r);
 
+// Padded batches. Sequences of unequal lengths run together as B rows of T
+// tokens with an attention mask (B, T): 1 for a real token, 0 for padding;
+// each row's 1s are one contiguous run (padding on the right, on the left or
+// both). As TransformerLens's attention_mask: keys at padding positions get
+// zero attention; positions count from the row's first real token (a
+// left-padded sequence sees the positional embeddings it would see alone);
+// padding tokens get a positional embedding of 0, attend to nothing (pattern
+// row 0, scores -inf, z 0) and read 0 in the logits and in every cached
+// activation of shape (B, T, ...) after the forward. Every value at a real
+// position equals, bit for bit, the value of that sequence run alone.
+// The mask is copied and holds for every later forward; NULL removes it.
+// MECH_ERR_ARG for a row without real tokens or with a gap.
+mech_status mech_run_set_mask(mech_run *r, const uint8_t *mask, mech_err *err);
+// Row b's real tokens are positions [*start, *start + *len) of T.
+void mech_run_row(const mech_run *r, int b, int *start, int *len);
+
+typedef enum mech_pad_side { MECH_PAD_RIGHT = 0, MECH_PAD_LEFT = 1 } mech_pad_side;
+// Lays n sequences (seqs[i] of lens[i] >= 1 tokens) out as one batch of n
+// rows of *T tokens, *T the longest length, the shorter ones filled with pad
+// on side (TransformerLens's padding_side; right is its default). OUT: *ids
+// (n, T) and *mask (n, T, 1 = real token), both owned (mech_free).
+mech_status mech_batch_pad(const int32_t *const *seqs, const int *lens, int n, int32_t pad, mech_pad_side side,
+                           int32_t **ids, uint8_t **mask, int *T, mech_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,6 +37,7 @@ struct mech_run {
     int oom; // the last block failed for want of memory, not because of a hook
     mech_tensor *cached; // views of cached points in firing order
     size_t n_cached;
+    int *row_start, *row_len; // (B) each: the real tokens of a padded batch, or NULL (every row is T long)
 };
 
 // ---------------------------------------------------------------------------
@@ -143,6 +144,8 @@ void mech_run_free(mech_run *r) {
     mech_free(r->pts);
     mech_pool_free(r->pool);
     mech_free(r->cached);
+    mech_free(r->row_start);
+    mech_free(r->row_len);
     mech_free(r);
 }
 
@@ -156,6 +159,75 @@ mech_status mech_run_set_threads(mech_run *r, int n, mech_err *err) {
 
 int mech_run_batch(const mech_run *r) { return r->B; }
 int mech_run_seq_len(const mech_run *r) { return r->T; }
+
+// ---------------------------------------------------------------------------
+// Padded batches
+
+mech_status mech_run_set_mask(mech_run *r, const uint8_t *mask, mech_err *err) {
+    if (!mask) {
+        mech_free(r->row_start);
+        mech_free(r->row_len);
+        r->row_start = r->row_len = NULL;
+        return MECH_OK;
+    }
+    int *start = mech_malloc((size_t)r->B * sizeof *start), *len = mech_malloc((size_t)r->B * sizeof *len);
+    if (!start || !len) {
+        mech_free(start);
+        mech_free(len);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    }
+    for (int b = 0; b < r->B; b++) {
+        const uint8_t *m = mask + (size_t)b * r->T;
+        int s = 0, e;
+        while (s < r->T && !m[s]) s++;
+        for (e = s; e < r->T && m[e]; e++) {}
+        int t = e;
+        while (t < r->T && !m[t]) t++;
+        if (s == r->T || t < r->T) {
+            mech_free(start);
+            mech_free(len);
+            return mech_err_set(err, MECH_ERR_ARG,
+                                "attention mask row %d: %s (the real tokens of a padded row are one run of 1s)", b + 1,
+                                s == r->T ? "no real token" : "the 1s are not contiguous");
+        }
+        start[b] = s, len[b] = e - s;
+    }
+    mech_free(r->row_start);
+    mech_free(r->row_len);
+    r->row_start = start, r->row_len = len;
+    return MECH_OK;
+}
+
+void mech_run_row(const mech_run *r, int b, int *start, int *len) {
+    *start = r->row_start ? r->row_start[b] : 0;
+    *len = r->row_len ? r->row_len[b] : r->T;
+}
+
+mech_status mech_batch_pad(const int32_t *const *seqs, const int *lens, int n, int32_t pad, mech_pad_side side,
+                           int32_t **ids, uint8_t **mask, int *T, mech_err *err) {
+    *ids = NULL, *mask = NULL, *T = 0;
+    if (n < 1) return mech_err_set(err, MECH_ERR_ARG, "a batch needs at least one sequence");
+    int W = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 1) return mech_err_set(err, MECH_ERR_ARG, "sequence %d is empty", i + 1);
+        if (lens[i] > W) W = lens[i];
+    }
+    int32_t *out = mech_malloc((size_t)n * W * sizeof *out);
+    uint8_t *m = mech_calloc((size_t)n * W, 1);
+    if (!out || !m) {
+        mech_free(out);
+        mech_free(m);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for a batch of %d x %d tokens", n, W);
+    }
+    for (int i = 0; i < n; i++) {
+        int s = side == MECH_PAD_LEFT ? W - lens[i] : 0;
+        for (int t = 0; t < W; t++) out[(size_t)i * W + t] = pad;
+        memcpy(out + (size_t)i * W + s, seqs[i], (size_t)lens[i] * sizeof *out);
+        memset(m + (size_t)i * W + s, 1, (size_t)lens[i]);
+    }
+    *ids = out, *mask = m, *T = W;
+    return MECH_OK;
+}
 
 // ---------------------------------------------------------------------------
 // Hooks and cache
@@ -380,10 +452,15 @@ static void affine_rows(rows_job *j, size_t r0, size_t r1) {
 }
 
 static void act_rows(rows_job *j, size_t r0, size_t r1) {
-    size_t n0 = r0 * j->width, n = (r1 - r0) * j->width;
-    if (j->act == MECH_ACT_GELU_NEW) mech_vec_gelu_new(j->out + n0, j->a + n0, n);
-    else if (j->act == MECH_ACT_GELU) mech_vec_gelu_erf(j->out + n0, j->a + n0, n);
-    else mech_vec_relu(j->out + n0, j->a + n0, n);
+    // Row by row, so that a value never depends on where the row sits in the
+    // batch (vector tails may round differently): a padded batch reproduces
+    // each sequence's unpadded run exactly.
+    for (size_t i = r0; i < r1; i++) {
+        size_t n0 = i * j->width, n = j->width;
+        if (j->act == MECH_ACT_GELU_NEW) mech_vec_gelu_new(j->out + n0, j->a + n0, n);
+        else if (j->act == MECH_ACT_GELU) mech_vec_gelu_erf(j->out + n0, j->a + n0, n);
+        else mech_vec_relu(j->out + n0, j->a + n0, n);
+    }
 }
 
 // LayerNorm of x (rows x C) through the scale/normalized hook points; returns
@@ -434,47 +511,90 @@ static void attn_coords(const attn_job *j, int task, int *b, int *h, int *i0, in
     *i1 = *i0 + QB < T ? *i0 + QB : T;
 }
 
-// scores[i0:i1, 0:kend] = q k^T / sqrt(HS), rows at S with row stride lds.
-static void scores_block(const attn_job *j, int b, int h, int i0, int i1, int kend, float *S, int lds) {
-    const mech_config *c = &j->r->m->cfg;
-    int T = j->r->T, A = c->n_heads * c->d_head, HS = c->d_head;
-    const float *q = j->Q + ((size_t)b * T + i0) * A + (size_t)h * HS;
-    const float *k = j->K + (size_t)b * T * A + (size_t)h * HS;
-    mech_matmul_nt(NULL, S, lds, q, A, k, A, NULL, i1 - i0, HS, kend);
-    float scale = (float)sqrt((double)HS);
-    for (int i = 0; i < i1 - i0; i++)
-        for (int t = 0; t < kend; t++) S[(size_t)i * lds + t] /= scale;
+// The real tokens of row b: positions [*s, *e) (the whole row unless the
+// batch is padded).
+static void row_span(const mech_run *r, int b, int *s, int *e) {
+    *s = r->row_start ? r->row_start[b] : 0;
+    *e = r->row_start ? r->row_start[b] + r->row_len[b] : r->T;
 }
 
-// z[i0:i1] = P[i0:i1, 0:kend] @ v[0:kend]
-static void pv_block(const attn_job *j, int b, int h, int i0, int i1, int kend, const float *P, int ldp) {
+// Keys [*k0, *k1) that query i of row b attends to: the row's real tokens up
+// to i (causal) or all of them; none for a padding query, whose pattern row
+// is then 0 and whose z is 0.
+static void query_keys(const mech_run *r, int b, int i, int *k0, int *k1) {
+    int s, e;
+    row_span(r, b, &s, &e);
+    *k0 = s;
+    *k1 = i < s || i >= e ? s : r->m->cfg.causal ? i + 1 : e;
+}
+
+// Keys [*k0, *k1) that any query of the block [i0, i1) of row b reads.
+static void block_keys(const mech_run *r, int b, int i0, int i1, int *k0, int *k1) {
+    int s, e;
+    row_span(r, b, &s, &e);
+    *k0 = s;
+    *k1 = r->m->cfg.causal ? (i1 < e ? i1 : e) : e;
+    if (*k1 < s || i1 <= s || i0 >= e) *k1 = s;
+}
+
+// S[i - i0, t - k0] = q_i k_t / sqrt(HS) for i in [i0, i1), t in [k0, k1),
+// rows of S lds apart. Each value depends only on q_i and k_t, so a padded
+// row gets the same scores as the sequence alone.
+static void scores_block(const attn_job *j, int b, int h, int i0, int i1, int k0, int k1, float *S, int lds) {
     const mech_config *c = &j->r->m->cfg;
     int T = j->r->T, A = c->n_heads * c->d_head, HS = c->d_head;
-    const float *v = j->V + (size_t)b * T * A + (size_t)h * HS;
+    if (k1 <= k0) return;
+    const float *q = j->Q + ((size_t)b * T + i0) * A + (size_t)h * HS;
+    const float *k = j->K + ((size_t)b * T + k0) * A + (size_t)h * HS;
+    mech_matmul_nt(NULL, S, lds, q, A, k, A, NULL, i1 - i0, HS, k1 - k0);
+    float scale = (float)sqrt((double)HS);
+    for (int i = 0; i < i1 - i0; i++)
+        for (int t = 0; t < k1 - k0; t++) S[(size_t)i * lds + t] /= scale;
+}
+
+// z[i0:i1] = P[i0:i1, k0:k1] @ v[k0:k1], P's column k0 at P[0].
+static void pv_block(const attn_job *j, int b, int h, int i0, int i1, int k0, int k1, const float *P, int ldp) {
+    const mech_config *c = &j->r->m->cfg;
+    int T = j->r->T, A = c->n_heads * c->d_head, HS = c->d_head;
     float *z = j->Z + ((size_t)b * T + i0) * A + (size_t)h * HS;
-    mech_matmul(NULL, z, A, P, ldp, v, A, NULL, i1 - i0, kend, HS);
+    if (k1 <= k0) {
+        for (int i = 0; i < i1 - i0; i++) memset(z + (size_t)i * A, 0, (size_t)HS * sizeof *z);
+        return;
+    }
+    const float *v = j->V + ((size_t)b * T + k0) * A + (size_t)h * HS;
+    mech_matmul(NULL, z, A, P, ldp, v, A, NULL, i1 - i0, k1 - k0, HS);
+}
+
+// Softmax of one pattern row whose keys [kb0, kb0 + width) are at row[0..width):
+// over the query's own keys, everything else 0.
+static void softmax_row(const mech_run *r, int b, int i, int kb0, float *row, int width) {
+    int k0, k1;
+    query_keys(r, b, i, &k0, &k1);
+    int n = k1 - k0, off = k0 - kb0; // n >= 0, 0 for a padding query
+    if (n > 0) mech_vec_softmax(row + off, (size_t)n);
+    if (off > 0) memset(row, 0, (size_t)off * sizeof *row);
+    if (off + n < width) memset(row + off + n, 0, (size_t)(width - off - n) * sizeof *row);
 }
 
 static void attn_fused_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     mech_run *r = j->r;
-    int b, h, i0, i1, causal = r->m->cfg.causal;
+    int b, h, i0, i1, k0, k1;
     attn_coords(j, task, &b, &h, &i0, &i1);
-    int kend = causal ? i1 : r->T;
+    block_keys(r, b, i0, i1, &k0, &k1);
+    int nk = k1 - k0;
     size_t bytes = (size_t)QB * r->T * sizeof(float);
-    float *S = mech_pool_scratch(r->pool, thread, bytes), *own = NULL;
-    if (!S && !(S = own = mech_malloc_aligned(bytes))) {
-        atomic_store(&j->oom, 1);
-        return;
+    float *S = NULL, *own = NULL;
+    if (nk > 0) {
+        S = mech_pool_scratch(r->pool, thread, bytes);
+        if (!S && !(S = own = mech_malloc_aligned(bytes))) {
+            atomic_store(&j->oom, 1);
+            return;
+        }
+        scores_block(j, b, h, i0, i1, k0, k1, S, nk);
+        for (int i = i0; i < i1; i++) softmax_row(r, b, i, k0, S + (size_t)(i - i0) * nk, nk);
     }
-    scores_block(j, b, h, i0, i1, kend, S, kend);
-    for (int i = i0; i < i1; i++) {
-        float *row = S + (size_t)(i - i0) * kend;
-        int n = causal ? i + 1 : kend;
-        mech_vec_softmax(row, (size_t)n);
-        for (int t = n; t < kend; t++) row[t] = 0.0f;
-    }
-    pv_block(j, b, h, i0, i1, kend, S, kend);
+    pv_block(j, b, h, i0, i1, k0, k1, S, nk);
     mech_free_aligned(own);
 }
 
@@ -484,40 +604,59 @@ static float *s_rows(const attn_job *j, int b, int h, int i0) {
     return j->S + (((size_t)b * c->n_heads + h) * T + (size_t)i0) * T;
 }
 
+// Scores in full rows of T, -inf where the query does not look (TransformerLens's masked value).
 static void attn_scores_task(void *ctx, int task) {
     attn_job *j = ctx;
-    int b, h, i0, i1, T = j->r->T, causal = j->r->m->cfg.causal;
+    int b, h, i0, i1, k0, k1, T = j->r->T;
     attn_coords(j, task, &b, &h, &i0, &i1);
     float *S = s_rows(j, b, h, i0);
-    int kend = causal ? i1 : T;
-    scores_block(j, b, h, i0, i1, kend, S, T);
-    for (int i = i0; i < i1; i++)
-        for (int t = causal ? i + 1 : T; t < T; t++) S[(size_t)(i - i0) * T + t] = -INFINITY;
+    block_keys(j->r, b, i0, i1, &k0, &k1);
+    scores_block(j, b, h, i0, i1, k0, k1, S + k0, T);
+    for (int i = i0; i < i1; i++) {
+        int q0, q1;
+        query_keys(j->r, b, i, &q0, &q1);
+        float *row = S + (size_t)(i - i0) * T;
+        for (int t = 0; t < T; t++)
+            if (t < q0 || t >= q1) row[t] = -INFINITY;
+    }
 }
 
 static void attn_softmax_task(void *ctx, int task) {
     attn_job *j = ctx;
-    int b, h, i0, i1, T = j->r->T, causal = j->r->m->cfg.causal;
+    int b, h, i0, i1, T = j->r->T;
     attn_coords(j, task, &b, &h, &i0, &i1);
     float *S = s_rows(j, b, h, i0);
     // The copy from the scores is done here, row by row while the row is
     // in cache, rather than as one pass over the whole tensor.
     const float *src = j->scores ? j->scores + (S - j->S) : NULL;
+    int s, e;
+    row_span(j->r, b, &s, &e);
     for (int i = i0; i < i1; i++) {
         float *row = S + (size_t)(i - i0) * T;
         if (src) memcpy(row, src + (size_t)(i - i0) * T, (size_t)T * sizeof(float));
-        int n = causal && !j->full_rows ? i + 1 : T;
-        mech_vec_softmax(row, (size_t)n);
-        if (n < T) memset(row + n, 0, (size_t)(T - n) * sizeof(float));
+        if (!j->full_rows) {
+            softmax_row(j->r, b, i, 0, row, T);
+            continue;
+        }
+        // A hook may have changed masked scores: softmax over the row's
+        // real keys (all T when unpadded); padding stays out of reach.
+        if (i < s || i >= e) {
+            memset(row, 0, (size_t)T * sizeof(float));
+            continue;
+        }
+        mech_vec_softmax(row + s, (size_t)(e - s));
+        memset(row, 0, (size_t)s * sizeof(float));
+        memset(row + e, 0, (size_t)(T - e) * sizeof(float));
     }
 }
 
 static void attn_pv_task(void *ctx, int task) {
     attn_job *j = ctx;
-    int b, h, i0, i1, T = j->r->T;
+    int b, h, i0, i1, k0, k1, T = j->r->T;
     attn_coords(j, task, &b, &h, &i0, &i1);
     // In a causal model the pattern above the diagonal is taken as zero.
-    pv_block(j, b, h, i0, i1, j->r->m->cfg.causal ? i1 : T, s_rows(j, b, h, i0), T);
+    block_keys(j->r, b, i0, i1, &k0, &k1);
+    pv_block(j, b, h, i0, i1, k0, k1, s_rows(j, b, h, i0) + k0, T);
 }
 
 // Scores and/or pattern are cached but no hook reads them: each task does
@@ -525,21 +664,22 @@ static void attn_pv_task(void *ctx, int task) {
 // rows into the cache buffers on the way.
 static void attn_cached_task(void *ctx, int task) {
     attn_job *j = ctx;
-    int b, h, i0, i1, T = j->r->T, causal = j->r->m->cfg.causal;
+    int b, h, i0, i1, k0, k1, T = j->r->T;
     attn_coords(j, task, &b, &h, &i0, &i1);
     float *P = s_rows(j, b, h, i0);
     float *S = j->scores ? (float *)j->scores + (P - j->S) : P;
-    int kend = causal ? i1 : T;
-    scores_block(j, b, h, i0, i1, kend, S, T);
+    block_keys(j->r, b, i0, i1, &k0, &k1);
+    scores_block(j, b, h, i0, i1, k0, k1, S + k0, T);
     for (int i = i0; i < i1; i++) {
         float *srow = S + (size_t)(i - i0) * T, *prow = P + (size_t)(i - i0) * T;
-        int n = causal ? i + 1 : T;
-        for (int t = n; t < T; t++) srow[t] = -INFINITY;
-        if (prow != srow) memcpy(prow, srow, (size_t)n * sizeof(float));
-        mech_vec_softmax(prow, (size_t)n);
-        if (n < T) memset(prow + n, 0, (size_t)(T - n) * sizeof(float));
+        int q0, q1;
+        query_keys(j->r, b, i, &q0, &q1);
+        for (int t = 0; t < T; t++)
+            if (t < q0 || t >= q1) srow[t] = -INFINITY;
+        if (prow != srow && q1 > q0) memcpy(prow + q0, srow + q0, (size_t)(q1 - q0) * sizeof(float));
+        softmax_row(j->r, b, i, 0, prow, T);
     }
-    pv_block(j, b, h, i0, i1, kend, P, T);
+    pv_block(j, b, h, i0, i1, k0, k1, P + k0, T);
 }
 
 // Returns 0, 1 when a hook asked to stop, -1 when out of memory.
@@ -747,6 +887,16 @@ static mech_status prepare(mech_run *r, mech_err *err) {
     return MECH_OK;
 }
 
+// The positional embedding row of token t of row b: its position within its
+// own sequence (a left-padded row starts at its first real token, as
+// TransformerLens counts positions from the attention mask), or NULL for
+// padding, whose positional embedding is 0 (TransformerLens's choice too).
+static const float *pos_row(const mech_run *r, int b, int t) {
+    int s, e;
+    row_span(r, b, &s, &e);
+    return t < s || t >= e ? NULL : r->m->wpe + (size_t)(t - s) * r->m->cfg.d_model;
+}
+
 static const float *embed(mech_run *r, const int32_t *ids, float *x) {
     const mech_config *c = &r->m->cfg;
     size_t C = (size_t)c->d_model;
@@ -755,21 +905,45 @@ static const float *embed(mech_run *r, const int32_t *ids, float *x) {
     if (!active(pe) && !active(pp)) {
         for (int b = 0; b < r->B; b++)
             for (int t = 0; t < T; t++) {
-                const float *e = r->m->wte + (size_t)ids[b * T + t] * C, *p = r->m->wpe + (size_t)t * C;
+                const float *e = r->m->wte + (size_t)ids[b * T + t] * C, *p = pos_row(r, b, t);
                 float *y = x + ((size_t)b * T + t) * C;
-                for (size_t k = 0; k < C; k++) y[k] = e[k] + p[k];
+                if (p) for (size_t k = 0; k < C; k++) y[k] = e[k] + p[k];
+                else for (size_t k = 0; k < C; k++) y[k] = e[k] + 0.0f;
             }
         return x;
     }
     float *E = pbuf(r, pe), *P = pbuf(r, pp);
     for (int b = 0; b < r->B; b++)
         for (int t = 0; t < T; t++) {
+            const float *p = pos_row(r, b, t);
             memcpy(E + ((size_t)b * T + t) * C, r->m->wte + (size_t)ids[b * T + t] * C, C * sizeof(float));
-            memcpy(P + ((size_t)b * T + t) * C, r->m->wpe + (size_t)t * C, C * sizeof(float));
+            if (p) memcpy(P + ((size_t)b * T + t) * C, p, C * sizeof(float));
+            else memset(P + ((size_t)b * T + t) * C, 0, C * sizeof(float));
         }
     if (fire(pe, E) || fire(pp, P)) return NULL;
     add(r, x, E, P, (size_t)r->B * T, C);
     return x;
+}
+
+// Padding positions read 0 in the logits and in every cached activation of
+// shape (B, T, ...), so that nothing computed from a padding token reaches a
+// result (patterns and scores are already 0 and -inf there).
+static void clear_padding(mech_run *r) {
+    if (!r->row_start) return;
+    for (size_t i = 0; i < r->n_cached + 1; i++) {
+        const mech_tensor *t = i < r->n_cached ? &r->cached[i] : NULL;
+        float *data = t ? t->data : r->logits_valid ? r->logits : NULL;
+        if (!data || (t && (t->ndim < 2 || t->shape[1] != r->T || strstr(t->name, "hook_attn_scores") ||
+                            strstr(t->name, "hook_pattern"))))
+            continue;
+        size_t width = t ? mech_tensor_numel(t) / ((size_t)r->B * r->T) : (size_t)r->m->cfg.d_vocab;
+        for (int b = 0; b < r->B; b++) {
+            int s, e;
+            row_span(r, b, &s, &e);
+            for (int pos = 0; pos < r->T; pos++)
+                if (pos < s || pos >= e) memset(data + ((size_t)b * r->T + pos) * width, 0, width * sizeof(float));
+        }
+    }
 }
 
 mech_status mech_run_forward(mech_run *r, const int32_t *ids, mech_err *err) {
@@ -814,12 +988,16 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
         if (!x) return mech_err_set(err, MECH_ERR_CANCELLED, "a hook stopped the run in block %d", l);
     }
     r->resid_end = x;
-    if (stop < L) return MECH_OK;
+    if (stop < L) {
+        clear_padding(r);
+        return MECH_OK;
+    }
     int halt = 0;
     const float *in = layer_norm(r, x, r->m->lnf_w, r->m->lnf_b, -1, HK_LNF_SCALE, HK_LNF_NORM, &halt);
     if (halt) return mech_err_set(err, MECH_ERR_CANCELLED, "a hook stopped the run at ln_final");
     mech_matmul_nt(r->pool, r->logits, c->d_vocab, in, (int)C, r->m->unembed, (int)C, r->m->unembed_b,
                    (int)rows, (int)C, c->d_vocab);
     r->logits_valid = 1;
+    clear_padding(r);
     return MECH_OK;
 }

@@ -60,6 +60,35 @@ void mech_pairs_free(mech_pair *p, int n) {
     mech_free(p);
 }
 
+// Returns ids[0..n) with bos in front, or NULL when out of memory.
+static int32_t *with_bos(const int32_t *ids, int n, int32_t bos) {
+    int32_t *out = mech_malloc((size_t)(n + 1) * sizeof *out);
+    if (!out) return NULL;
+    out[0] = bos;
+    memcpy(out + 1, ids, (size_t)n * sizeof *out);
+    return out;
+}
+
+mech_status mech_pairs_prepend_bos(mech_pair *p, int n, int32_t bos, mech_err *err) {
+    if (bos < 0) return mech_err_set(err, MECH_ERR_ARG, "dataset: BOS id %d is negative", (int)bos);
+    // Everything is allocated before anything changes: all pairs get BOS or none.
+    int32_t **c = mech_calloc((size_t)(n > 0 ? n : 1), sizeof *c), **r = mech_calloc((size_t)(n > 0 ? n : 1), sizeof *r);
+    int ok = c && r;
+    for (int i = 0; ok && i < n; i++)
+        ok = (c[i] = with_bos(p[i].clean, p[i].n, bos)) && (r[i] = with_bos(p[i].corrupt, p[i].n, bos));
+    if (!ok) {
+        for (int i = 0; c && r && i < n; i++) mech_free(c[i]), mech_free(r[i]);
+        mech_free(c), mech_free(r);
+        return mech_err_set(err, MECH_ERR_NOMEM, "dataset: out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        mech_free(p[i].clean), mech_free(p[i].corrupt);
+        p[i].clean = c[i], p[i].corrupt = r[i], p[i].n++;
+    }
+    mech_free(c), mech_free(r);
+    return MECH_OK;
+}
+
 static mech_status alloc_pairs(int n, mech_pair **out, mech_err *err) {
     if (!out) return mech_err_set(err, MECH_ERR_ARG, "dataset: out is NULL");
     *out = NULL;

@@ -47,7 +47,12 @@ mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int
     if ((int)kind < 0 || kind >= MECH_HEAD_KIND_COUNT_) return mech_err_set(err, MECH_ERR_ARG, "unknown head kind %d", (int)kind);
     if (measure != MECH_HEAD_MUL && measure != MECH_HEAD_ABS)
         return mech_err_set(err, MECH_ERR_ARG, "unknown error measure %d", (int)measure);
-    if (T < 2) return mech_err_set(err, MECH_ERR_ARG, "head scores need at least 2 positions, got T=%d", T);
+    for (int b = 0; b < B; b++) {
+        int s0, n;
+        mech_run_row(run, b, &s0, &n);
+        if (n < 2)
+            return mech_err_set(err, MECH_ERR_ARG, "head scores need at least 2 positions, got %d (sequence %d)", n, b + 1);
+    }
     const float *pat[L > 0 ? L : 1];
     for (int l = 0; l < L; l++) {
         char name[64];
@@ -60,24 +65,28 @@ mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int
     if (!D) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
     for (int i = 0; i < L * NH; i++) scores[i] = 0;
     for (int b = 0; b < B; b++) {
-        reference(D, tokens + (size_t)b * T, T, kind);
+        // A padded sequence is scored on its own tokens, as if run alone:
+        // the block [s0, s0 + n) of its pattern, column s0 its first token.
+        int s0, n;
+        mech_run_row(run, b, &s0, &n);
+        reference(D, tokens + (size_t)b * T + s0, n, kind);
         for (int l = 0; l < L; l++)
             for (int h = 0; h < NH; h++) {
-                const float *A = pat[l] + ((size_t)b * NH + h) * T * T; // [T, T]
+                const float *A = pat[l] + ((size_t)b * NH + h) * T * T + (size_t)s0 * T + s0; // [n, n], rows T apart
                 double hit = 0, mass = 0, absdiff = 0;
-                for (int i = 0; i < T; i++)
-                    for (int j = 0; j < T; j++) {
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) {
                         double a = A[(size_t)i * T + j];
                         if ((exclude_bos && j == 0) || (exclude_current && i == j)) a = 0;
-                        int dij = D[(size_t)i * T + j];
+                        int dij = D[(size_t)i * n + j];
                         hit += a * dij;
                         mass += a;
                         absdiff += fabs(a - dij);
                     }
-                double s;
-                if (measure == MECH_HEAD_MUL) s = mass > 0 ? hit / mass : 0;
-                else s = 1 - round(absdiff / T * 1000) / 1000; // mean over T*T, times T
-                scores[l * NH + h] += s / B;
+                double sc;
+                if (measure == MECH_HEAD_MUL) sc = mass > 0 ? hit / mass : 0;
+                else sc = 1 - round(absdiff / n * 1000) / 1000; // mean over n*n, times n
+                scores[l * NH + h] += sc / B;
             }
     }
     mech_free(D);

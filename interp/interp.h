@@ -46,7 +46,10 @@ typedef struct mech_lens_row {
 // computed in double. k in [0, MECH_LENS_MAX_K]. targets: B*T token ids
 // (one per batch item and position; -1 for none) or NULL.
 // OUT: *rows (owned, mech_free), *n_rows = (L+1)*B*T, ordered layer, batch,
-// position: rows[(l*B + b)*T + t].
+// position: rows[(l*B + b)*T + t]. In a padded batch (a run with an attention
+// mask) only each sequence's own positions have rows, numbered from its
+// first token (pos 0..len-1, as when run alone): (L+1) * sum(len) rows in the
+// same order; targets stay indexed by the padded position.
 // Needs: blocks.*.hook_resid_pre and blocks.{L-1}.hook_resid_post.
 // Errors: MECH_ERR_ARG (k out of range, missing cache), MECH_ERR_RANGE (a
 // target >= V), MECH_ERR_NOMEM.
@@ -124,8 +127,9 @@ typedef struct mech_dla {
     double *logit;     // [B]: the model's logit (difference) at pos, from the run's logits
 } mech_dla;
 
-// Direct logit attribution at position pos (-1: the last) of every batch
-// item: the final residual stream split into embedding (hook_embed +
+// Direct logit attribution at position pos (-1: the last; counted within
+// each sequence of a padded batch, so -1 is each one's own last token) of
+// every batch item: the final residual stream split into embedding (hook_embed +
 // hook_pos_embed), each head (attn.hook_result), each layer's attention
 // output bias b_O and each MLP (hook_mlp_out); each component is centred,
 // divided by the cached ln_final.hook_scale (no centring and no scale
@@ -140,6 +144,19 @@ typedef struct mech_dla {
 mech_status mech_lens_dla(const mech_model *m, const mech_run *run, int pos, const int32_t *answer,
                           const int32_t *wrong, mech_dla **out, mech_err *err);
 void mech_dla_free(mech_dla *d);
+// How the final LayerNorm enters the attribution. CACHED divides every
+// component by the ln_final.hook_scale the run cached (TransformerLens's
+// apply_ln_to_stack): the components sum to the logit, but each one depends
+// on all the others through that scale. EXACT is for LayerNorm-free models
+// (gpt2_noLN: layer_norm_epsilon 1e12, so ln_final computes (x - mean) w /
+// sqrt(eps) + b): it divides by sqrt(eps), the same for every input, so each
+// component's attribution is a fixed linear function of that component
+// alone, with no approximation; refused (MECH_ERR_ARG) when a cached scale
+// differs from sqrt(eps) by more than 1e-6 relative (the LayerNorm is not
+// linear on this input). Models without LayerNorm: both are the same.
+typedef enum mech_dla_ln { MECH_DLA_LN_CACHED, MECH_DLA_LN_EXACT } mech_dla_ln;
+mech_status mech_lens_dla_ex(const mech_model *m, const mech_run *run, int pos, const int32_t *answer,
+                             const int32_t *wrong, mech_dla_ln ln, mech_dla **out, mech_err *err);
 
 // ---------------------------------------------------------------------------
 // Head scores (interp/heads.c): TransformerLens's head_detector
@@ -162,9 +179,12 @@ typedef enum mech_head_measure {
 // batch item's tokens, averaged over the batch. A is the cached
 // blocks.l.attn.hook_pattern of the head; exclude_bos zeroes its column 0,
 // exclude_current its diagonal (before the score, as TransformerLens).
-// tokens: [B*T] (the ids the run was given). OUT: scores[L*NH] (caller's
-// storage), scores[l*NH + h]. Needs blocks.*.attn.hook_pattern and T >= 2.
-// Errors: MECH_ERR_ARG (missing cache, T < 2, bad kind).
+// tokens: [B*T] (the ids the run was given). In a padded batch (a run with
+// an attention mask) each sequence is scored on its own tokens and the block
+// of its pattern they span, exactly as when run alone (column 0 is its first
+// token). OUT: scores[L*NH] (caller's storage), scores[l*NH + h]. Needs
+// blocks.*.attn.hook_pattern and at least 2 tokens in every sequence.
+// Errors: MECH_ERR_ARG (missing cache, fewer than 2 tokens, bad kind).
 mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int32_t *tokens, mech_head_kind kind,
                              mech_head_measure measure, int exclude_bos, int exclude_current,
                              double *scores, mech_err *err);
@@ -316,6 +336,13 @@ typedef struct mech_pair {
 
 // Frees the n pairs' arrays and the array p itself (NULL is fine).
 void mech_pairs_free(mech_pair *p, int n);
+// Puts bos (>= 0; <|endoftext|>, 50256, for GPT-2) in front of both prompts
+// of every pair (n grows by one; answers and texts unchanged), as
+// TransformerLens's prepend_bos. The GPT-2 datasets below follow the ACDC
+// reference, which tokenizes them without BOS (its greater-than metric
+// reads fixed positions), so they have none unless this is called. All pairs
+// or none: MECH_ERR_NOMEM leaves p as it was.
+mech_status mech_pairs_prepend_bos(mech_pair *p, int n, int32_t bos, mech_err *err);
 
 // Indirect object identification, ABBA order, no BOS, final " IO" dropped:
 //   "When Mary and John went to the store, John gave a drink to"

@@ -142,7 +142,15 @@ mech_status mech_lens_logit(const mech_model *m, const mech_run *run, int k, con
     const float *res[L + 1];
     for (int l = 0; l <= L; l++)
         if (!(res[l] = resid_layer(m, run, l, err))) return err ? err->code : MECH_ERR_ARG;
-    size_t n = (size_t)(L + 1) * B * T;
+    // A padded batch: only each sequence's own positions, numbered from its
+    // first token.
+    size_t total = 0;
+    for (int b = 0; b < B; b++) {
+        int s0, nb;
+        mech_run_row(run, b, &s0, &nb);
+        total += (size_t)nb;
+    }
+    size_t n = (size_t)(L + 1) * total;
     mech_lens_row *out = mech_calloc(n, sizeof *out);
     float *xl = mech_malloc((size_t)T * C * sizeof *xl);
     float *z = mech_malloc((size_t)T * V * sizeof *z);
@@ -154,22 +162,27 @@ mech_status mech_lens_logit(const mech_model *m, const mech_run *run, int k, con
         st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the logit lens (T=%d, V=%d)", T, V);
         goto fail;
     }
+    size_t off = 0; // rows of the sequences before b
     for (int b = 0; b < B; b++) {
+        int s0, nb;
+        mech_run_row(run, b, &s0, &nb);
         // Layer L first: its distribution is the reference for every KL.
         for (int li = 0; li <= L; li++) {
             int l = li == 0 ? L : li - 1;
-            final_ln(m, xl, res[l] + (size_t)b * T * C, T);
-            mech_matmul_nt(pool, z, V, xl, C, m->unembed, C, m->unembed_b, T, C, V);
-            for (int t = 0; t < T; t++) {
-                mech_lens_row *row = &out[((size_t)l * B + b) * T + t];
+            final_ln(m, xl, res[l] + ((size_t)b * T + s0) * C, nb);
+            mech_matmul_nt(pool, z, V, xl, C, m->unembed, C, m->unembed_b, nb, C, V);
+            for (int t = 0; t < nb; t++) {
+                mech_lens_row *row = &out[(size_t)l * total + off + t];
                 row->layer = l, row->batch = b, row->pos = t;
-                row->target = targets && targets[b * T + t] >= 0 ? targets[b * T + t] : -1;
+                int at = b * T + s0 + t;
+                row->target = targets && targets[at] >= 0 ? targets[at] : -1;
                 const float *zt = z + (size_t)t * V;
                 double *lp = l == L ? final + (size_t)t * V : logp;
                 log_softmax(lp, zt, V);
                 lens_stats(row, zt, lp, l == L ? NULL : final + (size_t)t * V, V, k);
             }
         }
+        off += (size_t)nb;
     }
     *rows = out;
     *n_rows = n;
@@ -366,13 +379,33 @@ static double project(const float *x, const double *dir, double dir_sum, double 
 
 mech_status mech_lens_dla(const mech_model *m, const mech_run *run, int pos, const int32_t *answer,
                           const int32_t *wrong, mech_dla **out, mech_err *err) {
+    return mech_lens_dla_ex(m, run, pos, answer, wrong, MECH_DLA_LN_CACHED, out, err);
+}
+
+// The relative distance of a LayerNorm scale from sqrt(eps) below which the
+// LayerNorm is taken as linear: var/eps < 2e-6, far below float32 rounding
+// of the logits for gpt2_noLN (var ~ 1e3, eps 1e12: 5e-10).
+#define DLA_LINEAR_TOL 1e-6
+
+mech_status mech_lens_dla_ex(const mech_model *m, const mech_run *run, int pos, const int32_t *answer,
+                             const int32_t *wrong, mech_dla_ln ln_mode, mech_dla **out, mech_err *err) {
     *out = NULL;
+    if (ln_mode != MECH_DLA_LN_CACHED && ln_mode != MECH_DLA_LN_EXACT)
+        return mech_err_set(err, MECH_ERR_ARG, "unknown final LayerNorm mode %d", (int)ln_mode);
     const mech_config *cfg = &m->cfg;
     int L = cfg->n_layers, NH = cfg->n_heads, C = cfg->d_model, V = cfg->d_vocab;
     int B = mech_run_batch(run), T = mech_run_seq_len(run);
     int has_mlp = !cfg->attn_only, ln = cfg->norm != MECH_NORM_NONE && m->lnf_w;
-    if (pos < 0) pos += T;
-    if (pos < 0 || pos >= T) return mech_err_set(err, MECH_ERR_RANGE, "position %d out of range for T=%d", pos, T);
+    // pos counts within each sequence (from its end when negative), so a
+    // padded batch reads each sequence at its own position.
+    for (int b = 0; b < B; b++) {
+        int s0, nb;
+        mech_run_row(run, b, &s0, &nb);
+        int p = pos < 0 ? pos + nb : pos;
+        if (p < 0 || p >= nb)
+            return mech_err_set(err, MECH_ERR_RANGE, "position %d out of range for sequence %d of %d tokens", pos, b + 1,
+                                nb);
+    }
     for (int b = 0; b < B; b++) {
         if (answer[b] < 0 || answer[b] >= V)
             return mech_err_set(err, MECH_ERR_RANGE, "answer token %d (batch %d) out of range [0, %d)", answer[b], b, V);
@@ -422,6 +455,9 @@ mech_status mech_lens_dla(const mech_model *m, const mech_run *run, int pos, con
     }
     const float *logits = mech_run_logits(run);
     for (int b = 0; b < B; b++) {
+        int s0, nb;
+        mech_run_row(run, b, &s0, &nb);
+        int at = s0 + (pos < 0 ? pos + nb : pos); // the position in the padded row
         int a = answer[b], w = wrong && wrong[b] >= 0 ? wrong[b] : -1;
         const float *ua = m->unembed + (size_t)a * C, *uw = w >= 0 ? m->unembed + (size_t)w * C : NULL;
         double dir_sum = 0, bias = 0;
@@ -434,13 +470,29 @@ mech_status mech_lens_dla(const mech_model *m, const mech_run *run, int pos, con
         if (m->unembed_b) bias += (double)m->unembed_b[a] - (w >= 0 ? m->unembed_b[w] : 0);
         d->bias[b] = bias;
         if (logits) {
-            const float *lg = logits + ((size_t)b * T + pos) * V;
+            const float *lg = logits + ((size_t)b * T + at) * V;
             d->logit[b] = (double)lg[a] - (w >= 0 ? lg[w] : 0);
         } else {
             d->logit[b] = NAN;
         }
-        double s = ln ? scale[(size_t)b * T + pos] : 1.0;
-        size_t row = (size_t)b * T + pos; // (b, pos) in a [B, T, ...] tensor
+        double s = ln ? scale[(size_t)b * T + at] : 1.0;
+        if (ln && ln_mode == MECH_DLA_LN_EXACT) {
+            // A LayerNorm-free model: ln_final is the fixed linear map
+            // (x - mean) * w / sqrt(eps) + b, whatever the input.
+            double s_fixed = sqrt((double)cfg->ln_eps);
+            if (fabs(s / s_fixed - 1) > DLA_LINEAR_TOL) {
+                mech_dla_free(d);
+                mech_free(dir);
+                mech_free(tmp);
+                return mech_err_set(err, MECH_ERR_ARG,
+                                    "exact attribution needs a LayerNorm-free model (ln_final linear: its scale "
+                                    "sqrt(var + eps) = sqrt(eps)), but sequence %d has scale %.6g against sqrt(eps) = "
+                                    "%.6g (eps %g); use the cached scale",
+                                    b + 1, s, s_fixed, (double)cfg->ln_eps);
+            }
+            s = s_fixed;
+        }
+        size_t row = (size_t)b * T + at; // (b, at) in a [B, T, ...] tensor
         c = 0;
         for (int i = 0; i < C; i++) tmp[i] = embed[row * C + i] + pos_embed[row * C + i];
         d->attr[(size_t)c++ * B + b] = project(tmp, dir, dir_sum, s, ln, C);

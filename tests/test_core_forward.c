@@ -540,6 +540,144 @@ static void test_forward_variants(void **state) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Padded batches: each sequence of a padded batch gets, at its real
+// positions, exactly (bit for bit) what it gets run alone, on both padding
+// sides, through every attention path (fused, cached, hooked); padding reads
+// 0 in the logits and caches and gets no attention.
+
+static int same_hook(mech_tensor *t, int layer, void *user) { return 0; }
+
+enum { PB = 3, PV = 97 };
+
+static void check_padded(const mech_config *cfg, int side, int path) {
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_random(cfg, 5, &m, &err), MECH_OK);
+    int lens[PB] = {5, 70, 12};
+    int32_t *seqs[PB];
+    for (int b = 0; b < PB; b++) {
+        seqs[b] = malloc((size_t)lens[b] * sizeof(int32_t));
+        for (int t = 0; t < lens[b]; t++) seqs[b][t] = (int32_t)((t * 31 + b * 17 + 3) % PV);
+    }
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    int Tp = 0;
+    assert_int_equal(mech_batch_pad((const int32_t *const *)seqs, lens, PB, 96, (mech_pad_side)side, &ids, &mask, &Tp, &err),
+                     MECH_OK);
+    assert_int_equal(Tp, 70);
+    // path 0: nothing cached (fused attention); 1: everything cached; 2: hooks on scores and pattern
+    const char *glob = path == 1 ? "*" : NULL;
+    mech_run *r = run_cached(m, PB, Tp, glob);
+    if (path == 2) {
+        assert_int_equal(mech_run_hook(r, "blocks.*.attn.hook_attn_scores", same_hook, NULL, &err), MECH_OK);
+        assert_int_equal(mech_run_hook(r, "blocks.*.attn.hook_pattern", same_hook, NULL, &err), MECH_OK);
+        assert_int_equal(mech_run_cache(r, "blocks.*.attn.hook_pattern", &err), MECH_OK);
+        assert_int_equal(mech_run_cache(r, "blocks.*.hook_resid_post", &err), MECH_OK);
+    }
+    assert_int_equal(mech_run_set_mask(r, mask, &err), MECH_OK);
+    forward(r, ids);
+    int V = cfg->d_vocab, H = cfg->n_heads;
+    for (int b = 0; b < PB; b++) {
+        int n = lens[b], s0, n0;
+        mech_run_row(r, b, &s0, &n0);
+        assert_int_equal(n0, n);
+        assert_int_equal(s0, side == MECH_PAD_LEFT ? Tp - n : 0);
+        mech_run *one = run_cached(m, 1, n, glob);
+        if (path == 2) {
+            assert_int_equal(mech_run_cache(one, "blocks.*.attn.hook_pattern", &err), MECH_OK);
+            assert_int_equal(mech_run_cache(one, "blocks.*.hook_resid_post", &err), MECH_OK);
+        }
+        forward(one, seqs[b]);
+        const float *lp = mech_run_logits(r) + (size_t)b * Tp * V, *l1 = mech_run_logits(one);
+        for (int t = 0; t < Tp; t++)
+            for (int v = 0; v < V; v++) {
+                float got = lp[(size_t)t * V + v];
+                if (t >= s0 && t < s0 + n) {
+                    if (got != l1[(size_t)(t - s0) * V + v])
+                        fail_msg("side %d path %d row %d pos %d: logit %d %.9g, alone %.9g", side, path, b, t, v,
+                                 got, l1[(size_t)(t - s0) * V + v]);
+                } else if (got != 0) {
+                    fail_msg("side %d path %d row %d: padding position %d has logit %g", side, path, b, t, got);
+                }
+            }
+        size_t nc;
+        const mech_tensor *cp = mech_run_cached(r, &nc);
+        for (size_t i = 0; i < nc; i++) {
+            const mech_tensor *a = &cp[i], *o = mech_run_get(one, a->name);
+            assert_non_null(o);
+            if (strstr(a->name, "hook_pattern") || strstr(a->name, "hook_attn_scores")) {
+                for (int h = 0; h < H; h++)
+                    for (int q = 0; q < Tp; q++)
+                        for (int k = 0; k < Tp; k++) {
+                            float got = a->data[(((size_t)b * H + h) * Tp + q) * Tp + k];
+                            int real = q >= s0 && q < s0 + n && k >= s0 && k < s0 + n;
+                            float want = real ? o->data[((size_t)h * n + q - s0) * n + k - s0]
+                                              : strstr(a->name, "hook_pattern") ? 0.0f : -INFINITY;
+                            if (got != want)
+                                fail_msg("side %d path %d %s row %d head %d [%d, %d]: %g, want %g", side, path, a->name,
+                                         b, h, q, k, got, want);
+                        }
+                continue;
+            }
+            size_t w = mech_tensor_numel(a) / ((size_t)PB * Tp);
+            for (int t = 0; t < Tp; t++) {
+                const float *g = a->data + ((size_t)b * Tp + t) * w;
+                int real = t >= s0 && t < s0 + n;
+                for (size_t k = 0; k < w; k++) {
+                    float want = real ? o->data[(size_t)(t - s0) * w + k] : 0.0f;
+                    if (g[k] != want)
+                        fail_msg("side %d path %d %s row %d pos %d [%zu]: %.9g, want %.9g", side, path, a->name, b, t,
+                                 k, g[k], want);
+                }
+            }
+        }
+        mech_run_free(one);
+    }
+    mech_run_free(r);
+    mech_free(ids);
+    mech_free(mask);
+    for (int b = 0; b < PB; b++) free(seqs[b]);
+    mech_model_free(m);
+}
+
+static void test_forward_padded_batch_equals_unpadded(void **state) {
+    mech_config c = {.n_layers = 2, .n_heads = 3, .d_model = 24, .d_head = 8, .d_mlp = 40, .n_ctx = 80,
+                     .d_vocab = PV, .act = MECH_ACT_GELU_NEW, .norm = MECH_NORM_LAYERNORM, .attn_only = 0,
+                     .causal = 1, .ln_eps = 1e-5f, .tied_unembed = 1, .unembed_bias = 0};
+    for (int variant = 0; variant < 3; variant++) {
+        mech_config v = c;
+        if (variant == 1) v.causal = 0, v.act = MECH_ACT_GELU; // bidirectional: every key of the row
+        if (variant == 2) v.attn_only = 1, v.d_mlp = 0, v.norm = MECH_NORM_NONE, v.tied_unembed = 0, v.unembed_bias = 1;
+        for (int side = 0; side < 2; side++)
+            for (int path = 0; path < 3; path++) check_padded(&v, side, path);
+    }
+}
+
+static void test_forward_mask_errors(void **state) {
+    mech_model *m = load_tiny();
+    mech_err err = {0};
+    mech_run *r = run_cached(m, 2, 4, NULL);
+    uint8_t gap[8] = {1, 1, 1, 1, 1, 0, 1, 0}, none[8] = {1, 1, 1, 1, 0, 0, 0, 0};
+    assert_int_equal(mech_run_set_mask(r, gap, &err), MECH_ERR_ARG);
+    assert_non_null(strstr(err.msg, "row 2"));
+    assert_int_equal(mech_run_set_mask(r, none, &err), MECH_ERR_ARG);
+    assert_non_null(strstr(err.msg, "no real token"));
+    int s, n;
+    mech_run_row(r, 1, &s, &n); // a refused mask leaves the run unpadded
+    assert_int_equal(s, 0);
+    assert_int_equal(n, 4);
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    int Tp = 0, lens[2] = {3, 0};
+    const int32_t a[3] = {1, 2, 3};
+    const int32_t *seqs[2] = {a, a};
+    assert_int_equal(mech_batch_pad(seqs, lens, 2, 0, MECH_PAD_RIGHT, &ids, &mask, &Tp, &err), MECH_ERR_ARG);
+    assert_null(ids);
+    mech_run_free(r);
+    mech_model_free(m);
+}
+
 // A cache that cannot fit in this machine's memory is refused up front.
 static void test_forward_cache_too_big_is_refused(void **state) {
     mech_config c = {.n_layers = 64, .n_heads = 64, .d_model = 8, .d_head = 1, .d_mlp = 8, .n_ctx = 512,
@@ -597,6 +735,8 @@ int main(void) {
         cmocka_unit_test(test_forward_threads_agree),
         cmocka_unit_test(test_forward_errors),
         cmocka_unit_test(test_forward_variants),
+        cmocka_unit_test(test_forward_padded_batch_equals_unpadded),
+        cmocka_unit_test(test_forward_mask_errors),
         cmocka_unit_test(test_forward_cache_too_big_is_refused),
         cmocka_unit_test(test_hook_names_and_globs),
     };

@@ -11,6 +11,7 @@
 #include "core/core.h"
 #include "tests/support/check.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,182 @@ static void test_config_json_round_trip(void **state) {
     assert_non_null(strstr(err.msg, "n_heads"));
 }
 
+// ---------------------------------------------------------------------------
+// LayerNorm-free GPT-2 (Heimersheim 2024, gpt2_noLN) as it is shipped: a
+// GPT2LMHeadModel safetensors ("transformer." names, no mech metadata) whose
+// config.json sets layer_norm_epsilon 1e12, with ln_1/ln_2 weights 1e6 and
+// biases 0 and ln_f's weights scaled by 1e6, so that every LayerNorm computes
+// (x - mean(x)) times a constant. The logits must match a float64 forward
+// pass of the same file with the LayerNorm formula taken literally.
+
+enum { NL = 2, NNH = 2, NC = 16, NHS = 8, NM = 32, NV = 50, NT = 7 };
+
+static double gelu_new_d(double x) { return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+
+// y[C] = LayerNorm(x[C]) in double: (x - mean) / sqrt(var + eps) * w + b.
+static void ln_d(double *y, const double *x, const float *w, const float *b, double eps) {
+    double mean = 0, var = 0;
+    for (int c = 0; c < NC; c++) mean += x[c];
+    mean /= NC;
+    for (int c = 0; c < NC; c++) var += (x[c] - mean) * (x[c] - mean);
+    var /= NC;
+    for (int c = 0; c < NC; c++) y[c] = (x[c] - mean) / sqrt(var + eps) * w[c] + b[c];
+}
+
+// The float64 forward of m on ids[NT]: logits[NT * NV].
+static void forward_d(const mech_model *m, const int32_t *ids, double eps, double *logits) {
+    static double x[NT][NC], h[NT][NC], q[NT][NNH * NHS], k[NT][NNH * NHS], v[NT][NNH * NHS], z[NT][NNH * NHS];
+    static double f[NT][NM];
+    const int A = NNH * NHS;
+    for (int t = 0; t < NT; t++)
+        for (int c = 0; c < NC; c++) x[t][c] = (double)m->wte[ids[t] * NC + c] + m->wpe[t * NC + c];
+    for (int l = 0; l < NL; l++) {
+        const mech_layer_weights *w = &m->layers[l];
+        for (int t = 0; t < NT; t++) {
+            ln_d(h[t], x[t], w->ln1_w, w->ln1_b, eps);
+            for (int o = 0; o < 3 * A; o++) {
+                double acc = w->qkv_b[o];
+                for (int c = 0; c < NC; c++) acc += h[t][c] * w->qkv_w[c * 3 * A + o];
+                (o < A ? q[t] : o < 2 * A ? k[t] : v[t])[o % A] = acc;
+            }
+        }
+        for (int hd = 0; hd < NNH; hd++)
+            for (int i = 0; i < NT; i++) {
+                double s[NT], mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= i; j++) {
+                    s[j] = 0;
+                    for (int d = 0; d < NHS; d++) s[j] += q[i][hd * NHS + d] * k[j][hd * NHS + d];
+                    s[j] /= sqrt((double)NHS);
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (int j = 0; j <= i; j++) sum += s[j] = exp(s[j] - mx);
+                for (int d = 0; d < NHS; d++) {
+                    double acc = 0;
+                    for (int j = 0; j <= i; j++) acc += s[j] / sum * v[j][hd * NHS + d];
+                    z[i][hd * NHS + d] = acc;
+                }
+            }
+        for (int t = 0; t < NT; t++)
+            for (int c = 0; c < NC; c++) {
+                double acc = w->o_b[c];
+                for (int a = 0; a < A; a++) acc += z[t][a] * w->o_w[a * NC + c];
+                x[t][c] += acc;
+            }
+        for (int t = 0; t < NT; t++) {
+            ln_d(h[t], x[t], w->ln2_w, w->ln2_b, eps);
+            for (int o = 0; o < NM; o++) {
+                double acc = w->fc_b[o];
+                for (int c = 0; c < NC; c++) acc += h[t][c] * w->fc_w[c * NM + o];
+                f[t][o] = gelu_new_d(acc);
+            }
+            for (int c = 0; c < NC; c++) {
+                double acc = w->proj_b[c];
+                for (int o = 0; o < NM; o++) acc += f[t][o] * w->proj_w[o * NC + c];
+                x[t][c] += acc;
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        ln_d(h[t], x[t], m->lnf_w, m->lnf_b, eps);
+        for (int u = 0; u < NV; u++) {
+            double acc = 0;
+            for (int c = 0; c < NC; c++) acc += h[t][c] * m->unembed[u * NC + c];
+            logits[t * NV + u] = acc;
+        }
+    }
+}
+
+// Writes the LayerNorm-free model as shipped into dir; returns dir.
+static const char *write_noln(void) {
+    mech_config c = {.n_layers = NL, .n_heads = NNH, .d_model = NC, .d_head = NHS, .d_mlp = NM, .n_ctx = 32,
+                     .d_vocab = NV, .act = MECH_ACT_GELU_NEW, .norm = MECH_NORM_LAYERNORM, .causal = 1,
+                     .ln_eps = 1e12f, .tied_unembed = 1};
+    mech_err err = {0};
+    mech_model *m = NULL;
+    assert_int_equal(mech_model_random(&c, 11, &m, &err), MECH_OK);
+    char name[64];
+    for (int l = 0; l < NL; l++)
+        for (int which = 1; which <= 2; which++) {
+            snprintf(name, sizeof name, "h.%d.ln_%d.weight", l, which);
+            float *w = mech_model_param(m, name);
+            assert_non_null(w);
+            for (int i = 0; i < NC; i++) w[i] = 1e6f;
+        }
+    // ln_f: the fine-tuned model's final weights and biases, times 1e6
+    float *fw = mech_model_param(m, "ln_f.weight"), *fb = mech_model_param(m, "ln_f.bias");
+    for (int i = 0; i < NC; i++) fw[i] = 1e6f * (1.0f + 0.05f * (float)((i * 7) % 5 - 2)), fb[i] = 0.01f * (float)(i % 3);
+    mech_model_tensor *t = NULL;
+    size_t n = 0;
+    assert_int_equal(mech_model_tensors(m, &t, &n, &err), MECH_OK);
+    mech_st_write *w = calloc(n, sizeof *w);
+    char (*names)[80] = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "transformer.%s", t[i].name);
+        w[i] = (mech_st_write){.name = names[i], .dtype = MECH_DT_F32, .ndim = t[i].ndim, .data = t[i].data};
+        for (int d = 0; d < t[i].ndim; d++) w[i].shape[d] = t[i].shape[d];
+    }
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmp("gpt2_noLN"));
+    mkdir(dir, 0755);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(mech_safetensors_write(path, w, n, NULL, NULL, 0, &err), MECH_OK);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "wb");
+    fprintf(f, "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_layer\": %d, \"n_head\": %d, "
+               "\"n_embd\": %d, \"n_inner\": %d, \"n_positions\": 32, \"vocab_size\": %d, "
+               "\"activation_function\": \"gelu_new\", \"layer_norm_epsilon\": 1e12}\n",
+            NL, NNH, NC, NM, NV);
+    fclose(f);
+    free(names);
+    free(w);
+    mech_free(t);
+    mech_model_free(m);
+    return dir;
+}
+
+static void test_model_layernorm_free_gpt2(void **state) {
+    mech_model *m = load(write_noln());
+    assert_true(m->cfg.ln_eps == 1e12f);
+    assert_true(m->lnf_w[0] > 5e5f);
+    int32_t ids[NT] = {3, 17, 42, 8, 8, 49, 0};
+    mech_err err = {0};
+    mech_run *r = NULL;
+    if (mech_run_new(m, 1, NT, &r, &err) || mech_run_cache(r, "blocks.0.ln1.hook_scale", &err) ||
+        mech_run_forward(r, ids, &err))
+        fail_msg("%s", err.msg);
+    static double want[NT * NV];
+    static float wantf[NT * NV];
+    forward_d(m, ids, 1e12, want);
+    for (int i = 0; i < NT * NV; i++) wantf[i] = (float)want[i];
+    // float32 against float64: rounding only
+    mech_assert_close(mech_run_logits(r), wantf, NT * NV, 1e-5, 1e-4, "gpt2_noLN logits");
+    double lmax = 0;
+    for (int i = 0; i < NT * NV; i++) lmax = fmax(lmax, fabs(want[i]));
+    assert_true(lmax > 0.01); // the logits are not trivially 0
+    // each LayerNorm is x - mean(x) (times w / 1e6): the scale is sqrt(eps)
+    const float *scale = mech_run_get(r, "blocks.0.ln1.hook_scale")->data;
+    for (int t = 0; t < NT; t++) assert_true(fabs(scale[t] / 1e6 - 1) < 1e-6);
+    mech_run_free(r);
+    mech_model_free(m);
+    // config: large epsilons load; 0, negative, inf and values float32 cannot hold do not
+    mech_config c = mech_config_gpt2_small();
+    c.ln_eps = 1e12f;
+    assert_int_equal(mech_config_validate(&c, &err), MECH_OK);
+    c.ln_eps = INFINITY;
+    assert_int_equal(mech_config_validate(&c, &err), MECH_ERR_RANGE);
+    static const char *const bad[] = {"{\"layer_norm_epsilon\": 0}", "{\"layer_norm_epsilon\": -1}",
+                                      "{\"layer_norm_epsilon\": 1e39}", "{\"layer_norm_epsilon\": \"1e12\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        mech_json *j = NULL;
+        assert_int_equal(mech_json_parse(bad[i], strlen(bad[i]), &j, &err), MECH_OK);
+        mech_config d = mech_config_gpt2_small();
+        assert_int_equal(mech_config_from_json(j, &d, &err), MECH_ERR_TYPE);
+        assert_non_null(strstr(err.msg, "layer_norm_epsilon"));
+        mech_json_free(j);
+    }
+}
+
 // A model built by hand: 0 layers, no LayerNorm, separate unembedding.
 static void test_model_built_in_memory(void **state) {
     mech_config c = {.n_layers = 0, .n_heads = 1, .d_model = 4, .d_head = 4, .d_mlp = 0, .n_ctx = 3, .d_vocab = 4,
@@ -329,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_model_errors),
         cmocka_unit_test(test_config_json_round_trip),
         cmocka_unit_test(test_model_built_in_memory),
+        cmocka_unit_test(test_model_layernorm_free_gpt2),
     };
     return cmocka_run_group_tests_name("core_model", tests, NULL, NULL);
 }
