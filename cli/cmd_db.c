@@ -24,8 +24,14 @@ static void print_run(const mech_run_info *r, int long_form) {
     }
     printf("run:        %lld\nkind:       %s\nstatus:     %s\nstarted:    %s\nfinished:   %s\n", (long long)r->id,
            r->kind, r->status, r->started ? r->started : "", r->finished ? r->finished : "");
-    printf("model:      %s\nmodel hash: %s\ncommand:    %s\nparameters: %s\n", r->model_path ? r->model_path : "",
-           r->model_hash ? r->model_hash : "", r->cmdline ? r->cmdline : "", r->params_json ? r->params_json : "");
+    printf("model:      %s\nmodel hash: %s\ncommand:    ", r->model_path ? r->model_path : "",
+           r->model_hash ? r->model_hash : "");
+    // a joined run keeps its shards' command lines, one per line
+    for (const char *c = r->cmdline ? r->cmdline : ""; *c; c++) {
+        putchar(*c);
+        if (*c == '\n') fputs("            ", stdout);
+    }
+    printf("\nparameters: %s\n", r->params_json ? r->params_json : "");
     printf("results:    %lld (%lld items)\nprompts:    %lld\ntensors:    %lld\n", (long long)r->n_results,
            (long long)r->n_items, (long long)r->n_prompts, (long long)r->n_tensors);
 }
@@ -64,9 +70,8 @@ static int merge(const char *cmd, const char *out, const char *const *in, int n,
     if (mech_store_merge(out, in, (size_t)n, o, &map, &n_map, &err)) {
         if (err.code == MECH_ERR_RANGE) return cli_usage(cmd, "--runs: %s", err.msg);
         int rc = cli_fail(cmd, &err);
-        if (o->join)
-            fprintf(stderr, "hint: --runs picks a sweep's shards from files that hold other runs too; without "
-                            "--join, merge copies runs as they are\n");
+        if (o->join && strstr(err.msg, "is not a shard"))
+            fprintf(stderr, "hint: --runs LIST picks a sweep's shards out of files that hold other runs too\n");
         return rc;
     }
     int join = o->join;

@@ -480,6 +480,12 @@ static void test_db_join_shards_equals_unsharded(void **state) {
         free(x), free(y);
     }
     assert_int_equal(sql_int(joined, "SELECT count(*) FROM results"), 7 * (2 + 2 * 2 * 7));
+    // show lists the shards' command lines, one per line.
+    assert_int_equal(mech(&out, "db --db %s show 1", joined), 0);
+    assert_non_null(strstr(out, "--shard 1/3 --db"));
+    assert_non_null(strstr(out, "\n            mech patch --model tests/fixtures/gpt2-tiny"));
+    assert_non_null(strstr(out, "--shard 3/3 --db"));
+    free(out);
     // The exported CSV is the unsharded run's, byte for byte.
     char csv1[512], csv2[512];
     snprintf(csv1, sizeof csv1, "%s", mech_test_tmp("join-one.csv"));
