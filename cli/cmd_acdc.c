@@ -711,7 +711,11 @@ int cmd_acdc(int argc, char **argv) {
     int rc = 0;
     if (resume) {
         // The run's own options; any given here must agree with them.
-        if (mech_store_open(db, &c.s, &err) || mech_store_run_info(c.s, resume, &info, &err)) {
+        mech_store *ro = NULL; // a mistyped --db must not be created
+        if ((rc = cli_store_open(cmd, db, 0, &ro))) goto done;
+        mech_store_close(ro);
+        if ((rc = cli_store_open(cmd, db, 1, &c.s))) goto done;
+        if (mech_store_run_info(c.s, resume, &info, &err)) {
             rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "--resume %ld: %s", resume, err.msg) : cli_fail(cmd, &err);
             goto done;
         }
@@ -834,10 +838,7 @@ int cmd_acdc(int argc, char **argv) {
         }
         mech_acdc_graph_free(g);
     }
-    if (!c.s && mech_store_open(db, &c.s, &err)) {
-        rc = cli_fail(cmd, &err);
-        goto done;
-    }
+    if (!c.s && (rc = cli_store_open(cmd, db, 1, &c.s))) goto done;
     c.stop = cli_interrupts_catch();
     if (!sweep) {
         run_out out;

@@ -78,7 +78,9 @@ int cmd_patch(int argc, char **argv) {
     mech_json *pj = NULL;
     char **av = NULL, *nums[3] = {NULL, NULL, NULL};
     int rc = 0, ac = 0;
-    if (mech_store_open(db, &s, &err) || mech_store_run_info(s, resume, &info, &err)) {
+    // read-only: a mistyped --db must not be created
+    if ((rc = cli_store_open(cmd, db, 0, &s))) goto done;
+    if (mech_store_run_info(s, resume, &info, &err)) {
         rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "--resume %ld: %s", resume, err.msg) : cli_fail(cmd, &err);
         goto done;
     }
@@ -290,7 +292,8 @@ static int patch_main(int argc, char **argv) {
     }
     if (resume) {
         mech_run_info info;
-        if (mech_store_open(db, &s, &err) || mech_store_run_info(s, run, &info, &err)) {
+        if ((rc = cli_store_open(cmd, db, 1, &s))) goto done;
+        if (mech_store_run_info(s, run, &info, &err)) {
             rc = cli_fail(cmd, &err);
             goto done;
         }
