@@ -332,22 +332,6 @@ static void test_patch_prepend_bos(void **state) {
                           db), 2);
     assert_non_null(strstr(out, "no BOS token"));
     free(out);
-    // acdc: the same, kept in the run's options (which --resume reads)
-    mech_test_rm_db(db);
-    assert_int_equal(mech(&out, "acdc --model %s --dataset induction --n 3 --len 4 --tau 0.1 --positions induction "
-                                "--prepend-bos --db %s", tiny_model(), db), 0);
-    assert_non_null(strstr(out, "3 inputs of 8 tokens"));
-    free(out);
-    char *t = tokens_of(db, 1, 0);
-    assert_true(!strncmp(t, "[50256,", 7));
-    free(t);
-    h = NULL;
-    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h, "select params from runs where id = 1", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_non_null(strstr((const char *)sqlite3_column_text(st, 0), "\"prepend_bos\": true"));
-    sqlite3_finalize(st);
-    sqlite3_close(h);
     mech_test_rm_db(db);
 }
 
