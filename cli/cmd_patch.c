@@ -117,6 +117,8 @@ int cmd_patch(int argc, char **argv) {
         mech_buf_free(&b);
         if (nums[k]) av[ac++] = (char *)nkeys[k][1], av[ac++] = nums[k];
     }
+    const mech_json *bos = mech_json_get(pj, "prepend_bos");
+    if (bos && bos->type == MECH_JSON_BOOL && bos->boolean) av[ac++] = "--prepend-bos";
     for (int i = 1; i < argc; i++) av[ac++] = argv[i];
     mech_store_close(s), s = NULL;
     rc = patch_main(ac, av);

@@ -129,6 +129,37 @@ static void test_patch_resume_needs_only_the_run(void **state) {
     mech_test_rm_db(db);
 }
 
+// A run made with --prepend-bos resumes with it: the stored option is one of
+// those the resume replays, so the remaining pairs get BOS as the first did.
+static void test_patch_resume_keeps_prepend_bos(void **state) {
+    (void)state;
+    char *out;
+    const char *model = mech_test_tmpn("resume_bos.safetensors"), *db = mech_test_tmpn("resume_bos.db");
+    mech_test_rm_db(db);
+    // GPT-2's vocabulary, so the model has <|endoftext|> for BOS
+    assert_int_equal(mech(&out, "init -o %s --layers 2 --heads 2 --d-model 32 --d-head 8 --d-mlp 64 --n-ctx 16", model), 0);
+    free(out);
+    const char *args = "patch --model %s --pairs tests/fixtures/pairs_bos.jsonl --prepend-bos --db %s";
+    FILE *f = fopen("tests/fixtures/pairs_bos.jsonl", "r");
+    if (f) fclose(f);
+    else fail_msg("missing tests/fixtures/pairs_bos.jsonl");
+    assert_int_equal(mech(&out, args, model, db), 0); // run 1: stopped below
+    free(out);
+    assert_int_equal(mech(&out, args, model, db), 0); // run 2: the reference
+    free(out);
+    long rows = sql_long(db, "select count(*) from results where run_id = 2");
+    assert_true(rows > 4);
+    sql_do(db, "delete from results where run_id = 1 and item >= 2");
+    sql_do(db, "delete from tensors where run_id = 1 and (name like 'pair2.%' or name like 'pair3.%')");
+    sql_do(db, "update runs set status = 'interrupted' where id = 1");
+    assert_int_equal(mech(&out, "patch --resume 1 --db %s", db), 0);
+    free(out);
+    assert_int_equal(sql_long(db, "select count(*) from results where run_id = 1"), rows);
+    assert_int_equal(same_rows(db, 1, 2, "1"), rows);
+    unlink(model);
+    mech_test_rm_db(db);
+}
+
 // --resume refuses a model file that is not the run's (same path, other
 // weights), naming the path and both hashes, for patch and acdc; with the
 // run's own model back, an ACDC resume stores the uninterrupted run's values
@@ -204,6 +235,7 @@ static void test_resume_checks_the_model(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_resume_needs_only_the_run),
+        cmocka_unit_test(test_patch_resume_keeps_prepend_bos),
         cmocka_unit_test(test_resume_checks_the_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
