@@ -157,6 +157,23 @@ int cmd_patch(int argc, char **argv) {
         mech_model_free(m);
         return rc;
     }
+    // Tokens the model has no row for are the input's fault (2), found
+    // before the run is opened rather than at that pair mid-sweep (1).
+    for (int i = 0, V = m->cfg.d_vocab; i < n_pairs; i++) {
+        const cli_pair *q = &pairs[i];
+        const char *what = q->answer >= V ? "answer" : q->wrong >= V ? "wrong" : NULL;
+        int32_t bad = q->answer >= V ? q->answer : q->wrong;
+        for (size_t t = 0; !what && t < q->n_clean; t++)
+            if (q->clean[t] >= V) what = "clean", bad = q->clean[t];
+        for (size_t t = 0; !what && t < q->n_corrupt; t++)
+            if (q->corrupt[t] >= V) what = "corrupt", bad = q->corrupt[t];
+        if (what) {
+            fprintf(stderr, "%s:%d: error: '%s': token %d is outside this model's vocabulary of %d tokens\n", pairs_path,
+                    q->line, what, (int)bad, V);
+            rc = 2;
+            goto done;
+        }
+    }
     if (metric == MECH_PATCH_LOGIT_DIFF)
         for (int i = 0; i < n_pairs; i++)
             if (pairs[i].wrong < 0) {

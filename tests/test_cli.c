@@ -408,7 +408,9 @@ static void test_cli_patch(void **state) {
     fputs("Hello world\tHello there\t!\t,\n", f);
     fclose(f);
     assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --sweep heads --metric logprob --db %s",
-                          tsv, db), 1); // token ids of GPT-2 text exceed this model's 1000-token vocabulary
+                          tsv, db), 2); // token ids of GPT-2 text exceed this model's 1000-token vocabulary
+    assert_non_null(strstr(out, ":1: error: 'clean': token"));
+    assert_non_null(strstr(out, "outside this model's vocabulary of 1000 tokens"));
     free(out);
     f = fopen(pairs, "wb");
     fputs("{\"clean\": [1, 2, 3], \"corrupt\": [1, 2, 3], \"answer\": 3, \"wrong\": 4}\n"
@@ -600,6 +602,8 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"run --model %s --ids 1,2,3 %.0s", rev, 2, "a compiled model's input is BOS"},
         {"run --model %s --ids 0,1,5 %.0s", rev, 2, "position 2: id 5 is not a vocab token"},
         {"lens --model %s --input 'a z' --db %s", rev, 2, "'z' (item 2) is not in the vocab"},
+        {"patch --model %s --dataset ioi --n 2 --db %s", tiny, 2, "ioi:1: error: 'answer': token"},
+        {"attrib --model %s --ids 1,2 --answer +3 --db %s", tiny, 2, "--answer '+3' is not one token"},
         {"init -o x.safetensors --layers 0 %.0s%.0s", "", 2, "--layers '0': expected an integer from 1"},
         // --threads on every command that computes, refused the same way everywhere
         {"run --model %s --ids 1,2 --threads 0 %.0s", tiny, 2, "--threads '0': expected an integer from 1 to 256"},
@@ -669,6 +673,16 @@ static void test_cli_numbers_are_strict(void **state) {
         if (code != 2 || !strstr(out, "--tau")) fail_msg("--tau '%s': exit %d, %s", bad_tau[b], code, out);
         free(out);
     }
+    // --threads N is what every pool made afterwards gets (the library's
+    // default, which each command's --threads sets)
+    mech_pool_set_default(3);
+    mech_pool *pool = mech_pool_new(0);
+    assert_int_equal(mech_pool_size(pool), 3);
+    mech_pool_free(pool);
+    mech_pool_set_default(0);
+    pool = mech_pool_new(0);
+    assert_int_equal(mech_pool_size(pool), (int)sysconf(_SC_NPROCESSORS_ONLN) < 256 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 256);
+    mech_pool_free(pool);
     // negative values only where they mean something (attrib --pos -1 is the last position)
     char *out;
     assert_int_equal(mech(&out, "attrib --model %s --ids 1,2 --answer 3 --pos -2 --db %s", tiny,
