@@ -27,7 +27,11 @@ static int parse_receivers(const char *cmd, const char *s, mech_patch_receiver *
     for (const char *p = s; *p;) {
         int layer, head, used = 0;
         char kind = 0;
-        if (sscanf(p, "%d.%d%n", &layer, &head, &used) != 2 || layer < 0 || head < 0) {
+        // digits only: sscanf's %d would also take " 9" and "+9"
+        int plain = *p >= '0' && *p <= '9', dot = (int)strspn(p, "0123456789");
+        plain = plain && p[dot] == '.' && p[dot + 1] >= '0' && p[dot + 1] <= '9' && dot <= 6 &&
+                strspn(p + dot + 1, "0123456789") <= 6;
+        if (!plain || sscanf(p, "%d.%d%n", &layer, &head, &used) != 2 || layer < 0 || head < 0) {
             cli_usage(cmd, "--receivers '%s': expected LAYER.HEAD[.q|.k|.v] items separated by commas, e.g. 9.9.q,10.7", s);
             return -1;
         }

@@ -583,6 +583,8 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"patch --model %s --pairs p.jsonl --n 4 --db %s", tiny, 2, "--n does not apply to --pairs"},
         {"patch --model %s --pairs p.jsonl --seed 4 --db %s", tiny, 2, "--seed does not apply to --pairs"},
         {"patch --model %s --dataset ioi --shard ' 2/8' --db %s", tiny, 2, "--shard ' 2/8': expected K/N"},
+        {"patch --model %s --dataset ioi --sweep path --receivers '1.+1' --db %s", tiny, 2, "--receivers '1.+1': expected"},
+        {"patch --model %s --dataset ioi --sweep path --receivers ' 1.1' --db %s", tiny, 2, "--receivers ' 1.1': expected"},
         {"tokenize --decode --allow-special --text 1 %.0s%.0s", "", 2, "--allow-special applies to encoding text"},
         {"init -o x.safetensors --attn-only --d-mlp 64 %.0s%.0s", "", 2, "--d-mlp: an --attn-only model has no MLP"},
         {"init -o x.safetensors --act relu --attn-only %.0s%.0s", "", 2, "--act: an --attn-only model has no MLP"},
@@ -822,6 +824,27 @@ static void test_cli_patch_dry_run(void **state) {
     assert_non_null(strstr(out, "estimate: 40 pairs x 8 patched sites; the first pair took"));
     free(out);
     assert_int_equal(access(db, F_OK), -1);
+    // a real run says the same after its first pair when stderr is a terminal, and not in a log
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 3 --len 5 --sweep heads "
+                                "--db %s", db), 0);
+    assert_null(strstr(out, "estimate:"));
+    free(out);
+    if (system("command -v script >/dev/null 2>&1") == 0) {
+        const char *b = getenv("MECH_BIN");
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "script -qc \"%s patch --model tests/fixtures/gpt2-tiny --dataset induction --n 3 "
+                 "--len 5 --sweep heads --db %s\" /dev/null", b && *b ? b : "./mech", db);
+        FILE *p = popen(cmd, "r");
+        mech_buf got = {0};
+        char chunk[4096];
+        size_t n;
+        while (p && (n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_append(&got, chunk, n);
+        if (p) pclose(p);
+        mech_buf_append(&got, "", 1);
+        if (!strstr(got.data, "estimate: 3 pairs x 8 patched sites")) fail_msg("no estimate on a terminal:\n%s", got.data);
+        mech_buf_free(&got);
+    }
+    mech_test_rm_db(db);
 }
 
 // The check before a run counts everything it will hold (weights,
