@@ -13,9 +13,11 @@
 
 // A token given as an id or as text that is exactly one token.
 static int one_token(const char *cmd, const char *opt, const char *s, const mech_tokenizer *tok, int V, int32_t *out) {
-    char *end;
-    long id = strtol(s, &end, 10);
-    if (*s && !*end) {
+    // all digits is an id (as every number on the command line: no sign or space)
+    int digits = *s != 0 && strlen(s) <= 9;
+    for (const char *p = s; digits && *p; p++) digits = *p >= '0' && *p <= '9';
+    long id = digits ? strtol(s, NULL, 10) : -1;
+    if (digits) {
         if (id < 0 || id >= V) return cli_usage(cmd, "%s %ld: expected a token id below %d", opt, id, V);
         *out = (int32_t)id;
         return 0;

@@ -27,7 +27,11 @@ static int parse_receivers(const char *cmd, const char *s, mech_patch_receiver *
     for (const char *p = s; *p;) {
         int layer, head, used = 0;
         char kind = 0;
-        if (sscanf(p, "%d.%d%n", &layer, &head, &used) != 2 || layer < 0 || head < 0) {
+        // digits only: sscanf's %d would also take " 9" and "+9"
+        int plain = *p >= '0' && *p <= '9', dot = (int)strspn(p, "0123456789");
+        plain = plain && p[dot] == '.' && p[dot + 1] >= '0' && p[dot + 1] <= '9' && dot <= 6 &&
+                strspn(p + dot + 1, "0123456789") <= 6;
+        if (!plain || sscanf(p, "%d.%d%n", &layer, &head, &used) != 2 || layer < 0 || head < 0) {
             cli_usage(cmd, "--receivers '%s': expected LAYER.HEAD[.q|.k|.v] items separated by commas, e.g. 9.9.q,10.7", s);
             return -1;
         }
@@ -236,6 +240,23 @@ static int patch_main(int argc, char **argv) {
         mech_tokenizer_free(own);
         mech_model_free(m);
         return rc;
+    }
+    // Tokens the model has no row for are the input's fault (2), found
+    // before the run is opened rather than at that pair mid-sweep (1).
+    for (int i = 0, V = m->cfg.d_vocab; i < n_pairs; i++) {
+        const cli_pair *q = &pairs[i];
+        const char *what = q->answer >= V ? "answer" : q->wrong >= V ? "wrong" : NULL;
+        int32_t bad = q->answer >= V ? q->answer : q->wrong;
+        for (size_t t = 0; !what && t < q->n_clean; t++)
+            if (q->clean[t] >= V) what = "clean", bad = q->clean[t];
+        for (size_t t = 0; !what && t < q->n_corrupt; t++)
+            if (q->corrupt[t] >= V) what = "corrupt", bad = q->corrupt[t];
+        if (what) {
+            fprintf(stderr, "%s:%d: error: '%s': token %d is outside this model's vocabulary of %d tokens\n", pairs_path,
+                    q->line, what, (int)bad, V);
+            rc = 2;
+            goto done;
+        }
     }
     if (metric == MECH_PATCH_LOGIT_DIFF)
         for (int i = 0; i < n_pairs; i++)

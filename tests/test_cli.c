@@ -408,7 +408,9 @@ static void test_cli_patch(void **state) {
     fputs("Hello world\tHello there\t!\t,\n", f);
     fclose(f);
     assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --pairs %s --sweep heads --metric logprob --db %s",
-                          tsv, db), 1); // token ids of GPT-2 text exceed this model's 1000-token vocabulary
+                          tsv, db), 2); // token ids of GPT-2 text exceed this model's 1000-token vocabulary
+    assert_non_null(strstr(out, ":1: error: 'clean': token"));
+    assert_non_null(strstr(out, "outside this model's vocabulary of 1000 tokens"));
     free(out);
     f = fopen(pairs, "wb");
     fputs("{\"clean\": [1, 2, 3], \"corrupt\": [1, 2, 3], \"answer\": 3, \"wrong\": 4}\n"
@@ -581,6 +583,8 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"patch --model %s --pairs p.jsonl --n 4 --db %s", tiny, 2, "--n does not apply to --pairs"},
         {"patch --model %s --pairs p.jsonl --seed 4 --db %s", tiny, 2, "--seed does not apply to --pairs"},
         {"patch --model %s --dataset ioi --shard ' 2/8' --db %s", tiny, 2, "--shard ' 2/8': expected K/N"},
+        {"patch --model %s --dataset ioi --sweep path --receivers '1.+1' --db %s", tiny, 2, "--receivers '1.+1': expected"},
+        {"patch --model %s --dataset ioi --sweep path --receivers ' 1.1' --db %s", tiny, 2, "--receivers ' 1.1': expected"},
         {"tokenize --decode --allow-special --text 1 %.0s%.0s", "", 2, "--allow-special applies to encoding text"},
         {"init -o x.safetensors --attn-only --d-mlp 64 %.0s%.0s", "", 2, "--d-mlp: an --attn-only model has no MLP"},
         {"init -o x.safetensors --act relu --attn-only %.0s%.0s", "", 2, "--act: an --attn-only model has no MLP"},
@@ -600,6 +604,8 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"run --model %s --ids 1,2,3 %.0s", rev, 2, "a compiled model's input is BOS"},
         {"run --model %s --ids 0,1,5 %.0s", rev, 2, "position 2: id 5 is not a vocab token"},
         {"lens --model %s --input 'a z' --db %s", rev, 2, "'z' (item 2) is not in the vocab"},
+        {"patch --model %s --dataset ioi --n 2 --db %s", tiny, 2, "ioi:1: error: 'answer': token"},
+        {"attrib --model %s --ids 1,2 --answer +3 --db %s", tiny, 2, "--answer '+3' is not one token"},
         {"init -o x.safetensors --layers 0 %.0s%.0s", "", 2, "--layers '0': expected an integer from 1"},
         // --threads on every command that computes, refused the same way everywhere
         {"run --model %s --ids 1,2 --threads 0 %.0s", tiny, 2, "--threads '0': expected an integer from 1 to 256"},
@@ -669,6 +675,16 @@ static void test_cli_numbers_are_strict(void **state) {
         if (code != 2 || !strstr(out, "--tau")) fail_msg("--tau '%s': exit %d, %s", bad_tau[b], code, out);
         free(out);
     }
+    // --threads N is what every pool made afterwards gets (the library's
+    // default, which each command's --threads sets)
+    mech_pool_set_default(3);
+    mech_pool *pool = mech_pool_new(0);
+    assert_int_equal(mech_pool_size(pool), 3);
+    mech_pool_free(pool);
+    mech_pool_set_default(0);
+    pool = mech_pool_new(0);
+    assert_int_equal(mech_pool_size(pool), (int)sysconf(_SC_NPROCESSORS_ONLN) < 256 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 256);
+    mech_pool_free(pool);
     // negative values only where they mean something (attrib --pos -1 is the last position)
     char *out;
     assert_int_equal(mech(&out, "attrib --model %s --ids 1,2 --answer 3 --pos -2 --db %s", tiny,
@@ -808,6 +824,27 @@ static void test_cli_patch_dry_run(void **state) {
     assert_non_null(strstr(out, "estimate: 40 pairs x 8 patched sites; the first pair took"));
     free(out);
     assert_int_equal(access(db, F_OK), -1);
+    // a real run says the same after its first pair when stderr is a terminal, and not in a log
+    assert_int_equal(mech(&out, "patch --model tests/fixtures/gpt2-tiny --dataset induction --n 3 --len 5 --sweep heads "
+                                "--db %s", db), 0);
+    assert_null(strstr(out, "estimate:"));
+    free(out);
+    if (system("command -v script >/dev/null 2>&1") == 0) {
+        const char *b = getenv("MECH_BIN");
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "script -qc \"%s patch --model tests/fixtures/gpt2-tiny --dataset induction --n 3 "
+                 "--len 5 --sweep heads --db %s\" /dev/null", b && *b ? b : "./mech", db);
+        FILE *p = popen(cmd, "r");
+        mech_buf got = {0};
+        char chunk[4096];
+        size_t n;
+        while (p && (n = fread(chunk, 1, sizeof chunk, p)) > 0) mech_buf_append(&got, chunk, n);
+        if (p) pclose(p);
+        mech_buf_append(&got, "", 1);
+        if (!strstr(got.data, "estimate: 3 pairs x 8 patched sites")) fail_msg("no estimate on a terminal:\n%s", got.data);
+        mech_buf_free(&got);
+    }
+    mech_test_rm_db(db);
 }
 
 // The check before a run counts everything it will hold (weights,
