@@ -643,7 +643,7 @@ static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
 int cmd_acdc(int argc, char **argv) {
     const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
     if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
-    acdc_spec sp = {.n = 20, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
+    acdc_spec sp = {.n = 0, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
     long resume = 0, threads = 0;
     int count = 0, sweep = 0, given = 0;
     for (int i = 1; i < argc; i++) {
@@ -776,6 +776,7 @@ int cmd_acdc(int argc, char **argv) {
                                         &c.n_pairs)
                     : cli_pairs_read(cmd, sp.pairs, c.m, tok, &c.pairs, &c.n_pairs);
     if (rc) goto done;
+    if (sp.dataset) sp.n = c.n_pairs; // the dataset's default when not given
     if (sp.dataset && (rc = equal_lengths(cmd, &sp, c.m, tok, &c.pairs, &c.n_pairs))) goto done;
     c.B = c.n_pairs, c.T = (int)c.pairs[0].n_clean;
     for (int i = 0; i < c.B; i++)

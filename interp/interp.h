@@ -361,6 +361,11 @@ int mech_compiled_n_out(const mech_model *m);
 // The output-logit index of a compiled model's output at the last of T
 // positions of ids (the largest of its first mech_compiled_n_out logits).
 mech_status mech_compiled_answer(const mech_model *m, const int32_t *ids, int T, int32_t *out, mech_err *err);
+// The default number of inputs of a compiled model's dataset: tiny models,
+// and some circuits are exercised only by rare inputs (a Dyck language's
+// paths of one bracket kind: ACDC recovers shuffle_dyck2/3 exactly from 200
+// inputs, not from 20).
+#define MECH_DATASET_COMPILED_N 200
 // len <= 0: the default length, the same for every command: the longest
 // below max_seq_len at which the clean outputs of these n inputs differ
 // (mech_compiled_outputs_vary), trying at most 16 lengths; when none does,
