@@ -151,10 +151,10 @@ static int store_trial(const mech_acdc_trial *t, void *user) {
     const mech_acdc_node *r = &g->nodes[e->receiver];
     mech_result row = {.item = (int)rs->item, .site = site, .layer = r->layer, .pos = -1, .head = r->head,
                        .token = -1, .rank = -1};
-    // macs: the run's cost so far, which a resumed run continues from
-    const char *names[5] = {"before", "after", "effect", "removed", "macs"};
-    double vals[5] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0, (double)t->macs};
-    for (int k = 0; k < 5; k++) {
+    // macs and seconds: the run's cost so far, which a resumed run continues from
+    const char *names[6] = {"before", "after", "effect", "removed", "macs", "seconds"};
+    double vals[6] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0, (double)t->macs, t->seconds};
+    for (int k = 0; k < 6; k++) {
         row.metric = names[k], row.value = vals[k];
         if (mech_store_result(s, rs->run, &row, &rs->err)) goto fail;
     }
@@ -215,7 +215,7 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
         const mech_result_row *r = &rows[i];
         if (r->item < 0) continue;
         int which = !strcmp(r->metric, "before") ? 0 : !strcmp(r->metric, "after") ? 1 : !strcmp(r->metric, "removed") ? 2
-                  : !strcmp(r->metric, "macs") ? 3 : -1;
+                  : !strcmp(r->metric, "macs") ? 3 : !strcmp(r->metric, "seconds") ? 4 : -1;
         if (which < 0) continue;
         int e = edge_by_site(g, r->site);
         if (e < 0) {
@@ -228,7 +228,8 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
         if (which == 0) t[r->item].before = r->value;
         else if (which == 1) t[r->item].after = r->value;
         else if (which == 2) t[r->item].removed = r->value != 0;
-        else t[r->item].macs = (int64_t)r->value; // absent in runs stored before it was: 0, unknown
+        else if (which == 3) t[r->item].macs = (int64_t)r->value; // absent in older runs: 0, unknown
+        else t[r->item].seconds = r->value;
         if (which < 3) seen[r->item] |= (unsigned char)(1 << which);
     }
     for (int i = 0; !rc && i <= max_item; i++)

@@ -474,7 +474,8 @@ typedef struct mech_acdc_trial {
     int edge;
     double before, after;
     int removed;
-    int64_t macs; // multiply-adds the run has spent up to and including this trial (0: unknown)
+    int64_t macs;   // multiply-adds the run has spent up to and including this trial (0: unknown)
+    double seconds; // the run's time up to the end of this trial (0: unknown)
 } mech_acdc_trial;
 
 typedef struct mech_acdc_progress {
@@ -518,7 +519,7 @@ typedef struct mech_acdc_result {
     int64_t n_trials;        // trials run (replayed ones excluded)
     int64_t macs;            // multiply-adds spent in trials and state rebuilds (naive: one full forward per
                              // trial), for the benchmark; a resumed run's include the replayed trials' (their macs)
-    double seconds;
+    double seconds;          // a resumed run's include the replayed trials' (their seconds)
 } mech_acdc_result;
 
 // Runs ACDC on g (edges already absent stay absent) over B sequences of T
