@@ -140,7 +140,8 @@ typedef struct cli_pair {
 int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const mech_tokenizer *tok, cli_pair **out,
                    int *n);
 // A built-in dataset: ioi, greater_than, induction (len) or compiled (len,
-// corruption random|shuffle). *len: in, the length asked for, 0 for the
+// corruption random|shuffle). n: the pairs, 0 for the dataset's default (20;
+// compiled MECH_DATASET_COMPILED_N; *n_out is the count made). *len: in, the length asked for, 0 for the
 // dataset's default (induction 10; compiled: mech_dataset_compiled's);
 // out, the length used. A compiled dataset whose clean outputs are all the
 // same gets a warning. 0 or an exit code.

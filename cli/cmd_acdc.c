@@ -152,10 +152,10 @@ static int store_trial(const mech_acdc_trial *t, void *user) {
     const mech_acdc_node *r = &g->nodes[e->receiver];
     mech_result row = {.item = (int)rs->item, .site = site, .layer = r->layer, .pos = -1, .head = r->head,
                        .token = -1, .rank = -1};
-    // macs: the run's cost so far, which a resumed run continues from
-    const char *names[5] = {"before", "after", "effect", "removed", "macs"};
-    double vals[5] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0, (double)t->macs};
-    for (int k = 0; k < 5; k++) {
+    // macs and seconds: the run's cost so far, which a resumed run continues from
+    const char *names[6] = {"before", "after", "effect", "removed", "macs", "seconds"};
+    double vals[6] = {t->before, t->after, t->after - t->before, t->removed ? 1 : 0, (double)t->macs, t->seconds};
+    for (int k = 0; k < 6; k++) {
         row.metric = names[k], row.value = vals[k];
         if (mech_store_result(s, rs->run, &row, &rs->err)) goto fail;
     }
@@ -216,7 +216,7 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
         const mech_result_row *r = &rows[i];
         if (r->item < 0) continue;
         int which = !strcmp(r->metric, "before") ? 0 : !strcmp(r->metric, "after") ? 1 : !strcmp(r->metric, "removed") ? 2
-                  : !strcmp(r->metric, "macs") ? 3 : -1;
+                  : !strcmp(r->metric, "macs") ? 3 : !strcmp(r->metric, "seconds") ? 4 : -1;
         if (which < 0) continue;
         int e = edge_by_site(g, r->site);
         if (e < 0) {
@@ -229,7 +229,8 @@ static int read_trials(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, mech_
         if (which == 0) t[r->item].before = r->value;
         else if (which == 1) t[r->item].after = r->value;
         else if (which == 2) t[r->item].removed = r->value != 0;
-        else t[r->item].macs = (int64_t)r->value; // absent in runs stored before it was: 0, unknown
+        else if (which == 3) t[r->item].macs = (int64_t)r->value; // absent in older runs: 0, unknown
+        else t[r->item].seconds = r->value;
         if (which < 3) seen[r->item] |= (unsigned char)(1 << which);
     }
     for (int i = 0; !rc && i <= max_item; i++)
@@ -645,7 +646,7 @@ static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
 int cmd_acdc(int argc, char **argv) {
     const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
     if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
-    acdc_spec sp = {.n = 20, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
+    acdc_spec sp = {.n = 0, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
     long resume = 0, threads = 0;
     int count = 0, sweep = 0, given = 0;
     for (int i = 1; i < argc; i++) {
@@ -783,6 +784,7 @@ int cmd_acdc(int argc, char **argv) {
                                         &c.n_pairs)
                     : cli_pairs_read(cmd, sp.pairs, c.m, tok, &c.pairs, &c.n_pairs);
     if (rc) goto done;
+    if (sp.dataset) sp.n = c.n_pairs; // the dataset's default when not given
     if (sp.dataset && (rc = equal_lengths(cmd, &sp, c.m, tok, &c.pairs, &c.n_pairs))) goto done;
     c.B = c.n_pairs, c.T = (int)c.pairs[0].n_clean;
     for (int i = 0; i < c.B; i++)

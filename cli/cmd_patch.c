@@ -139,7 +139,7 @@ static int patch_main(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
     const char *db = "mech.db", *v, *dataset = NULL;
     const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
-    long resume = 0, n_data = 20, len_data = 0, seed = 1; // len 0: the dataset's default
+    long resume = 0, n_data = 0, len_data = 0, seed = 1; // n, len 0: the dataset's default
     int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0, prepend_bos = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
     for (int i = 1; i < argc; i++) {

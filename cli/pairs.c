@@ -315,6 +315,7 @@ int cli_pairs_dataset(const char *cmd, const char *name, long n, long *len_io, l
     mech_pair *d = NULL;
     mech_status st;
     long len = *len_io;
+    if (n <= 0) n = !strcmp(name, "compiled") ? MECH_DATASET_COMPILED_N : 20;
     if (len <= 0 && !strcmp(name, "induction")) len = 10;
     if (!strcmp(name, "ioi")) st = mech_dataset_ioi(tok, (int)n, (uint64_t)seed, &d, &err);
     else if (!strcmp(name, "greater_than")) st = mech_dataset_greater_than(tok, (int)n, (uint64_t)seed, &d, &err);

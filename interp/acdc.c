@@ -583,7 +583,8 @@ typedef struct search {
     int64_t silent;
     int last_key;          // group of the receiver visited last (-1: none)
     double cur;
-    double t0, last_progress;
+    double *t0;            // the run's start (moved back by a resume's recorded time)
+    double last_progress;
     mech_acdc_progress prog;
 } search;
 
@@ -602,7 +603,7 @@ static void report(search *s, int force) {
     double t = mech_now();
     if (!force && t - s->last_progress < 0.25) return;
     s->last_progress = t;
-    s->prog.seconds = t - s->t0;
+    s->prog.seconds = t - *s->t0;
     o->progress(&s->prog, o->user);
 }
 
@@ -637,7 +638,7 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
             s->cur = r->before;
         }
         // the cost so far, as the stopped run counted it
-        if (s->replayed == s->silent) s->ev->macs = r->macs;
+        if (s->replayed == s->silent) s->ev->macs = r->macs, *s->t0 = mech_now() - r->seconds;
         return MECH_OK;
     }
     if (o->cancel && *o->cancel) return mech_err_set(err, MECH_ERR_CANCELLED, "ACDC cancelled after %lld trials", (long long)s->prog.trials);
@@ -673,6 +674,7 @@ static mech_status try_edge(search *s, int e, mech_err *err) {
         return MECH_OK;
     }
     t.macs = s->ev->macs;
+    t.seconds = mech_now() - *s->t0;
     s->res->n_trials++;
     if (o->on_trial && o->on_trial(&t, o->user))
         return mech_err_set(err, MECH_ERR_CANCELLED, "ACDC stopped by the trial callback after %lld trials",
@@ -758,7 +760,7 @@ mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32
         goto done;
     }
     int n_order = visit_order(&x, order);
-    search s = {.x = &x, .ev = ev, .res = res, .t0 = t0, .last_key = -1, .cur = NAN};
+    search s = {.x = &x, .ev = ev, .res = res, .t0 = &t0, .last_key = -1, .cur = NAN};
     for (int i = 0; i < o->n_replay; i++) {
         int e = o->replay[i].edge;
         if (e < 0 || e >= g->n_edges) {

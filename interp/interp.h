@@ -397,6 +397,11 @@ int mech_compiled_n_out(const mech_model *m);
 // The output-logit index of a compiled model's output at the last of T
 // positions of ids (the largest of its first mech_compiled_n_out logits).
 mech_status mech_compiled_answer(const mech_model *m, const int32_t *ids, int T, int32_t *out, mech_err *err);
+// The default number of inputs of a compiled model's dataset: tiny models,
+// and some circuits are exercised only by rare inputs (a Dyck language's
+// paths of one bracket kind: ACDC recovers shuffle_dyck2/3 exactly from 200
+// inputs, not from 20).
+#define MECH_DATASET_COMPILED_N 200
 // len <= 0: the default length, the same for every command: the longest
 // below max_seq_len at which the clean outputs of these n inputs differ
 // (mech_compiled_outputs_vary), trying at most 16 lengths; when none does,
@@ -505,7 +510,8 @@ typedef struct mech_acdc_trial {
     int edge;
     double before, after;
     int removed;
-    int64_t macs; // multiply-adds the run has spent up to and including this trial (0: unknown)
+    int64_t macs;   // multiply-adds the run has spent up to and including this trial (0: unknown)
+    double seconds; // the run's time up to the end of this trial (0: unknown)
 } mech_acdc_trial;
 
 typedef struct mech_acdc_progress {
@@ -549,7 +555,7 @@ typedef struct mech_acdc_result {
     int64_t n_trials;        // trials run (replayed ones excluded)
     int64_t macs;            // multiply-adds spent in trials and state rebuilds (naive: one full forward per
                              // trial), for the benchmark; a resumed run's include the replayed trials' (their macs)
-    double seconds;
+    double seconds;          // a resumed run's include the replayed trials' (their seconds)
 } mech_acdc_result;
 
 // Runs ACDC on g (edges already absent stay absent) over B sequences of T

@@ -363,9 +363,10 @@ static void test_acdc_pairs_file_and_naive(void **state) {
     mech_test_rm_db(db);
 }
 
-// --dataset compiled without --len: the default length, where the clean
-// outputs differ (a Dyck language's even one), and a warning where they
-// cannot (a program whose output is the input's length).
+// --dataset compiled without --len and --n: the default length, where the
+// clean outputs differ (a Dyck language's even one), 200 inputs, and a
+// warning where the outputs cannot differ (a program that outputs the
+// input's length).
 static void test_acdc_compiled_default_len(void **state) {
     (void)state;
     char *out, *err;
@@ -375,16 +376,17 @@ static void test_acdc_compiled_default_len(void **state) {
     free(out);
     assert_int_equal(mech_test_cli(&out, &err, "acdc --model %s --dataset compiled --tau 0.001 --ablation zero --db %s", m,
                                    db), 0);
-    assert_has(err, "ACDC on 20 inputs of 5 tokens"); // length 4 and BOS; max_seq_len 6
+    assert_has(err, "ACDC on 200 inputs of 5 tokens"); // the default n; length 4 and BOS; max_seq_len 6
     assert_null(strstr(err, "warning"));
     assert_has(out, "TPR 1.000  FPR 0.0000  (38 of 38 truth edges found, 0 false positives)");
     free(out), free(err);
     assert_int_equal(query_long(db, "select json_extract(params, '$.len') from runs where id = 1"), 4);
+    assert_int_equal(query_long(db, "select json_extract(params, '$.n') from runs where id = 1"), 200);
     assert_int_equal(mech(&out, "compile examples/rasp/length.rasp -o %s", m), 0);
     free(out);
     assert_int_equal(mech_test_cli(&out, &err, "acdc --model %s --dataset compiled --tau 0.001 --ablation zero --db %s", m,
                                    db), 0);
-    assert_has(err, "warning: --dataset compiled: the program's output is the same on all 20 inputs of length 4");
+    assert_has(err, "warning: --dataset compiled: the program's output is the same on all 200 inputs of length 4");
     free(out), free(err);
     unlink(m);
     mech_test_rm_db(db);

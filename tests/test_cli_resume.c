@@ -221,13 +221,17 @@ static void test_resume_checks_the_model(void **state) {
     free(out);
     // run 2 (stopped, resumed) against run 3 (uninterrupted): every trial
     // row, the circuit and the cost, equal bit for bit
-    long per_trial = sql_long(db, "select count(*) from results where run_id = 3 and item >= 0");
-    assert_int_equal(per_trial, 5 * trials);
-    assert_int_equal(same_rows(db, 2, 3, "x.item >= 0"), per_trial);
+    assert_int_equal(sql_long(db, "select count(*) from results where run_id = 3 and item >= 0"), 6 * trials);
+    assert_int_equal(sql_long(db, "select count(*) from results where run_id = 2 and item >= 0"), 6 * trials);
+    assert_int_equal(same_rows(db, 2, 3, "x.item >= 0 and x.metric != 'seconds'"), 5 * trials);
     assert_int_equal(same_rows(db, 2, 3, "x.metric = 'kept'"),
                      sql_long(db, "select count(*) from results where run_id = 3 and metric = 'kept'"));
     assert_int_equal(same_rows(db, 2, 3, "x.site = 'circuit' and x.metric in ('n_edges', 'metric_final', 'trials', "
                                          "'macs')"), 4);
+    // the time covers the whole run too: at least that of the stored trials the resume continued from
+    assert_true(sql_long(db, "select count(*) from results a, results b where a.run_id = 2 and a.site = 'circuit' and "
+                             "a.metric = 'seconds' and b.run_id = 2 and b.item = 0 and b.metric = 'seconds' and "
+                             "a.value >= b.value and b.value > 0") == 1);
     unlink(m);
     mech_test_rm_db(db);
 }

@@ -459,7 +459,7 @@ static void test_compiled_default_len(void **state) {
     (void)state;
     check_default_len("reverse", 4, 1);       // max_seq_len 5
     check_default_len("shuffle_dyck1", 4, 1); // max_seq_len 6; false at every odd length
-    check_default_len("shuffle_dyck3", 4, 1); // balanced inputs are 2 % of length 4's
+    check_default_len("shuffle_dyck2", 4, 1); // max_seq_len 5; balanced inputs are 4 % of length 4's
     check_default_len("length", 4, 0);        // the same output for every input of one length
     // an odd length of a Dyck language: constant
     mech_model *m = compiled_model("shuffle_dyck1");
