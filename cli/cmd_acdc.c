@@ -24,6 +24,7 @@ typedef struct acdc_spec {
     long pos_shuffle; // seed of the corrupted pass's position shuffle (compiled models, resample); -1: none
     double tau;
     int heads_ascending, naive, abs_value;
+    int prepend_bos; // <|endoftext|> in front of every prompt (--prepend-bos)
 } acdc_spec;
 
 static const char *const metric_names[] = {"kl", "logit_diff", "l2"};
@@ -58,6 +59,7 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
     mech_buf_printf(&b, ", \"n_out\": %d, \"B\": %d, \"T\": %d", n_out, B, T);
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
                     g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
+    if (sp->prepend_bos) mech_buf_puts(&b, ", \"prepend_bos\": true");
     if (sweep) mech_buf_printf(&b, ", \"sweep\": %lld", (long long)sweep);
     mech_buf_puts(&b, "}");
     char *s = b.oom ? NULL : mech_strdup(b.data);
@@ -95,6 +97,7 @@ static int spec_from_json(const mech_json *j, acdc_spec *sp) {
     sp->heads_ascending = heads && !strcmp(heads, "ascending");
     sp->naive = json_bool(j, "naive");
     sp->abs_value = json_bool(j, "abs_value");
+    sp->prepend_bos = json_bool(j, "prepend_bos");
     sp->pos_shuffle = (long)json_num(j, "pos_shuffle", -1);
     sp->positions = json_str(j, "positions");
     if (!sp->corruption) sp->corruption = "random";
@@ -370,7 +373,9 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
             rc = cli_run_failed(cmd, c->s, run, &err);
             goto done;
         }
-        int from = !strcmp(sp->positions, "induction") ? (c->T + 1) / 2 : c->compiled ? 1 : 0;
+        // (with --prepend-bos the halves start one position later)
+        int bos = sp->prepend_bos;
+        int from = !strcmp(sp->positions, "induction") ? (c->T - bos + 1) / 2 + bos : c->compiled ? 1 : bos;
         for (int b = 0; b < c->B; b++)
             for (int t = from; t < c->T; t++) mask[(size_t)b * c->T + t] = 1;
         o.mask = mask;
@@ -675,6 +680,8 @@ int cmd_acdc(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--heads-ascending")) sp.heads_ascending = 1;
         else if (!strcmp(argv[i], "--naive")) sp.naive = 1;
         else if (!strcmp(argv[i], "--abs-value")) sp.abs_value = 1;
+        else if (!strcmp(argv[i], "--prepend-bos")) sp.prepend_bos = 1;
+        else if (!strcmp(argv[i], "--no-prepend-bos")) sp.prepend_bos = 0;
         else if (!strcmp(argv[i], "--sweep")) sweep = 1;
         else if (!strcmp(argv[i], "--count-edges")) count = 1, spec = 0;
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; spec = 0; }
@@ -786,6 +793,7 @@ int cmd_acdc(int argc, char **argv) {
     if (rc) goto done;
     if (sp.dataset) sp.n = c.n_pairs; // the dataset's default when not given
     if (sp.dataset && (rc = equal_lengths(cmd, &sp, c.m, tok, &c.pairs, &c.n_pairs))) goto done;
+    if (sp.prepend_bos && (rc = cli_pairs_bos(cmd, c.m, tok, c.pairs, c.n_pairs))) goto done;
     c.B = c.n_pairs, c.T = (int)c.pairs[0].n_clean;
     for (int i = 0; i < c.B; i++)
         if ((int)c.pairs[i].n_clean != c.T || (int)c.pairs[i].n_corrupt != c.T) {

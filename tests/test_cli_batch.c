@@ -335,6 +335,39 @@ static void test_patch_prepend_bos(void **state) {
     mech_test_rm_db(db);
 }
 
+// mech acdc --prepend-bos: every prompt gains BOS (one more position in the
+// stored batch shape), the option is kept in the run's parameters, and a
+// model without BOS refuses it.
+static void test_acdc_prepend_bos(void **state) {
+    (void)state;
+    const char *db = mech_test_tmpn("batch-acdc.db");
+    mech_test_rm_db(db);
+    char *out = NULL;
+    const char *args = "acdc --model %s --dataset induction --n 2 --len 3 --tau 0.1 --positions induction %s --db %s";
+    assert_int_equal(mech(&out, args, tiny_model(), "", db), 0);
+    free(out);
+    assert_int_equal(mech(&out, args, tiny_model(), "--prepend-bos", db), 0);
+    free(out);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h, "select json_extract(params, '$.T'), coalesce(json_extract(params, "
+                                           "'$.prepend_bos'), 0) from runs order by id", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int t_plain = sqlite3_column_int(st, 0);
+    assert_int_equal(sqlite3_column_int(st, 1), 0);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), t_plain + 1);
+    assert_int_equal(sqlite3_column_int(st, 1), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_int_equal(mech(&out, args, "tests/fixtures/gpt2-tiny", "--prepend-bos", db), 2);
+    assert_non_null(strstr(out, "no BOS token"));
+    free(out);
+    mech_test_rm_db(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heads_random_longer_than_context),
@@ -344,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_run_padded_logits),
         cmocka_unit_test(test_attrib_ln_exact),
         cmocka_unit_test(test_patch_prepend_bos),
+        cmocka_unit_test(test_acdc_prepend_bos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
