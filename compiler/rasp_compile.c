@@ -1480,14 +1480,18 @@ static uint64_t next_rand(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-// Multiply-adds to run one input of n tokens through m (T = n + 1 with BOS)
-// and through the interpreter (about one step per node and pair of
-// positions: selectors are n x n).
+// The cost of one input of n tokens, in multiply-adds of a matmul: the
+// model's matmuls (T = n + 1 with BOS), its attention (per head and pair of
+// positions: q.k, the softmax's exp and the stored pattern, measured at
+// about 100 multiply-adds' time besides the 2 d_head of the products), and
+// the interpreter (selectors and aggregates are n x n; a step per node and
+// pair, also measured at about 100).
 static double input_cost(const mech_model *m, int n_nodes, int n) {
     const mech_config *c = &m->cfg;
     double T = n + 1, C = c->d_model, A = (double)c->n_heads * c->d_head, M = c->d_mlp, V = c->d_vocab;
     double per_token = c->n_layers * (C * 3 * A + A * C + 2 * C * M) + V * C;
-    return T * per_token + c->n_layers * 2.0 * c->n_heads * c->d_head * T * T + (double)n_nodes * n * n;
+    return T * per_token + c->n_layers * (double)c->n_heads * (2.0 * c->d_head + 100) * T * T +
+           100.0 * n_nodes * n * n;
 }
 
 // The inputs verification runs: `count` inputs of each length in lens.
