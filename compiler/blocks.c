@@ -1,7 +1,9 @@
 /*
 ** compiler/blocks.c: the MLPs and attention heads RASP operations compile
 ** to, written in residual-stream coordinates (see the invariants in
-** compiler/build.h). Each constructor returns a block owning its arrays.
+** compiler/build.h). Each constructor returns a block owning its arrays;
+** when one of them cannot be allocated the block comes back unfilled with
+** that array NULL, and build_mlp_ok / build_head_ok tell the caller.
 */
 #include "compiler/build.h"
 
@@ -16,6 +18,9 @@ static build_mlp mlp_new(int C, int layer, int hidden) {
     return m;
 }
 
+int build_mlp_ok(const build_mlp *m) { return m->w_in && m->b_in && m->w_out; }
+int build_head_ok(const build_head *h) { return h->wq && h->wk && h->wv && h->wo; }
+
 // hidden unit h fires (= 1) iff dimension `in` is 1, gated by `one`.
 static void gate_unit(build_mlp *m, int h, int one, int n_inputs) {
     m->w_in[(size_t)one * m->hidden + h] += 1;
@@ -24,6 +29,7 @@ static void gate_unit(build_mlp *m, int h, int one, int n_inputs) {
 
 build_mlp block_map_cat(int C, int layer, int one, const int *in, int n_in, const int *out_of) {
     build_mlp m = mlp_new(C, layer, n_in ? n_in : 1);
+    if (!build_mlp_ok(&m)) return m;
     for (int v = 0; v < n_in; v++) {
         m.w_in[(size_t)in[v] * m.hidden + v] = 1;
         gate_unit(&m, v, one, 1);
@@ -38,6 +44,7 @@ build_mlp block_map_cat_to_num(int C, int layer, int one, const int *in, int n_i
     // signs, so negative values survive (Tracr's single unit loses them),
     // and both are shifted down by M at BOS (one = 0), where |y| < M.
     build_mlp m = mlp_new(C, layer, 2);
+    if (!build_mlp_ok(&m)) return m;
     double M = 1;
     for (int v = 0; v < n_in; v++)
         if (fabs(f[v]) + 1 > M) M = fabs(f[v]) + 1;
@@ -55,6 +62,7 @@ build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *con
     int total = 1;
     for (int a = 0; a < n_args; a++) total *= n_in[a];
     build_mlp m = mlp_new(C, layer, total ? total : 1);
+    if (!build_mlp_ok(&m)) return m;
     for (int t = 0; t < total; t++) {
         int rest = t;
         for (int a = n_args - 1; a >= 0; a--) {
@@ -63,7 +71,7 @@ build_mlp block_zipmap_cat(int C, int layer, int one, int n_args, const int *con
         }
         // fires iff every argument has its value: sum = n_args (n_args + 1 with `one`)
         gate_unit(&m, t, one, n_args);
-        if (out_of[t] >= 0) m.w_out[(size_t)t * C + out_of[t]] = 1;
+        if (out_of && out_of[t] >= 0) m.w_out[(size_t)t * C + out_of[t]] = 1;
     }
     return m;
 }
@@ -80,8 +88,9 @@ build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int
     for (int k = 1; k < n; k++) steps += step_needed(k, out_num, f_num, out_cat);
     int H = n > 0 ? 1 + 2 * steps : 1;
     build_mlp m = mlp_new(C, layer, H);
-    if (n == 0) return m;
-    // Unit 0 is the constant 1 (0 at BOS): the value at xs[0].
+    if (n == 0 || !build_mlp_ok(&m)) return m;
+    // Unit 0 is the constant 1 (0 at BOS): the value at xs[0], plus the
+    // constant part of every step taken downwards (below).
     m.w_in[(size_t)one * H + 0] = 1;
     if (out_num >= 0) m.w_out[out_num] = (float)f_num[0];
     else if (out_cat[0] >= 0) m.w_out[out_cat[0]] = 1;
@@ -90,22 +99,43 @@ build_mlp block_map_num(int C, int layer, int one, int in, const double *xs, int
         // step_k(x) = relu(s(x-m) + .5) - relu(s(x-m) - .5) with s = 4/gap:
         // flat (0 or 1) within 3/8 of a gap of every value, so values that
         // arrive slightly off still map exactly. Constants come through
-        // `one`, so at BOS both units see s*x and cancel.
+        // `one`, so at BOS both units see the same and cancel.
+        //
+        // Far from its threshold a unit's input is s|x - m|, and the two
+        // units differ by 1 only while float32 resolves 1 at that size
+        // (below 2^23, and well below after the matmul's rounding). So each
+        // step faces the side where its input stays small: upwards (on for
+        // x > m) when the values above m are nearer than those below, else
+        // downwards (on for x < m) as 1 - step, its 1 moved into unit 0.
+        // For selector width (xs = 1/(w+1), gaps ~1/w^2) the downward input
+        // is at most about 4w, exact to any max_seq_len; upwards it would be
+        // 4w^2 (wrong from max_seq_len 2512).
         double gap = xs[k] - xs[k - 1], s = 4.0 / gap, mid = 0.5 * (xs[k] + xs[k - 1]);
+        int down = mid - xs[0] < xs[n - 1] - mid;
+        double sg = down ? -1.0 : 1.0;
         int a = 1 + 2 * j, b = 2 + 2 * j;
         j++;
-        m.w_in[(size_t)in * H + a] = (float)s;
-        m.w_in[(size_t)in * H + b] = (float)s;
-        m.w_in[(size_t)one * H + a] = (float)(-s * mid + 0.5);
-        m.w_in[(size_t)one * H + b] = (float)(-s * mid - 0.5);
+        m.w_in[(size_t)in * H + a] = (float)(sg * s);
+        m.w_in[(size_t)in * H + b] = (float)(sg * s);
+        m.w_in[(size_t)one * H + a] = (float)(-sg * s * mid + 0.5);
+        m.w_in[(size_t)one * H + b] = (float)(-sg * s * mid - 0.5);
+        // the step's effect: f(x) gains d above m; downwards, d is in unit 0
+        // and the unit takes it away below m
         if (out_num >= 0) {
             float d = (float)(f_num[k] - f_num[k - 1]);
-            m.w_out[(size_t)a * C + out_num] += d;
-            m.w_out[(size_t)b * C + out_num] -= d;
+            m.w_out[(size_t)a * C + out_num] += (float)sg * d;
+            m.w_out[(size_t)b * C + out_num] -= (float)sg * d;
+            if (down) m.w_out[out_num] += d;
         } else {
-            if (out_cat[k] >= 0) m.w_out[(size_t)a * C + out_cat[k]] += 1, m.w_out[(size_t)b * C + out_cat[k]] -= 1;
-            if (out_cat[k - 1] >= 0)
-                m.w_out[(size_t)a * C + out_cat[k - 1]] -= 1, m.w_out[(size_t)b * C + out_cat[k - 1]] += 1;
+            float g = (float)sg;
+            if (out_cat[k] >= 0) {
+                m.w_out[(size_t)a * C + out_cat[k]] += g, m.w_out[(size_t)b * C + out_cat[k]] -= g;
+                if (down) m.w_out[out_cat[k]] += 1;
+            }
+            if (out_cat[k - 1] >= 0) {
+                m.w_out[(size_t)a * C + out_cat[k - 1]] -= g, m.w_out[(size_t)b * C + out_cat[k - 1]] += g;
+                if (down) m.w_out[out_cat[k - 1]] -= 1;
+            }
         }
     }
     return m;
@@ -118,6 +148,7 @@ build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s
     h.wk = build_zeros((size_t)C * dq);
     h.wv = build_zeros((size_t)C * dv);
     h.wo = build_zeros((size_t)dv * C);
+    if (!build_head_ok(&h)) return h;
     // A dimension of -1 stands for none: its indicator is one - sum of the
     // value dimensions (1 exactly when no value is set).
     for (int q = 0; q < nq; q++) {
@@ -163,6 +194,7 @@ build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s
 build_mlp block_linear(int C, int layer, int one, int n_in, const int *in, const double *w, const double *bound,
                        double c, int out) {
     build_mlp m = mlp_new(C, layer, 2 * n_in + 1);
+    if (!build_mlp_ok(&m)) return m;
     int H = m.hidden;
     for (int a = 0; a < n_in; a++) {
         // relu(x) - relu(-x) = x, each unit shifted down by the bound at BOS

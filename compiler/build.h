@@ -58,6 +58,8 @@ void build_model_clear(build_model *b);
 
 // ---------------------------------------------------------------------------
 // Block constructors (compiler/blocks.c). Dimensions are residual indices.
+// Out of memory, a block comes back unfilled with a NULL array: check it
+// with build_mlp_ok / build_head_ok (either way, the caller frees it).
 //
 // Invariants that keep BOS (position 0) from leaking into the computation:
 // - `one` is 1 at every position but BOS; every constant enters through it,
@@ -110,5 +112,7 @@ typedef struct attend_spec {
     double v_bos_num;
 } attend_spec;
 build_head block_attend(int C, int layer, int bos, int one, const attend_spec *s, float sharpness);
+int build_mlp_ok(const build_mlp *m);
+int build_head_ok(const build_head *h);
 
 #endif

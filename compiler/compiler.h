@@ -342,6 +342,28 @@ typedef struct mech_rasp_compiled {
 } mech_rasp_compiled;
 
 mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **out, mech_err *err);
+
+// What the compiler refuses, checked from its plan (value sets, layers,
+// residual layout) before it builds blocks or allocates the model.
+#define MECH_RASP_MAX_PARAMS 100000000 // parameters of the compiled model (400 MB as float32)
+#define MECH_RASP_MAX_VALUES 1000000   // values one s-op can hold (one residual dimension each)
+typedef struct mech_rasp_limits {
+    int64_t max_params;   // 0: MECH_RASP_MAX_PARAMS
+    int64_t max_values;   // 0: MECH_RASP_MAX_VALUES
+    volatile int *cancel; // when set (e.g. on SIGINT) the compile stops: MECH_ERR_CANCELLED
+    // Called now and then with the stage ("planning", "building") and the
+    // nodes done out of total.
+    void (*progress)(void *user, const char *stage, int64_t done, int64_t total);
+    void *user;
+} mech_rasp_limits;
+// mech_rasp_compile with limits (lim NULL: the defaults; mech_rasp_compile
+// is this with NULL). Beyond a limit: MECH_ERR_RANGE (a value set, the
+// model's parameters, or a shape no model can have: more than 4096 layers,
+// d_model above 65536, ...), or MECH_ERR_NOMEM when building it would not
+// fit in 80% of physical memory; the message names the program's file, the
+// size asked for and what raises the limit.
+mech_status mech_rasp_compile_limited(const mech_rasp_program *p, const mech_rasp_limits *lim,
+                                      mech_rasp_compiled **out, mech_err *err);
 void mech_rasp_compiled_free(mech_rasp_compiled *c);
 void mech_rasp_compiled_explain(const mech_rasp_compiled *c, mech_buf *b);
 
@@ -359,8 +381,39 @@ mech_status mech_rasp_runner_run(mech_rasp_runner *r, const mech_rasp_value *inp
                                  mech_rasp_value *outputs, mech_err *err);
 // Every input up to max_seq_len when there are at most 100,000, else about
 // 10,000 random ones (seeded); the first disagreement is an error.
+// (mech_rasp_verify_ex with the default cost limit.)
 mech_status mech_rasp_verify(const mech_rasp_program *p, const mech_model *m, uint64_t seed, size_t *checked,
                              size_t *exhaustive, mech_err *err);
+
+// Verification's cost is counted in multiply-adds (the model's forward pass
+// plus the interpreter, per input); at about 1e10 a second (one core)
+// the default is half a minute.
+#define MECH_RASP_VERIFY_COST 3e11
+typedef struct mech_rasp_verify_opts {
+    uint64_t seed;
+    double max_cost;      // 0: MECH_RASP_VERIFY_COST
+    volatile int *cancel; // when set, stops after the current batch: MECH_ERR_CANCELLED
+    void (*progress)(void *user, int64_t done, int64_t total); // after each batch of inputs
+    void *user;
+} mech_rasp_verify_opts;
+typedef struct mech_rasp_verify_result {
+    size_t checked;        // inputs that agreed
+    size_t total;          // inputs planned
+    int exhaustive;        // every input up to max_seq_len
+    double all_inputs;     // how many inputs there are up to max_seq_len
+    double exhaustive_cost; // what checking all of them would cost
+    double cost;           // what the planned ones cost
+} mech_rasp_verify_result;
+// Checks m against the interpreter: every input when there are at most
+// 100,000 and that fits max_cost; else about 10,000 seeded random ones over
+// every length; else as many as fit max_cost, with lengths spread evenly up
+// to max_seq_len (res->total says how many). MECH_ERR_RANGE when not even
+// one input of the longest length fits; MECH_ERR_FORMAT for a disagreement.
+mech_status mech_rasp_verify_ex(const mech_rasp_program *p, const mech_model *m, const mech_rasp_verify_opts *opts,
+                                mech_rasp_verify_result *res, mech_err *err);
+// Only the plan (res without checked), nothing is run.
+mech_status mech_rasp_verify_estimate(const mech_rasp_program *p, const mech_model *m,
+                                      const mech_rasp_verify_opts *opts, mech_rasp_verify_result *res, mech_err *err);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SHARPNESS 100.0f // attention logit of a selected key
 
@@ -52,22 +53,26 @@ struct rasp_plan {
     pnode *nodes;    // [n_all]
     int C, n_layers, N;
     char **labels;   // [C]
+    int64_t max_values; // per s-op (composites included)
+    int too_big;        // sel_side: the selector whose composite exceeded max_values
+    int64_t too_big_n;  // and its size
+    const mech_rasp_limits *lim; // compiling: cancel and progress (NULL when decoding)
 };
 typedef struct rasp_plan rasp_plan;
 
 // ---------------------------------------------------------------------------
 // Value sets
 
-static int cmp_value(const void *a, const void *b) { return mech_rasp_value_order(a, b); }
-
+// Values are appended as they come and made distinct once, in vset_sort:
+// a set of n values costs O(n log n), not O(n^2) (vocabularies and value
+// sets run to a million values).
 static int vset_add(vset *s, int *cap, const mech_rasp_value *v) {
     if (v->type == MECH_RASP_NONE) {
         s->has_none = 1;
         return 0;
     }
-    for (int i = 0; i < s->n; i++)
-        if (mech_rasp_value_eq(&s->v[i], v)) return 0;
     if (s->n == *cap) {
+        if (*cap > INT32_MAX / 2) return -1;
         int nc = *cap ? *cap * 2 : 8;
         mech_rasp_value *g = mech_realloc(s->v, (size_t)nc * sizeof *g);
         if (!g) return -1;
@@ -78,12 +83,49 @@ static int vset_add(vset *s, int *cap, const mech_rasp_value *v) {
     return 0;
 }
 
-static void vset_sort(vset *s) { qsort(s->v, (size_t)s->n, sizeof *s->v, cmp_value); }
+typedef struct vslot {
+    mech_rasp_value v;
+    int at; // order of arrival: of equal values (1, 1.0, true) the first is kept
+} vslot;
+
+static int cmp_slot(const void *a, const void *b) {
+    const vslot *x = a, *y = b;
+    int r = mech_rasp_value_order(&x->v, &y->v);
+    return r ? r : (x->at > y->at) - (x->at < y->at);
+}
+
+// Sorts s (mech_rasp_value_order) and drops repeats. -1 out of memory.
+static int vset_sort(vset *s) {
+    if (s->n < 2) return 0;
+    vslot *t = mech_malloc((size_t)s->n * sizeof *t);
+    if (!t) return -1;
+    for (int i = 0; i < s->n; i++) t[i] = (vslot){s->v[i], i};
+    qsort(t, (size_t)s->n, sizeof *t, cmp_slot);
+    int k = 0;
+    for (int i = 0; i < s->n; i++)
+        if (!k || mech_rasp_value_order(&s->v[k - 1], &t[i].v) != 0) s->v[k++] = t[i].v;
+    s->n = k;
+    mech_free(t);
+    return 0;
+}
 
 static int vset_find(const vset *s, const mech_rasp_value *v) {
-    for (int i = 0; i < s->n; i++)
-        if (mech_rasp_value_eq(&s->v[i], v)) return i;
+    int lo = 0, hi = s->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, r = mech_rasp_value_order(&s->v[mid], v);
+        if (!r) return mid;
+        if (r < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
     return -1;
+}
+
+static int gcd(int a, int b) {
+    while (b) {
+        int t = a % b;
+        a = b, b = t;
+    }
+    return a;
 }
 
 static int is_number(const mech_rasp_value *v) {
@@ -164,7 +206,9 @@ static mech_status infer(rasp_plan *pl, int id, mech_err *err) {
             const vset *in = &pl->nodes[n->in[a]].vs;
             if (in->has_none) s->has_none = 1;
             total *= in->n;
-            if (total > 100000) return node_error(pl, n, err, "its inputs have more than 100000 value combinations");
+            if (total > pl->max_values)
+                return node_error(pl, n, err, "its inputs have more than %lld value combinations (one MLP unit each; "
+                                  "mech compile --max-values raises the limit)", (long long)pl->max_values);
         }
         for (long t = 0; t < total; t++) {
             mech_rasp_value args[16], out;
@@ -202,11 +246,22 @@ static mech_status infer(rasp_plan *pl, int id, mech_err *err) {
                                       "aggregate a 0/1 indicator (e.g. numerical(x == v)) instead",
                                       sop->label, v);
                 }
-            // every mean of k ones among m selected keys
-            for (int m = 1; m <= N; m++)
-                for (int k = 0; k <= m; k++) {
-                    mech_rasp_value v = k == 0 ? mech_rasp_int(0) : k == m ? mech_rasp_int(1)
-                                                                         : mech_rasp_float((double)k / m);
+            // every mean of k ones among m selected keys: 0, 1 and each
+            // fraction in lowest terms once (about 0.3 N^2 of them)
+            long count = 2;
+            for (int m = 2; m <= N; m++)
+                for (int k = 1; k < m; k++) count += gcd(k, m) == 1;
+            if (count > pl->max_values)
+                return node_error(pl, n, err,
+                                  "a numerical mean over up to %d positions can take %ld values, more than the limit "
+                                  "of %lld values per s-op (mech compile --max-values raises it)",
+                                  N, count, (long long)pl->max_values);
+            mech_rasp_value zero = mech_rasp_int(0), one = mech_rasp_int(1);
+            if (vset_add(s, &cap, &zero) || vset_add(s, &cap, &one)) goto nomem;
+            for (int m = 2; m <= N; m++)
+                for (int k = 1; k < m; k++) {
+                    if (gcd(k, m) != 1) continue;
+                    mech_rasp_value v = mech_rasp_float((double)k / m);
                     if (vset_add(s, &cap, &v)) goto nomem;
                 }
         }
@@ -217,7 +272,10 @@ static mech_status infer(rasp_plan *pl, int id, mech_err *err) {
     default:
         return node_error(pl, n, err, "unsupported node kind %s", mech_rasp_kind_name(n->kind));
     }
-    vset_sort(s);
+    if (vset_sort(s)) goto nomem;
+    if (s->n > pl->max_values)
+        return node_error(pl, n, err, "can hold %d values, more than the limit of %lld values per s-op "
+                          "(mech compile --max-values raises it)", s->n, (long long)pl->max_values);
     if (n->enc == MECH_RASP_NUMERICAL) {
         if (s->has_none) return node_error(pl, n, err, "a numerical s-op cannot be none (it has one dimension)");
         for (int i = 0; i < s->n; i++)
@@ -357,8 +415,8 @@ static int sel_side(rasp_plan *pl, int sel, int side) {
     const mech_rasp_node *n = mech_rasp_program_node(pl->p, sel);
     if (n->kind == MECH_RASP_SELECT) return n->in[side];
     if (n->kind == MECH_RASP_SEL_NOT) return sel_side(pl, n->in[0], side);
-    int x = sel_side(pl, n->in[0], side), y = sel_side(pl, n->in[1], side);
-    if (x < 0 || y < 0) return -1;
+    int x = sel_side(pl, n->in[0], side), y = x < 0 ? x : sel_side(pl, n->in[1], side);
+    if (x < 0 || y < 0) return x < 0 ? x : y;
     if (x == y) return x;
     for (int i = pl->n; i < pl->n_all; i++)
         if (pl->nodes[i].pair_a == x && pl->nodes[i].pair_b == y) return i;
@@ -372,6 +430,12 @@ static int sel_side(rasp_plan *pl, int sel, int side) {
     mech_buf_printf(&lb, "%s.%s", n->label, side ? "queries" : "keys");
     c->vlabel = lb.data;
     int nx = pl->nodes[x].vs.n + pl->nodes[x].vs.has_none, ny = pl->nodes[y].vs.n + pl->nodes[y].vs.has_none;
+    if ((int64_t)nx * ny > pl->max_values) {
+        // `and`/`or` over different s-ops read the pair of their values:
+        // pairs of pairs multiply, so this is where such programs explode
+        pl->too_big = sel, pl->too_big_n = (int64_t)nx * ny;
+        return -2;
+    }
     c->vs.v = mech_calloc((size_t)(nx * ny > 0 ? nx * ny : 1), sizeof *c->vs.v);
     if (!c->vs.v || lb.oom) return -1;
     for (int i = 0; i < nx; i++)
@@ -390,8 +454,8 @@ static int max_in_stage(rasp_plan *pl, const mech_rasp_node *n) {
         int s = in->stage;
         if (in->is_sel) {
             // a selector is read where it is used: its keys and queries must be ready
-            int k = sel_side(pl, n->in[i], 0), q = sel_side(pl, n->in[i], 1);
-            if (k < 0 || q < 0) return -3;
+            int k = sel_side(pl, n->in[i], 0), q = k < 0 ? k : sel_side(pl, n->in[i], 1);
+            if (k < 0 || q < 0) return (k < 0 ? k : q) == -2 ? -4 : -3;
             s = pl->nodes[k].stage > pl->nodes[q].stage ? pl->nodes[k].stage : pl->nodes[q].stage;
         }
         if (s > st) st = s;
@@ -401,7 +465,7 @@ static int max_in_stage(rasp_plan *pl, const mech_rasp_node *n) {
 
 static void plan_free(rasp_plan *pl) {
     if (!pl) return;
-    for (int i = 0; i < pl->n_all; i++) mech_free(pl->nodes[i].vs.v), mech_free(pl->nodes[i].vlabel);
+    for (int i = 0; pl->nodes && i < pl->n_all; i++) mech_free(pl->nodes[i].vs.v), mech_free(pl->nodes[i].vlabel);
     mech_free(pl->nodes);
     if (pl->labels)
         for (int i = 0; i < pl->C; i++) mech_free(pl->labels[i]);
@@ -452,6 +516,15 @@ static mech_status linear_coefficients(rasp_plan *pl, int id, double *w, double 
     return MECH_OK;
 }
 
+// The buffer's text (owned), or NULL when it ran out of memory (then freed).
+static char *buf_take(mech_buf *b) {
+    if (b->oom || !b->data) {
+        mech_buf_free(b);
+        return NULL;
+    }
+    return b->data;
+}
+
 static char *label_of(const char *name, const mech_rasp_value *v) {
     mech_buf b = {0};
     mech_buf_puts(&b, name);
@@ -459,13 +532,25 @@ static char *label_of(const char *name, const mech_rasp_value *v) {
         mech_buf_puts(&b, ":");
         mech_rasp_value_json(&b, v);
     }
-    return b.oom ? NULL : b.data;
+    return buf_take(&b);
 }
 
-static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_err *err) {
+static mech_status plan_check(rasp_plan *pl, mech_err *err);
+
+static int cancelled(const rasp_plan *pl) { return pl->lim && pl->lim->cancel && *pl->lim->cancel; }
+
+static void progress(const rasp_plan *pl, const char *stage, int64_t done, int64_t total) {
+    if (pl->lim && pl->lim->progress) pl->lim->progress(pl->lim->user, stage, done, total);
+}
+
+// The plan of p. lim (NULL when decoding a model that already exists) gives
+// the limits checked on the way and the cancel flag.
+static mech_status plan_new(const mech_rasp_program *p, const mech_rasp_limits *lim, rasp_plan **out, mech_err *err) {
     *out = NULL;
     rasp_plan *pl = mech_calloc(1, sizeof *pl);
     if (!pl) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    pl->lim = lim;
+    pl->max_values = lim && lim->max_values > 0 ? lim->max_values : lim ? MECH_RASP_MAX_VALUES : INT32_MAX;
     pl->p = p;
     pl->n = mech_rasp_program_n_nodes(p);
     pl->N = mech_rasp_program_max_seq_len(p);
@@ -484,11 +569,23 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
     }
     int causal = mech_rasp_program_causal(p);
     for (int i = 0; i < pl->n; i++) {
+        if (cancelled(pl)) {
+            rc = mech_err_set(err, MECH_ERR_CANCELLED, "%s: compile interrupted", mech_rasp_program_path(p));
+            goto fail;
+        }
+        if ((i & 255) == 0) progress(pl, "planning", i, pl->n);
         if ((rc = infer(pl, i, err))) goto fail;
         const mech_rasp_node *n = mech_rasp_program_node(p, i);
         pnode *pn = &pl->nodes[i];
         pn->bos_val = -1;
         int ms = n->n_in ? max_in_stage(pl, n) : -1;
+        if (ms == -4) {
+            const mech_rasp_node *sel = mech_rasp_program_node(p, pl->too_big);
+            rc = node_error(pl, n, err, "its selector '%s' combines selectors over different s-ops, whose pairs of "
+                            "values take %lld values, more than the limit of %lld values per s-op (mech compile "
+                            "--max-values raises it)", sel->label, (long long)pl->too_big_n, (long long)pl->max_values);
+            goto fail;
+        }
         if (ms < -2) {
             rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
             goto fail;
@@ -550,6 +647,8 @@ static mech_status plan_new(const mech_rasp_program *p, rasp_plan **out, mech_er
     }
     pl->C = C;
     pl->n_layers = max_stage / 2 + 1;
+    // Before labels, blocks and weights: is the model within the limits?
+    if (lim && (rc = plan_check(pl, err))) goto fail;
     pl->labels = mech_calloc((size_t)C, sizeof *pl->labels);
     if (!pl->labels) {
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
@@ -586,6 +685,146 @@ fail:
 }
 
 // ---------------------------------------------------------------------------
+// Size: the model's shape from the plan alone, before anything is built
+
+static int ext_side(rasp_plan *pl, int sel, int side) {
+    int id = sel_side(pl, sel, side);
+    return id < 0 ? 1 : ext_n(pl, id);
+}
+
+static int out_dim(const rasp_plan *pl, int id, const mech_rasp_value *v);
+
+// The config the plan's blocks will assemble into (exactly: the blocks'
+// widths are computed as the constructors in blocks.c will make them).
+static mech_status plan_config(rasp_plan *pl, mech_config *cfg, mech_err *err) {
+    int L = pl->n_layers;
+    int64_t *heads = mech_calloc((size_t)L, sizeof *heads), *hidden = mech_calloc((size_t)L, sizeof *hidden);
+    if (!heads || !hidden) {
+        mech_free(heads), mech_free(hidden);
+        return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", mech_rasp_program_path(pl->p));
+    }
+    int64_t d_head = 1, nh = 1, dm = 1;
+    for (int i = 0; i < pl->n_all; i++) {
+        const pnode *pn = &pl->nodes[i];
+        int64_t h = 0, dq = 0, dv = 0;
+        int att = -1;
+        if (i >= pl->n) {
+            h = pn->vs.n ? pn->vs.n : 1;
+        } else {
+            const mech_rasp_node *n = mech_rasp_program_node(pl->p, i);
+            int N = pl->N;
+            switch (n->kind) {
+            case MECH_RASP_MAP: {
+                const mech_rasp_node *in = mech_rasp_program_node(pl->p, n->in[0]);
+                int64_t nv = pl->nodes[n->in[0]].vs.n;
+                if (in->enc == MECH_RASP_CATEGORICAL) {
+                    h = n->enc == MECH_RASP_NUMERICAL ? 2 : nv;
+                } else {
+                    // a unit, and two per step where the output changes (block_map_num)
+                    h = 1;
+                    mech_rasp_value prev = mech_rasp_none(), cur;
+                    for (int64_t k = 0; k < nv; k++, prev = cur) {
+                        mech_status st = apply(pl, n, n->fn, &pl->nodes[n->in[0]].vs.v[k], 1, &cur, err);
+                        if (st) {
+                            mech_free(heads), mech_free(hidden);
+                            return st;
+                        }
+                        if (!k) continue;
+                        if (n->enc == MECH_RASP_NUMERICAL ? num(&cur) != num(&prev)
+                                                          : out_dim(pl, i, &cur) != out_dim(pl, i, &prev))
+                            h += 2;
+                    }
+                }
+                break;
+            }
+            case MECH_RASP_ZIPMAP:
+                if (mech_rasp_program_node(pl->p, n->in[0])->enc == MECH_RASP_NUMERICAL) {
+                    h = 2 * n->n_in + 1;
+                } else {
+                    h = 1;
+                    for (int a = 0; a < n->n_in; a++) h *= pl->nodes[n->in[a]].vs.n;
+                }
+                break;
+            case MECH_RASP_AGGREGATE:
+                att = pn->stage / 2;
+                dq = ext_side(pl, n->in[0], 1) + 1;
+                dv = (n->enc == MECH_RASP_NUMERICAL ? 1 : pl->nodes[n->in[1]].vs.n) + 1;
+                break;
+            case MECH_RASP_SELECTOR_WIDTH:
+            case MECH_RASP_LENGTH:
+                att = pn->att_stage / 2;
+                dq = n->kind == MECH_RASP_LENGTH ? 2 : ext_side(pl, n->in[0], 1) + 1;
+                dv = 1;
+                h = 2 * (int64_t)N + 1;
+                break;
+            default: break;
+            }
+        }
+        if (h > 0 && pn->stage >= 0) hidden[pn->stage / 2] += h;
+        if (att >= 0) {
+            heads[att]++;
+            if (dq > d_head) d_head = dq;
+            if (dv > d_head) d_head = dv;
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        if (heads[l] > nh) nh = heads[l];
+        if (hidden[l] > dm) dm = hidden[l];
+    }
+    mech_free(heads), mech_free(hidden);
+    size_t nv;
+    mech_rasp_program_vocab(pl->p, &nv);
+    int out = mech_rasp_program_output(pl->p);
+    int64_t V = (int64_t)nv + 2,
+            n_out = mech_rasp_program_node(pl->p, out)->enc == MECH_RASP_NUMERICAL ? 1 : pl->nodes[out].vs.n;
+    if (n_out > V) V = n_out;
+    memset(cfg, 0, sizeof *cfg);
+    // saturate: the checks below report the size, they must not wrap
+    cfg->n_layers = L, cfg->n_heads = (int)(nh < INT32_MAX ? nh : INT32_MAX);
+    cfg->d_model = pl->C, cfg->d_head = (int)(d_head < INT32_MAX ? d_head : INT32_MAX);
+    cfg->d_mlp = (int)(dm < INT32_MAX ? dm : INT32_MAX), cfg->n_ctx = pl->N + 1;
+    cfg->d_vocab = (int)(V < INT32_MAX ? V : INT32_MAX);
+    cfg->act = MECH_ACT_RELU, cfg->norm = MECH_NORM_NONE, cfg->causal = mech_rasp_program_causal(pl->p);
+    cfg->ln_eps = 1e-5f;
+    return MECH_OK;
+}
+
+// Physical memory in bytes, or 0 when unknown.
+static double phys_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (double)pages * size : 0;
+}
+
+static mech_status plan_check(rasp_plan *pl, mech_err *err) {
+    const char *path = mech_rasp_program_path(pl->p);
+    mech_config cfg;
+    mech_status st = plan_config(pl, &cfg, err);
+    if (st) return st;
+    mech_err e = {0};
+    char shape[200];
+    snprintf(shape, sizeof shape, "%d layer%s, %d head%s of width %d, d_model %d, d_mlp %d, vocab %d, context %d",
+             cfg.n_layers, cfg.n_layers == 1 ? "" : "s", cfg.n_heads, cfg.n_heads == 1 ? "" : "s", cfg.d_head,
+             cfg.d_model, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx);
+    if (mech_config_validate(&cfg, &e)) {
+        const char *why = strncmp(e.msg, "config: ", 8) ? e.msg : e.msg + 8;
+        return mech_err_set(err, MECH_ERR_RANGE, "%s: the program needs a model (%s) beyond what mech can hold: %s",
+                            path, shape, why);
+    }
+    double params = (double)mech_config_n_params(&cfg);
+    int64_t max = pl->lim->max_params > 0 ? pl->lim->max_params : MECH_RASP_MAX_PARAMS;
+    if (params > (double)max)
+        return mech_err_set(err, MECH_ERR_RANGE, "%s: the compiled model would have %.0f parameters (%.1f GB as float32; "
+                            "%s), more than the limit of %lld (mech compile --max-params raises it)",
+                            path, params, params * 4 / 1e9, shape, (long long)max);
+    // Building holds the blocks and the model at once: at most twice the model.
+    double need = params * 4 * 2, have = phys_bytes();
+    if (have > 0 && need > 0.8 * have)
+        return mech_err_set(err, MECH_ERR_NOMEM, "%s: compiling needs about %.1f GB for a model of %.0f parameters (%s), "
+                            "but this machine has %.1f GB", path, need / 1e9, params, shape, have / 1e9);
+    return MECH_OK;
+}
+
+// ---------------------------------------------------------------------------
 // Emission
 
 typedef struct emitter {
@@ -609,26 +848,36 @@ static int layer_units(const emitter *e, int layer) {
     return k;
 }
 
+// Takes ownership of h's arrays (freed here when it fails).
 static int push_head(emitter *e, build_head h) {
+    if (!build_head_ok(&h)) goto fail;
     if (e->b.n_heads == e->cap_heads) {
         int nc = e->cap_heads ? 2 * e->cap_heads : 8;
         build_head *g = mech_realloc(e->b.heads, (size_t)nc * sizeof *g);
-        if (!g) return -1;
+        if (!g) goto fail;
         e->b.heads = g, e->cap_heads = nc;
     }
     e->b.heads[e->b.n_heads++] = h;
     return 0;
+fail:
+    mech_free(h.wq), mech_free(h.wk), mech_free(h.wv), mech_free(h.wo);
+    return -1;
 }
 
+// Takes ownership of m's arrays (freed here when it fails).
 static int push_mlp(emitter *e, build_mlp m) {
+    if (!build_mlp_ok(&m)) goto fail;
     if (e->b.n_mlps == e->cap_mlps) {
         int nc = e->cap_mlps ? 2 * e->cap_mlps : 8;
         build_mlp *g = mech_realloc(e->b.mlps, (size_t)nc * sizeof *g);
-        if (!g) return -1;
+        if (!g) goto fail;
         e->b.mlps = g, e->cap_mlps = nc;
     }
     e->b.mlps[e->b.n_mlps++] = m;
     return 0;
+fail:
+    mech_free(m.w_in), mech_free(m.b_in), mech_free(m.w_out), mech_free(m.b_out);
+    return -1;
 }
 
 // Dimensions of a categorical node's extended set (none -> -1).
@@ -761,7 +1010,7 @@ static mech_status emit_node(emitter *e, int id, mech_err *err) {
         if (!st) {
             int numerical_out = n->enc == MECH_RASP_NUMERICAL;
             build_mlp m = block_zipmap_cat(C, layer, 1, k, dims, sizes, numerical_out ? NULL : oc);
-            if (numerical_out)
+            if (numerical_out && build_mlp_ok(&m))
                 for (long t = 0; t < total; t++) m.w_out[(size_t)t * C + pn->dim] = (float)fnum[t];
             rc = push_mlp(e, m);
         }
@@ -999,6 +1248,11 @@ static mech_status plan_emit(rasp_plan *pl, mech_model **model, mech_buf *circui
         const mech_rasp_node *n = mech_rasp_program_node(pl->p, i);
         e.head_slot[i] = -1;
         if (pn->is_sel || pn->stage < 0) continue;
+        if (cancelled(pl)) {
+            st = mech_err_set(err, MECH_ERR_CANCELLED, "%s: compile interrupted", mech_rasp_program_path(pl->p));
+            goto done;
+        }
+        if ((i & 63) == 0) progress(pl, "building", i, pl->n);
         int att_layer = (n->kind == MECH_RASP_AGGREGATE ? pn->stage : pn->att_stage) / 2;
         int heads_before = e.b.n_heads, head_slot = layer_heads(&e, att_layer);
         int mlp_before = e.b.n_mlps, unit_from = layer_units(&e, pn->stage / 2);
@@ -1049,9 +1303,15 @@ static int meta_add(mech_rasp_compiled *c, const char *key, char *value) {
 }
 
 mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **out, mech_err *err) {
+    return mech_rasp_compile_limited(p, NULL, out, err);
+}
+
+mech_status mech_rasp_compile_limited(const mech_rasp_program *p, const mech_rasp_limits *lim, mech_rasp_compiled **out,
+                                      mech_err *err) {
+    static const mech_rasp_limits defaults = {0};
     *out = NULL;
     rasp_plan *pl = NULL;
-    mech_status st = plan_new(p, &pl, err);
+    mech_status st = plan_new(p, lim ? lim : &defaults, &pl, err);
     if (st) return st;
     mech_rasp_compiled *c = mech_calloc(1, sizeof *c);
     mech_buf circuit = {0};
@@ -1068,14 +1328,14 @@ mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **o
     if (srcs) memcpy(srcs, src, len), srcs[len] = 0;
     int bad = meta_add(c, "mech.rasp.source", srcs);
     mech_rasp_values_json(&b, vocab, nv);
-    bad |= meta_add(c, "mech.rasp.vocab", b.oom ? NULL : b.data);
+    bad |= meta_add(c, "mech.rasp.vocab", buf_take(&b));
     b = (mech_buf){0};
     mech_buf_printf(&b, "%d", pl->N);
-    bad |= meta_add(c, "mech.rasp.max_seq_len", b.data);
+    bad |= meta_add(c, "mech.rasp.max_seq_len", buf_take(&b));
     bad |= meta_add(c, "mech.rasp.causal", mech_strdup(mech_rasp_program_causal(p) ? "true" : "false"));
     b = (mech_buf){0};
     mech_buf_printf(&b, "{\"bos\": 0, \"vocab\": [1, %zu], \"pad\": %zu}", nv, nv + 1);
-    bad |= meta_add(c, "mech.rasp.tokens", b.data);
+    bad |= meta_add(c, "mech.rasp.tokens", buf_take(&b));
     b = (mech_buf){0};
     mech_buf_puts(&b, "[");
     for (int i = 0; i < pl->C; i++) {
@@ -1083,7 +1343,7 @@ mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **o
         mech_buf_json_string(&b, pl->labels[i], strlen(pl->labels[i]));
     }
     mech_buf_puts(&b, "]");
-    bad |= meta_add(c, "mech.rasp.residual", b.oom ? NULL : b.data);
+    bad |= meta_add(c, "mech.rasp.residual", buf_take(&b));
     int outn = mech_rasp_program_output(p);
     const mech_rasp_node *on = mech_rasp_program_node(p, outn);
     b = (mech_buf){0};
@@ -1093,7 +1353,7 @@ mech_status mech_rasp_compile(const mech_rasp_program *p, mech_rasp_compiled **o
                     on->enc == MECH_RASP_NUMERICAL ? "numerical" : "categorical");
     mech_rasp_values_json(&b, pl->nodes[outn].vs.v, (size_t)pl->nodes[outn].vs.n);
     mech_buf_puts(&b, "}");
-    bad |= meta_add(c, "mech.rasp.readout", b.oom ? NULL : b.data);
+    bad |= meta_add(c, "mech.rasp.readout", buf_take(&b));
     c->circuit = circuit.oom ? NULL : mech_strdup(circuit.data ? circuit.data : "{}");
     bad |= meta_add(c, "mech.rasp.circuit", c->circuit ? mech_strdup(c->circuit) : NULL);
     mech_buf_free(&circuit);
@@ -1126,7 +1386,7 @@ mech_status mech_rasp_runner_new(const mech_rasp_program *p, const mech_model *m
     *out = NULL;
     mech_rasp_runner *r = mech_calloc(1, sizeof *r);
     if (!r) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
-    mech_status st = plan_new(p, &r->pl, err);
+    mech_status st = plan_new(p, NULL, &r->pl, err);
     if (st) {
         mech_free(r);
         return st;
@@ -1220,35 +1480,131 @@ static uint64_t next_rand(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-mech_status mech_rasp_verify(const mech_rasp_program *p, const mech_model *m, uint64_t seed, size_t *checked,
-                             size_t *exhaustive, mech_err *err) {
+// The cost of one input of n tokens, in multiply-adds of a matmul: the
+// model's matmuls (T = n + 1 with BOS), its attention (per head and pair of
+// positions: q.k, the softmax's exp and the stored pattern, measured at
+// about 100 multiply-adds' time besides the 2 d_head of the products), and
+// the interpreter (selectors and aggregates are n x n; a step per node and
+// pair, also measured at about 100).
+static double input_cost(const mech_model *m, int n_nodes, int n) {
+    const mech_config *c = &m->cfg;
+    double T = n + 1, C = c->d_model, A = (double)c->n_heads * c->d_head, M = c->d_mlp, V = c->d_vocab;
+    double per_token = c->n_layers * (C * 3 * A + A * C + 2 * C * M) + V * C;
+    return T * per_token + c->n_layers * (double)c->n_heads * (2.0 * c->d_head + 100) * T * T +
+           100.0 * n_nodes * n * n;
+}
+
+// The inputs verification runs: `count` inputs of each length in lens.
+typedef struct vgroup {
+    int len;
+    double count;
+} vgroup;
+
+// Plans the verification within opts' cost: every input when there are at
+// most 100,000 and they fit; else about 10,000 seeded random ones spread
+// over every length; else as many as fit, their lengths spread evenly up to
+// max_seq_len. groups (owned) gets the plan, n_groups its size.
+static mech_status verify_plan(const mech_rasp_program *p, const mech_model *m, const mech_rasp_verify_opts *o,
+                               mech_rasp_verify_result *res, vgroup **groups, int *n_groups, mech_err *err) {
+    size_t nv;
+    mech_rasp_program_vocab(p, &nv);
+    int N = mech_rasp_program_max_seq_len(p), nodes = mech_rasp_program_n_nodes(p);
+    double max_cost = o && o->max_cost > 0 ? o->max_cost : MECH_RASP_VERIFY_COST;
+    memset(res, 0, sizeof *res);
+    vgroup *g = mech_calloc((size_t)N, sizeof *g);
+    if (!g) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    double all = 0, all_cost = 0, per = ceil(10000.0 / N), sampled_cost = 0;
+    for (int n = 1; n <= N; n++) {
+        double k = pow((double)nv, n), c = input_cost(m, nodes, n);
+        all += k, all_cost += k * c;
+        sampled_cost += per * c;
+    }
+    res->all_inputs = all, res->exhaustive_cost = all_cost;
+    int ng = 0;
+    if (all <= 100000 && all_cost <= max_cost) {
+        for (int n = 1; n <= N; n++) g[ng++] = (vgroup){n, pow((double)nv, n)};
+        res->exhaustive = 1, res->cost = all_cost;
+    } else if (sampled_cost <= max_cost) {
+        for (int n = 1; n <= N; n++) g[ng++] = (vgroup){n, per};
+        res->cost = sampled_cost;
+    } else {
+        // S inputs, the i-th of length ceil((i + 1) N / S): the largest S that fits
+        int lo = 0, hi = (int)(per * N < 10000 ? per * N : 10000);
+        while (lo < hi) {
+            int S = lo + (hi - lo + 1) / 2;
+            double cost = 0;
+            for (int i = 0; i < S; i++) cost += input_cost(m, nodes, (int)(((int64_t)(i + 1) * N + S - 1) / S));
+            if (cost <= max_cost) lo = S;
+            else hi = S - 1;
+        }
+        if (lo == 0) {
+            mech_free(g);
+            return mech_err_set(err, MECH_ERR_RANGE, "%s: verifying even one input of length %d takes about %.3g "
+                                "multiply-adds, more than the limit of %.3g (mech compile --max-verify raises it, "
+                                "--no-verify skips verification)", mech_rasp_program_path(p), N, input_cost(m, nodes, N),
+                                max_cost);
+        }
+        for (int i = 0; i < lo; i++) {
+            int len = (int)(((int64_t)(i + 1) * N + lo - 1) / lo);
+            if (ng && g[ng - 1].len == len) g[ng - 1].count++;
+            else g[ng++] = (vgroup){len, 1};
+            res->cost += input_cost(m, nodes, len);
+        }
+    }
+    for (int i = 0; i < ng; i++) res->total += (size_t)g[i].count;
+    *groups = g, *n_groups = ng;
+    return MECH_OK;
+}
+
+mech_status mech_rasp_verify_estimate(const mech_rasp_program *p, const mech_model *m, const mech_rasp_verify_opts *opts,
+                                      mech_rasp_verify_result *res, mech_err *err) {
+    vgroup *g = NULL;
+    int ng = 0;
+    mech_status st = verify_plan(p, m, opts, res, &g, &ng, err);
+    mech_free(g);
+    return st;
+}
+
+mech_status mech_rasp_verify_ex(const mech_rasp_program *p, const mech_model *m, const mech_rasp_verify_opts *opts,
+                                mech_rasp_verify_result *res, mech_err *err) {
     size_t nv;
     const mech_rasp_value *vocab = mech_rasp_program_vocab(p, &nv);
     int N = mech_rasp_program_max_seq_len(p);
-    double total = 0;
-    for (int n = 1; n <= N; n++) total += pow((double)nv, n);
-    int all = total <= 100000;
-    *checked = 0;
-    *exhaustive = (size_t)all;
-    mech_rasp_runner *r = NULL;
-    mech_status st = mech_rasp_runner_new(p, m, &r, err);
+    vgroup *groups = NULL;
+    int n_groups = 0;
+    mech_status st = verify_plan(p, m, opts, res, &groups, &n_groups, err);
     if (st) return st;
-    enum { BATCH = 256 };
+    mech_rasp_runner *r = NULL;
+    if ((st = mech_rasp_runner_new(p, m, &r, err))) {
+        mech_free(groups);
+        return st;
+    }
+    // Batches hold at most about 64 MB of activations (attention is T x T).
+    const mech_config *c = &m->cfg;
+    double T = N + 1, per_input = 4 * (T * (3.0 * c->n_heads * c->d_head + 4.0 * c->d_model + c->d_mlp + c->d_vocab) +
+                                       (double)c->n_heads * T * T);
+    int BATCH = (int)fmin(256, fmax(1, 64e6 / per_input));
     mech_rasp_value *in = mech_malloc((size_t)BATCH * N * sizeof *in), *got = mech_malloc((size_t)BATCH * N * sizeof *got);
     if (!in || !got) {
         st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
         goto done;
     }
-    uint64_t rng = seed;
-    for (int n = 1; n <= N && !st; n++) {
-        double count_d = all ? pow((double)nv, n) : ceil(10000.0 / N);
-        size_t count = (size_t)count_d;
-        for (size_t at = 0; at < count && !st; at += BATCH) {
-            int B = (int)(count - at < BATCH ? count - at : BATCH);
+    uint64_t rng = opts ? opts->seed : 0;
+    size_t done = 0;
+    for (int gi = 0; gi < n_groups && !st; gi++) {
+        int n = groups[gi].len;
+        size_t count = (size_t)groups[gi].count;
+        for (size_t at = 0; at < count && !st; at += (size_t)BATCH) {
+            if (opts && opts->cancel && *opts->cancel) {
+                st = mech_err_set(err, MECH_ERR_CANCELLED, "verification interrupted after %zu of %zu inputs", done,
+                                  res->total);
+                break;
+            }
+            int B = (int)(count - at < (size_t)BATCH ? count - at : (size_t)BATCH);
             for (int b = 0; b < B; b++) {
                 size_t code = at + (size_t)b;
                 for (int t = n - 1; t >= 0; t--) {
-                    size_t pick = all ? code % nv : (size_t)(next_rand(&rng) % nv);
+                    size_t pick = res->exhaustive ? code % nv : (size_t)(next_rand(&rng) % nv);
                     code /= nv;
                     in[(size_t)b * n + t] = vocab[pick];
                 }
@@ -1260,26 +1616,42 @@ mech_status mech_rasp_verify(const mech_rasp_program *p, const mech_model *m, ui
                 mech_buf a = {0}, w = {0}, x = {0};
                 mech_rasp_values_json(&x, in + (size_t)b * n, (size_t)n);
                 if (mech_rasp_eval(p, in + (size_t)b * n, (size_t)n, &want, &e)) {
-                    st = mech_err_set(err, e.code, "on input %s the program itself fails:\n%s", x.data, e.msg);
+                    st = e.code == MECH_ERR_NOMEM ? mech_err_set(err, e.code, "%s", e.msg)
+                                                  : mech_err_set(err, e.code, "on input %s the program itself fails:\n%s",
+                                                                 x.oom ? "?" : x.data, e.msg);
                 } else {
                     mech_rasp_values_json(&a, got + (size_t)b * n, (size_t)n);
                     mech_rasp_values_json(&w, want, (size_t)n);
-                    if (strcmp(a.data, w.data) != 0)
+                    if (x.oom || a.oom || w.oom) st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory verifying");
+                    else if (strcmp(a.data, w.data) != 0)
                         st = mech_err_set(err, MECH_ERR_FORMAT,
                                           "compiler bug: the model disagrees with the interpreter\n  input:    %s\n"
                                           "  expected: %s\n  model:    %s",
                                           x.data, w.data, a.data);
-                    else (*checked)++;
+                    else res->checked++;
                 }
                 mech_free(want);
                 mech_buf_free(&a), mech_buf_free(&w), mech_buf_free(&x);
             }
+            done += (size_t)B;
+            if (opts && opts->progress) opts->progress(opts->user, (int64_t)done, (int64_t)res->total);
         }
     }
 done:
+    mech_free(groups);
     mech_free(in);
     mech_free(got);
     mech_rasp_runner_free(r);
+    return st;
+}
+
+mech_status mech_rasp_verify(const mech_rasp_program *p, const mech_model *m, uint64_t seed, size_t *checked,
+                             size_t *exhaustive, mech_err *err) {
+    mech_rasp_verify_opts o = {.seed = seed};
+    mech_rasp_verify_result res;
+    mech_status st = mech_rasp_verify_ex(p, m, &o, &res, err);
+    *checked = res.checked;
+    *exhaustive = (size_t)res.exhaustive;
     return st;
 }
 

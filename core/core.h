@@ -77,6 +77,12 @@ char *mech_strdup(const char *s);
 // Allocates n bytes aligned to 64 (for SIMD); free with mech_free_aligned.
 void *mech_malloc_aligned(size_t n);
 void mech_free_aligned(void *p);
+// Test hook (allocation-failure injection): the n-th allocation through the
+// wrappers above from now on fails, once (n >= 1); n = 0 disarms. Returns
+// how many allocations the previous arming still had to go (0 when it
+// fired or was off), so a test can fail allocation 1, 2, ... of an
+// operation until one run no longer reaches the armed allocation.
+long mech_alloc_fail_after(long n);
 
 // Reads a whole file into a NUL-terminated heap buffer (*out, owned; *len
 // excludes the NUL).

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,26 @@ mech_status mech_err_set(mech_err *err, mech_status code, const char *fmt, ...) 
     return code;
 }
 
-void *mech_malloc(size_t n) { return malloc(n ? n : 1); }
-void *mech_calloc(size_t n, size_t size) { return calloc(n ? n : 1, size ? size : 1); }
-void *mech_realloc(void *p, size_t n) { return realloc(p, n ? n : 1); }
+// The allocation-failure countdown (mech_alloc_fail_after). It has to be
+// process-wide: the allocations it targets are deep inside the library,
+// where no context is passed; it is atomic because pool threads allocate
+// too. Off (0), it costs one relaxed load per allocation.
+static atomic_long fail_countdown;
+
+long mech_alloc_fail_after(long n) {
+    return atomic_exchange(&fail_countdown, n > 0 ? n : 0);
+}
+
+static int injected_failure(void) {
+    if (!atomic_load_explicit(&fail_countdown, memory_order_relaxed)) return 0;
+    long left = atomic_load(&fail_countdown);
+    while (left > 0 && !atomic_compare_exchange_weak(&fail_countdown, &left, left - 1)) {}
+    return left == 1;
+}
+
+void *mech_malloc(size_t n) { return injected_failure() ? NULL : malloc(n ? n : 1); }
+void *mech_calloc(size_t n, size_t size) { return injected_failure() ? NULL : calloc(n ? n : 1, size ? size : 1); }
+void *mech_realloc(void *p, size_t n) { return injected_failure() ? NULL : realloc(p, n ? n : 1); }
 void mech_free(void *p) { free(p); }
 
 char *mech_strdup(const char *s) {
@@ -58,6 +76,7 @@ void *mech_malloc_aligned(size_t n) {
     void *p = NULL;
     // Round up so that SIMD tails may read a whole vector past the last element.
     n = (n + 63) & ~(size_t)63;
+    if (injected_failure()) return NULL;
     if (posix_memalign(&p, 64, n ? n : 64)) return NULL;
     return p;
 }

@@ -351,7 +351,7 @@ mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
 }
 
 void mech_run_reset(mech_run *r) {
-    for (int i = 0; i < r->n_pts; i++) {
+    for (int i = 0; r->pts && i < r->n_pts; i++) { // pts is NULL when mech_run_new ran out of memory
         hook_point *p = &r->pts[i];
         mech_free_aligned(p->cache);
         mech_free(p->fns);
