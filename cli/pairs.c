@@ -217,6 +217,14 @@ int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const
     }
     cli_pair *p = NULL;
     int n = 0, cap = 0, line = 0, rc = 0;
+    // Lines are C strings below: a NUL byte would silently end the file there.
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        int at = 1;
+        for (const char *c = text; c < nul; c++) at += *c == '\n';
+        fprintf(stderr, "%s:%d: error: a NUL byte; expected JSONL or TSV text\n", path, at);
+        rc = 2;
+    }
     for (char *s = text, *e; s && *s && !rc; s = e ? e + 1 : NULL) {
         e = strchr(s, '\n');
         if (e) *e = 0;
@@ -239,7 +247,18 @@ int cli_pairs_read(const char *cmd, const char *path, const mech_model *m, const
                 break;
             }
         } else {
-            // TSV: build the same object from the columns
+            // TSV: build the same object from the columns. They must be UTF-8,
+            // as JSONL is: JSON-quoting other bytes would change the text.
+            for (size_t k = 0; k < ll;) {
+                size_t u = (unsigned char)s[k] < 0x80 ? 1 : mech_utf8_len((const unsigned char *)s + k, ll - k);
+                if (!u) {
+                    fprintf(stderr, "%s:%d: error: byte %zu is not UTF-8 text\n", path, line, k + 1);
+                    rc = 2;
+                    break;
+                }
+                k += u;
+            }
+            if (rc) break;
             mech_buf b = {0};
             const char *names[4] = {"clean", "corrupt", "answer", "wrong"};
             mech_buf_puts(&b, "{");

@@ -135,7 +135,9 @@ mech_status mech_config_from_json(const mech_json *j, mech_config *c, mech_err *
     if (n_embd_set && c->n_heads > 0) {
         // Hugging Face GPT-2 has no d_head or d_mlp: they follow from n_embd.
         c->d_head = c->d_model / c->n_heads;
-        c->d_mlp = n_inner > 0 ? n_inner : 4 * c->d_model;
+        // in 64 bits: n_embd may be up to 2^30 here (validate refuses it later)
+        int64_t mlp = n_inner > 0 ? n_inner : 4 * (int64_t)c->d_model;
+        c->d_mlp = mlp > INT32_MAX ? INT32_MAX : (int)mlp;
     }
     TRY(get_int(j, "n_layers", &c->n_layers, err));
     TRY(get_int(j, "n_heads", &c->n_heads, err));

@@ -64,6 +64,23 @@ int mech_fuzz_pairs(const uint8_t *data, size_t size) {
     mech_fuzz_accepted = 1;
     int bad = 0;
     if (!p || n < 1) bad = mech_fuzz_fail("ok with %d pairs", n);
+    // A text file with a NUL byte, or a TSV line that is not UTF-8, must be
+    // refused: the first cut the file short, the second re-read the bytes as
+    // Latin-1 and changed the prompt.
+    const char *text = (const char *)data + 1;
+    size_t len = size - 1;
+    if (!bad && memchr(text, 0, len)) bad = mech_fuzz_fail("accepted a file holding a NUL byte");
+    for (size_t i = 0; !bad && i < len;) {
+        const char *e = memchr(text + i, '\n', len - i);
+        size_t ll = e ? (size_t)(e - (text + i)) : len - i;
+        int tsv = ll && text[i] != '{' && text[i] != '#' && !(ll == 1 && text[i] == '\r');
+        for (size_t k = 0; tsv && !bad && k < ll;) {
+            size_t u = (unsigned char)text[i + k] < 0x80 ? 1 : mech_utf8_len((const unsigned char *)text + i + k, ll - k);
+            if (!u) bad = mech_fuzz_fail("accepted a TSV line that is not UTF-8");
+            k += u ? u : 1;
+        }
+        i += ll + 1;
+    }
     for (int i = 0; !bad && i < n; i++) {
         const cli_pair *q = &p[i];
         if (q->n_clean != q->n_corrupt || q->n_clean < 1 || q->n_clean > (size_t)m->cfg.n_ctx)
