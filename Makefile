@@ -150,10 +150,12 @@ fuzz:
 	  mkdir -p build-fuzz/corpus/$$t build-fuzz/artifacts/$$t; \
 	  dict=""; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
 	  echo "fuzz $$t: $(FUZZ_SECONDS) s (log build-fuzz/$$t.log)"; \
-	  if build-fuzz/fuzz/$$t build-fuzz/corpus/$$t tests/fuzz/corpus/$$t $$dict $(FUZZ_FLAGS) \
+	  mkdir -p build-fuzz/tmp; \
+	  if MECH_FUZZ_TMPDIR=build-fuzz/tmp build-fuzz/fuzz/$$t build-fuzz/corpus/$$t tests/fuzz/corpus/$$t $$dict $(FUZZ_FLAGS) \
 	      -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/artifacts/$$t/ >build-fuzz/$$t.log 2>&1; \
 	  then grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' build-fuzz/$$t.log | tail -2; \
 	  else fail="$$fail $$t"; tail -40 build-fuzz/$$t.log; fi; \
+	  rm -rf build-fuzz/tmp; \
 	done; \
 	if [ -n "$$fail" ]; then echo "fuzz: findings in:$$fail (inputs in build-fuzz/artifacts/)"; exit 1; fi
 .PHONY: fuzz fuzz-bins

@@ -40,8 +40,10 @@ extern char mech_fuzz_why[512];
 // Formats the reason into mech_fuzz_why; returns 1.
 int mech_fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-// A scratch path unique to this process and target: $TMPDIR (or /tmp)
-// /mech-fuzz-<pid>-<target>/<name>; the directory is made on first use.
+// A scratch path unique to this process and target: $MECH_FUZZ_TMPDIR (else
+// $TMPDIR, else /tmp)/mech-fuzz-<pid>-<target>/<name>; the directory is made
+// on first use. libFuzzer may exit without running atexit handlers, so
+// `make fuzz` points MECH_FUZZ_TMPDIR into build-fuzz/ and clears it.
 const char *mech_fuzz_path(const char *target, const char *name);
 // Removes every scratch directory this process made.
 void mech_fuzz_cleanup(void);

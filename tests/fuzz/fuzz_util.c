@@ -37,7 +37,8 @@ int mech_fuzz_fail(const char *fmt, ...) {
 const char *mech_fuzz_path(const char *target, const char *name) {
     static char buf[4][1024];
     static int k;
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = getenv("MECH_FUZZ_TMPDIR"); // make fuzz: build-fuzz/tmp
+    if (!tmp || !*tmp) tmp = getenv("TMPDIR");
     char *p = buf[k++ % 4];
     snprintf(p, sizeof buf[0], "%s/mech-fuzz-%d-%s", tmp && *tmp ? tmp : "/tmp", (int)getpid(), target);
     mkdir(p, 0700);
