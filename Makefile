@@ -4,8 +4,11 @@
 #   make bench      the benchmarks in bench/
 #   make demo       the main job on the built-in default
 # Parallel by default (one job per CPU); an explicit -jN wins.
+# (Only at the top level: a sub-make shares its parent's jobserver.)
+ifeq ($(MAKELEVEL),0)
 ifeq ($(filter -j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 endif
 # V=1 shows every compiler command and every test's full output.
 ifeq ($(V),1)
