@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // The forward pass on the one prompt: patterns (L, NH, T, T), token labels
 // and the three head scores into a. 0 or an exit code.
@@ -123,6 +124,20 @@ int cmd_tui(int argc, char **argv) {
         app.view = MECH_TUI_VIEW_HEAD;
     }
     if (db) {
+        // a missing database is shown in the interface with what fills it;
+        // one that exists but cannot be read (not SQLite, another
+        // application's, a newer schema, damaged) is an error before the
+        // terminal is touched
+        if (access(db, F_OK) == 0) {
+            mech_tui_run_row *rows = NULL;
+            size_t n_rows = 0;
+            mech_err err = {0};
+            if (mech_tui_runs_load(db, &rows, &n_rows, &err)) {
+                mech_tui_app_deinit(&app);
+                return cli_fail(cmd, &err);
+            }
+            mech_free(rows);
+        }
         app.has_runs = 1, app.db_path = db;
         mech_tui_app_reload(&app);
         if (!model) app.view = MECH_TUI_VIEW_RUNS;

@@ -69,7 +69,8 @@ static void keys(const char *k) { sh(NULL, 0, "tmux -L %s send-keys -t t %s", so
 // Starts `mech tui ARGS` in a W x H session; the wrapper reports the exit
 // status and whether the tty's settings came back ("TTY-RESTORED rc=N").
 static void stop(void);
-static void start(int w, int h, const char *args) {
+// env: "NAME=value ..." for the program (or "")
+static void start_env(const char *env, int w, int h, const char *args) {
     stop(); // a failed test may have left its session
     // a fresh server per session: reusing a socket right after kill-server races
     static int n_started;
@@ -81,16 +82,19 @@ static void start(int w, int h, const char *args) {
     FILE *f = fopen(script, "w");
     assert_non_null(f);
     fprintf(f,
+            "trap : INT\n" // Ctrl-C reaches the whole foreground group: the wrapper stays
             "s=$(stty -g)\n"
-            "sh -c 'echo $$ >%s; exec \"$0\" \"$@\"' %s tui %s\n"
+            "%s sh -c 'echo $$ >%s; exec \"$0\" \"$@\"' %s tui %s\n"
             "rc=$?\n"
             "if [ \"$(stty -g)\" = \"$s\" ]; then echo TTY-RESTORED rc=$rc; else echo TTY-BROKEN rc=$rc; fi\n"
             "sleep 120\n",
-            pidfile, bin, args);
+            env, pidfile, bin, args);
     fclose(f);
     int rc = sh(NULL, 0, "tmux -L %s -f /dev/null new-session -d -s t -x %d -y %d 'sh %s'", sock, w, h, script);
     assert_int_equal(rc, 0);
 }
+
+static void start(int w, int h, const char *args) { start_env("", w, h, args); }
 
 static void stop(void) {
     if (sock[0]) sh(NULL, 0, "tmux -L %s kill-server 2>/dev/null", sock);
@@ -256,6 +260,107 @@ static void test_tui_term_sigterm_restores(void **state) {
     stop();
 }
 
+// Ctrl-C (SIGINT through the terminal's own line discipline): the same.
+static void test_tui_term_ctrl_c_restores(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[700];
+    snprintf(args, sizeof args, "%s", db);
+    start(80, 24, args);
+    wait_for("1 of 1 runs");
+    keys("C-c");
+    assert_restored("rc=130");
+    stop();
+}
+
+// Another process writes the database while it is open: its run appears,
+// the selection stays where it was.
+static void test_tui_term_refresh_while_open(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    const char *live = mech_test_tmpn("live.db");
+    mech_test_rm_db(live);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'one two three' --db %s", model, live))
+        fail_msg("mech heads: %s", out);
+    free(out);
+    char args[700];
+    snprintf(args, sizeof args, "%s", live);
+    start(100, 24, args);
+    wait_for("1 of 1 runs");
+    if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'four five six seven' --db %s", model, live))
+        fail_msg("mech heads: %s", out);
+    free(out);
+    wait_for("2 of 2 runs");
+    wait_for("     2  heads    done");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+    mech_test_rm_db(live);
+}
+
+// A resized window is laid out again: the heatmap's pooling follows the size.
+static void test_tui_term_resize(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
+    start(120, 40, args);
+    wait_for("L0H0  9 tokens  one cell per token");
+    // 8 rows: 8 - 2 (title, footer) - 2 (title line, cursor line) - 3 (key axis) = 1 heatmap row
+    sh(NULL, 0, "tmux -L %s resize-window -t t -x 60 -y 8", sock);
+    wait_for("L0H0  9 tokens  max pooling: 9 x 1 tokens per cell");
+    sh(NULL, 0, "tmux -L %s resize-window -t t -x 120 -y 40", sock);
+    wait_for("L0H0  9 tokens  one cell per token");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+}
+
+// Counts the SGR sequences (ESC [ ... m) that set a foreground or a
+// background colour: 30-37, 90-97, 38;... and 40-47, 100-107, 48;...
+// (39 and 49, the default colours, are not colours).
+static void sgr_colours(const char *s, int *fg, int *bg) {
+    for (const char *p = s; (p = strstr(p, "\x1b[")); ) {
+        p += 2;
+        while (*p >= '0' && *p <= '9') {
+            int v = (int)strtol(p, (char **)&p, 10);
+            if ((v >= 30 && v <= 37) || (v >= 90 && v <= 97) || v == 38) (*fg)++;
+            if ((v >= 40 && v <= 47) || (v >= 100 && v <= 107) || v == 48) (*bg)++;
+            if (v == 38 || v == 48) { // 38;5;N or 38;2;R;G;B: skip the arguments
+                int skip = 0;
+                if (*p == ';') skip = strtol(p + 1, NULL, 10) == 2 ? 4 : 2;
+                for (; skip && *p == ';'; skip--) strtol(p + 1, (char **)&p, 10);
+            }
+            if (*p == ';') p++;
+        }
+    }
+}
+
+// Colour: the heatmap's cells carry background colours; under NO_COLOR
+// no colour is sent at all, and the glyph ramp still draws the pattern.
+static void test_tui_term_colour_and_no_color(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
+    for (int no_color = 0; no_color < 2; no_color++) {
+        start_env(no_color ? "NO_COLOR=1 TERM=xterm-256color" : "TERM=xterm-256color", 120, 40, args);
+        wait_for("L0H0  9 tokens");
+        static char esc[65536];
+        sh(esc, sizeof esc, "tmux -L %s capture-pane -e -p -t t", sock);
+        int fg = 0, bg = 0;
+        sgr_colours(esc, &fg, &bg);
+        if (no_color) {
+            if (fg || bg) fail_msg("colour escapes under NO_COLOR:\n%s", esc);
+        } else if (!bg) fail_msg("no background colours in the heatmap:\n%s", esc);
+        wait_for("            When ++"); // the glyph ramp either way
+        keys("q");
+        assert_restored("rc=0");
+        stop();
+    }
+}
+
 // Argument errors need no terminal: usage errors exit 2, a model that
 // cannot load exits 1, no terminal at all exits 1.
 static void test_tui_cli_errors(void **state) {
@@ -277,6 +382,20 @@ static void test_tui_cli_errors(void **state) {
     assert_int_equal(mech_test_cli(&out, &err, "tui %s </dev/null", db), 1);
     assert_non_null(strstr(err, "needs a terminal"));
     free(out), free(err);
+    // a file that is not a mech database: an error before the terminal, nothing written
+    const char *junk = mech_test_tmpn("junk.db");
+    FILE *f = fopen(junk, "w");
+    fputs("this is not a database, just some text long enough to fill a header.......\n", f);
+    fclose(f);
+    assert_int_equal(mech_test_cli(&out, &err, "tui %s", junk), 1);
+    assert_non_null(strstr(err, "mech tui: error:"));
+    assert_non_null(strstr(err, junk));
+    free(out), free(err);
+    size_t len = 0;
+    char *back = mech_test_read(junk, &len);
+    assert_non_null(strstr(back, "this is not a database"));
+    free(back);
+    mech_test_rm_db(junk);
     assert_int_equal(mech_test_cli(&out, &err, "tui --help"), 0);
     assert_non_null(strstr(out, "usage: mech tui [DB]"));
     free(out), free(err);
@@ -289,6 +408,10 @@ int main(void) {
         cmocka_unit_test(test_tui_term_missing_db),
         cmocka_unit_test(test_tui_term_attention),
         cmocka_unit_test(test_tui_term_sigterm_restores),
+        cmocka_unit_test(test_tui_term_ctrl_c_restores),
+        cmocka_unit_test(test_tui_term_refresh_while_open),
+        cmocka_unit_test(test_tui_term_resize),
+        cmocka_unit_test(test_tui_term_colour_and_no_color),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
