@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-// The forward pass on the one prompt: patterns (L, NH, T, T), token labels
-// and the three head scores into a. 0 or an exit code.
+// The forward pass on the one prompt: the patterns (borrowed from the run,
+// which *run_out then owns with the model *m_out), token labels and the
+// three head scores into a. 0 or an exit code.
 static int live_attention(const char *cmd, const char *model, const char *text, int kind, const cli_batch_opts *bo,
-                          mech_tui_attn *a, char *name, size_t name_cap) {
+                          mech_tui_attn *a, char *name, size_t name_cap, mech_model **m_out, mech_run **run_out) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_run *run = NULL;
@@ -31,17 +32,19 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
         goto done;
     }
     int L = m->cfg.n_layers, NH = m->cfg.n_heads, T = in.T;
+    fprintf(stderr, "mech tui: running %s on %d tokens...\n", model, T);
     if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
         mech_run_forward(run, in.ids, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
     a->L = L, a->NH = NH, a->T = T;
-    a->pat = mech_malloc((size_t)L * NH * T * T * sizeof *a->pat);
+    // the view reads the run's cached patterns in place: the run lives until the interface ends
+    a->layer_pat = mech_calloc((size_t)L, sizeof *a->layer_pat);
     a->tokens = mech_calloc((size_t)T, sizeof *a->tokens);
     a->scores = mech_malloc((size_t)MECH_TUI_SCORE_KINDS * L * NH * sizeof *a->scores);
-    if (!a->pat || !a->tokens || !a->scores) {
-        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory for %d x %d patterns of %d tokens", L, NH, T);
+    if (!a->layer_pat || !a->tokens || !a->scores) {
+        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
         rc = cli_fail(cmd, &err);
         goto done;
     }
@@ -54,7 +57,7 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
             rc = cli_fail(cmd, &err);
             goto done;
         }
-        memcpy(a->pat + (size_t)l * NH * T * T, t->data, (size_t)NH * T * T * sizeof *a->pat);
+        a->layer_pat[l] = t->data;
     }
     for (int k = 0; k < MECH_TUI_SCORE_KINDS && k < MECH_HEAD_KIND_COUNT_; k++)
         if (mech_heads_score(m, run, in.ids, (mech_head_kind)k, MECH_HEAD_MUL, 0, 0, a->scores + (size_t)k * L * NH,
@@ -88,9 +91,11 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
     snprintf(name, name_cap, "%s (%d layers x %d heads, %d tokens)", base, L, NH, T);
 done:
     mech_rasp_program_free(prog);
-    mech_run_free(run);
     cli_inputs_free(&in);
-    mech_model_free(m);
+    if (rc) {
+        mech_run_free(run);
+        mech_model_free(m);
+    } else *m_out = m, *run_out = run;
     return rc;
 }
 
@@ -114,8 +119,11 @@ int cmd_tui(int argc, char **argv) {
     if (model && !n) return cli_usage(cmd, "--model needs the input to look at: --prompt TEXT, --ids 1,2,3 or --input \"a b\"");
     if (!model && !db) db = "mech.db";
     mech_tui_app app = {0};
+    mech_model *m = NULL;
+    mech_run *run = NULL; // holds the patterns the attention view shows
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], &bo, &app.attn, app.model_name, sizeof app.model_name);
+        int rc = live_attention(cmd, model, texts[0], kinds[0], &bo, &app.attn, app.model_name, sizeof app.model_name,
+                                &m, &run);
         if (rc) {
             mech_tui_app_deinit(&app);
             return rc;
@@ -134,6 +142,8 @@ int cmd_tui(int argc, char **argv) {
             mech_err err = {0};
             if (mech_tui_runs_load(db, &rows, &n_rows, &err)) {
                 mech_tui_app_deinit(&app);
+                mech_run_free(run);
+                mech_model_free(m);
                 return cli_fail(cmd, &err);
             }
             mech_free(rows);
@@ -144,5 +154,7 @@ int cmd_tui(int argc, char **argv) {
     }
     int rc = mech_tui_main(&app);
     mech_tui_app_deinit(&app);
+    mech_run_free(run);
+    mech_model_free(m);
     return rc;
 }

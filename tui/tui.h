@@ -156,7 +156,9 @@ mech_status mech_tui_runs_load(const char *path, mech_tui_run_row **rows, size_t
 
 typedef struct mech_tui_attn {
     int L, NH, T;
-    float *pat;      // (L, NH, T, T) attention patterns (owned, mech_free)
+    float *pat;      // (L, NH, T, T) attention patterns (owned, mech_free), or NULL when
+    const float **layer_pat; // [L] (owned array) of (NH, T, T) patterns borrowed from a run
+                     // that outlives the view (no copy: 600 MB at GPT-2 small, T = 1024)
     char **tokens;   // [T] printable token labels (owned, mech_free each and the array)
     double *scores;  // [MECH_TUI_SCORE_KINDS][L*NH] head scores, or NULL (owned, mech_free)
     int layer, head; // the head shown

@@ -16,12 +16,14 @@ void mech_tui_attn_deinit(mech_tui_attn *a) {
     for (int i = 0; a->tokens && i < a->T; i++) mech_free(a->tokens[i]);
     mech_free(a->tokens);
     mech_free(a->pat);
+    mech_free(a->layer_pat);
     mech_free(a->scores);
     mech_free(a->thumbs);
     memset(a, 0, sizeof *a);
 }
 
 static const float *head_pat(const mech_tui_attn *a, int l, int h) {
+    if (a->layer_pat) return a->layer_pat[l] + (size_t)h * a->T * a->T;
     return a->pat + ((size_t)l * a->NH + h) * (size_t)a->T * a->T;
 }
 
