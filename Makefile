@@ -56,9 +56,18 @@ $(B)/libmech.a: $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)$(AR) rcs $@ $^
 
+# ncurses only in the binary (tui/*.c) and the tui suites: libmech.a stays free of it
+CURSES_LIBS := $(shell pkg-config --libs ncurses 2>/dev/null || echo -lncurses)
+TUI_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tui/*.c))
+
 $(MECH_BIN): $(CLI_OBJ) $(B)/libmech.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(CURSES_LIBS) $(LDLIBS) -o $@
+
+$(B)/test/test_tui_%: $(B)/tests/test_tui_%.o $(B)/tests/support/check.o $(TUI_OBJ) $(B)/libmech.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ -lcmocka $(CURSES_LIBS) $(LDLIBS) -o $@
 
 $(B)/test/%: $(B)/tests/%.o $(B)/tests/support/check.o $(B)/libmech.a
 	@mkdir -p $(@D)
@@ -133,7 +142,7 @@ $(B)/tests/fuzz/cli_main.o: cli/main.c | $(DEPS_OK)
 $(B)/test/test_fuzz_regress: $(B)/tests/test_fuzz_regress.o $(B)/tests/support/check.o $(FUZZ_ENTRY_OBJ) \
 		$(FUZZ_CLI_OBJ) $(B)/libmech.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $^ -lcmocka $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ -lcmocka $(CURSES_LIBS) $(LDLIBS) -o $@
 
 # static patterns: a bare libfuzzer_%.o would let make chain its built-in
 # `%: %.o` rule onto every .d file it includes
@@ -143,7 +152,7 @@ $(FUZZ_ALL:%=$(B)/tests/fuzz/libfuzzer_%.o): $(B)/tests/fuzz/libfuzzer_%.o: test
 
 $(FUZZ_ALL:%=$(B)/fuzz/%): $(B)/fuzz/%: $(B)/tests/fuzz/libfuzzer_%.o $(FUZZ_ENTRY_OBJ) $(FUZZ_CLI_OBJ) $(B)/libmech.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(CURSES_LIBS) $(LDLIBS) -o $@
 
 fuzz-bins: $(FUZZ_TARGETS:%=$(B)/fuzz/%)
 

@@ -7,4 +7,5 @@
 #include "compiler/compiler.h"
 #include "data/data.h"
 #include "interp/interp.h"
+#include "tui/tui.h"
 #endif

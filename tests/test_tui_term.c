@@ -1,0 +1,417 @@
+/*
+** tests/test_tui_term.c: the real `mech tui` binary in a real terminal.
+** Each test starts it in a detached tmux session of a fixed size, sends keys
+** (send-keys) and polls what the screen shows (capture-pane -p) until the
+** expected text appears or a timeout passes; then checks the exit status
+** and that the terminal was given back (stty settings as before, the
+** alternate screen left), after q and after SIGTERM. The database and the
+** model are made with mech's own commands. Skipped, with a message, when
+** tmux is not installed. Also the argument errors, which need no terminal.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mech.h"
+#include "tests/support/check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char sock[64], model[600], db[600], bin[600];
+static double timeout_s = 15;
+
+// Runs a shell command; its stdout (first 64 KiB) into out when not NULL.
+static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int sh(char *out, size_t cap, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, r;
+    char tmp[4096];
+    while ((r = fread(tmp, 1, sizeof tmp, p)) > 0)
+        for (size_t i = 0; i < r; i++)
+            if (out && n + 1 < cap) out[n++] = tmp[i];
+    if (out && cap) out[n] = 0;
+    return pclose(p);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static char screen[65536];
+
+// Polls the pane until it shows want; fails with the last screen after the timeout.
+static void wait_for(const char *want) {
+    double t0 = now_s();
+    for (;;) {
+        sh(screen, sizeof screen, "tmux -L %s capture-pane -p -t t 2>/dev/null", sock);
+        if (strstr(screen, want)) return;
+        if (now_s() - t0 > timeout_s) fail_msg("no \"%s\" on the screen after %.0f s; it shows:\n%s", want, timeout_s, screen);
+        usleep(30000);
+    }
+}
+
+static void keys(const char *k) { sh(NULL, 0, "tmux -L %s send-keys -t t %s", sock, k); }
+
+// Starts `mech tui ARGS` in a W x H session; the wrapper reports the exit
+// status and whether the tty's settings came back ("TTY-RESTORED rc=N").
+static void stop(void);
+// env: "NAME=value ..." for the program (or "")
+static void start_env(const char *env, int w, int h, const char *args) {
+    stop(); // a failed test may have left its session
+    // a fresh server per session: reusing a socket right after kill-server races
+    static int n_started;
+    snprintf(sock, sizeof sock, "mech-test-%d-%d", (int)getpid(), n_started++);
+    char pidfile[600], script[600];
+    snprintf(pidfile, sizeof pidfile, "%s", mech_test_tmpn("tui.pid"));
+    snprintf(script, sizeof script, "%s", mech_test_tmpn("tui.sh"));
+    unlink(pidfile);
+    FILE *f = fopen(script, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "trap : INT\n" // Ctrl-C reaches the whole foreground group: the wrapper stays
+            "s=$(stty -g)\n"
+            "%s sh -c 'echo $$ >%s; exec \"$0\" \"$@\"' %s tui %s\n"
+            "rc=$?\n"
+            "if [ \"$(stty -g)\" = \"$s\" ]; then echo TTY-RESTORED rc=$rc; else echo TTY-BROKEN rc=$rc; fi\n"
+            "sleep 120\n",
+            env, pidfile, bin, args);
+    fclose(f);
+    int rc = sh(NULL, 0, "tmux -L %s -f /dev/null new-session -d -s t -x %d -y %d 'sh %s'", sock, w, h, script);
+    assert_int_equal(rc, 0);
+}
+
+static void start(int w, int h, const char *args) { start_env("", w, h, args); }
+
+static void stop(void) {
+    if (sock[0]) sh(NULL, 0, "tmux -L %s kill-server 2>/dev/null", sock);
+}
+
+static int have_tmux(void) {
+    if (sh(NULL, 0, "command -v tmux >/dev/null 2>&1") == 0) return 1;
+    print_message("tmux is not installed: skipping the terminal tests (apt-get install tmux)\n");
+    return 0;
+}
+
+// After exit: the wrapper's line, and the alternate screen left.
+static void assert_restored(const char *rc_text) {
+    char want[64], alt[64];
+    snprintf(want, sizeof want, "TTY-RESTORED %s", rc_text);
+    wait_for(want);
+    sh(alt, sizeof alt, "tmux -L %s display -p -t t '#{alternate_on}'", sock);
+    assert_string_equal(alt, "0\n");
+}
+
+static int setup(void **state) {
+    (void)state;
+    const char *b = getenv("MECH_BIN");
+    snprintf(bin, sizeof bin, "%s", b && *b ? b : "./mech");
+    const char *san = getenv("MECH_SANITIZED");
+    if (san && *san) timeout_s = 60;
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("tui_tiny.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("tui.db"));
+    mech_test_rm_db(db);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "init -o %s", model)) fail_msg("mech init: %s", out);
+    free(out);
+    if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'When Mary and John went to the store' --db %s", model, db))
+        fail_msg("mech heads: %s", out);
+    free(out);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    stop();
+    unlink(model);
+    mech_test_rm_db(db);
+    return 0;
+}
+
+// --- tests ------------------------------------------------------------------
+
+static void test_tui_term_runs_help_quit(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[700];
+    snprintf(args, sizeof args, "%s", db);
+    start(80, 24, args);
+    wait_for("1 of 1 runs  kind: all  sort: id");
+    wait_for("heads    done");
+    wait_for("induction L"); // the heads run's key figure
+    keys("'?'");
+    wait_for("keys: runs view");
+    wait_for("filter by kind");
+    keys("x"); // any key closes the help
+    double t0 = now_s();
+    do sh(screen, sizeof screen, "tmux -L %s capture-pane -p -t t", sock);
+    while (strstr(screen, "keys: runs view") && now_s() - t0 < timeout_s);
+    assert_null(strstr(screen, "keys: runs view"));
+    keys("/ zzz");
+    wait_for("0 of 1 runs");
+    wait_for("no run matches");
+    keys("Escape");
+    keys("Escape");
+    wait_for("1 of 1 runs");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+}
+
+// A database that does not exist: the screen says what to run; nothing is created.
+static void test_tui_term_missing_db(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    const char *missing = mech_test_tmpn("no-such.db");
+    mech_test_rm_db(missing);
+    char args[700];
+    snprintf(args, sizeof args, "%s", missing);
+    start(100, 30, args);
+    wait_for("no database at");
+    wait_for("mech heads --model MODEL --prompt TEXT --db");
+    keys("q");
+    assert_restored("rc=0");
+    assert_int_not_equal(access(missing, F_OK), 0);
+    stop();
+}
+
+// The live view: the cursor's weight equals the pattern the library computes.
+static void test_tui_term_attention(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    const char *prompt = "When Mary and John went to the store";
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (mech_model_load(model, &m, &err) || mech_tokenizer_gpt2(&tok, &err) ||
+        mech_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n, &err))
+        fail_msg("%s", err.msg);
+    // the CLI puts BOS (<|endoftext|>, 50256) in front of text
+    int T = (int)n + 1;
+    int32_t *seq = malloc((size_t)T * sizeof *seq);
+    seq[0] = 50256;
+    memcpy(seq + 1, ids, n * sizeof *ids);
+    mech_run *run = NULL;
+    if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.1.attn.hook_pattern", &err) ||
+        mech_run_forward(run, seq, &err))
+        fail_msg("%s", err.msg);
+    const mech_tensor *pat = mech_run_get(run, "blocks.1.attn.hook_pattern"); // (1, NH, T, T)
+    assert_non_null(pat);
+    // q 3 (" and"), k 2 (" Mary"), layer 1 head 2
+    float w = pat->data[((size_t)2 * T + 3) * T + 2];
+    size_t len = 0;
+    const char *qt = mech_tokenizer_token(tok, seq[3], &len);
+    char want[200];
+    snprintf(want, sizeof want, "q 3 \"%.*s\" -> k 2 \" Mary\"  weight %.4f", (int)len, qt, w);
+
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt '%s'", model, prompt);
+    start(120, 40, args);
+    wait_for("L0H0  9 tokens  one cell per token");
+    wait_for("          Mary ");    // a query label
+    wait_for("q 0 \"<|endoftext|>\" -> k 0 \"<|endoftext|>\"  weight 1.0000");
+    keys("j j j l l ']' ']' '}'");
+    wait_for("L1H2  9 tokens");
+    wait_for(want);
+    keys("g");
+    wait_for("all heads: 2 layers x 4 heads");
+    wait_for(">L1H2");
+    wait_for(" L0H0");
+    keys("k Enter");
+    wait_for("L0H2  9 tokens");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+    mech_run_free(run);
+    free(seq);
+    mech_free(ids);
+    mech_tokenizer_free(tok);
+    mech_model_free(m);
+}
+
+// SIGTERM while it runs: the process dies of it, the terminal is back.
+static void test_tui_term_sigterm_restores(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[700];
+    snprintf(args, sizeof args, "%s", db);
+    start(80, 24, args);
+    wait_for("1 of 1 runs");
+    char pid[32];
+    sh(pid, sizeof pid, "cat %s", mech_test_tmpn("tui.pid"));
+    assert_true(atoi(pid) > 1);
+    assert_int_equal(sh(NULL, 0, "kill -TERM %d", atoi(pid)), 0);
+    assert_restored("rc=143");
+    stop();
+}
+
+// Ctrl-C (SIGINT through the terminal's own line discipline): the same.
+static void test_tui_term_ctrl_c_restores(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[700];
+    snprintf(args, sizeof args, "%s", db);
+    start(80, 24, args);
+    wait_for("1 of 1 runs");
+    keys("C-c");
+    assert_restored("rc=130");
+    stop();
+}
+
+// Another process writes the database while it is open: its run appears,
+// the selection stays where it was.
+static void test_tui_term_refresh_while_open(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    const char *live = mech_test_tmpn("live.db");
+    mech_test_rm_db(live);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'one two three' --db %s", model, live))
+        fail_msg("mech heads: %s", out);
+    free(out);
+    char args[700];
+    snprintf(args, sizeof args, "%s", live);
+    start(100, 24, args);
+    wait_for("1 of 1 runs");
+    if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'four five six seven' --db %s", model, live))
+        fail_msg("mech heads: %s", out);
+    free(out);
+    wait_for("2 of 2 runs");
+    wait_for("     2  heads    done");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+    mech_test_rm_db(live);
+}
+
+// A resized window is laid out again: the heatmap's pooling follows the size.
+static void test_tui_term_resize(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
+    start(120, 40, args);
+    wait_for("L0H0  9 tokens  one cell per token");
+    // 8 rows: 8 - 2 (title, footer) - 2 (title line, cursor line) - 3 (key axis) = 1 heatmap row
+    sh(NULL, 0, "tmux -L %s resize-window -t t -x 60 -y 8", sock);
+    wait_for("L0H0  9 tokens  max pooling: 9 x 1 tokens per cell");
+    sh(NULL, 0, "tmux -L %s resize-window -t t -x 120 -y 40", sock);
+    wait_for("L0H0  9 tokens  one cell per token");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+}
+
+// Counts the SGR sequences (ESC [ ... m) that set a foreground or a
+// background colour: 30-37, 90-97, 38;... and 40-47, 100-107, 48;...
+// (39 and 49, the default colours, are not colours).
+static void sgr_colours(const char *s, int *fg, int *bg) {
+    for (const char *p = s; (p = strstr(p, "\x1b[")); ) {
+        p += 2;
+        while (*p >= '0' && *p <= '9') {
+            int v = (int)strtol(p, (char **)&p, 10);
+            if ((v >= 30 && v <= 37) || (v >= 90 && v <= 97) || v == 38) (*fg)++;
+            if ((v >= 40 && v <= 47) || (v >= 100 && v <= 107) || v == 48) (*bg)++;
+            if (v == 38 || v == 48) { // 38;5;N or 38;2;R;G;B: skip the arguments
+                int skip = 0;
+                if (*p == ';') skip = strtol(p + 1, NULL, 10) == 2 ? 4 : 2;
+                for (; skip && *p == ';'; skip--) strtol(p + 1, (char **)&p, 10);
+            }
+            if (*p == ';') p++;
+        }
+    }
+}
+
+// Colour: the heatmap's cells carry background colours; under NO_COLOR
+// no colour is sent at all, and the glyph ramp still draws the pattern.
+static void test_tui_term_colour_and_no_color(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
+    for (int no_color = 0; no_color < 2; no_color++) {
+        start_env(no_color ? "NO_COLOR=1 TERM=xterm-256color" : "TERM=xterm-256color", 120, 40, args);
+        wait_for("L0H0  9 tokens");
+        static char esc[65536];
+        sh(esc, sizeof esc, "tmux -L %s capture-pane -e -p -t t", sock);
+        int fg = 0, bg = 0;
+        sgr_colours(esc, &fg, &bg);
+        if (no_color) {
+            if (fg || bg) fail_msg("colour escapes under NO_COLOR:\n%s", esc);
+        } else if (!bg) fail_msg("no background colours in the heatmap:\n%s", esc);
+        wait_for("            When ++"); // the glyph ramp either way
+        keys("q");
+        assert_restored("rc=0");
+        stop();
+    }
+}
+
+// Argument errors need no terminal: usage errors exit 2, a model that
+// cannot load exits 1, no terminal at all exits 1.
+static void test_tui_cli_errors(void **state) {
+    (void)state;
+    char *out = NULL, *err = NULL;
+    assert_int_equal(mech_test_cli(&out, &err, "tui --model %s", model), 2);
+    assert_non_null(strstr(err, "--model needs the input"));
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --prompt hi"), 2);
+    assert_non_null(strstr(err, "need --model"));
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui a.db b.db"), 2);
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --bogus"), 2);
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --model /nonexistent/m.safetensors --prompt hi"), 1);
+    assert_non_null(strstr(err, "mech tui: error:"));
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui %s </dev/null", db), 1);
+    assert_non_null(strstr(err, "needs a terminal"));
+    free(out), free(err);
+    // a file that is not a mech database: an error before the terminal, nothing written
+    const char *junk = mech_test_tmpn("junk.db");
+    FILE *f = fopen(junk, "w");
+    fputs("this is not a database, just some text long enough to fill a header.......\n", f);
+    fclose(f);
+    assert_int_equal(mech_test_cli(&out, &err, "tui %s", junk), 1);
+    assert_non_null(strstr(err, "mech tui: error:"));
+    assert_non_null(strstr(err, junk));
+    free(out), free(err);
+    size_t len = 0;
+    char *back = mech_test_read(junk, &len);
+    assert_non_null(strstr(back, "this is not a database"));
+    free(back);
+    mech_test_rm_db(junk);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --help"), 0);
+    assert_non_null(strstr(out, "usage: mech tui [DB]"));
+    free(out), free(err);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tui_cli_errors),
+        cmocka_unit_test(test_tui_term_runs_help_quit),
+        cmocka_unit_test(test_tui_term_missing_db),
+        cmocka_unit_test(test_tui_term_attention),
+        cmocka_unit_test(test_tui_term_sigterm_restores),
+        cmocka_unit_test(test_tui_term_ctrl_c_restores),
+        cmocka_unit_test(test_tui_term_refresh_while_open),
+        cmocka_unit_test(test_tui_term_resize),
+        cmocka_unit_test(test_tui_term_colour_and_no_color),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

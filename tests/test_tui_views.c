@@ -1,0 +1,456 @@
+/*
+** tests/test_tui_views.c: the interface's view models on a plain cell grid,
+** without a terminal: text on the grid, token labels, pooling of long
+** patterns, the runs list (filter, search, sort, selection kept across a
+** reload), the attention heatmap (axes, crosshair, the cursor's value), the
+** all-heads grid, and the app's keys (q, Tab, the help built from the key
+** table).
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mech.h"
+#include "tests/support/check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The grid as text, one row per line (owned by the caller, free).
+static char *grid_text(const mech_tui_grid *g) {
+    char *s = malloc((size_t)g->h * (g->w + 1) + 1), *p = s;
+    for (int y = 0; y < g->h; y++) {
+        mech_tui_grid_row_text(g, y, p);
+        p += g->w;
+        *p++ = '\n';
+    }
+    *p = 0;
+    return s;
+}
+
+static int grid_has(const mech_tui_grid *g, const char *needle) {
+    char *s = grid_text(g);
+    int r = strstr(s, needle) != NULL;
+    if (!r) print_message("--- grid (looking for \"%s\") ---\n%s", needle, s);
+    free(s);
+    return r;
+}
+
+// --- grid and labels --------------------------------------------------------
+
+static void test_tui_grid_put_clips_and_sanitises(void **state) {
+    (void)state;
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 2, 8), MECH_OK);
+    assert_int_equal(mech_tui_grid_put(&g, 0, 5, MECH_TUI_TEXT, "abcdef", -1), 3); // to the right edge
+    assert_int_equal(mech_tui_grid_put(&g, 1, 0, MECH_TUI_SEL, "x\x01y\xc3\xa9", 3), 3);
+    char row[16];
+    mech_tui_grid_row_text(&g, 0, row);
+    assert_string_equal(row, "     abc");
+    mech_tui_grid_row_text(&g, 1, row);
+    assert_string_equal(row, "x?y     ");
+    assert_int_equal(mech_tui_grid_at(&g, 1, 0)->role, MECH_TUI_SEL);
+    assert_null(mech_tui_grid_at(&g, 2, 0));
+    assert_int_equal(mech_tui_grid_put(&g, 5, 0, MECH_TUI_TEXT, "zz", -1), 0);
+    mech_tui_grid_deinit(&g);
+}
+
+static void test_tui_token_label_escapes(void **state) {
+    (void)state;
+    char out[16];
+    mech_tui_token_label(" Mary\n", out, sizeof out);
+    assert_string_equal(out, " Mary\\n");
+    mech_tui_token_label("caf\xc3\xa9\t", out, sizeof out); // one '?' per UTF-8 character
+    assert_string_equal(out, "caf?\\t");
+    mech_tui_token_label("abcdefghijklmnopqrstuvwxyz", out, 6);
+    assert_string_equal(out, "abcde");
+}
+
+// --- attention --------------------------------------------------------------
+
+// A T-token causal pattern for L x NH heads: row q of head (l, h) puts
+// weight on keys 0..q with a known, distinct value at (q, k).
+static void attn_fill(mech_tui_attn *a, int L, int NH, int T) {
+    a->L = L, a->NH = NH, a->T = T;
+    a->pat = mech_calloc((size_t)L * NH * T * T, sizeof *a->pat);
+    a->tokens = mech_calloc((size_t)T, sizeof *a->tokens);
+    a->scores = mech_calloc((size_t)MECH_TUI_SCORE_KINDS * L * NH, sizeof *a->scores);
+    assert_non_null(a->pat);
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++)
+            for (int q = 0; q < T; q++) {
+                float *row = a->pat + (((size_t)l * NH + h) * T + q) * T;
+                // head (l, h) attends mostly to key (q - 1 - h) (clamped): a previous-token-like head
+                int tgt = q - 1 - h > 0 ? q - 1 - h : 0;
+                for (int k = 0; k <= q; k++) row[k] = k == tgt ? 0.0f : 0.25f / (float)(q + 1);
+                float rest = 0;
+                for (int k = 0; k <= q; k++) rest += row[k];
+                row[tgt] = 1.0f - rest;
+            }
+    for (int t = 0; t < T; t++) {
+        char b[16];
+        snprintf(b, sizeof b, "t%d", t);
+        a->tokens[t] = mech_strdup(b);
+    }
+    for (int i = 0; i < L * NH; i++)
+        a->scores[i] = 0.1 * i, a->scores[L * NH + i] = 0.5, a->scores[2 * L * NH + i] = i == 5 ? 0.87 : 0.02;
+}
+
+static void test_tui_pool_max_and_mean(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 1, 1, 5);
+    // 2 x 2 bins over 5 tokens: 3 x 3 cells, the last ones partial
+    float mx[9], mean[9];
+    mech_tui_attn_pool(&a, 0, 0, 2, 2, 3, 3, 0, mx);
+    mech_tui_attn_pool(&a, 0, 0, 2, 2, 3, 3, 1, mean);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            float m = 0, s = 0;
+            int n = 0;
+            for (int q = 2 * i; q < 2 * i + 2 && q < 5; q++)
+                for (int k = 2 * j; k < 2 * j + 2 && k < 5; k++) {
+                    float w = mech_tui_attn_weight(&a, 0, 0, q, k);
+                    m = w > m ? w : m, s += w, n++;
+                }
+            assert_true(fabsf(mx[i * 3 + j] - m) < 1e-6f);
+            assert_true(fabsf(mean[i * 3 + j] - s / (float)n) < 1e-6f);
+        }
+    assert_true(mx[0 * 3 + 2] == 0); // above the diagonal: nothing
+    mech_tui_attn_deinit(&a);
+}
+
+static void test_tui_level_ramp(void **state) {
+    (void)state;
+    assert_int_equal(mech_tui_level(0), 0);
+    assert_int_equal(mech_tui_level(-1), 0);
+    assert_int_equal(mech_tui_level(NAN), 0);
+    assert_int_equal(mech_tui_level(1e-6f), 1); // any attention shows
+    assert_int_equal(mech_tui_level(1), MECH_TUI_LEVELS - 1);
+    assert_int_equal(mech_tui_level(0.5f), 5);
+    for (float w = 0; w < 1; w += 0.01f) assert_true(mech_tui_level(w) <= mech_tui_level(w + 0.01f));
+    assert_int_equal(mech_tui_ramp[0], ' ');
+    assert_int_equal(mech_tui_ramp[MECH_TUI_LEVELS - 1], '@');
+}
+
+static void test_tui_attn_heatmap_axes_and_cursor(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 2, 3, 12);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.bin_r, 1); // 12 tokens fit: one cell per token
+    assert_true(grid_has(&g, "L0H0  12 tokens  one cell per token"));
+    assert_true(grid_has(&g, " t11 ")); // a query label
+    // move: 3 down, 1 right, next head, next layer
+    for (int i = 0; i < 3; i++) assert_int_equal(mech_tui_attn_key(&a, 'j'), MECH_TUI_REDRAW);
+    mech_tui_attn_key(&a, MECH_TUI_KEY_RIGHT);
+    mech_tui_attn_key(&a, 'l');
+    mech_tui_attn_key(&a, 'h');
+    mech_tui_attn_key(&a, ']');
+    mech_tui_attn_key(&a, '}');
+    assert_int_equal(a.q, 3);
+    assert_int_equal(a.k, 1);
+    assert_int_equal(a.layer, 1);
+    assert_int_equal(a.head, 1);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    char want[128];
+    snprintf(want, sizeof want, "q 3 \"t3\" -> k 1 \"t1\"  weight %.4f", mech_tui_attn_weight(&a, 1, 1, 3, 1));
+    assert_true(mech_tui_attn_weight(&a, 1, 1, 3, 1) > 0.5f); // head 1 looks 2 back: the big weight
+    assert_true(grid_has(&g, want));
+    // the key axis carries the column's token text, top to bottom ("t", "3")
+    int lw = 80 / 5, x3 = lw + 1 + 3, y_axis = 1; // column of key 3
+    assert_int_equal(mech_tui_grid_at(&g, y_axis, x3)->ch, 't');
+    assert_int_equal(mech_tui_grid_at(&g, y_axis + 1, x3)->ch, '3');
+    // the cursor cell is SEL, the rest of its row and column CROSS, with the weight's glyph
+    int yq = 1 + 3 + 3, xk = lw + 1 + 1;
+    mech_tui_cell *c = mech_tui_grid_at(&g, yq, xk);
+    assert_int_equal(c->role, MECH_TUI_SEL);
+    assert_int_equal(c->ch, mech_tui_ramp[mech_tui_level(mech_tui_attn_weight(&a, 1, 1, 3, 1))]);
+    assert_int_equal(mech_tui_grid_at(&g, yq, xk + 3)->role, MECH_TUI_CROSS);
+    assert_int_equal(mech_tui_grid_at(&g, yq + 2, xk)->role, MECH_TUI_CROSS);
+    assert_int_equal(mech_tui_grid_at(&g, yq + 2, xk + 1)->role, MECH_TUI_HEAT);
+    // wrap-around: previous head from (0, 0) is the last head of the last layer
+    a.layer = 0, a.head = 0;
+    mech_tui_attn_key(&a, '[');
+    assert_int_equal(a.layer, 1);
+    assert_int_equal(a.head, 2);
+    assert_int_equal(mech_tui_attn_key(&a, 'x'), MECH_TUI_NONE);
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// 1024 tokens in 80 x 24: pooled so the whole pattern fits, the title says
+// how, and a key moves one pooled cell.
+static void test_tui_attn_long_prompt_pooled(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 1, 2, 1024);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 22, 80), MECH_OK);
+    mech_tui_attn_render(&a, &g, 0, 22);
+    int hr = 22 - 2 - 3, hc = 80 - 16 - 1;
+    assert_int_equal(a.bin_r, (1024 + hr - 1) / hr);
+    assert_int_equal(a.bin_c, (1024 + hc - 1) / hc);
+    assert_true((1024 + a.bin_r - 1) / a.bin_r <= hr);
+    assert_true((1024 + a.bin_c - 1) / a.bin_c <= hc);
+    char want[128];
+    snprintf(want, sizeof want, "max pooling: %d x %d tokens per cell", a.bin_r, a.bin_c);
+    assert_true(grid_has(&g, want));
+    mech_tui_attn_key(&a, 'j');
+    assert_int_equal(a.q, a.bin_r);
+    mech_tui_attn_key(&a, MECH_TUI_KEY_END);
+    assert_int_equal(a.q, 1023);
+    mech_tui_attn_key(&a, 'p');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 22);
+    assert_true(grid_has(&g, "mean pooling"));
+    // the cursor's line gives the exact pair's weight and the cell's pooled value
+    snprintf(want, sizeof want, "weight %.4f  cell mean", mech_tui_attn_weight(&a, 0, 0, 1023, 1023));
+    assert_true(grid_has(&g, want));
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+static void test_tui_attn_grid_scores_and_jump(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 2, 3, 8);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "2 layers x 3 heads"));
+    assert_true(grid_has(&g, ">L0H0"));
+    assert_true(grid_has(&g, " L1H2"));
+    // head 5 = L1H2: previous-token .50, duplicate .50, induction .87
+    assert_true(grid_has(&g, "p.50 d.50 i.87"));
+    assert_int_equal(a.grid_per_row, 3); // three 15-column thumbnails fit in 80
+    // each thumbnail is its head's pattern pooled to the thumbnail: L1H2's
+    // (the 6th, second row, third column) cells are the pooled values' glyphs
+    int th = 23 / 2 > 10 ? 10 : 23 / 2, hh = th - 2, hw = 80 / 3 - 1;
+    int br = (8 + hh - 1) / hh, bc = (8 + hw - 1) / hw, nr = (8 + br - 1) / br, nc = (8 + bc - 1) / bc;
+    float pooled[64];
+    mech_tui_attn_pool(&a, 1, 2, br, bc, nr, nc, 0, pooled);
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nc; j++) {
+            mech_tui_cell *c = mech_tui_grid_at(&g, 1 + th + 2 + i, 2 * (80 / 3) + j);
+            assert_int_equal(c->ch, mech_tui_ramp[mech_tui_level(pooled[i * nc + j])]);
+        }
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'j'), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'l'), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'l'), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'l'), MECH_TUI_REDRAW); // stays on the last head
+    assert_int_equal(a.gl, 1);
+    assert_int_equal(a.gh, 2);
+    assert_int_equal(mech_tui_attn_grid_key(&a, MECH_TUI_KEY_ENTER), MECH_TUI_OPEN);
+    assert_int_equal(a.layer, 1);
+    assert_int_equal(a.head, 2);
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// --- runs -----------------------------------------------------------------
+
+static mech_tui_run_row *rows_make(size_t n) {
+    static const char *kinds[] = {"patch", "heads", "lens"};
+    static const char *status[] = {"done", "running", "interrupted"};
+    mech_tui_run_row *r = mech_calloc(n, sizeof *r);
+    for (size_t i = 0; i < n; i++) {
+        r[i].id = (int64_t)i + 1;
+        snprintf(r[i].kind, sizeof r[i].kind, "%s", kinds[i % 3]);
+        snprintf(r[i].status, sizeof r[i].status, "%s", status[(i / 3) % 3]);
+        snprintf(r[i].model, sizeof r[i].model, "models/m%zu.safetensors", i % 2);
+        // dates in the opposite order of ids
+        snprintf(r[i].date, sizeof r[i].date, "2026-12-%02zu 10:00:00", 28 - i);
+        snprintf(r[i].figure, sizeof r[i].figure, "%zu results", i * 10);
+    }
+    return r;
+}
+
+static void test_tui_runs_filter_search_sort(void **state) {
+    (void)state;
+    mech_tui_runs v = {0};
+    assert_int_equal(mech_tui_runs_set(&v, rows_make(9), 9), MECH_OK);
+    assert_int_equal(v.n_vis, 9);
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 1);
+    // f: the kinds in sorted order, then all again
+    mech_tui_runs_key(&v, 'f');
+    assert_string_equal(v.kind, "heads");
+    assert_int_equal(v.n_vis, 3);
+    for (size_t i = 0; i < v.n_vis; i++) assert_string_equal(v.rows[v.vis[i]].kind, "heads");
+    mech_tui_runs_key(&v, 'f');
+    assert_string_equal(v.kind, "lens");
+    mech_tui_runs_key(&v, 'f');
+    assert_string_equal(v.kind, "patch");
+    mech_tui_runs_key(&v, 'f');
+    assert_string_equal(v.kind, "");
+    assert_int_equal(v.n_vis, 9);
+    // search: case-insensitive, in any column; an id matches exactly
+    snprintf(v.search, sizeof v.search, "RUNNING");
+    mech_tui_runs_refilter(&v);
+    assert_int_equal(v.n_vis, 3);
+    snprintf(v.search, sizeof v.search, "7");
+    mech_tui_runs_refilter(&v);
+    assert_int_equal(v.n_vis, 3); // run 7, the date 2026-12-27 of run 2, run 8's "70 results"
+    assert_int_equal(mech_tui_runs_key(&v, MECH_TUI_KEY_ESC), MECH_TUI_REDRAW);
+    assert_int_equal(v.n_vis, 9);
+    // sort by date (s: id -> kind -> status -> date): reversed ids
+    mech_tui_runs_key(&v, 's');
+    mech_tui_runs_key(&v, 's');
+    mech_tui_runs_key(&v, 's');
+    assert_int_equal(v.sort, MECH_TUI_SORT_DATE);
+    assert_int_equal(v.rows[v.vis[0]].id, 9);
+    mech_tui_runs_key(&v, 'r');
+    assert_int_equal(v.rows[v.vis[0]].id, 1);
+    assert_int_equal(mech_tui_runs_key(&v, '/'), MECH_TUI_SEARCH);
+    assert_int_equal(mech_tui_runs_key(&v, MECH_TUI_KEY_ENTER), MECH_TUI_OPEN);
+    mech_tui_runs_deinit(&v);
+}
+
+// A reload (a running sweep's new rows) keeps the selected run selected.
+static void test_tui_runs_reload_keeps_selection(void **state) {
+    (void)state;
+    mech_tui_runs v = {0};
+    mech_tui_runs_set(&v, rows_make(5), 5);
+    mech_tui_runs_key(&v, 'j');
+    mech_tui_runs_key(&v, 'j');
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 3);
+    v.desc = 1; // newest first: new rows arrive above the selection
+    mech_tui_runs_refilter(&v);
+    mech_tui_runs_set(&v, rows_make(8), 8);
+    assert_int_equal(v.n_vis, 8);
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 3);
+    assert_int_equal(v.rows[v.vis[0]].id, 8);
+    mech_tui_runs_key(&v, 'G');
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 1);
+    mech_tui_runs_key(&v, 'j'); // stays at the end
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 1);
+    mech_tui_runs_deinit(&v);
+}
+
+static void test_tui_runs_render_rows_and_scroll(void **state) {
+    (void)state;
+    mech_tui_runs v = {0};
+    mech_tui_runs_set(&v, rows_make(40), 40);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 12, 80), MECH_OK);
+    mech_tui_runs_render(&v, &g, 0, 12);
+    assert_true(grid_has(&g, "40 of 40 runs  kind: all  sort: id"));
+    assert_true(grid_has(&g, "     1  patch    done        m0.safetensors 2026-12-28 10:00 0 results"));
+    assert_int_equal(mech_tui_grid_at(&g, 2, 0)->role, MECH_TUI_SEL);
+    assert_int_equal(v.page, 10);
+    mech_tui_runs_key(&v, MECH_TUI_KEY_PGDN);
+    mech_tui_runs_key(&v, MECH_TUI_KEY_PGDN);
+    assert_int_equal(mech_tui_runs_selected(&v)->id, 21);
+    mech_tui_grid_clear(&g);
+    mech_tui_runs_render(&v, &g, 0, 12);
+    assert_true(grid_has(&g, "    21  lens"));
+    char row[128];
+    mech_tui_grid_row_text(&g, 11, row); // the selection is on screen: the last row
+    assert_non_null(strstr(row, "    21  "));
+    assert_int_equal(mech_tui_grid_at(&g, 11, 0)->role, MECH_TUI_SEL);
+    // no match: says how to get the rows back
+    snprintf(v.search, sizeof v.search, "nothing like this");
+    mech_tui_runs_refilter(&v);
+    mech_tui_grid_clear(&g);
+    mech_tui_runs_render(&v, &g, 0, 12);
+    assert_true(grid_has(&g, "no run matches (Esc clears"));
+    mech_tui_grid_deinit(&g);
+    mech_tui_runs_deinit(&v);
+}
+
+// --- the app ----------------------------------------------------------------
+
+static void test_tui_app_keys_and_help(void **state) {
+    (void)state;
+    mech_tui_app app = {0};
+    app.has_runs = 1, app.has_attn = 1, app.view = MECH_TUI_VIEW_HEAD;
+    attn_fill(&app.attn, 2, 3, 8);
+    mech_tui_runs_set(&app.runs, rows_make(3), 3);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 30, 100), MECH_OK);
+    // ? shows every key of the view, from the key table; any key closes it
+    mech_tui_app_key(&app, '?');
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "keys: attention view"));
+    const char *head_keys[] = {"h j k l arrows", "] [", "} {", "Home End", "p ", "g ", "q ", "Tab"};
+    for (size_t i = 0; i < sizeof head_keys / sizeof *head_keys; i++) assert_true(grid_has(&g, head_keys[i]));
+    assert_int_equal(mech_tui_app_key(&app, 'j'), MECH_TUI_REDRAW); // closes help, does not move
+    assert_int_equal(app.help, 0);
+    assert_int_equal(app.attn.q, 0);
+    // g: grid; q: back to the head; q: to the runs; q: quit
+    mech_tui_app_key(&app, 'g');
+    assert_int_equal(app.view, MECH_TUI_VIEW_GRID);
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "Enter open"));
+    assert_int_equal(mech_tui_app_key(&app, 'q'), MECH_TUI_REDRAW);
+    assert_int_equal(app.view, MECH_TUI_VIEW_HEAD);
+    assert_int_equal(mech_tui_app_key(&app, 'q'), MECH_TUI_REDRAW);
+    assert_int_equal(app.view, MECH_TUI_VIEW_RUNS);
+    // search typing goes to the runs' search, not to the keys
+    mech_tui_app_key(&app, '/');
+    mech_tui_app_key(&app, 'h');
+    mech_tui_app_key(&app, 'e');
+    mech_tui_app_key(&app, 'q');
+    mech_tui_app_key(&app, MECH_TUI_KEY_BACKSPACE);
+    assert_string_equal(app.runs.search, "he");
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "search: he_"));
+    mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
+    assert_int_equal(app.searching, 0);
+    assert_int_equal(app.runs.n_vis, 1);
+    // Tab cycles runs -> head -> grid -> runs
+    mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
+    assert_int_equal(app.view, MECH_TUI_VIEW_HEAD);
+    mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
+    assert_int_equal(app.view, MECH_TUI_VIEW_GRID);
+    mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
+    assert_int_equal(app.view, MECH_TUI_VIEW_RUNS);
+    assert_int_equal(mech_tui_app_key(&app, 'q'), MECH_TUI_QUIT);
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
+}
+
+// Only the runs: Tab stays, q quits; a tiny window says so instead of drawing.
+static void test_tui_app_runs_only(void **state) {
+    (void)state;
+    mech_tui_app app = {0};
+    app.has_runs = 1;
+    snprintf(app.runs.message, sizeof app.runs.message, "no database at x.db\n\nfill it");
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 10, 60), MECH_OK);
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, " no database at x.db"));
+    assert_true(grid_has(&g, " fill it"));
+    mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
+    assert_int_equal(app.view, MECH_TUI_VIEW_RUNS);
+    assert_int_equal(mech_tui_grid_resize(&g, 2, 5), MECH_OK);
+    mech_tui_app_render(&app, &g);
+    assert_int_equal(mech_tui_app_key(&app, 'q'), MECH_TUI_QUIT);
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tui_grid_put_clips_and_sanitises),
+        cmocka_unit_test(test_tui_token_label_escapes),
+        cmocka_unit_test(test_tui_pool_max_and_mean),
+        cmocka_unit_test(test_tui_level_ramp),
+        cmocka_unit_test(test_tui_attn_heatmap_axes_and_cursor),
+        cmocka_unit_test(test_tui_attn_long_prompt_pooled),
+        cmocka_unit_test(test_tui_attn_grid_scores_and_jump),
+        cmocka_unit_test(test_tui_runs_filter_search_sort),
+        cmocka_unit_test(test_tui_runs_reload_keeps_selection),
+        cmocka_unit_test(test_tui_runs_render_rows_and_scroll),
+        cmocka_unit_test(test_tui_app_keys_and_help),
+        cmocka_unit_test(test_tui_app_runs_only),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,236 @@
+/*
+** tui/app.c: the application as plain state: which view is shown, the key
+** table that both dispatches keys and writes the footer and the ? help
+** overlay (so the two cannot drift apart), and the screen layout (title,
+** view, footer). No curses here; tui/term.c draws the grid this fills.
+*/
+#include "tui/tui.h"
+
+#include <stdio.h>
+#include <string.h>
+
+// --- The key table ----------------------------------------------------------
+
+#define V_RUNS (1 << MECH_TUI_VIEW_RUNS)
+#define V_HEAD (1 << MECH_TUI_VIEW_HEAD)
+#define V_GRID (1 << MECH_TUI_VIEW_GRID)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID)
+
+typedef struct key_help {
+    int views;        // where the key works
+    const char *keys; // as shown
+    const char *help;
+    const char *footer; // the footer's short form, or NULL
+} key_help;
+
+// Every key the interface answers; the view handlers implement the view's
+// rows (mech_tui_runs_key, mech_tui_attn_key, mech_tui_attn_grid_key).
+static const key_help key_table[] = {
+    {V_ALL, "q", "leave this view (the last one: quit)", "q quit"},
+    {V_ALL, "?", "this help (any key closes it)", "? help"},
+    {V_ALL, "Tab", "next view", "Tab view"},
+    {V_RUNS, "j k Up Down", "select the next / previous run", NULL},
+    {V_RUNS, "PgUp PgDn", "a page up / down", NULL},
+    {V_RUNS, "g G Home End", "first / last run", NULL},
+    {V_RUNS, "/", "search runs (kind, status, model, date, figure, id); Enter keeps, Esc drops", "/ search"},
+    {V_RUNS, "f", "filter by kind (next kind; all after the last)", "f kind"},
+    {V_RUNS, "s", "sort by id, kind, status, date", "s sort"},
+    {V_RUNS, "r", "reverse the order", NULL},
+    {V_RUNS, "Esc", "clear the search and the kind filter", NULL},
+    {V_RUNS, "Enter", "to the live attention view (with --model; stored runs do not open yet)", NULL},
+    {V_HEAD, "h j k l arrows", "move the cursor one cell (query down, key right)", "hjkl move"},
+    {V_HEAD, "] [", "next / previous head", "][ head"},
+    {V_HEAD, "} {", "next / previous layer", "}{ layer"},
+    {V_HEAD, "Home End", "cursor to the first / last token", NULL},
+    {V_HEAD, "p", "max or mean pooling of long prompts", "p pool"},
+    {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
+    {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
+    {V_GRID, "Enter", "open the selected head", "Enter open"},
+};
+#define N_KEYS (sizeof key_table / sizeof key_table[0])
+
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads"};
+
+static int view_exists(const mech_tui_app *app, mech_tui_view v) {
+    return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
+}
+
+// --- Keys -------------------------------------------------------------------
+
+static int search_key(mech_tui_app *app, int key) {
+    mech_tui_runs *r = &app->runs;
+    size_t n = strlen(r->search);
+    if (key == MECH_TUI_KEY_ENTER) app->searching = 0;
+    else if (key == MECH_TUI_KEY_ESC) app->searching = 0, r->search[0] = 0;
+    else if (key == MECH_TUI_KEY_BACKSPACE) {
+        if (n) r->search[n - 1] = 0;
+    } else if (key >= 32 && key < 127) {
+        if (n + 1 < sizeof r->search) r->search[n] = (char)key, r->search[n + 1] = 0;
+    } else return MECH_TUI_NONE;
+    mech_tui_runs_refilter(r);
+    return MECH_TUI_REDRAW;
+}
+
+int mech_tui_app_key(mech_tui_app *app, int key) {
+    if (app->help) {
+        app->help = 0;
+        return MECH_TUI_REDRAW;
+    }
+    if (app->searching) return search_key(app, key);
+    if (key == '?') {
+        app->help = 1;
+        return MECH_TUI_REDRAW;
+    }
+    if (key == MECH_TUI_KEY_TAB) {
+        for (int i = 1; i <= MECH_TUI_VIEW_COUNT_; i++) {
+            mech_tui_view v = (mech_tui_view)((app->view + i) % MECH_TUI_VIEW_COUNT_);
+            if (view_exists(app, v)) {
+                if (v == MECH_TUI_VIEW_GRID) app->attn.gl = app->attn.layer, app->attn.gh = app->attn.head;
+                app->view = v;
+                break;
+            }
+        }
+        return MECH_TUI_REDRAW;
+    }
+    if (key == 'q') {
+        // q leaves a view: the grid goes back to its head, the head to the
+        // runs when there is a database; the last view quits
+        if (app->view == MECH_TUI_VIEW_GRID) app->view = MECH_TUI_VIEW_HEAD;
+        else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
+        else return MECH_TUI_QUIT;
+        return MECH_TUI_REDRAW;
+    }
+    int r = MECH_TUI_NONE;
+    switch (app->view) {
+    case MECH_TUI_VIEW_RUNS:
+        r = mech_tui_runs_key(&app->runs, key);
+        if (r & MECH_TUI_SEARCH) app->searching = 1, r = MECH_TUI_REDRAW;
+        if ((r & MECH_TUI_OPEN) && app->has_attn) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_HEAD:
+        r = mech_tui_attn_key(&app->attn, key);
+        if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_GRID:
+        r = mech_tui_attn_grid_key(&app->attn, key);
+        if (r & MECH_TUI_OPEN) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
+        break;
+    default: break;
+    }
+    return r & ~MECH_TUI_QUIT;
+}
+
+// --- Layout -----------------------------------------------------------------
+
+static void render_footer(const mech_tui_app *app, mech_tui_grid *g, int y) {
+    char line[512] = "";
+    size_t n = 0;
+    if (app->searching)
+        snprintf(line, sizeof line, "search: %s_   (Enter keeps, Esc drops)", app->runs.search);
+    else
+        for (size_t i = 0; i < N_KEYS; i++) {
+            const key_help *k = &key_table[i];
+            if (!k->footer || !(k->views & (1 << app->view))) continue;
+            int w = snprintf(line + n, sizeof line - n, "%s%s", n ? "  " : "", k->footer);
+            if (w < 0 || (size_t)w >= sizeof line - n) break;
+            n += (size_t)w;
+        }
+    mech_tui_grid_put(g, y, 0, MECH_TUI_FOOTER, line, -1);
+    mech_tui_grid_role(g, y, 0, g->w, MECH_TUI_FOOTER);
+}
+
+static void render_help(const mech_tui_app *app, mech_tui_grid *g) {
+    int n = 0;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (key_table[i].views & (1 << app->view)) n++;
+    int bw = g->w - 4 < 90 ? g->w - 4 : 90, bh = n + 4;
+    if (bh > g->h) bh = g->h;
+    int x0 = (g->w - bw) / 2, y0 = (g->h - bh) / 2;
+    if (bw < 10) return;
+    char line[256];
+    for (int y = y0; y < y0 + bh; y++) {
+        for (int x = x0; x < x0 + bw; x++) {
+            mech_tui_cell *c = mech_tui_grid_at(g, y, x);
+            if (c) *c = (mech_tui_cell){.ch = ' ', .role = MECH_TUI_TEXT};
+        }
+        mech_tui_grid_put(g, y, x0, MECH_TUI_HEADER, "|", 1);
+        mech_tui_grid_put(g, y, x0 + bw - 1, MECH_TUI_HEADER, "|", 1);
+    }
+    for (int x = x0; x < x0 + bw; x++) {
+        mech_tui_grid_put(g, y0, x, MECH_TUI_HEADER, "-", 1);
+        mech_tui_grid_put(g, y0 + bh - 1, x, MECH_TUI_HEADER, "-", 1);
+    }
+    snprintf(line, sizeof line, " keys: %s view ", view_names[app->view]);
+    mech_tui_grid_put(g, y0, x0 + 2, MECH_TUI_TITLE, line, bw - 4);
+    int y = y0 + 2;
+    for (size_t i = 0; i < N_KEYS && y < y0 + bh - 1; i++) {
+        const key_help *k = &key_table[i];
+        if (!(k->views & (1 << app->view))) continue;
+        snprintf(line, sizeof line, "%-15s %s", k->keys, k->help);
+        mech_tui_grid_put(g, y++, x0 + 2, MECH_TUI_TEXT, line, bw - 4);
+    }
+}
+
+void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
+    char line[512];
+    mech_tui_grid_clear(g);
+    if (g->h < 3 || g->w < 10) {
+        mech_tui_grid_put(g, 0, 0, MECH_TUI_ERROR, "window too small", -1);
+        return;
+    }
+    int n = snprintf(line, sizeof line, "mech tui  [%s]", view_names[app->view]);
+    if (app->db_path && n > 0) n += snprintf(line + n, sizeof line - (size_t)n, "  db %s", app->db_path);
+    if (app->has_attn && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, "  model %s", app->model_name);
+    mech_tui_grid_put(g, 0, 0, MECH_TUI_TITLE, line, -1);
+    mech_tui_grid_role(g, 0, 0, g->w, MECH_TUI_TITLE);
+    int h = g->h - 2;
+    switch (app->view) {
+    case MECH_TUI_VIEW_RUNS: mech_tui_runs_render(&app->runs, g, 1, h); break;
+    case MECH_TUI_VIEW_HEAD: mech_tui_attn_render(&app->attn, g, 1, h); break;
+    case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
+    default: break;
+    }
+    render_footer(app, g, g->h - 1);
+    if (app->help) render_help(app, g);
+}
+
+int mech_tui_app_reload(mech_tui_app *app) {
+    if (!app->db_path) return 0;
+    mech_tui_run_row *rows = NULL;
+    size_t n = 0;
+    mech_err err = {0};
+    if (mech_tui_runs_load(app->db_path, &rows, &n, &err)) {
+        char msg[sizeof app->runs.message];
+        if (err.code == MECH_ERR_IO)
+            snprintf(msg, sizeof msg,
+                     "no database at %s\n\nfill it with a command that writes runs, e.g.\n"
+                     "  mech heads --model MODEL --prompt TEXT --db %s\n  make demo",
+                     app->db_path, app->db_path);
+        else snprintf(msg, sizeof msg, "cannot read %.200s:\n%.1000s", app->db_path, err.msg);
+        int changed = app->runs.n || strcmp(msg, app->runs.message);
+        snprintf(app->runs.message, sizeof app->runs.message, "%s", msg);
+        mech_tui_runs_set(&app->runs, NULL, 0);
+        return changed;
+    }
+    char msg[sizeof app->runs.message] = "";
+    if (!n)
+        snprintf(msg, sizeof msg,
+                 "%.200s holds no runs yet\n\nfill it with a command that writes runs, e.g.\n"
+                 "  mech heads --model MODEL --prompt TEXT --db %.200s\n  make demo",
+                 app->db_path, app->db_path);
+    int changed = n != app->runs.n || (n && memcmp(rows, app->runs.rows, n * sizeof *rows)) ||
+                  strcmp(msg, app->runs.message);
+    if (!changed) {
+        mech_free(rows);
+        return 0;
+    }
+    memcpy(app->runs.message, msg, sizeof msg);
+    mech_tui_runs_set(&app->runs, rows, n);
+    return 1;
+}
+
+void mech_tui_app_deinit(mech_tui_app *app) {
+    mech_tui_runs_deinit(&app->runs);
+    mech_tui_attn_deinit(&app->attn);
+}

@@ -1,0 +1,75 @@
+/*
+** tui/runs_load.c: the runs browser's rows, read from the results database
+** through data/ only (mech_store_open_read: never creates or modifies a
+** file), each with the key figure of its kind.
+*/
+#include "tui/tui.h"
+
+#include "data/data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+// The figure a researcher scans the list for: the largest patching effect,
+// the best induction head; otherwise how much the run holds.
+static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t cap) {
+    mech_result_row *rows = NULL;
+    size_t n = 0;
+    mech_err err = {0};
+    snprintf(out, cap, "%lld result%s", (long long)ri->n_results, ri->n_results == 1 ? "" : "s");
+    if (!ri->kind || !ri->n_results) return;
+    if (!strcmp(ri->kind, "patch")) {
+        if (mech_store_results_get(s, ri->id, NULL, &rows, &n, &err)) return;
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(rows[i].value) && (best == n || fabs(rows[i].value) > fabs(rows[best].value))) best = i;
+        if (best < n) {
+            const mech_result_row *b = &rows[best];
+            char where[48] = "";
+            if (b->head >= 0) snprintf(where, sizeof where, " at L%dH%d", b->layer, b->head);
+            else if (b->pos >= 0) snprintf(where, sizeof where, " at L%d pos %d", b->layer, b->pos);
+            else if (b->layer >= 0) snprintf(where, sizeof where, " at L%d", b->layer);
+            snprintf(out, cap, "max |effect| %.4g%s", b->value, where);
+        }
+    } else if (!strcmp(ri->kind, "heads")) {
+        if (mech_store_results_get(s, ri->id, "induction", &rows, &n, &err)) return;
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(rows[i].value) && (best == n || rows[i].value > rows[best].value)) best = i;
+        if (best < n) snprintf(out, cap, "induction L%dH%d %.3f", rows[best].layer, rows[best].head, rows[best].value);
+    }
+    mech_store_results_free(rows, n);
+}
+
+mech_status mech_tui_runs_load(const char *path, mech_tui_run_row **out, size_t *n_out, mech_err *err) {
+    *out = NULL, *n_out = 0;
+    mech_store *s = NULL;
+    mech_run_info *runs = NULL;
+    size_t n = 0;
+    mech_status st = mech_store_open_read(path, &s, err);
+    if (st) return st;
+    if ((st = mech_store_runs(s, &runs, &n, err))) goto done;
+    mech_tui_run_row *rows = mech_calloc(n ? n : 1, sizeof *rows);
+    if (!rows) {
+        st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const mech_run_info *ri = &runs[i];
+        mech_tui_run_row *r = &rows[i];
+        r->id = ri->id;
+        snprintf(r->kind, sizeof r->kind, "%s", ri->kind ? ri->kind : "?");
+        snprintf(r->status, sizeof r->status, "%s", ri->status ? ri->status : "?");
+        snprintf(r->model, sizeof r->model, "%s", ri->model_path ? ri->model_path : "-");
+        // "2026-11-23T20:49:13.123Z" -> "2026-11-23 20:49:13"
+        snprintf(r->date, sizeof r->date, "%.19s", ri->started ? ri->started : "-");
+        if (strlen(r->date) > 10 && r->date[10] == 'T') r->date[10] = ' ';
+        key_figure(s, ri, r->figure, sizeof r->figure);
+    }
+    *out = rows, *n_out = n;
+done:
+    mech_store_runs_free(runs, n);
+    mech_store_close(s);
+    return st;
+}

@@ -1,0 +1,233 @@
+/*
+** tui/tui.h: the terminal interface `mech tui`, in three layers (as htop):
+** view models that are plain structs with pure functions (state + key ->
+** new state, state + size -> a grid of cells), a cell grid that knows no
+** curses, and a thin ncurses layer (tui/term.c, tui/app.c) that draws the
+** grid. Everything but mech_tui_main is testable without a terminal.
+**
+** The tui code lives in the mech binary, not in libmech.a (which stays free
+** of ncurses). Results are read only through data/ (mech_store_open_read).
+*/
+#ifndef MECH_TUI_H
+#define MECH_TUI_H
+
+#include "core/core.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// --- Cells ------------------------------------------------------------------
+
+// What a cell means; the drawing layer maps roles to colours (or to
+// attributes when there is no colour / NO_COLOR is set).
+typedef enum mech_tui_role {
+    MECH_TUI_TEXT = 0,
+    MECH_TUI_TITLE,  // title line
+    MECH_TUI_HEADER, // column headers, axis labels
+    MECH_TUI_SEL,    // the selected row, the cursor cell
+    MECH_TUI_CROSS,  // the cursor's row and column in a heatmap
+    MECH_TUI_DIM,    // secondary text
+    MECH_TUI_FOOTER, // key hints
+    MECH_TUI_HEAT,   // a heatmap cell: level 0..MECH_TUI_LEVELS-1
+    MECH_TUI_ERROR,
+    MECH_TUI_ROLE_COUNT_
+} mech_tui_role;
+
+// Heatmap levels; the glyph ramp doubles as the monochrome rendering.
+#define MECH_TUI_LEVELS 10
+extern const char mech_tui_ramp[MECH_TUI_LEVELS + 1]; // " .:-=+*#%@"
+
+typedef struct mech_tui_cell {
+    char ch;       // printable ASCII
+    uint8_t role;  // mech_tui_role
+    uint8_t level; // for MECH_TUI_HEAT (and CROSS/SEL over a heatmap)
+    uint8_t heat;  // 1 when the cell is part of a heatmap
+} mech_tui_cell;
+
+// h x w cells, row-major. Owns cells.
+typedef struct mech_tui_grid {
+    int h, w;
+    mech_tui_cell *cells;
+} mech_tui_grid;
+
+// Sizes g to h x w (reallocating) and clears it. Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_grid_resize(mech_tui_grid *g, int h, int w);
+void mech_tui_grid_deinit(mech_tui_grid *g);
+void mech_tui_grid_clear(mech_tui_grid *g);
+// The cell at (y, x); NULL outside the grid.
+mech_tui_cell *mech_tui_grid_at(mech_tui_grid *g, int y, int x);
+// Writes s at (y, x) in role, at most maxw columns (<0: to the right edge);
+// bytes that are not printable ASCII show as '?'. Returns columns written.
+int mech_tui_grid_put(mech_tui_grid *g, int y, int x, mech_tui_role role, const char *s, int maxw);
+// Sets the role of cells [x, x+n) of row y.
+void mech_tui_grid_role(mech_tui_grid *g, int y, int x, int n, mech_tui_role role);
+// Row y as text (w bytes + NUL) into buf (at least g->w + 1 bytes).
+void mech_tui_grid_row_text(const mech_tui_grid *g, int y, char *buf);
+
+// A token's text made printable for one line: newline as \n, tab as \t,
+// other control bytes and non-ASCII bytes as '?'. Writes at most cap-1
+// bytes + NUL.
+void mech_tui_token_label(const char *tok, char *out, size_t cap);
+
+// Reaction flags returned by key handlers (htop's Htop_Reaction).
+enum {
+    MECH_TUI_NONE = 0,
+    MECH_TUI_REDRAW = 1,
+    MECH_TUI_QUIT = 2,  // leave this view (the app decides where to go)
+    MECH_TUI_RELOAD = 4,
+    MECH_TUI_SEARCH = 8, // start typing a search
+    MECH_TUI_OPEN = 16,  // open the selected item
+    MECH_TUI_GRID = 32,  // switch to the all-heads grid
+};
+
+// Keys the view models understand, independent of curses. Printable keys
+// are their ASCII code.
+enum {
+    MECH_TUI_KEY_UP = 0x1000,
+    MECH_TUI_KEY_DOWN,
+    MECH_TUI_KEY_LEFT,
+    MECH_TUI_KEY_RIGHT,
+    MECH_TUI_KEY_PGUP,
+    MECH_TUI_KEY_PGDN,
+    MECH_TUI_KEY_HOME,
+    MECH_TUI_KEY_END,
+    MECH_TUI_KEY_ENTER,
+    MECH_TUI_KEY_ESC,
+    MECH_TUI_KEY_TAB,
+    MECH_TUI_KEY_BACKSPACE,
+};
+
+// --- Runs view --------------------------------------------------------------
+
+typedef struct mech_tui_run_row {
+    int64_t id;
+    char kind[24], status[16], model[64], date[24];
+    char figure[64]; // the run's key figure, as text
+} mech_tui_run_row;
+
+typedef enum mech_tui_runs_sort {
+    MECH_TUI_SORT_ID = 0,
+    MECH_TUI_SORT_KIND,
+    MECH_TUI_SORT_STATUS,
+    MECH_TUI_SORT_DATE,
+    MECH_TUI_SORT_COUNT_
+} mech_tui_runs_sort;
+
+typedef struct mech_tui_runs {
+    mech_tui_run_row *rows; // [n] (owned)
+    size_t n;
+    size_t *vis;            // [n_vis] indices into rows after filter/search/sort (owned)
+    size_t n_vis;
+    int sort, desc;
+    char kind[24];          // filter: "" for every kind
+    char search[64];        // substring of kind, status, model, date, figure or id
+    size_t cur, top;        // selected index into vis, first shown
+    int page;               // rows shown in the last render (for PgUp/PgDn)
+    char message[1600];     // why there is nothing to show (missing/empty database)
+} mech_tui_runs;
+
+// Replaces the rows (takes ownership of rows, allocated with mech_malloc)
+// and recomputes the visible list, keeping the selected run when it is
+// still visible. Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_runs_set(mech_tui_runs *v, mech_tui_run_row *rows, size_t n);
+void mech_tui_runs_deinit(mech_tui_runs *v);
+// Recomputes vis after a change of filter, search or sort.
+mech_status mech_tui_runs_refilter(mech_tui_runs *v);
+// Handles one key: j/k/arrows, PgUp/PgDn, g/G (first/last), s (next sort
+// key), r (reverse), f (next kind filter), Esc (clear search and filter),
+// Enter (open), / (search). Returns reaction flags.
+int mech_tui_runs_key(mech_tui_runs *v, int key);
+// The selected run, or NULL.
+const mech_tui_run_row *mech_tui_runs_selected(const mech_tui_runs *v);
+// Draws the view into rows [y0, y0+h) of g (its full width).
+void mech_tui_runs_render(mech_tui_runs *v, mech_tui_grid *g, int y0, int h);
+// Reads every run of the database at path (read-only: never creates or
+// modifies it) with its key figure. OUT: *rows (owned, mech_free), *n.
+// Errors: as mech_store_open_read (MECH_ERR_IO for a missing file), MECH_ERR_DB.
+mech_status mech_tui_runs_load(const char *path, mech_tui_run_row **rows, size_t *n, mech_err *err);
+
+// --- Attention view ---------------------------------------------------------
+
+#define MECH_TUI_SCORE_KINDS 3 // previous-token, duplicate-token, induction
+
+typedef struct mech_tui_attn {
+    int L, NH, T;
+    float *pat;      // (L, NH, T, T) attention patterns (owned, mech_free), or NULL when
+    const float **layer_pat; // [L] (owned array) of (NH, T, T) patterns borrowed from a run
+                     // that outlives the view (no copy: 600 MB at GPT-2 small, T = 1024)
+    char **tokens;   // [T] printable token labels (owned, mech_free each and the array)
+    double *scores;  // [MECH_TUI_SCORE_KINDS][L*NH] head scores, or NULL (owned, mech_free)
+    int layer, head; // the head shown
+    int q, k;        // cursor (token indices)
+    int pool_mean;   // 0: max pooling, 1: mean pooling
+    int gl, gh;      // the all-heads grid's cursor
+    int grid_top;    // first thumbnail row shown in the grid
+    // from the last render (the key handlers step by one pooled cell)
+    int bin_r, bin_c, grid_rows_shown, grid_per_row;
+    // the grid's thumbnails of every head, pooled for the last window size
+    // and pooling mode (owned, mech_free)
+    float *thumbs;
+    int thumb_r, thumb_c, thumb_br, thumb_bc, thumb_mean;
+} mech_tui_attn;
+
+void mech_tui_attn_deinit(mech_tui_attn *a);
+// The weight of query q on key k of head (l, h).
+float mech_tui_attn_weight(const mech_tui_attn *a, int l, int h, int q, int k);
+// Pools the head's T x T pattern into rows x cols cells of bins bin_r x
+// bin_c tokens (max or mean over each bin's tokens). out: rows*cols.
+void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin_c, int rows, int cols, int mean,
+                        float *out);
+// The level (0..MECH_TUI_LEVELS-1) of a weight in [0, 1]; 0 only for 0.
+int mech_tui_level(float w);
+// Head view keys: arrows/hjkl move the cursor one cell, ] [ next/previous
+// head, } { next/previous layer, p max/mean pooling, g the grid.
+int mech_tui_attn_key(mech_tui_attn *a, int key);
+// Grid keys: arrows/hjkl move between heads, Enter opens the head.
+int mech_tui_attn_grid_key(mech_tui_attn *a, int key);
+// One head as a heatmap into rows [y0, y0+h) of g.
+void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
+// The layer x head grid of thumbnails with their scores.
+void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
+
+// --- The application ------------------------------------------------------
+
+typedef enum mech_tui_view {
+    MECH_TUI_VIEW_RUNS = 0,
+    MECH_TUI_VIEW_HEAD,
+    MECH_TUI_VIEW_GRID,
+    MECH_TUI_VIEW_COUNT_
+} mech_tui_view;
+
+typedef struct mech_tui_app {
+    mech_tui_view view;
+    int has_runs, has_attn; // which views exist
+    int help;               // the ? overlay is shown
+    int searching;          // typing into runs.search
+    const char *db_path;    // borrowed; NULL without a database
+    mech_tui_runs runs;
+    mech_tui_attn attn;
+    char model_name[64];
+} mech_tui_app;
+
+// One key of the application (help, Tab, q, search typing, then the view's
+// own keys). Returns MECH_TUI_QUIT when the program should end.
+int mech_tui_app_key(mech_tui_app *app, int key);
+// The whole screen (title, view, footer, help overlay) into g (already sized).
+void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g);
+// Reloads the runs from db_path (keeps the selection). 1 when they changed.
+int mech_tui_app_reload(mech_tui_app *app);
+void mech_tui_app_deinit(mech_tui_app *app);
+
+// Runs the interface in the terminal until q. The terminal is restored on
+// every exit path (also SIGINT, SIGTERM, SIGHUP, SIGSEGV). Returns 0, or 1
+// when the terminal cannot be used (message on stderr).
+int mech_tui_main(mech_tui_app *app);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
