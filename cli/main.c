@@ -390,7 +390,7 @@ const cli_cmd cli_commands[] = {
      "                  Enter the attention view (with --model)\n"
      "  attention:      h j k l arrows move the cursor, ] [ next/previous head,\n"
      "                  } { next/previous layer, p max/mean pooling, g all heads\n"
-     "  all heads:      h j k l arrows select, Enter open the head\n"
+     "  all heads:      h j k l arrows select, s sort by a score, Enter open the head\n"
      "\n"
      "Colours: a viridis-like ramp on 256-colour terminals, 8 colours otherwise;\n"
      "NO_COLOR (or a monochrome terminal) shows the heatmap as the glyph ramp\n"

@@ -251,6 +251,28 @@ static void test_tui_attn_grid_scores_and_jump(void **state) {
     assert_int_equal(mech_tui_attn_grid_key(&a, MECH_TUI_KEY_ENTER), MECH_TUI_OPEN);
     assert_int_equal(a.layer, 1);
     assert_int_equal(a.head, 2);
+    // s s s: by induction, highest first: L1H2 (.87) leads, the rest in layer order
+    for (int i = 0; i < 3; i++) assert_int_equal(mech_tui_attn_grid_key(&a, 's'), MECH_TUI_REDRAW);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "sorted by induction"));
+    char row[128];
+    mech_tui_grid_row_text(&g, 1, row);
+    assert_string_equal(strtok(row, " "), ">L1H2"); // first thumbnail, and still the cursor
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'l'), MECH_TUI_REDRAW); // moves in display order
+    assert_int_equal(a.gl, 0);
+    assert_int_equal(a.gh, 0);
+    // s: layer order again; s: by previous-token (0.1 * index): the last head first
+    mech_tui_attn_grid_key(&a, 's');
+    assert_int_equal(a.grid_sort, 0);
+    mech_tui_attn_grid_key(&a, 's');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "sorted by previous-token"));
+    mech_tui_grid_row_text(&g, 1, row);
+    assert_string_equal(strtok(row, " "), "L1H2");
+    for (int i = 0; i < 3; i++) mech_tui_attn_grid_key(&a, 's');
+    assert_int_equal(a.grid_sort, 0); // back to layer order
     mech_tui_grid_deinit(&g);
     mech_tui_attn_deinit(&a);
 }

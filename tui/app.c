@@ -45,6 +45,7 @@ static const key_help key_table[] = {
     {V_HEAD, "p", "max or mean pooling of long prompts", "p pool"},
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
+    {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
     {V_GRID, "Enter", "open the selected head", "Enter open"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])

@@ -165,6 +165,7 @@ typedef struct mech_tui_attn {
     int q, k;        // cursor (token indices)
     int pool_mean;   // 0: max pooling, 1: mean pooling
     int gl, gh;      // the all-heads grid's cursor
+    int grid_sort;   // 0: layer x head order; 1 + kind: by that score, highest first
     int grid_top;    // first thumbnail row shown in the grid
     // from the last render (the key handlers step by one pooled cell)
     int bin_r, bin_c, grid_rows_shown, grid_per_row;
@@ -186,7 +187,9 @@ int mech_tui_level(float w);
 // Head view keys: arrows/hjkl move the cursor one cell, ] [ next/previous
 // head, } { next/previous layer, p max/mean pooling, g the grid.
 int mech_tui_attn_key(mech_tui_attn *a, int key);
-// Grid keys: arrows/hjkl move between heads, Enter opens the head.
+// Grid keys: arrows/hjkl move between heads, s sorts by the next score
+// (previous-token, duplicate-token, induction, then layer order), Enter
+// opens the head.
 int mech_tui_attn_grid_key(mech_tui_attn *a, int key);
 // One head as a heatmap into rows [y0, y0+h) of g.
 void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void mech_tui_attn_deinit(mech_tui_attn *a) {
@@ -206,19 +207,55 @@ static void grid_layout(const mech_tui_attn *a, int w, int h, int *per_row, int 
     if (*rows_shown < 1) *rows_shown = 1;
 }
 
+static const char *score_names[MECH_TUI_SCORE_KINDS] = {"previous-token", "duplicate-token", "induction"};
+
+// qsort has no context argument in C11; the interface is single-threaded
+static const double *order_scores;
+
+static int cmp_score_desc(const void *pa, const void *pb) {
+    int a = *(const int *)pa, b = *(const int *)pb;
+    double sa = order_scores[a], sb = order_scores[b];
+    if (sa != sb) return sa > sb ? -1 : 1; // NaN-free: the scores are finite
+    return (a > b) - (a < b);
+}
+
+// The heads in display order: layer x head, or by a score (highest first).
+static void grid_order(const mech_tui_attn *a, int *order) {
+    int n = a->L * a->NH;
+    for (int i = 0; i < n; i++) order[i] = i;
+    if (a->grid_sort > 0 && a->scores) {
+        order_scores = a->scores + (size_t)(a->grid_sort - 1) * n;
+        qsort(order, (size_t)n, sizeof *order, cmp_score_desc);
+        order_scores = NULL;
+    }
+}
+
 int mech_tui_attn_grid_key(mech_tui_attn *a, int key) {
-    int n = a->L * a->NH, idx = a->gl * a->NH + a->gh, pr = a->grid_per_row > 0 ? a->grid_per_row : a->NH;
+    int n = a->L * a->NH, pr = a->grid_per_row > 0 ? a->grid_per_row : a->NH;
+    if (key == 's') {
+        if (!a->scores) return MECH_TUI_NONE;
+        a->grid_sort = (a->grid_sort + 1) % (MECH_TUI_SCORE_KINDS + 1);
+        return MECH_TUI_REDRAW;
+    }
+    int *order = mech_malloc((size_t)n * sizeof *order);
+    if (!order) return MECH_TUI_NONE;
+    grid_order(a, order);
+    int idx = 0; // the cursor's position in display order
+    for (int i = 0; i < n; i++)
+        if (order[i] == a->gl * a->NH + a->gh) idx = i;
     switch (key) {
     case 'h': case MECH_TUI_KEY_LEFT: if (idx > 0) idx--; break;
     case 'l': case MECH_TUI_KEY_RIGHT: if (idx + 1 < n) idx++; break;
     case 'k': case MECH_TUI_KEY_UP: if (idx - pr >= 0) idx -= pr; break;
     case 'j': case MECH_TUI_KEY_DOWN: if (idx + pr < n) idx += pr; break;
     case MECH_TUI_KEY_ENTER:
+        mech_free(order);
         a->layer = a->gl, a->head = a->gh;
         return MECH_TUI_OPEN;
-    default: return MECH_TUI_NONE;
+    default: mech_free(order); return MECH_TUI_NONE;
     }
-    a->gl = idx / a->NH, a->gh = idx % a->NH;
+    a->gl = order[idx] / a->NH, a->gh = order[idx] % a->NH;
+    mech_free(order);
     return MECH_TUI_REDRAW;
 }
 
@@ -228,10 +265,18 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
     if (h < 2 || a->T < 1) return;
     grid_layout(a, g->w, h, &per_row, &tw, &th, &shown);
     a->grid_per_row = per_row, a->grid_rows_shown = shown;
-    snprintf(line, sizeof line, "all heads: %d layers x %d heads  p previous-token  d duplicate-token  i induction",
-             a->L, a->NH);
+    // the sort first: the line is cut at the window's edge
+    snprintf(line, sizeof line, "all heads%s%s: %d layers x %d heads  p previous-token  d duplicate-token  i induction",
+             a->grid_sort > 0 && a->scores ? " sorted by " : "",
+             a->grid_sort > 0 && a->scores ? score_names[a->grid_sort - 1] : "", a->L, a->NH);
     mech_tui_grid_put(g, y0, 0, MECH_TUI_TITLE, line, -1);
-    int cur_row = (a->gl * a->NH + a->gh) / per_row;
+    int n_heads = a->L * a->NH, cur = 0;
+    int *order = mech_malloc((size_t)n_heads * sizeof *order);
+    if (!order) return;
+    grid_order(a, order);
+    for (int i = 0; i < n_heads; i++)
+        if (order[i] == a->gl * a->NH + a->gh) cur = i;
+    int cur_row = cur / per_row;
     if (cur_row < a->grid_top) a->grid_top = cur_row;
     if (cur_row >= a->grid_top + shown) a->grid_top = cur_row - shown + 1;
     int hw = tw - 1, hh = th - 2; // the thumbnail's heatmap
@@ -244,15 +289,19 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
         a->thumb_mean != a->pool_mean) {
         mech_free(a->thumbs);
         a->thumbs = mech_malloc(per * a->L * a->NH * sizeof *a->thumbs);
-        if (!a->thumbs) return;
+        if (!a->thumbs) {
+            mech_free(order);
+            return;
+        }
         a->thumb_r = nr, a->thumb_c = nc, a->thumb_br = br, a->thumb_bc = bc, a->thumb_mean = a->pool_mean;
         for (int i = 0; i < a->L * a->NH; i++)
             mech_tui_attn_pool(a, i / a->NH, i % a->NH, br, bc, nr, nc, a->pool_mean, a->thumbs + per * i);
     }
     for (int r = 0; r < shown; r++)
         for (int c = 0; c < per_row; c++) {
-            int idx = (a->grid_top + r) * per_row + c;
-            if (idx >= a->L * a->NH) break;
+            int pos = (a->grid_top + r) * per_row + c;
+            if (pos >= n_heads) break;
+            int idx = order[pos];
             int l = idx / a->NH, hd = idx % a->NH, x = c * tw, y = y0 + 1 + r * th;
             int sel = l == a->gl && hd == a->gh;
             snprintf(line, sizeof line, "%sL%dH%d", sel ? ">" : " ", l, hd);
@@ -268,4 +317,5 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nc; j++) put_heat(g, y + 2 + i, x + j, cells[(size_t)i * nc + j]);
         }
+    mech_free(order);
 }
