@@ -101,10 +101,11 @@ int cmd_db(int argc, char **argv) {
     const char *pos[256];
     int n_pos = 0;
     const char *csv = NULL, *npz = NULL;
+    int db_given = 0;
     for (; i < argc; i++) {
         if ((r = cli_opt(cmd, argc, argv, &i, "--db", &v))) {
             if (r < 0) return 2;
-            db = v;
+            db = v, db_given = 1;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--csv", &csv))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--npz", &npz))) {
@@ -124,6 +125,9 @@ int cmd_db(int argc, char **argv) {
     if (!n_pos) return cli_usage(cmd, "expected a subcommand: ls, show, export or merge");
     const char *sub = pos[0];
     if ((join || runs_s) && strcmp(sub, "merge")) return cli_usage(cmd, "--%s goes with merge", join ? "join" : "runs");
+    if ((csv || npz) && strcmp(sub, "export")) return cli_usage(cmd, "--%s goes with export", csv ? "csv" : "npz");
+    if (db_given && !strcmp(sub, "merge"))
+        return cli_usage(cmd, "--db does not apply to merge (it takes OUT.db IN.db... as arguments)");
     if (!strcmp(sub, "merge")) {
         if (n_pos < 3) return cli_usage(cmd, "merge [--join] [--runs LIST] OUT.db IN.db...: at least one input");
         mech_merge_opts o = {.join = join, .runs = runs, .n_runs = (size_t)n_runs};

@@ -458,8 +458,19 @@ static void test_db_export_extensions_and_ls_columns(void **state) {
     free(out);
     assert_int_equal(mech(&out, "db --db %s export 1 --csv %s --npz %s", a, txt, npz), 2);
     free(out);
+    // export's options with another subcommand, and --db with merge (OUT is its argument)
+    assert_int_equal(mech(&out, "db --db %s ls --csv %s", a, csv), 2);
+    assert_non_null(strstr(out, "--csv goes with export"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show 1 --npz %s", a, npz), 2);
+    assert_non_null(strstr(out, "--npz goes with export"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s merge %s.m.db %s", a, a, a), 2);
+    assert_non_null(strstr(out, "--db does not apply to merge"));
+    free(out);
     assert_false(exists(txt));
     assert_false(exists(npz));
+    assert_false(exists(csv));
     assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", a, csv), 0);
     free(out);
     char *text = mech_test_read(csv, NULL);
