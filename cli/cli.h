@@ -55,6 +55,9 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 // thread count of every pool the command makes from now on. 0 or -1.
 // "s" unless n is 1: "%d head%s", n, cli_s(n).
 const char *cli_s(long long n);
+// 1 when path ends in ext (".npz") after a non-empty name: output files are
+// written only in the format their extension names.
+int cli_has_ext(const char *path, const char *ext);
 // x in the fewest significant digits that read back as exactly x (0.05,
 // not 0.050000000000000003), for parameters stored as text.
 const char *cli_shortest(char buf[32], double x);

@@ -337,8 +337,8 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
     }
     out->run = run;
     if (!c->quiet)
-        fprintf(stderr, "run %lld: ACDC on %d inputs of %d tokens, tau %g, metric %s, %s ablation%s -> %s\n",
-                (long long)run, c->B, c->T, sp->tau, sp->metric, sp->ablation,
+        fprintf(stderr, "run %lld: ACDC on %d input%s of %d token%s, tau %g, metric %s, %s ablation%s -> %s\n",
+                (long long)run, c->B, cli_s(c->B), c->T, cli_s(c->T), sp->tau, sp->metric, sp->ablation,
                 n_replay ? " (resumed)" : "", c->db);
     run_state rs = {.c = c, .g = g, .run = run, .item = n_replay, .last_receiver = -1};
     cli_progress_start(&rs.bar, "acdc receivers", 0);
@@ -434,9 +434,10 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
     out->score = sc;
     out->n_edges = sc.n_found;
     if (!c->quiet) {
-        printf("run %lld: %d of %d edges kept (tau %g, %s, %s ablation), %lld trials in %.2f s, metric %.6g\n",
-               (long long)run, sc.n_found, sc.n_counted, sp->tau, sp->metric, sp->ablation,
-               (long long)(n_replay + res.n_trials), res.seconds, res.metric_final);
+        long long trials = n_replay + res.n_trials;
+        printf("run %lld: %d of %d edges kept (tau %g, %s, %s ablation), %lld trial%s in %.2f s, metric %.6g\n",
+               (long long)run, sc.n_found, sc.n_counted, sp->tau, sp->metric, sp->ablation, trials, cli_s(trials),
+               res.seconds, res.metric_final);
         print_circuit(c, g);
         if (c->truth)
             printf("TPR %.3f  FPR %.4f  (%d of %d truth edges found, %d false positives)\n", sc.tpr, sc.fpr, sc.tp,
@@ -476,12 +477,20 @@ static int count_edges(const char *cmd, const char *model) {
     return 0;
 }
 
+// Writes b to path, or to stdout when path is "-".
 static int write_buf(const char *cmd, const char *path, const mech_buf *b) {
     mech_err err = {0};
     mech_outfile o;
     if (b->oom) {
         fprintf(stderr, "mech %s: error: out of memory\n", cmd);
         return 1;
+    }
+    if (!strcmp(path, "-")) {
+        if (fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout)) {
+            fprintf(stderr, "mech %s: error: writing to stdout failed\n", cmd);
+            return 1;
+        }
+        return 0;
     }
     if (mech_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
     if (fwrite(b->data, 1, b->len, o.f) != b->len) {
@@ -507,6 +516,15 @@ static int export_run(const char *cmd, int argc, char **argv) {
     }
     if (!run) return cli_usage(cmd, "export: give the run id: mech acdc export RUN --dot FILE | --json FILE");
     if (!dot && !json) return cli_usage(cmd, "export: give --dot FILE and/or --json FILE");
+    // each file in the format its name says; - is stdout, for one of them
+    if (dot && strcmp(dot, "-") && !cli_has_ext(dot, ".dot") && !cli_has_ext(dot, ".gv"))
+        return cli_usage(cmd, "--dot '%s': the circuit is written as Graphviz; name the file FILE.dot (or - for stdout)",
+                         dot);
+    if (json && strcmp(json, "-") && !cli_has_ext(json, ".json"))
+        return cli_usage(cmd, "--json '%s': the circuit is written as JSON; name the file FILE.json (or - for stdout)",
+                         json);
+    if (dot && json && !strcmp(dot, "-") && !strcmp(json, "-"))
+        return cli_usage(cmd, "--dot - and --json -: only one of them can go to stdout");
     mech_err err = {0};
     mech_store *s = NULL;
     mech_run_info info = {0};
@@ -571,9 +589,14 @@ static int export_run(const char *cmd, int argc, char **argv) {
         rc = write_buf(cmd, json, &b);
         mech_buf_free(&b);
     }
-    if (!rc)
-        printf("run %ld: %d edges%s%s%s%s%s\n", run, mech_acdc_graph_count_present(g), dot ? " -> " : "", dot ? dot : "",
-               dot && json ? ", " : json ? " -> " : "", json ? json : "", finished ? "" : " (run not finished)");
+    if (!rc) {
+        // with an export on stdout, the summary goes to stderr
+        FILE *f = (dot && !strcmp(dot, "-")) || (json && !strcmp(json, "-")) ? stderr : stdout;
+        int n = mech_acdc_graph_count_present(g);
+        fprintf(f, "run %ld: %d edge%s%s%s%s%s%s\n", run, n, cli_s(n), dot ? " -> " : "",
+                dot ? (strcmp(dot, "-") ? dot : "stdout") : "", dot && json ? ", " : json ? " -> " : "",
+                json ? (strcmp(json, "-") ? json : "stdout") : "", finished ? "" : " (run not finished)");
+    }
 done:
     mech_store_results_free(rows, nr);
     mech_free(truth);
@@ -648,33 +671,57 @@ static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
 // ---------------------------------------------------------------------------
 // The command
 
+// The options --resume compares with the run's own (arg: "--tau" or "--tau=1").
+static int is_compared(const char *arg) {
+    static const char *const names[] = {"--model", "--tau", "--metric", "--ablation"};
+    size_t n = strcspn(arg, "=");
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+        if (strlen(names[k]) == n && !strncmp(arg, names[k], n)) return 1;
+    return 0;
+}
+
 int cmd_acdc(int argc, char **argv) {
     const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
     if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
     acdc_spec sp = {.n = 0, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
     long resume = 0, threads = 0;
     int count = 0, sweep = 0, given = 0;
+    // options given that apply only to some inputs or modes (checked below)
+    const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
+    const char *tau_given = NULL, *ablation_given = NULL, *pos_shuffle_given = NULL, *not_count = NULL;
+    const char *unchecked = NULL; // the first run option --resume does not compare
     for (int i = 1; i < argc; i++) {
         int r, spec = 1;
-        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &sp.model))) { if (r < 0) return 2; }
+        const char *arg = argv[i];
+        if ((r = cli_opt(cmd, argc, argv, &i, "--model", &sp.model))) { if (r < 0) return 2; arg = NULL; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pairs", &sp.pairs))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--dataset", &sp.dataset))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--n", &v))) {
             if (r < 0 || cli_int(cmd, "--n", v, 1, 100000, &sp.n)) return 2;
+            n_given = "--n";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--len", &v))) {
             if (r < 0 || cli_int(cmd, "--len", v, 1, 100000, &sp.len)) return 2;
+            len_given = "--len";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_int(cmd, "--seed", v, 0, 2147483647L, &sp.seed)) return 2;
-        } else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &sp.corruption))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--tau", &v))) {
+            seed_given = "--seed";
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--corruption", &sp.corruption))) {
+            if (r < 0) return 2;
+            corruption_given = "--corruption";
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--tau", &v))) {
             if (r < 0 || cli_float(cmd, "--tau", v, 0, HUGE_VAL, &sp.tau)) return 2;
+            tau_given = "--tau";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--taus", &taus_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &sp.metric))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ablation", &sp.ablation))) {
+            if (r < 0) return 2;
+            ablation_given = "--ablation";
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablations", &ablations_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--positions", &sp.positions))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pos-shuffle", &v))) {
             if (r < 0) return 2;
+            pos_shuffle_given = "--pos-shuffle";
             if (!strcmp(v, "off")) sp.pos_shuffle = -1;
             else if (cli_int(cmd, "--pos-shuffle", v, 0, 2147483647L, &sp.pos_shuffle)) return 2;
         } else if (!strcmp(argv[i], "--heads-ascending")) sp.heads_ascending = 1;
@@ -683,7 +730,7 @@ int cmd_acdc(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prepend-bos")) sp.prepend_bos = 1;
         else if (!strcmp(argv[i], "--no-prepend-bos")) sp.prepend_bos = 0;
         else if (!strcmp(argv[i], "--sweep")) sweep = 1;
-        else if (!strcmp(argv[i], "--count-edges")) count = 1, spec = 0;
+        else if (!strcmp(argv[i], "--count-edges")) count = 1, spec = 0, arg = NULL;
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; spec = 0; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
             if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
@@ -693,16 +740,36 @@ int cmd_acdc(int argc, char **argv) {
             spec = 0;
         } else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
         given += spec;
+        if (arg && !not_count) not_count = arg;
+        // --resume compares these with the run's own; any other is refused
+        if (spec && !unchecked && arg && !is_compared(arg)) unchecked = arg;
     }
-    // Options of a mode that was not chosen are refused, not ignored.
-    if (!sweep && (taus_s || ablations_s))
-        return cli_usage(cmd, "%s goes with --sweep (one run takes --tau and --ablation)", taus_s ? "--taus" : "--ablations");
-    if (sp.dataset && strcmp(sp.dataset, "compiled") && strcmp(sp.corruption, "random"))
-        return cli_usage(cmd, "--corruption applies to --dataset compiled, not %s", sp.dataset);
+    // Options of a mode or input that was not chosen are refused, not ignored.
     if (count) {
         if (!sp.model) return cli_usage(cmd, "--count-edges needs --model MODEL");
+        if (not_count)
+            return cli_usage(cmd, "%s does not apply to --count-edges (it takes only --model: it counts the "
+                             "graph's edges and runs and stores nothing)", not_count);
         return count_edges(cmd, sp.model);
     }
+    if (!sweep && (taus_s || ablations_s))
+        return cli_usage(cmd, "%s goes with --sweep (one run takes --tau and --ablation)", taus_s ? "--taus" : "--ablations");
+    if (sweep && (tau_given || ablation_given))
+        return cli_usage(cmd, "%s does not apply to --sweep (a sweep takes --taus T1,T2,... and --ablations LIST)",
+                         tau_given ? tau_given : ablation_given);
+    // as `mech patch`: the dataset options go with the datasets that use them
+    const char *unused = NULL;
+    if (sp.pairs && !sp.dataset)
+        unused = n_given ? n_given : len_given ? len_given : seed_given ? seed_given : corruption_given;
+    else if (sp.dataset && strcmp(sp.dataset, "compiled") && corruption_given) unused = corruption_given;
+    else if (sp.dataset && (!strcmp(sp.dataset, "ioi") || !strcmp(sp.dataset, "greater_than")) && len_given)
+        unused = len_given;
+    if (unused)
+        return cli_usage(cmd, "%s does not apply to %s%s (see --dataset in mech acdc --help)", unused,
+                         sp.dataset ? "--dataset " : "--pairs", sp.dataset ? sp.dataset : "");
+    if (sp.positions && !strcmp(sp.positions, "induction") && sp.dataset && strcmp(sp.dataset, "induction"))
+        return cli_usage(cmd, "--positions induction reads the repeated half of induction prompts; it does not "
+                         "apply to --dataset %s", sp.dataset);
 
     acdc_ctx c = {.cmd = cmd, .db = db, .argc = argc, .argv = argv, .threads = (int)threads};
     mech_err err = {0};
@@ -742,6 +809,11 @@ int cmd_acdc(int argc, char **argv) {
                            resume, info.params_json);
             goto done;
         }
+        if (unchecked) {
+            rc = cli_usage(cmd, "--resume %ld continues the run with its own options; %s does not apply (give only "
+                           "--resume, --db and --threads)", resume, unchecked);
+            goto done;
+        }
         sp = st;
         if ((rc = cli_resume_check_model(cmd, resume, sp.model, info.model_hash))) goto done;
     }
@@ -779,6 +851,15 @@ int cmd_acdc(int argc, char **argv) {
     if (!sp.ablation) sp.ablation = "resample";
     if (sp.positions && strcmp(sp.positions, "last") && strcmp(sp.metric, "kl")) {
         rc = cli_usage(cmd, "--positions is for --metric kl (logit_diff reads the last position, l2 every one)");
+        goto done;
+    }
+    if (pos_shuffle_given && !c.compiled) {
+        rc = cli_usage(cmd, "--pos-shuffle is for compiled RASP models (split embeddings); %s is not one", sp.model);
+        goto done;
+    }
+    if (pos_shuffle_given && (sweep ? ablations_s && !strstr(ablations_s, "resample") : strcmp(sp.ablation, "resample"))) {
+        rc = cli_usage(cmd, "--pos-shuffle shuffles the corrupted pass of resample ablation; it does not apply to "
+                       "zero ablation");
         goto done;
     }
     if (!strcmp(sp.metric, "logit_diff") && c.compiled) {
@@ -891,9 +972,9 @@ int cmd_acdc(int argc, char **argv) {
         }
     }
     c.quiet = 1;
-    printf("sweep run %lld: %d thresholds x %d ablation%s, metric %s%s\n", (long long)sweep_run, n_tau, n_abl,
-           n_abl == 1 ? "" : "s", sp.metric, c.truth ? "" : " (no ground truth: not a compiled model)");
-    if (c.truth) printf("truth: %d edges\n", c.n_truth);
+    printf("sweep run %lld: %d threshold%s x %d ablation%s, metric %s%s\n", (long long)sweep_run, n_tau, cli_s(n_tau),
+           n_abl, cli_s(n_abl), sp.metric, c.truth ? "" : " (no ground truth: not a compiled model)");
+    if (c.truth) printf("truth: %d edge%s\n", c.n_truth, cli_s(c.n_truth));
     printf("%-9s %-10s %6s %8s %7s %7s\n", "ablation", "tau", "run", "edges", "TPR", "FPR");
     for (int a = 0; a < n_abl && !rc; a++) {
         mech_acdc_roc_point pts[64];

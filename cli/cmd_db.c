@@ -16,9 +16,10 @@ static int parse_run(const char *cmd, const char *s, int64_t *id) {
     return 0;
 }
 
-static void print_run(const mech_run_info *r, int long_form) {
+// kind_w: the width of ls's kind column (its longest kind).
+static void print_run(const mech_run_info *r, int long_form, int kind_w) {
     if (!long_form) {
-        printf("%6lld  %-8s %-11s %-24s %8lld  %s\n", (long long)r->id, r->kind, r->status,
+        printf("%6lld  %-*s %-11s %-24s %8lld  %s\n", (long long)r->id, kind_w, r->kind, r->status,
                r->started ? r->started : "", (long long)r->n_results, r->model_path ? r->model_path : "");
         return;
     }
@@ -100,10 +101,11 @@ int cmd_db(int argc, char **argv) {
     const char *pos[256];
     int n_pos = 0;
     const char *csv = NULL, *npz = NULL;
+    int db_given = 0;
     for (; i < argc; i++) {
         if ((r = cli_opt(cmd, argc, argv, &i, "--db", &v))) {
             if (r < 0) return 2;
-            db = v;
+            db = v, db_given = 1;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--csv", &csv))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--npz", &npz))) {
@@ -123,6 +125,9 @@ int cmd_db(int argc, char **argv) {
     if (!n_pos) return cli_usage(cmd, "expected a subcommand: ls, show, export or merge");
     const char *sub = pos[0];
     if ((join || runs_s) && strcmp(sub, "merge")) return cli_usage(cmd, "--%s goes with merge", join ? "join" : "runs");
+    if ((csv || npz) && strcmp(sub, "export")) return cli_usage(cmd, "--%s goes with export", csv ? "csv" : "npz");
+    if (db_given && !strcmp(sub, "merge"))
+        return cli_usage(cmd, "--db does not apply to merge (it takes OUT.db IN.db... as arguments)");
     if (!strcmp(sub, "merge")) {
         if (n_pos < 3) return cli_usage(cmd, "merge [--join] [--runs LIST] OUT.db IN.db...: at least one input");
         mech_merge_opts o = {.join = join, .runs = runs, .n_runs = (size_t)n_runs};
@@ -137,6 +142,11 @@ int cmd_db(int argc, char **argv) {
         if (!strcmp(sub, "export") && !csv && !npz) return cli_usage(cmd, "export RUN needs --csv FILE or --npz FILE");
         if (npz && !strcmp(npz, "-")) return cli_usage(cmd, "--npz -: an archive needs a file name");
         if ((csv && !*csv) || (npz && !*npz)) return cli_usage(cmd, "--%s: the file name is empty", csv && !*csv ? "csv" : "npz");
+        // written only in the format the name says (- is stdout for CSV)
+        if (csv && strcmp(csv, "-") && !cli_has_ext(csv, ".csv"))
+            return cli_usage(cmd, "--csv '%s': the results are written as CSV; name the file FILE.csv (or - for stdout)", csv);
+        if (npz && !cli_has_ext(npz, ".npz"))
+            return cli_usage(cmd, "--npz '%s': the tensors are written as .npz; name the file FILE.npz", npz);
     } else {
         return cli_usage(cmd, "unknown subcommand '%s': expected ls, show, export or merge", sub);
     }
@@ -150,8 +160,11 @@ int cmd_db(int argc, char **argv) {
         if (mech_store_runs(s, &runs, &n, &err)) rc = cli_fail(cmd, &err);
         else if (!n) printf("no runs in %s\n", db);
         else {
-            printf("%6s  %-8s %-11s %-24s %8s  %s\n", "run", "kind", "status", "started", "results", "model");
-            for (size_t k = 0; k < n; k++) print_run(&runs[k], 0);
+            int kind_w = 8; // at least, as before; wider for a longer kind
+            for (size_t k = 0; k < n; k++)
+                if ((int)strlen(runs[k].kind) > kind_w) kind_w = (int)strlen(runs[k].kind);
+            printf("%6s  %-*s %-11s %-24s %8s  %s\n", "run", kind_w, "kind", "status", "started", "results", "model");
+            for (size_t k = 0; k < n; k++) print_run(&runs[k], 0, kind_w);
         }
         mech_store_runs_free(runs, n);
     } else if (!strcmp(sub, "show")) {
@@ -159,7 +172,7 @@ int cmd_db(int argc, char **argv) {
         if (mech_store_run_info(s, run, &info, &err)) {
             rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
         } else {
-            print_run(&info, 1);
+            print_run(&info, 1, 0);
             mech_store_run_info_deinit(&info);
         }
     } else {

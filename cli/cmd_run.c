@@ -49,12 +49,6 @@ void cli_print_top_k(const mech_tokenizer *tok, const float *logits, int V, int 
     free(idx);
 }
 
-// path ends in ext (".npy"): the file is written in that format only.
-static int has_ext(const char *path, const char *ext) {
-    size_t n = strlen(path), e = strlen(ext);
-    return n > e && !strcmp(path + n - e, ext);
-}
-
 // A compiled model's output on each sequence, decoded like `mech rasp`
 // prints it: the sequences must be BOS followed by vocab tokens.
 static int print_compiled(const char *cmd, const mech_model *m, const mech_rasp_program *p, const cli_inputs *inp) {
@@ -172,9 +166,9 @@ int cmd_run(int argc, char **argv) {
     if (!n_seq)
         return cli_usage(cmd, "give the input with --prompt TEXT, --ids 1,2,3 or (compiled RASP models) --input \"a b c\"");
     if (n_cache && !out_path) return cli_usage(cmd, "--cache needs --out FILE.npz to write the activations to");
-    if (out_path && !has_ext(out_path, ".npz"))
+    if (out_path && !cli_has_ext(out_path, ".npz"))
         return cli_usage(cmd, "--out '%s': the cached activations are written as .npz; name the file FILE.npz", out_path);
-    if (logits_path && !has_ext(logits_path, ".npy"))
+    if (logits_path && !cli_has_ext(logits_path, ".npy"))
         return cli_usage(cmd, "--logits '%s': the logits are written as .npy; name the file FILE.npy", logits_path);
     int n_prompt = 0;
     for (int s = 0; s < n_seq; s++) n_prompt += is_ids[s] == 0;

@@ -154,13 +154,14 @@ const cli_cmd cli_commands[] = {
     {"db", cmd_db, "the results database: list, show, export, merge and join runs",
      "usage: mech db [--db FILE] ls\n"
      "       mech db [--db FILE] show RUN\n"
-     "       mech db [--db FILE] export RUN (--csv FILE | --npz FILE)\n"
+     "       mech db [--db FILE] export RUN (--csv FILE.csv | --npz FILE.npz)\n"
      "       mech db merge [--join] [--runs LIST] OUT.db IN.db...\n"
      "\n"
      "Every experiment command writes its run to one SQLite file (default\n"
      "mech.db). ls lists the runs, show prints one (kind, status, times, model\n"
      "and its content hash, command line, parameters, counts), export writes its\n"
-     "results as CSV (--csv - for stdout) or its tensors as .npz.\n"
+     "results as CSV (--csv - for stdout) or its tensors as .npz; a file name\n"
+     "must end in the format's extension.\n"
      "\n"
      "merge copies every run of the inputs into OUT (created if missing). Run ids\n"
      "are renumbered: the copies are appended after OUT's runs, inputs in order,\n"
@@ -315,7 +316,7 @@ const cli_cmd cli_commands[] = {
      "                 [--db FILE] [--threads N]\n"
      "       mech acdc ... --sweep [--taus T1,T2,...] [--ablations zero,resample]\n"
      "       mech acdc --resume RUN [--db FILE]\n"
-     "       mech acdc export RUN (--dot FILE | --json FILE) [--db FILE]\n"
+     "       mech acdc export RUN (--dot FILE.dot | --json FILE.json) [--db FILE]\n"
      "       mech acdc --count-edges --model MODEL\n"
      "\n"
      "Prunes the model's computational graph edge by edge as the reference ACDC\n"
@@ -328,7 +329,9 @@ const cli_cmd cli_commands[] = {
      "or kill keeps the finished trials and --resume RUN goes on to the same\n"
      "circuit. For a model from `mech compile` (split embeddings, metric l2 on\n"
      "the readout by default) the compiler's circuit is the ground truth: the\n"
-     "run prints the circuit found beside it with TPR and FPR.\n"
+     "run prints the circuit found beside it with TPR and FPR. An option that\n"
+     "does not apply is refused (exit 2): --tau/--ablation with --sweep, run\n"
+     "options with --resume, all but --model with --count-edges.\n"
      "\n"
      "  --dataset NAME  ioi, greater_than, induction (GPT-2), or compiled: random\n"
      "                  inputs of --len values for a compiled model (default: the\n"
@@ -362,7 +365,8 @@ const cli_cmd cli_commands[] = {
      "                  prints TPR/FPR per threshold and the pessimistic ROC AUC per\n"
      "                  ablation (compiled models), stored as a run of kind acdc-sweep\n"
      "  --resume RUN    continue an interrupted run with its own options\n"
-     "  export RUN      the circuit of a run as Graphviz (--dot) or an edge list (--json)\n"
+     "  export RUN      the circuit of a run as Graphviz (--dot FILE.dot or .gv) or an\n"
+     "                  edge list (--json FILE.json); - writes one of them to stdout\n"
      "  --count-edges   the graph's edge counts (GPT-2 small: 32923 counted)\n"},
     {"tui", cmd_tui, "the terminal interface: browse the runs of a database, look at attention",
      "usage: mech tui [DB] [--model MODEL (--prompt TEXT | --ids 1,2,3 | --input \"a b c\")]\n"
@@ -484,6 +488,11 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 }
 
 const char *cli_s(long long n) { return n == 1 ? "" : "s"; }
+
+int cli_has_ext(const char *path, const char *ext) {
+    size_t n = strlen(path), e = strlen(ext);
+    return n > e && !strcmp(path + n - e, ext);
+}
 
 const char *cli_shortest(char buf[32], double x) {
     for (int prec = 1; prec <= 17; prec++) {

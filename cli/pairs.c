@@ -379,7 +379,8 @@ int cli_pairs_dataset(const char *cmd, const char *name, long n, long *len_io, l
         int varies = 1;
         mech_pair *q = calloc((size_t)n, sizeof *q);
         for (long i = 0; q && i < n; i++) q[i].clean = p[i].clean, q[i].n = (int)p[i].n_clean;
-        if (q && mech_compiled_outputs_vary(m, q, (int)n, &varies, &err) == MECH_OK && !varies)
+        // (one input is trivially "the same on all")
+        if (n > 1 && q && mech_compiled_outputs_vary(m, q, (int)n, &varies, &err) == MECH_OK && !varies)
             fprintf(stderr, "mech %s: warning: --dataset compiled: the program's output is the same on all %ld inputs of "
                     "length %ld, so clean and corrupt runs compare equal outputs (resample ablation and patching see "
                     "nothing); try another --len, or more inputs with --n\n", cmd, n, len);

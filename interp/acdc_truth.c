@@ -584,7 +584,16 @@ void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_
         mech_buf_puts(b, ", \"receiver\": ");
         mech_buf_json_string(b, r, strlen(r));
         mech_buf_printf(b, ", \"type\": \"%s\", \"effect\": ", type_name(x->type));
-        if (isfinite(x->effect)) mech_buf_printf(b, "%.9g", x->effect);
+        if (isfinite(x->effect)) {
+            // the metrics are float precision: the fewest digits that read
+            // back as the same float (0.294, not 0.294000001)
+            char num[32];
+            for (int prec = 1; prec <= 9; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, x->effect);
+                if ((float)strtod(num, NULL) == (float)x->effect) break;
+            }
+            mech_buf_puts(b, num);
+        }
         else mech_buf_puts(b, "null");
         if (truth) mech_buf_printf(b, ", \"truth\": %s", truth[e] ? "true" : "false");
         mech_buf_puts(b, "}");

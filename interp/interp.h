@@ -644,7 +644,8 @@ double mech_acdc_auc(const mech_acdc_roc_point *pts, int n);
 void mech_acdc_export_dot(const mech_acdc_graph *g, const uint8_t *truth, mech_buf *b);
 // Appends the circuit as JSON: {"n_edges", "n_counted", "edges": [{"sender",
 // "receiver", "type", "effect", "truth"}...]} (present counted edges;
-// "truth" only with truth; effect null when never tried).
+// "truth" only with truth; effect null when never tried, else in the fewest
+// digits that read back as the same float: the metrics are float precision).
 void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_buf *b);
 
 #endif

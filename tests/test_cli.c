@@ -597,7 +597,7 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"heads --model %s --ids 1,2 --batch 4 --db %s", tiny, 2, "--batch applies to --random N"},
         {"heads --model %s --ids 1,2 --seed 4 --db %s", tiny, 2, "--seed applies to --random N"},
         {"acdc --model %s --dataset induction --tau 1 --taus 1,2 --db %s", tiny, 2, "--taus goes with --sweep"},
-        {"acdc --model %s --dataset ioi --corruption shuffle --tau 1 --db %s", tiny, 2, "--corruption applies to --dataset compiled"},
+        {"acdc --model %s --dataset ioi --corruption shuffle --tau 1 --db %s", tiny, 2, "--corruption does not apply to --dataset ioi"},
         // bad user input is 2 in every command, as in `mech rasp`
         {"run --model %s --input 'a z' %.0s", rev, 2, "'z' (item 2) is not in the vocab"},
         {"run --model %s --ids 1,5000 %.0s", tiny, 2, "token id 5000 is outside the model's vocabulary"},

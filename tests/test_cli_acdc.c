@@ -488,6 +488,175 @@ static void test_acdc_kl_positions(void **state) {
     mech_test_rm_db(db);
 }
 
+// An option that does not apply to the chosen input or mode is refused
+// (exit 2, before anything is loaded or stored), never dropped.
+static void test_acdc_options_honoured_or_refused(void **state) {
+    (void)state;
+    char *out;
+    char rev[512], db[512], pairs[512];
+    snprintf(rev, sizeof rev, "%s", mech_test_tmpn("acdc_opt_rev.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("acdc_opt.db"));
+    snprintf(pairs, sizeof pairs, "%s", mech_test_tmpn("acdc_opt_pairs.jsonl"));
+    const char *tiny = "tests/fixtures/gpt2-tiny";
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    FILE *f = fopen(pairs, "w");
+    assert_non_null(f);
+    fputs("{\"clean\": \"a b\", \"corrupt\": \"b a\"}\n", f);
+    fclose(f);
+    struct { const char *args, *model, *msg; } cases[] = {
+        {"--dataset compiled --n 5 --sweep --tau 0.1", rev, "--tau does not apply to --sweep"},
+        {"--dataset compiled --n 5 --sweep --ablation zero", rev, "--ablation does not apply to --sweep"},
+        {"--pairs P --tau 0.1 --corruption shuffle", rev, "--corruption does not apply to --pairs"},
+        {"--pairs P --tau 0.1 --corruption random", rev, "--corruption does not apply to --pairs"},
+        {"--pairs P --tau 0.1 --seed 3", rev, "--seed does not apply to --pairs"},
+        {"--pairs P --tau 0.1 --n 5", rev, "--n does not apply to --pairs"},
+        {"--pairs P --tau 0.1 --len 5", rev, "--len does not apply to --pairs"},
+        {"--dataset ioi --tau 0.1 --len 5", tiny, "--len does not apply to --dataset ioi"},
+        {"--dataset greater_than --tau 0.1 --len 5", tiny, "--len does not apply to --dataset greater_than"},
+        {"--dataset induction --tau 0.1 --corruption random", tiny, "--corruption does not apply to --dataset induction"},
+        {"--dataset compiled --n 4 --tau 0.1 --ablation zero --pos-shuffle 3", rev,
+         "--pos-shuffle shuffles the corrupted pass of resample ablation"},
+        {"--dataset compiled --n 4 --sweep --taus 1 --ablations zero --pos-shuffle off", rev,
+         "--pos-shuffle shuffles the corrupted pass of resample ablation"},
+        {"--dataset induction --tau 0.1 --pos-shuffle 3", tiny, "--pos-shuffle is for compiled RASP models"},
+        {"--dataset ioi --tau 0.1 --positions induction", tiny, "--positions induction reads the repeated half"},
+        {"--count-edges --tau 0.1 --dataset ioi", rev, "--tau does not apply to --count-edges"},
+        {"--count-edges --threads 2", rev, "--threads does not apply to --count-edges"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char args[1024];
+        const char *p = strstr(cases[i].args, "--pairs P");
+        if (p) snprintf(args, sizeof args, "--pairs %s%s", pairs, p + 9);
+        else snprintf(args, sizeof args, "%s", cases[i].args);
+        int rc = mech(&out, "acdc --model %s %s --db %s", cases[i].model, args, db);
+        if (rc != 2 || !strstr(out, cases[i].msg))
+            fail_msg("'%s': exit %d, expected 2 with '%s':\n%s", args, rc, cases[i].msg, out);
+        free(out);
+        if (!access(db, F_OK)) fail_msg("'%s' created %s", args, db);
+    }
+    // what applies is honoured: --pos-shuffle under resample, --sweep's ablation list
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 4 --len 4 --tau 0.01 --pos-shuffle 3 --db %s",
+                          rev, db), 0);
+    free(out);
+    char *p = query(db, "select json_extract(params, '$.pos_shuffle') from runs where id=1");
+    assert_string_equal(p, "3");
+    free(p);
+    assert_int_equal(mech(&out, "acdc --model %s --dataset compiled --n 4 --len 4 --sweep --taus 0.01 --ablations zero "
+                                "--db %s", rev, db), 0);
+    assert_has(out, "1 threshold x 1 ablation,");
+    free(out);
+    assert_int_equal(query_long(db, "select count(*) from runs where kind='acdc' and params like '%\"zero\"%'"), 1);
+    assert_int_equal(query_long(db, "select count(*) from runs where kind='acdc'"), 2);
+    // --resume continues with the run's own options: others are refused
+    char sql[256];
+    snprintf(sql, sizeof sql, "update runs set status='interrupted' where id=1");
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(mech(&out, "acdc --resume 1 --n 5 --db %s", db), 2);
+    assert_has(out, "--resume 1 continues the run with its own options; --n does not apply");
+    free(out);
+    assert_int_equal(mech(&out, "acdc --resume 1 --pos-shuffle=4 --db %s", db), 2);
+    assert_has(out, "--pos-shuffle=4 does not apply");
+    free(out);
+    unlink(rev), unlink(pairs);
+    mech_test_rm_db(db);
+}
+
+// export: - is stdout (for one of --dot and --json), a file name must end in
+// its format's extension, and effects print in the fewest digits that read
+// back as the stored float.
+static void test_acdc_export_stdout_extensions_digits(void **state) {
+    (void)state;
+    char *out, *err;
+    char rev[512], db[512], dot[512], txt[512], gv[512];
+    snprintf(rev, sizeof rev, "%s", mech_test_tmpn("acdc_exp_rev.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("acdc_exp.db"));
+    snprintf(dot, sizeof dot, "%s", mech_test_tmpn("acdc_exp.dot"));
+    snprintf(txt, sizeof txt, "%s", mech_test_tmpn("acdc_exp.txt"));
+    snprintf(gv, sizeof gv, "%s", mech_test_tmpn("acdc_exp.gv"));
+    mech_test_rm_db(db);
+    remove(txt), remove(gv), remove("-");
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", rev), 0);
+    free(out);
+    // one input: singular, and no "same on all 1 inputs" warning
+    assert_int_equal(mech_test_cli(&out, &err, "acdc --model %s --dataset compiled --n 1 --len 4 --tau 0.01 "
+                                               "--ablation zero --db %s", rev, db), 0);
+    assert_has(err, "ACDC on 1 input of 5 tokens");
+    assert_null(strstr(err, "same on all"));
+    free(out), free(err);
+    long kept = query_long(db, "select count(*) from results where run_id=1 and metric='kept'");
+    assert_true(kept > 0);
+
+    assert_int_equal(mech_test_cli(&out, &err, "acdc export 1 --json - --db %s", db), 0);
+    assert_has(err, "-> stdout");
+    mech_json *j = NULL;
+    mech_err e = {0};
+    if (mech_json_parse(out, strlen(out), &j, &e)) fail_msg("stdout is not JSON (%s):\n%s", e.msg, out);
+    assert_int_equal((int)mech_json_get(j, "edges")->n, kept);
+    mech_json_free(j);
+    // every effect: the stored value's float, in as few digits as read back as it
+    int n_eff = 0;
+    for (const char *q = strstr(out, "\"effect\": "); q; q = strstr(q + 1, "\"effect\": ")) {
+        const char *num = q + 10;
+        if (!strncmp(num, "null", 4)) continue;
+        char text[40];
+        size_t len = strcspn(num, ",}");
+        assert_true(len < sizeof text);
+        memcpy(text, num, len);
+        text[len] = 0;
+        // the edge: the sender and receiver before it on the line
+        const char *ls = q;
+        while (ls > out && ls[-1] != '\n') ls--;
+        char snd[160], rcv[160];
+        assert_int_equal(sscanf(ls, " {\"sender\": \"%159[^\"]\", \"receiver\": \"%159[^\"]\"", snd, rcv), 2);
+        char sql[512];
+        snprintf(sql, sizeof sql, "select printf('%%.17g', value) from results where run_id=1 and metric='kept' and "
+                                  "site='%s->%s'", snd, rcv);
+        char *stored = query(db, sql);
+        float want = (float)strtod(stored, NULL), got = (float)strtod(text, NULL);
+        if (got != want) fail_msg("%s->%s: effect %s, stored %s", snd, rcv, text, stored);
+        free(stored);
+        int digits = 0;
+        for (const char *c = text; *c && *c != 'e'; c++) digits += *c >= '0' && *c <= '9';
+        for (const char *c = text; *c == '0' || *c == '.' || *c == '-'; c++) digits -= *c == '0';
+        if (digits > 1) {
+            char shorter[400];
+            snprintf(shorter, sizeof shorter, "%.*g", digits - 1, (double)got);
+            if ((float)strtod(shorter, NULL) == got) fail_msg("effect %s: %s reads back as the same float", text, shorter);
+        }
+        n_eff++;
+    }
+    assert_int_equal(n_eff, kept);
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "acdc export 1 --dot - --db %s", db), 0);
+    assert_true(!strncmp(out, "digraph acdc {", 14));
+    free(out), free(err);
+    assert_false(!access("-", F_OK)); // no file named "-"
+    assert_int_equal(mech(&out, "acdc export 1 --dot - --json - --db %s", db), 2);
+    assert_has(out, "only one of them can go to stdout");
+    free(out);
+    // extensions
+    assert_int_equal(mech(&out, "acdc export 1 --dot %s --db %s", txt, db), 2);
+    assert_has(out, "the circuit is written as Graphviz; name the file FILE.dot");
+    free(out);
+    assert_int_equal(mech(&out, "acdc export 1 --dot %s --json %s --db %s", dot, txt, db), 2);
+    assert_has(out, "the circuit is written as JSON; name the file FILE.json");
+    free(out);
+    assert_false(!access(txt, F_OK));
+    assert_int_equal(mech(&out, "acdc export 1 --dot %s --db %s", gv, db), 0);
+    assert_has(out, "edges -> ");
+    free(out);
+    char *d = mech_test_read(gv, NULL);
+    assert_true(!strncmp(d, "digraph acdc {", 14));
+    free(d);
+    unlink(rev), unlink(dot), unlink(gv);
+    mech_test_rm_db(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acdc_count_edges),
@@ -499,6 +668,8 @@ int main(void) {
         cmocka_unit_test(test_acdc_compiled_default_len),
         cmocka_unit_test(test_acdc_usage_errors),
         cmocka_unit_test(test_acdc_kl_positions),
+        cmocka_unit_test(test_acdc_options_honoured_or_refused),
+        cmocka_unit_test(test_acdc_export_stdout_extensions_digits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

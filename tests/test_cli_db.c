@@ -439,6 +439,72 @@ static void test_db_ls_header_and_merge_ids(void **state) {
     mech_test_rm_db(a), mech_test_rm_db(b), mech_test_rm_db(m);
 }
 
+// Export files are written only in the format their name says, and ls's
+// columns line up whatever the kinds' lengths.
+static void test_db_export_extensions_and_ls_columns(void **state) {
+    (void)state;
+    char a[512], txt[512], npz[512], csv[512], *out;
+    snprintf(a, sizeof a, "%s", mech_test_tmp("ext.db"));
+    snprintf(txt, sizeof txt, "%s", mech_test_tmp("ext-x.txt"));
+    snprintf(npz, sizeof npz, "%s", mech_test_tmp("ext-out.npz"));
+    snprintf(csv, sizeof csv, "%s", mech_test_tmp("ext-out.csv"));
+    make_db(a, 3);
+    remove(txt), remove(npz), remove(csv);
+    assert_int_equal(mech(&out, "db --db %s export 1 --npz %s", a, txt), 2);
+    assert_non_null(strstr(out, "the tensors are written as .npz; name the file FILE.npz"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", a, npz), 2);
+    assert_non_null(strstr(out, "the results are written as CSV; name the file FILE.csv"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s --npz %s", a, txt, npz), 2);
+    free(out);
+    // export's options with another subcommand, and --db with merge (OUT is its argument)
+    assert_int_equal(mech(&out, "db --db %s ls --csv %s", a, csv), 2);
+    assert_non_null(strstr(out, "--csv goes with export"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s show 1 --npz %s", a, npz), 2);
+    assert_non_null(strstr(out, "--npz goes with export"));
+    free(out);
+    assert_int_equal(mech(&out, "db --db %s merge %s.m.db %s", a, a, a), 2);
+    assert_non_null(strstr(out, "--db does not apply to merge"));
+    free(out);
+    assert_false(exists(txt));
+    assert_false(exists(npz));
+    assert_false(exists(csv));
+    assert_int_equal(mech(&out, "db --db %s export 1 --csv %s", a, csv), 0);
+    free(out);
+    char *text = mech_test_read(csv, NULL);
+    assert_true(!strncmp(text, "run_id,item,site,", 17));
+    free(text);
+    remove(csv);
+
+    // a kind longer than the column's 8 characters
+    mech_err err = {0};
+    mech_store *s = NULL;
+    int64_t run;
+    if (mech_store_open(a, &s, &err) || mech_store_run_new(s, "acdc-sweep", NULL, "mech acdc", "{}", &run, &err) ||
+        mech_store_run_finish(s, run, "done", &err) || mech_store_run_new(s, "x", NULL, "mech x", "{}", &run, &err) ||
+        mech_store_run_finish(s, run, "done", &err))
+        fail_msg("%s", err.msg);
+    mech_store_close(s);
+    assert_int_equal(mech(&out, "db --db %s ls", a), 0);
+    // the status column starts at one offset on every line, header included
+    const char *hdr = strstr(out, "status");
+    assert_non_null(hdr);
+    long col = (long)(hdr - out);
+    int lines = 0;
+    for (char *l = strchr(out, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
+        const char *d = strstr(l + 1, " done ");
+        assert_non_null(d);
+        if ((long)(d + 1 - (l + 1)) != col) fail_msg("status column at %ld, not %ld:\n%s", (long)(d + 1 - (l + 1)), col, out);
+        lines++;
+    }
+    assert_int_equal(lines, 3);
+    assert_non_null(strstr(out, "acdc-sweep done"));
+    free(out);
+    mech_test_rm_db(a);
+}
+
 // Runs that are all the shards of one sweep become one run with every
 // pair: the same rows, prompts, tensors and parameters as one unsharded run.
 static void test_db_join_shards_equals_unsharded(void **state) {
@@ -583,6 +649,7 @@ int main(void) {
         cmocka_unit_test(test_db_read_only_as_unprivileged_user),
         cmocka_unit_test(test_db_ls_header_and_merge_ids),
         cmocka_unit_test(test_db_join_shards_equals_unsharded),
+        cmocka_unit_test(test_db_export_extensions_and_ls_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
