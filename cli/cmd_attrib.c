@@ -136,6 +136,11 @@ int cmd_attrib(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        // the logit would be the embedding's alone: nothing to split
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): no head or MLP to attribute to", model);
+    }
     cli_inputs in;
     int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {

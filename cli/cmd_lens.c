@@ -27,6 +27,10 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     int64_t run_id = 0;
     int rc = 0;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
+    }
     const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
     if ((rc = cli_compiled_program(cmd, m, model, &p))) goto done;
     if (!p || !labels) {
@@ -178,6 +182,10 @@ int cmd_lens(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
+    }
     if (mech_model_meta(m, "mech.rasp.source")) {
         // its logits are the readout, not a vocabulary: the logit lens would misname them
         mech_model_free(m);

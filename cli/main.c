@@ -386,7 +386,10 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "mech %s: error: ", cmd);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nhint: mech %s --help\n", cmd);
+    fprintf(stderr, "\n");
+    // the bad value may be the spec file's: its options are read as if typed first
+    if (cli_spec_path()) fprintf(stderr, "note: the options checked include those of the spec file %s\n", cli_spec_path());
+    fprintf(stderr, "hint: mech %s --help\n", cmd);
     return 2;
 }
 

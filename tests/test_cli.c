@@ -954,6 +954,17 @@ static void test_cli_info_compiled(void **state) {
     assert_non_null(strstr(info, "ln_final.hook_scale              [B, T, 1]"));
     assert_null(strstr(info, "\nvocab:"));
     free(info);
+    // selector_width is a head and the MLP after it: info shows both, as --explain does
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("info-rev.safetensors"));
+    assert_int_equal(mech(&explain, "compile examples/rasp/reverse.rasp -o %s --explain", model), 0);
+    assert_non_null(strstr(explain, "L0 head 0      L0 mlp 0..10"));
+    assert_int_equal(mech(&info, "info %s", model), 0);
+    const char *len_row = strstr(info, "\n  length ");
+    assert_non_null(len_row);
+    const char *len_end = strchr(len_row + 1, '\n'), *both = strstr(len_row, "L0 head 0 + L0 mlp");
+    if (!both || both > len_end) fail_msg("info leaves out length's MLP:\n%s", info);
+    free(info);
+    free(explain);
 }
 
 // attrib on a compiled model: --answer/--wrong are output values of the
@@ -1055,6 +1066,69 @@ static void test_cli_bad_input_and_inapplicable_options(void **state) {
     free(out);
 }
 
+// A Hugging Face-layout model with n_layer 0 (config.json; `mech init`
+// refuses 0 layers): wte, wpe and ln_f only.
+static void write_zero_layer_model(const char *dir) {
+    mkdir(dir, 0755);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"model_type\": \"gpt2\", \"n_layer\": 0, \"n_head\": 2, \"n_embd\": 8, \"n_ctx\": 16, "
+               "\"n_positions\": 16, \"vocab_size\": 50, \"activation_function\": \"gelu_new\", "
+               "\"layer_norm_epsilon\": 1e-05, \"tie_word_embeddings\": true}\n");
+    fclose(f);
+    enum { V = 50, N = 16, C = 8 };
+    static float data[V * C + N * C + 2 * C];
+    for (size_t i = 0; i < V * C + N * C; i++) data[i] = (float)((i * 37 % 101) - 50) / 500.0f;
+    for (int i = 0; i < C; i++) data[V * C + N * C + i] = 1, data[V * C + N * C + C + i] = 0;
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "{\"wte.weight\": {\"dtype\": \"F32\", \"shape\": [%d, %d], \"data_offsets\": [0, %zu]}, "
+                     "\"wpe.weight\": {\"dtype\": \"F32\", \"shape\": [%d, %d], \"data_offsets\": [%zu, %zu]}, "
+                     "\"ln_f.weight\": {\"dtype\": \"F32\", \"shape\": [%d], \"data_offsets\": [%zu, %zu]}, "
+                     "\"ln_f.bias\": {\"dtype\": \"F32\", \"shape\": [%d], \"data_offsets\": [%zu, %zu]}}",
+                     V, C, (size_t)V * C * 4, N, C, (size_t)V * C * 4, (size_t)(V + N) * C * 4, C,
+                     (size_t)(V + N) * C * 4, (size_t)(V + N + 1) * C * 4, C, (size_t)(V + N + 1) * C * 4,
+                     (size_t)(V + N + 2) * C * 4);
+    while (n % 8) hdr[n++] = ' ';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t len = (uint64_t)n; // little-endian on every machine mech builds on
+    assert_int_equal(fwrite(&len, 8, 1, f), 1);
+    assert_int_equal(fwrite(hdr, 1, (size_t)n, f), (size_t)n);
+    assert_int_equal(fwrite(data, sizeof data, 1, f), 1);
+    fclose(f);
+}
+
+// A 0-layer model loads and runs, and every analysis that needs blocks is
+// refused as a usage error before a run is opened (no database, no failed run).
+static void test_cli_zero_layer_model(void **state) {
+    char dir[512], db[512], *out;
+    snprintf(dir, sizeof dir, "%s", mech_test_tmpn("zero-layers"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("zero-layers.db"));
+    write_zero_layer_model(dir);
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "info %s", dir), 0);
+    assert_non_null(strstr(out, "n_layers:     0\n"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model %s --ids 5,17,42", dir), 0);
+    free(out);
+    const char *cmds[] = {"lens --model %s --ids 5,17,42 --db %s", "heads --model %s --ids 5,17,42 --db %s",
+                          "heads --model %s --random 4 --db %s", "attrib --model %s --ids 5,17,42 --answer 3 --db %s",
+                          "patch --model %s --dataset induction --n 2 --db %s"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char line[1200];
+        snprintf(line, sizeof line, cmds[i], dir, db);
+        int rc = mech(&out, "%s", line);
+        if (rc != 2 || !strstr(out, "no transformer blocks")) fail_msg("%s: exit %d\n%s", line, rc, out);
+        free(out);
+        struct stat st;
+        if (stat(db, &st) == 0) fail_msg("%s opened %s", line, db);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_help_for_every_command),
@@ -1081,6 +1155,7 @@ int main(void) {
         cmocka_unit_test(test_cli_plurals_and_numbers),
         cmocka_unit_test(test_cli_attrib_compiled_answers_and_pos),
         cmocka_unit_test(test_cli_bad_input_and_inapplicable_options),
+        cmocka_unit_test(test_cli_zero_layer_model),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

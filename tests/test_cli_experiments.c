@@ -580,6 +580,25 @@ static void test_decoder_lens_matches_interpreter(void **state) {
     mech_test_rm_db(db);
 }
 
+// A bad value in a spec file is a usage error that names the file.
+static void test_spec_bad_value_names_the_file(void **state) {
+    char spec[512], *out, *err;
+    snprintf(spec, sizeof spec, "%s", mech_test_tmpn("bad-value.json"));
+    FILE *f = fopen(spec, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"n\": 3.5}\n");
+    fclose(f);
+    assert_int_equal(mech_test_cli(&out, &err, "patch --spec %s --model tests/fixtures/gpt2-tiny --dataset ioi", spec), 2);
+    assert_non_null(strstr(err, "3.5"));
+    if (!strstr(err, spec)) fail_msg("the message does not name %s:\n%s", spec, err);
+    free(out), free(err);
+    // without a spec the note is not there
+    assert_int_equal(mech_test_cli(&out, &err, "patch --n 3.5 --model tests/fixtures/gpt2-tiny --dataset ioi"), 2);
+    assert_null(strstr(err, "spec"));
+    free(out), free(err);
+    remove(spec);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patch_compiled_pairs),
@@ -592,6 +611,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_inputs),
         cmocka_unit_test(test_arrays_match_rows),
         cmocka_unit_test(test_decoder_lens_matches_interpreter),
+        cmocka_unit_test(test_spec_bad_value_names_the_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
