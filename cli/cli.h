@@ -187,6 +187,8 @@ void cli_interrupts_release(void);
 // *out_argc is 0. 0 or an exit code.
 int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv);
 void cli_spec_free(int argc, char **argv);
+// The --spec FILE of the running command, or NULL (cli_usage names it).
+const char *cli_spec_path(void);
 
 // --shard K/N: *k in [0, n) (0-based), *n >= 1. 0 or -1 (printed).
 int cli_shard(const char *cmd, const char *s, int *k, int *n);

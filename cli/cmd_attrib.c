@@ -31,6 +31,62 @@ static int one_token(const char *cmd, const char *opt, const char *s, const mech
     return bad ? cli_usage(cmd, "%s '%s' is not one token (an id, or text of one token such as \" Mary\")", opt, s) : 0;
 }
 
+// A compiled model's answer: one of its program's output values (the
+// readout's, as in pair files for `mech patch`), as the index of its logit;
+// a numerical output has one logit, named by the output variable.
+static int compiled_answer(const char *cmd, const char *opt, const char *s, const mech_model *m, int32_t *out) {
+    const char *ro = mech_model_meta(m, "mech.rasp.readout");
+    mech_json *j = NULL;
+    mech_err err = {0};
+    if (!ro || mech_json_parse(ro, strlen(ro), &j, &err)) {
+        mech_json_free(j);
+        fprintf(stderr, "mech %s: error: %s: mech.rasp.readout metadata missing or malformed\n", cmd, m->path);
+        return 1;
+    }
+    const mech_json *vals = mech_json_get(j, "values"), *enc = mech_json_get(j, "encoding"),
+                    *node = mech_json_get(j, "node");
+    const char *name = node && node->type == MECH_JSON_STRING ? node->str : "output";
+    int rc = 0;
+    if (enc && enc->type == MECH_JSON_STRING && !strcmp(enc->str, "numerical")) {
+        // one logit: the output's value, nothing to take a difference from
+        if (strcmp(opt, "--answer"))
+            rc = cli_usage(cmd, "%s: %s's output '%s' is numerical (one value): there is no other output to "
+                           "subtract", opt, m->path, name);
+        else if (strcmp(s, name))
+            rc = cli_usage(cmd, "%s '%s': %s's output is numerical: give its name, %s %s", opt, s, m->path, opt, name);
+        else *out = 0;
+        mech_json_free(j);
+        return rc;
+    }
+    for (size_t i = 0; vals && vals->type == MECH_JSON_ARRAY && i < vals->n; i++) {
+        const mech_json *x = &vals->items[i];
+        char *e;
+        double d = x->type == MECH_JSON_NUMBER ? strtod(s, &e) : 0;
+        int eq = (x->type == MECH_JSON_STRING && x->len == strlen(s) && !memcmp(x->str, s, x->len)) ||
+                 (x->type == MECH_JSON_NUMBER && e != s && !*e && d == x->num) ||
+                 (x->type == MECH_JSON_BOOL && !strcmp(s, x->boolean ? "true" : "false"));
+        if (eq) {
+            *out = (int32_t)i;
+            mech_json_free(j);
+            return 0;
+        }
+    }
+    mech_buf b = {0};
+    for (size_t i = 0; vals && vals->type == MECH_JSON_ARRAY && i < vals->n && i < 20; i++) {
+        const mech_json *x = &vals->items[i];
+        if (i) mech_buf_puts(&b, " ");
+        if (x->type == MECH_JSON_STRING) mech_buf_printf(&b, "%.*s", (int)x->len, x->str);
+        else if (x->type == MECH_JSON_BOOL) mech_buf_puts(&b, x->boolean ? "true" : "false");
+        else mech_buf_printf(&b, "%g", x->num);
+    }
+    if (vals && vals->type == MECH_JSON_ARRAY && vals->n > 20) mech_buf_puts(&b, " ...");
+    rc = cli_usage(cmd, "%s '%s' is not an output value of %s's program (%s); expected one of: %s", opt, s, m->path,
+                   name, b.data ? b.data : "");
+    mech_buf_free(&b);
+    mech_json_free(j);
+    return rc;
+}
+
 // The components [n_comp, B] and the accumulated residual [L+1, B] as arrays
 // (the component order is mech_dla's labels: embed, then per layer its
 // heads, attn_bias and mlp).
@@ -66,7 +122,8 @@ int cmd_attrib(int argc, char **argv) {
                 return cli_usage(cmd, "--ln '%s': expected cached or exact", ln_s);
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pos", &v))) {
-            if (r < 0 || cli_int(cmd, "--pos", v, -1, 1 << 20, &pos)) return 2;
+            // negative counts from the end; checked against the sequences below
+            if (r < 0 || cli_int(cmd, "--pos", v, -(1L << 20), 1 << 20, &pos)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--top", &v))) {
             if (r < 0 || cli_int(cmd, "--top", v, 1, 100000, &top)) return 2;
         } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS)) ||
@@ -79,6 +136,11 @@ int cmd_attrib(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        // the logit would be the embedding's alone: nothing to split
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): no head or MLP to attribute to", model);
+    }
     cli_inputs in;
     int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
@@ -91,9 +153,28 @@ int cmd_attrib(int argc, char **argv) {
     mech_store *s = NULL;
     int64_t run_id = 0;
     int32_t *ans = NULL, *wr = NULL;
-    if ((rc = one_token(cmd, "--answer", answer_s, in.tok, m->cfg.d_vocab, &answer)) ||
-        (wrong_s && (rc = one_token(cmd, "--wrong", wrong_s, in.tok, m->cfg.d_vocab, &wrong))))
+    // --pos within every sequence: 0..len-1, or -len..-1 from its end
+    for (int b = 0; b < in.B; b++)
+        if (pos >= in.len[b] || pos < -(long)in.len[b]) {
+            rc = in.B > 1 ? cli_usage(cmd, "--pos %ld: sequence %d has %d token%s (BOS included): expected %d to %d",
+                                      pos, b + 1, in.len[b], cli_s(in.len[b]), -in.len[b], in.len[b] - 1)
+                          : cli_usage(cmd, "--pos %ld: the sequence has %d token%s (BOS included): expected %d to %d",
+                                      pos, in.len[b], cli_s(in.len[b]), -in.len[b], in.len[b] - 1);
+            goto done;
+        }
+    if (mech_model_meta(m, "mech.rasp.source")) {
+        // a compiled model's logits are its program's output values, not tokens
+        if ((rc = compiled_answer(cmd, "--answer", answer_s, m, &answer)) ||
+            (wrong_s && (rc = compiled_answer(cmd, "--wrong", wrong_s, m, &wrong))))
+            goto done;
+    } else if ((rc = one_token(cmd, "--answer", answer_s, in.tok, m->cfg.d_vocab, &answer)) ||
+               (wrong_s && (rc = one_token(cmd, "--wrong", wrong_s, in.tok, m->cfg.d_vocab, &wrong))))
         goto done;
+    if (wrong == answer) {
+        rc = cli_usage(cmd, "--answer %s and --wrong %s are the same %s: their logit difference is 0 by construction",
+                       answer_s, wrong_s, mech_model_meta(m, "mech.rasp.source") ? "output value" : "token");
+        goto done;
+    }
     ans = malloc((size_t)in.B * sizeof *ans), wr = malloc((size_t)in.B * sizeof *wr);
     for (int b = 0; ans && wr && b < in.B; b++) ans[b] = answer, wr[b] = wrong;
     if (!ans || !wr || mech_run_new(m, in.B, in.T, &run, &err) || mech_run_set_mask(run, in.mask, &err) ||

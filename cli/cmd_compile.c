@@ -44,7 +44,7 @@ static int parse_limit(const char *cmd, const char *opt, const char *s, double *
 
 int cmd_compile(int argc, char **argv) {
     const char *cmd = "compile", *src = NULL, *out = NULL, *v;
-    int verify = 1, explain = 0;
+    int verify = 1, explain = 0, max_verify_given = 0;
     double max_params = MECH_RASP_MAX_PARAMS, max_values = MECH_RASP_MAX_VALUES, max_verify = MECH_RASP_VERIFY_COST;
     for (int i = 1; i < argc; i++) {
         int r;
@@ -57,6 +57,7 @@ int cmd_compile(int argc, char **argv) {
             if (max_values > 2e9) return cli_usage(cmd, "--max-values: at most 2e9");
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--max-verify", &v))) {
             if (r < 0 || parse_limit(cmd, "--max-verify", v, &max_verify)) return 2;
+            max_verify_given = 1;
         } else if (!strcmp(argv[i], "--no-verify")) verify = 0;
         else if (!strcmp(argv[i], "--explain")) explain = 1;
         else if (argv[i][0] == '-') return cli_usage(cmd, "unknown option '%s'", argv[i]);
@@ -64,6 +65,7 @@ int cmd_compile(int argc, char **argv) {
         else src = argv[i];
     }
     if (!src) return cli_usage(cmd, "no program given");
+    if (!verify && max_verify_given) return cli_usage(cmd, "--max-verify is the budget of verification, which --no-verify skips");
     if (!out && !explain) return cli_usage(cmd, "-o OUT.safetensors is required (or --explain)");
     mech_err err = {0};
     mech_rasp_program *p = NULL;

@@ -44,6 +44,10 @@ int cmd_heads(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): it has no heads to score", model);
+    }
     cli_inputs in = {0};
     int rc = 0;
     if (random_len) {

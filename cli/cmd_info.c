@@ -55,13 +55,18 @@ static int print_compiled(const char *cmd, const mech_model *m) {
             const mech_json *layer = mech_json_get(nd, "layer"), *head = mech_json_get(nd, "head");
             const mech_json *mlp = mech_json_get(nd, "mlp");
             char where[64] = "embedding";
-            if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2)
+            // selector_width is a head and an MLP after it (mlp: [layer, first, end) of its hidden units)
+            if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2 && mlp && mlp->type == MECH_JSON_ARRAY &&
+                mlp->n == 3)
+                snprintf(where, sizeof where, "L%lld head %lld + L%lld mlp", (long long)layer->inum,
+                         (long long)head->items[1].inum, (long long)mlp->items[0].inum);
+            else if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2)
                 snprintf(where, sizeof where, "L%lld head %lld", (long long)layer->inum, (long long)head->items[1].inum);
             else if (layer && mlp)
                 snprintf(where, sizeof where, "L%lld mlp", (long long)layer->inum);
             else if (layer)
                 snprintf(where, sizeof where, "L%lld", (long long)layer->inum);
-            printf("  %-16s %-12s %-12s %-12s", label && label->str ? label->str : "?", kind && kind->str ? kind->str : "",
+            printf("  %-16s %-14s %-12s %-20s", label && label->str ? label->str : "?", kind && kind->str ? kind->str : "",
                    enc && enc->str ? enc->str : "", where);
             if (dims && dims->type == MECH_JSON_ARRAY && dims->n == 2) {
                 long long a = dims->items[0].inum, b = dims->items[1].inum - 1;

@@ -19,6 +19,7 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     mech_rasp_program *p = NULL;
     mech_lens_vars *vars = NULL;
     mech_lens_decoded *rows = NULL;
+    mech_rasp_trace *trace = NULL;
     mech_run *run = NULL;
     mech_store *s = NULL;
     int32_t *ids = NULL;
@@ -26,6 +27,10 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     int64_t run_id = 0;
     int rc = 0;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
+    }
     const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
     if ((rc = cli_compiled_program(cmd, m, model, &p))) goto done;
     if (!p || !labels) {
@@ -34,6 +39,15 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
         goto done;
     }
     if ((rc = cli_compiled_ids(cmd, p, input, &ids, &n))) goto done;
+    { // which numerical variables are booleans: printed true/false as `mech rasp --trace` prints them
+        mech_rasp_value *iv = NULL;
+        size_t ni = 0;
+        if (mech_rasp_input_parse(p, input, &iv, &ni, &err) || mech_rasp_eval_trace(p, iv, ni, &trace, &err)) {
+            mech_free(iv);
+            goto fail_early;
+        }
+        mech_free(iv);
+    }
     if (mech_lens_vars_parse(labels, &vars, &err) || (circuit && mech_lens_vars_layers(vars, circuit, &err))) goto fail;
     int T = (int)n;
     if (T > m->cfg.n_ctx) {
@@ -52,6 +66,9 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     for (int v = 0; v < vars->n_vars; v++) {
         const char *name = vars->vars[v].name;
         if (!strcmp(name, "bos") || !strcmp(name, "one") || strchr(name, '.')) continue;
+        const mech_rasp_node *node = mech_rasp_program_find(p, name);
+        int is_bool = node && trace && trace->n > 0 && !mech_rasp_node_is_selector(node) &&
+                      trace->vals[(size_t)node->id * trace->n].type == MECH_RASP_BOOL;
         for (int l = 0; l <= L; l++) {
             const mech_lens_decoded *r0 = &rows[((size_t)l * vars->n_vars + v) * T];
             { // every layer: "-" until the variable is computed
@@ -60,9 +77,10 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
                     const mech_lens_decoded *r = r0 + t;
                     if (!r->present) printf(" -");
                     else if (vars->vars[v].numerical) {
-                        // written as the interpreter writes numbers (`mech rasp --trace`)
+                        // written as the interpreter writes numbers and booleans (`mech rasp --trace`)
                         mech_buf nb = {0};
                         mech_rasp_value x = mech_rasp_float(r->number);
+                        if (is_bool && (r->number == 0 || r->number == 1)) x.type = MECH_RASP_BOOL, x.b = r->number == 1;
                         mech_rasp_value_json(&nb, &x);
                         printf(" %s", nb.data ? nb.data : "?");
                         mech_buf_free(&nb);
@@ -88,7 +106,11 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     goto done;
 fail:
     rc = cli_run_failed(cmd, s, run_id, &err);
+    goto done;
+fail_early: // before the run is opened (the input parsed already: evaluation failed)
+    rc = cli_fail(cmd, &err);
 done:
+    mech_rasp_trace_free(trace);
     mech_store_close(s);
     mech_free(rows);
     mech_run_free(run);
@@ -160,6 +182,10 @@ int cmd_lens(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
+    }
     if (mech_model_meta(m, "mech.rasp.source")) {
         // its logits are the readout, not a vocabulary: the logit lens would misname them
         mech_model_free(m);

@@ -214,6 +214,11 @@ static int patch_main(int argc, char **argv) {
     mech_model *m = NULL;
     mech_tokenizer *own = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        // refused before a run is opened: no run is left failed
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): there is no site to patch", model);
+    }
     for (int r = 0; r < n_recv; r++)
         if (recv[r].layer >= m->cfg.n_layers || recv[r].head >= m->cfg.n_heads) {
             int L = m->cfg.n_layers, H = m->cfg.n_heads;

@@ -29,6 +29,7 @@ int cmd_rasp(int argc, char **argv) {
     }
     if (!path) return cli_usage(cmd, "no program given");
     if (!input && !dag) return cli_usage(cmd, "--input is required (e.g. --input \"a b c\")");
+    if (trace && !input) return cli_usage(cmd, "--trace traces an evaluation: give --input \"a b c\"");
     mech_err err = {0};
     char *src;
     size_t len;

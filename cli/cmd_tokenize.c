@@ -30,7 +30,7 @@ static char *read_stdin(size_t *len) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize", *text = NULL, *model = NULL;
-    int decode = 0, special = 0, bos = 0;
+    int decode = 0, special = 0, bos = 0, bos_given = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--text", &text))) { if (r < 0) return 2; }
@@ -39,11 +39,14 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--allow-special")) special = 1;
         // Off by default, unlike the commands that run a model: the ids
         // printed here decode back to exactly the text.
-        else if (!strcmp(argv[i], "--prepend-bos")) bos = 1;
-        else if (!strcmp(argv[i], "--no-prepend-bos")) bos = 0;
+        else if (!strcmp(argv[i], "--prepend-bos")) bos = 1, bos_given = 1;
+        else if (!strcmp(argv[i], "--no-prepend-bos")) bos = 0, bos_given = 1;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
     if (decode && special) return cli_usage(cmd, "--allow-special applies to encoding text, not to --decode");
+    if (decode && bos_given)
+        return cli_usage(cmd, "%s applies to encoding text, not to --decode (the ids are decoded as given)",
+                         bos ? "--prepend-bos" : "--no-prepend-bos");
     mech_err err = {0};
     mech_tokenizer *tok = NULL;
     if (model ? mech_tokenizer_load_dir(model, &tok, &err) : mech_tokenizer_gpt2(&tok, &err)) return cli_fail(cmd, &err);
@@ -71,7 +74,9 @@ int cmd_tokenize(int argc, char **argv) {
         } else {
             char *out = NULL;
             size_t out_len = 0;
-            if (mech_tokenizer_decode(tok, ids, n, &out, &out_len, &err)) rc = cli_fail(cmd, &err);
+            // an id outside the vocabulary is the user's input (exit 2)
+            if (mech_tokenizer_decode(tok, ids, n, &out, &out_len, &err))
+                rc = err.code == MECH_ERR_NOMEM ? cli_fail(cmd, &err) : cli_usage(cmd, "--decode: %s", err.msg);
             else {
                 fwrite(out, 1, out_len, stdout);
                 // On a terminal, end the line so the prompt does not follow the

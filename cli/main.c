@@ -12,7 +12,7 @@
 
 const cli_cmd cli_commands[] = {
     {"tokenize", cmd_tokenize, "text to GPT-2 token ids and back",
-     "usage: mech tokenize [--text TEXT] [--decode] [--allow-special] [--model DIR]\n"
+     "usage: mech tokenize [--text TEXT] [--decode] [--allow-special] [--[no-]prepend-bos] [--model DIR]\n"
      "\n"
      "Reads text from stdin (or --text) and prints its token ids on one line,\n"
      "separated by single spaces. With --decode, reads ids (spaces, commas or\n"
@@ -26,7 +26,8 @@ const cli_cmd cli_commands[] = {
      "                    (default: it is plain text, like tiktoken's encode_ordinary)\n"
      "  --prepend-bos     print <|endoftext|> (50256) first, as the commands that run\n"
      "                    a model put it before text; off by default here, so that\n"
-     "                    the ids decode back to exactly the text\n"
+     "                    the ids decode back to exactly the text (encoding only)\n"
+     "  --no-prepend-bos  no <|endoftext|> first (the default here)\n"
      "  --model DIR       use the tokenizer files in DIR (vocab.json + merges.txt or\n"
      "                    encoder.json + vocab.bpe) instead of the built-in GPT-2 one\n"},
     {"info", cmd_info, "a model's config, parameter count and hook names",
@@ -113,6 +114,7 @@ const cli_cmd cli_commands[] = {
      "  --input TEXT   the input tokens, separated by spaces; each must be in the\n"
      "                 program's vocab (quote a token to keep spaces: '\"a b\"')\n"
      "  --trace        print every s-op's values, one line per node, then the output\n"
+     "                 (needs --input)\n"
      "  --dag          print the program's IR (one node per line); --input optional\n"
      "\n"
      "Exit status: 0 ok; 2 for a syntax or type error (FILE:LINE:COL: error: ...\n"
@@ -140,7 +142,7 @@ const cli_cmd cli_commands[] = {
      "  --max-values N      refuse s-ops that can hold more values, and MLPs of\n"
      "                      more input combinations (default 1e6)\n"
      "  --max-verify N      multiply-adds verification may take (default 3e11,\n"
-     "                      about half a minute)\n"
+     "                      about half a minute; refused with --no-verify)\n"
      "\n"
      "Sizes are checked before anything large is built. Progress shows on a\n"
      "terminal; Ctrl-C stops (exit 130, nothing written).\n"
@@ -292,14 +294,19 @@ const cli_cmd cli_commands[] = {
      "Also the accumulated residual per layer. Writes one run to the database\n"
      "(site 'attrib'; metric embed/head/attn_bias/mlp/accumulated/bias/logit)\n"
      "and prints the N largest components of the first sequence. Formulas:\n"
-     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\").\n"
+     "docs/lens.md. TOKEN is an id or text of exactly one token (\" Mary\"); on a\n"
+     "compiled RASP model it is an output value of the program (a value of its\n"
+     "readout, as answers in `mech patch` pair files: --answer a), or for a\n"
+     "numerical output the output's name (no --wrong). --answer and --wrong must\n"
+     "differ.\n"
      "\n"
      "  --input \"a b c\"  a compiled RASP model's input (BOS added)\n"
      "  --top N          components printed (default 10)\n"
      "  --db FILE        the results database (default mech.db)\n"
      "  --threads N      worker threads, 1 to 256 (default: one per CPU)\n"
      "  --pos P          the position, counted in each sequence (negative: from its\n"
-     "                   end; default -1, each sequence's own last token)\n"
+     "                   end; default -1, each sequence's own last token); -len to\n"
+     "                   len-1 of every sequence\n"
      "  --ln cached|exact  how the final LayerNorm enters: cached (default) divides\n"
      "                   every component by the scale the run cached, as\n"
      "                   TransformerLens does (the components sum to the logit, but\n"
@@ -417,7 +424,10 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "mech %s: error: ", cmd);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nhint: mech %s --help\n", cmd);
+    fprintf(stderr, "\n");
+    // the bad value may be the spec file's: its options are read as if typed first
+    if (cli_spec_path()) fprintf(stderr, "note: the options checked include those of the spec file %s\n", cli_spec_path());
+    fprintf(stderr, "hint: mech %s --help\n", cmd);
     return 2;
 }
 

@@ -81,6 +81,12 @@ static int known_option(const char *cmd, const char *opt) {
     return 0;
 }
 
+// The spec file of the command being run (borrowed from its argv), so that a
+// usage error in one of its values names the file.
+static const char *spec_path;
+
+const char *cli_spec_path(void) { return spec_path; }
+
 int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv) {
     const char *path = NULL;
     int at = -1;
@@ -174,10 +180,12 @@ int cli_spec_expand(const char *cmd, int argc, char **argv, int *out_argc, char 
         return rc;
     }
     *out_argc = n, *out_argv = v;
+    spec_path = path;
     return 0;
 }
 
 void cli_spec_free(int argc, char **argv) {
+    spec_path = NULL;
     for (int i = 0; i < argc; i++) mech_free(argv[i]);
     free(argv);
 }

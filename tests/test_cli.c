@@ -112,7 +112,7 @@ static void test_cli_tokenize_round_trip(void **state) {
     mech_buf_free(&want);
     mech_free(ids);
     mech_tokenizer_free(tok);
-    assert_int_equal(mech(&out, "tokenize --decode --text '99999999'"), 1);
+    assert_int_equal(mech(&out, "tokenize --decode --text '99999999'"), 2); // an id outside the vocab: bad input
     free(out);
 }
 
@@ -622,7 +622,7 @@ static void test_cli_options_honoured_or_refused(void **state) {
         {"run --model %s --ids 1 %.0s", tiny, 0, "sequence 1: 1 token;"},
         // --input in every command that runs a model
         {"heads --model %s --input 'a b c d' --db %s", rev, 0, "head scores on 1 sequence x 5 tokens"},
-        {"attrib --model %s --input 'a b' --answer 1 --db %s", rev, 0, "logit"},
+        {"attrib --model %s --input 'a b' --answer a --db %s", rev, 0, "logit"},
         {"lens --model %s --input 'a b' --db %s", rev, 0, "decoder lens"},
         {"heads --model %s --input 'a b' --db %s", tiny, 2, "--input is for models from `mech compile`"},
     };
@@ -685,9 +685,10 @@ static void test_cli_numbers_are_strict(void **state) {
     pool = mech_pool_new(0);
     assert_int_equal(mech_pool_size(pool), (int)sysconf(_SC_NPROCESSORS_ONLN) < 256 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 256);
     mech_pool_free(pool);
-    // negative values only where they mean something (attrib --pos -1 is the last position)
+    // negative values only where they mean something (attrib --pos -1 is the last position, -2 the one
+    // before; of 2 tokens, -3 is none)
     char *out;
-    assert_int_equal(mech(&out, "attrib --model %s --ids 1,2 --answer 3 --pos -2 --db %s", tiny,
+    assert_int_equal(mech(&out, "attrib --model %s --ids 1,2 --answer 3 --pos -3 --db %s", tiny,
                           mech_test_tmp("num.db")), 2);
     free(out);
     mech_test_rm_db(mech_test_tmp("num.db"));
@@ -953,6 +954,179 @@ static void test_cli_info_compiled(void **state) {
     assert_non_null(strstr(info, "ln_final.hook_scale              [B, T, 1]"));
     assert_null(strstr(info, "\nvocab:"));
     free(info);
+    // selector_width is a head and the MLP after it: info shows both, as --explain does
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("info-rev.safetensors"));
+    assert_int_equal(mech(&explain, "compile examples/rasp/reverse.rasp -o %s --explain", model), 0);
+    assert_non_null(strstr(explain, "L0 head 0      L0 mlp 0..10"));
+    assert_int_equal(mech(&info, "info %s", model), 0);
+    const char *len_row = strstr(info, "\n  length ");
+    assert_non_null(len_row);
+    const char *len_end = strchr(len_row + 1, '\n'), *both = strstr(len_row, "L0 head 0 + L0 mlp");
+    if (!both || both > len_end) fail_msg("info leaves out length's MLP:\n%s", info);
+    free(info);
+    free(explain);
+}
+
+// attrib on a compiled model: --answer/--wrong are output values of the
+// program (a readout value, as in pair files), a bad one is a usage error
+// naming the allowed values, answer == wrong is refused; --pos counts from
+// either end of the sequence, -len..len-1, and is a usage error outside.
+static void test_cli_attrib_compiled_answers_and_pos(void **state) {
+    char model[512], db[512], *out;
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("attrib-rev.safetensors"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("attrib-rev.db"));
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", model), 0);
+    free(out);
+    // reverse("a b c") ends with "a": its logit is 1 and the head of layer 2 writes it
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --db %s", model, db), 0);
+    assert_non_null(strstr(out, "logit 1.0000"));
+    assert_non_null(strstr(out, "L2H0             +1.0000"));
+    free(out);
+    // the answer is the readout's index 0 ("a"), not GPT-2's token for "a"
+    assert_int_equal(mech_test_cli(&out, NULL, "db --db %s export 1 --csv - | grep -c ',logit,1'", db), 0);
+    free(out);
+    // "b" is at no position of reverse("a b c")'s end: logit 0, difference a - b 1
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer b --db %s", model, db), 0);
+    assert_non_null(strstr(out, "logit 0.0000"));
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --wrong b --db %s", model, db), 0);
+    assert_non_null(strstr(out, "logit difference"));
+    assert_non_null(strstr(out, "logit 1.0000"));
+    free(out);
+    // numbers are not ids here: 1 is no output value of reverse
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer 1 --db %s", model, db), 2);
+    assert_non_null(strstr(out, "not an output value"));
+    assert_non_null(strstr(out, "a b c d"));
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --wrong z --db %s", model, db), 2);
+    assert_non_null(strstr(out, "--wrong 'z'"));
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --wrong a --db %s", model, db), 2);
+    assert_non_null(strstr(out, "the same"));
+    free(out);
+    // GPT-2: the same token twice is refused too, as an id and as text
+    assert_int_equal(mech(&out, "attrib --model tests/fixtures/gpt2-tiny --ids 5,17 --answer 3 --wrong 3 --db %s", db), 2);
+    free(out);
+    // --pos: 4 tokens (BOS, a, b, c): -4..3; position 0 is BOS, where reverse reads nothing
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer c --pos -2 --db %s", model, db), 0);
+    assert_non_null(strstr(out, "at position 2"));
+    assert_non_null(strstr(out, "logit 0.0000")); // reverse("a b c") at 2 is "b"
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer b --pos -2 --db %s", model, db), 0);
+    assert_non_null(strstr(out, "logit 1.0000"));
+    free(out);
+    assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --pos -4 --db %s", model, db), 0);
+    assert_non_null(strstr(out, "at position 0"));
+    free(out);
+    const char *bad[] = {"9", "4", "-5"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(mech(&out, "attrib --model %s --input 'a b c' --answer a --pos %s --db %s", model, bad[i], db), 2);
+        if (!strstr(out, "has 4 tokens")) fail_msg("--pos %s: %s", bad[i], out);
+        free(out);
+    }
+    // no run was opened by the refusals: 6 runs done above
+    assert_int_equal(mech_test_cli(&out, NULL, "db --db %s ls | grep -c ' attrib '", db), 0);
+    assert_int_equal(atoi(out), 6);
+    free(out);
+    mech_test_rm_db(db);
+}
+
+// Bad input the user typed is a usage error (2), and an option that does not
+// apply to what was asked is refused, never silently dropped.
+static void test_cli_bad_input_and_inapplicable_options(void **state) {
+    char *out;
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496 99999'"), 2);
+    assert_non_null(strstr(out, "99999"));
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --decode --text '15496'"), 0);
+    assert_string_equal(out, "Hello");
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --decode --prepend-bos --text '1 2'"), 2);
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --decode --no-prepend-bos --text '1 2'"), 2);
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --no-prepend-bos --text Hello"), 0);
+    assert_string_equal(out, "15496\n");
+    free(out);
+    assert_int_equal(mech(&out, "tokenize --help"), 0);
+    assert_non_null(strstr(out, "--no-prepend-bos"));
+    free(out);
+    char model[512];
+    snprintf(model, sizeof model, "%s", mech_test_tmpn("noverify.safetensors"));
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s --no-verify --max-verify 5", model), 2);
+    assert_non_null(strstr(out, "--max-verify"));
+    free(out);
+    struct stat st;
+    assert_int_not_equal(stat(model, &st), 0); // refused before writing
+    assert_int_equal(mech(&out, "rasp examples/rasp/reverse.rasp --dag --trace"), 2);
+    assert_non_null(strstr(out, "--trace"));
+    free(out);
+    assert_int_equal(mech(&out, "rasp examples/rasp/reverse.rasp --dag"), 0);
+    free(out);
+}
+
+// A Hugging Face-layout model with n_layer 0 (config.json; `mech init`
+// refuses 0 layers): wte, wpe and ln_f only.
+static void write_zero_layer_model(const char *dir) {
+    mkdir(dir, 0755);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"model_type\": \"gpt2\", \"n_layer\": 0, \"n_head\": 2, \"n_embd\": 8, \"n_ctx\": 16, "
+               "\"n_positions\": 16, \"vocab_size\": 50, \"activation_function\": \"gelu_new\", "
+               "\"layer_norm_epsilon\": 1e-05, \"tie_word_embeddings\": true}\n");
+    fclose(f);
+    enum { V = 50, N = 16, C = 8 };
+    static float data[V * C + N * C + 2 * C];
+    for (size_t i = 0; i < V * C + N * C; i++) data[i] = (float)((i * 37 % 101) - 50) / 500.0f;
+    for (int i = 0; i < C; i++) data[V * C + N * C + i] = 1, data[V * C + N * C + C + i] = 0;
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "{\"wte.weight\": {\"dtype\": \"F32\", \"shape\": [%d, %d], \"data_offsets\": [0, %zu]}, "
+                     "\"wpe.weight\": {\"dtype\": \"F32\", \"shape\": [%d, %d], \"data_offsets\": [%zu, %zu]}, "
+                     "\"ln_f.weight\": {\"dtype\": \"F32\", \"shape\": [%d], \"data_offsets\": [%zu, %zu]}, "
+                     "\"ln_f.bias\": {\"dtype\": \"F32\", \"shape\": [%d], \"data_offsets\": [%zu, %zu]}}",
+                     V, C, (size_t)V * C * 4, N, C, (size_t)V * C * 4, (size_t)(V + N) * C * 4, C,
+                     (size_t)(V + N) * C * 4, (size_t)(V + N + 1) * C * 4, C, (size_t)(V + N + 1) * C * 4,
+                     (size_t)(V + N + 2) * C * 4);
+    while (n % 8) hdr[n++] = ' ';
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t len = (uint64_t)n; // little-endian on every machine mech builds on
+    assert_int_equal(fwrite(&len, 8, 1, f), 1);
+    assert_int_equal(fwrite(hdr, 1, (size_t)n, f), (size_t)n);
+    assert_int_equal(fwrite(data, sizeof data, 1, f), 1);
+    fclose(f);
+}
+
+// A 0-layer model loads and runs, and every analysis that needs blocks is
+// refused as a usage error before a run is opened (no database, no failed run).
+static void test_cli_zero_layer_model(void **state) {
+    char dir[512], db[512], *out;
+    snprintf(dir, sizeof dir, "%s", mech_test_tmpn("zero-layers"));
+    snprintf(db, sizeof db, "%s", mech_test_tmpn("zero-layers.db"));
+    write_zero_layer_model(dir);
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "info %s", dir), 0);
+    assert_non_null(strstr(out, "n_layers:     0\n"));
+    free(out);
+    assert_int_equal(mech(&out, "run --model %s --ids 5,17,42", dir), 0);
+    free(out);
+    const char *cmds[] = {"lens --model %s --ids 5,17,42 --db %s", "heads --model %s --ids 5,17,42 --db %s",
+                          "heads --model %s --random 4 --db %s", "attrib --model %s --ids 5,17,42 --answer 3 --db %s",
+                          "patch --model %s --dataset induction --n 2 --db %s"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char line[1200];
+        snprintf(line, sizeof line, cmds[i], dir, db);
+        int rc = mech(&out, "%s", line);
+        if (rc != 2 || !strstr(out, "no transformer blocks")) fail_msg("%s: exit %d\n%s", line, rc, out);
+        free(out);
+        struct stat st;
+        if (stat(db, &st) == 0) fail_msg("%s opened %s", line, db);
+    }
 }
 
 int main(void) {
@@ -979,6 +1153,9 @@ int main(void) {
         cmocka_unit_test(test_cli_run_memory_counts_everything),
         cmocka_unit_test(test_cli_info_compiled),
         cmocka_unit_test(test_cli_plurals_and_numbers),
+        cmocka_unit_test(test_cli_attrib_compiled_answers_and_pos),
+        cmocka_unit_test(test_cli_bad_input_and_inapplicable_options),
+        cmocka_unit_test(test_cli_zero_layer_model),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -549,12 +549,8 @@ static void test_decoder_lens_matches_interpreter(void **state) {
             assert_non_null(t);
             const char *a = strchr(t, '['), *b = strchr(t, ']');
             char want[128] = {0};
-            for (const char *p = a + 1; p < b && strlen(want) < sizeof want - 2; p++) {
-                // JSON [false,true] as the lens prints numbers: 0 1
-                if (!strncmp(p, "false", 5)) strcat(want, "0"), p += 4;
-                else if (!strncmp(p, "true", 4)) strcat(want, "1"), p += 3;
-                else want[strlen(want)] = *p == ',' ? ' ' : *p;
-            }
+            // the trace's JSON [false,true] as the lens prints it: false true (the same words)
+            for (const char *p = a + 1; p < b && strlen(want) < sizeof want - 2; p++) want[strlen(want)] = *p == ',' ? ' ' : *p;
             int from = v == 0 ? 1 : 2; // map_3 is layer 0's MLP, frac_l layer 1's head
             snprintf(key, sizeof key, "  %s ", want_vars[v]);
             const char *row = strstr(out, key);
@@ -578,7 +574,29 @@ static void test_decoder_lens_matches_interpreter(void **state) {
     assert_int_equal(query_int(db, "select count(*) from results where run_id=1 and metric='frac_l' and rank=1"), 2);
     assert_int_equal(query_int(db, "select count(*) from results where run_id=2 and metric='frac_l' and layer=2 and "
                                    "rank=1 and abs(value - 0.6666667) < 1e-6 and pos=2"), 1);
+    // booleans print as true/false but stay numbers in the database (value is REAL): map_3 on "h l l o" is 0 1 1 0
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=2 and metric='map_3' and layer=2 and "
+                                   "rank=1 and typeof(value)='real' and value=1"), 2);
     mech_test_rm_db(db);
+}
+
+// A bad value in a spec file is a usage error that names the file.
+static void test_spec_bad_value_names_the_file(void **state) {
+    char spec[512], *out, *err;
+    snprintf(spec, sizeof spec, "%s", mech_test_tmpn("bad-value.json"));
+    FILE *f = fopen(spec, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"n\": 3.5}\n");
+    fclose(f);
+    assert_int_equal(mech_test_cli(&out, &err, "patch --spec %s --model tests/fixtures/gpt2-tiny --dataset ioi", spec), 2);
+    assert_non_null(strstr(err, "3.5"));
+    if (!strstr(err, spec)) fail_msg("the message does not name %s:\n%s", spec, err);
+    free(out), free(err);
+    // without a spec the note is not there
+    assert_int_equal(mech_test_cli(&out, &err, "patch --n 3.5 --model tests/fixtures/gpt2-tiny --dataset ioi"), 2);
+    assert_null(strstr(err, "spec"));
+    free(out), free(err);
+    remove(spec);
 }
 
 int main(void) {
@@ -593,6 +611,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_inputs),
         cmocka_unit_test(test_arrays_match_rows),
         cmocka_unit_test(test_decoder_lens_matches_interpreter),
+        cmocka_unit_test(test_spec_bad_value_names_the_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
