@@ -458,6 +458,10 @@ static int count_edges(const char *cmd, const char *model) {
     mech_model *m = NULL;
     mech_acdc_graph *g = NULL;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
+    if (m->cfg.n_layers == 0) {
+        mech_model_free(m);
+        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): its graph has no edges", model);
+    }
     int compiled = mech_model_meta(m, "mech.rasp.circuit") != NULL;
     if (mech_acdc_graph_new(&m->cfg, compiled, &g, &err)) {
         mech_model_free(m);
@@ -843,6 +847,10 @@ int cmd_acdc(int argc, char **argv) {
     }
     if (mech_model_load(sp.model, &c.m, &err)) {
         rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    if (c.m->cfg.n_layers == 0) { // before the database: no failed run is left behind
+        rc = cli_usage(cmd, "%s has no transformer blocks (n_layers 0): its graph has no edges to prune", sp.model);
         goto done;
     }
     c.compiled = mech_model_meta(c.m, "mech.rasp.circuit") != NULL;

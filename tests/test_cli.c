@@ -1117,7 +1117,8 @@ static void test_cli_zero_layer_model(void **state) {
     free(out);
     const char *cmds[] = {"lens --model %s --ids 5,17,42 --db %s", "heads --model %s --ids 5,17,42 --db %s",
                           "heads --model %s --random 4 --db %s", "attrib --model %s --ids 5,17,42 --answer 3 --db %s",
-                          "patch --model %s --dataset induction --n 2 --db %s"};
+                          "patch --model %s --dataset induction --n 2 --db %s",
+                          "acdc --model %s --dataset induction --n 2 --tau 0.1 --db %s"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         char line[1200];
         snprintf(line, sizeof line, cmds[i], dir, db);
@@ -1127,6 +1128,9 @@ static void test_cli_zero_layer_model(void **state) {
         struct stat st;
         if (stat(db, &st) == 0) fail_msg("%s opened %s", line, db);
     }
+    assert_int_equal(mech(&out, "acdc --count-edges --model %s", dir), 2);
+    assert_non_null(strstr(out, "no transformer blocks"));
+    free(out);
 }
 
 int main(void) {
