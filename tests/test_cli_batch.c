@@ -25,28 +25,12 @@
 // One line per result row of run `run`, item `item` (without the run id and
 // item), in a fixed order, values exact.
 static char *rows_of(const char *db, int run, int item) {
-    sqlite3 *h = NULL;
-    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     char sql[512];
     snprintf(sql, sizeof sql,
              "select site, layer, pos, head, token, rank, metric, quote(value) from results where run_id = %d and "
              "item = %d order by site, layer, pos, head, token, rank, metric",
              run, item);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-    mech_buf b = {0};
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        for (int c = 0; c < 8; c++) {
-            const unsigned char *t = sqlite3_column_text(st, c);
-            mech_buf_printf(&b, "%s%s", c ? "|" : "", t ? (const char *)t : "NULL");
-        }
-        mech_buf_puts(&b, "\n");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    char *s = strdup(b.data ? b.data : "");
-    mech_buf_free(&b);
-    return s;
+    return mech_test_sql_rows(db, sql);
 }
 
 // The stored tokens (JSON text) of run, item, role "prompt".

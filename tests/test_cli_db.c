@@ -40,25 +40,7 @@ static void sql_exec(const char *path, const char *sql) {
 }
 
 // Every row of a query, one line each, columns joined by '|' (owned).
-static char *sql_rows(const char *path, const char *sql) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    if (sqlite3_prepare_v2(h, sql, -1, &q, NULL) != SQLITE_OK) fail_msg("%s: %s: %s", path, sql, sqlite3_errmsg(h));
-    mech_buf b = {0};
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        for (int c = 0; c < sqlite3_column_count(q); c++) {
-            const unsigned char *t = sqlite3_column_text(q, c);
-            mech_buf_printf(&b, "%s%s", c ? "|" : "", t ? (const char *)t : "NULL");
-        }
-        mech_buf_puts(&b, "\n");
-    }
-    sqlite3_finalize(q);
-    sqlite3_close(h);
-    char *s = strdup(b.data ? b.data : "");
-    mech_buf_free(&b);
-    return s;
-}
+static char *sql_rows(const char *path, const char *sql) { return mech_test_sql_rows(path, sql); }
 
 static long long sql_int(const char *path, const char *sql) {
     char *s = sql_rows(path, sql);

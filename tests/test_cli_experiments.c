@@ -34,28 +34,12 @@ static const char *bin(void) {
 // One line per result row of the runs selected by where, without run ids,
 // in a fixed order: what "the same results" means across files.
 static char *result_rows(const char *db, const char *where) {
-    sqlite3 *h = NULL;
-    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     char sql[512];
     snprintf(sql, sizeof sql,
              "select item, site, layer, pos, head, token, rank, metric, quote(value) from results where %s "
              "order by item, site, layer, pos, head, token, rank, metric",
              where);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
-    mech_buf b = {0};
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        for (int c = 0; c < 9; c++) {
-            const unsigned char *t = sqlite3_column_text(st, c);
-            mech_buf_printf(&b, "%s%s", c ? "|" : "", t ? (const char *)t : "NULL");
-        }
-        mech_buf_puts(&b, "\n");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    char *s = strdup(b.data ? b.data : "");
-    mech_buf_free(&b);
-    return s;
+    return mech_test_sql_rows(db, sql);
 }
 
 static int64_t query_int(const char *db, const char *sql) {

@@ -9,6 +9,9 @@
 #include <cmocka.h>
 
 #include "tests/support/check.h"
+#include "mech.h"
+
+#include <sqlite3.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -149,4 +152,24 @@ int mech_test_cli(char **out, char **err, const char *fmt, ...) {
         remove(errfile);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *mech_test_sql_rows(const char *path, const char *sql) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) fail_msg("cannot open %s", path);
+    if (sqlite3_prepare_v2(h, sql, -1, &q, NULL) != SQLITE_OK) fail_msg("%s: %s: %s", path, sql, sqlite3_errmsg(h));
+    mech_buf b = {0};
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int c = 0; c < sqlite3_column_count(q); c++) {
+            const unsigned char *t = sqlite3_column_text(q, c);
+            mech_buf_printf(&b, "%s%s", c ? "|" : "", t ? (const char *)t : "NULL");
+        }
+        mech_buf_puts(&b, "\n");
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    char *s = strdup(b.data ? b.data : "");
+    mech_buf_free(&b);
+    return s;
 }

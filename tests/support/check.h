@@ -21,6 +21,10 @@ const char *mech_test_tmpn(const char *name);
 // Removes a SQLite database and its -wal and -shm files.
 void mech_test_rm_db(const char *path);
 
+// Every row of an SQL query on the database at path (opened read-only), one
+// line each, columns joined by '|', NULL as "NULL" (owned; free()).
+char *mech_test_sql_rows(const char *path, const char *sql);
+
 // Temporary files that mech_outfile left beside path (".NAME.XXXXXX").
 int mech_test_leftovers(const char *path);
 // Limits the size of files this process may write (RLIMIT_FSIZE, with
