@@ -244,6 +244,78 @@ static void test_tui_term_attention(void **state) {
     mech_model_free(m);
 }
 
+// The token view: t from the heatmap shows the prompt as text, and the
+// strongest weights of the cursor's query token, in both directions, equal
+// to a forward of the same model; a shows every head of the layer.
+static void test_tui_term_tokens(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    const char *prompt = "When Mary and John went to the store";
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (mech_model_load(model, &m, &err) || mech_tokenizer_gpt2(&tok, &err) ||
+        mech_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n, &err))
+        fail_msg("%s", err.msg);
+    int T = (int)n + 1; // BOS in front, as the CLI does
+    int32_t *seq = malloc((size_t)T * sizeof *seq);
+    seq[0] = 50256;
+    memcpy(seq + 1, ids, n * sizeof *ids);
+    mech_run *run = NULL;
+    if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.1.attn.hook_pattern", &err) ||
+        mech_run_forward(run, seq, &err))
+        fail_msg("%s", err.msg);
+    const mech_tensor *pat = mech_run_get(run, "blocks.1.attn.hook_pattern"); // (1, NH, T, T)
+    assert_non_null(pat);
+    // layer 1 head 2, token 3 (" and"): the largest weight of its row (where
+    // it looks) and of its column (what looks at it)
+    const float *p = pat->data + (size_t)2 * T * T;
+    int brow = 0, bcol = 3;
+    for (int k = 0; k < T; k++)
+        if (p[3 * T + k] > p[3 * T + brow]) brow = k;
+    for (int q = 0; q < T; q++)
+        if (p[(size_t)q * T + 3] > p[(size_t)bcol * T + 3]) bcol = q;
+    char want_row[200], want_col[200], lab[64];
+    size_t len = 0;
+    const char *t = mech_tokenizer_token(tok, seq[brow], &len);
+    snprintf(lab, sizeof lab, "%.*s", (int)len, t);
+    snprintf(want_row, sizeof want_row, "strongest:  %d \"%s\" %.4f", brow, lab, p[3 * T + brow]);
+    t = mech_tokenizer_token(tok, seq[bcol], &len);
+    snprintf(lab, sizeof lab, "%.*s", (int)len, t);
+    snprintf(want_col, sizeof want_col, "strongest:  %d \"%s\" %.4f", bcol, lab, p[(size_t)bcol * T + 3]);
+
+    char args[1000];
+    snprintf(args, sizeof args, "--model %s --prompt '%s'", model, prompt);
+    start(120, 40, args);
+    wait_for("L0H0  9 tokens  one cell per token");
+    keys("j j j ']' ']' '}' t");
+    wait_for("tokens  L1H2  token 3 \" and\": where it looks");
+    wait_for("<|endoftext|>When Mary and John went to the store");
+    wait_for(want_row);
+    wait_for("d direction");
+    keys("d");
+    wait_for("tokens  L1H2  token 3 \" and\": what looks at it");
+    wait_for(want_col);
+    keys("a");
+    wait_for("L1 all heads, H2");
+    wait_for("H0   <|endoftext|>When Mary");
+    wait_for("H3   <|endoftext|>When Mary");
+    keys("?");
+    wait_for("keys: tokens view");
+    keys("x q");
+    wait_for("L1H2  9 tokens");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+    mech_run_free(run);
+    free(seq);
+    mech_free(ids);
+    mech_tokenizer_free(tok);
+    mech_model_free(m);
+}
+
 // SIGTERM while it runs: the process dies of it, the terminal is back.
 static void test_tui_term_sigterm_restores(void **state) {
     (void)state;
@@ -407,6 +479,7 @@ int main(void) {
         cmocka_unit_test(test_tui_term_runs_help_quit),
         cmocka_unit_test(test_tui_term_missing_db),
         cmocka_unit_test(test_tui_term_attention),
+        cmocka_unit_test(test_tui_term_tokens),
         cmocka_unit_test(test_tui_term_sigterm_restores),
         cmocka_unit_test(test_tui_term_ctrl_c_restores),
         cmocka_unit_test(test_tui_term_refresh_while_open),

@@ -427,11 +427,13 @@ static void test_tui_app_keys_and_help(void **state) {
     mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
     assert_int_equal(app.searching, 0);
     assert_int_equal(app.runs.n_vis, 1);
-    // Tab cycles runs -> head -> grid -> runs
+    // Tab cycles runs -> head -> grid -> tokens -> runs
     mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
     assert_int_equal(app.view, MECH_TUI_VIEW_HEAD);
     mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
     assert_int_equal(app.view, MECH_TUI_VIEW_GRID);
+    mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
+    assert_int_equal(app.view, MECH_TUI_VIEW_TOKENS);
     mech_tui_app_key(&app, MECH_TUI_KEY_TAB);
     assert_int_equal(app.view, MECH_TUI_VIEW_RUNS);
     assert_int_equal(mech_tui_app_key(&app, 'q'), MECH_TUI_QUIT);

@@ -14,7 +14,8 @@
 #define V_RUNS (1 << MECH_TUI_VIEW_RUNS)
 #define V_HEAD (1 << MECH_TUI_VIEW_HEAD)
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID)
+#define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -44,13 +45,21 @@ static const key_help key_table[] = {
     {V_HEAD, "Home End", "cursor to the first / last token", NULL},
     {V_HEAD, "p", "max or mean pooling of long prompts", "p pool"},
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
+    {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
     {V_GRID, "Enter", "open the selected head", "Enter open"},
+    {V_TOKS, "h l Left Right", "select the previous / next token", "hl token"},
+    {V_TOKS, "Home End", "select the first / last token", NULL},
+    {V_TOKS, "d", "direction: where the token looks / what looks at it", "d direction"},
+    {V_TOKS, "a", "the current head / every head of the layer", "a all heads"},
+    {V_TOKS, "j k ] [", "next / previous head", "jk head"},
+    {V_TOKS, "} {", "next / previous layer", "}{ layer"},
+    {V_TOKS, "t", "back to the heatmap (also q)", NULL},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
@@ -96,7 +105,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     if (key == 'q') {
         // q leaves a view: the grid goes back to its head, the head to the
         // runs when there is a database; the last view quits
-        if (app->view == MECH_TUI_VIEW_GRID) app->view = MECH_TUI_VIEW_HEAD;
+        if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -111,6 +120,11 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_HEAD:
         r = mech_tui_attn_key(&app->attn, key);
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
+        if (r & MECH_TUI_TOKENS) app->view = MECH_TUI_VIEW_TOKENS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_TOKENS:
+        r = mech_tui_tokens_key(&app->attn, key);
+        if (r & MECH_TUI_OPEN) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
         break;
     case MECH_TUI_VIEW_GRID:
         r = mech_tui_attn_grid_key(&app->attn, key);
@@ -190,6 +204,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_RUNS: mech_tui_runs_render(&app->runs, g, 1, h); break;
     case MECH_TUI_VIEW_HEAD: mech_tui_attn_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
+    case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);

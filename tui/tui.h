@@ -82,6 +82,7 @@ enum {
     MECH_TUI_SEARCH = 8, // start typing a search
     MECH_TUI_OPEN = 16,  // open the selected item
     MECH_TUI_GRID = 32,  // switch to the all-heads grid
+    MECH_TUI_TOKENS = 64, // switch to the token view
 };
 
 // Keys the view models understand, independent of curses. Printable keys
@@ -173,6 +174,8 @@ typedef struct mech_tui_attn {
     // and pooling mode (owned, mech_free)
     float *thumbs;
     int thumb_r, thumb_c, thumb_br, thumb_bc, thumb_mean;
+    int tok_dir;     // token view: 0 where token q looks (its row), 1 what looks at it (its column)
+    int tok_all;     // token view: every head of the layer, not only the current one
 } mech_tui_attn;
 
 void mech_tui_attn_deinit(mech_tui_attn *a);
@@ -196,12 +199,28 @@ void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
 // The layer x head grid of thumbnails with their scores.
 void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
 
+// --- Token view -------------------------------------------------------------
+// The prompt as text shaded by attention to or from the selected token a->q
+// (tui/view_tokens.c); it shares the attention view's state.
+
+// The weight that shades token t for head h of the current layer: a->q's
+// attention to t (tok_dir 0) or t's attention to a->q (tok_dir 1).
+float mech_tui_tokens_weight(const mech_tui_attn *a, int h, int t);
+// h l arrows select the previous / next token, j k the next / previous
+// head, ] [ } { as in the head view, d the direction, a one head / every
+// head of the layer, t back to the heatmap (MECH_TUI_OPEN).
+int mech_tui_tokens_key(mech_tui_attn *a, int key);
+// The shaded prompt (one head, wrapped) or one line per head of the layer,
+// and the strongest weights of the current head as numbers.
+void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
+
 // --- The application ------------------------------------------------------
 
 typedef enum mech_tui_view {
     MECH_TUI_VIEW_RUNS = 0,
     MECH_TUI_VIEW_HEAD,
     MECH_TUI_VIEW_GRID,
+    MECH_TUI_VIEW_TOKENS,
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 

@@ -109,6 +109,7 @@ int mech_tui_attn_key(mech_tui_attn *a, int key) {
     case '{': a->layer = (a->layer + a->L - 1) % a->L; break;
     case 'p': a->pool_mean = !a->pool_mean; break;
     case 'g': a->gl = a->layer, a->gh = a->head; return MECH_TUI_GRID;
+    case 't': return MECH_TUI_TOKENS;
     default: return MECH_TUI_NONE;
     }
     return MECH_TUI_REDRAW;
