@@ -42,6 +42,11 @@ static int setup(void **state) {
     if (mech_test_cli(&out, NULL, "heads %s --random 10 --db %s", m, db))
         fail_msg("mech heads: %s", out);
     free(out);
+    if (mech_test_cli(&out, NULL, "lens %s --ids 5,17,42,99 --top-k 3 --db %s", m, db)) fail_msg("mech lens: %s", out);
+    free(out);
+    if (mech_test_cli(&out, NULL, "attrib %s --ids 5,17,42,99 --answer 3 --wrong 4 --db %s", m, db))
+        fail_msg("mech attrib: %s", out);
+    free(out);
     return 0;
 }
 
@@ -145,13 +150,64 @@ static void test_tui_run_heads_table_and_errors(void **state) {
     mech_tui_runview_deinit(&v);
 }
 
+// The value at the end of a table line.
+static double last_number(const char *line) {
+    const char *sp = strrchr(line, ' ');
+    assert_non_null(sp);
+    return strtod(sp + 1, NULL);
+}
+
+// lens: one line per layer and position of item 0, its top token (rank 0);
+// attrib: the components sorted by |attribution|, largest first.
+static void test_tui_run_lens_attrib_tables(void **state) {
+    (void)state;
+    mech_tui_runview v = {0};
+    mech_err err = {0};
+    mech_store *s = NULL;
+    mech_result_row *r = NULL;
+    size_t n = 0;
+    if (mech_tui_runview_load(db, 4, &v, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(v.kind, "lens");
+    if (mech_store_open_read(db, &s, &err) || mech_store_results_get(s, 4, "prob", &r, &n, &err))
+        fail_msg("%s", err.msg);
+    size_t top = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].rank == 0) {
+            char want[80];
+            snprintf(want, sizeof want, "%-6d %-5d %-8lld %.4f", r[i].layer, r[i].pos, (long long)r[i].token, r[i].value);
+            assert_string_equal(v.lines[1 + top], want);
+            top++;
+        }
+    mech_store_results_free(r, n);
+    assert_true(top >= 8); // at least 2 layers x 4 positions
+    assert_int_equal(v.n_lines, 1 + top);
+
+    if (mech_tui_runview_load(db, 5, &v, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(v.kind, "attrib");
+    if (mech_store_results_get(s, 5, NULL, &r, &n, &err)) fail_msg("%s", err.msg);
+    size_t comps = 0;
+    for (size_t i = 0; i < n; i++)
+        comps += !strcmp(r[i].metric, "head") || !strcmp(r[i].metric, "mlp") || !strcmp(r[i].metric, "embed") ||
+                 !strcmp(r[i].metric, "attn_bias");
+    mech_store_results_free(r, n);
+    mech_store_close(s);
+    assert_true(comps >= 5);
+    assert_int_equal(v.n_lines, 1 + comps);
+    for (size_t i = 2; i < v.n_lines; i++)
+        assert_true(fabs(last_number(v.lines[i])) <= fabs(last_number(v.lines[i - 1])) + 1e-4);
+    int has_mlp = 0;
+    for (size_t i = 1; i < v.n_lines; i++) has_mlp |= strncmp(v.lines[i], "L1.mlp ", 7) == 0;
+    assert_true(has_mlp);
+    mech_tui_runview_deinit(&v);
+}
+
 // Enter on a run opens it; Esc goes back to the list; q there too.
 static void test_tui_run_app_enter_esc(void **state) {
     (void)state;
     mech_tui_app app = {0};
     app.has_runs = 1, app.db_path = db;
     assert_int_equal(mech_tui_app_reload(&app), 1);
-    assert_int_equal(app.runs.n, 3);
+    assert_int_equal(app.runs.n, 5);
     mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
     assert_int_equal(app.view, MECH_TUI_VIEW_RUN);
     assert_int_equal(app.run.id, 1);
@@ -178,6 +234,7 @@ int main(void) {
         cmocka_unit_test(test_tui_run_patch_positions),
         cmocka_unit_test(test_tui_run_patch_heads),
         cmocka_unit_test(test_tui_run_heads_table_and_errors),
+        cmocka_unit_test(test_tui_run_lens_attrib_tables),
         cmocka_unit_test(test_tui_run_app_enter_esc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
