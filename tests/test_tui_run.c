@@ -47,6 +47,15 @@ static int setup(void **state) {
     if (mech_test_cli(&out, NULL, "attrib %s --ids 5,17,42,99 --answer 3 --wrong 4 --db %s", m, db))
         fail_msg("mech attrib: %s", out);
     free(out);
+    char rev[600];
+    snprintf(rev, sizeof rev, "%s", mech_test_tmpn("run_rev.safetensors"));
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/reverse.rasp -o %s", rev)) fail_msg("mech compile: %s", out);
+    free(out);
+    if (mech_test_cli(&out, NULL, "acdc --model %s --dataset compiled --n 12 --len 4 --tau 0.01 --ablation zero --db %s",
+                      rev, db))
+        fail_msg("mech acdc: %s", out);
+    free(out);
+    remove(rev);
     return 0;
 }
 
@@ -201,13 +210,39 @@ static void test_tui_run_lens_attrib_tables(void **state) {
     mech_tui_runview_deinit(&v);
 }
 
+// acdc: the kept edges ("sender->receiver"), by |effect|, largest first.
+static void test_tui_run_acdc_edges(void **state) {
+    (void)state;
+    mech_tui_runview v = {0};
+    mech_err err = {0};
+    mech_store *s = NULL;
+    mech_result_row *r = NULL;
+    size_t n = 0;
+    if (mech_tui_runview_load(db, 6, &v, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(v.kind, "acdc");
+    if (mech_store_open_read(db, &s, &err) || mech_store_results_get(s, 6, "kept", &r, &n, &err))
+        fail_msg("%s", err.msg);
+    assert_true(n > 0);
+    assert_int_equal(v.n_lines, 1 + n);
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        for (size_t j = 1; j < v.n_lines; j++) found |= strncmp(v.lines[j], r[i].site, strlen(r[i].site)) == 0;
+        assert_true(found);
+    }
+    mech_store_results_free(r, n);
+    mech_store_close(s);
+    for (size_t i = 2; i < v.n_lines; i++)
+        assert_true(fabs(last_number(v.lines[i])) <= fabs(last_number(v.lines[i - 1])) + 1e-4);
+    mech_tui_runview_deinit(&v);
+}
+
 // Enter on a run opens it; Esc goes back to the list; q there too.
 static void test_tui_run_app_enter_esc(void **state) {
     (void)state;
     mech_tui_app app = {0};
     app.has_runs = 1, app.db_path = db;
     assert_int_equal(mech_tui_app_reload(&app), 1);
-    assert_int_equal(app.runs.n, 5);
+    assert_int_equal(app.runs.n, 6);
     mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
     assert_int_equal(app.view, MECH_TUI_VIEW_RUN);
     assert_int_equal(app.run.id, 1);
@@ -235,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_tui_run_patch_heads),
         cmocka_unit_test(test_tui_run_heads_table_and_errors),
         cmocka_unit_test(test_tui_run_lens_attrib_tables),
+        cmocka_unit_test(test_tui_run_acdc_edges),
         cmocka_unit_test(test_tui_run_app_enter_esc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

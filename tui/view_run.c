@@ -119,15 +119,16 @@ static mech_status load_table(mech_tui_runview *v, const mech_result_row *r, siz
         qsort(idx, m, sizeof *idx, cmp_abs_desc);
         snprintf(v->title, sizeof v->title, acdc ? "kept edges by |effect| (%zu)" : "components by |attribution| (item 0)",
                  m);
-        ok = add_line(v, &cap, "%-40s %s", acdc ? "edge" : "component", acdc ? "effect" : "attribution");
+        int w = acdc ? 64 : 16; // edge names ("hook_embed[:]->blocks.0.hook_v_input[:, :, 0]") are long
+        ok = add_line(v, &cap, "%-*s %s", w, acdc ? "edge" : "component", acdc ? "effect" : "attribution");
         for (size_t j = 0; ok && j < m; j++) {
             const mech_result_row *x = &r[idx[j]];
-            char c[64];
-            if (acdc) snprintf(c, sizeof c, "%.40s", x->site);
+            char c[80];
+            if (acdc) snprintf(c, sizeof c, "%.64s", x->site);
             else if (x->head >= 0) snprintf(c, sizeof c, "L%dH%d", x->layer, x->head);
             else if (x->layer >= 0) snprintf(c, sizeof c, "L%d.%s", x->layer, x->metric);
             else snprintf(c, sizeof c, "%s", x->metric);
-            ok = add_line(v, &cap, "%-40s %.4f", c, x->value);
+            ok = add_line(v, &cap, "%-*s %.4f", w, c, x->value);
         }
         mech_free(idx);
     } else {
