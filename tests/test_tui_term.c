@@ -17,6 +17,7 @@
 #include "mech.h"
 #include "tests/support/check.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,57 @@ static void test_tui_cli_errors(void **state) {
     free(out), free(err);
 }
 
+// Enter on a patch run opens its effect grid; the cursor's value is the
+// stored effect; Esc goes back to the runs list.
+static void test_tui_term_open_patch_run(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    char pairs[600], pdb[600], *out = NULL;
+    snprintf(pairs, sizeof pairs, "%s", mech_test_tmpn("tui_pairs.jsonl"));
+    snprintf(pdb, sizeof pdb, "%s", mech_test_tmpn("tui_patch.db"));
+    mech_test_rm_db(pdb);
+    FILE *f = fopen(pairs, "wb");
+    assert_non_null(f);
+    fputs("{\"clean\": [5, 17, 42, 99, 7], \"corrupt\": [5, 18, 42, 99, 7], \"answer\": 3, \"wrong\": 4}\n", f);
+    fclose(f);
+    if (mech_test_cli(&out, NULL, "patch --model tests/fixtures/gpt2-tiny --pairs %s --db %s", pairs, pdb))
+        fail_msg("mech patch: %s", out);
+    free(out);
+    // the value under the cursor (layer 1, position 3), read with the store API
+    mech_err err = {0};
+    mech_store *s = NULL;
+    mech_result_row *r = NULL;
+    size_t n = 0;
+    if (mech_store_open_read(pdb, &s, &err) || mech_store_results_get(s, 1, "effect", &r, &n, &err))
+        fail_msg("%s", err.msg);
+    double want_v = NAN;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].layer == 1 && r[i].pos == 3) want_v = r[i].value;
+    mech_store_results_free(r, n);
+    mech_store_close(s);
+    assert_false(isnan(want_v));
+    char want[96];
+    snprintf(want, sizeof want, "L1 pos 3  effect %.4f", want_v);
+
+    start(100, 30, pdb);
+    wait_for("patch    done");
+    keys("Enter");
+    wait_for("run 1  patch  mean effect over 1 pair, layer x position");
+    // patching the one differing position at layer 0 restores the clean run
+    keys("l");
+    wait_for("L0 pos 1  effect 1.0000");
+    keys("j l l");
+    wait_for(want);
+    wait_for("L1 ");
+    keys("Escape");
+    wait_for("1 of 1 runs");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
+    mech_test_rm_db(pdb);
+    unlink(pairs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_cli_errors),
@@ -485,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_tui_term_refresh_while_open),
         cmocka_unit_test(test_tui_term_resize),
         cmocka_unit_test(test_tui_term_colour_and_no_color),
+        cmocka_unit_test(test_tui_term_open_patch_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

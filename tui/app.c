@@ -15,7 +15,8 @@
 #define V_HEAD (1 << MECH_TUI_VIEW_HEAD)
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS)
+#define V_RUN (1 << MECH_TUI_VIEW_RUN)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -38,7 +39,7 @@ static const key_help key_table[] = {
     {V_RUNS, "s", "sort by id, kind, status, date", "s sort"},
     {V_RUNS, "r", "reverse the order", NULL},
     {V_RUNS, "Esc", "clear the search and the kind filter", NULL},
-    {V_RUNS, "Enter", "to the live attention view (with --model; stored runs do not open yet)", NULL},
+    {V_RUNS, "Enter", "open the selected run", "Enter open"},
     {V_HEAD, "h j k l arrows", "move the cursor one cell (query down, key right)", "hjkl move"},
     {V_HEAD, "] [", "next / previous head", "][ head"},
     {V_HEAD, "} {", "next / previous layer", "}{ layer"},
@@ -56,12 +57,15 @@ static const key_help key_table[] = {
     {V_TOKS, "j k ] [", "next / previous head", "jk head"},
     {V_TOKS, "} {", "next / previous layer", "}{ layer"},
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
+    {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
+    {V_RUN, "Esc q", "back to the runs list", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
+    if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -106,6 +110,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // q leaves a view: the grid goes back to its head, the head to the
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
+        else if (app->view == MECH_TUI_VIEW_RUN) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -115,7 +120,17 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_RUNS:
         r = mech_tui_runs_key(&app->runs, key);
         if (r & MECH_TUI_SEARCH) app->searching = 1, r = MECH_TUI_REDRAW;
-        if ((r & MECH_TUI_OPEN) && app->has_attn) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
+        if ((r & MECH_TUI_OPEN) && app->db_path && mech_tui_runs_selected(&app->runs)) {
+            // a run that cannot be read opens as its error message
+            const mech_tui_run_row *sel = mech_tui_runs_selected(&app->runs);
+            mech_err err = {0};
+            if (mech_tui_runview_load(app->db_path, sel->id, &app->run, &err)) {
+                app->run.id = sel->id;
+                snprintf(app->run.kind, sizeof app->run.kind, "%s", sel->kind);
+                snprintf(app->run.title, sizeof app->run.title, "cannot read it: %.120s", err.msg);
+            }
+            app->view = MECH_TUI_VIEW_RUN, r = MECH_TUI_REDRAW;
+        }
         break;
     case MECH_TUI_VIEW_HEAD:
         r = mech_tui_attn_key(&app->attn, key);
@@ -129,6 +144,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_GRID:
         r = mech_tui_attn_grid_key(&app->attn, key);
         if (r & MECH_TUI_OPEN) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_RUN:
+        r = mech_tui_runview_key(&app->run, key);
+        if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
     default: break;
     }
@@ -205,6 +224,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_HEAD: mech_tui_attn_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
+    case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -249,4 +269,5 @@ int mech_tui_app_reload(mech_tui_app *app) {
 void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_runs_deinit(&app->runs);
     mech_tui_attn_deinit(&app->attn);
+    mech_tui_runview_deinit(&app->run);
 }

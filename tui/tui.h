@@ -214,6 +214,33 @@ int mech_tui_tokens_key(mech_tui_attn *a, int key);
 // and the strongest weights of the current head as numbers.
 void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
 
+// --- Run view: one stored run --------------------------------------------
+
+// A patch run's mean effect as a layer x column heatmap, or for other kinds
+// a table of text lines. Loaded once from the database (read-only).
+typedef struct mech_tui_runview {
+    int64_t id;
+    char kind[24];
+    char title[160];  // what the view shows, e.g. "mean effect over 2 pairs"
+    int L, A;         // heatmap: layers x columns (0 x 0 without a heatmap)
+    int by_head;      // columns are heads (else positions)
+    double *effect;   // [L*A] mean effect over pairs, NaN where none (owned)
+    int cl, ca;       // cursor: layer, column
+    char **lines;     // table rows (owned, each mech_free)
+    size_t n_lines, top;
+    int page;         // table rows shown in the last render
+} mech_tui_runview;
+
+// Reads run id of the database at path into v (replacing what it held).
+// Errors: as mech_store_open_read, MECH_ERR_RANGE (no such run), MECH_ERR_DB,
+// MECH_ERR_NOMEM.
+mech_status mech_tui_runview_load(const char *path, int64_t id, mech_tui_runview *v, mech_err *err);
+void mech_tui_runview_deinit(mech_tui_runview *v);
+// Keys: arrows/hjkl move the heatmap cursor or scroll the table, PgUp/PgDn,
+// g/G; Esc and q leave (MECH_TUI_QUIT).
+int mech_tui_runview_key(mech_tui_runview *v, int key);
+void mech_tui_runview_render(mech_tui_runview *v, mech_tui_grid *g, int y0, int h);
+
 // --- The application ------------------------------------------------------
 
 typedef enum mech_tui_view {
@@ -221,6 +248,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_HEAD,
     MECH_TUI_VIEW_GRID,
     MECH_TUI_VIEW_TOKENS,
+    MECH_TUI_VIEW_RUN, // a stored run opened from the runs list
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -232,6 +260,7 @@ typedef struct mech_tui_app {
     const char *db_path;    // borrowed; NULL without a database
     mech_tui_runs runs;
     mech_tui_attn attn;
+    mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
     char model_name[64];
 } mech_tui_app;
 
