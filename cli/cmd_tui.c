@@ -1,6 +1,6 @@
 /*
 ** cli/cmd_tui.c: `mech tui [DB] [--model M] [--prompt TEXT | --ids IDS |
-** --input SEQ]`: parses the arguments, reads the runs (tui/runs_load.c,
+** --input SEQ] [--corrupt TEXT | --corrupt-ids IDS]`: parses the arguments, reads the runs (tui/runs_load.c,
 ** read-only) and runs the live model once to get every head's attention
 ** pattern and scores, then hands the state to the interface (tui/).
 */
@@ -12,11 +12,60 @@
 #include <string.h>
 #include <unistd.h>
 
+// The corrupted prompt's forward pass for difference mode: its patterns
+// (borrowed from *run_out) into a->layer_cpat. It must have as many tokens
+// as the clean prompt (a->T), else a usage error naming both lengths.
+static int corrupt_attention(const char *cmd, mech_model *m, const char *text, int kind, const cli_batch_opts *bo,
+                             mech_tui_attn *a, mech_run **run_out) {
+    mech_err err = {0};
+    cli_inputs in = {0};
+    mech_run *run = NULL;
+    const char *texts[1] = {text};
+    int kinds[1] = {kind}, rc = 0;
+    if ((rc = cli_batch(cmd, m, texts, kinds, 1, bo, &in))) return rc;
+    if (in.T != a->T) {
+        rc = cli_usage(cmd, "the clean and corrupted prompts must have the same number of tokens (clean %d, corrupted %d)",
+                       a->T, in.T);
+        goto done;
+    }
+    if (mech_run_new(m, 1, in.T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
+        mech_run_forward(run, in.ids, &err)) {
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    if (!(a->layer_cpat = mech_calloc((size_t)a->L, sizeof *a->layer_cpat))) {
+        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    for (int l = 0; l < a->L; l++) {
+        char hook[64];
+        snprintf(hook, sizeof hook, "blocks.%d.attn.hook_pattern", l);
+        const mech_tensor *t = mech_run_get(run, hook);
+        if (!t) {
+            mech_err_set(&err, MECH_ERR_ARG, "no %s in the run", hook);
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+        a->layer_cpat[l] = t->data;
+    }
+done:
+    cli_inputs_free(&in);
+    if (rc) {
+        mech_free(a->layer_cpat);
+        a->layer_cpat = NULL;
+        mech_run_free(run);
+    } else *run_out = run;
+    return rc;
+}
+
 // The forward pass on the one prompt: the patterns (borrowed from the run,
 // which *run_out then owns with the model *m_out), token labels and the
-// three head scores into a. 0 or an exit code.
-static int live_attention(const char *cmd, const char *model, const char *text, int kind, const cli_batch_opts *bo,
-                          mech_tui_attn *a, char *name, size_t name_cap, mech_model **m_out, mech_run **run_out) {
+// three head scores into a; with a corrupted prompt (ctext) also its
+// patterns (from *crun_out). 0 or an exit code.
+static int live_attention(const char *cmd, const char *model, const char *text, int kind, const char *ctext,
+                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, char *name, size_t name_cap,
+                          mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_run *run = NULL;
@@ -87,6 +136,7 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
         }
     }
     mech_buf_free(&b);
+    if (ctext && (rc = corrupt_attention(cmd, m, ctext, ckind, bo, a, crun_out))) goto done;
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
     snprintf(name, name_cap, "%s (%d layers x %d heads, %d tokens)", base, L, NH, T);
 done:
@@ -100,13 +150,20 @@ done:
 }
 
 int cmd_tui(int argc, char **argv) {
-    const char *cmd = "tui", *model = NULL, *db = NULL;
+    const char *cmd = "tui", *model = NULL, *db = NULL, *ctext = NULL;
     const char *texts[2];
-    int kinds[2], n = 0;
+    int kinds[2], n = 0, ckind = 0, nc = 0;
     cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--corrupt", &ctext))) {
+            if (r < 0) return 2;
+            ckind = 0, nc++;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--corrupt-ids", &ctext))) {
+            if (r < 0) return 2;
+            ckind = 1, nc++;
+        }
         else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, kinds, &n, 2)) ||
                  (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
@@ -117,13 +174,16 @@ int cmd_tui(int argc, char **argv) {
     if (n > 1) return cli_usage(cmd, "one prompt at a time (--prompt, --ids or --input once)");
     if (n && !model) return cli_usage(cmd, "--prompt/--ids/--input need --model");
     if (model && !n) return cli_usage(cmd, "--model needs the input to look at: --prompt TEXT, --ids 1,2,3 or --input \"a b\"");
+    if (nc > 1) return cli_usage(cmd, "one corrupted prompt at a time (--corrupt or --corrupt-ids once)");
+    if (ctext && !model) return cli_usage(cmd, "--corrupt/--corrupt-ids need --model and --prompt/--ids/--input");
     if (!model && !db) db = "mech.db";
     mech_tui_app app = {0};
     mech_model *m = NULL;
     mech_run *run = NULL; // holds the patterns the attention view shows
+    mech_run *crun = NULL; // the corrupted prompt's (difference mode)
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], &bo, &app.attn, app.model_name, sizeof app.model_name,
-                                &m, &run);
+        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, app.model_name,
+                                sizeof app.model_name, &m, &run, &crun);
         if (rc) {
             mech_tui_app_deinit(&app);
             return rc;
@@ -142,6 +202,7 @@ int cmd_tui(int argc, char **argv) {
             mech_err err = {0};
             if (mech_tui_runs_load(db, &rows, &n_rows, &err)) {
                 mech_tui_app_deinit(&app);
+                mech_run_free(crun);
                 mech_run_free(run);
                 mech_model_free(m);
                 return cli_fail(cmd, &err);
@@ -154,6 +215,7 @@ int cmd_tui(int argc, char **argv) {
     }
     int rc = mech_tui_main(&app);
     mech_tui_app_deinit(&app);
+    mech_run_free(crun);
     mech_run_free(run);
     mech_model_free(m);
     return rc;

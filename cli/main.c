@@ -377,6 +377,7 @@ const cli_cmd cli_commands[] = {
      "  --count-edges   the graph's edge counts (GPT-2 small: 32923 counted)\n"},
     {"tui", cmd_tui, "the terminal interface: browse the runs of a database, look at attention",
      "usage: mech tui [DB] [--model MODEL (--prompt TEXT | --ids 1,2,3 | --input \"a b c\")]\n"
+     "                [--corrupt TEXT | --corrupt-ids 4,5,6]\n"
      "                [--prepend-bos | --no-prepend-bos] [--allow-special] [--threads N]\n"
      "\n"
      "An interactive view in the terminal (works over SSH; 80 x 24 and up).\n"
@@ -392,6 +393,10 @@ const cli_cmd cli_commands[] = {
      "window are max- or mean-pooled per cell, as the title line says) and all\n"
      "heads as a layer x head grid of thumbnails with their previous-token (p),\n"
      "duplicate-token (d) and induction (i) scores. Both at once work.\n"
+     "With --corrupt (or --corrupt-ids) it also runs a corrupted prompt of the\n"
+     "same token count and D shows clean minus corrupted pattern on a diverging\n"
+     "palette (+ # above zero, - = below, so it reads without colour); the\n"
+     "cursor line gives the clean, corrupted and difference weights.\n"
      "\n"
      "Keys (? lists those of the current view):\n"
      "  q               leave the view; in the last one, quit\n"

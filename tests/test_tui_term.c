@@ -471,7 +471,59 @@ static void test_tui_cli_errors(void **state) {
     mech_test_rm_db(junk);
     assert_int_equal(mech_test_cli(&out, &err, "tui --help"), 0);
     assert_non_null(strstr(out, "usage: mech tui [DB]"));
+    assert_non_null(strstr(out, "--corrupt"));
     free(out), free(err);
+    // difference mode: the two prompts must tokenize to the same length (both named)
+    assert_int_equal(mech_test_cli(&out, &err, "tui --model %s --prompt 'When Mary and John' --corrupt 'When Mary'", model),
+                     2);
+    assert_non_null(strstr(err, "clean 5, corrupted 3"));
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --model %s --ids 1,2,3 --corrupt-ids 4,5", model), 2);
+    assert_non_null(strstr(err, "clean 3, corrupted 2"));
+    free(out), free(err);
+    assert_int_equal(mech_test_cli(&out, &err, "tui --corrupt 'a b'"), 2);
+    assert_non_null(strstr(err, "need --model"));
+    free(out), free(err);
+}
+
+// Difference mode: D shows clean minus corrupted; the cursor line's three
+// numbers equal the patterns of a forward of each prompt.
+static void test_tui_term_difference(void **state) {
+    (void)state;
+    if (!have_tmux()) skip();
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(model, &m, &err)) fail_msg("%s", err.msg);
+    // id lists get no BOS: the runs below see exactly these tokens
+    int32_t clean[5] = {464, 5335, 290, 1757, 1816}, corrupt[5] = {464, 1757, 290, 5335, 1816};
+    float w[2];
+    for (int p = 0; p < 2; p++) {
+        mech_run *run = NULL;
+        if (mech_run_new(m, 1, 5, &run, &err) || mech_run_cache(run, "blocks.1.attn.hook_pattern", &err) ||
+            mech_run_forward(run, p ? corrupt : clean, &err))
+            fail_msg("%s", err.msg);
+        const mech_tensor *pat = mech_run_get(run, "blocks.1.attn.hook_pattern"); // (1, NH, 5, 5)
+        assert_non_null(pat);
+        w[p] = pat->data[((size_t)2 * 5 + 3) * 5 + 1]; // head 2, q 3, k 1
+        mech_run_free(run);
+    }
+    mech_model_free(m);
+    assert_true(fabsf(w[0] - w[1]) > 1e-4f); // the prompts differ there
+    char want[200], args[1000];
+    snprintf(want, sizeof want, "clean %.4f  corrupted %.4f  diff %+.4f", w[0], w[1], w[0] - w[1]);
+    snprintf(args, sizeof args, "--model %s --ids 464,5335,290,1757,1816 --corrupt-ids 464,1757,290,5335,1816", model);
+    start(120, 40, args);
+    wait_for("L0H0  5 tokens  one cell per token");
+    keys("D");
+    wait_for("L0H0  clean - corrupted");
+    keys("j j j l ']' ']' '}'");
+    wait_for("L1H2  clean - corrupted");
+    wait_for(want);
+    keys("D");
+    wait_for("L1H2  5 tokens");
+    keys("q");
+    assert_restored("rc=0");
+    stop();
 }
 
 // Enter on a patch run opens its effect grid; the cursor's value is the
@@ -538,6 +590,7 @@ int main(void) {
         cmocka_unit_test(test_tui_term_resize),
         cmocka_unit_test(test_tui_term_colour_and_no_color),
         cmocka_unit_test(test_tui_term_open_patch_run),
+        cmocka_unit_test(test_tui_term_difference),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -186,6 +186,75 @@ static void test_tui_attn_heatmap_axes_and_cursor(void **state) {
     mech_tui_attn_deinit(&a);
 }
 
+// Difference mode: the corrupted pattern of head h is the clean one of head
+// h + 1 (two back instead of one back), so clean - corrupted is positive on
+// the previous token and negative two back; the glyph and the cell's sign say
+// which without colour, and the cursor line gives all three numbers.
+static void test_tui_attn_difference(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 6, NH = 2;
+    attn_fill(&a, 1, NH, T);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    assert_int_equal(mech_tui_attn_key(&a, 'D'), MECH_TUI_NONE); // no corrupted prompt: no difference
+    assert_int_equal(a.diff, 0);
+    size_t per = (size_t)T * T;
+    a.cpat = mech_malloc((size_t)NH * per * sizeof *a.cpat);
+    assert_non_null(a.cpat);
+    for (int h = 0; h < NH; h++) memcpy(a.cpat + h * per, a.pat + ((h + 1) % NH) * per, per * sizeof *a.cpat);
+    assert_int_equal(mech_tui_attn_key(&a, 'D'), MECH_TUI_REDRAW);
+    assert_int_equal(a.diff, 1);
+    a.q = 4, a.k = 3;
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "L0H0  clean - corrupted"));
+    float c = mech_tui_attn_weight(&a, 0, 0, 4, 3), x = mech_tui_attn_cweight(&a, 0, 0, 4, 3);
+    assert_true(c > 0.5f && x < 0.2f); // clean looks one back, corrupted two back
+    char want[160];
+    snprintf(want, sizeof want, "q 4 \"t4\" -> k 3 \"t3\"  clean %.4f  corrupted %.4f  diff %+.4f", c, x, c - x);
+    assert_true(grid_has(&g, want));
+    int lw = 80 / 5, y4 = 1 + 3 + 4;
+    // k 3 (one back): positive, a strong '#'; k 2 (two back): negative, a strong '='
+    mech_tui_cell *pos = mech_tui_grid_at(&g, y4, lw + 1 + 3), *neg = mech_tui_grid_at(&g, y4, lw + 1 + 2);
+    assert_int_equal(pos->sign, 1);
+    assert_int_equal(pos->ch, mech_tui_ramp_pos[mech_tui_level(c - x)]);
+    assert_int_equal(pos->ch, '#');
+    float d2 = c - x, dn = mech_tui_attn_weight(&a, 0, 0, 4, 2) - mech_tui_attn_cweight(&a, 0, 0, 4, 2);
+    assert_true(d2 > 0 && dn < -0.5f);
+    assert_int_equal(neg->sign, 2);
+    assert_int_equal(neg->ch, '=');
+    assert_int_equal(neg->role, MECH_TUI_CROSS); // the cursor's row
+    assert_int_equal(neg->level, mech_tui_level(-dn));
+    // equal weights (the small ones of k 0): zero difference, an empty cell
+    mech_tui_cell *zero = mech_tui_grid_at(&g, y4, lw + 1 + 0);
+    assert_int_equal(zero->ch, ' ');
+    assert_int_equal(zero->sign, 0);
+    // pooled: max keeps the sign of the difference largest in magnitude, mean averages
+    float mx[9], mean[9];
+    mech_tui_attn_pool_diff(&a, 0, 0, 2, 2, 3, 3, 0, mx);
+    mech_tui_attn_pool_diff(&a, 0, 0, 2, 2, 3, 3, 1, mean);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            float big = 0, sum = 0;
+            for (int q = 2 * i; q < 2 * i + 2; q++)
+                for (int k = 2 * j; k < 2 * j + 2; k++) {
+                    float d = mech_tui_attn_weight(&a, 0, 0, q, k) - mech_tui_attn_cweight(&a, 0, 0, q, k);
+                    big = fabsf(d) > fabsf(big) ? d : big, sum += d;
+                }
+            assert_true(fabsf(mx[i * 3 + j] - big) < 1e-6f);
+            assert_true(fabsf(mean[i * 3 + j] - sum / 4) < 1e-6f);
+        }
+    assert_true(mx[2 * 3 + 1] < -0.5f); // q 4-5 x k 2-3: the corrupted two-back weight of q 4 -> k 2 dominates
+    // D again: the clean pattern and its sequential ramp
+    assert_int_equal(mech_tui_attn_key(&a, 'D'), MECH_TUI_REDRAW);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "L0H0  6 tokens  one cell per token"));
+    assert_int_equal(mech_tui_grid_at(&g, y4, lw + 1 + 3)->sign, 0);
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
 // 1024 tokens in 80 x 24: pooled so the whole pattern fits, the title says
 // how, and a key moves one pooled cell.
 static void test_tui_attn_long_prompt_pooled(void **state) {
@@ -468,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_tui_pool_max_and_mean),
         cmocka_unit_test(test_tui_level_ramp),
         cmocka_unit_test(test_tui_attn_heatmap_axes_and_cursor),
+        cmocka_unit_test(test_tui_attn_difference),
         cmocka_unit_test(test_tui_attn_long_prompt_pooled),
         cmocka_unit_test(test_tui_attn_grid_scores_and_jump),
         cmocka_unit_test(test_tui_runs_filter_search_sort),

@@ -46,6 +46,7 @@ static const key_help key_table[] = {
     {V_HEAD, "Home End", "cursor to the first / last token", NULL},
     {V_HEAD, "p", "max or mean pooling of long prompts", "p pool"},
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
+    {V_HEAD, "D", "difference: clean minus corrupted pattern (with --corrupt; + # above zero, - = below)", "D diff"},
     {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},

@@ -7,6 +7,8 @@
 #include <string.h>
 
 const char mech_tui_ramp[MECH_TUI_LEVELS + 1] = " .:-=+*#%@";
+const char mech_tui_ramp_pos[MECH_TUI_LEVELS + 1] = " +++++####";
+const char mech_tui_ramp_neg[MECH_TUI_LEVELS + 1] = " -----====";
 
 mech_status mech_tui_grid_resize(mech_tui_grid *g, int h, int w) {
     if (h < 0) h = 0;

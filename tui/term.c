@@ -60,7 +60,9 @@ static void signals_restore(void) {
 
 // --- Colour -------------------------------------------------------------------
 
-enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HEAT0 }; // heat pairs: PAIR_HEAT0 + level
+// heat pairs: PAIR_HEAT0 + level; a difference heatmap's: PAIR_POS0 / PAIR_NEG0 + level
+enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HEAT0, PAIR_POS0 = PAIR_HEAT0 + MECH_TUI_LEVELS,
+       PAIR_NEG0 = PAIR_POS0 + MECH_TUI_LEVELS };
 static int use_color;
 static attr_t role_attr[MECH_TUI_ROLE_COUNT_];
 
@@ -69,6 +71,11 @@ static attr_t role_attr[MECH_TUI_ROLE_COUNT_];
 static const short ramp256[MECH_TUI_LEVELS] = {234, 53, 61, 24, 31, 37, 36, 71, 149, 226};
 static const short ramp8[MECH_TUI_LEVELS] = {COLOR_BLACK, COLOR_BLUE, COLOR_BLUE, COLOR_MAGENTA, COLOR_MAGENTA,
                                              COLOR_CYAN, COLOR_CYAN, COLOR_GREEN, COLOR_YELLOW, COLOR_YELLOW};
+
+// the diverging palette of differences: orange-red above zero, blue below
+// (red/blue stays apart for the common colour blindnesses), darker near zero
+static const short pos256[MECH_TUI_LEVELS] = {234, 52, 88, 124, 160, 166, 202, 208, 214, 220};
+static const short neg256[MECH_TUI_LEVELS] = {234, 17, 18, 19, 20, 26, 32, 38, 45, 51};
 
 static void colors_init(void) {
     const char *nc = getenv("NO_COLOR");
@@ -90,13 +97,19 @@ static void colors_init(void) {
         short bg = COLORS >= 256 ? ramp256[l] : ramp8[l];
         // the glyph stays readable on its background: dark on the bright end
         init_pair((short)(PAIR_HEAT0 + l), l >= MECH_TUI_LEVELS - 3 ? COLOR_BLACK : COLOR_WHITE, bg);
+        int bright = l >= MECH_TUI_LEVELS - 3;
+        init_pair((short)(PAIR_POS0 + l), bright ? COLOR_BLACK : COLOR_WHITE,
+                  COLORS >= 256 ? pos256[l] : l ? COLOR_RED : COLOR_BLACK);
+        init_pair((short)(PAIR_NEG0 + l), bright ? COLOR_BLACK : COLOR_WHITE,
+                  COLORS >= 256 ? neg256[l] : l ? COLOR_BLUE : COLOR_BLACK);
     }
 }
 
 static chtype cell_ch(const mech_tui_cell *c) {
     chtype ch = (chtype)(unsigned char)c->ch;
     if (c->heat) {
-        attr_t a = use_color ? COLOR_PAIR(PAIR_HEAT0 + c->level) : 0;
+        int base = c->sign == 1 ? PAIR_POS0 : c->sign == 2 ? PAIR_NEG0 : PAIR_HEAT0;
+        attr_t a = use_color ? COLOR_PAIR(base + c->level) : 0;
         if (c->role == MECH_TUI_SEL) a |= A_REVERSE | A_BOLD;
         else if (c->role == MECH_TUI_CROSS) a |= A_UNDERLINE;
         return ch | a;

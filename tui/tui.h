@@ -40,12 +40,17 @@ typedef enum mech_tui_role {
 // Heatmap levels; the glyph ramp doubles as the monochrome rendering.
 #define MECH_TUI_LEVELS 10
 extern const char mech_tui_ramp[MECH_TUI_LEVELS + 1]; // " .:-=+*#%@"
+// The diverging ramps of a difference heatmap (level = |difference|): the
+// glyph tells the sign without colour, '+' / '#' above zero, '-' / '=' below.
+extern const char mech_tui_ramp_pos[MECH_TUI_LEVELS + 1]; // " +++++####"
+extern const char mech_tui_ramp_neg[MECH_TUI_LEVELS + 1]; // " -----===="
 
 typedef struct mech_tui_cell {
     char ch;       // printable ASCII
     uint8_t role;  // mech_tui_role
     uint8_t level; // for MECH_TUI_HEAT (and CROSS/SEL over a heatmap)
     uint8_t heat;  // 1 when the cell is part of a heatmap
+    uint8_t sign;  // a difference heatmap's cell: 1 positive, 2 negative (0: sequential heatmap)
 } mech_tui_cell;
 
 // h x w cells, row-major. Owns cells.
@@ -176,11 +181,22 @@ typedef struct mech_tui_attn {
     int thumb_r, thumb_c, thumb_br, thumb_bc, thumb_mean;
     int tok_dir;     // token view: 0 where token q looks (its row), 1 what looks at it (its column)
     int tok_all;     // token view: every head of the layer, not only the current one
+    // difference mode: the corrupted prompt's patterns (same L, NH, T), as
+    // pat / layer_pat; NULL for both without a corrupted prompt
+    float *cpat;
+    const float **layer_cpat;
+    int diff;        // the heatmap shows clean minus corrupted (key D)
 } mech_tui_attn;
 
 void mech_tui_attn_deinit(mech_tui_attn *a);
 // The weight of query q on key k of head (l, h).
 float mech_tui_attn_weight(const mech_tui_attn *a, int l, int h, int q, int k);
+// The corrupted prompt's weight (difference mode only).
+float mech_tui_attn_cweight(const mech_tui_attn *a, int l, int h, int q, int k);
+// Clean minus corrupted, pooled as mech_tui_attn_pool: mean of the
+// differences, or (max pooling) the difference largest in magnitude, sign kept.
+void mech_tui_attn_pool_diff(const mech_tui_attn *a, int l, int h, int bin_r, int bin_c, int rows, int cols, int mean,
+                             float *out);
 // Pools the head's T x T pattern into rows x cols cells of bins bin_r x
 // bin_c tokens (max or mean over each bin's tokens). out: rows*cols.
 void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin_c, int rows, int cols, int mean,
@@ -188,7 +204,8 @@ void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin
 // The level (0..MECH_TUI_LEVELS-1) of a weight in [0, 1]; 0 only for 0.
 int mech_tui_level(float w);
 // Head view keys: arrows/hjkl move the cursor one cell, ] [ next/previous
-// head, } { next/previous layer, p max/mean pooling, g the grid.
+// head, } { next/previous layer, p max/mean pooling, g the grid, D the
+// difference clean - corrupted (when there is a corrupted prompt).
 int mech_tui_attn_key(mech_tui_attn *a, int key);
 // Grid keys: arrows/hjkl move between heads, s sorts by the next score
 // (previous-token, duplicate-token, induction, then layer order), Enter

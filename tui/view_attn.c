@@ -20,12 +20,49 @@ void mech_tui_attn_deinit(mech_tui_attn *a) {
     mech_free(a->layer_pat);
     mech_free(a->scores);
     mech_free(a->thumbs);
+    mech_free(a->cpat);
+    mech_free(a->layer_cpat);
     memset(a, 0, sizeof *a);
 }
 
 static const float *head_pat(const mech_tui_attn *a, int l, int h) {
     if (a->layer_pat) return a->layer_pat[l] + (size_t)h * a->T * a->T;
     return a->pat + ((size_t)l * a->NH + h) * (size_t)a->T * a->T;
+}
+
+static const float *head_cpat(const mech_tui_attn *a, int l, int h) {
+    if (a->layer_cpat) return a->layer_cpat[l] + (size_t)h * a->T * a->T;
+    return a->cpat + ((size_t)l * a->NH + h) * (size_t)a->T * a->T;
+}
+
+static int has_diff(const mech_tui_attn *a) { return a->cpat || a->layer_cpat; }
+
+float mech_tui_attn_cweight(const mech_tui_attn *a, int l, int h, int q, int k) {
+    return head_cpat(a, l, h)[(size_t)q * a->T + k];
+}
+
+// Cell (i, j) of the difference: the mean, or the largest in magnitude.
+static float pool_diff_cell(const mech_tui_attn *a, const float *p, const float *c, int i, int j, int bin_r,
+                            int bin_c, int mean) {
+    int T = a->T, q0 = i * bin_r, q1 = q0 + bin_r < T ? q0 + bin_r : T;
+    int k0 = j * bin_c, k1 = k0 + bin_c < T ? k0 + bin_c : T;
+    float acc = 0;
+    for (int q = q0; q < q1; q++)
+        for (int k = k0; k < k1; k++) {
+            float d = p[(size_t)q * T + k] - c[(size_t)q * T + k];
+            if (mean) acc += d;
+            else if (fabsf(d) > fabsf(acc)) acc = d;
+        }
+    if (mean && q1 > q0 && k1 > k0) acc /= (float)((q1 - q0) * (k1 - k0));
+    return acc;
+}
+
+void mech_tui_attn_pool_diff(const mech_tui_attn *a, int l, int h, int bin_r, int bin_c, int rows, int cols, int mean,
+                             float *out) {
+    // each token pair is read once (the bins do not overlap)
+    const float *p = head_pat(a, l, h), *c = head_cpat(a, l, h);
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) out[(size_t)i * cols + j] = pool_diff_cell(a, p, c, i, j, bin_r, bin_c, mean);
 }
 
 float mech_tui_attn_weight(const mech_tui_attn *a, int l, int h, int q, int k) {
@@ -92,6 +129,18 @@ static void put_heat(mech_tui_grid *g, int y, int x, float w) {
     *c = (mech_tui_cell){.ch = mech_tui_ramp[lv], .role = MECH_TUI_HEAT, .level = (uint8_t)lv, .heat = 1};
 }
 
+// A difference in [-1, 1]: level by magnitude, glyph and colour by sign.
+static void put_diff(mech_tui_grid *g, int y, int x, float d) {
+    mech_tui_cell *c = mech_tui_grid_at(g, y, x);
+    if (!c) return;
+    int lv = mech_tui_level(fabsf(d)), neg = d < 0;
+    *c = (mech_tui_cell){.ch = neg ? mech_tui_ramp_neg[lv] : mech_tui_ramp_pos[lv],
+                         .role = MECH_TUI_HEAT,
+                         .level = (uint8_t)lv,
+                         .heat = 1,
+                         .sign = (uint8_t)(lv ? (neg ? 2 : 1) : 0)};
+}
+
 // --- One head -------------------------------------------------------------
 
 int mech_tui_attn_key(mech_tui_attn *a, int key) {
@@ -110,6 +159,10 @@ int mech_tui_attn_key(mech_tui_attn *a, int key) {
     case 'p': a->pool_mean = !a->pool_mean; break;
     case 'g': a->gl = a->layer, a->gh = a->head; return MECH_TUI_GRID;
     case 't': return MECH_TUI_TOKENS;
+    case 'D':
+        if (!has_diff(a)) return MECH_TUI_NONE;
+        a->diff = !a->diff;
+        break;
     default: return MECH_TUI_NONE;
     }
     return MECH_TUI_REDRAW;
@@ -129,11 +182,14 @@ void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     }
     a->bin_r = ceil_div(T, hr), a->bin_c = ceil_div(T, hc);
     int nr = ceil_div(T, a->bin_r), nc = ceil_div(T, a->bin_c);
-    int cq = a->q / a->bin_r, ck = a->k / a->bin_c;
+    int cq = a->q / a->bin_r, ck = a->k / a->bin_c, diff = a->diff && has_diff(a);
+    int tn = snprintf(line, sizeof line, "L%dH%d%s", a->layer, a->head,
+                      diff ? "  clean - corrupted (+ # above zero, - = below; D: clean)" : "");
+    if (tn < 0 || (size_t)tn >= sizeof line) tn = 0;
     if (a->bin_r > 1 || a->bin_c > 1)
-        snprintf(line, sizeof line, "L%dH%d  %d tokens  %s pooling: %d x %d tokens per cell (p: max/mean)", a->layer,
-                 a->head, T, a->pool_mean ? "mean" : "max", a->bin_r, a->bin_c);
-    else snprintf(line, sizeof line, "L%dH%d  %d tokens  one cell per token", a->layer, a->head, T);
+        snprintf(line + tn, sizeof line - (size_t)tn, "  %d tokens  %s pooling: %d x %d tokens per cell (p: max/mean)",
+                 T, a->pool_mean ? "mean" : "max", a->bin_r, a->bin_c);
+    else snprintf(line + tn, sizeof line - (size_t)tn, "  %d tokens  one cell per token", T);
     mech_tui_grid_put(g, y0, 0, MECH_TUI_TITLE, line, -1);
     // key axis: the first AXIS_ROWS characters of each column's first token, top to bottom
     for (int j = 0; j < nc; j++) {
@@ -147,14 +203,16 @@ void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     const float *p = head_pat(a, a->layer, a->head);
     float *pooled = mech_malloc((size_t)nr * nc * sizeof *pooled);
     if (!pooled) return;
-    mech_tui_attn_pool(a, a->layer, a->head, a->bin_r, a->bin_c, nr, nc, a->pool_mean, pooled);
+    if (diff) mech_tui_attn_pool_diff(a, a->layer, a->head, a->bin_r, a->bin_c, nr, nc, a->pool_mean, pooled);
+    else mech_tui_attn_pool(a, a->layer, a->head, a->bin_r, a->bin_c, nr, nc, a->pool_mean, pooled);
     int y = y0 + 1 + AXIS_ROWS;
     for (int i = 0; i < nr; i++, y++) {
         mech_tui_token_label(a->tokens[i * a->bin_r], lab, sizeof lab);
         snprintf(line, sizeof line, "%*.*s", lw, lw, lab);
         mech_tui_grid_put(g, y, 0, i == cq ? MECH_TUI_SEL : MECH_TUI_HEADER, line, lw);
         for (int j = 0; j < nc; j++) {
-            put_heat(g, y, lw + 1 + j, pooled[(size_t)i * nc + j]);
+            if (diff) put_diff(g, y, lw + 1 + j, pooled[(size_t)i * nc + j]);
+            else put_heat(g, y, lw + 1 + j, pooled[(size_t)i * nc + j]);
             mech_tui_cell *c = mech_tui_grid_at(g, y, lw + 1 + j);
             if (c && (i == cq || j == ck)) c->role = i == cq && j == ck ? MECH_TUI_SEL : MECH_TUI_CROSS;
         }
@@ -163,11 +221,17 @@ void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     char qt[40], kt[40];
     mech_tui_token_label(a->tokens[a->q], qt, sizeof qt);
     mech_tui_token_label(a->tokens[a->k], kt, sizeof kt);
-    int n = snprintf(line, sizeof line, "q %d \"%s\" -> k %d \"%s\"  weight %.4f", a->q, qt, a->k, kt,
-                     mech_tui_attn_weight(a, a->layer, a->head, a->q, a->k));
+    float wc = mech_tui_attn_weight(a, a->layer, a->head, a->q, a->k);
+    int n;
+    if (diff) {
+        float wx = mech_tui_attn_cweight(a, a->layer, a->head, a->q, a->k);
+        n = snprintf(line, sizeof line, "q %d \"%s\" -> k %d \"%s\"  clean %.4f  corrupted %.4f  diff %+.4f", a->q, qt,
+                     a->k, kt, wc, wx, wc - wx);
+    } else n = snprintf(line, sizeof line, "q %d \"%s\" -> k %d \"%s\"  weight %.4f", a->q, qt, a->k, kt, wc);
     if ((a->bin_r > 1 || a->bin_c > 1) && n > 0 && (size_t)n < sizeof line)
-        snprintf(line + n, sizeof line - (size_t)n, "  cell %s %.4f", a->pool_mean ? "mean" : "max",
-                 pool_cell(a, p, cq, ck, a->bin_r, a->bin_c, a->pool_mean));
+        snprintf(line + n, sizeof line - (size_t)n, diff ? "  cell %s %+.4f" : "  cell %s %.4f", a->pool_mean ? "mean" : "max",
+                 diff ? pool_diff_cell(a, p, head_cpat(a, a->layer, a->head), cq, ck, a->bin_r, a->bin_c, a->pool_mean)
+                      : pool_cell(a, p, cq, ck, a->bin_r, a->bin_c, a->pool_mean));
     mech_free(pooled);
     mech_tui_grid_put(g, y0 + h - 1, 0, MECH_TUI_TITLE, line, -1);
 }
