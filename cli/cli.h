@@ -119,6 +119,11 @@ void cli_inputs_free(cli_inputs *in);
 // position 0), else tok's <|endoftext|> when m's vocabulary has it (tok may be
 // NULL: the built-in GPT-2 vocabulary's); -1 when there is none.
 int32_t cli_model_bos(const mech_model *m, const mech_tokenizer *tok);
+// Loads the model at path for an analysis command (lens, heads, attrib,
+// patch, acdc), refusing one with no transformer blocks as a usage error,
+// before any run is opened: what says what the command would have read.
+// 0, or the exit code after printing why (*m is then NULL).
+int cli_model_load_blocks(const char *cmd, const char *path, const char *what, mech_model **m);
 // Opens the results database db for a command (cli/experiment.c): write
 // (mech_store_open: creates a missing file) or read-only
 // (mech_store_open_read: never creates). 0, or the exit code after printing

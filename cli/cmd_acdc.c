@@ -457,11 +457,8 @@ static int count_edges(const char *cmd, const char *model) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_acdc_graph *g = NULL;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): its graph has no edges", model);
-    }
+    int rc = cli_model_load_blocks(cmd, model, "its graph has no edges", &m);
+    if (rc) return rc;
     int compiled = mech_model_meta(m, "mech.rasp.circuit") != NULL;
     if (mech_acdc_graph_new(&m->cfg, compiled, &g, &err)) {
         mech_model_free(m);
@@ -845,14 +842,7 @@ int cmd_acdc(int argc, char **argv) {
         rc = cli_usage(cmd, "give the threshold --tau T (e.g. --tau 0.01), or --sweep for a list of them");
         goto done;
     }
-    if (mech_model_load(sp.model, &c.m, &err)) {
-        rc = cli_fail(cmd, &err);
-        goto done;
-    }
-    if (c.m->cfg.n_layers == 0) { // before the database: no failed run is left behind
-        rc = cli_usage(cmd, "%s has no transformer blocks (n_layers 0): its graph has no edges to prune", sp.model);
-        goto done;
-    }
+    if ((rc = cli_model_load_blocks(cmd, sp.model, "its graph has no edges to prune", &c.m))) goto done;
     c.compiled = mech_model_meta(c.m, "mech.rasp.circuit") != NULL;
     if (c.compiled) c.n_out = mech_compiled_n_out(c.m);
     if (!sp.metric) sp.metric = c.compiled ? "l2" : "kl";

@@ -135,14 +135,11 @@ int cmd_attrib(int argc, char **argv) {
     if (!answer_s) return cli_usage(cmd, "--answer TOKEN is required (and --wrong TOKEN for a logit difference)");
     mech_err err = {0};
     mech_model *m = NULL;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        // the logit would be the embedding's alone: nothing to split
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): no head or MLP to attribute to", model);
-    }
+    // with no blocks the logit would be the embedding's alone: nothing to split
+    int rc = cli_model_load_blocks(cmd, model, "no head or MLP to attribute to", &m);
+    if (rc) return rc;
     cli_inputs in;
-    int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
+    rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
         mech_model_free(m);
         return rc;

@@ -43,13 +43,9 @@ int cmd_heads(int argc, char **argv) {
                          "not apply");
     mech_err err = {0};
     mech_model *m = NULL;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): it has no heads to score", model);
-    }
+    int rc = cli_model_load_blocks(cmd, model, "it has no heads to score", &m);
+    if (rc) return rc;
     cli_inputs in = {0};
-    int rc = 0;
     if (random_len) {
         // As TransformerLens's induction test: [BOS] r r with r random tokens
         // (avoiding the lowest ids); BOS unless --no-prepend-bos.

@@ -26,11 +26,7 @@ static int decoder_lens(const char *cmd, const char *model, const char *input, c
     size_t n = 0, n_rows = 0;
     int64_t run_id = 0;
     int rc = 0;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
-    }
+    if ((rc = cli_model_load_blocks(cmd, model, "the lens has no layers to read", &m))) return rc;
     const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
     if ((rc = cli_compiled_program(cmd, m, model, &p))) goto done;
     if (!p || !labels) {
@@ -156,9 +152,6 @@ int cmd_lens(int argc, char **argv) {
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--target", &target_s))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_threads(cmd, v, NULL)) return 2;
-        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {
             if (r < 0 || cli_int(cmd, "--top-k", v, 1, MECH_LENS_MAX_K, &k)) return 2;
             k_given = 1;
@@ -181,11 +174,8 @@ int cmd_lens(int argc, char **argv) {
     }
     mech_err err = {0};
     mech_model *m = NULL;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): the lens has no layers to read", model);
-    }
+    int rc = cli_model_load_blocks(cmd, model, "the lens has no layers to read", &m);
+    if (rc) return rc;
     if (mech_model_meta(m, "mech.rasp.source")) {
         // its logits are the readout, not a vocabulary: the logit lens would misname them
         mech_model_free(m);
@@ -193,7 +183,7 @@ int cmd_lens(int argc, char **argv) {
                          "lens (the logit lens reads a language model's vocabulary)", model);
     }
     cli_inputs in;
-    int rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
+    rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
         mech_model_free(m);
         return rc;

@@ -213,12 +213,8 @@ static int patch_main(int argc, char **argv) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_tokenizer *own = NULL;
-    if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
-    if (m->cfg.n_layers == 0) {
-        // refused before a run is opened: no run is left failed
-        mech_model_free(m);
-        return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): there is no site to patch", model);
-    }
+    int rc = cli_model_load_blocks(cmd, model, "there is no site to patch", &m);
+    if (rc) return rc;
     for (int r = 0; r < n_recv; r++)
         if (recv[r].layer >= m->cfg.n_layers || recv[r].head >= m->cfg.n_heads) {
             int L = m->cfg.n_layers, H = m->cfg.n_heads;
@@ -236,7 +232,7 @@ static int patch_main(int argc, char **argv) {
     size_t n_done = 0;
     char *params = NULL;
     volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
-    int rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, &len_data, seed, corruption, m, tok, &pairs, &n_pairs)
+    rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, &len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
     if (!rc && prepend_bos) rc = cli_pairs_bos(cmd, m, tok, pairs, n_pairs);
     if (dataset) pairs_path = dataset;

@@ -141,14 +141,12 @@ int cmd_run(int argc, char **argv) {
     const char *cmd = "run", *model = NULL, *logits_path = NULL, *out_path = NULL, *v;
     const char *texts[MAX_SEQS], *caches[MAX_CACHE];
     int is_ids[MAX_SEQS], n_seq = 0, n_cache = 0, k_given = 0;
-    long k = 5, threads = 0;
+    long k = 5;
     cli_batch_opts bo = CLI_BATCH_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_opt(cmd, argc, argv, &i, "--model", &model))) { if (r < 0) return 2; }
-        else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
-            if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
-        } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n_seq, MAX_SEQS)) ||
+        else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n_seq, MAX_SEQS)) ||
                    (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--top-k", &v))) {

@@ -147,6 +147,16 @@ void cli_inputs_free(cli_inputs *in) {
     memset(in, 0, sizeof *in);
 }
 
+int cli_model_load_blocks(const char *cmd, const char *path, const char *what, mech_model **m) {
+    mech_err err = {0};
+    *m = NULL;
+    if (mech_model_load(path, m, &err)) return cli_fail(cmd, &err);
+    if ((*m)->cfg.n_layers > 0) return 0;
+    mech_model_free(*m);
+    *m = NULL;
+    return cli_usage(cmd, "%s has no transformer blocks (n_layers 0): %s", path, what);
+}
+
 int cli_store_open(const char *cmd, const char *db, int write, mech_store **s) {
     mech_err err = {0};
     *s = NULL;
