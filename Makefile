@@ -64,7 +64,9 @@ $(MECH_BIN): $(CLI_OBJ) $(B)/libmech.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $(CLI_OBJ) $(B)/libmech.a $(CURSES_LIBS) $(LDLIBS) -o $@
 
-$(B)/test/test_tui_%: $(B)/tests/test_tui_%.o $(B)/tests/support/check.o $(TUI_OBJ) $(B)/libmech.a
+# a static pattern rule: make would not chain tmux.o through the generic one
+TUI_TESTS := $(patsubst tests/%.c,$(B)/test/%,$(wildcard tests/test_tui_*.c))
+$(TUI_TESTS): $(B)/test/%: $(B)/tests/%.o $(B)/tests/support/check.o $(B)/tests/support/tmux.o $(TUI_OBJ) $(B)/libmech.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ -lcmocka $(CURSES_LIBS) $(LDLIBS) -o $@

@@ -1,10 +1,10 @@
 /*
 ** tests/test_tui_term.c: the real `mech tui` binary in a real terminal.
 ** Each test starts it in a detached tmux session of a fixed size, sends keys
-** (send-keys) and polls what the screen shows (capture-pane -p) until the
+** (send-keys) and polls what the tmux_screen shows (capture-pane -p) until the
 ** expected text appears or a timeout passes; then checks the exit status
 ** and that the terminal was given back (stty settings as before, the
-** alternate screen left), after q and after SIGTERM. The database and the
+** alternate tmux_screen left), after q and after SIGTERM. The database and the
 ** model are made with mech's own commands. Skipped, with a message, when
 ** tmux is not installed. Also the argument errors, which need no terminal.
 */
@@ -16,6 +16,7 @@
 
 #include "mech.h"
 #include "tests/support/check.h"
+#include "tests/support/tmux.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,104 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static char sock[64], model[600], db[600], bin[600];
-static double timeout_s = 15;
-
-// Runs a shell command; its stdout (first 64 KiB) into out when not NULL.
-static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, r;
-    char tmp[4096];
-    while ((r = fread(tmp, 1, sizeof tmp, p)) > 0)
-        for (size_t i = 0; i < r; i++)
-            if (out && n + 1 < cap) out[n++] = tmp[i];
-    if (out && cap) out[n] = 0;
-    return pclose(p);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static char screen[65536];
-
-// Polls the pane until it shows want; fails with the last screen after the timeout.
-static void wait_for(const char *want) {
-    double t0 = now_s();
-    for (;;) {
-        sh(screen, sizeof screen, "tmux -L %s capture-pane -p -t t 2>/dev/null", sock);
-        if (strstr(screen, want)) return;
-        if (now_s() - t0 > timeout_s) fail_msg("no \"%s\" on the screen after %.0f s; it shows:\n%s", want, timeout_s, screen);
-        usleep(30000);
-    }
-}
-
-static void keys(const char *k) { sh(NULL, 0, "tmux -L %s send-keys -t t %s", sock, k); }
-
-// Starts `mech tui ARGS` in a W x H session; the wrapper reports the exit
-// status and whether the tty's settings came back ("TTY-RESTORED rc=N").
-static void stop(void);
-// env: "NAME=value ..." for the program (or "")
-static void start_env(const char *env, int w, int h, const char *args) {
-    stop(); // a failed test may have left its session
-    // a fresh server per session: reusing a socket right after kill-server races
-    static int n_started;
-    snprintf(sock, sizeof sock, "mech-test-%d-%d", (int)getpid(), n_started++);
-    char pidfile[600], script[600];
-    snprintf(pidfile, sizeof pidfile, "%s", mech_test_tmpn("tui.pid"));
-    snprintf(script, sizeof script, "%s", mech_test_tmpn("tui.sh"));
-    unlink(pidfile);
-    FILE *f = fopen(script, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "trap : INT\n" // Ctrl-C reaches the whole foreground group: the wrapper stays
-            "s=$(stty -g)\n"
-            "%s sh -c 'echo $$ >%s; exec \"$0\" \"$@\"' %s tui %s\n"
-            "rc=$?\n"
-            "if [ \"$(stty -g)\" = \"$s\" ]; then echo TTY-RESTORED rc=$rc; else echo TTY-BROKEN rc=$rc; fi\n"
-            "sleep 120\n",
-            env, pidfile, bin, args);
-    fclose(f);
-    int rc = sh(NULL, 0, "tmux -L %s -f /dev/null new-session -d -s t -x %d -y %d 'sh %s'", sock, w, h, script);
-    assert_int_equal(rc, 0);
-}
-
-static void start(int w, int h, const char *args) { start_env("", w, h, args); }
-
-static void stop(void) {
-    if (sock[0]) sh(NULL, 0, "tmux -L %s kill-server 2>/dev/null", sock);
-}
-
-static int have_tmux(void) {
-    if (sh(NULL, 0, "command -v tmux >/dev/null 2>&1") == 0) return 1;
-    print_message("tmux is not installed: skipping the terminal tests (apt-get install tmux)\n");
-    return 0;
-}
-
-// After exit: the wrapper's line, and the alternate screen left.
-static void assert_restored(const char *rc_text) {
-    char want[64], alt[64];
-    snprintf(want, sizeof want, "TTY-RESTORED %s", rc_text);
-    wait_for(want);
-    sh(alt, sizeof alt, "tmux -L %s display -p -t t '#{alternate_on}'", sock);
-    assert_string_equal(alt, "0\n");
-}
+static char model[600], db[600];
 
 static int setup(void **state) {
     (void)state;
-    const char *b = getenv("MECH_BIN");
-    snprintf(bin, sizeof bin, "%s", b && *b ? b : "./mech");
-    const char *san = getenv("MECH_SANITIZED");
-    if (san && *san) timeout_s = 60;
+    tmux_init();
     snprintf(model, sizeof model, "%s", mech_test_tmpn("tui_tiny.safetensors"));
     snprintf(db, sizeof db, "%s", mech_test_tmpn("tui.db"));
     mech_test_rm_db(db);
@@ -136,7 +44,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    stop();
+    tmux_stop();
     unlink(model);
     mech_test_rm_db(db);
     return 0;
@@ -146,53 +54,53 @@ static int teardown(void **state) {
 
 static void test_tui_term_runs_help_quit(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char args[700];
     snprintf(args, sizeof args, "%s", db);
-    start(80, 24, args);
-    wait_for("1 of 1 runs  kind: all  sort: id");
-    wait_for("heads    done");
-    wait_for("induction L"); // the heads run's key figure
-    keys("'?'");
-    wait_for("keys: runs view");
-    wait_for("filter by kind");
-    keys("x"); // any key closes the help
-    double t0 = now_s();
-    do sh(screen, sizeof screen, "tmux -L %s capture-pane -p -t t", sock);
-    while (strstr(screen, "keys: runs view") && now_s() - t0 < timeout_s);
-    assert_null(strstr(screen, "keys: runs view"));
-    keys("/ zzz");
-    wait_for("0 of 1 runs");
-    wait_for("no run matches");
-    keys("Escape");
-    keys("Escape");
-    wait_for("1 of 1 runs");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_start(80, 24, args);
+    tmux_wait_for("1 of 1 runs  kind: all  sort: id");
+    tmux_wait_for("heads    done");
+    tmux_wait_for("induction L"); // the heads run's key figure
+    tmux_keys("'?'");
+    tmux_wait_for("keys: runs view");
+    tmux_wait_for("filter by kind");
+    tmux_keys("x"); // any key closes the help
+    double t0 = tmux_now();
+    do tmux_sh(tmux_screen, sizeof tmux_screen, "tmux -L %s capture-pane -p -t t", tmux_sock);
+    while (strstr(tmux_screen, "keys: runs view") && tmux_now() - t0 < tmux_timeout_s);
+    assert_null(strstr(tmux_screen, "keys: runs view"));
+    tmux_keys("/ zzz");
+    tmux_wait_for("0 of 1 runs");
+    tmux_wait_for("no run matches");
+    tmux_keys("Escape");
+    tmux_keys("Escape");
+    tmux_wait_for("1 of 1 runs");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
 }
 
-// A database that does not exist: the screen says what to run; nothing is created.
+// A database that does not exist: the tmux_screen says what to run; nothing is created.
 static void test_tui_term_missing_db(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     const char *missing = mech_test_tmpn("no-such.db");
     mech_test_rm_db(missing);
     char args[700];
     snprintf(args, sizeof args, "%s", missing);
-    start(100, 30, args);
-    wait_for("no database at");
-    wait_for("mech heads --model MODEL --prompt TEXT --db");
-    keys("q");
-    assert_restored("rc=0");
+    tmux_start(100, 30, args);
+    tmux_wait_for("no database at");
+    tmux_wait_for("mech heads --model MODEL --prompt TEXT --db");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
     assert_int_not_equal(access(missing, F_OK), 0);
-    stop();
+    tmux_stop();
 }
 
 // The live view: the cursor's weight equals the pattern the library computes.
 static void test_tui_term_attention(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     const char *prompt = "When Mary and John went to the store";
     mech_err err = {0};
     mech_model *m = NULL;
@@ -222,22 +130,22 @@ static void test_tui_term_attention(void **state) {
 
     char args[1000];
     snprintf(args, sizeof args, "--model %s --prompt '%s'", model, prompt);
-    start(120, 40, args);
-    wait_for("L0H0  9 tokens  one cell per token");
-    wait_for("          Mary ");    // a query label
-    wait_for("q 0 \"<|endoftext|>\" -> k 0 \"<|endoftext|>\"  weight 1.0000");
-    keys("j j j l l ']' ']' '}'");
-    wait_for("L1H2  9 tokens");
-    wait_for(want);
-    keys("g");
-    wait_for("all heads: 2 layers x 4 heads");
-    wait_for(">L1H2");
-    wait_for(" L0H0");
-    keys("k Enter");
-    wait_for("L0H2  9 tokens");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_start(120, 40, args);
+    tmux_wait_for("L0H0  9 tokens  one cell per token");
+    tmux_wait_for("          Mary ");    // a query label
+    tmux_wait_for("q 0 \"<|endoftext|>\" -> k 0 \"<|endoftext|>\"  weight 1.0000");
+    tmux_keys("j j j l l ']' ']' '}'");
+    tmux_wait_for("L1H2  9 tokens");
+    tmux_wait_for(want);
+    tmux_keys("g");
+    tmux_wait_for("all heads: 2 layers x 4 heads");
+    tmux_wait_for(">L1H2");
+    tmux_wait_for(" L0H0");
+    tmux_keys("k Enter");
+    tmux_wait_for("L0H2  9 tokens");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
     mech_run_free(run);
     free(seq);
     mech_free(ids);
@@ -250,7 +158,7 @@ static void test_tui_term_attention(void **state) {
 // to a forward of the same model; a shows every head of the layer.
 static void test_tui_term_tokens(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     const char *prompt = "When Mary and John went to the store";
     mech_err err = {0};
     mech_model *m = NULL;
@@ -289,27 +197,27 @@ static void test_tui_term_tokens(void **state) {
 
     char args[1000];
     snprintf(args, sizeof args, "--model %s --prompt '%s'", model, prompt);
-    start(120, 40, args);
-    wait_for("L0H0  9 tokens  one cell per token");
-    keys("j j j ']' ']' '}' t");
-    wait_for("tokens  L1H2  token 3 \" and\": where it looks");
-    wait_for("<|endoftext|>When Mary and John went to the store");
-    wait_for(want_row);
-    wait_for("d direction");
-    keys("d");
-    wait_for("tokens  L1H2  token 3 \" and\": what looks at it");
-    wait_for(want_col);
-    keys("a");
-    wait_for("L1 all heads, H2");
-    wait_for("H0   <|endoftext|>When Mary");
-    wait_for("H3   <|endoftext|>When Mary");
-    keys("?");
-    wait_for("keys: tokens view");
-    keys("x q");
-    wait_for("L1H2  9 tokens");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_start(120, 40, args);
+    tmux_wait_for("L0H0  9 tokens  one cell per token");
+    tmux_keys("j j j ']' ']' '}' t");
+    tmux_wait_for("tokens  L1H2  token 3 \" and\": where it looks");
+    tmux_wait_for("<|endoftext|>When Mary and John went to the store");
+    tmux_wait_for(want_row);
+    tmux_wait_for("d direction");
+    tmux_keys("d");
+    tmux_wait_for("tokens  L1H2  token 3 \" and\": what looks at it");
+    tmux_wait_for(want_col);
+    tmux_keys("a");
+    tmux_wait_for("L1 all heads, H2");
+    tmux_wait_for("H0   <|endoftext|>When Mary");
+    tmux_wait_for("H3   <|endoftext|>When Mary");
+    tmux_keys("?");
+    tmux_wait_for("keys: tokens view");
+    tmux_keys("x q");
+    tmux_wait_for("L1H2  9 tokens");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
     mech_run_free(run);
     free(seq);
     mech_free(ids);
@@ -320,37 +228,37 @@ static void test_tui_term_tokens(void **state) {
 // SIGTERM while it runs: the process dies of it, the terminal is back.
 static void test_tui_term_sigterm_restores(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char args[700];
     snprintf(args, sizeof args, "%s", db);
-    start(80, 24, args);
-    wait_for("1 of 1 runs");
+    tmux_start(80, 24, args);
+    tmux_wait_for("1 of 1 runs");
     char pid[32];
-    sh(pid, sizeof pid, "cat %s", mech_test_tmpn("tui.pid"));
+    tmux_sh(pid, sizeof pid, "cat %s", mech_test_tmpn("tui.pid"));
     assert_true(atoi(pid) > 1);
-    assert_int_equal(sh(NULL, 0, "kill -TERM %d", atoi(pid)), 0);
-    assert_restored("rc=143");
-    stop();
+    assert_int_equal(tmux_sh(NULL, 0, "kill -TERM %d", atoi(pid)), 0);
+    tmux_assert_restored("rc=143");
+    tmux_stop();
 }
 
 // Ctrl-C (SIGINT through the terminal's own line discipline): the same.
 static void test_tui_term_ctrl_c_restores(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char args[700];
     snprintf(args, sizeof args, "%s", db);
-    start(80, 24, args);
-    wait_for("1 of 1 runs");
-    keys("C-c");
-    assert_restored("rc=130");
-    stop();
+    tmux_start(80, 24, args);
+    tmux_wait_for("1 of 1 runs");
+    tmux_keys("C-c");
+    tmux_assert_restored("rc=130");
+    tmux_stop();
 }
 
 // Another process writes the database while it is open: its run appears,
 // the selection stays where it was.
 static void test_tui_term_refresh_while_open(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     const char *live = mech_test_tmpn("live.db");
     mech_test_rm_db(live);
     char *out = NULL;
@@ -359,35 +267,35 @@ static void test_tui_term_refresh_while_open(void **state) {
     free(out);
     char args[700];
     snprintf(args, sizeof args, "%s", live);
-    start(100, 24, args);
-    wait_for("1 of 1 runs");
+    tmux_start(100, 24, args);
+    tmux_wait_for("1 of 1 runs");
     if (mech_test_cli(&out, NULL, "heads --model %s --prompt 'four five six seven' --db %s", model, live))
         fail_msg("mech heads: %s", out);
     free(out);
-    wait_for("2 of 2 runs");
-    wait_for("     2  heads    done");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_wait_for("2 of 2 runs");
+    tmux_wait_for("     2  heads    done");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
     mech_test_rm_db(live);
 }
 
 // A resized window is laid out again: the heatmap's pooling follows the size.
 static void test_tui_term_resize(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char args[1000];
     snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
-    start(120, 40, args);
-    wait_for("L0H0  9 tokens  one cell per token");
+    tmux_start(120, 40, args);
+    tmux_wait_for("L0H0  9 tokens  one cell per token");
     // 8 rows: 8 - 2 (title, footer) - 2 (title line, cursor line) - 3 (key axis) = 1 heatmap row
-    sh(NULL, 0, "tmux -L %s resize-window -t t -x 60 -y 8", sock);
-    wait_for("L0H0  9 tokens  max pooling: 9 x 1 tokens per cell");
-    sh(NULL, 0, "tmux -L %s resize-window -t t -x 120 -y 40", sock);
-    wait_for("L0H0  9 tokens  one cell per token");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_sh(NULL, 0, "tmux -L %s resize-window -t t -x 60 -y 8", tmux_sock);
+    tmux_wait_for("L0H0  9 tokens  max pooling: 9 x 1 tokens per cell");
+    tmux_sh(NULL, 0, "tmux -L %s resize-window -t t -x 120 -y 40", tmux_sock);
+    tmux_wait_for("L0H0  9 tokens  one cell per token");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
 }
 
 // Counts the SGR sequences (ESC [ ... m) that set a foreground or a
@@ -414,23 +322,23 @@ static void sgr_colours(const char *s, int *fg, int *bg) {
 // no colour is sent at all, and the glyph ramp still draws the pattern.
 static void test_tui_term_colour_and_no_color(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char args[1000];
     snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
     for (int no_color = 0; no_color < 2; no_color++) {
-        start_env(no_color ? "NO_COLOR=1 TERM=xterm-256color" : "TERM=xterm-256color", 120, 40, args);
-        wait_for("L0H0  9 tokens");
+        tmux_start_env(no_color ? "NO_COLOR=1 TERM=xterm-256color" : "TERM=xterm-256color", 120, 40, args);
+        tmux_wait_for("L0H0  9 tokens");
         static char esc[65536];
-        sh(esc, sizeof esc, "tmux -L %s capture-pane -e -p -t t", sock);
+        tmux_sh(esc, sizeof esc, "tmux -L %s capture-pane -e -p -t t", tmux_sock);
         int fg = 0, bg = 0;
         sgr_colours(esc, &fg, &bg);
         if (no_color) {
             if (fg || bg) fail_msg("colour escapes under NO_COLOR:\n%s", esc);
         } else if (!bg) fail_msg("no background colours in the heatmap:\n%s", esc);
-        wait_for("            When ++"); // the glyph ramp either way
-        keys("q");
-        assert_restored("rc=0");
-        stop();
+        tmux_wait_for("            When ++"); // the glyph ramp either way
+        tmux_keys("q");
+        tmux_assert_restored("rc=0");
+        tmux_stop();
     }
 }
 
@@ -490,7 +398,7 @@ static void test_tui_cli_errors(void **state) {
 // numbers equal the patterns of a forward of each prompt.
 static void test_tui_term_difference(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     mech_err err = {0};
     mech_model *m = NULL;
     if (mech_model_load(model, &m, &err)) fail_msg("%s", err.msg);
@@ -512,25 +420,25 @@ static void test_tui_term_difference(void **state) {
     char want[200], args[1000];
     snprintf(want, sizeof want, "clean %.4f  corrupted %.4f  diff %+.4f", w[0], w[1], w[0] - w[1]);
     snprintf(args, sizeof args, "--model %s --ids 464,5335,290,1757,1816 --corrupt-ids 464,1757,290,5335,1816", model);
-    start(120, 40, args);
-    wait_for("L0H0  5 tokens  one cell per token");
-    keys("D");
-    wait_for("L0H0  clean - corrupted");
-    keys("j j j l ']' ']' '}'");
-    wait_for("L1H2  clean - corrupted");
-    wait_for(want);
-    keys("D");
-    wait_for("L1H2  5 tokens");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_start(120, 40, args);
+    tmux_wait_for("L0H0  5 tokens  one cell per token");
+    tmux_keys("D");
+    tmux_wait_for("L0H0  clean - corrupted");
+    tmux_keys("j j j l ']' ']' '}'");
+    tmux_wait_for("L1H2  clean - corrupted");
+    tmux_wait_for(want);
+    tmux_keys("D");
+    tmux_wait_for("L1H2  5 tokens");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
 }
 
 // Enter on a patch run opens its effect grid; the cursor's value is the
 // stored effect; Esc goes back to the runs list.
 static void test_tui_term_open_patch_run(void **state) {
     (void)state;
-    if (!have_tmux()) skip();
+    if (!tmux_have()) skip();
     char pairs[600], pdb[600], *out = NULL;
     snprintf(pairs, sizeof pairs, "%s", mech_test_tmpn("tui_pairs.jsonl"));
     snprintf(pdb, sizeof pdb, "%s", mech_test_tmpn("tui_patch.db"));
@@ -558,21 +466,21 @@ static void test_tui_term_open_patch_run(void **state) {
     char want[96];
     snprintf(want, sizeof want, "L1 pos 3  effect %.4f", want_v);
 
-    start(100, 30, pdb);
-    wait_for("patch    done");
-    keys("Enter");
-    wait_for("run 1  patch  mean effect over 1 pair, layer x position");
+    tmux_start(100, 30, pdb);
+    tmux_wait_for("patch    done");
+    tmux_keys("Enter");
+    tmux_wait_for("run 1  patch  mean effect over 1 pair, layer x position");
     // patching the one differing position at layer 0 restores the clean run
-    keys("l");
-    wait_for("L0 pos 1  effect 1.0000");
-    keys("j l l");
-    wait_for(want);
-    wait_for("L1 ");
-    keys("Escape");
-    wait_for("1 of 1 runs");
-    keys("q");
-    assert_restored("rc=0");
-    stop();
+    tmux_keys("l");
+    tmux_wait_for("L0 pos 1  effect 1.0000");
+    tmux_keys("j l l");
+    tmux_wait_for(want);
+    tmux_wait_for("L1 ");
+    tmux_keys("Escape");
+    tmux_wait_for("1 of 1 runs");
+    tmux_keys("q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
     mech_test_rm_db(pdb);
     unlink(pairs);
 }

@@ -86,6 +86,16 @@ static int search_key(mech_tui_app *app, int key) {
     return MECH_TUI_REDRAW;
 }
 
+void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
+    mech_err err = {0};
+    if (mech_tui_runview_load(app->db_path, id, &app->run, &err)) {
+        app->run.id = id;
+        snprintf(app->run.kind, sizeof app->run.kind, "%s", kind);
+        snprintf(app->run.title, sizeof app->run.title, "cannot read it: %.120s", err.msg);
+    }
+    app->view = MECH_TUI_VIEW_RUN;
+}
+
 int mech_tui_app_key(mech_tui_app *app, int key) {
     if (app->help) {
         app->help = 0;
@@ -124,13 +134,8 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         if ((r & MECH_TUI_OPEN) && app->db_path && mech_tui_runs_selected(&app->runs)) {
             // a run that cannot be read opens as its error message
             const mech_tui_run_row *sel = mech_tui_runs_selected(&app->runs);
-            mech_err err = {0};
-            if (mech_tui_runview_load(app->db_path, sel->id, &app->run, &err)) {
-                app->run.id = sel->id;
-                snprintf(app->run.kind, sizeof app->run.kind, "%s", sel->kind);
-                snprintf(app->run.title, sizeof app->run.title, "cannot read it: %.120s", err.msg);
-            }
-            app->view = MECH_TUI_VIEW_RUN, r = MECH_TUI_REDRAW;
+            mech_tui_app_open_run(app, sel->id, sel->kind);
+            r = MECH_TUI_REDRAW;
         }
         break;
     case MECH_TUI_VIEW_HEAD:

@@ -51,6 +51,11 @@ typedef struct mech_tui_cell {
     uint8_t level; // for MECH_TUI_HEAT (and CROSS/SEL over a heatmap)
     uint8_t heat;  // 1 when the cell is part of a heatmap
     uint8_t sign;  // a difference heatmap's cell: 1 positive, 2 negative (0: sequential heatmap)
+    // Two heatmap rows in one text row (upper-half block on UTF-8
+    // terminals): level is the upper row's, lo the lower's, lo_sign its sign;
+    // ch is the glyph of the larger, the rendering without colour or UTF-8.
+    uint8_t half;
+    uint8_t lo, lo_sign;
 } mech_tui_cell;
 
 // h x w cells, row-major. Owns cells.
@@ -286,6 +291,9 @@ typedef struct mech_tui_app {
 int mech_tui_app_key(mech_tui_app *app, int key);
 // The whole screen (title, view, footer, help overlay) into g (already sized).
 void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g);
+// Opens run id of db_path in the view that fits its kind (the run view as
+// a fallback); a run that cannot be read opens with its error as the title.
+void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind);
 // Reloads the runs from db_path (keeps the selection). 1 when they changed.
 int mech_tui_app_reload(mech_tui_app *app);
 void mech_tui_app_deinit(mech_tui_app *app);
