@@ -104,12 +104,18 @@ bench: all $(BENCHES)
 demo: all
 	./$(MECH_BIN) demo
 	MECH=./$(MECH_BIN) sh examples/experiments.sh demo-out
+	@echo; echo "Browse every result above in the terminal interface: make tui   (= ./$(MECH_BIN) tui demo-out/results.db)"
+
+# the terminal interface on the demo's results (made first when missing)
+tui: all
+	@test -f demo-out/results.db || $(MAKE) --no-print-directory demo
+	./$(MECH_BIN) tui demo-out/results.db
 
 clean:
 	rm -rf build build-san build-fuzz mech demo-out
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
-.PHONY: all test bench demo clean
+.PHONY: all test bench demo tui clean
 .SECONDARY:
 
 # The GPT-2 vocabulary is assembled into the library with .incbin.

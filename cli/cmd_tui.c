@@ -200,7 +200,7 @@ int cmd_tui(int argc, char **argv) {
             mech_tui_run_row *rows = NULL;
             size_t n_rows = 0;
             mech_err err = {0};
-            if (mech_tui_runs_load(db, &rows, &n_rows, &err)) {
+            if (mech_tui_db_check(db, &err) || mech_tui_runs_load(db, &rows, &n_rows, &err)) {
                 mech_tui_app_deinit(&app);
                 mech_run_free(crun);
                 mech_run_free(run);

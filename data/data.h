@@ -142,6 +142,11 @@ mech_status mech_store_open_read(const char *path, mech_store **out, mech_err *e
 void mech_store_close(mech_store *s);
 // The path s was opened with (borrowed; valid until mech_store_close).
 const char *mech_store_path(const mech_store *s);
+// The cheap checks mech_store_open makes before writing (size against page
+// count, quick_check, index entry counts), on an open store (also a
+// read-only one): what a reader runs once before it trusts a file. Reads
+// the whole file. Errors: MECH_ERR_DB naming the damage, MECH_ERR_IO.
+mech_status mech_store_check_quick(mech_store *s, mech_err *err);
 // Runs the full PRAGMA integrity_check (every index entry against its row;
 // slower than the checks mech_store_open makes). Errors: MECH_ERR_DB with SQLite's first
 // complaint.

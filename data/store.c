@@ -619,6 +619,12 @@ void mech_store_close(mech_store *s) {
 
 const char *mech_store_path(const mech_store *s) { return s->path; }
 
+mech_status mech_store_check_quick(mech_store *s, mech_err *err) {
+    long long size = 0;
+    mech_status st = check_file(s->path, &size, err);
+    return st ? st : check_intact(s->db, s->path, size, file_size(s->path, "-wal"), err);
+}
+
 mech_status mech_store_check(mech_store *s, mech_err *err) {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL) != SQLITE_OK)

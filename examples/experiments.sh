@@ -71,5 +71,9 @@ q "select site as edge, round(value, 3) as effect from results
 echo; echo "-- IOI on the random GPT-2: the heads with the largest mean effect (random weights: noise)"
 q "select layer, head, round(avg(value), 3) as effect from results
    where run_id = 5 and metric = 'effect' group by layer, head order by effect desc limit 3"
+echo; echo "== an ACDC threshold sweep on the compiled model, both ablations (each threshold's circuit is a run) =="
+"$MECH" acdc --model "$OUT/reverse.safetensors" --dataset compiled --n 20 --sweep --taus 1e-4,1e-2,1 \
+            --ablations zero,resample --db "$DB"
+
 echo
 "$MECH" db --db "$DB" ls

@@ -453,7 +453,15 @@ static void test_worked_example_script(void **state) {
     assert_non_null(strstr(b.data, "TPR 1.000  FPR 0.0000  (14 of 14 truth edges found, 0 false positives)"));
     char db[600];
     snprintf(db, sizeof db, "%s/results.db", dir);
-    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 8);
+    // 8 runs, then a sweep run and its 3 thresholds x 2 ablations
+    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 15);
+    assert_int_equal(query_int(db, "select count(*) from runs where kind='acdc' and "
+                                   "json_extract(params, '$.sweep') = (select id from runs where kind='acdc-sweep')"),
+                     6);
+    // zero ablation finds reverse's circuit at every threshold up to 1e-2: AUC 1
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=9 and metric='auc' and site='zero' "
+                                   "and value = 1"),
+                     1);
     assert_int_equal(query_int(db, "select count(*) from results where run_id=4 and metric='kept'"), 14);
     // reverse's answer lives at input position 1 at every layer before the last
     assert_int_equal(query_int(db, "select count(*) from (select layer, pos, avg(value) as e from results where run_id=1 and "

@@ -73,3 +73,11 @@ done:
     mech_store_close(s);
     return st;
 }
+
+mech_status mech_tui_db_check(const char *path, mech_err *err) {
+    mech_store *s = NULL;
+    mech_status st = mech_store_open_read(path, &s, err);
+    if (!st) st = mech_store_check_quick(s, err);
+    mech_store_close(s);
+    return st;
+}

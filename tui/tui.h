@@ -161,6 +161,12 @@ void mech_tui_runs_render(mech_tui_runs *v, mech_tui_grid *g, int y0, int h);
 // Errors: as mech_store_open_read (MECH_ERR_IO for a missing file), MECH_ERR_DB.
 mech_status mech_tui_runs_load(const char *path, mech_tui_run_row **rows, size_t *n, mech_err *err);
 
+// Whether the database at path can be trusted before it is shown: opened
+// read-only, then the store's cheap damage checks (mech_store_check_quick:
+// size, quick_check, index counts; reads the file once). Errors: as
+// mech_store_open_read, MECH_ERR_DB naming the damage.
+mech_status mech_tui_db_check(const char *path, mech_err *err);
+
 // --- Attention view ---------------------------------------------------------
 
 #define MECH_TUI_SCORE_KINDS 3 // previous-token, duplicate-token, induction
