@@ -57,7 +57,7 @@ $(B)/libmech.a: $(LIB_OBJ)
 	$(Q)$(AR) rcs $@ $^
 
 # ncurses only in the binary (tui/*.c) and the tui suites: libmech.a stays free of it
-CURSES_LIBS := $(shell pkg-config --libs ncurses 2>/dev/null || echo -lncurses)
+CURSES_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
 TUI_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tui/*.c))
 
 $(MECH_BIN): $(CLI_OBJ) $(B)/libmech.a

@@ -31,6 +31,7 @@ int cmd_patch(int argc, char **argv);
 int cmd_attrib(int argc, char **argv);
 int cmd_acdc(int argc, char **argv);
 int cmd_tui(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 extern const cli_cmd cli_commands[];
 const cli_cmd *cli_find(const char *name);

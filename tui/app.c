@@ -31,6 +31,7 @@ static const key_help key_table[] = {
     {V_ALL, "q", "leave this view (the last one: quit)", "q quit"},
     {V_ALL, "?", "this help (any key closes it)", "? help"},
     {V_ALL, "Tab", "next view", "Tab view"},
+    {V_ALL, "x X", "export the screen as text (x) or SVG (X): mech-VIEW-N.txt/.svg here or in $MECH_TUI_EXPORT_DIR", NULL},
     {V_RUNS, "j k Up Down", "select the next / previous run", NULL},
     {V_RUNS, "PgUp PgDn", "a page up / down", NULL},
     {V_RUNS, "g G Home End", "first / last run", NULL},
@@ -97,6 +98,7 @@ void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
 }
 
 int mech_tui_app_key(mech_tui_app *app, int key) {
+    app->status[0] = 0;
     if (app->help) {
         app->help = 0;
         return MECH_TUI_REDRAW;
@@ -106,6 +108,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         app->help = 1;
         return MECH_TUI_REDRAW;
     }
+    // the terminal layer writes the grid it last drew (tui/export.c)
+    if (key == 'x') return MECH_TUI_EXPORT_TXT | MECH_TUI_REDRAW;
+    if (key == 'X') return MECH_TUI_EXPORT_SVG | MECH_TUI_REDRAW;
     if (key == MECH_TUI_KEY_TAB) {
         for (int i = 1; i <= MECH_TUI_VIEW_COUNT_; i++) {
             mech_tui_view v = (mech_tui_view)((app->view + i) % MECH_TUI_VIEW_COUNT_);
@@ -165,7 +170,8 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
 static void render_footer(const mech_tui_app *app, mech_tui_grid *g, int y) {
     char line[512] = "";
     size_t n = 0;
-    if (app->searching)
+    if (app->status[0]) snprintf(line, sizeof line, "%.500s", app->status);
+    else if (app->searching)
         snprintf(line, sizeof line, "search: %s_   (Enter keeps, Esc drops)", app->runs.search);
     else
         for (size_t i = 0; i < N_KEYS; i++) {
@@ -235,6 +241,28 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     }
     render_footer(app, g, g->h - 1);
     if (app->help) render_help(app, g);
+}
+
+const char *mech_tui_app_view_name(const mech_tui_app *app) {
+    return app->view < MECH_TUI_VIEW_COUNT_ ? view_names[app->view] : "view";
+}
+
+mech_status mech_tui_app_set_view(mech_tui_app *app, const char *name, mech_err *err) {
+    char have[256] = "";
+    size_t n = 0;
+    for (int v = 0; v < MECH_TUI_VIEW_COUNT_; v++) {
+        if (!view_exists(app, (mech_tui_view)v) || !view_names[v]) continue;
+        int same = strlen(name) == strlen(view_names[v]);
+        for (size_t i = 0; same && name[i]; i++)
+            same = name[i] == view_names[v][i] || (name[i] == '-' && view_names[v][i] == ' ');
+        if (same) {
+            app->view = (mech_tui_view)v;
+            return MECH_OK;
+        }
+        int w = snprintf(have + n, sizeof have - n, "%s%s", n ? ", " : "", view_names[v]);
+        if (w > 0 && (size_t)w < sizeof have - n) n += (size_t)w;
+    }
+    return mech_err_set(err, MECH_ERR_ARG, "no view '%s' here (there are: %s)", name, have);
 }
 
 int mech_tui_app_reload(mech_tui_app *app) {

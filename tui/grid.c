@@ -78,3 +78,33 @@ void mech_tui_token_label(const char *tok, char *out, size_t cap) {
     }
     out[o] = 0;
 }
+
+// --- Heat cells -------------------------------------------------------------
+
+static int clamp_level(int l) { return l < 0 ? 0 : l >= MECH_TUI_LEVELS ? MECH_TUI_LEVELS - 1 : l; }
+
+static char ramp_glyph(int level, int sign) {
+    const char *r = sign == 1 ? mech_tui_ramp_pos : sign == 2 ? mech_tui_ramp_neg : mech_tui_ramp;
+    return r[clamp_level(level)];
+}
+
+void mech_tui_grid_heat(mech_tui_grid *g, int y, int x, int level, int sign) {
+    mech_tui_cell *c = mech_tui_grid_at(g, y, x);
+    if (!c) return;
+    sign = sign == 1 || sign == 2 ? sign : 0;
+    *c = (mech_tui_cell){.ch = ramp_glyph(level, sign), .role = MECH_TUI_HEAT, .level = (uint8_t)clamp_level(level),
+                         .heat = 1, .sign = (uint8_t)sign};
+}
+
+void mech_tui_grid_heat2(mech_tui_grid *g, int y, int x, int upper_level, int upper_sign, int lower_level,
+                         int lower_sign) {
+    mech_tui_cell *c = mech_tui_grid_at(g, y, x);
+    if (!c) return;
+    int ul = clamp_level(upper_level), ll = clamp_level(lower_level);
+    int us = upper_sign == 1 || upper_sign == 2 ? upper_sign : 0;
+    int ls = lower_sign == 1 || lower_sign == 2 ? lower_sign : 0;
+    // without colour one glyph stands for both rows: the stronger one's
+    char ch = ll > ul ? ramp_glyph(ll, ls) : ramp_glyph(ul, us);
+    *c = (mech_tui_cell){.ch = ch, .role = MECH_TUI_HEAT, .level = (uint8_t)ul, .heat = 1, .sign = (uint8_t)us,
+                         .half = 1, .lo = (uint8_t)ll, .lo_sign = (uint8_t)ls};
+}

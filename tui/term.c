@@ -1,16 +1,22 @@
 /*
 ** tui/term.c: the only curses code: terminal set-up and restore, colour
-** roles (true 256-colour ramp, 8 colours, or attributes only under NO_COLOR
-** or a monochrome terminal, where the glyph ramp still shows the heatmap),
-** drawing the cell grid, and the input loop. ncurses sends only the cells
+** modes (24-bit, 256 or 8 colours from tui/palette.c, or attributes only
+** under NO_COLOR or on a monochrome terminal, where the glyph ramp still
+** shows the heatmap), upper-half blocks for half cells on UTF-8 terminals,
+** drawing the cell grid, the export keys and the input loop. ncurses sends only the cells
 ** that changed, so an idle screen sends nothing.
 **
 ** Invariant: after mech_tui_main returns, or the process dies of SIGINT,
 ** SIGTERM, SIGHUP, SIGSEGV, SIGBUS, SIGFPE or SIGABRT, endwin() has run.
 */
+// the wide-character API (ncursesw): the upper-half block and extended pairs
+#define NCURSES_WIDECHAR 1
 #include "tui/tui.h"
 
 #include <curses.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <term.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,71 +66,118 @@ static void signals_restore(void) {
 
 // --- Colour -------------------------------------------------------------------
 
-// heat pairs: PAIR_HEAT0 + level; a difference heatmap's: PAIR_POS0 / PAIR_NEG0 + level
-enum { PAIR_TITLE = 1, PAIR_ERROR, PAIR_HEAT0, PAIR_POS0 = PAIR_HEAT0 + MECH_TUI_LEVELS,
-       PAIR_NEG0 = PAIR_POS0 + MECH_TUI_LEVELS };
-static int use_color;
-static attr_t role_attr[MECH_TUI_ROLE_COUNT_];
-
-// viridis-like sequential ramp in the xterm 256-colour cube (dark purple,
-// blue, teal, green, yellow): perceptually ordered and colour-blind safe
-static const short ramp256[MECH_TUI_LEVELS] = {234, 53, 61, 24, 31, 37, 36, 71, 149, 226};
-static const short ramp8[MECH_TUI_LEVELS] = {COLOR_BLACK, COLOR_BLUE, COLOR_BLUE, COLOR_MAGENTA, COLOR_MAGENTA,
-                                             COLOR_CYAN, COLOR_CYAN, COLOR_GREEN, COLOR_YELLOW, COLOR_YELLOW};
-
-// the diverging palette of differences: orange-red above zero, blue below
-// (red/blue stays apart for the common colour blindnesses), darker near zero
-static const short pos256[MECH_TUI_LEVELS] = {234, 52, 88, 124, 160, 166, 202, 208, 214, 220};
-static const short neg256[MECH_TUI_LEVELS] = {234, 17, 18, 19, 20, 26, 32, 38, 45, 51};
+// What each cell looks like comes from tui/palette.c (mech_tui_cell_look);
+// pairs are allocated on first use (alloc_pair). The palette has a few
+// levels only, so a frame needs few pairs and ncurses still sends only the
+// cells that changed.
+static int color_mode;  // mech_tui_colors
+static int half_blocks; // draw half cells as U+2580 (UTF-8 and colour)
 
 static void colors_init(void) {
-    const char *nc = getenv("NO_COLOR");
-    use_color = has_colors() && !(nc && *nc) && start_color() == OK;
-    role_attr[MECH_TUI_TITLE] = A_BOLD;
-    role_attr[MECH_TUI_HEADER] = A_BOLD;
-    role_attr[MECH_TUI_SEL] = A_REVERSE;
-    role_attr[MECH_TUI_CROSS] = A_UNDERLINE;
-    role_attr[MECH_TUI_DIM] = A_DIM;
-    role_attr[MECH_TUI_FOOTER] = A_REVERSE;
-    role_attr[MECH_TUI_ERROR] = A_BOLD;
-    if (!use_color) return;
-    use_default_colors();
-    init_pair(PAIR_TITLE, COLOR_CYAN, -1);
-    init_pair(PAIR_ERROR, COLOR_RED, -1);
-    role_attr[MECH_TUI_TITLE] |= COLOR_PAIR(PAIR_TITLE);
-    role_attr[MECH_TUI_ERROR] |= COLOR_PAIR(PAIR_ERROR);
-    for (int l = 0; l < MECH_TUI_LEVELS; l++) {
-        short bg = COLORS >= 256 ? ramp256[l] : ramp8[l];
-        // the glyph stays readable on its background: dark on the bright end
-        init_pair((short)(PAIR_HEAT0 + l), l >= MECH_TUI_LEVELS - 3 ? COLOR_BLACK : COLOR_WHITE, bg);
-        int bright = l >= MECH_TUI_LEVELS - 3;
-        init_pair((short)(PAIR_POS0 + l), bright ? COLOR_BLACK : COLOR_WHITE,
-                  COLORS >= 256 ? pos256[l] : l ? COLOR_RED : COLOR_BLACK);
-        init_pair((short)(PAIR_NEG0 + l), bright ? COLOR_BLACK : COLOR_WHITE,
-                  COLORS >= 256 ? neg256[l] : l ? COLOR_BLUE : COLOR_BLACK);
+    if (color_mode == MECH_TUI_COLORS_NONE) return;
+    if (!has_colors() || start_color() != OK) {
+        color_mode = MECH_TUI_COLORS_NONE, half_blocks = 0;
+        return;
     }
+    use_default_colors();
 }
 
-static chtype cell_ch(const mech_tui_cell *c) {
-    chtype ch = (chtype)(unsigned char)c->ch;
-    if (c->heat) {
-        int base = c->sign == 1 ? PAIR_POS0 : c->sign == 2 ? PAIR_NEG0 : PAIR_HEAT0;
-        attr_t a = use_color ? COLOR_PAIR(base + c->level) : 0;
-        if (c->role == MECH_TUI_SEL) a |= A_REVERSE | A_BOLD;
-        else if (c->role == MECH_TUI_CROSS) a |= A_UNDERLINE;
-        return ch | a;
+static void cell_cchar(const mech_tui_cell *c, cchar_t *out) {
+    mech_tui_look k;
+    mech_tui_cell_look(c, color_mode, half_blocks, &k);
+    wchar_t wch[2] = {(wchar_t)k.ch, 0};
+    attr_t a = (k.bold ? A_BOLD : 0) | (k.reverse ? A_REVERSE : 0) | (k.underline ? A_UNDERLINE : 0) |
+               (k.dim ? A_DIM : 0);
+    int pair = 0;
+    if (k.fg >= 0 || k.bg >= 0) {
+        pair = alloc_pair(k.fg, k.bg);
+        if (pair < 0) pair = 0;
     }
-    return ch | role_attr[c->role < MECH_TUI_ROLE_COUNT_ ? c->role : 0];
+    setcchar(out, wch, a, 0, &pair);
 }
 
 static void draw(const mech_tui_grid *g) {
+    cchar_t cc;
     for (int y = 0; y < g->h; y++)
         for (int x = 0; x < g->w; x++) {
             // the bottom-right cell would scroll the screen on some terminals
             if (y == g->h - 1 && x == g->w - 1) break;
-            mvaddch(y, x, cell_ch(&g->cells[y * g->w + x]));
+            cell_cchar(&g->cells[y * g->w + x], &cc);
+            mvadd_wch(y, x, &cc);
         }
     refresh();
+}
+
+// --- Terminal type --------------------------------------------------------------
+
+// COLORTERM says the terminal takes 24-bit colour, but ncurses emits it only
+// for a terminfo entry with RGB (xterm-direct...), which few systems set as
+// TERM. So the entry is made here: the user's own TERM entry plus RGB and
+// setaf/setab writing 38;2;r;g;b, compiled by tic into a temporary
+// directory that ncurses reads once (newterm) and that is then removed.
+// Any failure leaves the caller on TERM (256 colours).
+static int direct_term(const char *term, char *dir, size_t cap) {
+    if (!term || !*term || strlen(term) > 100) return -1;
+    for (const char *p = term; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", *p)) return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, cap, "%s/mech-tui-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) return -1;
+    char src[700], cmd[2200];
+    snprintf(src, sizeof src, "%s/direct.ti", dir);
+    FILE *f = fopen(src, "w");
+    if (!f) return -1;
+    fprintf(f,
+            "mech-direct|%s with 24-bit colour,\n"
+            "\tRGB, colors#0x1000000, pairs#0x10000,\n"
+            "\tsetaf=\\E[38;2;%%p1%%{65536}%%/%%d;%%p1%%{256}%%/%%{255}%%&%%d;%%p1%%{255}%%&%%dm,\n"
+            "\tsetab=\\E[48;2;%%p1%%{65536}%%/%%d;%%p1%%{256}%%/%%{255}%%&%%d;%%p1%%{255}%%&%%dm,\n"
+            "\tuse=%s,\n",
+            term, term);
+    if (fclose(f)) return -1;
+    snprintf(cmd, sizeof cmd, "tic -x -o '%s' '%s' >/dev/null 2>&1", dir, src);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void rm_direct_term(const char *dir) {
+    if (!dir[0]) return;
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) { /* a temporary directory left behind is harmless */ }
+}
+
+// newterm on the terminal, choosing the colour mode (and for true colour
+// on a TERM without it, the entry direct_term makes).
+static SCREEN *term_open(void) {
+    const char *term = getenv("TERM");
+    int err = 0, has_rgb = 0, ncolors = -1;
+    if (setupterm(NULL, STDOUT_FILENO, &err) == OK) {
+        has_rgb = tigetflag("RGB") > 0;
+        ncolors = tigetnum("colors");
+        del_curterm(cur_term);
+    }
+    color_mode = mech_tui_colors_choose(getenv("MECH_TUI_COLORS"), getenv("NO_COLOR"), getenv("COLORTERM"), has_rgb,
+                                        ncolors);
+    SCREEN *s = NULL;
+    if (color_mode == MECH_TUI_COLORS_24BIT && !has_rgb) {
+        char dir[600] = "";
+        if (direct_term(term, dir, sizeof dir) == 0) {
+            const char *old = getenv("TERMINFO");
+            char *saved = old ? strdup(old) : NULL;
+            setenv("TERMINFO", dir, 1);
+            s = newterm("mech-direct", stdout, stdin);
+            if (saved) setenv("TERMINFO", saved, 1);
+            else unsetenv("TERMINFO");
+            free(saved);
+        }
+        rm_direct_term(dir);
+        if (!s) color_mode = ncolors >= 256 ? MECH_TUI_COLORS_256 : ncolors >= 8 ? MECH_TUI_COLORS_8 : 0;
+    }
+    if (!s) s = newterm(NULL, stdout, stdin);
+    // half blocks need a UTF-8 locale; under NO_COLOR the glyphs say it all
+    const char *cs = nl_langinfo(CODESET);
+    half_blocks = color_mode != MECH_TUI_COLORS_NONE && cs && !strcmp(cs, "UTF-8");
+    return s;
 }
 
 // --- Keys -------------------------------------------------------------------
@@ -147,6 +200,17 @@ static int map_key(int ch) {
     }
 }
 
+// x / X: the grid on the screen (the last one drawn) to a file; the footer
+// then says where it went, or why it could not.
+static void export_screen(mech_tui_app *app, const mech_tui_grid *g, int svg) {
+    char path[1200];
+    mech_err err = {0};
+    if (mech_tui_export(g, getenv("MECH_TUI_EXPORT_DIR"), mech_tui_app_view_name(app), svg, half_blocks, path,
+                        sizeof path, &err))
+        snprintf(app->status, sizeof app->status, "export failed: %s", err.msg);
+    else snprintf(app->status, sizeof app->status, "wrote %s", path);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -158,7 +222,9 @@ int mech_tui_main(mech_tui_app *app) {
         fprintf(stderr, "mech tui: error: needs a terminal (standard input and output are not one)\n");
         return 1;
     }
-    term_screen = newterm(NULL, stdout, stdin);
+    // the character set only: numbers keep their '.' (LC_NUMERIC stays "C")
+    setlocale(LC_CTYPE, "");
+    term_screen = term_open();
     if (!term_screen) {
         fprintf(stderr, "mech tui: error: cannot use the terminal '%s'\n", getenv("TERM") ? getenv("TERM") : "");
         return 1;
@@ -209,6 +275,7 @@ int mech_tui_main(mech_tui_app *app) {
         if (key < 0) continue;
         int r = mech_tui_app_key(app, key);
         if (r & MECH_TUI_QUIT) break;
+        if (r & (MECH_TUI_EXPORT_TXT | MECH_TUI_EXPORT_SVG)) export_screen(app, &g, r & MECH_TUI_EXPORT_SVG);
         if (r) dirty = 1;
     }
     mech_tui_grid_deinit(&g);

@@ -93,6 +93,8 @@ enum {
     MECH_TUI_OPEN = 16,  // open the selected item
     MECH_TUI_GRID = 32,  // switch to the all-heads grid
     MECH_TUI_TOKENS = 64, // switch to the token view
+    MECH_TUI_EXPORT_TXT = 1 << 12, // write the screen as text (x; the terminal layer does it)
+    MECH_TUI_EXPORT_SVG = 1 << 13, // ... as SVG (X)
 };
 
 // Keys the view models understand, independent of curses. Printable keys
@@ -269,6 +271,95 @@ void mech_tui_runview_deinit(mech_tui_runview *v);
 int mech_tui_runview_key(mech_tui_runview *v, int key);
 void mech_tui_runview_render(mech_tui_runview *v, mech_tui_grid *g, int y0, int h);
 
+// --- Colour, export and mech plot (tui/grid.c, tui/palette.c, tui/svg.c) ----
+
+// One heatmap cell at (y, x) (nothing outside the grid): role HEAT, heat 1,
+// level (clamped to 0..MECH_TUI_LEVELS-1), sign (0 sequential, 1 positive,
+// 2 negative) and ch the glyph of that ramp (mech_tui_ramp, _pos, _neg).
+void mech_tui_grid_heat(mech_tui_grid *g, int y, int x, int level, int sign);
+// Two heatmap rows in one cell, drawn as an upper-half block: level/sign the
+// upper row's, lo/lo_sign the lower's, half 1, and ch the glyph of the
+// larger level (the upper one on a tie), what shows without colour/UTF-8.
+void mech_tui_grid_heat2(mech_tui_grid *g, int y, int x, int upper_level, int upper_sign, int lower_level,
+                         int lower_sign);
+
+// An sRGB colour.
+typedef struct mech_tui_rgb {
+    uint8_t r, g, b;
+} mech_tui_rgb;
+
+// The colour of a heat cell (tui/palette.c): sign 0 the sequential
+// viridis ramp, 1 / 2 the red / blue side of the diverging ramp (level 0 of
+// both is the same neutral grey). Levels are clamped to 0..MECH_TUI_LEVELS-1.
+mech_tui_rgb mech_tui_palette_heat(int level, int sign);
+// Its approximations: an xterm 256-colour index (16..255, mech_tui_rgb_to_256)
+// and an ANSI colour 0..7 for 8-colour terminals.
+int mech_tui_palette_heat256(int level, int sign);
+int mech_tui_palette_heat8(int level, int sign);
+// Black or white, whichever reads on bg (by CIE L*).
+mech_tui_rgb mech_tui_palette_ink(mech_tui_rgb bg);
+// CIE L* (0 black .. 100 white) of c.
+double mech_tui_rgb_lightness(mech_tui_rgb c);
+// xterm's default RGB of colour index i (0..255).
+mech_tui_rgb mech_tui_xterm_rgb(int i);
+// The nearest colour (squared RGB distance) among indices 16..255.
+int mech_tui_rgb_to_256(mech_tui_rgb c);
+
+// How a role looks on a light page (the SVG export).
+typedef struct mech_tui_role_style {
+    mech_tui_rgb fg, bg;
+    uint8_t has_bg, bold, underline;
+} mech_tui_role_style;
+void mech_tui_palette_role(int role, mech_tui_role_style *s);
+
+// Colour modes of the terminal, best last.
+typedef enum mech_tui_colors {
+    MECH_TUI_COLORS_NONE = 0, // glyphs and attributes only
+    MECH_TUI_COLORS_8,
+    MECH_TUI_COLORS_256,
+    MECH_TUI_COLORS_24BIT,
+} mech_tui_colors;
+// How the terminal draws a cell in a colour mode (tui/term.c copies it).
+typedef struct mech_tui_look {
+    uint32_t ch;      // the code point: the cell's ch, or U+2580 for a half cell
+    int fg, bg;       // colour numbers, -1 the terminal's default: 0xRRGGBB in
+                      // 24-bit mode, an xterm index in 256, ANSI 0..7 in 8
+    uint8_t bold, reverse, underline, dim;
+} mech_tui_look;
+// A heat cell gets the palette's colour as background and black or white
+// ink; a half cell with half_blocks (UTF-8 and a colour mode) is U+2580 with
+// the upper row's colour as foreground and the lower's as background, else
+// its ch on the stronger row's colour; roles get attributes (and cyan / red
+// for the title and errors). Mode none: attributes only.
+void mech_tui_cell_look(const mech_tui_cell *c, int mode, int half_blocks, mech_tui_look *out);
+// "24bit" or "truecolor", "256", "8", "none" -> the mode; -1 otherwise.
+int mech_tui_colors_parse(const char *s);
+// The mode for a terminal: force ($MECH_TUI_COLORS) when it names a mode;
+// else none under a non-empty no_color ($NO_COLOR) or fewer than 8 colours;
+// 24-bit when the terminfo entry has RGB (has_rgb) or colorterm
+// ($COLORTERM) is truecolor or 24bit; else 256 or 8 by ncolors.
+int mech_tui_colors_choose(const char *force, const char *no_color, const char *colorterm, int has_rgb,
+                           int ncolors);
+
+// The grid as an SVG picture (tui/svg.c), appended to out: every cell
+// (mech_tui_svg_cell_size pixels) with heat cells as rects in the palette's
+// colours, a half cell as two, text in a monospace font in its role's
+// colour. Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_svg(const mech_tui_grid *g, mech_buf *out);
+void mech_tui_svg_cell_size(int *w, int *h);
+// The grid as text, as tmux's capture-pane prints the screen: one line per
+// row without trailing blanks; half cells as U+2580 (UTF-8) with
+// MECH_TUI_TEXT_HALF, else their ch; with MECH_TUI_TEXT_SCREEN the
+// bottom-right cell is left out, as the terminal layer never draws it.
+enum { MECH_TUI_TEXT_HALF = 1, MECH_TUI_TEXT_SCREEN = 2 };
+void mech_tui_grid_text(const mech_tui_grid *g, int flags, mech_buf *out);
+// Writes the grid as text (svg 0; as on the screen: MECH_TUI_TEXT_SCREEN) or SVG into dir ("" or NULL: the current
+// directory) as mech-<view>-<N>.txt/.svg, N the first number whose file does
+// not exist (never replacing one); the path written into path (cap bytes).
+// Errors: MECH_ERR_IO (nothing is left behind), MECH_ERR_NOMEM.
+mech_status mech_tui_export(const mech_tui_grid *g, const char *dir, const char *view, int svg, int half_blocks,
+                            char *path, size_t cap, mech_err *err);
+
 // --- The application ------------------------------------------------------
 
 typedef enum mech_tui_view {
@@ -290,6 +381,7 @@ typedef struct mech_tui_app {
     mech_tui_attn attn;
     mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
     char model_name[64];
+    char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
 } mech_tui_app;
 
 // One key of the application (help, Tab, q, search typing, then the view's
@@ -300,6 +392,11 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g);
 // Opens run id of db_path in the view that fits its kind (the run view as
 // a fallback); a run that cannot be read opens with its error as the title.
 void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind);
+// The current view's name ("runs", "attention", "all heads", ...).
+const char *mech_tui_app_view_name(const mech_tui_app *app);
+// Shows the view named name (as mech_tui_app_view_name, '-' for ' ' too)
+// when it exists in app. Errors: MECH_ERR_ARG naming the views there are.
+mech_status mech_tui_app_set_view(mech_tui_app *app, const char *name, mech_err *err);
 // Reloads the runs from db_path (keeps the selection). 1 when they changed.
 int mech_tui_app_reload(mech_tui_app *app);
 void mech_tui_app_deinit(mech_tui_app *app);
