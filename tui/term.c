@@ -127,6 +127,12 @@ static void draw(const mech_tui_grid *g) {
     refresh();
 }
 
+void mech_tui_term_draw(const mech_tui_grid *g) {
+    static int colours_ready;
+    if (!colours_ready) colors_init(), colours_ready = 1;
+    draw(g);
+}
+
 // --- Keys -------------------------------------------------------------------
 
 static int map_key(int ch) {
