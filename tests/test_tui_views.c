@@ -598,6 +598,58 @@ static void test_tui_attn_grid_difference(void **state) {
     mech_tui_attn_deinit(&a);
 }
 
+// Difference mode on a fitted long prompt (two pattern rows per text row)
+// and zoomed: each half of a cell carries its own pooled difference's level
+// and sign, equal to mech_tui_attn_pool_diff's, and a zoomed cell the
+// difference of its one token pair.
+static void test_tui_attn_difference_half_and_zoom(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 64, NH = 2;
+    attn_fill(&a, 1, NH, T);
+    size_t per = (size_t)T * T;
+    a.cpat = mech_malloc((size_t)NH * per * sizeof *a.cpat);
+    assert_non_null(a.cpat);
+    for (int h = 0; h < NH; h++) memcpy(a.cpat + h * per, a.pat + ((h + 1) % NH) * per, per * sizeof *a.cpat);
+    a.diff = 1;
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.half, 1);
+    int nr = (T + a.bin_r - 1) / a.bin_r, nc = (T + a.bin_c - 1) / a.bin_c, signs[3] = {0};
+    float *d = malloc((size_t)nr * nc * sizeof *d);
+    mech_tui_attn_pool_diff(&a, 0, 0, a.bin_r, a.bin_c, nr, nc, 0, d);
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nc; j++) {
+            mech_tui_cell *c = mech_tui_grid_at(&g, 4 + i / 2, 17 + j);
+            float v = d[i * nc + j];
+            int lv = mech_tui_level(fabsf(v)), sg = lv ? (v < 0 ? 2 : 1) : 0;
+            assert_int_equal(c->half, 1);
+            assert_int_equal(i % 2 ? c->lo : c->level, lv);
+            assert_int_equal(i % 2 ? c->lo_sign : c->sign, sg);
+            signs[sg]++;
+        }
+    assert_true(signs[1] > 0 && signs[2] > 0); // both signs occur
+    free(d);
+    // zoomed: one token pair per cell, q 40 .. at the bottom of the window
+    mech_tui_attn_key(&a, 'z');
+    a.q = 40, a.k = 39;
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    int top = 40 - 19 + 1;
+    assert_int_equal(a.top_r, top);
+    for (int r = 0; r < 19; r++)
+        for (int j = 0; j < T && j < 63; j++) {
+            float v = mech_tui_attn_weight(&a, 0, 0, top + r, j) - mech_tui_attn_cweight(&a, 0, 0, top + r, j);
+            mech_tui_cell *c = mech_tui_grid_at(&g, 4 + r, 17 + j);
+            assert_int_equal(c->half, 0);
+            assert_int_equal(c->level, mech_tui_level(fabsf(v)));
+            assert_int_equal(c->ch, v < 0 ? mech_tui_ramp_neg[c->level] : mech_tui_ramp_pos[c->level]);
+        }
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
 // Thumbnails of a long prompt use two pattern rows per text row.
 static void test_tui_attn_grid_half_thumbnails(void **state) {
     (void)state;
@@ -880,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_tui_attn_grid_filter),
         cmocka_unit_test(test_tui_attn_grid_difference),
         cmocka_unit_test(test_tui_attn_grid_half_thumbnails),
+        cmocka_unit_test(test_tui_attn_difference_half_and_zoom),
         cmocka_unit_test(test_tui_attn_grid_scores_and_jump),
         cmocka_unit_test(test_tui_runs_filter_search_sort),
         cmocka_unit_test(test_tui_runs_reload_keeps_selection),
