@@ -81,6 +81,12 @@ $(B)/bench/%: $(B)/bench/%.o $(B)/libmech.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# the tui benchmark draws through tui/term.c: the tui objects and ncurses too
+$(B)/bench/bench_tui: $(B)/bench/bench_tui.o $(TUI_OBJ) $(B)/libmech.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(CURSES_LIBS) $(LDLIBS) -o $@
+
 $(B)/tests/support/%.o: tests/support/%.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")

@@ -288,9 +288,10 @@ static void test_tui_term_resize(void **state) {
     snprintf(args, sizeof args, "--model %s --prompt 'When Mary and John went to the store'", model);
     tmux_start(120, 40, args);
     tmux_wait_for("L0H0  9 tokens  one cell per token");
-    // 8 rows: 8 - 2 (title, footer) - 2 (title line, cursor line) - 3 (key axis) = 1 heatmap row
+    // 8 rows: 8 - 2 (title, footer) - 2 (title line, cursor line) - 3 (key axis) = 1 text row,
+    // which holds two heatmap rows (upper-half blocks)
     tmux_sh(NULL, 0, "tmux -L %s resize-window -t t -x 60 -y 8", tmux_sock);
-    tmux_wait_for("L0H0  9 tokens  max pooling: 9 x 1 tokens per cell");
+    tmux_wait_for("L0H0  9 tokens  max pooling: 5 x 1 tokens per cell");
     tmux_sh(NULL, 0, "tmux -L %s resize-window -t t -x 120 -y 40", tmux_sock);
     tmux_wait_for("L0H0  9 tokens  one cell per token");
     tmux_keys("q");

@@ -135,6 +135,56 @@ static void test_tui_tokens_every_head_and_wrap(void **state) {
     mech_tui_attn_deinit(&a);
 }
 
+// Difference mode: with the corrupted prompt's heads swapped, D shades each
+// token by clean - corrupted (level by magnitude, sign for the diverging
+// palette), for one head and for every head; the numbers line gives the
+// largest differences with their signs.
+static void test_tui_tokens_difference(void **state) {
+    (void)state;
+    mech_tui_attn a;
+    attn_make(&a);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 10, 80), MECH_OK);
+    assert_int_equal(mech_tui_tokens_key(&a, 'D'), MECH_TUI_NONE); // no corrupted prompt
+    a.cpat = mech_malloc(sizeof pat_l0);
+    assert_non_null(a.cpat);
+    memcpy(a.cpat, pat_l0[1], sizeof pat_l0[1]);
+    memcpy(a.cpat + 16, pat_l0[0], sizeof pat_l0[0]);
+    assert_int_equal(mech_tui_tokens_key(&a, 'D'), MECH_TUI_REDRAW);
+    a.q = 2;
+    render(&a, &g);
+    assert_non_null(strstr(row_text(&g, 0), "clean - corrupted"));
+    // head 0, row 2: clean .5 .25 .25 0, corrupted (head 1's) 0 1 0 0
+    const float want[4] = {.5f, -.75f, .25f, 0};
+    for (int t = 0; t < 4; t++) {
+        assert_float_equal(mech_tui_tokens_diff(&a, 0, t), want[t], 1e-6);
+        mech_tui_cell *c = mech_tui_grid_at(&g, 1, 2 * t);
+        int lv = mech_tui_level(want[t] < 0 ? -want[t] : want[t]);
+        assert_int_equal(c->level, lv);
+        assert_int_equal(c->sign, lv ? (want[t] < 0 ? 2 : 1) : 0);
+    }
+    assert_levels(&g, 1, 0, (const int[]){5, 7, 3, 0});
+    assert_string_equal(row_text(&g, 9), "largest differences:  1 \"Bb\" -0.7500  0 \"Aa\" +0.5000  2 \"Cc\" +0.2500");
+    // every head, the other direction (column 2): head 1 clean 0 0 1 0... corrupted is head 0's column
+    mech_tui_tokens_key(&a, 'a');
+    mech_tui_tokens_key(&a, 'd');
+    render(&a, &g);
+    for (int h = 0; h < 2; h++)
+        for (int t = 0; t < 4; t++) {
+            float d = pat_l0[h][t][2] - pat_l0[1 - h][t][2];
+            mech_tui_cell *c = mech_tui_grid_at(&g, 1 + h, 5 + 2 * t);
+            assert_int_equal(c->level, mech_tui_level(d < 0 ? -d : d));
+            assert_int_equal(c->sign, d > 0 ? 1 : d < 0 ? 2 : 0);
+        }
+    // D again: the weights
+    mech_tui_tokens_key(&a, 'D');
+    render(&a, &g);
+    assert_int_equal(strncmp(row_text(&g, 9), "strongest:", 10), 0);
+    assert_int_equal(mech_tui_grid_at(&g, 1, 5)->sign, 0);
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
 // The app: t from the heatmap opens the token view on the cursor's query,
 // its keys are in ? help and the footer, q and t go back to the heatmap.
 static void test_tui_tokens_app_keys(void **state) {
@@ -178,6 +228,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_tokens_shades_and_direction),
         cmocka_unit_test(test_tui_tokens_every_head_and_wrap),
+        cmocka_unit_test(test_tui_tokens_difference),
         cmocka_unit_test(test_tui_tokens_app_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

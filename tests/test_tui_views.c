@@ -265,13 +265,39 @@ static void test_tui_attn_long_prompt_pooled(void **state) {
     assert_int_equal(mech_tui_grid_resize(&g, 22, 80), MECH_OK);
     mech_tui_attn_render(&a, &g, 0, 22);
     int hr = 22 - 2 - 3, hc = 80 - 16 - 1;
-    assert_int_equal(a.bin_r, (1024 + hr - 1) / hr);
+    // two heatmap rows per text row: 2 * hr rows of bins
+    assert_int_equal(a.half, 1);
+    assert_int_equal(a.bin_r, (1024 + 2 * hr - 1) / (2 * hr));
     assert_int_equal(a.bin_c, (1024 + hc - 1) / hc);
-    assert_true((1024 + a.bin_r - 1) / a.bin_r <= hr);
-    assert_true((1024 + a.bin_c - 1) / a.bin_c <= hc);
+    int nr = (1024 + a.bin_r - 1) / a.bin_r, nc = (1024 + a.bin_c - 1) / a.bin_c;
+    assert_true(nr <= 2 * hr);
+    assert_true(nc <= hc);
     char want[128];
     snprintf(want, sizeof want, "max pooling: %d x %d tokens per cell", a.bin_r, a.bin_c);
     assert_true(grid_has(&g, want));
+    // each cell holds two pooled rows: level the upper one's, lo the lower's,
+    // the glyph the larger's; pooled here independently, one bin at a time
+    for (int r = 0; r * 2 < nr; r++)
+        for (int j = 0; j < nc; j++) {
+            float v[2] = {0, 0};
+            for (int half = 0; half < 2 && 2 * r + half < nr; half++)
+                for (int q = (2 * r + half) * a.bin_r; q < (2 * r + half + 1) * a.bin_r && q < 1024; q++)
+                    for (int k = j * a.bin_c; k < (j + 1) * a.bin_c && k < 1024; k++) {
+                        float w = mech_tui_attn_weight(&a, 0, 0, q, k);
+                        v[half] = w > v[half] ? w : v[half];
+                    }
+            mech_tui_cell *c = mech_tui_grid_at(&g, 1 + 3 + r, 16 + 1 + j);
+            assert_int_equal(c->half, 1);
+            assert_int_equal(c->level, mech_tui_level(v[0]));
+            assert_int_equal(c->lo, mech_tui_level(v[1]));
+            int big = mech_tui_level(v[0]) > mech_tui_level(v[1]) ? mech_tui_level(v[0]) : mech_tui_level(v[1]);
+            assert_int_equal(c->ch, mech_tui_ramp[big]);
+        }
+    // the cursor (q 0, k 0) marks its text row and column
+    assert_int_equal(mech_tui_grid_at(&g, 4, 17)->role, MECH_TUI_SEL);
+    assert_int_equal(mech_tui_grid_at(&g, 4, 18)->role, MECH_TUI_CROSS);
+    assert_int_equal(mech_tui_grid_at(&g, 5, 17)->role, MECH_TUI_CROSS);
+    assert_int_equal(mech_tui_grid_at(&g, 4, 0)->role, MECH_TUI_SEL); // its label
     mech_tui_attn_key(&a, 'j');
     assert_int_equal(a.q, a.bin_r);
     mech_tui_attn_key(&a, MECH_TUI_KEY_END);
@@ -283,6 +309,368 @@ static void test_tui_attn_long_prompt_pooled(void **state) {
     // the cursor's line gives the exact pair's weight and the cell's pooled value
     snprintf(want, sizeof want, "weight %.4f  cell mean", mech_tui_attn_weight(&a, 0, 0, 1023, 1023));
     assert_true(grid_has(&g, want));
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// Zoom: z shows one cell per token on a 300-token pattern in 80 x 24; the
+// window scrolls with the cursor on both axes and the labels follow it;
+// + and - step through the powers of two between that and the fit.
+static void test_tui_attn_zoom_scroll(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 300;
+    attn_fill(&a, 1, 1, T);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    int hr = 24 - 2 - 3, hc = 80 - 16 - 1; // 19 rows, 63 columns
+    int fbr = (T + 2 * hr - 1) / (2 * hr), fbc = (T + hc - 1) / hc;
+    assert_int_equal(a.fit_bin, fbr > fbc ? fbr : fbc);
+    assert_int_equal(mech_tui_attn_key(&a, 'z'), MECH_TUI_REDRAW);
+    for (int i = 0; i < 100; i++) mech_tui_attn_key(&a, 'j');
+    for (int i = 0; i < 70; i++) mech_tui_attn_key(&a, 'l');
+    assert_int_equal(a.q, 100);
+    assert_int_equal(a.k, 70);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.half, 0);
+    assert_int_equal(a.bin_r, 1);
+    // the cursor's row is the last shown, its column the last shown
+    int top_q = 100 - hr + 1, top_k = 70 - hc + 1;
+    char want[160];
+    snprintf(want, sizeof want, "300 tokens  one cell per token: q %d-100 k %d-70 shown", top_q, top_k);
+    assert_true(grid_has(&g, want));
+    char row[128];
+    for (int r = 0; r < hr; r++) {
+        mech_tui_grid_row_text(&g, 4 + r, row);
+        char lab[32];
+        snprintf(lab, sizeof lab, "%16s", a.tokens[top_q + r]);
+        assert_int_equal(strncmp(row, lab, 16), 0);
+        for (int j = 0; j < hc; j++) {
+            float w = mech_tui_attn_weight(&a, 0, 0, top_q + r, top_k + j);
+            assert_int_equal(mech_tui_grid_at(&g, 4 + r, 17 + j)->level, mech_tui_level(w));
+        }
+    }
+    // the key axis: column j carries token top_k + j ("t8" -> 't' '8' ' ')
+    for (int j = 0; j < hc; j++) {
+        const char *t = a.tokens[top_k + j];
+        for (int r = 0; r < 3; r++)
+            assert_int_equal(mech_tui_grid_at(&g, 1 + r, 17 + j)->ch, r < (int)strlen(t) ? t[r] : ' ');
+    }
+    assert_int_equal(mech_tui_grid_at(&g, 4 + hr - 1, 17 + hc - 1)->role, MECH_TUI_SEL);
+    // back up: the window stays until the cursor leaves it at the top
+    for (int i = 0; i < hr; i++) mech_tui_attn_key(&a, 'k');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.top_r, 100 - hr);
+    mech_tui_grid_row_text(&g, 4, row);
+    snprintf(want, sizeof want, "%16s", a.tokens[100 - hr]);
+    assert_int_equal(strncmp(row, want, 16), 0);
+    // PgDn moves a page of rows
+    mech_tui_attn_key(&a, MECH_TUI_KEY_PGDN);
+    assert_int_equal(a.q, 100 - hr + hr);
+    // the end of the pattern: the last rows and columns, none past it
+    mech_tui_attn_key(&a, MECH_TUI_KEY_END);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.top_r, T - hr);
+    assert_int_equal(a.top_c, T - hc);
+    snprintf(want, sizeof want, "q %d-299 k %d-299 shown", T - hr, T - hc);
+    assert_true(grid_has(&g, want));
+    // zoom levels: + from one cell per token does nothing; - doubles until the fit
+    assert_int_equal(mech_tui_attn_key(&a, '+'), MECH_TUI_NONE);
+    int fit = a.fit_bin, zoom = 1;
+    while (zoom * 2 < fit) {
+        assert_int_equal(mech_tui_attn_key(&a, '-'), MECH_TUI_REDRAW);
+        zoom *= 2;
+        assert_int_equal(a.zoom, zoom);
+    }
+    mech_tui_attn_key(&a, '-');
+    assert_int_equal(a.zoom, 0);
+    assert_int_equal(mech_tui_attn_key(&a, '-'), MECH_TUI_NONE);
+    mech_tui_attn_key(&a, '+');
+    assert_int_equal(a.zoom, zoom);
+    // a level between: square bins, pooled cells equal to the library's pooling
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.bin_r, zoom);
+    assert_int_equal(a.bin_c, zoom);
+    snprintf(want, sizeof want, "zoom: max pooling, %d x %d tokens per cell", zoom, zoom);
+    assert_true(grid_has(&g, want));
+    int nb = (T + zoom - 1) / zoom;
+    float *pooled = malloc((size_t)nb * nb * sizeof *pooled);
+    mech_tui_attn_pool(&a, 0, 0, zoom, zoom, nb, nb, 0, pooled);
+    for (int r = 0; r < hr && a.top_r + r < nb; r++)
+        for (int j = 0; j < hc && a.top_c + j < nb; j++)
+            assert_int_equal(mech_tui_grid_at(&g, 4 + r, 17 + j)->level,
+                             mech_tui_level(pooled[(size_t)(a.top_r + r) * nb + a.top_c + j]));
+    free(pooled);
+    // z: back to the fit, the whole pattern
+    mech_tui_attn_key(&a, 'z');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.top_r, 0);
+    assert_true(grid_has(&g, "max pooling"));
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// / in the head view: typed through the app, Enter moves the cursor's query
+// to the next token containing the text (case-insensitive), n to the one
+// after, wrapping; the footer shows the search and its number of matches.
+static void test_tui_attn_search_tokens(void **state) {
+    (void)state;
+    mech_tui_app app = {0};
+    app.has_attn = 1, app.view = MECH_TUI_VIEW_HEAD;
+    attn_fill(&app.attn, 1, 2, 12);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 100), MECH_OK);
+    assert_int_equal(mech_tui_app_key(&app, '/'), MECH_TUI_REDRAW);
+    assert_int_equal(app.searching, 1);
+    mech_tui_app_key(&app, 'T');
+    mech_tui_app_key(&app, '1');
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "search tokens: T1_"));
+    mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
+    assert_int_equal(app.searching, 0);
+    // the tokens containing "t1", counted here: t1, t10, t11
+    int want_n = 0;
+    for (int t = 0; t < 12; t++) want_n += strstr(app.attn.tokens[t], "t1") != NULL;
+    assert_int_equal(mech_tui_attn_search_count(&app.attn), want_n);
+    assert_int_equal(app.attn.q, 1);
+    mech_tui_app_render(&app, &g);
+    char want[64];
+    snprintf(want, sizeof want, "/T1: %d tokens (n next", want_n);
+    assert_true(grid_has(&g, want));
+    assert_true(grid_has(&g, "q 1 \"t1\" -> k 0"));
+    mech_tui_app_key(&app, 'n');
+    assert_int_equal(app.attn.q, 10);
+    mech_tui_app_key(&app, 'n');
+    assert_int_equal(app.attn.q, 11);
+    mech_tui_app_key(&app, 'n'); // wraps round
+    assert_int_equal(app.attn.q, 1);
+    // no match: the cursor stays, the footer says 0
+    mech_tui_app_key(&app, '/');
+    mech_tui_app_key(&app, 'x');
+    mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
+    assert_int_equal(app.attn.q, 1);
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "/x: 0 tokens"));
+    assert_int_equal(mech_tui_app_key(&app, 'n'), MECH_TUI_NONE);
+    // Esc drops the search; while typing, Esc drops it too and keys are text
+    assert_int_equal(mech_tui_app_key(&app, MECH_TUI_KEY_ESC), MECH_TUI_REDRAW);
+    assert_string_equal(app.attn.search, "");
+    mech_tui_app_key(&app, '/');
+    mech_tui_app_key(&app, 'q');
+    assert_int_equal(app.view, MECH_TUI_VIEW_HEAD); // q was typed, not a quit
+    mech_tui_app_key(&app, MECH_TUI_KEY_ESC);
+    assert_int_equal(app.searching, 0);
+    assert_string_equal(app.attn.search, "");
+    // the token view: the selected token jumps
+    mech_tui_app_key(&app, 't');
+    assert_int_equal(app.view, MECH_TUI_VIEW_TOKENS);
+    mech_tui_app_key(&app, '/');
+    mech_tui_app_key(&app, '7');
+    mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
+    assert_int_equal(app.attn.q, 7);
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "token 7 \"t7\""));
+    assert_true(grid_has(&g, "/7: 1 token (n next"));
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
+}
+
+// f in the grid (sorted by a score) keeps the heads scoring at least the
+// selected head's score; + and - move the threshold by 0.05; the count on
+// screen is the number of scores >= the threshold; F shows every head.
+static void test_tui_attn_grid_filter(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 2, 3, 8); // previous-token scores 0.1 * head index
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 40, 80), MECH_OK);
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'f'), MECH_TUI_NONE); // no score sort: no filter
+    mech_tui_attn_grid_key(&a, 's'); // by previous-token: L1H2 .5, L1H1 .4, L1H0 .3, ...
+    a.gl = 1, a.gh = 0;
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'f'), MECH_TUI_REDRAW);
+    int order[6];
+    double thr[] = {0, 0.35, 0.30, 0.25, 0.55};
+    const int keys[] = {0, '+', '-', '-', 0};
+    for (int step = 0; step < 4; step++) {
+        if (keys[step]) mech_tui_attn_grid_key(&a, keys[step]);
+        double t = step ? thr[step] : a.scores[3]; // f: the selected head's score
+        assert_true(fabs(a.grid_min - t) < 1e-9);
+        int want = 0;
+        for (int i = 0; i < 6; i++) want += a.scores[i] >= t;
+        assert_int_equal(mech_tui_attn_grid_order(&a, order), want);
+        for (int i = 0; i < want; i++) assert_true(a.scores[order[i]] >= t);
+        mech_tui_grid_clear(&g);
+        mech_tui_attn_grid_render(&a, &g, 0, 40);
+        char line[96];
+        snprintf(line, sizeof line, "sorted by previous-token, %d of 6 with score >= %.2f", want, t);
+        assert_true(grid_has(&g, line));
+        // the heads shown are exactly those: the last kept one is there, the next one is not
+        snprintf(line, sizeof line, "L%dH%d", order[want - 1] / 3, order[want - 1] % 3);
+        assert_true(grid_has(&g, line));
+        mech_tui_attn_grid_order(&(mech_tui_attn){.L = 2, .NH = 3, .scores = a.scores, .grid_sort = 1}, order);
+        if (want < 6) {
+            snprintf(line, sizeof line, "L%dH%d ", order[want] / 3, order[want] % 3);
+            char *txt = grid_text(&g);
+            assert_null(strstr(txt, line));
+            free(txt);
+        }
+    }
+    // moving stays among the heads shown (3: L1H2 L1H1 L1H0)
+    for (int i = 0; i < 5; i++) mech_tui_attn_grid_key(&a, 'l');
+    assert_int_equal(a.gl * 3 + a.gh, 3);
+    // a threshold above every score: nothing shown, said so; Enter does nothing
+    for (int i = 0; i < 6; i++) mech_tui_attn_grid_key(&a, '+');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_grid_render(&a, &g, 0, 40);
+    assert_true(grid_has(&g, "0 of 6 with score >= 0.55")); // 0.25 + 6 x 0.05
+    assert_true(grid_has(&g, "no head scores >= 0.55"));
+    assert_int_equal(mech_tui_attn_grid_key(&a, MECH_TUI_KEY_ENTER), MECH_TUI_NONE);
+    // F: every head again; the cursor is still a head
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'F'), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_attn_grid_order(&a, order), 6);
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'F'), MECH_TUI_NONE);
+    // s drops the filter with the sort it was made on
+    mech_tui_attn_grid_key(&a, 'f');
+    mech_tui_attn_grid_key(&a, 's');
+    assert_int_equal(a.grid_filter, 0);
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// Difference mode in the grid: each thumbnail cell is its head's clean -
+// corrupted pattern pooled as mech_tui_attn_pool_diff, with its sign.
+static void test_tui_attn_grid_difference(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 8, NH = 3, L = 2;
+    attn_fill(&a, L, NH, T);
+    size_t per = (size_t)T * T;
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'D'), MECH_TUI_NONE);
+    a.cpat = mech_malloc((size_t)L * NH * per * sizeof *a.cpat);
+    assert_non_null(a.cpat);
+    // the corrupted head (l, h) is the clean head (l, h + 1)
+    for (int i = 0; i < L * NH; i++)
+        memcpy(a.cpat + i * per, a.pat + (size_t)((i / NH) * NH + (i % NH + 1) % NH) * per, per * sizeof *a.cpat);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_grid_render(&a, &g, 0, 24); // the clean thumbnails are cached first
+    assert_int_equal(mech_tui_attn_grid_key(&a, 'D'), MECH_TUI_REDRAW);
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    assert_true(grid_has(&g, "clean - corrupted"));
+    int th = 23 / 2 > 10 ? 10 : 23 / 2, hh = th - 2, hw = 80 / 3 - 1;
+    int br = (T + hh - 1) / hh, bc = (T + hw - 1) / hw, nr = (T + br - 1) / br, nc = (T + bc - 1) / bc;
+    int negatives = 0;
+    for (int head = 0; head < L * NH; head++) {
+        int l = head / NH, h = head % NH, y = 1 + l * th + 2, x = h * (80 / 3);
+        for (int i = 0; i < nr; i++)
+            for (int j = 0; j < nc; j++) {
+                // the difference of the cell's tokens, largest in magnitude (max pooling)
+                float big = 0;
+                for (int q = i * br; q < (i + 1) * br && q < T; q++)
+                    for (int k = j * bc; k < (j + 1) * bc && k < T; k++) {
+                        float d = mech_tui_attn_weight(&a, l, h, q, k) - mech_tui_attn_cweight(&a, l, h, q, k);
+                        big = fabsf(d) > fabsf(big) ? d : big;
+                    }
+                mech_tui_cell *c = mech_tui_grid_at(&g, y + i, x + j);
+                int lv = mech_tui_level(fabsf(big));
+                assert_int_equal(c->level, lv);
+                assert_int_equal(c->sign, lv ? (big < 0 ? 2 : 1) : 0);
+                assert_int_equal(c->ch, big < 0 ? mech_tui_ramp_neg[lv] : mech_tui_ramp_pos[lv]);
+                negatives += c->sign == 2;
+            }
+    }
+    assert_true(negatives > 0);
+    // D again: the clean thumbnails
+    mech_tui_attn_grid_key(&a, 'D');
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    assert_int_equal(mech_tui_grid_at(&g, 1 + 2 + 3, 3)->sign, 0);
+    assert_int_equal(mech_tui_grid_at(&g, 1 + 2 + 3, 3)->level,
+                     mech_tui_level(mech_tui_attn_weight(&a, 0, 0, 3, 3)));
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// Difference mode on a fitted long prompt (two pattern rows per text row)
+// and zoomed: each half of a cell carries its own pooled difference's level
+// and sign, equal to mech_tui_attn_pool_diff's, and a zoomed cell the
+// difference of its one token pair.
+static void test_tui_attn_difference_half_and_zoom(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 64, NH = 2;
+    attn_fill(&a, 1, NH, T);
+    size_t per = (size_t)T * T;
+    a.cpat = mech_malloc((size_t)NH * per * sizeof *a.cpat);
+    assert_non_null(a.cpat);
+    for (int h = 0; h < NH; h++) memcpy(a.cpat + h * per, a.pat + ((h + 1) % NH) * per, per * sizeof *a.cpat);
+    a.diff = 1;
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    assert_int_equal(a.half, 1);
+    int nr = (T + a.bin_r - 1) / a.bin_r, nc = (T + a.bin_c - 1) / a.bin_c, signs[3] = {0};
+    float *d = malloc((size_t)nr * nc * sizeof *d);
+    mech_tui_attn_pool_diff(&a, 0, 0, a.bin_r, a.bin_c, nr, nc, 0, d);
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nc; j++) {
+            mech_tui_cell *c = mech_tui_grid_at(&g, 4 + i / 2, 17 + j);
+            float v = d[i * nc + j];
+            int lv = mech_tui_level(fabsf(v)), sg = lv ? (v < 0 ? 2 : 1) : 0;
+            assert_int_equal(c->half, 1);
+            assert_int_equal(i % 2 ? c->lo : c->level, lv);
+            assert_int_equal(i % 2 ? c->lo_sign : c->sign, sg);
+            signs[sg]++;
+        }
+    assert_true(signs[1] > 0 && signs[2] > 0); // both signs occur
+    free(d);
+    // zoomed: one token pair per cell, q 40 .. at the bottom of the window
+    mech_tui_attn_key(&a, 'z');
+    a.q = 40, a.k = 39;
+    mech_tui_grid_clear(&g);
+    mech_tui_attn_render(&a, &g, 0, 24);
+    int top = 40 - 19 + 1;
+    assert_int_equal(a.top_r, top);
+    for (int r = 0; r < 19; r++)
+        for (int j = 0; j < T && j < 63; j++) {
+            float v = mech_tui_attn_weight(&a, 0, 0, top + r, j) - mech_tui_attn_cweight(&a, 0, 0, top + r, j);
+            mech_tui_cell *c = mech_tui_grid_at(&g, 4 + r, 17 + j);
+            assert_int_equal(c->half, 0);
+            assert_int_equal(c->level, mech_tui_level(fabsf(v)));
+            assert_int_equal(c->ch, v < 0 ? mech_tui_ramp_neg[c->level] : mech_tui_ramp_pos[c->level]);
+        }
+    mech_tui_grid_deinit(&g);
+    mech_tui_attn_deinit(&a);
+}
+
+// Thumbnails of a long prompt use two pattern rows per text row.
+static void test_tui_attn_grid_half_thumbnails(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    int T = 64;
+    attn_fill(&a, 1, 2, T);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_attn_grid_render(&a, &g, 0, 24);
+    int th = 10, hh = th - 2, hw = 80 / 2 - 1; // one row of two thumbnails: the tallest
+    int br = (T + 2 * hh - 1) / (2 * hh), bc = (T + hw - 1) / hw, nr = (T + br - 1) / br, nc = (T + bc - 1) / bc;
+    float *p = malloc((size_t)nr * nc * sizeof *p);
+    mech_tui_attn_pool(&a, 0, 1, br, bc, nr, nc, 0, p);
+    for (int i = 0; i < nr; i += 2)
+        for (int j = 0; j < nc; j++) {
+            mech_tui_cell *c = mech_tui_grid_at(&g, 1 + 2 + i / 2, 40 + j);
+            assert_int_equal(c->half, 1);
+            assert_int_equal(c->level, mech_tui_level(p[i * nc + j]));
+            assert_int_equal(c->lo, i + 1 < nr ? mech_tui_level(p[(i + 1) * nc + j]) : 0);
+        }
+    free(p);
     mech_tui_grid_deinit(&g);
     mech_tui_attn_deinit(&a);
 }
@@ -539,6 +927,12 @@ int main(void) {
         cmocka_unit_test(test_tui_attn_heatmap_axes_and_cursor),
         cmocka_unit_test(test_tui_attn_difference),
         cmocka_unit_test(test_tui_attn_long_prompt_pooled),
+        cmocka_unit_test(test_tui_attn_zoom_scroll),
+        cmocka_unit_test(test_tui_attn_search_tokens),
+        cmocka_unit_test(test_tui_attn_grid_filter),
+        cmocka_unit_test(test_tui_attn_grid_difference),
+        cmocka_unit_test(test_tui_attn_grid_half_thumbnails),
+        cmocka_unit_test(test_tui_attn_difference_half_and_zoom),
         cmocka_unit_test(test_tui_attn_grid_scores_and_jump),
         cmocka_unit_test(test_tui_runs_filter_search_sort),
         cmocka_unit_test(test_tui_runs_reload_keeps_selection),

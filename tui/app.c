@@ -49,8 +49,17 @@ static const key_help key_table[] = {
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
     {V_HEAD, "D", "difference: clean minus corrupted pattern (with --corrupt; + # above zero, - = below)", "D diff"},
     {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
+    {V_HEAD, "z", "zoom: fit the whole pattern / one cell per token (scrolls with the cursor)", "z zoom"},
+    {V_HEAD, "+ -", "zoom in / out a level (a power of two tokens per cell)", NULL},
+    {V_HEAD, "PgUp PgDn", "move the cursor a page up / down", NULL},
+    {V_HEAD | V_TOKS, "/", "search tokens: type, Enter moves to the next token containing it; Esc drops", "/ search"},
+    {V_HEAD | V_TOKS, "n", "next token matching the search", NULL},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
+    {V_GRID, "f", "filter (sorted by a score): only heads scoring at least the selected one", "f filter"},
+    {V_GRID, "+ -", "filter threshold up / down by 0.05", NULL},
+    {V_GRID, "F", "clear the filter", NULL},
+    {V_GRID, "D", "difference thumbnails: clean minus corrupted (with --corrupt)", NULL},
     {V_GRID, "Enter", "open the selected head", "Enter open"},
     {V_TOKS, "h l Left Right", "select the previous / next token", "hl token"},
     {V_TOKS, "Home End", "select the first / last token", NULL},
@@ -58,6 +67,7 @@ static const key_help key_table[] = {
     {V_TOKS, "a", "the current head / every head of the layer", "a all heads"},
     {V_TOKS, "j k ] [", "next / previous head", "jk head"},
     {V_TOKS, "} {", "next / previous layer", "}{ layer"},
+    {V_TOKS, "D", "difference: shade by clean minus corrupted (with --corrupt)", NULL},
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
@@ -73,7 +83,23 @@ static int view_exists(const mech_tui_app *app, mech_tui_view v) {
 
 // --- Keys -------------------------------------------------------------------
 
+// Typing a token search (head and token views): Enter moves to the next
+// token containing the text, Esc drops it.
+static int token_search_key(mech_tui_app *app, int key) {
+    mech_tui_attn *a = &app->attn;
+    size_t n = strlen(a->search);
+    if (key == MECH_TUI_KEY_ENTER) app->searching = 0, mech_tui_attn_search_next(a);
+    else if (key == MECH_TUI_KEY_ESC) app->searching = 0, a->search[0] = 0;
+    else if (key == MECH_TUI_KEY_BACKSPACE) {
+        if (n) a->search[n - 1] = 0;
+    } else if (key >= 32 && key < 127) {
+        if (n + 1 < sizeof a->search) a->search[n] = (char)key, a->search[n + 1] = 0;
+    } else return MECH_TUI_NONE;
+    return MECH_TUI_REDRAW;
+}
+
 static int search_key(mech_tui_app *app, int key) {
+    if (app->view == MECH_TUI_VIEW_HEAD || app->view == MECH_TUI_VIEW_TOKENS) return token_search_key(app, key);
     mech_tui_runs *r = &app->runs;
     size_t n = strlen(r->search);
     if (key == MECH_TUI_KEY_ENTER) app->searching = 0;
@@ -145,11 +171,13 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         break;
     case MECH_TUI_VIEW_HEAD:
         r = mech_tui_attn_key(&app->attn, key);
+        if (r & MECH_TUI_SEARCH) app->searching = 1, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_TOKENS) app->view = MECH_TUI_VIEW_TOKENS, r = MECH_TUI_REDRAW;
         break;
     case MECH_TUI_VIEW_TOKENS:
         r = mech_tui_tokens_key(&app->attn, key);
+        if (r & MECH_TUI_SEARCH) app->searching = 1, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_OPEN) app->view = MECH_TUI_VIEW_HEAD, r = MECH_TUI_REDRAW;
         break;
     case MECH_TUI_VIEW_GRID:
@@ -170,10 +198,19 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
 static void render_footer(const mech_tui_app *app, mech_tui_grid *g, int y) {
     char line[512] = "";
     size_t n = 0;
+    int tok_view = app->view == MECH_TUI_VIEW_HEAD || app->view == MECH_TUI_VIEW_TOKENS;
     if (app->status[0]) snprintf(line, sizeof line, "%.500s", app->status);
+    else if (app->searching && tok_view)
+        snprintf(line, sizeof line, "search tokens: %s_   (Enter: next token containing it, Esc drops)", app->attn.search);
     else if (app->searching)
         snprintf(line, sizeof line, "search: %s_   (Enter keeps, Esc drops)", app->runs.search);
-    else
+    else {
+        // a kept token search leads the footer, with its number of matches
+        if (tok_view && app->attn.search[0]) {
+            int m = mech_tui_attn_search_count(&app->attn);
+            int w = snprintf(line, sizeof line, "/%s: %d token%s (n next, Esc drops)", app->attn.search, m, m == 1 ? "" : "s");
+            n = w > 0 && (size_t)w < sizeof line ? (size_t)w : 0;
+        }
         for (size_t i = 0; i < N_KEYS; i++) {
             const key_help *k = &key_table[i];
             if (!k->footer || !(k->views & (1 << app->view))) continue;
@@ -181,6 +218,7 @@ static void render_footer(const mech_tui_app *app, mech_tui_grid *g, int y) {
             if (w < 0 || (size_t)w >= sizeof line - n) break;
             n += (size_t)w;
         }
+    }
     mech_tui_grid_put(g, y, 0, MECH_TUI_FOOTER, line, -1);
     mech_tui_grid_role(g, y, 0, g->w, MECH_TUI_FOOTER);
 }

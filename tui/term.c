@@ -180,6 +180,20 @@ static SCREEN *term_open(void) {
     return s;
 }
 
+// For benchmarks: the mode is chosen as mech_tui_main chooses it (a
+// 256-colour terminal unless MECH_TUI_COLORS says otherwise), half blocks
+// when the locale is UTF-8.
+void mech_tui_term_draw(const mech_tui_grid *g) {
+    static int colours_ready;
+    if (!colours_ready) {
+        color_mode = mech_tui_colors_choose(getenv("MECH_TUI_COLORS"), getenv("NO_COLOR"), NULL, 0, 256);
+        const char *cs = nl_langinfo(CODESET);
+        half_blocks = color_mode != MECH_TUI_COLORS_NONE && cs && !strcmp(cs, "UTF-8");
+        colors_init(), colours_ready = 1;
+    }
+    draw(g);
+}
+
 // --- Keys -------------------------------------------------------------------
 
 static int map_key(int ch) {

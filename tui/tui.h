@@ -199,6 +199,19 @@ typedef struct mech_tui_attn {
     float *cpat;
     const float **layer_cpat;
     int diff;        // the heatmap shows clean minus corrupted (key D)
+    // zoom and scroll (head view): zoom 0 fits the whole pattern (pooled,
+    // two heatmap rows per text row when the rows do not fit); zoom b > 0
+    // shows b x b tokens per cell, one row per text row, scrolled so the
+    // cursor stays in view (top_r, top_c: the first cell row / column shown)
+    int zoom, top_r, top_c;
+    int fit_bin;     // the larger fit bin of the last render (+ / - step from it)
+    int half;        // the last render drew two heatmap rows per text row
+    int page_rows;   // heatmap rows shown at the last render (PgUp / PgDn)
+    char search[64]; // / in the head and token views: text looked for in the tokens
+    // the grid's filter (f, + -, F): only heads whose sort score >= grid_min
+    int grid_filter;
+    double grid_min;
+    int thumb_diff, thumb_half; // what the cached thumbnails hold
 } mech_tui_attn;
 
 void mech_tui_attn_deinit(mech_tui_attn *a);
@@ -216,14 +229,29 @@ void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin
                         float *out);
 // The level (0..MECH_TUI_LEVELS-1) of a weight in [0, 1]; 0 only for 0.
 int mech_tui_level(float w);
-// Head view keys: arrows/hjkl move the cursor one cell, ] [ next/previous
-// head, } { next/previous layer, p max/mean pooling, g the grid, D the
-// difference clean - corrupted (when there is a corrupted prompt).
+// Head view keys: arrows/hjkl move the cursor one cell, PgUp/PgDn a page,
+// ] [ next/previous head, } { next/previous layer, p max/mean pooling, g
+// the grid, D the difference clean - corrupted (when there is a corrupted
+// prompt), z fit / one cell per token, + - zoom in / out, / search tokens
+// (MECH_TUI_SEARCH), n next match, Esc drops the search.
 int mech_tui_attn_key(mech_tui_attn *a, int key);
 // Grid keys: arrows/hjkl move between heads, s sorts by the next score
-// (previous-token, duplicate-token, induction, then layer order), Enter
-// opens the head.
+// (previous-token, duplicate-token, induction, then layer order; clears the
+// filter), f filters (with a score sort: heads scoring at least the selected
+// one's), + - raise / lower the threshold by 0.05, F clears it, D the
+// difference, Enter opens the head.
 int mech_tui_attn_grid_key(mech_tui_attn *a, int key);
+// 1 when there is a corrupted prompt (difference mode can be shown).
+int mech_tui_attn_has_diff(const mech_tui_attn *a);
+// Token search: the number of tokens whose label contains a->search
+// (ASCII case-insensitive), and moving a->q to the next one after it
+// (wrapping). search_next returns 1 when a token matched, else 0 (q kept).
+int mech_tui_attn_search_count(const mech_tui_attn *a);
+int mech_tui_attn_search_next(mech_tui_attn *a);
+// Grid filter: the heads shown in display order into order[L*NH] (sorted
+// by the score a->grid_sort when set; with a->grid_filter only those whose
+// score >= a->grid_min). Returns how many are shown.
+int mech_tui_attn_grid_order(const mech_tui_attn *a, int *order);
 // One head as a heatmap into rows [y0, y0+h) of g.
 void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
 // The layer x head grid of thumbnails with their scores.
@@ -236,9 +264,12 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
 // The weight that shades token t for head h of the current layer: a->q's
 // attention to t (tok_dir 0) or t's attention to a->q (tok_dir 1).
 float mech_tui_tokens_weight(const mech_tui_attn *a, int h, int t);
+// Clean minus corrupted weight of token t (difference mode), as tokens_weight.
+float mech_tui_tokens_diff(const mech_tui_attn *a, int h, int t);
 // h l arrows select the previous / next token, j k the next / previous
 // head, ] [ } { as in the head view, d the direction, a one head / every
-// head of the layer, t back to the heatmap (MECH_TUI_OPEN).
+// head of the layer, D the difference, / search (MECH_TUI_SEARCH), n next
+// match, t back to the heatmap (MECH_TUI_OPEN).
 int mech_tui_tokens_key(mech_tui_attn *a, int key);
 // The shaded prompt (one head, wrapped) or one line per head of the layer,
 // and the strongest weights of the current head as numbers.
@@ -400,6 +431,11 @@ mech_status mech_tui_app_set_view(mech_tui_app *app, const char *name, mech_err 
 // Reloads the runs from db_path (keeps the selection). 1 when they changed.
 int mech_tui_app_reload(mech_tui_app *app);
 void mech_tui_app_deinit(mech_tui_app *app);
+
+// Draws g on the current curses screen (one the caller made with newterm)
+// and refreshes it; the first call sets up the colours. For benchmarks that
+// count the bytes a frame sends; mech_tui_main draws by itself.
+void mech_tui_term_draw(const mech_tui_grid *g);
 
 // Runs the interface in the terminal until q. The terminal is restored on
 // every exit path (also SIGINT, SIGTERM, SIGHUP, SIGSEGV). Returns 0, or 1

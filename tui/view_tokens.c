@@ -10,6 +10,7 @@
 */
 #include "tui/tui.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,8 +20,32 @@ float mech_tui_tokens_weight(const mech_tui_attn *a, int h, int t) {
     return a->tok_dir ? mech_tui_attn_weight(a, a->layer, h, t, a->q) : mech_tui_attn_weight(a, a->layer, h, a->q, t);
 }
 
+float mech_tui_tokens_diff(const mech_tui_attn *a, int h, int t) {
+    float c = a->tok_dir ? mech_tui_attn_cweight(a, a->layer, h, t, a->q) : mech_tui_attn_cweight(a, a->layer, h, a->q, t);
+    return mech_tui_tokens_weight(a, h, t) - c;
+}
+
+static int showing_diff(const mech_tui_attn *a) { return a->diff && mech_tui_attn_has_diff(a); }
+
+// What shades token t: the weight, or in difference mode clean - corrupted.
+static float shade(const mech_tui_attn *a, int h, int t) {
+    return showing_diff(a) ? mech_tui_tokens_diff(a, h, t) : mech_tui_tokens_weight(a, h, t);
+}
+
 int mech_tui_tokens_key(mech_tui_attn *a, int key) {
     switch (key) {
+    case 'D':
+        if (!mech_tui_attn_has_diff(a)) return MECH_TUI_NONE;
+        a->diff = !a->diff;
+        break;
+    case '/': a->search[0] = 0; return MECH_TUI_SEARCH;
+    case 'n':
+        if (!a->search[0] || !mech_tui_attn_search_next(a)) return MECH_TUI_NONE;
+        break;
+    case MECH_TUI_KEY_ESC:
+        if (!a->search[0]) return MECH_TUI_NONE;
+        a->search[0] = 0;
+        break;
     case 'h': case MECH_TUI_KEY_LEFT: if (a->q > 0) a->q--; break;
     case 'l': case MECH_TUI_KEY_RIGHT: if (a->q < a->T - 1) a->q++; break;
     case MECH_TUI_KEY_HOME: a->q = 0; break;
@@ -45,12 +70,14 @@ int mech_tui_tokens_key(mech_tui_attn *a, int key) {
 static int put_token(const mech_tui_attn *a, mech_tui_grid *g, int y, int x, int t, float w, int maxw) {
     char lab[64];
     mech_tui_token_label(a->tokens[t], lab, sizeof lab);
-    int lv = mech_tui_level(w), n = 0;
+    // a difference: level by magnitude, sign for the diverging palette
+    int diff = showing_diff(a), lv = mech_tui_level(diff ? fabsf(w) : w), n = 0;
+    uint8_t sign = (uint8_t)(diff && lv ? (w < 0 ? 2 : 1) : 0);
     for (const char *s = lab; *s && n < maxw; s++, n++) {
         mech_tui_cell *c = mech_tui_grid_at(g, y, x + n);
         if (!c) break;
         *c = (mech_tui_cell){.ch = *s, .role = (uint8_t)(t == a->q ? MECH_TUI_SEL : MECH_TUI_HEAT),
-                             .level = (uint8_t)lv, .heat = 1};
+                             .level = (uint8_t)lv, .heat = 1, .sign = sign};
     }
     return n;
 }
@@ -64,26 +91,27 @@ static int label_len(const mech_tui_attn *a, int t) {
 
 // The strongest weights of the current head, as text: the exact values that
 // the shades stand for (and the only reading on a monochrome terminal).
+// In difference mode: the largest differences in magnitude, with their signs.
 static void strongest_line(const mech_tui_attn *a, char *line, size_t cap) {
     enum { TOP = 5 };
-    int best[TOP], nb = 0;
+    int best[TOP], nb = 0, diff = showing_diff(a);
     for (int t = 0; t < a->T; t++) {
-        float w = mech_tui_tokens_weight(a, a->head, t);
+        float w = diff ? fabsf(shade(a, a->head, t)) : shade(a, a->head, t);
         if (!(w > 0)) continue;
         int i = nb < TOP ? nb++ : TOP;
         // insertion into the descending list (ties: the earlier token first)
-        while (i > 0 && mech_tui_tokens_weight(a, a->head, best[i - 1]) < w) {
+        while (i > 0 && (diff ? fabsf(shade(a, a->head, best[i - 1])) : shade(a, a->head, best[i - 1])) < w) {
             if (i < TOP) best[i] = best[i - 1];
             i--;
         }
         if (i < TOP) best[i] = t;
     }
-    size_t n = (size_t)snprintf(line, cap, "strongest:");
+    size_t n = (size_t)snprintf(line, cap, diff ? "largest differences:" : "strongest:");
     for (int i = 0; i < nb && n < cap; i++) {
         char lab[40];
         mech_tui_token_label(a->tokens[best[i]], lab, sizeof lab);
-        int r = snprintf(line + n, cap - n, "  %d \"%s\" %.4f", best[i], lab,
-                         mech_tui_tokens_weight(a, a->head, best[i]));
+        int r = snprintf(line + n, cap - n, diff ? "  %d \"%s\" %+.4f" : "  %d \"%s\" %.4f", best[i], lab,
+                         shade(a, a->head, best[i]));
         if (r < 0) break;
         n += (size_t)r;
     }
@@ -95,8 +123,8 @@ void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     if (h < 1 || T < 1) return;
     if (a->q >= T) a->q = T - 1;
     mech_tui_token_label(a->tokens[a->q], lab, sizeof lab);
-    snprintf(line, sizeof line, "tokens  L%d%s%d  token %d \"%s\": %s  (d: %s; a: %s)", a->layer,
-             a->tok_all ? " all heads, H" : "H", a->head, a->q, lab,
+    snprintf(line, sizeof line, "tokens  L%d%s%d%s  token %d \"%s\": %s  (d: %s; a: %s)", a->layer,
+             a->tok_all ? " all heads, H" : "H", a->head, showing_diff(a) ? "  clean - corrupted" : "", a->q, lab,
              a->tok_dir ? "what looks at it" : "where it looks", a->tok_dir ? "where it looks" : "what looks at it",
              a->tok_all ? "one head" : "every head");
     mech_tui_grid_put(g, y0, 0, MECH_TUI_TITLE, line, -1);
@@ -115,7 +143,7 @@ void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
                 if (t == a->q) sel_line = ln;
                 // a token longer than the line is cut at its end
                 if (pass && ln >= first && ln < first + rows)
-                    put_token(a, g, y0 + 1 + ln - first, col, t, mech_tui_tokens_weight(a, a->head, t), w - col);
+                    put_token(a, g, y0 + 1 + ln - first, col, t, shade(a, a->head, t), w - col);
                 col += n < w ? n : w;
             }
         }
@@ -132,7 +160,7 @@ void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
             snprintf(line, sizeof line, "H%-3d", hd);
             mech_tui_grid_put(g, y, 0, hd == a->head ? MECH_TUI_SEL : MECH_TUI_HEADER, line, lw - 1);
             for (int t = start, x = lw; t < T && x < w; t++) {
-                int n = put_token(a, g, y, x, t, mech_tui_tokens_weight(a, hd, t), w - x);
+                int n = put_token(a, g, y, x, t, shade(a, hd, t), w - x);
                 x += n ? n : 1;
             }
         }
