@@ -16,7 +16,8 @@
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN)
+#define V_CIRC (1 << MECH_TUI_VIEW_CIRCUIT)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -71,13 +72,21 @@ static const key_help key_table[] = {
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
+    {V_CIRC, "j k Up Down", "select an edge (trial mode: the next / previous trial)", "jk edge"},
+    {V_CIRC, "PgUp PgDn g G", "a page up / down, first / last (trial mode: first / last trial)", NULL},
+    {V_CIRC, "n . N ,", "trials: the circuit after the next / previous trial, in search order", "n/N trial"},
+    {V_CIRC, "t", "trials on / off (off: the stored circuit)", NULL},
+    {V_CIRC, "u", "nodes without an edge: dimmed / hidden", "u unused"},
+    {V_CIRC, "] [", "sweep: the next / previous run (threshold, ablation)", "][ tau"},
+    {V_CIRC, "Esc q", "leave trial mode (Esc), back to the runs list", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_CIRCUIT) return app->circuit.kind[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -115,6 +124,16 @@ static int search_key(mech_tui_app *app, int key) {
 
 void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
     mech_err err = {0};
+    if (!strcmp(kind, "acdc") || !strcmp(kind, "acdc-sweep")) {
+        if (mech_tui_circuit_load(app->db_path, id, &app->circuit, &err)) {
+            app->circuit.id = id;
+            snprintf(app->circuit.kind, sizeof app->circuit.kind, "%s", kind);
+            snprintf(app->circuit.title, sizeof app->circuit.title, "run %lld: cannot read it: %.120s", (long long)id,
+                     err.msg);
+        }
+        app->view = MECH_TUI_VIEW_CIRCUIT;
+        return;
+    }
     if (mech_tui_runview_load(app->db_path, id, &app->run, &err)) {
         app->run.id = id;
         snprintf(app->run.kind, sizeof app->run.kind, "%s", kind);
@@ -152,7 +171,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // q leaves a view: the grid goes back to its head, the head to the
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
-        else if (app->view == MECH_TUI_VIEW_RUN) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -186,6 +205,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         break;
     case MECH_TUI_VIEW_RUN:
         r = mech_tui_runview_key(&app->run, key);
+        if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_CIRCUIT:
+        r = mech_tui_circuit_key(&app->circuit, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
     default: break;
@@ -275,6 +298,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
+    case MECH_TUI_VIEW_CIRCUIT: mech_tui_circuit_render(&app->circuit, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -342,4 +366,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_runs_deinit(&app->runs);
     mech_tui_attn_deinit(&app->attn);
     mech_tui_runview_deinit(&app->run);
+    mech_tui_circuit_deinit(&app->circuit);
 }

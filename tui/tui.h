@@ -390,6 +390,121 @@ void mech_tui_grid_text(const mech_tui_grid *g, int flags, mech_buf *out);
 // Errors: MECH_ERR_IO (nothing is left behind), MECH_ERR_NOMEM.
 mech_status mech_tui_export(const mech_tui_grid *g, const char *dir, const char *view, int svg, int half_blocks,
                             char *path, size_t cap, mech_err *err);
+// --- Layered graph layout (tui/graph_layout.c) ------------------------------
+// Nodes on rows by rank (rank 0 at the bottom), each rank ordered by
+// barycentre sweeps to reduce crossings; an edge is a path of cells drawn
+// with | - / \ + (long edges pass through one-column dummies on the ranks
+// between). Pure logic: the circuit view draws what it computes.
+
+typedef struct mech_tui_lnode {
+    int rank; // 0 = the bottom row
+    int w;    // box width in columns (at least 3)
+    int x, y; // OUT: the box covers columns [x, x+w) of row y
+} mech_tui_lnode;
+
+typedef struct mech_tui_ledge {
+    int from, to; // node indices, rank(from) < rank(to)
+    int port;     // where it enters `to`: -1 the centre, 0/1/2 a head's q/k/v column
+    // OUT: cells first..first+n-1 of the layout's path store (mech_tui_layout_cell),
+    // from the row above from's box to the row below to's box; (sy, sx) the
+    // source anchor, (ty, tx) the target port (both on the boxes' rows)
+    int first, n;
+    int sy, sx, ty, tx;
+} mech_tui_ledge;
+
+typedef struct mech_tui_layout {
+    mech_tui_lnode *nodes; // [n_nodes] (owned)
+    mech_tui_ledge *edges; // [n_edges] (owned)
+    int n_nodes, n_edges, cap_nodes, cap_edges;
+    int w, h, gap; // OUT: canvas size, rows between ranks
+    int *cells;    // paths' (y, x) pairs (owned)
+    int cap_cells;
+} mech_tui_layout;
+
+// Appends a node / an edge; returns its index, -1 when out of memory (or,
+// for an edge, when it does not go from a lower rank to a higher one).
+int mech_tui_layout_add_node(mech_tui_layout *l, int rank, int w);
+int mech_tui_layout_add_edge(mech_tui_layout *l, int from, int to, int port);
+// Forgets the nodes and edges (keeps the memory).
+void mech_tui_layout_clear(mech_tui_layout *l);
+void mech_tui_layout_deinit(mech_tui_layout *l);
+// Places the nodes and routes the edges on a canvas at least width columns
+// wide (wider when a rank needs it) and, when height allows, up to 3 gap
+// rows between ranks (at least 1). Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_layout_run(mech_tui_layout *l, int width, int height);
+// The column where an edge enters node n at port (as mech_tui_ledge.port).
+int mech_tui_layout_port_x(const mech_tui_lnode *n, int port);
+// Cell i (0..e->n-1) of edge e's path, and the line glyph it is drawn with.
+void mech_tui_layout_cell(const mech_tui_layout *l, const mech_tui_ledge *e, int i, int *y, int *x);
+char mech_tui_layout_glyph(const mech_tui_layout *l, const mech_tui_ledge *e, int i);
+
+// --- Circuit view (tui/view_circuit.c) --------------------------------------
+// An acdc run's circuit as a layered graph (embeddings at the bottom, heads
+// and MLPs by layer, the output at the top) beside the list of its kept
+// edges; the ground truth of compiled models (hit / missing / extra); the
+// trials stepped through in search order; an acdc-sweep run's member runs.
+
+struct mech_acdc_graph;
+
+typedef struct mech_tui_ctrial {
+    int edge;                       // ACDC graph edge, -1 when its name is unknown
+    double before, after, effect;
+    int removed;
+} mech_tui_ctrial;
+
+typedef struct mech_tui_cmember {   // one run of a sweep
+    char ablation[16];
+    int item;                       // the threshold's index
+    double tau, tpr, fpr;
+    int n_edges;
+    int64_t run;
+} mech_tui_cmember;
+
+typedef struct mech_tui_circuit {
+    int64_t id;                     // the acdc run shown
+    char kind[24];                  // the run opened: "acdc" or "acdc-sweep"
+    char title[200];                // the run's line, or why it cannot be shown
+    char path[512];                 // the database (a sweep loads its members from it)
+    struct mech_acdc_graph *g;      // the run's graph (owned), NULL when it could not be read
+    uint8_t *kept, *truth;          // [g->n_edges]: the stored circuit, the ground truth
+    uint8_t *state;                 // [g->n_edges]: present edges after `pos` trials (trial mode)
+    double *effect;                 // [g->n_edges]: effect when tried (NAN: never)
+    mech_tui_ctrial *trials;        // [n_trials] in search order (owned)
+    int n_trials;
+    int finished, has_truth, n_truth, n_counted;
+    double tpr, fpr;                // from the summary rows (NAN without)
+    int *list;                      // [n_list] edges listed: kept by |effect|, then missing truth edges
+    int n_list, cur, top, page;
+    int trial_mode, pos;            // trial mode: the circuit after trials 1..pos (pos in 0..n_trials)
+    int hide_unused;                // nodes without a shown edge: hidden (1) or dimmed (0)
+    mech_tui_cmember *members;      // [n_members] a sweep's runs (owned)
+    int n_members, member;
+    char auc_line[160];             // a sweep's AUC per ablation
+    // the layout of the last render (rebuilt when the edge set or the size changes)
+    mech_tui_layout lay;
+    int *lay_edge;                  // [lay.n_edges] the ACDC edge of each layout edge (owned)
+    int *comp_node;                 // [n_comp] the layout node of each component, -1 hidden (owned)
+    int n_comp, lay_key_w, lay_key_h, lay_dirty;
+} mech_tui_circuit;
+
+// Reads run id (kind "acdc" or "acdc-sweep"; a sweep shows its first
+// member) of the database at path into c. Errors: as mech_store_open_read,
+// MECH_ERR_RANGE (no such run), MECH_ERR_FORMAT (not an ACDC run), MECH_ERR_DB,
+// MECH_ERR_NOMEM.
+mech_status mech_tui_circuit_load(const char *path, int64_t id, mech_tui_circuit *c, mech_err *err);
+void mech_tui_circuit_deinit(mech_tui_circuit *c);
+// Sets c->state to the circuit after the first pos trials (and the untried
+// removals the search made before its next trial). Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_circuit_replay(mech_tui_circuit *c, int pos);
+// The short name of a graph node ("L2H0", "M1", "tok", "pos", "embed", "out")
+// and of an edge ("M1>L2H0.q", "L2H0.v (direct)").
+void mech_tui_circuit_edge_label(const mech_tui_circuit *c, int e, char *out, size_t cap);
+// Keys: j k arrows PgUp PgDn g G move in the list (in trial mode: through
+// the trials), n . / N , next / previous trial (entering trial mode), t
+// trials on / off, u unused nodes hidden / dimmed, ] [ next / previous
+// run of a sweep; Esc leaves trial mode, then the view (MECH_TUI_QUIT), q leaves.
+int mech_tui_circuit_key(mech_tui_circuit *c, int key);
+void mech_tui_circuit_render(mech_tui_circuit *c, mech_tui_grid *g, int y0, int h);
 
 // --- The application ------------------------------------------------------
 
@@ -399,6 +514,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_GRID,
     MECH_TUI_VIEW_TOKENS,
     MECH_TUI_VIEW_RUN, // a stored run opened from the runs list
+    MECH_TUI_VIEW_CIRCUIT, // an acdc or acdc-sweep run opened from the runs list
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -411,6 +527,7 @@ typedef struct mech_tui_app {
     mech_tui_runs runs;
     mech_tui_attn attn;
     mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
+    mech_tui_circuit circuit; // the opened ACDC run (view MECH_TUI_VIEW_CIRCUIT)
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
 } mech_tui_app;
