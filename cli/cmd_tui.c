@@ -64,8 +64,8 @@ done:
 // three head scores into a; with a corrupted prompt (ctext) also its
 // patterns (from *crun_out). 0 or an exit code.
 static int live_attention(const char *cmd, const char *model, const char *text, int kind, const char *ctext,
-                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, char *name, size_t name_cap,
-                          mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
+                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, mech_tui_lens *lens, char *name,
+                          size_t name_cap, mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_run *run = NULL;
@@ -82,8 +82,11 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
     }
     int L = m->cfg.n_layers, NH = m->cfg.n_heads, T = in.T;
     fprintf(stderr, "mech tui: running %s on %d tokens...\n", model, T);
+    // the lens reads only the residual stream (mech_lens_cache would also
+    // keep every head's result: 450 MB at GPT-2 small, 1024 tokens)
     if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
-        mech_run_forward(run, in.ids, &err)) {
+        mech_run_cache(run, "blocks.*.hook_resid_pre", &err) || mech_run_cache(run, "blocks.*.hook_resid_post", &err) ||
+        mech_run_forward(run, in.ids, &err) || mech_tui_lens_from_run(lens, m, run, in.ids, T, in.tok, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
@@ -182,13 +185,13 @@ int cmd_tui(int argc, char **argv) {
     mech_run *run = NULL; // holds the patterns the attention view shows
     mech_run *crun = NULL; // the corrupted prompt's (difference mode)
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, app.model_name,
-                                sizeof app.model_name, &m, &run, &crun);
+        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, &app.lens,
+                                app.model_name, sizeof app.model_name, &m, &run, &crun);
         if (rc) {
             mech_tui_app_deinit(&app);
             return rc;
         }
-        app.has_attn = 1;
+        app.has_attn = 1, app.has_lens = 1;
         app.view = MECH_TUI_VIEW_HEAD;
     }
     if (db) {

@@ -410,6 +410,8 @@ const cli_cmd cli_commands[] = {
      "  attention:      h j k l arrows move the cursor, ] [ next/previous head,\n"
      "                  } { next/previous layer, p max/mean pooling, g all heads\n"
      "  all heads:      h j k l arrows select, s sort by a score, Enter open the head\n"
+     "  lens:           (L in the attention view, Enter on a lens run) h j k l move,\n"
+     "                  m shading (logit lens), ] [ layer (decoder lens)\n"
      "\n"
      "Colours: viridis for heat, blue-white-red for signed values; 24-bit colour\n"
      "when COLORTERM is truecolor or 24bit (or the terminfo entry has RGB), else\n"

@@ -188,6 +188,14 @@ mech_status mech_store_rollback(mech_store *s, mech_err *err);
 mech_status mech_store_prompt(mech_store *s, int64_t run_id, int item, const char *role,
                               const char *text, const int32_t *tokens, int n_tokens, mech_err *err);
 
+// Reads the prompt of (run, item, role) back: its text (NULL when it was
+// given as ids) and its token ids. OUT: *text (owned, mech_free; may be
+// NULL), *tokens (owned, mech_free; non-NULL), *n_tokens. Errors:
+// MECH_ERR_RANGE (no such prompt), MECH_ERR_DB (tokens not a JSON array of
+// ids), MECH_ERR_NOMEM.
+mech_status mech_store_prompt_get(mech_store *s, int64_t run_id, int item, const char *role, char **text,
+                                  int32_t **tokens, int *n_tokens, mech_err *err);
+
 // One scalar result: -1 in any integer field that does not apply (the
 // database stores -1 too, so `where head = -1` works); site and metric are
 // required ("blocks.3.hook_resid_pre", "logit_diff"). A NaN value is stored

@@ -877,6 +877,57 @@ done:
     return st;
 }
 
+mech_status mech_store_prompt_get(mech_store *s, int64_t run_id, int item, const char *role, char **text,
+                                  int32_t **tokens, int *n_tokens, mech_err *err) {
+    *text = NULL, *tokens = NULL, *n_tokens = 0;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT text, tokens FROM prompts WHERE run_id = ? AND item = ? AND role = ?", -1,
+                           &q, NULL) != SQLITE_OK)
+        return fail(s, "reading a prompt", err);
+    sqlite3_bind_int64(q, 1, run_id);
+    sqlite3_bind_int(q, 2, item);
+    sqlite3_bind_text(q, 3, role ? role : "", -1, SQLITE_TRANSIENT);
+    mech_status st = MECH_OK;
+    mech_json *j = NULL;
+    int oom = 0, rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        st = mech_err_set(err, MECH_ERR_RANGE, "%s: run %lld has no %s prompt %d", s->path, (long long)run_id,
+                          role ? role : "(null)", item);
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        st = fail(s, "reading a prompt", err);
+        goto done;
+    }
+    *text = dup_col(q, 0, &oom);
+    const char *ids = (const char *)sqlite3_column_text(q, 1);
+    mech_err je = {0};
+    if (!oom && (!ids || mech_json_parse(ids, strlen(ids), &j, &je) || j->type != MECH_JSON_ARRAY)) {
+        st = mech_err_set(err, MECH_ERR_DB, "%s: run %lld prompt %d: tokens are not a JSON array", s->path,
+                          (long long)run_id, item);
+        goto done;
+    }
+    if (!oom && !(*tokens = mech_malloc((j->n ? j->n : 1) * sizeof **tokens))) oom = 1;
+    for (size_t i = 0; !oom && i < j->n; i++) {
+        if (j->items[i].type != MECH_JSON_NUMBER || !j->items[i].is_int) {
+            st = mech_err_set(err, MECH_ERR_DB, "%s: run %lld prompt %d: token %zu is not an id", s->path,
+                              (long long)run_id, item, i);
+            goto done;
+        }
+        (*tokens)[i] = (int32_t)j->items[i].inum;
+    }
+    if (oom) st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory reading a prompt", s->path);
+    else *n_tokens = (int)j->n;
+done:
+    mech_json_free(j);
+    sqlite3_finalize(q);
+    if (st) {
+        mech_free(*text), mech_free(*tokens);
+        *text = NULL, *tokens = NULL;
+    }
+    return st;
+}
+
 mech_status mech_store_result(mech_store *s, int64_t run_id, const mech_result *r, mech_err *err) {
     mech_status ws = writable(s, err);
     if (ws) return ws;

@@ -17,7 +17,8 @@
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
 #define V_CIRC (1 << MECH_TUI_VIEW_CIRCUIT)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC)
+#define V_LENS (1 << MECH_TUI_VIEW_LENS)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -79,14 +80,21 @@ static const key_help key_table[] = {
     {V_CIRC, "u", "nodes without an edge: dimmed / hidden", "u unused"},
     {V_CIRC, "] [", "sweep: the next / previous run (threshold, ablation)", "][ tau"},
     {V_CIRC, "Esc q", "leave trial mode (Esc), back to the runs list", "Esc back"},
+    {V_HEAD, "L", "lens view: the logit lens (or a compiled model's decoder lens) of the prompt", "L lens"},
+    {V_LENS, "h j k l arrows", "move the cursor (layer / variable down, position right)", "hjkl move"},
+    {V_LENS, "Home End", "cursor to the first / last position", NULL},
+    {V_LENS, "m", "logit lens shading: top-1 prob, target prob, target rank (log), entropy, KL to final", "m shade"},
+    {V_LENS, "] [ } {", "decoder lens: next / previous layer", "][ layer"},
+    {V_LENS, "Esc q", "back (to the runs list or the attention view)", NULL},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
     if (v == MECH_TUI_VIEW_CIRCUIT) return app->circuit.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_LENS) return app->has_lens || app->lens_run.title[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -134,6 +142,14 @@ void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
         app->view = MECH_TUI_VIEW_CIRCUIT;
         return;
     }
+    if (!strcmp(kind, "lens")) {
+        if (mech_tui_lens_load(app->db_path, id, &app->lens_run, &err))
+            snprintf(app->lens_run.title, sizeof app->lens_run.title, "run %lld  cannot read it: %.160s", (long long)id,
+                     err.msg);
+        app->lens_stored = 1;
+        app->view = MECH_TUI_VIEW_LENS;
+        return;
+    }
     if (mech_tui_runview_load(app->db_path, id, &app->run, &err)) {
         app->run.id = id;
         snprintf(app->run.kind, sizeof app->run.kind, "%s", kind);
@@ -161,6 +177,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
             mech_tui_view v = (mech_tui_view)((app->view + i) % MECH_TUI_VIEW_COUNT_);
             if (view_exists(app, v)) {
                 if (v == MECH_TUI_VIEW_GRID) app->attn.gl = app->attn.layer, app->attn.gh = app->attn.head;
+                if (v == MECH_TUI_VIEW_LENS) app->lens_stored = !app->has_lens;
                 app->view = v;
                 break;
             }
@@ -172,6 +189,8 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_LENS && app->lens_stored && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_LENS && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -189,6 +208,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'L' && app->has_lens) {
+            app->lens_stored = 0, app->view = MECH_TUI_VIEW_LENS;
+            return MECH_TUI_REDRAW;
+        }
         r = mech_tui_attn_key(&app->attn, key);
         if (r & MECH_TUI_SEARCH) app->searching = 1, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
@@ -210,6 +233,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_CIRCUIT:
         r = mech_tui_circuit_key(&app->circuit, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_LENS:
+        if (key == MECH_TUI_KEY_ESC) return mech_tui_app_key(app, 'q');
+        r = mech_tui_lens_key(app->lens_stored ? &app->lens_run : &app->lens, key);
         break;
     default: break;
     }
@@ -299,6 +326,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
     case MECH_TUI_VIEW_CIRCUIT: mech_tui_circuit_render(&app->circuit, g, 1, h); break;
+    case MECH_TUI_VIEW_LENS: mech_tui_lens_render(app->lens_stored ? &app->lens_run : &app->lens, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -367,4 +395,6 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_attn_deinit(&app->attn);
     mech_tui_runview_deinit(&app->run);
     mech_tui_circuit_deinit(&app->circuit);
+    mech_tui_lens_deinit(&app->lens);
+    mech_tui_lens_deinit(&app->lens_run);
 }

@@ -505,6 +505,85 @@ void mech_tui_circuit_edge_label(const mech_tui_circuit *c, int e, char *out, si
 // run of a sweep; Esc leaves trial mode, then the view (MECH_TUI_QUIT), q leaves.
 int mech_tui_circuit_key(mech_tui_circuit *c, int key);
 void mech_tui_circuit_render(mech_tui_circuit *c, mech_tui_grid *g, int y0, int h);
+// --- Lens view ----------------------------------------------------------------
+// The logit lens (GPT-2 models) as a layer x position grid of top-1 tokens
+// on heat cells, or the decoder lens (compiled RASP models) as a variable x
+// position table at one layer (tui/view_lens.c). Built once, from a live run
+// (mech_tui_lens_from_run) or a stored `lens` run (mech_tui_lens_load).
+
+#define MECH_TUI_LENS_K 5     // top tokens kept per cell
+#define MECH_TUI_LENS_TEXT 16 // bytes of a token / value label (NUL included)
+
+// What shades a logit lens cell (key m cycles; target modes only with a target).
+typedef enum mech_tui_lens_mode {
+    MECH_TUI_LENS_TOP1 = 0, // the top-1 token's probability
+    MECH_TUI_LENS_TARGET,   // the target's probability
+    MECH_TUI_LENS_RANK,     // the target's rank, log scale (rank 0 brightest)
+    MECH_TUI_LENS_ENTROPY,  // nats, relative to the grid's largest
+    MECH_TUI_LENS_KL,       // KL(final || layer), nats, relative to the grid's largest
+    MECH_TUI_LENS_MODES_
+} mech_tui_lens_mode;
+
+// One (layer, position) of the logit lens, as mech_lens_row holds it.
+typedef struct mech_tui_lens_cell {
+    int k;                                           // top entries filled (<= MECH_TUI_LENS_K)
+    int32_t top_ids[MECH_TUI_LENS_K];
+    double top_probs[MECH_TUI_LENS_K];
+    char top_text[MECH_TUI_LENS_K][MECH_TUI_LENS_TEXT]; // printable labels, or "<id>"
+    int32_t target;                                  // -1 without
+    char target_text[MECH_TUI_LENS_TEXT];
+    int64_t target_rank;
+    double target_prob, entropy, kl;
+} mech_tui_lens_cell;
+
+typedef struct mech_tui_lens {
+    int decoder;        // 0 logit lens, 1 decoder lens
+    int64_t run_id;     // the stored run, 0 for a live one
+    char title[240];    // what is shown (or why nothing is: the error)
+    int L1, T;          // layers 0..L (L1 = L + 1) x positions (decoder: input positions, BOS left out)
+    char **tokens;      // [T] column labels (owned)
+    int cl, cp;         // cursor: layer (logit lens) / position
+    int c0;             // first column shown (from the last render)
+    // logit lens
+    mech_tui_lens_cell *cells; // [L1 * T] (owned)
+    int has_target;     // some cell has a target
+    int mode;           // mech_tui_lens_mode
+    double vmax[MECH_TUI_LENS_MODES_]; // the largest value of each mode over the grid (its scale)
+    // decoder lens: variables in display order (by the layer that computes them)
+    int n_vars;
+    char **var_name, **var_owner; // [n_vars] (owned): "reverse", "L2 attn H0"
+    int *var_from;      // [n_vars] the first layer that holds it
+    char (*vals)[MECH_TUI_LENS_TEXT]; // [L1 * n_vars * T]: the value as `mech lens --input` prints it, "-" absent
+    int dl, cv;         // the layer shown, the cursor's variable
+} mech_tui_lens;
+
+void mech_tui_lens_deinit(mech_tui_lens *v);
+// The lens of a live run of m on ids[0..T) (batch 1). The run must have
+// cached blocks.*.hook_resid_pre and blocks.*.hook_resid_post before its
+// forward (mech_lens_cache does). A model from `mech compile`
+// (mech.rasp.residual metadata) gets the decoder lens (mech_lens_decode),
+// any other the logit lens (mech_lens_logit) with the target at position p
+// the prompt's next token ids[p+1], at the last position the model's own
+// top-1 (its logits' argmax). tok (borrowed, may be NULL: "<id>") names the
+// tokens. A pure function of (m, run, ids): it may run on any thread.
+// Errors: as mech_lens_logit / mech_lens_decode, MECH_ERR_FORMAT (bad
+// compiled metadata), MECH_ERR_NOMEM.
+mech_status mech_tui_lens_from_run(mech_tui_lens *v, const mech_model *m, const mech_run *run, const int32_t *ids,
+                                   int T, const mech_tokenizer *tok, mech_err *err);
+// Reads `lens` run id of the database at path (read-only) into v: item 0's
+// rows. Token and value names come from the run's model file when it still
+// loads, else token ids show as <id>. Errors: as mech_store_open_read,
+// MECH_ERR_RANGE (no such run), MECH_ERR_ARG (not a lens run), MECH_ERR_DB,
+// MECH_ERR_NOMEM.
+mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *v, mech_err *err);
+// The value that shades cell (l, p) in mode (see mech_tui_lens_mode),
+// and its level 0..MECH_TUI_LEVELS-1. NaN (level 0) when the mode has no value there.
+double mech_tui_lens_value(const mech_tui_lens *v, int mode, int l, int p);
+int mech_tui_lens_level(const mech_tui_lens *v, int mode, int l, int p);
+// Keys: arrows/hjkl move the cursor, Home/End first/last position, m the
+// next shading (logit lens); ] [ } { the next/previous layer (decoder lens).
+int mech_tui_lens_key(mech_tui_lens *v, int key);
+void mech_tui_lens_render(mech_tui_lens *v, mech_tui_grid *g, int y0, int h);
 
 // --- The application ------------------------------------------------------
 
@@ -515,6 +594,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_TOKENS,
     MECH_TUI_VIEW_RUN, // a stored run opened from the runs list
     MECH_TUI_VIEW_CIRCUIT, // an acdc or acdc-sweep run opened from the runs list
+    MECH_TUI_VIEW_LENS, // the live model's lens, or a stored lens run
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -528,6 +608,9 @@ typedef struct mech_tui_app {
     mech_tui_attn attn;
     mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
     mech_tui_circuit circuit; // the opened ACDC run (view MECH_TUI_VIEW_CIRCUIT)
+    int has_lens;           // the live model's lens exists (lens)
+    int lens_stored;        // the lens view shows lens_run (a stored run), not lens
+    mech_tui_lens lens, lens_run;
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
 } mech_tui_app;
