@@ -16,7 +16,8 @@
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN)
+#define V_PROG (1 << MECH_TUI_VIEW_PROGRAM)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_PROG)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -60,13 +61,21 @@ static const key_help key_table[] = {
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
+    {V_HEAD, "P", "program view (a compiled RASP model)", NULL},
+    {V_PROG, "j k", "select the next / previous variable", "jk variable"},
+    {V_PROG, "Up Down PgUp PgDn", "move the source cursor", NULL},
+    {V_PROG, "Home End", "first / last source line", NULL},
+    {V_PROG, "Enter", "select the variable of the cursor's source line", "Enter select"},
+    {V_PROG, "] [", "next / previous layer: the residual after each block (* newly computed)", "][ layer"},
+    {V_PROG, "i", "type another input (Enter runs it, Esc cancels)", "i input"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "program"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_PROGRAM) return app->has_program;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -102,6 +111,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         return MECH_TUI_REDRAW;
     }
     if (app->searching) return search_key(app, key);
+    // the program view's input editor takes every key until Enter or Esc
+    if (app->view == MECH_TUI_VIEW_PROGRAM && app->program.editing)
+        return mech_tui_program_key(&app->program, key) & ~MECH_TUI_QUIT;
     if (key == '?') {
         app->help = 1;
         return MECH_TUI_REDRAW;
@@ -122,6 +134,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_RUN) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_PROGRAM && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -139,6 +152,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'P' && app->has_program) {
+            app->view = MECH_TUI_VIEW_PROGRAM;
+            return MECH_TUI_REDRAW;
+        }
         r = mech_tui_attn_key(&app->attn, key);
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_TOKENS) app->view = MECH_TUI_VIEW_TOKENS, r = MECH_TUI_REDRAW;
@@ -155,6 +172,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         r = mech_tui_runview_key(&app->run, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
+    case MECH_TUI_VIEW_PROGRAM: r = mech_tui_program_key(&app->program, key); break;
     default: break;
     }
     return r & ~MECH_TUI_QUIT;
@@ -231,6 +249,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
+    case MECH_TUI_VIEW_PROGRAM: mech_tui_program_render(&app->program, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -276,4 +295,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_runs_deinit(&app->runs);
     mech_tui_attn_deinit(&app->attn);
     mech_tui_runview_deinit(&app->run);
+    mech_tui_program_deinit(&app->program);
 }
