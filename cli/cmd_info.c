@@ -28,7 +28,7 @@ static int print_compiled(const char *cmd, const mech_model *m) {
     const char *labels = mech_model_meta(m, "mech.rasp.residual"), *circuit = mech_model_meta(m, "mech.rasp.circuit");
     const char *src = mech_model_meta(m, "mech.rasp.source");
     mech_err err = {0};
-    mech_json *lj = NULL, *cj = NULL;
+    mech_json *lj = NULL;
     int rc = 0;
     printf("compiled:     a RASP program (mech compile); token ids: 0 BOS, 1.. the vocab in order, then PAD\n");
     printf("vocab:        %s\n", vocab ? vocab : "?");
@@ -44,37 +44,21 @@ static int print_compiled(const char *cmd, const mech_model *m) {
     } else {
         fprintf(stderr, "mech %s: warning: the residual labels (mech.rasp.residual) cannot be read\n", cmd);
     }
-    if (circuit && mech_json_parse(circuit, strlen(circuit), &cj, &err) == MECH_OK && cj->type == MECH_JSON_OBJECT) {
-        const mech_json *nodes = mech_json_get(cj, "nodes");
-        printf("variables:    %zu (where each is computed; resid = its residual dimensions)\n", nodes ? nodes->n : 0);
-        for (size_t i = 0; nodes && nodes->type == MECH_JSON_ARRAY && i < nodes->n; i++) {
-            const mech_json *nd = &nodes->items[i];
-            if (nd->type != MECH_JSON_OBJECT) continue;
-            const mech_json *label = mech_json_get(nd, "label"), *kind = mech_json_get(nd, "kind");
-            const mech_json *enc = mech_json_get(nd, "encoding"), *dims = mech_json_get(nd, "dims");
-            const mech_json *layer = mech_json_get(nd, "layer"), *head = mech_json_get(nd, "head");
-            const mech_json *mlp = mech_json_get(nd, "mlp");
-            char where[64] = "embedding";
-            // selector_width is a head and an MLP after it (mlp: [layer, first, end) of its hidden units)
-            if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2 && mlp && mlp->type == MECH_JSON_ARRAY &&
-                mlp->n == 3)
-                snprintf(where, sizeof where, "L%lld head %lld + L%lld mlp", (long long)layer->inum,
-                         (long long)head->items[1].inum, (long long)mlp->items[0].inum);
-            else if (layer && head && head->type == MECH_JSON_ARRAY && head->n == 2)
-                snprintf(where, sizeof where, "L%lld head %lld", (long long)layer->inum, (long long)head->items[1].inum);
-            else if (layer && mlp)
-                snprintf(where, sizeof where, "L%lld mlp", (long long)layer->inum);
-            else if (layer)
-                snprintf(where, sizeof where, "L%lld", (long long)layer->inum);
-            printf("  %-16s %-14s %-12s %-20s", label && label->str ? label->str : "?", kind && kind->str ? kind->str : "",
-                   enc && enc->str ? enc->str : "", where);
-            if (dims && dims->type == MECH_JSON_ARRAY && dims->n == 2) {
-                long long a = dims->items[0].inum, b = dims->items[1].inum - 1;
-                if (a == b) printf(" resid %lld", a);
-                else printf(" resid %lld..%lld", a, b);
-            }
+    mech_rasp_circuit *c = NULL;
+    if (circuit && mech_rasp_circuit_parse(circuit, &c, &err) == MECH_OK) {
+        printf("variables:    %d (where each is computed; resid = its residual dimensions)\n", c->n);
+        for (int i = 0; i < c->n; i++) {
+            const mech_rasp_circuit_node *nd = &c->nodes[i];
+            char where[64];
+            mech_rasp_circuit_where(nd, where, sizeof where);
+            printf("  %-16s %-14s %-12s %-20s", nd->label, nd->kind, nd->numerical ? "numerical" : "categorical", where);
+            if (nd->dim_to - 1 <= nd->dim_from) printf(" resid %d", nd->dim_from);
+            else printf(" resid %d..%d", nd->dim_from, nd->dim_to - 1);
             printf("\n");
         }
+        mech_rasp_circuit_free(c);
+    } else if (circuit) {
+        fprintf(stderr, "mech %s: warning: the circuit (mech.rasp.circuit) cannot be read: %s\n", cmd, err.msg);
     }
     if (src) {
         printf("source:\n");
@@ -86,7 +70,6 @@ static int print_compiled(const char *cmd, const mech_model *m) {
         }
     }
     mech_json_free(lj);
-    mech_json_free(cj);
     return rc;
 }
 

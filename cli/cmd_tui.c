@@ -193,6 +193,19 @@ int cmd_tui(int argc, char **argv) {
         }
         app.has_attn = 1, app.has_lens = 1;
         app.view = MECH_TUI_VIEW_HEAD;
+        if (mech_model_meta(m, "mech.rasp.source")) {
+            // a compiled RASP model: the program view too, with the --input run
+            mech_err err = {0};
+            if (mech_tui_program_load(&app.program, m, &err) ||
+                (kinds[0] == 2 && mech_tui_program_run(&app.program, m, texts[0], &err))) {
+                mech_tui_app_deinit(&app);
+                mech_run_free(crun);
+                mech_run_free(run);
+                mech_model_free(m);
+                return cli_fail(cmd, &err);
+            }
+            app.has_program = 1;
+        }
     }
     if (db) {
         // a missing database is shown in the interface with what fills it;

@@ -415,6 +415,38 @@ mech_status mech_rasp_verify_ex(const mech_rasp_program *p, const mech_model *m,
 mech_status mech_rasp_verify_estimate(const mech_rasp_program *p, const mech_model *m,
                                       const mech_rasp_verify_opts *opts, mech_rasp_verify_result *res, mech_err *err);
 
+// ---------------------------------------------------------------------------
+// A compiled model's circuit (compiler/rasp_circuit.c): where the compiler
+// put each s-op, read back from the metadata mech.rasp.circuit.
+
+typedef struct mech_rasp_circuit_node {
+    char *label;        // the IR node's label ("opp", "map_3"), or a helper node's
+    char *name;         // the RASP variable, or NULL
+    char *kind;         // "tokens", "zipmap", "selector_width", ...
+    int numerical;      // one residual dimension holding the value
+    int layer;          // the block that writes it; -1: the embedding
+    int head_layer, head; // the attention head that computes it (selector_width: that feeds its MLP); -1: none
+    int mlp_layer, mlp_from, mlp_to; // hidden units [mlp_from, mlp_to) of block mlp_layer's MLP; -1: none
+    int dim_from, dim_to; // its residual dimensions [dim_from, dim_to)
+    int n_inputs;
+    char **inputs;      // labels of the nodes it reads (a selector's keys and queries)
+} mech_rasp_circuit_node;
+
+typedef struct mech_rasp_circuit {
+    int n;
+    mech_rasp_circuit_node *nodes; // in the compiler's order (inputs first)
+} mech_rasp_circuit;
+
+// Parses the metadata mech.rasp.circuit. OUT: *out owned (mech_rasp_circuit_free).
+// Errors: MECH_ERR_FORMAT (json NULL or not such a circuit), MECH_ERR_NOMEM.
+mech_status mech_rasp_circuit_parse(const char *json, mech_rasp_circuit **out, mech_err *err);
+void mech_rasp_circuit_free(mech_rasp_circuit *c);
+// The node labelled label (borrowed from c), or NULL.
+const mech_rasp_circuit_node *mech_rasp_circuit_find(const mech_rasp_circuit *c, const char *label);
+// Where n is computed, for people: "embedding", "L2 head 0", "L1 mlp",
+// "L0 head 0 + L0 mlp" (selector_width).
+void mech_rasp_circuit_where(const mech_rasp_circuit_node *n, char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,8 @@
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
 #define V_CIRC (1 << MECH_TUI_VIEW_CIRCUIT)
 #define V_LENS (1 << MECH_TUI_VIEW_LENS)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS)
+#define V_PROG (1 << MECH_TUI_VIEW_PROGRAM)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -86,14 +87,22 @@ static const key_help key_table[] = {
     {V_LENS, "m", "logit lens shading: top-1 prob, target prob, target rank (log), entropy, KL to final", "m shade"},
     {V_LENS, "] [ } {", "decoder lens: next / previous layer", "][ layer"},
     {V_LENS, "Esc q", "back (to the runs list or the attention view)", NULL},
+    {V_HEAD, "P", "program view (a compiled RASP model)", NULL},
+    {V_PROG, "j k", "select the next / previous variable", "jk variable"},
+    {V_PROG, "Up Down PgUp PgDn", "move the source cursor", NULL},
+    {V_PROG, "Home End", "first / last source line", NULL},
+    {V_PROG, "Enter", "select the variable of the cursor's source line", "Enter select"},
+    {V_PROG, "] [", "next / previous layer: the residual after each block (* newly computed)", "][ layer"},
+    {V_PROG, "i", "type another input (Enter runs it, Esc cancels)", "i input"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens", "program"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
     if (v == MECH_TUI_VIEW_CIRCUIT) return app->circuit.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_PROGRAM) return app->has_program;
     if (v == MECH_TUI_VIEW_LENS) return app->has_lens || app->lens_run.title[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
@@ -165,6 +174,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         return MECH_TUI_REDRAW;
     }
     if (app->searching) return search_key(app, key);
+    // the program view's input editor takes every key until Enter or Esc
+    if (app->view == MECH_TUI_VIEW_PROGRAM && app->program.editing)
+        return mech_tui_program_key(&app->program, key) & ~MECH_TUI_QUIT;
     if (key == '?') {
         app->help = 1;
         return MECH_TUI_REDRAW;
@@ -191,6 +203,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->lens_stored && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
+        else if (app->view == MECH_TUI_VIEW_PROGRAM && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -208,6 +221,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'P' && app->has_program) {
+            app->view = MECH_TUI_VIEW_PROGRAM;
+            return MECH_TUI_REDRAW;
+        }
         if (key == 'L' && app->has_lens) {
             app->lens_stored = 0, app->view = MECH_TUI_VIEW_LENS;
             return MECH_TUI_REDRAW;
@@ -238,6 +255,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         if (key == MECH_TUI_KEY_ESC) return mech_tui_app_key(app, 'q');
         r = mech_tui_lens_key(app->lens_stored ? &app->lens_run : &app->lens, key);
         break;
+    case MECH_TUI_VIEW_PROGRAM: r = mech_tui_program_key(&app->program, key); break;
     default: break;
     }
     return r & ~MECH_TUI_QUIT;
@@ -327,6 +345,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
     case MECH_TUI_VIEW_CIRCUIT: mech_tui_circuit_render(&app->circuit, g, 1, h); break;
     case MECH_TUI_VIEW_LENS: mech_tui_lens_render(app->lens_stored ? &app->lens_run : &app->lens, g, 1, h); break;
+    case MECH_TUI_VIEW_PROGRAM: mech_tui_program_render(&app->program, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -397,4 +416,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_circuit_deinit(&app->circuit);
     mech_tui_lens_deinit(&app->lens);
     mech_tui_lens_deinit(&app->lens_run);
+    mech_tui_program_deinit(&app->program);
 }

@@ -584,6 +584,66 @@ int mech_tui_lens_level(const mech_tui_lens *v, int mode, int l, int p);
 // next shading (logit lens); ] [ } { the next/previous layer (decoder lens).
 int mech_tui_lens_key(mech_tui_lens *v, int key);
 void mech_tui_lens_render(mech_tui_lens *v, mech_tui_grid *g, int y0, int h);
+// --- Program view: a compiled RASP model ----------------------------------
+// The program's source beside the model's layers (which head or MLP
+// computes each variable), and one input stepped through the layers:
+// every variable's value at every position, decoded from the residual
+// stream by the decoder lens (tui/view_program.c).
+
+typedef struct mech_tui_program_var {
+    const char *label;   // the circuit node's label (borrowed from circuit)
+    const struct mech_rasp_circuit_node *node; // where it is computed (borrowed from circuit)
+    int line;            // its source line (1-based); 0: built in (tokens, indices, length)
+    int lens_var;        // its index among the decoder lens's variables, -1: none
+    int is_bool;         // a numerical variable holding booleans (printed true/false)
+} mech_tui_program_var;
+
+typedef struct mech_tui_program {
+    const mech_model *model;    // borrowed: reruns on another input use it
+    struct mech_rasp_program *prog;  // parsed from the metadata (owned)
+    struct mech_rasp_circuit *circuit; // mech.rasp.circuit (owned)
+    struct mech_lens_vars *vars; // the residual labels as variables (owned)
+    int L, NH;
+    char title[160];
+    char **lines;               // [n_lines] the source's lines, tabs expanded (owned)
+    int n_lines;
+    mech_tui_program_var *pv;   // [n_pv] the circuit's nodes, inputs first (owned)
+    int n_pv;
+    int sel;                    // the selected variable
+    int line_cur, line_top;     // the source cursor (0-based line) and the first line shown
+    int page;                   // source lines shown in the last render
+    // the input run (mech_tui_program_run); P = 0 before one
+    char input[256];
+    int P;                      // positions (BOS not counted)
+    char **val;                 // [(L+1) * n_pv * P]: the value at layer l of variable i at position p
+                                // is val[(l*n_pv + i)*P + p], as `mech lens` prints it; NULL: not yet computed
+    int col_w;                  // a value column's width
+    int layer;                  // the lens layer shown: 0 the embedding, l the residual after block l-1
+    // the one-line input editor (key i)
+    int editing;
+    char edit[256];
+    char error[256];            // the last failed input's error, shown until the next run
+} mech_tui_program;
+
+// Reads the compiled model's program, circuit and residual labels from m's
+// metadata into v (replacing what it held); m is borrowed and must outlive
+// v. Errors: MECH_ERR_ARG (m is not a compiled RASP model), MECH_ERR_PARSE /
+// MECH_ERR_TYPE (its source), MECH_ERR_FORMAT (its circuit or residual
+// labels), MECH_ERR_NOMEM.
+mech_status mech_tui_program_load(mech_tui_program *v, const mech_model *m, mech_err *err);
+// Runs input ("a b c", as `mech rasp --input`) through m (the model v was
+// loaded from) in a forward pass of its own, and decodes every layer with
+// mech_lens_decode into v->val; shows the last layer. On an error v keeps
+// its previous run. Errors: MECH_ERR_RANGE (a token not in the vocab, too
+// long, empty), as mech_run_forward and mech_lens_decode, MECH_ERR_NOMEM.
+mech_status mech_tui_program_run(mech_tui_program *v, const mech_model *m, const char *input, mech_err *err);
+void mech_tui_program_deinit(mech_tui_program *v);
+// Keys: j k select the next / previous variable, Up Down move the source
+// cursor, PgUp PgDn Home End page through the source, Enter selects the
+// variable defined on the cursor's line, ] [ the next / previous layer, i
+// types another input (Enter runs it, Esc cancels). Returns reaction flags.
+int mech_tui_program_key(mech_tui_program *v, int key);
+void mech_tui_program_render(mech_tui_program *v, mech_tui_grid *g, int y0, int h);
 
 // --- The application ------------------------------------------------------
 
@@ -595,6 +655,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_RUN, // a stored run opened from the runs list
     MECH_TUI_VIEW_CIRCUIT, // an acdc or acdc-sweep run opened from the runs list
     MECH_TUI_VIEW_LENS, // the live model's lens, or a stored lens run
+    MECH_TUI_VIEW_PROGRAM, // a compiled RASP model's program and layers
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -611,6 +672,8 @@ typedef struct mech_tui_app {
     int has_lens;           // the live model's lens exists (lens)
     int lens_stored;        // the lens view shows lens_run (a stored run), not lens
     mech_tui_lens lens, lens_run;
+    int has_program;        // the live model is a compiled RASP model
+    mech_tui_program program;
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
 } mech_tui_app;
