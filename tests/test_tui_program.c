@@ -173,13 +173,10 @@ static void test_tui_program_render_layers_and_selection(void **state) {
     assert_non_null(strstr(row + lw, "tokens, indices"));
     y = find_row(&g, lw, "L0 head 0", row);
     assert_non_null(strstr(row + lw, "length"));
-    mech_tui_grid_row_text(&g, y + 1, row);
-    assert_non_null(strstr(row + lw, "mlp"));
-    assert_non_null(strstr(row + lw, "length"));
+    assert_int_equal(find_row(&g, lw, "L0 mlp     length", row), y + 1);
     y = find_row(&g, lw, "L1 head 0", row);
     assert_non_null(strstr(row + lw, " -"));
-    mech_tui_grid_row_text(&g, y + 1, row);
-    assert_non_null(strstr(row + lw, "opp"));
+    assert_int_equal(find_row(&g, lw, "L1 mlp     opp", row), y + 1);
     y = find_row(&g, lw, "L2 head 0", row);
     assert_non_null(strstr(row + lw, "reverse"));
     assert_int_equal(mech_tui_grid_at(&g, y, lw)->role, MECH_TUI_SEL); // the selected variable's row
@@ -312,6 +309,48 @@ static void test_tui_program_values_frac_prevs(void **state) {
     check_run(FRAC, "h l l o l");
 }
 
+// The view's values equal what `mech lens --input` prints, layer by layer.
+static void check_cli_lens(int pi, const char *input) {
+    mech_tui_program v = {0};
+    mech_err err = {0};
+    assert_int_equal(mech_tui_program_load(&v, models[pi], &err), MECH_OK);
+    assert_int_equal(mech_tui_program_run(&v, models[pi], input, &err), MECH_OK);
+    const char *db = mech_test_tmpn("tui_prog_lens.db");
+    mech_test_rm_db(db);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "lens --model %s --input '%s' --db %s", paths[pi], input, db))
+        fail_msg("mech lens: %s", out);
+    mech_test_rm_db(db);
+    // "  name           layer 0: v v v" then "                 layer 1: v v v"
+    char name[64] = "";
+    int lines = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        char *lay = strstr(line, "layer ");
+        if (!lay || line[0] != ' ') continue;
+        char first[64];
+        if (sscanf(line, " %63s", first) == 1 && strcmp(first, "layer")) snprintf(name, sizeof name, "%s", first);
+        int l = atoi(lay + 6), i = var_index(&v, name);
+        char *vals = strchr(lay, ':') + 1, *save = NULL;
+        int t = 0;
+        for (char *tok = strtok_r(vals, " ", &save); tok; tok = strtok_r(NULL, " ", &save), t++) {
+            assert_true(t < v.P);
+            const char *got = val_at(&v, l, i, t);
+            if (strcmp(got ? got : "-", tok)) fail_msg("%s layer %d pos %d: view %s, mech lens %s", name, l, t, got ? got : "-", tok);
+        }
+        assert_int_equal(t, v.P);
+        lines++;
+    }
+    assert_int_equal(lines, (v.L + 1) * v.n_pv); // every variable at every layer
+    free(out);
+    mech_tui_program_deinit(&v);
+}
+
+static void test_tui_program_values_equal_cli_lens(void **state) {
+    (void)state;
+    check_cli_lens(REV, "b d a c");
+    check_cli_lens(FRAC, "l h l");
+}
+
 // --- keys -----------------------------------------------------------------------
 
 static void test_tui_program_step_layers(void **state) {
@@ -356,6 +395,18 @@ static void test_tui_program_step_layers(void **state) {
     assert_true(find_row(&g, 0, "  tokens   \"a\"", row) >= 0);
     y = find_row(&g, lw, "L0 head 0", row);
     assert_int_equal(mech_tui_grid_at(&g, y, lw)->role, MECH_TUI_TEXT);
+    // l / h scroll the positions: the table starts at position 1, then 2
+    assert_int_equal(mech_tui_program_key(&v, 'l'), MECH_TUI_REDRAW);
+    mech_tui_program_render(&v, &g, 0, 22);
+    assert_true(find_row(&g, 0, "  layer 2  1   2", row) >= 0);
+    assert_true(find_row(&g, 0, "  tokens   \"b\" \"c\"", row) >= 0);
+    assert_int_equal(mech_tui_program_key(&v, MECH_TUI_KEY_RIGHT), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_program_key(&v, 'l'), MECH_TUI_NONE); // the last position stays shown
+    mech_tui_program_render(&v, &g, 0, 22);
+    assert_true(find_row(&g, 0, " *opp      0 ", row) >= 0);
+    assert_int_equal(mech_tui_program_key(&v, 'h'), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_program_key(&v, MECH_TUI_KEY_LEFT), MECH_TUI_REDRAW);
+    assert_int_equal(mech_tui_program_key(&v, 'h'), MECH_TUI_NONE);
     mech_tui_grid_deinit(&g);
     mech_tui_program_deinit(&v);
 }
@@ -576,6 +627,7 @@ int main(void) {
         cmocka_unit_test(test_tui_program_values_hist),
         cmocka_unit_test(test_tui_program_values_sort),
         cmocka_unit_test(test_tui_program_values_frac_prevs),
+        cmocka_unit_test(test_tui_program_values_equal_cli_lens),
         cmocka_unit_test(test_tui_program_step_layers),
         cmocka_unit_test(test_tui_program_select_by_source_line),
         cmocka_unit_test(test_tui_program_input_editor),

@@ -93,6 +93,7 @@ static const key_help key_table[] = {
     {V_PROG, "Home End", "first / last source line", NULL},
     {V_PROG, "Enter", "select the variable of the cursor's source line", "Enter select"},
     {V_PROG, "] [", "next / previous layer: the residual after each block (* newly computed)", "][ layer"},
+    {V_PROG, "h l Left Right", "scroll the table's positions (a long input)", NULL},
     {V_PROG, "i", "type another input (Enter runs it, Esc cancels)", "i input"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])

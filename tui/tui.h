@@ -618,6 +618,7 @@ typedef struct mech_tui_program {
     char **val;                 // [(L+1) * n_pv * P]: the value at layer l of variable i at position p
                                 // is val[(l*n_pv + i)*P + p], as `mech lens` prints it; NULL: not yet computed
     int col_w;                  // a value column's width
+    int pos0;                   // the first position shown (h l scroll a long input)
     int layer;                  // the lens layer shown: 0 the embedding, l the residual after block l-1
     // the one-line input editor (key i)
     int editing;
@@ -640,8 +641,9 @@ mech_status mech_tui_program_run(mech_tui_program *v, const mech_model *m, const
 void mech_tui_program_deinit(mech_tui_program *v);
 // Keys: j k select the next / previous variable, Up Down move the source
 // cursor, PgUp PgDn Home End page through the source, Enter selects the
-// variable defined on the cursor's line, ] [ the next / previous layer, i
-// types another input (Enter runs it, Esc cancels). Returns reaction flags.
+// variable defined on the cursor's line, ] [ the next / previous layer, h l
+// (Left Right) scroll the positions, i types another input (Enter runs it,
+// Esc cancels). Returns reaction flags.
 int mech_tui_program_key(mech_tui_program *v, int key);
 void mech_tui_program_render(mech_tui_program *v, mech_tui_grid *g, int y0, int h);
 

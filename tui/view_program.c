@@ -170,7 +170,7 @@ mech_status mech_tui_program_run(mech_tui_program *v, const mech_model *m, const
             }
     }
     free_vals(v);
-    v->val = val, val = NULL, v->P = P, v->layer = L;
+    v->val = val, val = NULL, v->P = P, v->layer = L, v->pos0 = 0;
     v->col_w = col_w > 14 ? 14 : col_w;
     snprintf(v->input, sizeof v->input, "%s", input);
     v->error[0] = 0;
@@ -278,6 +278,16 @@ int mech_tui_program_key(mech_tui_program *v, int key) {
     case 'i':
         v->editing = 1, v->edit[0] = 0, v->error[0] = 0;
         break;
+    case MECH_TUI_KEY_RIGHT:
+    case 'l':
+        if (v->pos0 + 1 >= v->P) return MECH_TUI_NONE;
+        v->pos0++;
+        break;
+    case MECH_TUI_KEY_LEFT:
+    case 'h':
+        if (v->pos0 <= 0) return MECH_TUI_NONE;
+        v->pos0--;
+        break;
     default: return MECH_TUI_NONE;
     }
     return MECH_TUI_REDRAW;
@@ -303,9 +313,9 @@ static int layer_row(const mech_tui_program *v, int k, int pw, int *block, char 
     if (k == 0) snprintf(pre, sizeof pre, "embed");
     else {
         l = (k - 1) / (v->NH + 1), head = (k - 1) % (v->NH + 1);
-        if (head == v->NH) head = -1, snprintf(pre, sizeof pre, "  mlp");
-        else if (head == 0) snprintf(pre, sizeof pre, "L%d head %d", l, head);
-        else snprintf(pre, sizeof pre, "   head %d", head);
+        // every row names its block: a scrolled pane shows no block header
+        if (head == v->NH) head = -1, snprintf(pre, sizeof pre, "L%d mlp", l);
+        else snprintf(pre, sizeof pre, "L%d head %d", l, head);
     }
     *block = l;
     int n = snprintf(out, cap, "%-*s", pw, pre), any = 0;
@@ -395,9 +405,9 @@ static void render_values(mech_tui_program *v, mech_tui_grid *g, int y0, int h) 
     else {
         snprintf(cell, sizeof cell, "  layer %d", v->layer);
         mech_tui_grid_put(g, y0, 0, MECH_TUI_HEADER, cell, -1);
-        for (int p = 0; p < v->P; p++) {
+        for (int p = v->pos0; p < v->P; p++) {
             snprintf(cell, sizeof cell, "%d", p);
-            mech_tui_grid_put(g, y0, x0 + p * cw, MECH_TUI_HEADER, cell, cw - 1);
+            mech_tui_grid_put(g, y0, x0 + (p - v->pos0) * cw, MECH_TUI_HEADER, cell, cw - 1);
         }
     }
     int rows = h - 1, top = 0;
@@ -407,9 +417,9 @@ static void render_values(mech_tui_program *v, mech_tui_grid *g, int y0, int h) 
         int i = top + r, y = y0 + 1 + r, fresh = var_new(v, v->layer, i);
         snprintf(cell, sizeof cell, "%c%c%-*.*s", i == v->sel ? '>' : ' ', fresh ? '*' : ' ', nw, nw, v->pv[i].label);
         mech_tui_grid_put(g, y, 0, i == v->sel ? MECH_TUI_SEL : MECH_TUI_TEXT, cell, -1);
-        for (int p = 0; p < v->P; p++) {
+        for (int p = v->pos0; p < v->P; p++) {
             const char *s = var_value(v, v->layer, i, p);
-            mech_tui_grid_put(g, y, x0 + p * cw, s ? fresh ? MECH_TUI_TITLE : MECH_TUI_TEXT : MECH_TUI_DIM, s ? s : "-",
+            mech_tui_grid_put(g, y, x0 + (p - v->pos0) * cw, s ? fresh ? MECH_TUI_TITLE : MECH_TUI_TEXT : MECH_TUI_DIM, s ? s : "-",
                               cw - 1);
         }
     }
