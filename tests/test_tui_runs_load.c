@@ -19,6 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static void result_at(mech_store *s, int64_t run, const char *site, const char *metric, int layer, int pos, int head,
+                      double v) {
+    mech_err err = {0};
+    mech_result r = {.item = 0, .site = site, .layer = layer, .pos = pos, .head = head, .token = -1, .rank = -1,
+                     .metric = metric, .value = v};
+    if (mech_store_result(s, run, &r, &err)) fail_msg("%s", err.msg);
+}
+
 static void result(mech_store *s, int64_t run, const char *metric, int layer, int pos, int head, double v) {
     mech_err err = {0};
     mech_result r = {.item = 0, .site = "x", .layer = layer, .pos = pos, .head = head, .token = -1, .rank = -1,
@@ -32,12 +40,29 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     mech_test_rm_db(path);
     mech_err err = {0};
     mech_store *s = NULL;
-    int64_t r1, r2, r3;
+    int64_t r1, r2, r3, r4, r5, r6, r7;
     if (mech_store_open(path, &s, &err) ||
         mech_store_run_new(s, "patch", "/models/gpt2.safetensors", "mech patch", "{}", &r1, &err) ||
         mech_store_run_new(s, "heads", "tiny.safetensors", "mech heads", "{}", &r2, &err) ||
-        mech_store_run_new(s, "lens", "tiny.safetensors", "mech lens", "{}", &r3, &err))
+        mech_store_run_new(s, "lens", "tiny.safetensors", "mech lens", "{}", &r3, &err) ||
+        mech_store_run_new(s, "acdc", "rev.safetensors", "mech acdc", "{}", &r4, &err) ||
+        mech_store_run_new(s, "acdc-sweep", "rev.safetensors", "mech acdc", "{}", &r5, &err) ||
+        mech_store_run_new(s, "attrib", "tiny.safetensors", "mech attrib", "{}", &r6, &err) ||
+        mech_store_run_new(s, "lens", "rev.safetensors", "mech lens", "{}", &r7, &err))
         fail_msg("%s", err.msg);
+    // each kind's figure from its own rows
+    result_at(s, r4, "circuit", "n_edges", -1, -1, -1, 14);
+    result_at(s, r4, "circuit", "tpr", -1, -1, -1, 0.875);
+    result_at(s, r4, "circuit", "fpr", -1, -1, -1, 0.0625);
+    result_at(s, r4, "L0H0->L1H0", "effect", -1, -1, -1, 5); // a trial, not the summary
+    result_at(s, r5, "zero", "auc", -1, -1, -1, 1.0);
+    result_at(s, r5, "resample", "auc", -1, -1, -1, 0.571);
+    result_at(s, r6, "L0H1", "head", 0, -1, 1, 0.25);
+    result_at(s, r6, "L1H2", "head", 1, -1, 2, -0.75);
+    result_at(s, r6, "mlp", "mlp", 1, -1, -1, 3.0); // an MLP, not a head
+    result_at(s, r7, "decoder_lens", "reverse", 3, 0, -1, 1);
+    result_at(s, r7, "decoder_lens", "opp", 2, 0, -1, 1);
+    result_at(s, r7, "decoder_lens", "reverse", 2, 1, -1, 0);
     result(s, r1, "logit_diff", 0, 2, -1, 0.25);
     result(s, r1, "logit_diff", 3, 5, -1, -1.5); // the largest |effect|, negative
     result(s, r1, "logit_diff", 1, 1, -1, 0.75);
@@ -45,6 +70,8 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     result(s, r2, "induction", 1, -1, 3, 0.625);
     result(s, r2, "previous_token", 0, -1, 0, 0.99); // not the induction figure
     result(s, r3, "kl", 0, 0, -1, 1.0);
+    result(s, r3, "kl", 0, 1, -1, 3.0);
+    result(s, r3, "kl", 1, 0, -1, 9.0); // a later layer
     if (mech_store_run_finish(s, r1, "done", &err) || mech_store_run_finish(s, r2, "interrupted", &err))
         fail_msg("%s", err.msg);
     mech_store_close(s);
@@ -54,7 +81,7 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     mech_tui_run_row *rows = NULL;
     size_t n = 0;
     if (mech_tui_runs_load(path, &rows, &n, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 7);
     assert_int_equal(rows[0].id, r1);
     assert_string_equal(rows[0].kind, "patch");
     assert_string_equal(rows[0].status, "done");
@@ -65,7 +92,11 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     assert_string_equal(rows[1].status, "interrupted");
     assert_string_equal(rows[1].figure, "induction L1H3 0.625");
     assert_string_equal(rows[2].status, "running");
-    assert_string_equal(rows[2].figure, "1 result");
+    assert_string_equal(rows[2].figure, "KL to final: layer 0 2");
+    assert_string_equal(rows[3].figure, "14 edges  TPR 0.875 FPR 0.062");
+    assert_string_equal(rows[4].figure, "AUC zero 1.000  AUC resample 0.571");
+    assert_string_equal(rows[5].figure, "top head L1H2 -0.75");
+    assert_string_equal(rows[6].figure, "decoder lens: 2 variables, layers 0..3");
     mech_free(rows);
     // reading changed nothing
     assert_int_equal(stat(path, &after), 0);

@@ -59,7 +59,7 @@ static void test_tui_term_runs_help_quit(void **state) {
     snprintf(args, sizeof args, "%s", db);
     tmux_start(80, 24, args);
     tmux_wait_for("1 of 1 runs  kind: all  sort: id");
-    tmux_wait_for("heads    done");
+    tmux_wait_for("heads      done");
     tmux_wait_for("induction L"); // the heads run's key figure
     tmux_keys("'?'");
     tmux_wait_for("keys: runs view");
@@ -273,7 +273,7 @@ static void test_tui_term_refresh_while_open(void **state) {
         fail_msg("mech heads: %s", out);
     free(out);
     tmux_wait_for("2 of 2 runs");
-    tmux_wait_for("     2  heads    done");
+    tmux_wait_for("     2  heads      done");
     tmux_keys("q");
     tmux_assert_restored("rc=0");
     tmux_stop();
@@ -468,7 +468,7 @@ static void test_tui_term_open_patch_run(void **state) {
     snprintf(want, sizeof want, "L1 pos 3  effect %.4f", want_v);
 
     tmux_start(100, 30, pdb);
-    tmux_wait_for("patch    done");
+    tmux_wait_for("patch      done");
     tmux_keys("Enter");
     tmux_wait_for("run 1  patch  mean effect over 1 pair, layer x position");
     // patching the one differing position at layer 0 restores the clean run

@@ -168,7 +168,7 @@ static void test_tui_database_damaged_while_open(void **state) {
     if (!tmux_have()) skip();
     const char *path = copy_db("damaged.db");
     tmux_start(100, 30, path);
-    tmux_wait_for("heads    done");
+    tmux_wait_for("heads      done");
     size_t len = 0;
     char *bytes = mech_test_read(path, &len);
     memset(bytes + len / 2, 0x5a, len - len / 2); // the second half of the pages overwritten

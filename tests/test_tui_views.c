@@ -821,7 +821,7 @@ static void test_tui_runs_render_rows_and_scroll(void **state) {
     assert_int_equal(mech_tui_grid_resize(&g, 12, 80), MECH_OK);
     mech_tui_runs_render(&v, &g, 0, 12);
     assert_true(grid_has(&g, "40 of 40 runs  kind: all  sort: id"));
-    assert_true(grid_has(&g, "     1  patch    done        m0.safetensors 2026-12-28 10:00 0 results"));
+    assert_true(grid_has(&g, "     1  patch      done        m0.safetensors 2026-12-28 10:00 0 results"));
     assert_int_equal(mech_tui_grid_at(&g, 2, 0)->role, MECH_TUI_SEL);
     assert_int_equal(v.page, 10);
     mech_tui_runs_key(&v, MECH_TUI_KEY_PGDN);

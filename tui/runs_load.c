@@ -38,6 +38,62 @@ static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t
         for (size_t i = 0; i < n; i++)
             if (!isnan(rows[i].value) && (best == n || rows[i].value > rows[best].value)) best = i;
         if (best < n) snprintf(out, cap, "induction L%dH%d %.3f", rows[best].layer, rows[best].head, rows[best].value);
+    } else if (!strcmp(ri->kind, "acdc")) {
+        // the summary rows: circuit size, and against the truth TPR / FPR
+        double edges = NAN, tpr = NAN, fpr = NAN;
+        const char *names[3] = {"n_edges", "tpr", "fpr"};
+        double *vals[3] = {&edges, &tpr, &fpr};
+        for (int k = 0; k < 3; k++) {
+            if (mech_store_results_get(s, ri->id, names[k], &rows, &n, &err)) return;
+            for (size_t i = 0; i < n; i++)
+                if (rows[i].site && !strcmp(rows[i].site, "circuit")) *vals[k] = rows[i].value;
+            mech_store_results_free(rows, n);
+            rows = NULL, n = 0;
+        }
+        if (!isnan(edges) && !isnan(tpr))
+            snprintf(out, cap, "%.0f edges  TPR %.3f FPR %.3f", edges, tpr, isnan(fpr) ? 0.0 : fpr);
+        else if (!isnan(edges)) snprintf(out, cap, "%.0f edges", edges);
+    } else if (!strcmp(ri->kind, "acdc-sweep")) {
+        if (mech_store_results_get(s, ri->id, "auc", &rows, &n, &err)) return;
+        size_t w = 0;
+        for (size_t i = 0; i < n && w + 1 < cap; i++) {
+            int k = snprintf(out + w, cap - w, "%sAUC %s %.3f", i ? "  " : "", rows[i].site ? rows[i].site : "?",
+                             rows[i].value);
+            if (k < 0 || (size_t)k >= cap - w) break;
+            w += (size_t)k;
+        }
+    } else if (!strcmp(ri->kind, "lens")) {
+        // logit lens: how far the first layer is from the final output
+        if (mech_store_results_get(s, ri->id, "kl", &rows, &n, &err)) return;
+        double sum = 0;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].layer == 0 && !isnan(rows[i].value)) sum += rows[i].value, k++;
+        if (k) snprintf(out, cap, "KL to final: layer 0 %.3g", sum / (double)k);
+        else {
+            // decoder lens: the variables read
+            mech_store_results_free(rows, n);
+            rows = NULL, n = 0;
+            if (mech_store_results_get(s, ri->id, NULL, &rows, &n, &err)) return;
+            int n_vars = 0, max_layer = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (!rows[i].site || strcmp(rows[i].site, "decoder_lens") || !rows[i].metric) continue;
+                int seen = 0;
+                for (size_t j = 0; j < i && !seen; j++)
+                    seen = rows[j].metric && rows[j].site && !strcmp(rows[j].site, "decoder_lens") &&
+                           !strcmp(rows[j].metric, rows[i].metric);
+                if (!seen) n_vars++;
+                if (rows[i].layer > max_layer) max_layer = rows[i].layer;
+            }
+            if (n_vars) snprintf(out, cap, "decoder lens: %d variables, layers 0..%d", n_vars, max_layer);
+        }
+    } else if (!strcmp(ri->kind, "attrib")) {
+        // the largest head's direct logit attribution
+        if (mech_store_results_get(s, ri->id, "head", &rows, &n, &err)) return;
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(rows[i].value) && (best == n || fabs(rows[i].value) > fabs(rows[best].value))) best = i;
+        if (best < n) snprintf(out, cap, "top head L%dH%d %.4g", rows[best].layer, rows[best].head, rows[best].value);
     }
     mech_store_results_free(rows, n);
 }

@@ -136,7 +136,7 @@ void mech_tui_runs_render(mech_tui_runs *v, mech_tui_grid *g, int y0, int h) {
              v->search[0] ? "  search: " : "", v->search);
     mech_tui_grid_put(g, y0, 1, MECH_TUI_DIM, line, -1);
     if (h < 3) return;
-    snprintf(line, sizeof line, "%6s  %-8s %-11s %-14s %-16s %s", "id", "kind", "status", "model", "date", "key figure");
+    snprintf(line, sizeof line, "%6s  %-10s %-11s %-14s %-16s %s", "id", "kind", "status", "model", "date", "key figure");
     mech_tui_grid_put(g, y0 + 1, 0, MECH_TUI_HEADER, line, -1);
     int rows = h - 2;
     v->page = rows;
@@ -151,7 +151,7 @@ void mech_tui_runs_render(mech_tui_runs *v, mech_tui_grid *g, int y0, int h) {
         const mech_tui_run_row *r = &v->rows[v->vis[v->top + (size_t)i]];
         // the model's file name, not its directories: the column is narrow
         const char *model = strrchr(r->model, '/') ? strrchr(r->model, '/') + 1 : r->model;
-        snprintf(line, sizeof line, "%6lld  %-8.8s %-11.11s %-14.14s %-16.16s %s", (long long)r->id, r->kind,
+        snprintf(line, sizeof line, "%6lld  %-10.10s %-11.11s %-14.14s %-16.16s %s", (long long)r->id, r->kind,
                  r->status, model, r->date, r->figure);
         int y = y0 + 2 + i;
         mech_tui_grid_put(g, y, 0, MECH_TUI_TEXT, line, -1);
