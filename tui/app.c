@@ -16,7 +16,8 @@
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN)
+#define V_LIVE (1 << MECH_TUI_VIEW_LIVE)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_LIVE)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -48,6 +49,7 @@ static const key_help key_table[] = {
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
     {V_HEAD, "D", "difference: clean minus corrupted pattern (with --corrupt; + # above zero, - = below)", "D diff"},
     {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
+    {V_HEAD, "e", "the live view: edit and run the prompt, top-k next tokens", "e live"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
     {V_GRID, "Enter", "open the selected head", "Enter open"},
@@ -60,13 +62,21 @@ static const key_help key_table[] = {
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
+    {V_LIVE, "e i Enter", "edit the prompt (type, Backspace Delete, Left Right Home End)", "e edit"},
+    {V_LIVE, "Enter", "while editing: run the prompt (in the background; keys still work)", "Enter run"},
+    {V_LIVE, "Esc", "while editing: leave the editor without running", "Esc stop editing"},
+    {V_LIVE, "j k h l arrows", "select a token: the top-k next tokens after it", "jk token"},
+    {V_LIVE, "PgUp PgDn g G", "a page up / down, first / last token", NULL},
+    {V_LIVE, "S", "save what is on screen as a run (kind live) in the database", "S save"},
+    {V_LIVE, "q", "back to the attention view (the last view: quit)", NULL},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "live"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_LIVE) return app->has_live;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -102,6 +112,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         return MECH_TUI_REDRAW;
     }
     if (app->searching) return search_key(app, key);
+    app->live_auto_head = 0;
+    // the prompt editor takes every key, q ? and Tab included
+    if (app->view == MECH_TUI_VIEW_LIVE && app->live.editing) return mech_tui_live_app_key(app, key);
     if (key == '?') {
         app->help = 1;
         return MECH_TUI_REDRAW;
@@ -123,6 +136,8 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_RUN) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_LIVE && (app->has_attn || app->has_runs))
+            app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
     }
@@ -139,6 +154,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'e' && app->has_live) {
+            app->view = MECH_TUI_VIEW_LIVE;
+            return MECH_TUI_REDRAW;
+        }
         r = mech_tui_attn_key(&app->attn, key);
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_TOKENS) app->view = MECH_TUI_VIEW_TOKENS, r = MECH_TUI_REDRAW;
@@ -155,6 +174,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         r = mech_tui_runview_key(&app->run, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
+    case MECH_TUI_VIEW_LIVE: r = mech_tui_live_app_key(app, key); break;
     default: break;
     }
     return r & ~MECH_TUI_QUIT;
@@ -221,7 +241,8 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     int n = snprintf(line, sizeof line, "mech tui  [%s]", view_names[app->view]);
     if (app->db_path && n > 0) n += snprintf(line + n, sizeof line - (size_t)n, "  db %s", app->db_path);
     if (app->has_attn && n > 0 && (size_t)n < sizeof line)
-        snprintf(line + n, sizeof line - (size_t)n, "  model %s", app->model_name);
+        n += snprintf(line + n, sizeof line - (size_t)n, "  model %s", app->model_name);
+    if (mech_tui_app_busy(app) && n > 0 && (size_t)n < sizeof line) snprintf(line + n, sizeof line - (size_t)n, "  [running]");
     mech_tui_grid_put(g, 0, 0, MECH_TUI_TITLE, line, -1);
     mech_tui_grid_role(g, 0, 0, g->w, MECH_TUI_TITLE);
     int h = g->h - 2;
@@ -231,6 +252,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
+    case MECH_TUI_VIEW_LIVE: mech_tui_liveview_render(&app->live, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -276,4 +298,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_runs_deinit(&app->runs);
     mech_tui_attn_deinit(&app->attn);
     mech_tui_runview_deinit(&app->run);
+    mech_tui_liveview_deinit(&app->live);
 }
