@@ -56,7 +56,8 @@ static int screen_line(const char *needle, char *line, size_t cap) {
 static void test_tui_term_live_type_run_topk(void **state) {
     (void)state;
     if (!tmux_have()) skip();
-    const char *prompt = "When Mary and John went to the";
+    // typed through the terminal: UTF-8 (the é) arrives byte by byte
+    const char *prompt = "When Mary and John went to the caf\xc3\xa9";
     char *out = NULL, *run_out = NULL;
     if (mech_test_cli(&out, NULL, "tokenize --prepend-bos --text '%s'", prompt)) fail_msg("mech tokenize: %s", out);
     if (mech_test_cli(&run_out, NULL, "run --model %s --prompt '%s' --top-k 10", model, prompt))
@@ -70,10 +71,10 @@ static void test_tui_term_live_type_run_topk(void **state) {
     tmux_wait_for("prompt: When Mary");
     tmux_keys("e End");
     tmux_wait_for("prompt> When Mary");
-    tmux_keys("-l ' and John went to the'");
-    tmux_wait_for("prompt> When Mary and John went to the");
+    tmux_keys("-l ' and John went to the caf\xc3\xa9'");
+    tmux_wait_for("prompt> When Mary and John went to the caf?\n"); // one cell per character
     tmux_keys("Enter");
-    tmux_wait_for("8 tokens, forward");
+    tmux_wait_for("9 tokens, forward");
     // every token, position and id as mech tokenize numbers them
     char *p = out;
     for (int pos = 0; *p && *p != '\n'; pos++) {
@@ -83,7 +84,7 @@ static void test_tui_term_live_type_run_topk(void **state) {
         tmux_wait_for(want);
         while (*p == ' ') p++;
     }
-    tmux_wait_for("top 10 after pos 7 \" the\"");
+    tmux_wait_for("top 10 after pos 8 \" caf??\""); // the token's two bytes of é
     // mech run's lines: "   1.  18842  \" mes\"  logit    0.6188  p 3.64e-05"
     int seen = 0;
     for (char *l = strstr(run_out, "\n"); l && *l; l = strchr(l + 1, '\n')) {
@@ -104,7 +105,7 @@ static void test_tui_term_live_type_run_topk(void **state) {
     tmux_keys("e BSpace BSpace BSpace BSpace Escape");
     tmux_wait_for("edited, not run yet");
     tmux_keys("q");
-    tmux_wait_for("L0H0  8 tokens");
+    tmux_wait_for("L0H0  9 tokens");
     tmux_keys("q");
     tmux_assert_restored("rc=0");
     tmux_stop();
