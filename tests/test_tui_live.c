@@ -259,6 +259,14 @@ static void test_tui_live_topk_matches_library(void **state) {
     free(order);
     mech_run_free(run);
     mech_tui_live_free(s);
+    // no_lens: the patterns only (what the attention views need)
+    o.no_lens = 1;
+    assert_int_equal(mech_tui_live_new(tiny, &o, &s, &err), MECH_OK);
+    assert_int_equal(mech_tui_live_start(s, "464 5335", &err), MECH_OK);
+    assert_int_equal(wait_poll(s), 1);
+    assert_non_null(mech_run_get(mech_tui_live_run(s), "blocks.1.attn.hook_pattern"));
+    assert_null(mech_run_get(mech_tui_live_run(s), "blocks.0.hook_resid_pre"));
+    mech_tui_live_free(s);
 }
 
 // A second start while a forward runs is refused and changes nothing; free
@@ -585,7 +593,7 @@ static void test_tui_live_app_apply_and_keys(void **state) {
     mech_tui_app_key(&app, '?');
     mech_tui_app_render(&app, &g);
     assert_true(grid_has(&g, "keys: live view"));
-    assert_true(grid_has(&g, "save what is on screen as a run"));
+    assert_true(grid_has(&g, "save the screen as a run of kind live"));
     mech_tui_grid_deinit(&g);
     mech_tui_app_deinit(&app);
     mech_tui_live_free(s);
@@ -613,6 +621,18 @@ static void test_tui_live_view_small_windows(void **state) {
     assert_true(grid_has(&g, ">    59   1059"));
     assert_true(grid_has(&g, "top 10 after pos 59"));
     assert_true(grid_has(&g, "10. "));
+    // at 80 columns the top-k still shows every logit and probability
+    int32_t top[10];
+    float lg[10];
+    double pr[10];
+    assert_int_equal(mech_tui_live_topk(s, 59, 10, top, lg, pr), 10);
+    for (int i = 0; i < 10; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "%2d. %6d ", i + 1, (int)top[i]);
+        assert_true(grid_has(&g, want));
+        snprintf(want, sizeof want, " %9.4f %.3g", lg[i], pr[i]);
+        assert_true(grid_has(&g, want));
+    }
     mech_tui_liveview_key(&v, MECH_TUI_KEY_PGUP);
     mech_tui_liveview_render(&v, &g, 0, 22);
     assert_true(v.pos < 59 && v.pos >= 59 - v.page);

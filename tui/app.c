@@ -62,12 +62,12 @@ static const key_help key_table[] = {
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
-    {V_LIVE, "e i Enter", "edit the prompt (type, Backspace Delete, Left Right Home End)", "e edit"},
-    {V_LIVE, "Enter", "while editing: run the prompt (in the background; keys still work)", "Enter run"},
+    {V_LIVE, "e i Enter", "edit the prompt: type, Backspace Delete, arrows Home End", "e edit"},
+    {V_LIVE, "Enter", "while editing: run it (in the background; keys still work)", "Enter run"},
     {V_LIVE, "Esc", "while editing: leave the editor without running", "Esc stop editing"},
     {V_LIVE, "j k h l arrows", "select a token: the top-k next tokens after it", "jk token"},
     {V_LIVE, "PgUp PgDn g G", "a page up / down, first / last token", NULL},
-    {V_LIVE, "S", "save what is on screen as a run (kind live) in the database", "S save"},
+    {V_LIVE, "S", "save the screen as a run of kind live in the database", "S save"},
     {V_LIVE, "q", "back to the attention view (the last view: quit)", NULL},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])

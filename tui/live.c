@@ -33,6 +33,7 @@ typedef struct live_result {
     char *text;     // the prompt as typed (owned)
     double *scores; // [MECH_TUI_SCORE_KINDS][L*NH] or NULL (owned)
     double seconds; // how long its forward (and scores) took
+    int lens;       // it caches the logit lens's hooks (else the patterns only)
 } live_result;
 
 struct mech_tui_live {
@@ -112,16 +113,20 @@ static int on_block_done(mech_tensor *act, int layer, void *user) {
     return 0;
 }
 
-// Caches what the views read: every pattern, and the logit lens's hooks
-// when the run fits in memory with them (else the patterns only).
-static mech_status live_cache(mech_tui_live *s, mech_run *run, int T, mech_err *err) {
-    static const char *const lens[] = {"hook_embed", "hook_pos_embed", "blocks.*.hook_resid_pre",
-                                       "blocks.*.hook_resid_post", "blocks.*.attn.hook_result",
-                                       "blocks.*.attn.hook_pattern", "blocks.*.hook_mlp_out", "ln_final.hook_scale"};
-    mech_run_bytes need;
-    if (!s->o.no_lens && mech_run_memory(s->m, 1, T, lens, (int)(sizeof lens / sizeof *lens), 0, &need, NULL) == MECH_OK)
-        return mech_lens_cache(run, err);
-    return mech_run_cache(run, "blocks.*.attn.hook_pattern", err);
+// What mech_lens_cache caches, as globs for mech_run_memory.
+static const char *const lens_globs[] = {"hook_embed", "hook_pos_embed", "blocks.*.hook_resid_pre",
+                                         "blocks.*.hook_resid_post", "blocks.*.attn.hook_result",
+                                         "blocks.*.attn.hook_pattern", "blocks.*.hook_mlp_out", "ln_final.hook_scale"};
+static const char *const pattern_glob[] = {"blocks.*.attn.hook_pattern"};
+
+// Bytes a run of T tokens holds beyond the (shared) weights; *limit gets
+// 80 % of this machine's memory.
+static double run_bytes(const mech_model *m, int T, int lens, double *limit) {
+    mech_run_bytes b;
+    mech_run_memory(m, 1, T, lens ? lens_globs : pattern_glob,
+                    lens ? (int)(sizeof lens_globs / sizeof *lens_globs) : 1, 0, &b, NULL); // fills b even when too large
+    if (limit) *limit = b.limit;
+    return b.total - b.weights;
 }
 
 static void *worker(void *arg) {
@@ -133,7 +138,7 @@ static void *worker(void *arg) {
     mech_status st = mech_run_new(m, 1, r->T, &r->run, err);
     if (!st && s->o.threads > 0) st = mech_run_set_threads(r->run, s->o.threads, err);
     if (!st) st = mech_run_hook(r->run, "blocks.*.hook_resid_post", on_block_done, s, err);
-    if (!st) st = live_cache(s, r->run, r->T, err);
+    if (!st) st = r->lens ? mech_lens_cache(r->run, err) : mech_run_cache(r->run, "blocks.*.attn.hook_pattern", err);
     if (!st) st = mech_run_forward(r->run, r->ids, err);
     if (!st && r->T >= 2) {
         if (!(r->scores = mech_malloc((size_t)MECH_TUI_SCORE_KINDS * L * NH * sizeof *r->scores)))
@@ -166,6 +171,15 @@ mech_status mech_tui_live_start_ids(mech_tui_live *s, const char *text, const in
         return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
     }
     memcpy(r.ids, ids, (size_t)T * sizeof *ids);
+    // The logit lens's hooks are cached when they fit in memory beside the
+    // current run, which lives on until this one finishes (else only the
+    // patterns, which the views need).
+    if (!s->o.no_lens) {
+        double limit = 0, held = s->cur.run ? run_bytes(s->m, s->cur.T, s->cur.lens, NULL) : 0;
+        double need = run_bytes(s->m, T, 1, &limit);
+        double weights = (double)mech_config_n_params(c) * sizeof(float);
+        r.lens = limit <= 0 || weights + held + need <= limit;
+    }
     s->pending = r;
     memset(&s->pending_err, 0, sizeof s->pending_err);
     atomic_store(&s->done, 0);

@@ -290,7 +290,7 @@ void mech_tui_editor_deinit(mech_tui_editor *e);
 // The live session: the model (borrowed), its tokenizer (or a compiled
 // model's program vocabulary), the current prompt and its ids, and the
 // current finished run (patterns cached, and every hook mech_lens_cache
-// names when memory allows). A forward runs in one background thread at a
+// names when the run fits in 80 % of memory beside the current one). A forward runs in one background thread at a
 // time; the finished run is taken over on the main thread by
 // mech_tui_live_poll. Opaque: only the main thread calls these functions.
 typedef struct mech_tui_live mech_tui_live;

@@ -238,14 +238,19 @@ void mech_tui_liveview_render(mech_tui_liveview *v, mech_tui_grid *g, int y0, in
     b.len = 0;
     mech_tui_live_token_text(v->s, ids[v->pos], 1, &b);
     mech_buf_append(&b, "", 0);
-    snprintf(line, sizeof line, "top %d after pos %d %s", n, v->pos, b.data ? b.data : "");
+    snprintf(line, sizeof line, "top %d after pos %d %s%s", n, v->pos, b.data ? b.data : "",
+             kw >= 58 ? "" : ": logit, p");
     mech_tui_grid_put(g, ky, kx, MECH_TUI_HEADER, line, kw);
     for (int i = 0; i < n && ky + 1 + i < y0 + h; i++) {
         b.len = 0;
         mech_tui_live_token_text(v->s, top[i], 1, &b);
         mech_buf_append(&b, "", 0);
-        snprintf(line, sizeof line, "%2d. %6d  %-14s  logit %9.4f  p %.4g", i + 1, (int)top[i], b.data ? b.data : "",
-                 lg[i], pr[i]);
+        if (kw >= 58)
+            snprintf(line, sizeof line, "%2d. %6d  %-14s  logit %9.4f  p %.4g", i + 1, (int)top[i], b.data ? b.data : "",
+                     lg[i], pr[i]);
+        else // narrow: the token cut to 12 columns, so logit and p still show
+            snprintf(line, sizeof line, "%2d. %6d %-12.12s %9.4f %.3g", i + 1, (int)top[i], b.data ? b.data : "", lg[i],
+                     pr[i]);
         mech_tui_grid_put(g, ky + 1 + i, kx, MECH_TUI_TEXT, line, kw);
     }
     mech_buf_free(&b);
