@@ -1,8 +1,9 @@
 /*
 ** cli/cmd_tui.c: `mech tui [DB] [--model M] [--prompt TEXT | --ids IDS |
 ** --input SEQ] [--corrupt TEXT | --corrupt-ids IDS]`: parses the arguments, reads the runs (tui/runs_load.c,
-** read-only) and runs the live model once to get every head's attention
-** pattern and scores, then hands the state to the interface (tui/).
+** read-only), builds the prompt's ids and starts the live session
+** (tui/live.c: the forward in the background), then hands the state to the
+** interface (tui/).
 */
 #include "cli/cli.h"
 #include "tui/tui.h"
@@ -59,17 +60,18 @@ done:
     return rc;
 }
 
-// The forward pass on the one prompt: the patterns (borrowed from the run,
-// which *run_out then owns with the model *m_out), token labels and the
-// three head scores into a; with a corrupted prompt (ctext) also its
-// patterns (from *crun_out). 0 or an exit code.
-static int live_attention(const char *cmd, const char *model, const char *text, int kind, const char *ctext,
-                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, mech_tui_lens *lens, char *name,
-                          size_t name_cap, mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
+// The live session on the one prompt (tui/live.c): the model, the prompt's
+// ids built as every command builds them (cli_batch: BOS, --allow-special,
+// --ids, --input), and its forward started in the background, so the
+// interface shows its first frame at once. A corrupted prompt (difference
+// mode) runs here, before the interface, and must have as many tokens.
+// 0 or an exit code; *m_out, *s_out (and *crun_out) are then owned.
+static int live_start(const char *cmd, const char *model, const char *text, int kind, const char *ctext, int ckind,
+                      const cli_batch_opts *bo, mech_tui_app *app, mech_model **m_out, mech_tui_live **s_out,
+                      mech_run **crun_out) {
     mech_err err = {0};
     mech_model *m = NULL;
-    mech_run *run = NULL;
-    mech_rasp_program *prog = NULL;
+    mech_tui_live *s = NULL;
     cli_inputs in = {0};
     int rc = 0;
     if (mech_model_load(model, &m, &err)) return cli_fail(cmd, &err);
@@ -80,75 +82,22 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
         rc = cli_usage(cmd, "nothing to show: the model has no attention heads or the input no tokens");
         goto done;
     }
-    int L = m->cfg.n_layers, NH = m->cfg.n_heads, T = in.T;
-    fprintf(stderr, "mech tui: running %s on %d tokens...\n", model, T);
-    // the lens reads only the residual stream (mech_lens_cache would also
-    // keep every head's result: 450 MB at GPT-2 small, 1024 tokens)
-    if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
-        mech_run_cache(run, "blocks.*.hook_resid_pre", &err) || mech_run_cache(run, "blocks.*.hook_resid_post", &err) ||
-        mech_run_forward(run, in.ids, &err) || mech_tui_lens_from_run(lens, m, run, in.ids, T, in.tok, &err)) {
-        rc = cli_fail(cmd, &err);
-        goto done;
-    }
-    a->L = L, a->NH = NH, a->T = T;
-    // the view reads the run's cached patterns in place: the run lives until the interface ends
-    a->layer_pat = mech_calloc((size_t)L, sizeof *a->layer_pat);
-    a->tokens = mech_calloc((size_t)T, sizeof *a->tokens);
-    a->scores = mech_malloc((size_t)MECH_TUI_SCORE_KINDS * L * NH * sizeof *a->scores);
-    if (!a->layer_pat || !a->tokens || !a->scores) {
-        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
-        rc = cli_fail(cmd, &err);
-        goto done;
-    }
-    for (int l = 0; l < L; l++) {
-        char hook[64];
-        snprintf(hook, sizeof hook, "blocks.%d.attn.hook_pattern", l);
-        const mech_tensor *t = mech_run_get(run, hook); // (1, NH, T, T)
-        if (!t) {
-            mech_err_set(&err, MECH_ERR_ARG, "no %s in the run", hook);
-            rc = cli_fail(cmd, &err);
-            goto done;
-        }
-        a->layer_pat[l] = t->data;
-    }
-    for (int k = 0; k < MECH_TUI_SCORE_KINDS && k < MECH_HEAD_KIND_COUNT_; k++)
-        if (mech_heads_score(m, run, in.ids, (mech_head_kind)k, MECH_HEAD_MUL, 0, 0, a->scores + (size_t)k * L * NH,
-                             &err)) {
-            rc = cli_fail(cmd, &err);
-            goto done;
-        }
-    if ((rc = cli_compiled_program(cmd, m, model, &prog))) goto done;
-    mech_buf b = {0};
-    for (int i = 0; i < T; i++) {
-        b.len = 0;
-        if (prog) cli_compiled_token(&b, prog, in.ids[i]);
-        else {
-            size_t len = 0;
-            const char *s = in.tok ? mech_tokenizer_token(in.tok, in.ids[i], &len) : NULL;
-            if (s) mech_buf_append(&b, s, len);
-            else mech_buf_printf(&b, "<%d>", (int)in.ids[i]);
-        }
-        mech_buf_append(&b, "", 0);
-        char lab[64];
-        mech_tui_token_label(b.data ? b.data : "", lab, sizeof lab);
-        if (b.oom || !(a->tokens[i] = mech_strdup(lab))) {
-            mech_buf_free(&b);
-            mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
-            rc = cli_fail(cmd, &err);
-            goto done;
-        }
-    }
-    mech_buf_free(&b);
+    mech_tui_attn *a = &app->attn;
+    a->L = m->cfg.n_layers, a->NH = m->cfg.n_heads, a->T = in.T;
     if (ctext && (rc = corrupt_attention(cmd, m, ctext, ckind, bo, a, crun_out))) goto done;
-    const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
-    snprintf(name, name_cap, "%s (%d layers x %d heads, %d tokens)", base, L, NH, T);
+    mech_tui_live_opts o = {.kind = kind, .bos = in.bos, .special = bo->special};
+    if (mech_tui_live_new(m, &o, &s, &err) || mech_tui_editor_set(&app->live.ed, text) ||
+        mech_tui_live_start_ids(s, text, in.ids, in.T, &err)) {
+        if (!err.code) mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
 done:
-    mech_rasp_program_free(prog);
     cli_inputs_free(&in);
     if (rc) {
-        mech_run_free(run);
+        mech_tui_live_free(s);
         mech_model_free(m);
-    } else *m_out = m, *run_out = run;
+    } else *m_out = m, *s_out = s;
     return rc;
 }
 
@@ -182,26 +131,35 @@ int cmd_tui(int argc, char **argv) {
     if (!model && !db) db = "mech.db";
     mech_tui_app app = {0};
     mech_model *m = NULL;
-    mech_run *run = NULL; // holds the patterns the attention view shows
+    mech_tui_live *live = NULL; // the prompt's runs, whose patterns the attention views show
     mech_run *crun = NULL; // the corrupted prompt's (difference mode)
+    mech_buf line = {0};   // the command line, recorded with a run saved from the live view
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, &app.lens,
-                                app.model_name, sizeof app.model_name, &m, &run, &crun);
+        int rc = live_start(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app, &m, &live, &crun);
         if (rc) {
             mech_tui_app_deinit(&app);
+            mech_run_free(crun);
             return rc;
         }
-        app.has_attn = 1, app.has_lens = 1;
-        app.view = MECH_TUI_VIEW_HEAD;
+        mech_buf_puts(&line, "mech");
+        for (int i = 0; i < argc; i++) mech_buf_printf(&line, " %s", argv[i]);
+        // the attention views appear when the forward finishes (the first
+        // one opens the head view); until then the live view shows progress
+        app.live.s = live, app.has_live = 1, app.live_auto_head = 1;
+        app.model_path = model, app.cmdline = line.data;
+        app.view = MECH_TUI_VIEW_LIVE;
+        const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
+        snprintf(app.model_name, sizeof app.model_name, "%.60s", base);
         if (mech_model_meta(m, "mech.rasp.source")) {
             // a compiled RASP model: the program view too, with the --input run
             mech_err err = {0};
             if (mech_tui_program_load(&app.program, m, &err) ||
                 (kinds[0] == 2 && mech_tui_program_run(&app.program, m, texts[0], &err))) {
                 mech_tui_app_deinit(&app);
+                mech_tui_live_free(live);
                 mech_run_free(crun);
-                mech_run_free(run);
                 mech_model_free(m);
+                mech_buf_free(&line);
                 return cli_fail(cmd, &err);
             }
             app.has_program = 1;
@@ -218,9 +176,10 @@ int cmd_tui(int argc, char **argv) {
             mech_err err = {0};
             if (mech_tui_db_check(db, &err) || mech_tui_runs_load(db, &rows, &n_rows, &err)) {
                 mech_tui_app_deinit(&app);
+                mech_tui_live_free(live);
                 mech_run_free(crun);
-                mech_run_free(run);
                 mech_model_free(m);
+                mech_buf_free(&line);
                 return cli_fail(cmd, &err);
             }
             mech_free(rows);
@@ -231,8 +190,9 @@ int cmd_tui(int argc, char **argv) {
     }
     int rc = mech_tui_main(&app);
     mech_tui_app_deinit(&app);
+    mech_tui_live_free(live); // joins a forward still running
     mech_run_free(crun);
-    mech_run_free(run);
     mech_model_free(m);
+    mech_buf_free(&line);
     return rc;
 }

@@ -19,7 +19,8 @@
 #define V_CIRC (1 << MECH_TUI_VIEW_CIRCUIT)
 #define V_LENS (1 << MECH_TUI_VIEW_LENS)
 #define V_PROG (1 << MECH_TUI_VIEW_PROGRAM)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG)
+#define V_LIVE (1 << MECH_TUI_VIEW_LIVE)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG | V_LIVE)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -50,6 +51,9 @@ static const key_help key_table[] = {
     {V_HEAD, "Home End", "cursor to the first / last token", NULL},
     {V_HEAD, "p", "max or mean pooling of long prompts", "p pool"},
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
+    {V_HEAD, "L", "lens view: the logit lens (or a compiled model's decoder lens) of the prompt", "L lens"},
+    {V_HEAD, "e", "the live view: edit and run the prompt, top-k next tokens", "e live"},
+    {V_HEAD, "P", "program view (a compiled RASP model)", NULL},
     {V_HEAD, "D", "difference: clean minus corrupted pattern (with --corrupt; + # above zero, - = below)", "D diff"},
     {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
     {V_HEAD, "z", "zoom: fit the whole pattern / one cell per token (scrolls with the cursor)", "z zoom"},
@@ -81,13 +85,11 @@ static const key_help key_table[] = {
     {V_CIRC, "u", "nodes without an edge: dimmed / hidden", "u unused"},
     {V_CIRC, "] [", "sweep: the next / previous run (threshold, ablation)", "][ tau"},
     {V_CIRC, "Esc q", "leave trial mode (Esc), back to the runs list", "Esc back"},
-    {V_HEAD, "L", "lens view: the logit lens (or a compiled model's decoder lens) of the prompt", "L lens"},
     {V_LENS, "h j k l arrows", "move the cursor (layer / variable down, position right)", "hjkl move"},
     {V_LENS, "Home End", "cursor to the first / last position", NULL},
     {V_LENS, "m", "logit lens shading: top-1 prob, target prob, target rank (log), entropy, KL to final", "m shade"},
     {V_LENS, "] [ } {", "decoder lens: next / previous layer", "][ layer"},
     {V_LENS, "Esc q", "back (to the runs list or the attention view)", NULL},
-    {V_HEAD, "P", "program view (a compiled RASP model)", NULL},
     {V_PROG, "j k", "select the next / previous variable", "jk variable"},
     {V_PROG, "Up Down PgUp PgDn", "move the source cursor", NULL},
     {V_PROG, "Home End", "first / last source line", NULL},
@@ -95,14 +97,22 @@ static const key_help key_table[] = {
     {V_PROG, "] [", "next / previous layer: the residual after each block (* newly computed)", "][ layer"},
     {V_PROG, "h l Left Right", "scroll the table's positions (a long input)", NULL},
     {V_PROG, "i", "type another input (Enter runs it, Esc cancels)", "i input"},
+    {V_LIVE, "e i Enter", "edit the prompt: type, Backspace Delete, arrows Home End", "e edit"},
+    {V_LIVE, "Enter", "while editing: run it (in the background; keys still work)", "Enter run"},
+    {V_LIVE, "Esc", "while editing: leave the editor without running", "Esc stop editing"},
+    {V_LIVE, "j k h l arrows", "select a token: the top-k next tokens after it", "jk token"},
+    {V_LIVE, "PgUp PgDn g G", "a page up / down, first / last token", NULL},
+    {V_LIVE, "S", "save the screen as a run of kind live in the database", "S save"},
+    {V_LIVE, "q", "back to the attention view (the last view: quit)", NULL},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens", "program"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens", "program", "live"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
     if (v == MECH_TUI_VIEW_CIRCUIT) return app->circuit.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_LIVE) return app->has_live;
     if (v == MECH_TUI_VIEW_PROGRAM) return app->has_program;
     if (v == MECH_TUI_VIEW_LENS) return app->has_lens || app->lens_run.title[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
@@ -175,6 +185,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         return MECH_TUI_REDRAW;
     }
     if (app->searching) return search_key(app, key);
+    app->live_auto_head = 0;
+    // the prompt editor takes every key, q ? and Tab included
+    if (app->view == MECH_TUI_VIEW_LIVE && app->live.editing) return mech_tui_live_app_key(app, key);
     // the program view's input editor takes every key until Enter or Esc
     if (app->view == MECH_TUI_VIEW_PROGRAM && app->program.editing)
         return mech_tui_program_key(&app->program, key) & ~MECH_TUI_QUIT;
@@ -206,6 +219,8 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         else if (app->view == MECH_TUI_VIEW_LENS && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_PROGRAM && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_LIVE && (app->has_attn || app->has_runs))
+            app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
     }
@@ -222,6 +237,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'e' && app->has_live) {
+            app->view = MECH_TUI_VIEW_LIVE;
+            return MECH_TUI_REDRAW;
+        }
         if (key == 'P' && app->has_program) {
             app->view = MECH_TUI_VIEW_PROGRAM;
             return MECH_TUI_REDRAW;
@@ -257,6 +276,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         r = mech_tui_lens_key(app->lens_stored ? &app->lens_run : &app->lens, key);
         break;
     case MECH_TUI_VIEW_PROGRAM: r = mech_tui_program_key(&app->program, key); break;
+    case MECH_TUI_VIEW_LIVE: r = mech_tui_live_app_key(app, key); break;
     default: break;
     }
     return r & ~MECH_TUI_QUIT;
@@ -334,7 +354,8 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     int n = snprintf(line, sizeof line, "mech tui  [%s]", view_names[app->view]);
     if (app->db_path && n > 0) n += snprintf(line + n, sizeof line - (size_t)n, "  db %s", app->db_path);
     if (app->has_attn && n > 0 && (size_t)n < sizeof line)
-        snprintf(line + n, sizeof line - (size_t)n, "  model %s", app->model_name);
+        n += snprintf(line + n, sizeof line - (size_t)n, "  model %s", app->model_name);
+    if (mech_tui_app_busy(app) && n > 0 && (size_t)n < sizeof line) snprintf(line + n, sizeof line - (size_t)n, "  [running]");
     mech_tui_grid_put(g, 0, 0, MECH_TUI_TITLE, line, -1);
     mech_tui_grid_role(g, 0, 0, g->w, MECH_TUI_TITLE);
     int h = g->h - 2;
@@ -347,6 +368,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_CIRCUIT: mech_tui_circuit_render(&app->circuit, g, 1, h); break;
     case MECH_TUI_VIEW_LENS: mech_tui_lens_render(app->lens_stored ? &app->lens_run : &app->lens, g, 1, h); break;
     case MECH_TUI_VIEW_PROGRAM: mech_tui_program_render(&app->program, g, 1, h); break;
+    case MECH_TUI_VIEW_LIVE: mech_tui_liveview_render(&app->live, g, 1, h); break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -418,4 +440,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_lens_deinit(&app->lens);
     mech_tui_lens_deinit(&app->lens_run);
     mech_tui_program_deinit(&app->program);
+    mech_tui_liveview_deinit(&app->live);
 }

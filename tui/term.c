@@ -210,7 +210,9 @@ static int map_key(int ch) {
     case 27: return MECH_TUI_KEY_ESC;
     case '\t': return MECH_TUI_KEY_TAB;
     case KEY_BACKSPACE: case 127: case 8: return MECH_TUI_KEY_BACKSPACE;
-    default: return ch >= 32 && ch < 127 ? ch : -1;
+    case KEY_DC: return MECH_TUI_KEY_DELETE;
+    // bytes >= 0x80: UTF-8 typed into the prompt editor, one byte at a time
+    default: return ch >= 32 && ch < 256 && ch != 127 ? ch : -1;
     }
 }
 
@@ -260,6 +262,10 @@ int mech_tui_main(mech_tui_app *app) {
     double last_reload = now_s();
     while (!quit_signal) {
         int H, W;
+        // a finished background forward is taken over here, on this thread;
+        // while one runs the loop wakes often to show its progress
+        if (mech_tui_live_apply(app) & MECH_TUI_REDRAW) dirty = 1;
+        timeout(mech_tui_app_busy(app) ? 100 : 250);
         getmaxyx(stdscr, H, W);
         if (H != g.h || W != g.w) dirty = 1;
         if (dirty) {

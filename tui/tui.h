@@ -112,6 +112,7 @@ enum {
     MECH_TUI_KEY_ESC,
     MECH_TUI_KEY_TAB,
     MECH_TUI_KEY_BACKSPACE,
+    MECH_TUI_KEY_DELETE,
 };
 
 // --- Runs view --------------------------------------------------------------
@@ -646,6 +647,137 @@ void mech_tui_program_deinit(mech_tui_program *v);
 // Esc cancels). Returns reaction flags.
 int mech_tui_program_key(mech_tui_program *v, int key);
 void mech_tui_program_render(mech_tui_program *v, mech_tui_grid *g, int y0, int h);
+// --- Live view: the prompt typed and run on the loaded model -------------
+// tui/live.c (the session: no curses, the forward in a background thread)
+// and tui/view_live.c (the editor and the view model).
+
+// A one-line text editor over UTF-8 bytes: the cursor is a byte offset kept
+// on a character boundary; bytes >= 0x80 typed one by one are kept as they
+// come, and Backspace / Delete / Left / Right step over a whole UTF-8
+// sequence (a lone invalid byte counts as one character).
+typedef struct mech_tui_editor {
+    char *text;      // NUL-terminated (owned, mech_free), NULL when empty and never set
+    size_t len, cap;
+    size_t cur;      // byte offset of the cursor, 0..len
+} mech_tui_editor;
+
+// Replaces the text (cursor at the end). Errors: MECH_ERR_NOMEM.
+mech_status mech_tui_editor_set(mech_tui_editor *e, const char *s);
+// Printable ASCII and bytes 0x80-0xFF insert, Backspace / Delete remove the
+// character before / after the cursor, Left / Right / Home / End move it.
+// Returns MECH_TUI_REDRAW when the key was an editing key, else NONE.
+int mech_tui_editor_key(mech_tui_editor *e, int key);
+const char *mech_tui_editor_text(const mech_tui_editor *e); // never NULL
+void mech_tui_editor_deinit(mech_tui_editor *e);
+
+// The live session: the model (borrowed), its tokenizer (or a compiled
+// model's program vocabulary), the current prompt and its ids, and the
+// current finished run (patterns cached, and every hook mech_lens_cache
+// names when the run fits in 80 % of memory beside the current one). A forward runs in one background thread at a
+// time; the finished run is taken over on the main thread by
+// mech_tui_live_poll. Opaque: only the main thread calls these functions.
+typedef struct mech_tui_live mech_tui_live;
+
+typedef struct mech_tui_live_opts {
+    int kind;     // what the prompt text is: 0 text, 1 token ids ("1,2,3"), 2 a compiled model's input ("a b c")
+    int32_t bos;  // put in front of text (kind 0), -1 for none; a compiled model's input always starts with BOS 0
+    int special;  // <|endoftext|> in text is the special token
+    int no_lens;  // cache only the patterns (not the logit lens hooks)
+    int threads;  // threads of the forward (0: one per CPU)
+} mech_tui_live_opts;
+
+// m is borrowed and must outlive the session; a compiled model (metadata
+// mech.rasp.source) gets its program parsed here. OUT: *out (owned,
+// mech_tui_live_free). Errors: MECH_ERR_NOMEM, MECH_ERR_PARSE (program).
+mech_status mech_tui_live_new(const mech_model *m, const mech_tui_live_opts *o, mech_tui_live **out, mech_err *err);
+// Stops a running forward (it is cancelled at the next hook) and joins its
+// thread, then frees everything. NULL is a no-op.
+void mech_tui_live_free(mech_tui_live *s);
+// Tokenizes text (as opts->kind says) and starts its forward in the
+// background. Refused while another runs (MECH_ERR_ARG, "busy": nothing is
+// queued, the running one is untouched). Errors: MECH_ERR_PARSE (ids or
+// input that do not parse), MECH_ERR_RANGE (an id outside the vocabulary,
+// longer than the context, no tokens), MECH_ERR_NOMEM.
+mech_status mech_tui_live_start(mech_tui_live *s, const char *text, mech_err *err);
+// The same with the ids already made (the command line's, built with its
+// options); text is what the editor shows (copied).
+mech_status mech_tui_live_start_ids(mech_tui_live *s, const char *text, const int32_t *ids, int T, mech_err *err);
+// 1 while a forward runs (also when it finished and poll has not taken it).
+int mech_tui_live_busy(const mech_tui_live *s);
+// The running forward's tokens, finished layers, layer count and seconds
+// since it started (all 0 when idle).
+void mech_tui_live_progress(const mech_tui_live *s, int *T, int *layers_done, int *layers, double *elapsed);
+// Takes a finished forward: 0 nothing new (idle, or still running); 1 its
+// run is now the current one and the previous run is kept, retired, until
+// mech_tui_live_release (or the next poll that returns 1); -1 it failed (message in mech_tui_live_error; the
+// current run is unchanged). Joins the finished thread.
+int mech_tui_live_poll(mech_tui_live *s);
+// Frees the run retired by poll: call once no view points into it.
+void mech_tui_live_release(mech_tui_live *s);
+// The last failure's message ("" when the last forward succeeded).
+const char *mech_tui_live_error(const mech_tui_live *s);
+// The current finished run (borrowed, NULL before the first), its ids and
+// T, the prompt text it ran, and its head scores [MECH_TUI_SCORE_KINDS][L*NH]
+// (NULL when T < 2). Valid until the next poll that returns 1 + release.
+const mech_run *mech_tui_live_run(const mech_tui_live *s);
+// The lens view the worker built from the current run (the caller owns it:
+// mech_tui_lens_deinit, mech_free), once; NULL when the run did not cache
+// the lens's hooks or it could not be built.
+mech_tui_lens *mech_tui_live_take_lens(mech_tui_live *s);
+const int32_t *mech_tui_live_ids(const mech_tui_live *s, int *T);
+const char *mech_tui_live_text(const mech_tui_live *s);
+const double *mech_tui_live_scores(const mech_tui_live *s);
+const mech_model *mech_tui_live_model(const mech_tui_live *s);
+// Seconds the current run's forward took (in the background).
+double mech_tui_live_seconds(const mech_tui_live *s);
+// A token as text into b (appended): a compiled model's program names (BOS,
+// the vocab value as JSON, PAD), else the token's bytes, as a JSON string
+// when quoted (" Mary" in quotes, as `mech run` prints it), or <id>.
+void mech_tui_live_token_text(const mech_tui_live *s, int32_t id, int quoted, mech_buf *b);
+// The k most likely next tokens after position pos of the current run, best
+// first (ties: the lower id first, as `mech run`), with their logits and
+// probabilities (softmax of the row, in double). Returns how many (0
+// without a run or for pos outside it).
+int mech_tui_live_topk(const mech_tui_live *s, int pos, int k, int32_t *ids, float *logits, double *probs);
+// Writes the current run to the database at db_path through data/ in one
+// transaction: a run of kind "live" with the model path (and hash),
+// cmdline, the prompt (item 0, role "prompt"), the top-k at pos (site
+// "logits", pos, token, rank, metrics "prob" and "logit"), every head's
+// scores (site "heads", metrics as `mech heads`) and the tensor
+// "head_scores" [3, L, NH]; status "done". A failure rolls back and marks
+// the run failed; runs already there are untouched. OUT: *run_id.
+// Errors: MECH_ERR_ARG (no run yet, or a forward is running), those of
+// mech_store_open and the writes.
+mech_status mech_tui_live_save(const mech_tui_live *s, const char *db_path, const char *model_path,
+                               const char *cmdline, int pos, int k, int64_t *run_id, mech_err *err);
+
+#define MECH_TUI_LIVE_K 10
+
+// The Live view's state: the session (borrowed) and the editor.
+typedef struct mech_tui_liveview {
+    mech_tui_live *s;     // borrowed (owned by the command)
+    mech_tui_editor ed;
+    int editing;          // keys go to the editor
+    int pos;              // the selected token (top-k after it)
+    int tok_top;          // first token row shown
+    int page;             // token rows shown in the last render
+    char message[256];    // the last action's outcome (saved, refused, failed)
+} mech_tui_liveview;
+
+// Reaction flags of the live view beyond the common ones.
+enum {
+    MECH_TUI_LIVE_RUN = 128,  // Enter in the editor: run the editor's text
+    MECH_TUI_LIVE_SAVE = 256, // S: save what is on screen as a run
+};
+
+// Not editing: h l Left Right select a token, Home End, e / Enter / i edit,
+// S save (MECH_TUI_LIVE_SAVE). Editing: the editor's keys, Enter runs
+// (MECH_TUI_LIVE_RUN; editing ends), Esc leaves the editor without running.
+int mech_tui_liveview_key(mech_tui_liveview *v, int key);
+// The editor line, the progress or the last error, the tokens (text and
+// id, the selected one marked) and the top-k after the selected token.
+void mech_tui_liveview_render(mech_tui_liveview *v, mech_tui_grid *g, int y0, int h);
+void mech_tui_liveview_deinit(mech_tui_liveview *v);
 
 // --- The application ------------------------------------------------------
 
@@ -658,6 +790,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_CIRCUIT, // an acdc or acdc-sweep run opened from the runs list
     MECH_TUI_VIEW_LENS, // the live model's lens, or a stored lens run
     MECH_TUI_VIEW_PROGRAM, // a compiled RASP model's program and layers
+    MECH_TUI_VIEW_LIVE, // the prompt editor, tokens and top-k (with --model)
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -678,6 +811,12 @@ typedef struct mech_tui_app {
     mech_tui_program program;
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
+    // the live session (with --model): the view, and what saving needs
+    int has_live;
+    int live_auto_head;     // the first run opens the head view (until a key moves away)
+    mech_tui_liveview live;
+    const char *model_path; // borrowed
+    const char *cmdline;    // borrowed: recorded with a saved run
 } mech_tui_app;
 
 // One key of the application (help, Tab, q, search typing, then the view's
@@ -696,6 +835,19 @@ mech_status mech_tui_app_set_view(mech_tui_app *app, const char *name, mech_err 
 // Reloads the runs from db_path (keeps the selection). 1 when they changed.
 int mech_tui_app_reload(mech_tui_app *app);
 void mech_tui_app_deinit(mech_tui_app *app);
+// The live session's finished forward (main thread): takes it (poll) and
+// points every view that reads the run at it (the attention views'
+// patterns, tokens and scores; the place where other views built from the
+// run, e.g. the lens and attribution views, are rebuilt), then frees the
+// previous run. Returns MECH_TUI_REDRAW when something changed on screen
+// (also while a forward runs: its progress).
+int mech_tui_live_apply(mech_tui_app *app);
+// 1 while the live session runs a forward (the input loop then wakes often).
+int mech_tui_app_busy(const mech_tui_app *app);
+// The live view's keys with the application around it: runs the editor's
+// text (Enter), saves (S: to db_path, then reloads the runs). Called by
+// mech_tui_app_key for the live view.
+int mech_tui_live_app_key(mech_tui_app *app, int key);
 
 // Draws g on the current curses screen (one the caller made with newterm)
 // and refreshes it; the first call sets up the colours. For benchmarks that
