@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char db[600];
+static char db[600], db2[600];
+static const char *qdb = db; // the database the SQL helpers read
 
 static int setup(void **state) {
     (void)state;
@@ -43,12 +44,19 @@ static int setup(void **state) {
         fail_msg("mech acdc --sweep: %s", out);
     free(out);
     remove(rev);
+    // a GPT-2-shaped model: 4 heads a layer, MLPs, one embedding, no truth
+    snprintf(db2, sizeof db2, "%s", mech_test_tmpn("circ_tiny.db"));
+    mech_test_rm_db(db2);
+    if (mech_test_cli(&out, NULL, "acdc --model tests/fixtures/gpt2-tiny --dataset induction --n 4 --len 6 --tau 1e-4 --db %s", db2))
+        fail_msg("mech acdc (gpt2-tiny): %s", out);
+    free(out);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
     mech_test_rm_db(db);
+    mech_test_rm_db(db2);
     return 0;
 }
 
@@ -185,7 +193,7 @@ static int count_lines(const char *rows) {
 }
 
 static int sql_int(const char *sql) {
-    char *r = mech_test_sql_rows(db, sql);
+    char *r = mech_test_sql_rows(qdb, sql);
     int v = atoi(r);
     free(r);
     return v;
@@ -193,7 +201,7 @@ static int sql_int(const char *sql) {
 
 // The counted edges whose flag is set, compared with the rows of an SQL query of sites.
 static void assert_edges_equal(const mech_tui_circuit *c, const uint8_t *flag, const char *sql) {
-    char *rows = mech_test_sql_rows(db, sql), site[200];
+    char *rows = mech_test_sql_rows(qdb, sql), site[200];
     int n = 0;
     for (int e = 0; e < c->g->n_edges; e++) {
         if (c->g->edges[e].type == MECH_ACDC_PLACEHOLDER || !flag[e]) continue;
@@ -231,17 +239,27 @@ static void test_tui_circuit_load_kept_truth(void **state) {
     mech_tui_circuit d = {0};
     assert_int_equal(mech_tui_circuit_load(db, 99, &d, &err), MECH_ERR_RANGE);
     mech_tui_circuit_deinit(&d);
+    // the app opens such a run with its error as the title
+    mech_tui_app app = {0};
+    app.db_path = db;
+    mech_tui_app_open_run(&app, 99, "acdc");
+    assert_int_equal(app.view, MECH_TUI_VIEW_CIRCUIT);
+    assert_non_null(strstr(app.circuit.title, "run 99: cannot read it"));
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_app_render(&app, &g); // the title only, nothing else to draw
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
     mech_tui_circuit_deinit(&c);
 }
 
 // The edge set after trial i, against the stored trials: removed ones gone,
 // kept ones and untried ones present; after the last, the stored circuit.
-static void test_tui_circuit_trials_replay(void **state) {
-    (void)state;
+static void check_replay(void) {
     mech_tui_circuit c = {0};
     mech_err err = {0};
-    if (mech_tui_circuit_load(db, 1, &c, &err)) fail_msg("%s", err.msg);
-    char *rows = mech_test_sql_rows(db,
+    if (mech_tui_circuit_load(qdb, 1, &c, &err)) fail_msg("%s", err.msg);
+    char *rows = mech_test_sql_rows(qdb,
         "select item, site, max(case metric when 'removed' then value end) from results "
         "where run_id=1 and item >= 0 group by item order by item");
     int n = count_lines(rows);
@@ -280,6 +298,7 @@ static void test_tui_circuit_trials_replay(void **state) {
     int all = 0;
     for (int e = 0; e < c.g->n_edges; e++) all += c.state[e] && c.g->edges[e].type != MECH_ACDC_PLACEHOLDER;
     assert_int_equal(all, sql_int("select value from results where run_id=1 and metric='n_counted'"));
+    assert_true(n >= 3);
     // the keys: n enters at trial 1, G the last, , one back, g the first
     assert_int_equal(mech_tui_circuit_key(&c, 'n'), MECH_TUI_REDRAW);
     assert_true(c.trial_mode);
@@ -300,6 +319,21 @@ static void test_tui_circuit_trials_replay(void **state) {
     assert_int_equal(mech_tui_circuit_key(&c, MECH_TUI_KEY_ESC), MECH_TUI_QUIT);
     free(site), free(removed), free(rows);
     mech_tui_circuit_deinit(&c);
+}
+
+static void test_tui_circuit_trials_replay(void **state) {
+    (void)state;
+    qdb = db;
+    check_replay();
+}
+
+// Four heads a layer: the search's head order and the heads it drops
+// untried (nothing reads them) replay to the stored circuit too.
+static void test_tui_circuit_trials_replay_heads(void **state) {
+    (void)state;
+    qdb = db2;
+    check_replay();
+    qdb = db;
 }
 
 // Renders the app at w x h with run id open; returns the screen as text (owned).
@@ -500,6 +534,30 @@ static void test_tui_circuit_sweep(void **state) {
     mech_tui_app_deinit(&app);
 }
 
+// Without a truth: one embedding, no marks, every kept edge drawn.
+static void test_tui_circuit_no_truth(void **state) {
+    (void)state;
+    qdb = db2;
+    mech_tui_app app = {0};
+    app.db_path = db2;
+    mech_tui_app_open_run(&app, 1, "acdc");
+    assert_false(app.circuit.has_truth);
+    assert_edges_equal(&app.circuit, app.circuit.kept, "select site from results where run_id=1 and metric='kept'");
+    check_drawn(&app, 80, 24);
+    mech_tui_grid g = {0};
+    char *text = render_app(&app, &g, 80, 24), want[100];
+    snprintf(want, sizeof want, "%d edges (no ground truth", sql_int("select count(*) from results where run_id=1 and metric='kept'"));
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "[embed]"));
+    assert_non_null(strstr(text, "[L1H3]"));
+    assert_null(strstr(text, "MISS"));
+    assert_null(strstr(text, "EXTRA"));
+    free(text);
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
+    qdb = db;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_circuit_layout_paths),
@@ -508,6 +566,8 @@ int main(void) {
         cmocka_unit_test(test_tui_circuit_layout_wide),
         cmocka_unit_test(test_tui_circuit_load_kept_truth),
         cmocka_unit_test(test_tui_circuit_trials_replay),
+        cmocka_unit_test(test_tui_circuit_trials_replay_heads),
+        cmocka_unit_test(test_tui_circuit_no_truth),
         cmocka_unit_test(test_tui_circuit_render_80x24),
         cmocka_unit_test(test_tui_circuit_truth_marks),
         cmocka_unit_test(test_tui_circuit_sweep),

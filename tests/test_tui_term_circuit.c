@@ -70,6 +70,26 @@ static void wait_sql(const char *fmt, const char *a) {
     free(s);
 }
 
+// The view's short name of a stored edge name, derived here from the
+// reference's hook names: "blocks.1.hook_mlp_out[:]->blocks.2.hook_q_input[:, :, 0]"
+// is "M1>L2H0.q", a DIRECT edge "L2H0.q (direct)".
+static void short_label(const char *site, char *out, size_t cap) {
+    char s[40] = "?", r[40] = "?", port = 0;
+    int l, h;
+    const char *arrow = strstr(site, "->"), *rcv = arrow + 2;
+    if (!strncmp(site, "hook_embed[:]", 13)) snprintf(s, sizeof s, "tok");
+    else if (!strncmp(site, "hook_pos_embed[:]", 17)) snprintf(s, sizeof s, "pos");
+    else if (sscanf(site, "blocks.%d.attn.hook_result[:, :, %d]", &l, &h) == 2) snprintf(s, sizeof s, "L%dH%d", l, h);
+    else if (sscanf(site, "blocks.%d.hook_mlp_out", &l) == 1) snprintf(s, sizeof s, "M%d", l);
+    if (sscanf(rcv, "blocks.%d.hook_%c_input[:, :, %d]", &l, &port, &h) == 3) snprintf(r, sizeof r, "L%dH%d.%c", l, h, port);
+    else if (sscanf(rcv, "blocks.%d.attn.hook_%c[:, :, %d]", &l, &port, &h) == 3) {
+        snprintf(out, cap, "L%dH%d.%c (direct)", l, h, port);
+        return;
+    } else if (strstr(rcv, "hook_mlp_in") && sscanf(rcv, "blocks.%d.", &l) == 1) snprintf(r, sizeof r, "M%d", l);
+    else if (strstr(rcv, "hook_resid_post")) snprintf(r, sizeof r, "out");
+    snprintf(out, cap, "%s>%s", s, r);
+}
+
 // Run 1 opens from the runs list as a graph with its list; n steps into the
 // trials, G to the last one, which leaves the stored circuit.
 static void test_tui_term_circuit_trials(void **state) {
@@ -91,6 +111,23 @@ static void test_tui_term_circuit_trials(void **state) {
     // the cursor is on the edge of largest |effect|, named in full
     wait_sql("select site || '  effect ' || printf('%%.4f', value) from results where run_id=1 and metric='kept' "
              "order by abs(value) desc, rowid limit 1%s", "");
+    // every kept edge is a row of the list, marked hit, with its stored effect
+    char *kept = mech_test_sql_rows(db, "select site || '|' || printf('%.4f', value) from results where run_id=1 and metric='kept'");
+    const char *screen = tmux_capture(0);
+    int rows = 0;
+    for (char *p = kept, *nl; (nl = strchr(p, '\n')); p = nl + 1, rows++) {
+        *nl = 0;
+        char *bar = strrchr(p, '|'), lab[80], want[120];
+        *bar = 0;
+        short_label(p, lab, sizeof lab);
+        snprintf(want, sizeof want, "hit   %s ", lab);
+        const char *at = strstr(screen, want);
+        if (!at) fail_msg("no list row '%s' for %s on the screen:\n%s", want, p, screen);
+        const char *eol = strchr(at, '\n'), *v = strstr(at, bar + 1);
+        if (!v || (eol && v > eol)) fail_msg("the row of %s does not show its effect %s:\n%s", p, bar + 1, screen);
+    }
+    assert_true(rows > 0);
+    free(kept);
     // trial 1, as stored
     tmux_keys("n");
     wait_sql("select printf('trial 1/%%d', (select count(distinct item) from results where run_id=1 and item >= 0))%s", "");

@@ -149,7 +149,7 @@ mech_status mech_tui_layout_run(mech_tui_layout *l, int width, int height) {
     int *cnt = mech_malloc((size_t)n_items * sizeof *cnt);
     int *seg_first = mech_malloc(((size_t)l->n_edges + 1) * sizeof *seg_first);
     int *order = mech_malloc(((size_t)n_segs + 1) * sizeof *order);
-    int *track_end = NULL;
+    int *track_end = NULL, *spread = NULL;
     if (!it || !s || !ids || !rank_first || !sum || !cnt || !seg_first || !order) goto done;
     for (int i = 0; i < l->n_nodes; i++) it[i] = (item){.rank = l->nodes[i].rank, .w = l->nodes[i].w, .node = i};
     int ni = l->n_nodes, k = 0;
@@ -203,6 +203,9 @@ mech_status mech_tui_layout_run(mech_tui_layout *l, int width, int height) {
             before += x->w;
         }
     }
+    spread = mech_malloc((size_t)ni * sizeof *spread);
+    if (!spread) goto done;
+    for (int i = 0; i < ni; i++) spread[i] = it[i].x;
     // then pull each item toward the mean centre of its neighbours, keeping
     // the order and a column between items: dummies line up into straight
     // lines instead of zigzagging across the spread
@@ -218,6 +221,8 @@ mech_status mech_tui_layout_run(mech_tui_layout *l, int width, int height) {
             for (int i = a; i < b; i++) {
                 item *x = &it[ids[i]];
                 int want = cnt[ids[i]] ? (int)(sum[ids[i]] / cnt[ids[i]] + 0.5) - x->w / 2 : x->x;
+                // a box stays half-way to its spread position, so a wide pane is used
+                if (x->node >= 0) want = (want + spread[ids[i]]) / 2;
                 int lo = i > a ? it[ids[i - 1]].x + it[ids[i - 1]].w + 1 : 1;
                 x->x = want < lo ? lo : want;
             }
@@ -319,7 +324,7 @@ mech_status mech_tui_layout_run(mech_tui_layout *l, int width, int height) {
     st = MECH_OK;
 done:
     mech_free(it), mech_free(s), mech_free(ids), mech_free(rank_first), mech_free(sum), mech_free(cnt);
-    mech_free(seg_first), mech_free(order), mech_free(track_end);
+    mech_free(seg_first), mech_free(order), mech_free(track_end), mech_free(spread);
     if (st) l->w = l->h = 0;
     return st;
 }

@@ -552,6 +552,7 @@ static mech_tui_role class_role(int cl) {
 
 static int is_vert(char ch) { return ch == '|' || ch == ':' || ch == '!'; }
 static int is_horz(char ch) { return ch == '-' || ch == '.' || ch == '='; }
+static int is_corner(char ch) { return ch == '+' || ch == '#'; }
 
 static void draw_graph(mech_tui_circuit *c, mech_tui_grid *g, int y0, int x0, int h, int w) {
     const mech_acdc_graph *G = c->g;
@@ -590,8 +591,11 @@ static void draw_graph(mech_tui_circuit *c, mech_tui_grid *g, int y0, int x0, in
                 mech_tui_cell *cell = AT(y, x);
                 if (!cell) continue;
                 char ch = class_glyph(shown_cl, mech_tui_layout_glyph(l, E, i));
-                // a vertical line over a horizontal one (or the reverse) is a crossing
-                if ((is_vert(ch) && is_horz(cell->ch)) || (is_horz(ch) && is_vert(cell->ch))) ch = '+';
+                // a vertical line over a horizontal one (or the reverse) is a
+                // crossing, and a line over another's corner keeps the corner
+                if ((is_vert(ch) && is_horz(cell->ch)) || (is_horz(ch) && is_vert(cell->ch)) ||
+                    ((is_vert(ch) || is_horz(ch)) && is_corner(cell->ch)))
+                    ch = class_glyph(shown_cl, '+');
                 *cell = (mech_tui_cell){.ch = ch, .role = (uint8_t)(k == sel_k ? MECH_TUI_SEL : class_role(shown_cl))};
             }
         }
