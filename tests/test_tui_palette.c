@@ -127,8 +127,8 @@ static void test_tui_palette_diverging_symmetric(void **state) {
 
 static void test_tui_palette_approximations(void **state) {
     (void)state;
-    // 256 colours: the nearest of the cube and greys, found here by brute force
-    for (int sign = 0; sign < 3; sign++)
+    // 256 colours, viridis: the nearest of the cube and greys, found here by brute force
+    for (int sign = 0; sign < 1; sign++)
         for (int l = 0; l < MECH_TUI_LEVELS; l++) {
             mech_tui_rgb c = mech_tui_palette_heat(l, sign);
             int got = mech_tui_palette_heat256(l, sign);
@@ -146,6 +146,26 @@ static void test_tui_palette_approximations(void **state) {
         double L = lstar(xterm(mech_tui_palette_heat256(l, 0)));
         assert_true(L >= prev);
         prev = L;
+    }
+    // the diverging ramp: one grey at zero, then reds (green = blue) and
+    // blues whose lightness falls level by level and stays close across signs
+    assert_int_equal(mech_tui_palette_heat256(0, 1), mech_tui_palette_heat256(0, 2));
+    double lp_prev = 101, ln_prev = 101;
+    for (int l = 0; l < MECH_TUI_LEVELS; l++) {
+        int ip = mech_tui_palette_heat256(l, 1), in = mech_tui_palette_heat256(l, 2);
+        assert_true(ip >= 16 && ip <= 255 && in >= 16 && in <= 255);
+        mech_tui_rgb p = xterm(ip), n = xterm(in);
+        double lp = lstar(p), ln = lstar(n);
+        if (lp >= lp_prev || ln >= ln_prev) fail_msg("level %d: 256-colour L* %.1f / %.1f does not fall", l, lp, ln);
+        if (fabs(lp - ln) > 8) fail_msg("level %d: 256-colour L* %.1f (positive) vs %.1f (negative)", l, lp, ln);
+        // within reach of the true colour's lightness
+        assert_true(fabs(lp - lstar(mech_tui_palette_heat(l, 1))) < 12);
+        assert_true(fabs(ln - lstar(mech_tui_palette_heat(l, 2))) < 12);
+        if (l > 0) {
+            assert_true(p.r > p.g && p.g == p.b);
+            assert_true(n.b > n.r && n.b > n.g);
+        }
+        lp_prev = lp, ln_prev = ln;
     }
     // 8 colours: black to yellow in viridis's hue order; the diverging ramp
     // white at zero, then red above and blue below

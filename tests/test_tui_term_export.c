@@ -116,10 +116,20 @@ static int colours_under(const char *env) {
 static void test_tui_term_colour_modes(void **state) {
     (void)state;
     if (!tmux_have()) skip();
-    // tmux's own TERM (screen) has 8 colours and no RGB: true colour comes from COLORTERM
-    int k = colours_under("TERM=screen COLORTERM=truecolor");
-    assert_true(k & SGR_24);
-    assert_false(k & SGR_256);
+    // screen-256color has no RGB: true colour comes from COLORTERM (an entry made with tic)
+    char tmpd[700], env[800];
+    snprintf(tmpd, sizeof tmpd, "%s/tmpdir", dir);
+    mkdir(tmpd, 0755);
+    snprintf(env, sizeof env, "TMPDIR=%s TERM=screen-256color COLORTERM=truecolor", tmpd);
+    int k = colours_under(env);
+    assert_int_equal(rmdir(tmpd), 0); // the entry's temporary directory is gone (rmdir fails on a non-empty one)
+    if (system("command -v tic >/dev/null 2>&1") == 0) {
+        assert_true(k & SGR_24);
+        assert_false(k & SGR_256);
+    } else { // the true-colour entry is made with tic: without it, 256 colours
+        print_message("tic is not installed: true colour falls back to 256 colours\n");
+        assert_true(k & SGR_256);
+    }
     k = colours_under("TERM=screen-256color");
     assert_true(k & SGR_256);
     assert_false(k & SGR_24);

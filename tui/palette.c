@@ -3,10 +3,11 @@
 ** no curses: a perceptually uniform sequential ramp (viridis) for heat
 ** levels, a diverging blue-white-red ramp for signed cells (sign 1 red
 ** above zero, 2 blue below), the colours of the roles on a light page (the
-** SVG), and the approximations a terminal with fewer colours gets: the
-** nearest of the xterm 256-colour cube and grey ramp, and hand-picked ANSI
-** colours for 8-colour terminals (nearest-RGB would turn half the viridis
-** ramp black there).
+** SVG), and the approximations a terminal with fewer colours gets: for
+** viridis the nearest of the xterm 256-colour cube and grey ramp, for the
+** diverging ramp hand-picked cube colours (the nearest ones turn brown),
+** and hand-picked ANSI colours for 8-colour terminals (nearest-RGB would
+** turn half the viridis ramp black there).
 **
 ** Invariants the tests check: the sequential ramp's CIE L* rises with the
 ** level; the diverging ramp has one neutral grey at level 0, and at every
@@ -55,7 +56,18 @@ int mech_tui_palette_heat8(int level, int sign) {
     return t[clamp_level(level)];
 }
 
-int mech_tui_palette_heat256(int level, int sign) { return mech_tui_rgb_to_256(mech_tui_palette_heat(level, sign)); }
+// 256 colours: viridis takes the nearest colours (their lightness still
+// rises), but the cube is too coarse for the light half of the diverging
+// ramp, where the nearest colours drift to orange and brown; these keep red
+// (green = blue) and blue, and L* falling level by level on both sides.
+static const uint8_t pos256[MECH_TUI_LEVELS] = {255, 224, 217, 181, 210, 174, 138, 167, 160, 124};
+static const uint8_t neg256[MECH_TUI_LEVELS] = {255, 189, 153, 146, 110, 103, 67, 31, 25, 24};
+
+int mech_tui_palette_heat256(int level, int sign) {
+    if (sign == 1) return pos256[clamp_level(level)];
+    if (sign == 2) return neg256[clamp_level(level)];
+    return mech_tui_rgb_to_256(mech_tui_palette_heat(level, 0));
+}
 
 // --- Lightness and the xterm palette ------------------------------------------
 

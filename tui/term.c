@@ -3,8 +3,8 @@
 ** modes (24-bit, 256 or 8 colours from tui/palette.c, or attributes only
 ** under NO_COLOR or on a monochrome terminal, where the glyph ramp still
 ** shows the heatmap), upper-half blocks for half cells on UTF-8 terminals,
-** drawing the cell grid, the export keys and the input loop. ncurses sends only the cells
-** that changed, so an idle screen sends nothing.
+** drawing the cell grid, the export keys and the input loop. ncurses sends
+** only the cells that changed, so an idle screen sends nothing.
 **
 ** Invariant: after mech_tui_main returns, or the process dies of SIGINT,
 ** SIGTERM, SIGHUP, SIGSEGV, SIGBUS, SIGFPE or SIGABRT, endwin() has run.
@@ -14,15 +14,21 @@
 #include "tui/tui.h"
 
 #include <curses.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <langinfo.h>
 #include <locale.h>
 #include <term.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 static volatile sig_atomic_t term_active, quit_signal;
 static SCREEN *term_screen;
@@ -115,15 +121,54 @@ static void draw(const mech_tui_grid *g) {
 // TERM. So the entry is made here: the user's own TERM entry plus RGB and
 // setaf/setab writing 38;2;r;g;b, compiled by tic into a temporary
 // directory that ncurses reads once (newterm) and that is then removed.
-// Any failure leaves the caller on TERM (256 colours).
+// tic runs without a shell (posix_spawnp), so no name is ever parsed as a
+// command. Any failure leaves the caller on TERM (256 colours).
+static int run_tic(const char *dir, const char *src) {
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa)) return -1;
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    char *argv[] = {"tic", "-x", "-o", (char *)dir, (char *)src, NULL};
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "tic", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc) return -1;
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+// tic files an entry under its first letter ("m") or, on some systems,
+// its hex code ("6d"); both are tried.
+static void rm_direct_term(const char *dir) {
+    if (!dir[0]) return;
+    char p[700];
+    const char *sub[] = {"m", "6d"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s/mech-direct", dir, sub[i]);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/%s", dir, sub[i]);
+        rmdir(p);
+    }
+    snprintf(p, sizeof p, "%s/direct.ti", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
 static int direct_term(const char *term, char *dir, size_t cap) {
     if (!term || !*term || strlen(term) > 100) return -1;
+    // a name only: it goes into the entry's use= field
     for (const char *p = term; *p; p++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", *p)) return -1;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, cap, "%s/mech-tui-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) return -1;
-    char src[700], cmd[2200];
+    if (!tmp || !*tmp || strlen(tmp) > 400) tmp = "/tmp";
+    snprintf(dir, cap, "%s/mech-tui-XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        dir[0] = 0;
+        return -1;
+    }
+    char src[700];
     snprintf(src, sizeof src, "%s/direct.ti", dir);
     FILE *f = fopen(src, "w");
     if (!f) return -1;
@@ -135,15 +180,7 @@ static int direct_term(const char *term, char *dir, size_t cap) {
             "\tuse=%s,\n",
             term, term);
     if (fclose(f)) return -1;
-    snprintf(cmd, sizeof cmd, "tic -x -o '%s' '%s' >/dev/null 2>&1", dir, src);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void rm_direct_term(const char *dir) {
-    if (!dir[0]) return;
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) { /* a temporary directory left behind is harmless */ }
+    return run_tic(dir, src);
 }
 
 // newterm on the terminal, choosing the colour mode (and for true colour

@@ -324,8 +324,10 @@ typedef struct mech_tui_rgb {
 // viridis ramp, 1 / 2 the red / blue side of the diverging ramp (level 0 of
 // both is the same neutral grey). Levels are clamped to 0..MECH_TUI_LEVELS-1.
 mech_tui_rgb mech_tui_palette_heat(int level, int sign);
-// Its approximations: an xterm 256-colour index (16..255, mech_tui_rgb_to_256)
-// and an ANSI colour 0..7 for 8-colour terminals.
+// Its approximations: an xterm 256-colour index (16..255; the nearest,
+// mech_tui_rgb_to_256, for sign 0, hand-picked reds and blues of falling
+// lightness for the diverging ramp) and an ANSI colour 0..7 for 8-colour
+// terminals.
 int mech_tui_palette_heat256(int level, int sign);
 int mech_tui_palette_heat8(int level, int sign);
 // Black or white, whichever reads on bg (by CIE L*).
