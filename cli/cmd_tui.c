@@ -64,7 +64,7 @@ done:
 // three head scores into a; with a corrupted prompt (ctext) also its
 // patterns (from *crun_out). 0 or an exit code.
 static int live_attention(const char *cmd, const char *model, const char *text, int kind, const char *ctext,
-                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, mech_tui_lens *lens, char *name,
+                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, int32_t **ids_out, char *name,
                           size_t name_cap, mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
     mech_err err = {0};
     mech_model *m = NULL;
@@ -82,15 +82,22 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
     }
     int L = m->cfg.n_layers, NH = m->cfg.n_heads, T = in.T;
     fprintf(stderr, "mech tui: running %s on %d tokens...\n", model, T);
-    // the lens reads only the residual stream (mech_lens_cache would also
-    // keep every head's result: 450 MB at GPT-2 small, 1024 tokens)
+    // the lens view (built from this run when first shown) reads only the
+    // residual stream: mech_lens_cache would also keep every head's result
+    // (450 MB at GPT-2 small, 1024 tokens)
     if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
         mech_run_cache(run, "blocks.*.hook_resid_pre", &err) || mech_run_cache(run, "blocks.*.hook_resid_post", &err) ||
-        mech_run_forward(run, in.ids, &err) || mech_tui_lens_from_run(lens, m, run, in.ids, T, in.tok, &err)) {
+        mech_run_forward(run, in.ids, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
     a->L = L, a->NH = NH, a->T = T;
+    if (!(*ids_out = mech_malloc((size_t)T * sizeof **ids_out))) {
+        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+        rc = cli_fail(cmd, &err);
+        goto done;
+    }
+    memcpy(*ids_out, in.ids, (size_t)T * sizeof **ids_out);
     // the view reads the run's cached patterns in place: the run lives until the interface ends
     a->layer_pat = mech_calloc((size_t)L, sizeof *a->layer_pat);
     a->tokens = mech_calloc((size_t)T, sizeof *a->tokens);
@@ -184,14 +191,17 @@ int cmd_tui(int argc, char **argv) {
     mech_model *m = NULL;
     mech_run *run = NULL; // holds the patterns the attention view shows
     mech_run *crun = NULL; // the corrupted prompt's (difference mode)
+    int32_t *ids = NULL;   // the prompt, for the lens view
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, &app.lens,
+        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, &ids,
                                 app.model_name, sizeof app.model_name, &m, &run, &crun);
         if (rc) {
             mech_tui_app_deinit(&app);
+            mech_free(ids);
             return rc;
         }
         app.has_attn = 1, app.has_lens = 1;
+        app.lens_src = (mech_tui_lens_live){.m = m, .run = run, .ids = ids, .T = app.attn.T, .tok = m->tok};
         app.view = MECH_TUI_VIEW_HEAD;
     }
     if (db) {
@@ -205,6 +215,7 @@ int cmd_tui(int argc, char **argv) {
             mech_err err = {0};
             if (mech_tui_runs_load(db, &rows, &n_rows, &err)) {
                 mech_tui_app_deinit(&app);
+                mech_free(ids);
                 mech_run_free(crun);
                 mech_run_free(run);
                 mech_model_free(m);
@@ -218,6 +229,7 @@ int cmd_tui(int argc, char **argv) {
     }
     int rc = mech_tui_main(&app);
     mech_tui_app_deinit(&app);
+    mech_free(ids);
     mech_run_free(crun);
     mech_run_free(run);
     mech_model_free(m);

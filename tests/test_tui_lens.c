@@ -559,6 +559,47 @@ static void test_tui_lens_app_keys(void **state) {
     mech_tui_app_deinit(&b);
 }
 
+// The live lens is built when the view is first shown (L), from the run
+// the attention view holds, not before the first frame.
+static void test_tui_lens_live_built_on_first_show(void **state) {
+    (void)state;
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_tokenizer *tok = NULL;
+    mech_run *run = NULL;
+    if (mech_model_load(model, &m, &err) || mech_tokenizer_gpt2(&tok, &err)) fail_msg("%s", err.msg);
+    int T = 0;
+    int32_t *ids = prompt_ids(tok, prompt, &T);
+    if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.hook_resid_pre", &err) ||
+        mech_run_cache(run, "blocks.*.hook_resid_post", &err) || mech_run_forward(run, ids, &err))
+        fail_msg("%s", err.msg);
+    mech_tui_app app = {0};
+    app.has_attn = 1, app.has_lens = 1, app.view = MECH_TUI_VIEW_HEAD;
+    app.attn.L = 1, app.attn.NH = 1, app.attn.T = 1;
+    app.lens_src = (mech_tui_lens_live){.m = m, .run = run, .ids = ids, .T = T, .tok = NULL};
+    assert_null(app.lens.cells);
+    mech_tui_app_key(&app, 'L');
+    assert_int_equal(app.view, MECH_TUI_VIEW_LENS);
+    assert_non_null(app.lens.cells);
+    mech_tui_lens want = {0};
+    assert_int_equal(mech_tui_lens_from_run(&want, m, run, ids, T, tok, &err), MECH_OK);
+    for (int i = 0; i < want.L1 * want.T; i++) {
+        assert_string_equal(app.lens.cells[i].top_text[0], want.cells[i].top_text[0]); // built-in vocabulary's names
+        assert_true(app.lens.cells[i].top_probs[0] == want.cells[i].top_probs[0]);
+    }
+    // the cursor stays where it was when the view is left and shown again
+    mech_tui_app_key(&app, 'j');
+    mech_tui_app_key(&app, 'q');
+    mech_tui_app_key(&app, 'L');
+    assert_int_equal(app.lens.cl, 1);
+    mech_tui_lens_deinit(&want);
+    mech_tui_app_deinit(&app);
+    free(ids);
+    mech_run_free(run);
+    mech_tokenizer_free(tok);
+    mech_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_lens_logit_live_equals_library),
@@ -569,6 +610,7 @@ int main(void) {
         cmocka_unit_test(test_tui_lens_decoder_equals_cli),
         cmocka_unit_test(test_tui_lens_store_prompt_get),
         cmocka_unit_test(test_tui_lens_app_keys),
+        cmocka_unit_test(test_tui_lens_live_built_on_first_show),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -328,6 +328,21 @@ void mech_tui_lens_deinit(mech_tui_lens *v);
 // compiled metadata), MECH_ERR_NOMEM.
 mech_status mech_tui_lens_from_run(mech_tui_lens *v, const mech_model *m, const mech_run *run, const int32_t *ids,
                                    int T, const mech_tokenizer *tok, mech_err *err);
+// A live run whose lens is built the first time the view opens, not before
+// the first frame: the projection costs L+1 unembeddings of every token
+// (measured: +5 s at GPT-2 small, 128 tokens). Every pointer is borrowed and
+// must outlive the app; tok NULL: the built-in GPT-2 vocabulary's names.
+typedef struct mech_tui_lens_live {
+    const mech_model *m;
+    const mech_run *run;
+    const int32_t *ids;
+    int T;
+    const mech_tokenizer *tok;
+    int built; // mech_tui_lens_ensure ran (its result, or its error as v's title)
+} mech_tui_lens_live;
+// Builds v from src (mech_tui_lens_from_run) unless src->built; an error
+// becomes v's title. Nothing without src->m.
+void mech_tui_lens_ensure(mech_tui_lens *v, mech_tui_lens_live *src);
 // Reads `lens` run id of the database at path (read-only) into v: item 0's
 // rows. Token and value names come from the run's model file when it still
 // loads, else token ids show as <id>. Errors: as mech_store_open_read,
@@ -364,9 +379,10 @@ typedef struct mech_tui_app {
     mech_tui_runs runs;
     mech_tui_attn attn;
     mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
-    int has_lens;           // the live model's lens exists (lens)
+    int has_lens;           // the live model's lens exists (lens, built from lens_src when first shown)
     int lens_stored;        // the lens view shows lens_run (a stored run), not lens
     mech_tui_lens lens, lens_run;
+    mech_tui_lens_live lens_src;
     char model_name[64];
 } mech_tui_app;
 
