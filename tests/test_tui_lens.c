@@ -476,6 +476,49 @@ static void test_tui_lens_decoder_equals_cli(void **state) {
     decoder_case("detect_pattern", "a b c a b", "map_2", "L0 mlp");  // none (null)
 }
 
+// A stored decoder lens whose model file is gone: categorical values as
+// #index (the stored token), numbers as stored, '-' where SQL says absent.
+static void test_tui_lens_decoder_model_gone(void **state) {
+    (void)state;
+    char path[700];
+    snprintf(path, sizeof path, "%s", mech_test_tmpn("lens_dec_gone.safetensors"));
+    const char *ddb = mech_test_tmpn("lens_dec_gone.db");
+    mech_test_rm_db(ddb);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/frac_prevs.rasp -o %s", path) ||
+        (free(out), mech_test_cli(&out, NULL, "lens --model %s --input 'h l e l o' --db %s", path, ddb)))
+        fail_msg("%s", out);
+    free(out);
+    unlink(path);
+    mech_err err = {0};
+    mech_tui_lens v = {0};
+    assert_int_equal(mech_tui_lens_load(ddb, 1, &v, &err), MECH_OK);
+    assert_int_equal(v.decoder, 1);
+    assert_string_equal(v.tokens[1], "l"); // the stored input's words
+    char *s = mech_test_sql_rows(ddb, "select metric, layer, pos, token, rank, printf('%.17g', value) from results "
+                                      "where run_id = 1 order by rowid");
+    int n = 0;
+    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n"), n++) {
+        char metric[64], want[64];
+        int l, p, tok, rank;
+        double x;
+        assert_int_equal(sscanf(line, "%63[^|]|%d|%d|%d|%d|%lf", metric, &l, &p, &tok, &rank, &x), 6);
+        int j = 0;
+        while (j < v.n_vars && strcmp(v.var_name[j], metric)) j++;
+        assert_true(j < v.n_vars);
+        if (rank != 1) snprintf(want, sizeof want, "-");
+        else if (!strcmp(metric, "tokens") || !strcmp(metric, "indices")) snprintf(want, sizeof want, "#%d", tok);
+        else snprintf(want, sizeof want, "%s", x == 0 ? "0" : x == 1 ? "1" : x == 0.5 ? "0.5" : "?");
+        const char *got = v.vals[((size_t)l * v.n_vars + j) * v.T + p];
+        if (strcmp(want, "?")) assert_string_equal(got, want);
+        else assert_true(fabs(strtod(got, NULL) - x) < 1e-5);
+    }
+    assert_true(n > 0);
+    free(s);
+    mech_tui_lens_deinit(&v);
+    mech_test_rm_db(ddb);
+}
+
 // --- the prompt reader the stored view uses (data/) -------------------------
 
 static void test_tui_lens_store_prompt_get(void **state) {
@@ -559,6 +602,47 @@ static void test_tui_lens_app_keys(void **state) {
     mech_tui_app_deinit(&b);
 }
 
+// The live lens is built when the view is first shown (L), from the run
+// the attention view holds, not before the first frame.
+static void test_tui_lens_live_built_on_first_show(void **state) {
+    (void)state;
+    mech_err err = {0};
+    mech_model *m = NULL;
+    mech_tokenizer *tok = NULL;
+    mech_run *run = NULL;
+    if (mech_model_load(model, &m, &err) || mech_tokenizer_gpt2(&tok, &err)) fail_msg("%s", err.msg);
+    int T = 0;
+    int32_t *ids = prompt_ids(tok, prompt, &T);
+    if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.hook_resid_pre", &err) ||
+        mech_run_cache(run, "blocks.*.hook_resid_post", &err) || mech_run_forward(run, ids, &err))
+        fail_msg("%s", err.msg);
+    mech_tui_app app = {0};
+    app.has_attn = 1, app.has_lens = 1, app.view = MECH_TUI_VIEW_HEAD;
+    app.attn.L = 1, app.attn.NH = 1, app.attn.T = 1;
+    app.lens_src = (mech_tui_lens_live){.m = m, .run = run, .ids = ids, .T = T, .tok = NULL};
+    assert_null(app.lens.cells);
+    mech_tui_app_key(&app, 'L');
+    assert_int_equal(app.view, MECH_TUI_VIEW_LENS);
+    assert_non_null(app.lens.cells);
+    mech_tui_lens want = {0};
+    assert_int_equal(mech_tui_lens_from_run(&want, m, run, ids, T, tok, &err), MECH_OK);
+    for (int i = 0; i < want.L1 * want.T; i++) {
+        assert_string_equal(app.lens.cells[i].top_text[0], want.cells[i].top_text[0]); // built-in vocabulary's names
+        assert_true(app.lens.cells[i].top_probs[0] == want.cells[i].top_probs[0]);
+    }
+    // the cursor stays where it was when the view is left and shown again
+    mech_tui_app_key(&app, 'j');
+    mech_tui_app_key(&app, 'q');
+    mech_tui_app_key(&app, 'L');
+    assert_int_equal(app.lens.cl, 1);
+    mech_tui_lens_deinit(&want);
+    mech_tui_app_deinit(&app);
+    free(ids);
+    mech_run_free(run);
+    mech_tokenizer_free(tok);
+    mech_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_lens_logit_live_equals_library),
@@ -567,8 +651,10 @@ int main(void) {
         cmocka_unit_test(test_tui_lens_modes_without_target),
         cmocka_unit_test(test_tui_lens_stored_model_gone),
         cmocka_unit_test(test_tui_lens_decoder_equals_cli),
+        cmocka_unit_test(test_tui_lens_decoder_model_gone),
         cmocka_unit_test(test_tui_lens_store_prompt_get),
         cmocka_unit_test(test_tui_lens_app_keys),
+        cmocka_unit_test(test_tui_lens_live_built_on_first_show),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

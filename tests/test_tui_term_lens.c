@@ -4,7 +4,9 @@
 ** runs list shows the tokens and probabilities SQL reads from the database;
 ** the live view (L from the attention view) shows what mech_lens_logit
 ** computes on the same model and prompt; a run whose model file is gone
-** still opens, with token ids. Skipped when tmux is not installed.
+** still opens, with token ids; a stored decoder lens shows, at the layer
+** ] selects, what `mech lens --input` printed. Skipped when tmux is not
+** installed.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -240,11 +242,57 @@ static void test_tui_term_lens_model_gone(void **state) {
     mech_test_rm_db(gdb);
 }
 
+// A stored decoder lens: ] steps to the last layer, where `reverse` holds
+// what `mech lens --input` printed for it.
+static void test_tui_term_lens_decoder(void **state) {
+    (void)state;
+    if (!tmux_have()) skip();
+    const char *rev = mech_test_tmpn("tlens_rev.safetensors"), *ddb = mech_test_tmpn("tlens_rev.db");
+    mech_test_rm_db(ddb);
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/reverse.rasp -o %s", rev) ||
+        (free(out), mech_test_cli(&out, NULL, "lens --model %s --input 'a b c d' --db %s", rev, ddb)))
+        fail_msg("%s", out);
+    // "  reverse        layer 0: - - - -" ... "                 layer 3: "d" "c" "b" "a""
+    const char *r = strstr(out, "  reverse ");
+    assert_non_null(r);
+    char want[64] = "";
+    for (int l = 0; l <= 3; l++) {
+        r = strstr(r, "layer ");
+        assert_non_null(r);
+        const char *e = strchr(r, '\n');
+        if (l == 3) snprintf(want, sizeof want, "%.*s", (int)(e - r - 9), r + 9);
+        r = e;
+    }
+    free(out);
+    assert_string_equal(want, "\"d\" \"c\" \"b\" \"a\"");
+    char args[700], line[300];
+    snprintf(args, sizeof args, "%s", ddb);
+    tmux_start(80, 24, args);
+    tmux_wait_for("1 of 1 runs");
+    tmux_keys("Enter");
+    tmux_wait_for("run 1 decoder lens");
+    tmux_wait_for("layer 0 of 0..3");
+    screen_line("reverse ", line, sizeof line);
+    assert_null(strstr(line, want));
+    tmux_keys("] ] ]");
+    tmux_wait_for("layer 3 of 0..3");
+    screen_line("reverse ", line, sizeof line);
+    assert_non_null(strstr(line, "L2 attn H0"));
+    if (!strstr(line, want)) fail_msg("'%s' not in '%s'", want, line);
+    tmux_keys("q q");
+    tmux_assert_restored("rc=0");
+    tmux_stop();
+    unlink(rev);
+    mech_test_rm_db(ddb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_term_lens_stored),
         cmocka_unit_test(test_tui_term_lens_live),
         cmocka_unit_test(test_tui_term_lens_model_gone),
+        cmocka_unit_test(test_tui_term_lens_decoder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

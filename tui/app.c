@@ -203,7 +203,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
             mech_tui_view v = (mech_tui_view)((app->view + i) % MECH_TUI_VIEW_COUNT_);
             if (view_exists(app, v)) {
                 if (v == MECH_TUI_VIEW_GRID) app->attn.gl = app->attn.layer, app->attn.gh = app->attn.head;
-                if (v == MECH_TUI_VIEW_LENS) app->lens_stored = !app->has_lens;
+                if (v == MECH_TUI_VIEW_LENS) {
+                    app->lens_stored = !app->has_lens; // the live lens when there is one
+                    if (!app->lens_stored) mech_tui_lens_ensure(&app->lens, &app->lens_src);
+                }
                 app->view = v;
                 break;
             }
@@ -247,6 +250,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         if (key == 'L' && app->has_lens) {
             app->lens_stored = 0, app->view = MECH_TUI_VIEW_LENS;
+            mech_tui_lens_ensure(&app->lens, &app->lens_src);
             return MECH_TUI_REDRAW;
         }
         r = mech_tui_attn_key(&app->attn, key);

@@ -34,7 +34,6 @@ typedef struct live_result {
     double *scores; // [MECH_TUI_SCORE_KINDS][L*NH] or NULL (owned)
     double seconds; // how long its forward (and scores) took
     int lens;       // it caches the logit lens's hooks (else the patterns only)
-    mech_tui_lens *lens_view; // the lens view built from the run (owned), or NULL
 } live_result;
 
 struct mech_tui_live {
@@ -61,8 +60,6 @@ static void result_free(live_result *r) {
     mech_free(r->ids);
     mech_free(r->text);
     mech_free(r->scores);
-    if (r->lens_view) mech_tui_lens_deinit(r->lens_view);
-    mech_free(r->lens_view);
     memset(r, 0, sizeof *r);
 }
 
@@ -149,17 +146,6 @@ static void *worker(void *arg) {
         for (int k = 0; !st && k < MECH_TUI_SCORE_KINDS && k < MECH_HEAD_KIND_COUNT_; k++)
             st = mech_heads_score(m, r->run, r->ids, (mech_head_kind)k, MECH_HEAD_MUL, 0, 0,
                                   r->scores + (size_t)k * L * NH, err);
-    }
-    // The lens view is built here, off the main thread: at GPT-2 small and
-    // 1024 tokens it unembeds 13 x 1024 residuals (about 1 TFLOP). A lens
-    // that cannot be built leaves the other views as they are.
-    if (!st && r->lens && (r->lens_view = mech_calloc(1, sizeof *r->lens_view))) {
-        mech_err lerr = {0};
-        if (mech_tui_lens_from_run(r->lens_view, m, r->run, r->ids, r->T, s->tok, &lerr)) {
-            mech_tui_lens_deinit(r->lens_view);
-            mech_free(r->lens_view);
-            r->lens_view = NULL;
-        }
     }
     if (st && !err->code) err->code = st;
     r->seconds = mech_now() - s->t0;
@@ -302,11 +288,8 @@ int mech_tui_live_poll(mech_tui_live *s) {
 
 void mech_tui_live_release(mech_tui_live *s) { result_free(&s->old); }
 
-mech_tui_lens *mech_tui_live_take_lens(mech_tui_live *s) {
-    mech_tui_lens *v = s->cur.lens_view;
-    s->cur.lens_view = NULL;
-    return v;
-}
+const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s) { return s->prog ? NULL : s->tok; }
+int mech_tui_live_has_lens(const mech_tui_live *s) { return s->cur.run && s->cur.lens; }
 
 const char *mech_tui_live_error(const mech_tui_live *s) { return s->error; }
 const mech_run *mech_tui_live_run(const mech_tui_live *s) { return s->cur.run; }

@@ -573,6 +573,21 @@ void mech_tui_lens_deinit(mech_tui_lens *v);
 // compiled metadata), MECH_ERR_NOMEM.
 mech_status mech_tui_lens_from_run(mech_tui_lens *v, const mech_model *m, const mech_run *run, const int32_t *ids,
                                    int T, const mech_tokenizer *tok, mech_err *err);
+// A live run whose lens is built the first time the view opens, not before
+// the first frame: the projection costs L+1 unembeddings of every token
+// (measured: +5 s at GPT-2 small, 128 tokens). Every pointer is borrowed and
+// must outlive the app; tok NULL: the built-in GPT-2 vocabulary's names.
+typedef struct mech_tui_lens_live {
+    const mech_model *m;
+    const mech_run *run;
+    const int32_t *ids;
+    int T;
+    const mech_tokenizer *tok;
+    int built; // mech_tui_lens_ensure ran (its result, or its error as v's title)
+} mech_tui_lens_live;
+// Builds v from src (mech_tui_lens_from_run) unless src->built; an error
+// becomes v's title. Nothing without src->m.
+void mech_tui_lens_ensure(mech_tui_lens *v, mech_tui_lens_live *src);
 // Reads `lens` run id of the database at path (read-only) into v: item 0's
 // rows. Token and value names come from the run's model file when it still
 // loads, else token ids show as <id>. Errors: as mech_store_open_read,
@@ -722,10 +737,10 @@ const char *mech_tui_live_error(const mech_tui_live *s);
 // T, the prompt text it ran, and its head scores [MECH_TUI_SCORE_KINDS][L*NH]
 // (NULL when T < 2). Valid until the next poll that returns 1 + release.
 const mech_run *mech_tui_live_run(const mech_tui_live *s);
-// The lens view the worker built from the current run (the caller owns it:
-// mech_tui_lens_deinit, mech_free), once; NULL when the run did not cache
-// the lens's hooks or it could not be built.
-mech_tui_lens *mech_tui_live_take_lens(mech_tui_live *s);
+// The tokenizer the session names tokens with (NULL for a compiled model).
+const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
+// 1 when the current run cached the logit lens's hooks (mech_lens_cache).
+int mech_tui_live_has_lens(const mech_tui_live *s);
 const int32_t *mech_tui_live_ids(const mech_tui_live *s, int *T);
 const char *mech_tui_live_text(const mech_tui_live *s);
 const double *mech_tui_live_scores(const mech_tui_live *s);
@@ -806,9 +821,10 @@ typedef struct mech_tui_app {
     mech_tui_attn attn;
     mech_tui_runview run;   // the opened run (view MECH_TUI_VIEW_RUN)
     mech_tui_circuit circuit; // the opened ACDC run (view MECH_TUI_VIEW_CIRCUIT)
-    int has_lens;           // the live model's lens exists (lens)
+    int has_lens;           // the live model's lens exists (lens, built from lens_src when first shown)
     int lens_stored;        // the lens view shows lens_run (a stored run), not lens
     mech_tui_lens lens, lens_run;
+    mech_tui_lens_live lens_src;
     int has_program;        // the live model is a compiled RASP model
     mech_tui_program program;
     char model_name[64];

@@ -376,6 +376,18 @@ mech_status mech_tui_lens_from_run(mech_tui_lens *v, const mech_model *m, const 
     return MECH_OK;
 }
 
+void mech_tui_lens_ensure(mech_tui_lens *v, mech_tui_lens_live *src) {
+    if (!src->m || src->built) return;
+    src->built = 1;
+    mech_err err = {0};
+    mech_tokenizer *own = NULL;
+    const mech_tokenizer *tok = src->tok;
+    if (!tok && !mech_model_meta(src->m, "mech.rasp.residual") && !mech_tokenizer_gpt2(&own, &err)) tok = own;
+    if (mech_tui_lens_from_run(v, src->m, src->run, src->ids, src->T, tok, &err))
+        snprintf(v->title, sizeof v->title, "the lens cannot be computed: %.200s", err.msg);
+    mech_tokenizer_free(own);
+}
+
 // --- Stored runs ----------------------------------------------------------------
 
 static int find_name(char **names, int n, const char *s) {

@@ -337,13 +337,21 @@ int mech_tui_live_apply(mech_tui_app *app) {
         app->has_attn = 1;
         app->live.message[0] = 0;
     }
-    // views built from the run by the worker
-    mech_tui_lens *lv = mech_tui_live_take_lens(s);
-    if (lv) {
-        mech_tui_lens_deinit(&app->lens);
-        app->lens = *lv;
-        mech_free(lv);
-        app->has_lens = 1;
+    // The lens view reads the new run; it is built when first shown
+    // (mech_tui_lens_ensure): L+1 unembeddings of every token take seconds
+    // on long prompts, more than the forward itself.
+    mech_tui_lens_deinit(&app->lens);
+    memset(&app->lens_src, 0, sizeof app->lens_src);
+    app->has_lens = mech_tui_live_has_lens(s);
+    if (app->has_lens) {
+        app->lens_src.m = mech_tui_live_model(s);
+        app->lens_src.run = mech_tui_live_run(s);
+        app->lens_src.ids = mech_tui_live_ids(s, &app->lens_src.T);
+        app->lens_src.tok = mech_tui_live_tokenizer(s);
+    }
+    if (app->view == MECH_TUI_VIEW_LENS && !app->lens_stored) {
+        if (app->has_lens) mech_tui_lens_ensure(&app->lens, &app->lens_src); // on screen: rebuilt now
+        else app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_LIVE;
     }
     mech_tui_live_release(s);
     int T = 0;
