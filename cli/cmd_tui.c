@@ -64,8 +64,8 @@ done:
 // three head scores into a; with a corrupted prompt (ctext) also its
 // patterns (from *crun_out). 0 or an exit code.
 static int live_attention(const char *cmd, const char *model, const char *text, int kind, const char *ctext,
-                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, char *name, size_t name_cap,
-                          mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
+                          int ckind, const cli_batch_opts *bo, mech_tui_attn *a, mech_tui_attrib *la, char *name,
+                          size_t name_cap, mech_model **m_out, mech_run **run_out, mech_run **crun_out) {
     mech_err err = {0};
     mech_model *m = NULL;
     mech_run *run = NULL;
@@ -82,8 +82,9 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
     }
     int L = m->cfg.n_layers, NH = m->cfg.n_heads, T = in.T;
     fprintf(stderr, "mech tui: running %s on %d tokens...\n", model, T);
+    // mech_lens_cache: the patterns, and what direct logit attribution reads
     if (mech_run_new(m, 1, T, &run, &err) || mech_run_cache(run, "blocks.*.attn.hook_pattern", &err) ||
-        mech_run_forward(run, in.ids, &err)) {
+        mech_lens_cache(run, &err) || mech_run_forward(run, in.ids, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
@@ -115,6 +116,11 @@ static int live_attention(const char *cmd, const char *model, const char *text, 
             goto done;
         }
     if ((rc = cli_compiled_program(cmd, m, model, &prog))) goto done;
+    // the attribution view of the top-1 prediction (a compiled model's ids
+    // are not text: labels are ids); without it the other views still work
+    mech_err aerr = {0};
+    if (mech_tui_attrib_from_run(la, m, run, in.ids, T, -1, -1, prog ? NULL : in.tok, &aerr))
+        snprintf(la->title, sizeof la->title, "no attribution: %.150s", aerr.msg);
     mech_buf b = {0};
     for (int i = 0; i < T; i++) {
         b.len = 0;
@@ -182,8 +188,8 @@ int cmd_tui(int argc, char **argv) {
     mech_run *run = NULL; // holds the patterns the attention view shows
     mech_run *crun = NULL; // the corrupted prompt's (difference mode)
     if (model) {
-        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, app.model_name,
-                                sizeof app.model_name, &m, &run, &crun);
+        int rc = live_attention(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app.attn, &app.live_attrib,
+                                app.model_name, sizeof app.model_name, &m, &run, &crun);
         if (rc) {
             mech_tui_app_deinit(&app);
             return rc;

@@ -407,6 +407,8 @@ const cli_cmd cli_commands[] = {
      "  attention:      h j k l arrows move the cursor, ] [ next/previous head,\n"
      "                  } { next/previous layer, p max/mean pooling, g all heads\n"
      "  all heads:      h j k l arrows select, s sort by a score, Enter open the head\n"
+     "  patching:       h j k l move, p P pair, a mean, m raw metric, s ] [ slice\n"
+     "  attribution:    j k PgUp PgDn g G scroll, p P sequence (A in attention: live)\n"
      "\n"
      "Colours: a viridis-like ramp on 256-colour terminals, 8 colours otherwise;\n"
      "NO_COLOR (or a monochrome terminal) shows the heatmap as the glyph ramp\n"

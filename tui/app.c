@@ -16,7 +16,9 @@
 #define V_GRID (1 << MECH_TUI_VIEW_GRID)
 #define V_TOKS (1 << MECH_TUI_VIEW_TOKENS)
 #define V_RUN (1 << MECH_TUI_VIEW_RUN)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN)
+#define V_PATCH (1 << MECH_TUI_VIEW_PATCH)
+#define V_ATTR (1 << MECH_TUI_VIEW_ATTRIB)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_PATCH | V_ATTR)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -48,6 +50,7 @@ static const key_help key_table[] = {
     {V_HEAD, "g", "all heads: the layer x head grid", "g all heads"},
     {V_HEAD, "D", "difference: clean minus corrupted pattern (with --corrupt; + # above zero, - = below)", "D diff"},
     {V_HEAD, "t", "token view: the prompt shaded by the cursor's query token's attention", "t tokens"},
+    {V_HEAD, "A", "attribution: direct logit attribution of the prompt's top-1 prediction", "A attrib"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
     {V_GRID, "Enter", "open the selected head", "Enter open"},
@@ -60,13 +63,29 @@ static const key_help key_table[] = {
     {V_TOKS, "t", "back to the heatmap (also q)", NULL},
     {V_RUN, "h j k l arrows", "move the cursor (patch heatmap) or scroll the table", "hjkl move"},
     {V_RUN, "Esc q", "back to the runs list", "Esc back"},
+    {V_PATCH, "h j k l arrows", "move the cursor (layer, position or head)", "hjkl move"},
+    {V_PATCH, "p P", "next / previous pair", "pP pair"},
+    {V_PATCH, "a", "the mean over pairs / one pair", "a mean"},
+    {V_PATCH, "m", "the raw metric / the normalised effect (0 corrupted, 1 clean)", "m raw"},
+    {V_PATCH, "s", "layer x position x head: slice by head / by position", NULL},
+    {V_PATCH, "] [", "next / previous head (or position) of the slice", NULL},
+    {V_PATCH, "g G Home End", "first / last cell", NULL},
+    {V_PATCH, "Esc q", "back to the runs list", "Esc back"},
+    {V_ATTR, "j k Up Down", "scroll one bar", "jk scroll"},
+    {V_ATTR, "PgUp PgDn", "a page up / down", NULL},
+    {V_ATTR, "g G Home End", "the largest / the smallest contributions", NULL},
+    {V_ATTR, "p P", "next / previous sequence of the run", "pP sequence"},
+    {V_ATTR, "Esc q", "back (to the runs list, or the head view for the live prompt)", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run",
+                                                        "patching", "attribution"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_PATCH) return app->patch.id != 0;
+    if (v == MECH_TUI_VIEW_ATTRIB) return app->live_attrib.n_comp > 0 || app->live_attrib.title[0] || app->attrib.id != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
 }
 
@@ -88,6 +107,23 @@ static int search_key(mech_tui_app *app, int key) {
 
 void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
     mech_err err = {0};
+    if (!strcmp(kind, "patch")) {
+        if (mech_tui_patch_load(app->db_path, id, &app->patch, &err)) {
+            app->patch.id = id;
+            snprintf(app->patch.title, sizeof app->patch.title, "cannot read it: %.120s", err.msg);
+        }
+        app->view = MECH_TUI_VIEW_PATCH;
+        return;
+    }
+    if (!strcmp(kind, "attrib")) {
+        if (mech_tui_attrib_load(app->db_path, id, &app->attrib, &err)) {
+            app->attrib.id = id;
+            snprintf(app->attrib.title, sizeof app->attrib.title, "cannot read it: %.120s", err.msg);
+        }
+        app->attrib_live = 0;
+        app->view = MECH_TUI_VIEW_ATTRIB;
+        return;
+    }
     if (mech_tui_runview_load(app->db_path, id, &app->run, &err)) {
         app->run.id = id;
         snprintf(app->run.kind, sizeof app->run.kind, "%s", kind);
@@ -111,6 +147,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
             mech_tui_view v = (mech_tui_view)((app->view + i) % MECH_TUI_VIEW_COUNT_);
             if (view_exists(app, v)) {
                 if (v == MECH_TUI_VIEW_GRID) app->attn.gl = app->attn.layer, app->attn.gh = app->attn.head;
+                if (v == MECH_TUI_VIEW_ATTRIB) app->attrib_live = app->attrib.id == 0; // a stored run first
                 app->view = v;
                 break;
             }
@@ -121,7 +158,9 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // q leaves a view: the grid goes back to its head, the head to the
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
-        else if (app->view == MECH_TUI_VIEW_RUN) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_PATCH) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_ATTRIB)
+            app->view = app->attrib_live && app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else return MECH_TUI_QUIT;
         return MECH_TUI_REDRAW;
@@ -139,6 +178,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'A' && (app->live_attrib.n_comp || app->live_attrib.title[0])) {
+            app->attrib_live = 1, app->view = MECH_TUI_VIEW_ATTRIB;
+            return MECH_TUI_REDRAW;
+        }
         r = mech_tui_attn_key(&app->attn, key);
         if (r & MECH_TUI_GRID) app->view = MECH_TUI_VIEW_GRID, r = MECH_TUI_REDRAW;
         if (r & MECH_TUI_TOKENS) app->view = MECH_TUI_VIEW_TOKENS, r = MECH_TUI_REDRAW;
@@ -154,6 +197,15 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_RUN:
         r = mech_tui_runview_key(&app->run, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_PATCH:
+        r = mech_tui_patch_key(&app->patch, key);
+        if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_ATTRIB:
+        r = mech_tui_attrib_key(app->attrib_live ? &app->live_attrib : &app->attrib, key);
+        if (r & MECH_TUI_QUIT)
+            app->view = app->attrib_live && app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
     default: break;
     }
@@ -231,6 +283,10 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_GRID: mech_tui_attn_grid_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_TOKENS: mech_tui_tokens_render(&app->attn, g, 1, h); break;
     case MECH_TUI_VIEW_RUN: mech_tui_runview_render(&app->run, g, 1, h); break;
+    case MECH_TUI_VIEW_PATCH: mech_tui_patch_render(&app->patch, g, 1, h); break;
+    case MECH_TUI_VIEW_ATTRIB:
+        mech_tui_attrib_render(app->attrib_live ? &app->live_attrib : &app->attrib, g, 1, h);
+        break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -276,4 +332,7 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_runs_deinit(&app->runs);
     mech_tui_attn_deinit(&app->attn);
     mech_tui_runview_deinit(&app->run);
+    mech_tui_patch_deinit(&app->patch);
+    mech_tui_attrib_deinit(&app->attrib);
+    mech_tui_attrib_deinit(&app->live_attrib);
 }
