@@ -18,12 +18,14 @@
 #include "tui/tui.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static char db[600], model[600];
+static mech_tokenizer *gpt2; // the built-in vocabulary, loaded once
 enum { RUN_POS = 1, RUN_HEADS, RUN_BYPOS, RUN_ATTRIB, RUN_LENS };
 
 static int setup(void **state) {
@@ -38,7 +40,9 @@ static int setup(void **state) {
     FILE *f = fopen(pairs, "wb");
     if (!f) return -1;
     fputs("{\"clean\": [5, 17, 42, 99, 7], \"corrupt\": [5, 18, 42, 99, 7], \"answer\": 3, \"wrong\": 4}\n"
-          "{\"clean\": [1, 2, 3, 4, 5], \"corrupt\": [1, 2, 9, 4, 5], \"answer\": 6, \"wrong\": 7}\n",
+          "{\"clean\": [1, 2, 3, 4, 5], \"corrupt\": [1, 2, 9, 4, 5], \"answer\": 6, \"wrong\": 7}\n"
+          // clean = corrupted: every effect is NULL (0/0)
+          "{\"clean\": [5, 17, 42, 99, 7], \"corrupt\": [5, 17, 42, 99, 7], \"answer\": 3, \"wrong\": 4}\n",
           f);
     fclose(f);
     const char *cmds[] = {
@@ -60,13 +64,15 @@ static int setup(void **state) {
         free(out);
     }
     unlink(pairs);
-    return 0;
+    mech_err err = {0};
+    return mech_tokenizer_gpt2(&gpt2, &err) ? -1 : 0;
 }
 
 static int teardown(void **state) {
     (void)state;
     mech_test_rm_db(db);
     unlink(model);
+    mech_tokenizer_free(gpt2);
     return 0;
 }
 
@@ -123,16 +129,12 @@ static void stored_token(int64_t run, int item, int pos, char *out, size_t cap) 
     assert_true(r[0] != 0);
     int32_t id = (int32_t)strtol(r, NULL, 10);
     free(r);
-    mech_tokenizer *tok = NULL;
-    mech_err err = {0};
-    assert_int_equal(mech_tokenizer_gpt2(&tok, &err), MECH_OK);
     size_t len = 0;
-    const char *s = mech_tokenizer_token(tok, id, &len);
+    const char *s = mech_tokenizer_token(gpt2, id, &len);
     assert_non_null(s);
     char raw[128];
     snprintf(raw, sizeof raw, "%.*s", (int)len, s);
     mech_tui_token_label(raw, out, cap);
-    mech_tokenizer_free(tok);
 }
 
 // --- the store's prompts ------------------------------------------------------
@@ -145,7 +147,7 @@ static void test_tui_patch_store_prompts(void **state) {
     mech_err err = {0};
     if (mech_store_open_read(db, &s, &err) || mech_store_prompts_get(s, RUN_BYPOS, &p, &n, &err))
         fail_msg("%s", err.msg);
-    assert_int_equal(n, 4); // 2 pairs x clean, corrupt
+    assert_int_equal(n, 6); // 3 pairs x clean, corrupt
     assert_int_equal(p[0].item, 0);
     assert_string_equal(p[0].role, "clean");
     assert_null(p[0].text); // given as ids
@@ -453,14 +455,95 @@ static void test_tui_patch_slices(void **state) {
              sql_num("select value from results where run_id=3 and item=0 and metric='effect' and layer=0 and pos=1 and "
                      "head=3"));
     assert_true(grid_has(&g, want));
-    // the mean over pairs of a slice
+    // the pair whose clean and corrupted prompts are the same has no effect
+    assert_int_equal(v.n_pairs, 3);
+    assert_int_equal(sql_num("select count(*) from results where run_id=3 and item=2 and metric='effect' and value is "
+                             "null"),
+                     2 * 5 * 4);
+    mech_tui_patch_key(&v, 'P');
+    assert_int_equal(v.pair, 2);
+    assert_true(isnan(mech_tui_patch_value(&v, 0, 3)));
+    assert_true(isnan(mech_tui_patch_scale(&v)) == 0 && mech_tui_patch_scale(&v) == 0);
+    mech_tui_grid_clear(&g);
+    mech_tui_patch_render(&v, &g, 0, 22);
+    assert_true(grid_has(&g, "L0 H3 (pos 1)  effect n/a"));
+    char row[256];
+    mech_tui_grid_row_text(&g, 4, row); // the legend: a scale of 0 at both ends
+    assert_memory_equal(row, "0 ", 2);
+    assert_non_null(strstr(row, " 0   slice: position 1"));
+    // the mean over pairs of a slice leaves it out, as SQL's avg() does
     mech_tui_patch_key(&v, 'a');
     assert_same(mech_tui_patch_value(&v, 1, 2),
                 sql_num("select avg(value) from results where run_id=3 and metric='effect' and layer=1 and pos=1 and "
                         "head=2"),
                 "mean position slice");
+    assert_same(mech_tui_patch_value(&v, 1, 2),
+                sql_num("select avg(value) from results where run_id=3 and item < 2 and metric='effect' and layer=1 and "
+                        "pos=1 and head=2"),
+                "mean of the two pairs with an effect");
     mech_tui_grid_deinit(&g);
     mech_tui_patch_deinit(&v);
+}
+
+// The tokenizer of a run's model: the model's own, else GPT-2's; none for
+// a missing file or a compiled model, and then the labels are the ids.
+static void test_tui_patch_labels_without_model(void **state) {
+    (void)state;
+    mech_tokenizer *tok = mech_tui_model_tokenizer(model);
+    assert_non_null(tok);
+    char lab[64];
+    mech_tui_id_label(tok, 17, lab, sizeof lab);
+    assert_string_equal(lab, "2"); // GPT-2's token 17
+    mech_tokenizer_free(tok);
+    assert_null(mech_tui_model_tokenizer("/nonexistent/model.safetensors"));
+    assert_null(mech_tui_model_tokenizer(NULL));
+    mech_tui_id_label(NULL, 17, lab, sizeof lab);
+    assert_string_equal(lab, "17");
+    char rev[600], *out = NULL;
+    snprintf(rev, sizeof rev, "%s", mech_test_tmpn("patchview_rev.safetensors"));
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/reverse.rasp -o %s", rev)) fail_msg("mech compile: %s", out);
+    free(out);
+    assert_null(mech_tui_model_tokenizer(rev)); // a compiled model's ids are not GPT-2 text
+    unlink(rev);
+    // a database whose model file is gone: the columns are the ids
+    char moved[600];
+    snprintf(moved, sizeof moved, "%s", mech_test_tmpn("patchview_moved.db"));
+    mech_test_rm_db(moved);
+    sqlite3 *h = NULL;
+    char sql[1400];
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", moved);
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(sqlite3_open(moved, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "UPDATE runs SET model_path = '/nonexistent/m.safetensors'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    mech_tui_patch v = {0};
+    mech_err err = {0};
+    if (mech_tui_patch_load(moved, RUN_BYPOS, &v, &err)) fail_msg("%s", err.msg);
+    mech_tui_patch_key(&v, 'p');
+    for (int p = 0; p < 5; p++) {
+        char want[16];
+        snprintf(want, sizeof want, "%d", (int)sql_num("select j.value from prompts, json_each(prompts.tokens) j where "
+                                                       "run_id=3 and item=0 and role='clean' and j.key=%d",
+                                                       p));
+        mech_tui_patch_label(&v, p, lab, sizeof lab);
+        assert_string_equal(lab, want);
+    }
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 22, 80), MECH_OK);
+    mech_tui_patch_render(&v, &g, 0, 22);
+    assert_true(grid_has(&g, "clean:   5 17 42 99 7"));
+    assert_true(grid_has(&g, "corrupt: 5 18 42 99 7"));
+    mech_tui_grid_deinit(&g);
+    mech_tui_patch_deinit(&v);
+    mech_tui_attrib a = {0};
+    if (mech_tui_attrib_load(moved, RUN_ATTRIB, &a, &err)) fail_msg("%s", err.msg);
+    snprintf(lab, sizeof lab, "%d", (int)sql_num("select token from results where run_id=4 and metric='logit' and item=0"));
+    assert_string_equal(a.answer, lab);
+    mech_tui_attrib_deinit(&a);
+    mech_test_rm_db(moved);
 }
 
 // Not a patch run, no such run; in the application: open_run by kind.
@@ -667,6 +750,7 @@ int main(void) {
         cmocka_unit_test(test_tui_patch_pairs_mean_labels),
         cmocka_unit_test(test_tui_patch_heads),
         cmocka_unit_test(test_tui_patch_slices),
+        cmocka_unit_test(test_tui_patch_labels_without_model),
         cmocka_unit_test(test_tui_patch_errors_and_app),
         cmocka_unit_test(test_tui_attrib_run_bars),
         cmocka_unit_test(test_tui_attrib_from_run),

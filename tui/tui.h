@@ -270,8 +270,10 @@ void mech_tui_runview_render(mech_tui_runview *v, mech_tui_grid *g, int y0, int 
 
 // The tokenizer for a stored run's token ids: its model's own (files beside
 // the model), else the built-in GPT-2 one that mech's commands fall back
-// to; NULL when the model file does not load or is a compiled RASP model
-// (its ids are not text). Owned (mech_tokenizer_free).
+// to; NULL when the model file is missing or not safetensors, its
+// tokenizer files are broken, or it is a compiled RASP model (its ids are
+// not text). Reads the file's header only, not its weights. Owned
+// (mech_tokenizer_free).
 mech_tokenizer *mech_tui_model_tokenizer(const char *model_path);
 // A token's printable label (mech_tui_token_label of its text), or its id
 // in decimal when tok is NULL or has no such token.

@@ -20,21 +20,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // --- Tokens -----------------------------------------------------------------
 
 mech_tokenizer *mech_tui_model_tokenizer(const char *model_path) {
-    mech_model *m = NULL;
+    // as mech_model_load finds the file and its tokenizer, without binding
+    // (or converting, for F16 files) the weights: the header and metadata only
+    struct stat sb;
+    if (!model_path || stat(model_path, &sb) != 0) return NULL;
+    char dir[1024], file[1100];
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(dir, sizeof dir, "%s", model_path);
+        snprintf(file, sizeof file, "%s/model.safetensors", model_path);
+    } else {
+        const char *slash = strrchr(model_path, '/');
+        if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - model_path) + (slash == model_path), model_path);
+        else snprintf(dir, sizeof dir, ".");
+        snprintf(file, sizeof file, "%s", model_path);
+    }
+    mech_safetensors *st = NULL;
     mech_tokenizer *tok = NULL;
     mech_err err = {0};
-    if (!model_path || mech_model_load(model_path, &m, &err)) return NULL;
-    if (!mech_model_meta(m, "mech.rasp.source")) {
-        // take the model's own tokenizer out of it before it is freed
-        if (m->tok) tok = m->tok, m->tok = NULL;
-        else if (mech_tokenizer_gpt2(&tok, &err)) tok = NULL;
-    }
-    mech_model_free(m);
-    return tok;
+    if (mech_safetensors_open(file, &st, &err)) return NULL;
+    int compiled = mech_safetensors_meta(st, "mech.rasp.source") != NULL;
+    mech_safetensors_close(st);
+    if (compiled) return NULL;
+    mech_status rc = mech_tokenizer_load_dir(dir, &tok, &err);
+    if (rc == MECH_ERR_IO) rc = mech_tokenizer_gpt2(&tok, &err); // no files beside it: what mech's commands use
+    return rc ? NULL : tok;
 }
 
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap) {
