@@ -420,6 +420,8 @@ const cli_cmd cli_commands[] = {
      "                  m shading (logit lens), ] [ layer (decoder lens)\n"
      "  live:           e edit (Enter run, Esc stop editing), j k select a token,\n"
      "                  S save as a run\n"
+     "  patching:       h j k l move, p P pair, a mean, m raw metric, s ] [ slice\n"
+     "  attribution:    j k PgUp PgDn g G scroll, p P sequence (A in attention: live)\n"
      "\n"
      "Colours: viridis for heat, blue-white-red for signed values; 24-bit colour\n"
      "when COLORTERM is truecolor or 24bit (or the terminfo entry has RGB), else\n"

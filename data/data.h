@@ -324,6 +324,23 @@ mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *me
                                    size_t *n, mech_err *err);
 void mech_store_results_free(mech_result_row *rows, size_t n);
 
+// One row of the prompts table, read back: the item, its role ("clean",
+// "corrupt" or "prompt"), its text (NULL when given as ids) and its token
+// ids. Strings and tokens are owned by the array the row is in.
+typedef struct mech_prompt_row {
+    int item;
+    char *role, *text;
+    int32_t *tokens; // [n_tokens]
+    int n_tokens;
+} mech_prompt_row;
+
+// The run's prompts ordered by item, then role. OUT: *rows (owned:
+// mech_store_prompts_free(*rows, *n); NULL when *n == 0), *n. Errors:
+// MECH_ERR_RANGE (no such run), MECH_ERR_DB (also a tokens column that is not
+// a JSON array of n_tokens ids), MECH_ERR_NOMEM.
+mech_status mech_store_prompts_get(mech_store *s, int64_t run_id, mech_prompt_row **rows, size_t *n, mech_err *err);
+void mech_store_prompts_free(mech_prompt_row *rows, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1774,3 +1774,83 @@ mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *me
     *n = len;
     return MECH_OK;
 }
+
+// ---------------------------------------------------------------------------
+// Reading prompts back (the interface's token labels)
+
+void mech_store_prompts_free(mech_prompt_row *rows, size_t n) {
+    if (!rows) return;
+    for (size_t i = 0; i < n; i++) mech_free(rows[i].role), mech_free(rows[i].text), mech_free(rows[i].tokens);
+    mech_free(rows);
+}
+
+// The JSON array text mech_store_prompt wrote ("[464,36,733]") back into ids.
+// 0 when it is not such an array (a row written by another program).
+static int parse_ids(const char *s, int32_t *ids, int cap) {
+    int n = 0;
+    while (*s == ' ') s++;
+    if (*s++ != '[') return -1;
+    for (;;) {
+        while (*s == ' ' || *s == ',') s++;
+        if (*s == ']') return n;
+        char *e;
+        long v = strtol(s, &e, 10);
+        if (e == s || n >= cap || v < INT32_MIN || v > INT32_MAX) return -1;
+        ids[n++] = (int32_t)v, s = e;
+    }
+}
+
+mech_status mech_store_prompts_get(mech_store *s, int64_t run_id, mech_prompt_row **rows, size_t *n, mech_err *err) {
+    *rows = NULL;
+    *n = 0;
+    mech_status st;
+    if (!run_exists(s, run_id, err, &st)) return st;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT item, role, text, tokens, n_tokens FROM prompts WHERE run_id = ? ORDER BY item, role",
+                           -1, &q, NULL) != SQLITE_OK)
+        return fail(s, "reading prompts", err);
+    sqlite3_bind_int64(q, 1, run_id);
+    mech_prompt_row *v = NULL;
+    size_t len = 0, cap = 0;
+    int rc, oom = 0, bad = 0;
+    st = MECH_OK;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            mech_prompt_row *nv = mech_realloc(v, nc * sizeof *v);
+            if (!nv) {
+                oom = 1;
+                break;
+            }
+            v = nv, cap = nc;
+        }
+        mech_prompt_row *r = &v[len++];
+        memset(r, 0, sizeof *r);
+        r->item = sqlite3_column_int(q, 0);
+        r->role = dup_col(q, 1, &oom);
+        r->text = dup_col(q, 2, &oom);
+        int nt = sqlite3_column_int(q, 4);
+        const char *tj = (const char *)sqlite3_column_text(q, 3);
+        if (nt < 0 || !tj) nt = 0;
+        if (!(r->tokens = mech_malloc(((size_t)nt + 1) * sizeof *r->tokens))) oom = 1;
+        if (oom) break;
+        if ((r->n_tokens = tj ? parse_ids(tj, r->tokens, nt) : 0) != nt) {
+            bad = 1;
+            break;
+        }
+    }
+    if (oom) st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory reading prompts", s->path);
+    else if (bad)
+        st = mech_err_set(err, MECH_ERR_DB, "%s: run %lld: prompt of item %d: tokens is not a JSON array of n_tokens ids",
+                          s->path, (long long)run_id, v[len - 1].item);
+    else if (rc != SQLITE_DONE) st = fail(s, "reading prompts", err);
+    sqlite3_finalize(q);
+    if (st) {
+        mech_store_prompts_free(v, len);
+        return st;
+    }
+    *rows = v;
+    *n = len;
+    return MECH_OK;
+}

@@ -1,8 +1,9 @@
 /*
 ** tests/test_tui_run.c: the run view (a stored run opened from the runs
 ** list) on a database written by the real mech binary: a patch run's mean
-** effect grid over layer x position and layer x head, the cursor line, the
-** table of a heads run, and Enter / Esc in the application.
+** effect grid over layer x position and layer x head (mech_tui_runview_load;
+** the application opens patch runs in the patching view), the cursor line,
+** the table of a heads run, and Enter / Esc in the application.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -244,12 +245,13 @@ static void test_tui_run_app_enter_esc(void **state) {
     assert_int_equal(mech_tui_app_reload(&app), 1);
     assert_int_equal(app.runs.n, 6);
     mech_tui_app_key(&app, MECH_TUI_KEY_ENTER);
-    assert_int_equal(app.view, MECH_TUI_VIEW_RUN);
-    assert_int_equal(app.run.id, 1);
+    // a patch run opens in the patching view (tests/test_tui_patch.c)
+    assert_int_equal(app.view, MECH_TUI_VIEW_PATCH);
+    assert_int_equal(app.patch.id, 1);
     mech_tui_grid g = {0};
     assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
     mech_tui_app_render(&app, &g);
-    assert_true(grid_has(&g, "run 1  patch  mean effect"));
+    assert_true(grid_has(&g, "run 1  patch resid_pre (layer x position)"));
     assert_true(grid_has(&g, "Esc back"));
     mech_tui_app_key(&app, MECH_TUI_KEY_ESC);
     assert_int_equal(app.view, MECH_TUI_VIEW_RUNS);

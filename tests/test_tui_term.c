@@ -465,16 +465,18 @@ static void test_tui_term_open_patch_run(void **state) {
     mech_store_close(s);
     assert_false(isnan(want_v));
     char want[96];
-    snprintf(want, sizeof want, "L1 pos 3  effect %.4f", want_v);
+    snprintf(want, sizeof want, "'  effect %.4g   logit_diff", want_v); // the patching view's cursor line
 
     tmux_start(100, 30, pdb);
     tmux_wait_for("patch      done");
     tmux_keys("Enter");
-    tmux_wait_for("run 1  patch  mean effect over 1 pair, layer x position");
+    tmux_wait_for("run 1  patch resid_pre (layer x position)  pair 1 of 1");
     // patching the one differing position at layer 0 restores the clean run
     tmux_keys("l");
-    tmux_wait_for("L0 pos 1  effect 1.0000");
+    tmux_wait_for("L0 pos 1 '");
+    tmux_wait_for("'  effect 1   logit_diff");
     tmux_keys("j l l");
+    tmux_wait_for("L1 pos 3 '");
     tmux_wait_for(want);
     tmux_wait_for("L1 ");
     tmux_keys("Escape");

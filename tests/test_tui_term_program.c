@@ -193,7 +193,9 @@ static void test_tui_term_program_not_for_gpt2(void **state) {
     tmux_wait_for("[tokens]");
     tmux_keys("Tab");
     tmux_wait_for("[lens]");
-    tmux_keys("Tab"); // no program view: the live view
+    tmux_keys("Tab"); // no program view: the live prompt's attribution
+    tmux_wait_for("[attribution]");
+    tmux_keys("Tab");
     tmux_wait_for("[live]");
     tmux_keys("Tab"); // no run, no program, no runs list: back to the head view
     tmux_wait_for("[attention]");

@@ -20,7 +20,9 @@
 #define V_LENS (1 << MECH_TUI_VIEW_LENS)
 #define V_PROG (1 << MECH_TUI_VIEW_PROGRAM)
 #define V_LIVE (1 << MECH_TUI_VIEW_LIVE)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG | V_LIVE)
+#define V_PATCH (1 << MECH_TUI_VIEW_PATCH)
+#define V_ATTR (1 << MECH_TUI_VIEW_ATTRIB)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG | V_LIVE | V_PATCH | V_ATTR)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -61,6 +63,7 @@ static const key_help key_table[] = {
     {V_HEAD, "PgUp PgDn", "move the cursor a page up / down", NULL},
     {V_HEAD | V_TOKS, "/", "search tokens: type, Enter moves to the next token containing it; Esc drops", "/ search"},
     {V_HEAD | V_TOKS, "n", "next token matching the search", NULL},
+    {V_HEAD, "A", "attribution: direct logit attribution of the prompt's top-1 prediction", "A attrib"},
     {V_GRID, "h j k l arrows", "select a head", "hjkl select"},
     {V_GRID, "s", "sort by previous-token, duplicate-token, induction score, then layer order", "s sort"},
     {V_GRID, "f", "filter (sorted by a score): only heads scoring at least the selected one", "f filter"},
@@ -104,14 +107,30 @@ static const key_help key_table[] = {
     {V_LIVE, "PgUp PgDn g G", "a page up / down, first / last token", NULL},
     {V_LIVE, "S", "save the screen as a run of kind live in the database", "S save"},
     {V_LIVE, "q", "back to the attention view (the last view: quit)", NULL},
+    {V_PATCH, "h j k l arrows", "move the cursor (layer, position or head)", "hjkl move"},
+    {V_PATCH, "p P", "next / previous pair", "pP pair"},
+    {V_PATCH, "a", "the mean over pairs / one pair", "a mean"},
+    {V_PATCH, "m", "the raw metric / the normalised effect (0 corrupted, 1 clean)", "m raw"},
+    {V_PATCH, "s", "layer x position x head: slice by head / by position", NULL},
+    {V_PATCH, "] [", "next / previous head (or position) of the slice", NULL},
+    {V_PATCH, "g G Home End", "first / last cell", NULL},
+    {V_PATCH, "Esc q", "back to the runs list", "Esc back"},
+    {V_ATTR, "j k Up Down", "scroll one bar", "jk scroll"},
+    {V_ATTR, "PgUp PgDn", "a page up / down", NULL},
+    {V_ATTR, "g G Home End", "the largest / the smallest contributions", NULL},
+    {V_ATTR, "p P", "next / previous sequence of the run", "pP sequence"},
+    {V_ATTR, "Esc q", "back (to the runs list, or the head view for the live prompt)", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
-static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens", "run", "circuit", "lens", "program", "live"};
+static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens",   "run", "circuit",
+                                                        "lens", "program",   "patching",  "attribution", "live"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
     if (v == MECH_TUI_VIEW_CIRCUIT) return app->circuit.kind[0] != 0;
+    if (v == MECH_TUI_VIEW_PATCH) return app->patch.id != 0;
+    if (v == MECH_TUI_VIEW_ATTRIB) return app->live_attrib.n_comp > 0 || app->live_attrib.title[0] || app->attrib.id != 0;
     if (v == MECH_TUI_VIEW_LIVE) return app->has_live;
     if (v == MECH_TUI_VIEW_PROGRAM) return app->has_program;
     if (v == MECH_TUI_VIEW_LENS) return app->has_lens || app->lens_run.title[0] != 0;
@@ -170,6 +189,23 @@ void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
         app->view = MECH_TUI_VIEW_LENS;
         return;
     }
+    if (!strcmp(kind, "patch")) {
+        if (mech_tui_patch_load(app->db_path, id, &app->patch, &err)) {
+            app->patch.id = id;
+            snprintf(app->patch.title, sizeof app->patch.title, "cannot read it: %.120s", err.msg);
+        }
+        app->view = MECH_TUI_VIEW_PATCH;
+        return;
+    }
+    if (!strcmp(kind, "attrib")) {
+        if (mech_tui_attrib_load(app->db_path, id, &app->attrib, &err)) {
+            app->attrib.id = id;
+            snprintf(app->attrib.title, sizeof app->attrib.title, "cannot read it: %.120s", err.msg);
+        }
+        app->attrib_live = 0;
+        app->view = MECH_TUI_VIEW_ATTRIB;
+        return;
+    }
     if (mech_tui_runview_load(app->db_path, id, &app->run, &err)) {
         app->run.id = id;
         snprintf(app->run.kind, sizeof app->run.kind, "%s", kind);
@@ -207,6 +243,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
                     app->lens_stored = !app->has_lens; // the live lens when there is one
                     if (!app->lens_stored) mech_tui_lens_ensure(&app->lens, &app->lens_src);
                 }
+                if (v == MECH_TUI_VIEW_ATTRIB) app->attrib_live = app->attrib.id == 0; // a stored run first
                 app->view = v;
                 break;
             }
@@ -217,10 +254,13 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // q leaves a view: the grid goes back to its head, the head to the
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
-        else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT) app->view = MECH_TUI_VIEW_RUNS;
+        else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT ||
+                 app->view == MECH_TUI_VIEW_PATCH) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->lens_stored && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_PROGRAM && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
+        else if (app->view == MECH_TUI_VIEW_ATTRIB)
+            app->view = app->attrib_live && app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_HEAD && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LIVE && (app->has_attn || app->has_runs))
             app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS;
@@ -240,6 +280,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         break;
     case MECH_TUI_VIEW_HEAD:
+        if (key == 'A' && (app->live_attrib.n_comp || app->live_attrib.title[0])) {
+            app->attrib_live = 1, app->view = MECH_TUI_VIEW_ATTRIB;
+            return MECH_TUI_REDRAW;
+        }
         if (key == 'e' && app->has_live) {
             app->view = MECH_TUI_VIEW_LIVE;
             return MECH_TUI_REDRAW;
@@ -281,6 +325,15 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         break;
     case MECH_TUI_VIEW_PROGRAM: r = mech_tui_program_key(&app->program, key); break;
     case MECH_TUI_VIEW_LIVE: r = mech_tui_live_app_key(app, key); break;
+    case MECH_TUI_VIEW_PATCH:
+        r = mech_tui_patch_key(&app->patch, key);
+        if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_ATTRIB:
+        r = mech_tui_attrib_key(app->attrib_live ? &app->live_attrib : &app->attrib, key);
+        if (r & MECH_TUI_QUIT)
+            app->view = app->attrib_live && app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
     default: break;
     }
     return r & ~MECH_TUI_QUIT;
@@ -373,6 +426,10 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_LENS: mech_tui_lens_render(app->lens_stored ? &app->lens_run : &app->lens, g, 1, h); break;
     case MECH_TUI_VIEW_PROGRAM: mech_tui_program_render(&app->program, g, 1, h); break;
     case MECH_TUI_VIEW_LIVE: mech_tui_liveview_render(&app->live, g, 1, h); break;
+    case MECH_TUI_VIEW_PATCH: mech_tui_patch_render(&app->patch, g, 1, h); break;
+    case MECH_TUI_VIEW_ATTRIB:
+        mech_tui_attrib_render(app->attrib_live ? &app->live_attrib : &app->attrib, g, 1, h);
+        break;
     default: break;
     }
     render_footer(app, g, g->h - 1);
@@ -445,4 +502,7 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_lens_deinit(&app->lens_run);
     mech_tui_program_deinit(&app->program);
     mech_tui_liveview_deinit(&app->live);
+    mech_tui_patch_deinit(&app->patch);
+    mech_tui_attrib_deinit(&app->attrib);
+    mech_tui_attrib_deinit(&app->live_attrib);
 }

@@ -795,6 +795,109 @@ int mech_tui_liveview_key(mech_tui_liveview *v, int key);
 // id, the selected one marked) and the top-k after the selected token.
 void mech_tui_liveview_render(mech_tui_liveview *v, mech_tui_grid *g, int y0, int h);
 void mech_tui_liveview_deinit(mech_tui_liveview *v);
+// --- Patching view: a patch run as a diverging heatmap -------------------
+// (tui/view_patch.c). Every cell of every pair is loaded once; the view
+// shows one pair or the mean over pairs, the normalised effect or the raw
+// metric, and for a layer x position x head sweep a slice of it.
+
+// The tokenizer for a stored run's token ids: its model's own (files beside
+// the model), else the built-in GPT-2 one that mech's commands fall back
+// to; NULL when the model file is missing or not safetensors, its
+// tokenizer files are broken, or it is a compiled RASP model (its ids are
+// not text). Reads the file's header only, not its weights. Owned
+// (mech_tokenizer_free).
+mech_tokenizer *mech_tui_model_tokenizer(const char *model_path);
+// A token's printable label (mech_tui_token_label of its text), or its id
+// in decimal when tok is NULL or has no such token.
+void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap);
+
+typedef enum mech_tui_patch_shape {
+    MECH_TUI_PATCH_POS = 0, // layer x position (resid_pre, attn_out, mlp_out, ...)
+    MECH_TUI_PATCH_HEAD,    // layer x head (heads, q, k, v, pattern, path)
+    MECH_TUI_PATCH_POS_HEAD // layer x position x head (heads_by_pos)
+} mech_tui_patch_shape;
+
+typedef struct mech_tui_patch {
+    int64_t id;
+    char sweep[32], metric[32];
+    char title[200];     // an error when the run cannot be shown
+    int shape;           // mech_tui_patch_shape
+    int L, P, H;         // layers, positions (1 for a head sweep), heads (1 for a position sweep)
+    int n_pairs;
+    int *items;          // [n_pairs] the pairs' item numbers, ascending (owned)
+    double *effect, *raw; // [n_pairs][L][P][H], NaN where none (owned)
+    double *clean, *corrupted; // [n_pairs] the metric's two ends (owned)
+    char **clean_txt, **corrupt_txt; // [n_pairs] the prompts as one printable line (owned)
+    char ***tok;         // [n_pairs][P] the clean prompt's token labels, NULL past its end (owned)
+    int pair;            // the pair shown (index into items)
+    int avg;             // 1: the mean over pairs
+    int show_raw;        // 1: the raw metric, 0: the normalised effect
+    int by_pos;          // layer x position x head: 1 slices by position (layer x head), 0 by head
+    int sh, sp;          // the slice's head and position
+    int cl, ca;          // cursor: layer, column
+    int c0, l0;          // first column and layer shown (from the last render)
+} mech_tui_patch;
+
+// Reads patch run id of the database at path (read-only) into v,
+// replacing what it held; token labels come from the run's model file's
+// tokenizer when it loads (else ids). Errors: as mech_store_open_read,
+// MECH_ERR_RANGE (no such run), MECH_ERR_ARG (not a patch run), MECH_ERR_DB,
+// MECH_ERR_NOMEM.
+mech_status mech_tui_patch_load(const char *path, int64_t id, mech_tui_patch *v, mech_err *err);
+void mech_tui_patch_deinit(mech_tui_patch *v);
+// The columns shown now: positions or heads (*by_head 1). Returns their count.
+int mech_tui_patch_cols(const mech_tui_patch *v, int *by_head);
+// The value shown at (layer, column) now (pair or mean, effect or raw, slice);
+// NaN when no pair has it.
+double mech_tui_patch_value(const mech_tui_patch *v, int l, int a);
+// The largest |value| of the matrix shown now (0 when none): the scale.
+double mech_tui_patch_scale(const mech_tui_patch *v);
+// The label of column a now ("H3", a token's text, or "#5" for a position
+// whose token differs between the pairs averaged). Writes at most cap-1 bytes.
+void mech_tui_patch_label(const mech_tui_patch *v, int a, char *out, size_t cap);
+// Keys: arrows/hjkl move, p / P next / previous pair (from the mean: the
+// first / the last), a the mean over pairs,
+// m raw metric / effect, s slice by head / by position, ] [ next / previous
+// sliced head or position, g G first / last cell; Esc and q leave.
+int mech_tui_patch_key(mech_tui_patch *v, int key);
+void mech_tui_patch_render(mech_tui_patch *v, mech_tui_grid *g, int y0, int h);
+
+// --- Attribution view: direct logit attribution as sorted bars ---------------
+// (tui/view_attrib.c) of an attrib run, or of the live prompt.
+
+typedef struct mech_tui_attrib {
+    int64_t id;          // the run (0: the live prompt)
+    char title[200];     // an error when the run cannot be shown
+    int n_items, n_comp;
+    char (*labels)[32];  // [n_comp] "embed", "L0H1", "L0.attn_bias", "L0.mlp" (owned)
+    double *attr;        // [n_items][n_comp] NaN where none (owned)
+    double *logit, *bias; // [n_items] (owned)
+    int *pos;            // [n_items] the attributed position (owned)
+    char **prompt;       // [n_items] the sequence as one printable line (owned)
+    char answer[48], wrong[48]; // token labels; wrong "" for a plain logit
+    int item;            // the sequence shown
+    int *order;          // [n_comp] the current item's components by |value|, largest first (owned)
+    int top, page;       // first bar shown; bars shown in the last render
+} mech_tui_attrib;
+
+// Reads attrib run id of the database at path (read-only) into v.
+// Errors: as mech_tui_patch_load (MECH_ERR_ARG: not an attrib run).
+mech_status mech_tui_attrib_load(const char *path, int64_t id, mech_tui_attrib *v, mech_err *err);
+// The live prompt ids[0..T) (B = 1), whose forward pass has run on run with
+// mech_lens_cache's hooks: direct logit attribution (mech_lens_dla) at the
+// last position of answer, minus wrong when wrong >= 0; answer < 0 means
+// the model's top-1 prediction there (and no wrong token). tok (may be
+// NULL: ids) names the tokens. A pure function of its inputs. Errors: as
+// mech_lens_dla, MECH_ERR_NOMEM.
+mech_status mech_tui_attrib_from_run(mech_tui_attrib *v, const mech_model *m, const mech_run *run, const int32_t *ids,
+                                     int T, int32_t answer, int32_t wrong, const mech_tokenizer *tok, mech_err *err);
+void mech_tui_attrib_deinit(mech_tui_attrib *v);
+// Sorts the current item's components by |value| into v->order.
+void mech_tui_attrib_sort(mech_tui_attrib *v);
+// Keys: j k arrows scroll one bar, PgUp PgDn a page, g G first / last,
+// p / P next / previous sequence; Esc and q leave.
+int mech_tui_attrib_key(mech_tui_attrib *v, int key);
+void mech_tui_attrib_render(mech_tui_attrib *v, mech_tui_grid *g, int y0, int h);
 
 // --- The application ------------------------------------------------------
 
@@ -807,6 +910,8 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_CIRCUIT, // an acdc or acdc-sweep run opened from the runs list
     MECH_TUI_VIEW_LENS, // the live model's lens, or a stored lens run
     MECH_TUI_VIEW_PROGRAM, // a compiled RASP model's program and layers
+    MECH_TUI_VIEW_PATCH,  // a patch run (tui/view_patch.c)
+    MECH_TUI_VIEW_ATTRIB, // an attrib run or the live prompt's attribution (tui/view_attrib.c)
     MECH_TUI_VIEW_LIVE, // the prompt editor, tokens and top-k (with --model)
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
@@ -827,6 +932,9 @@ typedef struct mech_tui_app {
     mech_tui_lens_live lens_src;
     int has_program;        // the live model is a compiled RASP model
     mech_tui_program program;
+    mech_tui_patch patch;   // the opened patch run (view MECH_TUI_VIEW_PATCH)
+    mech_tui_attrib attrib, live_attrib; // the opened attrib run; the live prompt's (n_comp 0: none)
+    int attrib_live;        // the attribution view shows live_attrib (else attrib)
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key
     // the live session (with --model): the view, and what saving needs

@@ -349,6 +349,18 @@ int mech_tui_live_apply(mech_tui_app *app) {
         app->lens_src.ids = mech_tui_live_ids(s, &app->lens_src.T);
         app->lens_src.tok = mech_tui_live_tokenizer(s);
     }
+    // direct logit attribution of the top-1 prediction: one position, cheap
+    mech_tui_attrib_deinit(&app->live_attrib);
+    if (app->has_lens) {
+        int T1 = 0;
+        const int32_t *ids1 = mech_tui_live_ids(s, &T1);
+        mech_err aerr = {0};
+        if (mech_tui_attrib_from_run(&app->live_attrib, mech_tui_live_model(s), mech_tui_live_run(s), ids1, T1, -1, -1,
+                                     mech_tui_live_tokenizer(s), &aerr))
+            snprintf(app->live_attrib.title, sizeof app->live_attrib.title, "no attribution: %.150s", aerr.msg);
+    } else
+        snprintf(app->live_attrib.title, sizeof app->live_attrib.title,
+                 "no attribution: the prompt's activations did not fit in memory beside the patterns");
     if (app->view == MECH_TUI_VIEW_LENS && !app->lens_stored) {
         if (app->has_lens) mech_tui_lens_ensure(&app->lens, &app->lens_src); // on screen: rebuilt now
         else app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_LIVE;
