@@ -3,8 +3,13 @@
 ** heatmap (query rows x key columns, token text on both axes, a crosshair
 ** cursor) and the layer x head grid of thumbnails with head scores. A
 ** pattern larger than the window is pooled (max or mean per cell, shown on
-** screen), so a 1024-token prompt fits any window; the cost of a frame is
-** one pass over the T x T pattern, whatever the window.
+** screen), two pattern rows per text row (upper-half cells), so a 1024-token
+** prompt fits any window; the cost of a fitted frame is one pass over the
+** T x T pattern, whatever the window. Zoomed (z, + -), cells are square bins
+** down to one token, and the window scrolls with the cursor; a zoomed frame
+** reads only the tokens it shows. Also here: the token search (/ n) shared
+** with the token view, and the grid's sort and score filter, computed in one
+** place (mech_tui_attn_grid_order) for the keys and the render alike.
 */
 #include "tui/tui.h"
 
