@@ -3,8 +3,13 @@
 ** heatmap (query rows x key columns, token text on both axes, a crosshair
 ** cursor) and the layer x head grid of thumbnails with head scores. A
 ** pattern larger than the window is pooled (max or mean per cell, shown on
-** screen), so a 1024-token prompt fits any window; the cost of a frame is
-** one pass over the T x T pattern, whatever the window.
+** screen), two pattern rows per text row (upper-half cells), so a 1024-token
+** prompt fits any window; the cost of a fitted frame is one pass over the
+** T x T pattern, whatever the window. Zoomed (z, + -), cells are square bins
+** down to one token, and the window scrolls with the cursor; a zoomed frame
+** reads only the tokens it shows. Also here: the token search (/ n) shared
+** with the token view, and the grid's sort and score filter, computed in one
+** place (mech_tui_attn_grid_order) for the keys and the render alike.
 */
 #include "tui/tui.h"
 
@@ -87,6 +92,29 @@ static float pool_cell(const mech_tui_attn *a, const float *p, int i, int j, int
     return acc;
 }
 
+// The max (or the sum) of x[0..n) and acc. Eight independent accumulators:
+// one chain of compares is bound by its latency, eight keep the loads
+// streaming (the pooling of all 144 heads in the grid is this loop).
+static float span_max(const float *x, int n, float acc) {
+    float m[8] = {acc, acc, acc, acc, acc, acc, acc, acc};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int u = 0; u < 8; u++) m[u] = x[k + u] > m[u] ? x[k + u] : m[u];
+    for (; k < n; k++) m[0] = x[k] > m[0] ? x[k] : m[0];
+    for (int u = 1; u < 8; u++) m[0] = m[u] > m[0] ? m[u] : m[0];
+    return m[0];
+}
+
+static float span_sum(const float *x, int n, float acc) {
+    float m[8] = {0};
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int u = 0; u < 8; u++) m[u] += x[k + u];
+    for (; k < n; k++) m[0] += x[k];
+    for (int u = 0; u < 8; u++) acc += m[u];
+    return acc;
+}
+
 void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin_c, int rows, int cols, int mean,
                         float *out) {
     // one pass over the pattern in memory order (row by row): the cost is
@@ -99,12 +127,7 @@ void mech_tui_attn_pool(const mech_tui_attn *a, int l, int h, int bin_r, int bin
         float *o = out + (size_t)(q / bin_r) * cols;
         for (int j = 0; j < cols; j++) {
             int k0 = j * bin_c, k1 = k0 + bin_c < T ? k0 + bin_c : T;
-            float acc = o[j];
-            if (mean)
-                for (int k = k0; k < k1; k++) acc += row[k];
-            else
-                for (int k = k0; k < k1; k++) acc = row[k] > acc ? row[k] : acc;
-            o[j] = acc;
+            o[j] = mean ? span_sum(row + k0, k1 - k0, o[j]) : span_max(row + k0, k1 - k0, o[j]);
         }
     }
     if (mean)
@@ -512,6 +535,20 @@ int mech_tui_attn_grid_key(mech_tui_attn *a, int key) {
     return MECH_TUI_REDRAW;
 }
 
+typedef struct thumb_job {
+    mech_tui_attn *a;
+    int br, bc, nr, nc, diff;
+    size_t per;
+} thumb_job;
+
+static void thumb_one(void *ctx, int i) {
+    const thumb_job *j = ctx;
+    const mech_tui_attn *a = j->a;
+    float *out = a->thumbs + j->per * (size_t)i;
+    if (j->diff) mech_tui_attn_pool_diff(a, i / a->NH, i % a->NH, j->br, j->bc, j->nr, j->nc, a->pool_mean, out);
+    else mech_tui_attn_pool(a, i / a->NH, i % a->NH, j->br, j->bc, j->nr, j->nc, a->pool_mean, out);
+}
+
 void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     char line[256], p[16], d[16], in[16];
     int per_row, tw, th, shown;
@@ -560,9 +597,12 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
         }
         a->thumb_r = nr, a->thumb_c = nc, a->thumb_br = br, a->thumb_bc = bc, a->thumb_mean = a->pool_mean;
         a->thumb_diff = diff, a->thumb_half = half;
-        for (int i = 0; i < a->L * a->NH; i++)
-            if (diff) mech_tui_attn_pool_diff(a, i / a->NH, i % a->NH, br, bc, nr, nc, a->pool_mean, a->thumbs + per * i);
-            else mech_tui_attn_pool(a, i / a->NH, i % a->NH, br, bc, nr, nc, a->pool_mean, a->thumbs + per * i);
+        // every head read once (576 MB at GPT-2 small, 1024 tokens): spread
+        // over the CPUs, each head's thumbnail on one thread
+        thumb_job job = {a, br, bc, nr, nc, diff, per};
+        mech_pool *pool = mech_pool_new(0);
+        mech_pool_for(pool, a->L * a->NH, thumb_one, &job);
+        mech_pool_free(pool);
     }
     for (int r = 0; r < shown; r++)
         for (int c = 0; c < per_row; c++) {

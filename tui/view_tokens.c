@@ -6,7 +6,9 @@
 ** of the layer (one line per head, all lines scrolled alike so a token sits
 ** in the same column on every line). It shares the attention state (the
 ** selected token is the heatmap cursor's query a->q, and the head is
-** a->layer/a->head), so switching views keeps the place.
+** a->layer/a->head), so switching views keeps the place; so do the
+** difference mode (a->diff: shades are clean - corrupted, signed) and the
+** token search (a->search).
 */
 #include "tui/tui.h"
 
