@@ -170,7 +170,7 @@ static void make_db(const char *path) {
             mech_result res = {.item = 0, .site = "resid_pre", .layer = r % 12, .pos = i % 4 == 0 ? r / 12 : -1,
                                .head = i % 4 == 1 ? (r / 3) % 12 : -1, .token = -1, .rank = -1,
                                .metric = i % 4 == 1 ? (r % 3 == 0 ? "previous_token" : r % 3 == 1 ? "duplicate_token" : "induction")
-                                                    : "logit_diff",
+                                                    : i % 4 == 0 ? "effect" : "logit_diff",
                                .value = (double)((r * 37 + i * 11) % 1000) / 1000.0 - 0.5};
             if (mech_store_result(s, id, &res, &err)) die("result", &err);
         }

@@ -323,6 +323,12 @@ typedef struct mech_result_row {
 mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *metric, mech_result_row **rows,
                                    size_t *n, mech_err *err);
 void mech_store_results_free(mech_result_row *rows, size_t n);
+// The run's rows with metric (NULL: every metric) largest first: by |value|
+// when by_abs, else by value (NaN last; ties in insertion order), at most
+// limit (< 0: all). What a summary line needs without reading every row:
+// one indexed query. OUT and errors as mech_store_results_get.
+mech_status mech_store_results_top(mech_store *s, int64_t run_id, const char *metric, int by_abs, int limit,
+                                   mech_result_row **rows, size_t *n, mech_err *err);
 
 // One row of the prompts table, read back: the item, its role ("clean",
 // "corrupt" or "prompt"), its text (NULL when given as ids) and its token

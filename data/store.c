@@ -1723,20 +1723,25 @@ void mech_store_results_free(mech_result_row *rows, size_t n) {
     mech_free(rows);
 }
 
-mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *metric, mech_result_row **rows,
-                                   size_t *n, mech_err *err) {
+// The rows of run_id (with metric when not NULL) in the order `order`, at
+// most limit (< 0: all).
+static mech_status results_query(mech_store *s, int64_t run_id, const char *metric, const char *order, int limit,
+                                 mech_result_row **rows, size_t *n, mech_err *err) {
     *rows = NULL;
     *n = 0;
     mech_status st;
     if (!run_exists(s, run_id, err, &st)) return st;
     sqlite3_stmt *q;
-    const char *sql = metric ? "SELECT item, site, layer, pos, head, token, rank, metric, value FROM results "
-                               "WHERE run_id = ? AND metric = ? ORDER BY rowid"
-                             : "SELECT item, site, layer, pos, head, token, rank, metric, value FROM results "
-                               "WHERE run_id = ? ORDER BY rowid";
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) return fail(s, "reading results", err);
+    char *sql = sqlite3_mprintf("SELECT item, site, layer, pos, head, token, rank, metric, value FROM results "
+                                "WHERE run_id = ?1 %s ORDER BY %s LIMIT ?3",
+                                metric ? "AND metric = ?2" : "", order);
+    if (!sql) return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory reading results", s->path);
+    int prc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    sqlite3_free(sql);
+    if (prc != SQLITE_OK) return fail(s, "reading results", err);
     sqlite3_bind_int64(q, 1, run_id);
     if (metric) sqlite3_bind_text(q, 2, metric, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 3, limit);
     mech_result_row *v = NULL;
     size_t len = 0, cap = 0;
     int rc, oom = 0;
@@ -1773,6 +1778,19 @@ mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *me
     *rows = v;
     *n = len;
     return MECH_OK;
+}
+
+mech_status mech_store_results_get(mech_store *s, int64_t run_id, const char *metric, mech_result_row **rows,
+                                   size_t *n, mech_err *err) {
+    return results_query(s, run_id, metric, "rowid", -1, rows, n, err);
+}
+
+mech_status mech_store_results_top(mech_store *s, int64_t run_id, const char *metric, int by_abs, int limit,
+                                   mech_result_row **rows, size_t *n, mech_err *err) {
+    // NULL values (an undefined effect) sort last in both orders
+    return results_query(s, run_id, metric,
+                         by_abs ? "value IS NULL, abs(value) DESC, rowid" : "value IS NULL, value DESC, rowid", limit,
+                         rows, n, err);
 }
 
 // ---------------------------------------------------------------------------

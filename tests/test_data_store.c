@@ -953,6 +953,54 @@ static void test_store_export_npz(void **state) {
     mech_test_rm_db(p);
 }
 
+
+// The largest rows of a run, one query: by |value| or by value, NULL last,
+// ties in insertion order, limited; other runs and metrics are not read.
+static void test_store_results_top(void **state) {
+    (void)state;
+    const char *path = mech_test_tmp("top.db");
+    mech_test_rm_db(path);
+    mech_err err = {0};
+    mech_store *s = NULL;
+    int64_t r1 = 0, r2 = 0;
+    assert_int_equal(mech_store_open(path, &s, &err), MECH_OK);
+    assert_int_equal(mech_store_run_new(s, "patch", NULL, "t", "{}", &r1, &err), MECH_OK);
+    assert_int_equal(mech_store_run_new(s, "patch", NULL, "t", "{}", &r2, &err), MECH_OK);
+    const double vals[] = {0.5, -2.0, NAN, 2.0, 1.0};
+    for (int i = 0; i < 5; i++) {
+        mech_result r = {.item = 0, .site = "s", .layer = i, .pos = -1, .head = -1, .token = -1, .rank = -1,
+                         .metric = "effect", .value = vals[i]};
+        assert_int_equal(mech_store_result(s, r1, &r, &err), MECH_OK);
+        r.metric = "clean", r.value = 100 + i; // another metric
+        assert_int_equal(mech_store_result(s, r1, &r, &err), MECH_OK);
+        r.metric = "effect", r.value = -50; // another run
+        assert_int_equal(mech_store_result(s, r2, &r, &err), MECH_OK);
+    }
+    mech_result_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(mech_store_results_top(s, r1, "effect", 1, -1, &rows, &n, &err), MECH_OK);
+    assert_int_equal(n, 5);
+    int want_abs[] = {1, 3, 4, 0, 2}; // |-2| first (inserted before 2.0), NaN last
+    for (int i = 0; i < 5; i++) assert_int_equal(rows[i].layer, want_abs[i]);
+    assert_true(isnan(rows[4].value));
+    mech_store_results_free(rows, n);
+    assert_int_equal(mech_store_results_top(s, r1, "effect", 0, 2, &rows, &n, &err), MECH_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].layer, 3);
+    assert_int_equal(rows[1].layer, 4);
+    assert_true(rows[0].value == 2.0 && !strcmp(rows[0].metric, "effect"));
+    mech_store_results_free(rows, n);
+    assert_int_equal(mech_store_results_top(s, r1, NULL, 0, 1, &rows, &n, &err), MECH_OK);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].value == 104.0);
+    mech_store_results_free(rows, n);
+    assert_int_equal(mech_store_results_top(s, r1, "missing", 1, 1, &rows, &n, &err), MECH_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(mech_store_results_top(s, 999, "effect", 1, 1, &rows, &n, &err), MECH_ERR_RANGE);
+    mech_store_close(s);
+    mech_test_rm_db(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_sha256_known_answers),
@@ -974,6 +1022,7 @@ int main(void) {
         cmocka_unit_test(test_store_merge_renumbers),
         cmocka_unit_test(test_store_export_csv),
         cmocka_unit_test(test_store_export_npz),
+        cmocka_unit_test(test_store_results_top),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

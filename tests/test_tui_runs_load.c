@@ -13,6 +13,7 @@
 #include "mech.h"
 #include "tests/support/check.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,12 +64,15 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     result_at(s, r7, "decoder_lens", "reverse", 3, 0, -1, 1);
     result_at(s, r7, "decoder_lens", "opp", 2, 0, -1, 1);
     result_at(s, r7, "decoder_lens", "reverse", 2, 1, -1, 0);
-    result(s, r1, "logit_diff", 0, 2, -1, 0.25);
-    result(s, r1, "logit_diff", 3, 5, -1, -1.5); // the largest |effect|, negative
-    result(s, r1, "logit_diff", 1, 1, -1, 0.75);
+    result(s, r1, "effect", 0, 2, -1, 0.25);
+    result(s, r1, "effect", 3, 5, -1, -1.5); // the largest |effect|, negative
+    result(s, r1, "effect", 1, 1, -1, 0.75);
+    result(s, r1, "effect", 2, 2, -1, NAN);       // an undefined effect (clean = corrupted) is no maximum
+    result(s, r1, "logit_diff", 2, 2, -1, -9.0);  // the raw metric is not the effect
     result(s, r2, "induction", 0, -1, 1, 0.125);
     result(s, r2, "induction", 1, -1, 3, 0.625);
     result(s, r2, "previous_token", 0, -1, 0, 0.99); // not the induction figure
+    result(s, r2, "induction", 1, -1, 2, -0.9);       // the best is the largest, not the largest |value|
     result(s, r3, "kl", 0, 0, -1, 1.0);
     result(s, r3, "kl", 0, 1, -1, 3.0);
     result(s, r3, "kl", 1, 0, -1, 9.0); // a later layer

@@ -19,34 +19,30 @@ static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t
     mech_err err = {0};
     snprintf(out, cap, "%lld result%s", (long long)ri->n_results, ri->n_results == 1 ? "" : "s");
     if (!ri->kind || !ri->n_results) return;
+    // one indexed query per run: the row with the largest (|)value(|)
     if (!strcmp(ri->kind, "patch")) {
-        if (mech_store_results_get(s, ri->id, NULL, &rows, &n, &err)) return;
-        size_t best = n;
-        for (size_t i = 0; i < n; i++)
-            if (!isnan(rows[i].value) && (best == n || fabs(rows[i].value) > fabs(rows[best].value))) best = i;
-        if (best < n) {
-            const mech_result_row *b = &rows[best];
+        if (mech_store_results_top(s, ri->id, "effect", 1, 1, &rows, &n, &err)) return;
+        if (n && !isnan(rows[0].value)) {
+            const mech_result_row *b = &rows[0];
             char where[48] = "";
-            if (b->head >= 0) snprintf(where, sizeof where, " at L%dH%d", b->layer, b->head);
+            if (b->head >= 0 && b->pos >= 0) snprintf(where, sizeof where, " at L%dH%d pos %d", b->layer, b->head, b->pos);
+            else if (b->head >= 0) snprintf(where, sizeof where, " at L%dH%d", b->layer, b->head);
             else if (b->pos >= 0) snprintf(where, sizeof where, " at L%d pos %d", b->layer, b->pos);
             else if (b->layer >= 0) snprintf(where, sizeof where, " at L%d", b->layer);
             snprintf(out, cap, "max |effect| %.4g%s", b->value, where);
         }
     } else if (!strcmp(ri->kind, "heads")) {
-        if (mech_store_results_get(s, ri->id, "induction", &rows, &n, &err)) return;
-        size_t best = n;
-        for (size_t i = 0; i < n; i++)
-            if (!isnan(rows[i].value) && (best == n || rows[i].value > rows[best].value)) best = i;
-        if (best < n) snprintf(out, cap, "induction L%dH%d %.3f", rows[best].layer, rows[best].head, rows[best].value);
+        if (mech_store_results_top(s, ri->id, "induction", 0, 1, &rows, &n, &err)) return;
+        if (n && !isnan(rows[0].value))
+            snprintf(out, cap, "induction L%dH%d %.3f", rows[0].layer, rows[0].head, rows[0].value);
     } else if (!strcmp(ri->kind, "acdc")) {
         // the summary rows: circuit size, and against the truth TPR / FPR
         double edges = NAN, tpr = NAN, fpr = NAN;
         const char *names[3] = {"n_edges", "tpr", "fpr"};
         double *vals[3] = {&edges, &tpr, &fpr};
         for (int k = 0; k < 3; k++) {
-            if (mech_store_results_get(s, ri->id, names[k], &rows, &n, &err)) return;
-            for (size_t i = 0; i < n; i++)
-                if (rows[i].site && !strcmp(rows[i].site, "circuit")) *vals[k] = rows[i].value;
+            if (mech_store_results_top(s, ri->id, names[k], 0, 1, &rows, &n, &err)) return;
+            if (n && rows[0].site && !strcmp(rows[0].site, "circuit")) *vals[k] = rows[0].value;
             mech_store_results_free(rows, n);
             rows = NULL, n = 0;
         }
@@ -89,11 +85,9 @@ static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t
         }
     } else if (!strcmp(ri->kind, "attrib")) {
         // the largest head's direct logit attribution
-        if (mech_store_results_get(s, ri->id, "head", &rows, &n, &err)) return;
-        size_t best = n;
-        for (size_t i = 0; i < n; i++)
-            if (!isnan(rows[i].value) && (best == n || fabs(rows[i].value) > fabs(rows[best].value))) best = i;
-        if (best < n) snprintf(out, cap, "top head L%dH%d %.4g", rows[best].layer, rows[best].head, rows[best].value);
+        if (mech_store_results_top(s, ri->id, "head", 1, 1, &rows, &n, &err)) return;
+        if (n && !isnan(rows[0].value))
+            snprintf(out, cap, "top head L%dH%d %.4g", rows[0].layer, rows[0].head, rows[0].value);
     }
     mech_store_results_free(rows, n);
 }

@@ -23,6 +23,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -79,7 +80,10 @@ static void signals_restore(void) {
 static int color_mode;  // mech_tui_colors
 static int half_blocks; // draw half cells as U+2580 (UTF-8 and colour)
 
+static void look_cache_clear(void);
+
 static void colors_init(void) {
+    look_cache_clear();
     if (color_mode == MECH_TUI_COLORS_NONE) return;
     if (!has_colors() || start_color() != OK) {
         color_mode = MECH_TUI_COLORS_NONE, half_blocks = 0;
@@ -102,14 +106,38 @@ static void cell_cchar(const mech_tui_cell *c, cchar_t *out) {
     setcchar(out, wch, a, 0, &pair);
 }
 
-static void draw(const mech_tui_grid *g) {
+// A frame has few distinct cells (a role, or a heat level and sign) but
+// 12,000 of them at 200 x 60: their looks are memoised, since working out
+// each one (palette, alloc_pair's search) cost 13 ms a frame. Direct-mapped
+// on the cell's bytes; cleared when the screen or the colour mode changes.
+#define LOOK_CACHE 4096
+static struct {
+    mech_tui_cell key;
     cchar_t cc;
+    int used;
+} look_cache[LOOK_CACHE];
+
+static void look_cache_clear(void) { memset(look_cache, 0, sizeof look_cache); }
+
+static const cchar_t *cell_cached(const mech_tui_cell *c) {
+    const unsigned char *b = (const unsigned char *)c;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof *c; i++) h = (h ^ b[i]) * 16777619u;
+    unsigned slot = h % LOOK_CACHE;
+    if (!look_cache[slot].used || memcmp(&look_cache[slot].key, c, sizeof *c)) {
+        look_cache[slot].key = *c;
+        look_cache[slot].used = 1;
+        cell_cchar(c, &look_cache[slot].cc);
+    }
+    return &look_cache[slot].cc;
+}
+
+static void draw(const mech_tui_grid *g) {
     for (int y = 0; y < g->h; y++)
         for (int x = 0; x < g->w; x++) {
             // the bottom-right cell would scroll the screen on some terminals
             if (y == g->h - 1 && x == g->w - 1) break;
-            cell_cchar(&g->cells[y * g->w + x], &cc);
-            mvadd_wch(y, x, &cc);
+            mvadd_wch(y, x, cell_cached(&g->cells[y * g->w + x]));
         }
     refresh();
 }
@@ -221,12 +249,12 @@ static SCREEN *term_open(void) {
 // 256-colour terminal unless MECH_TUI_COLORS says otherwise), half blocks
 // when the locale is UTF-8.
 void mech_tui_term_draw(const mech_tui_grid *g) {
-    static int colours_ready;
-    if (!colours_ready) {
+    static WINDOW *colours_ready; // the screen (its stdscr) the colours were set up on
+    if (colours_ready != stdscr) {
         color_mode = mech_tui_colors_choose(getenv("MECH_TUI_COLORS"), getenv("NO_COLOR"), NULL, 0, 256);
         const char *cs = nl_langinfo(CODESET);
         half_blocks = color_mode != MECH_TUI_COLORS_NONE && cs && !strcmp(cs, "UTF-8");
-        colors_init(), colours_ready = 1;
+        colors_init(), colours_ready = stdscr;
     }
     draw(g);
 }
