@@ -208,6 +208,52 @@ static void test_tui_live_background_equals_direct_forward(void **state) {
     mech_tui_live_free(s);
 }
 
+
+// The lens view built by the session's background job equals the one built
+// directly from the same run; while it runs a forward is refused as busy.
+static void test_tui_live_lens_in_background(void **state) {
+    (void)state;
+    const char *text = "When Mary and John went to the store";
+    mech_err err = {0};
+    mech_tui_live *s = NULL;
+    mech_tui_live_opts o = {.kind = 0, .bos = 50256};
+    assert_int_equal(mech_tui_live_new(tiny, &o, &s, &err), MECH_OK);
+    assert_int_equal(mech_tui_live_lens_start(s, &err), MECH_ERR_ARG); // no run yet
+    assert_int_equal(mech_tui_live_start(s, text, &err), MECH_OK);
+    assert_int_equal(mech_tui_live_lens_start(s, &err), MECH_ERR_ARG); // a forward runs
+    assert_int_equal(wait_poll(s), 1);
+    mech_tui_live_release(s);
+    assert_int_equal(mech_tui_live_lens_start(s, &err), MECH_OK);
+    assert_true(mech_tui_live_busy_lens(s));
+    assert_int_equal(mech_tui_live_start(s, text, &err), MECH_ERR_ARG);
+    assert_non_null(strstr(err.msg, "lens"));
+    assert_int_equal(wait_poll(s), 2);
+    assert_false(mech_tui_live_busy(s));
+    mech_tui_lens got = {0}, want = {0};
+    mech_tui_live_take_lens(s, &got);
+    int T = 0;
+    const int32_t *ids = mech_tui_live_ids(s, &T);
+    mech_tokenizer *tok = NULL;
+    assert_int_equal(mech_tokenizer_gpt2(&tok, &err), MECH_OK);
+    assert_int_equal(mech_tui_lens_from_run(&want, tiny, mech_tui_live_run(s), ids, T, tok, &err), MECH_OK);
+    assert_int_equal(got.L1, want.L1);
+    assert_int_equal(got.T, want.T);
+    assert_int_equal(got.L1, tiny->cfg.n_layers + 1);
+    for (int i = 0; i < got.L1 * got.T; i++) {
+        const mech_tui_lens_cell *a = &got.cells[i], *b = &want.cells[i];
+        assert_int_equal(a->k, b->k);
+        assert_memory_equal(a->top_ids, b->top_ids, (size_t)a->k * sizeof *a->top_ids);
+        for (int j = 0; j < a->k; j++) assert_true(a->top_probs[j] == b->top_probs[j]);
+        assert_int_equal(a->target, b->target);
+        assert_true(a->target_prob == b->target_prob && a->entropy == b->entropy && a->kl == b->kl);
+    }
+    for (int t = 0; t < T; t++) assert_string_equal(got.tokens[t], want.tokens[t]);
+    mech_tui_lens_deinit(&got);
+    mech_tui_lens_deinit(&want);
+    mech_tokenizer_free(tok);
+    mech_tui_live_free(s);
+}
+
 // top-k against a full sort of the same logits row (ties: lower id first)
 static const float *cmp_row;
 static int by_logit(const void *a, const void *b) {
@@ -653,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_tui_live_editor_insert_delete_move),
         cmocka_unit_test(test_tui_live_editor_utf8),
         cmocka_unit_test(test_tui_live_background_equals_direct_forward),
+        cmocka_unit_test(test_tui_live_lens_in_background),
         cmocka_unit_test(test_tui_live_topk_matches_library),
         cmocka_unit_test(test_tui_live_second_start_refused_free_joins),
         cmocka_unit_test(test_tui_live_bad_input),

@@ -241,7 +241,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
                 if (v == MECH_TUI_VIEW_GRID) app->attn.gl = app->attn.layer, app->attn.gh = app->attn.head;
                 if (v == MECH_TUI_VIEW_LENS) {
                     app->lens_stored = !app->has_lens; // the live lens when there is one
-                    if (!app->lens_stored) mech_tui_lens_ensure(&app->lens, &app->lens_src);
+                    if (!app->lens_stored) mech_tui_app_live_lens(app);
                 }
                 if (v == MECH_TUI_VIEW_ATTRIB) app->attrib_live = app->attrib.id == 0; // a stored run first
                 app->view = v;
@@ -294,7 +294,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         }
         if (key == 'L' && app->has_lens) {
             app->lens_stored = 0, app->view = MECH_TUI_VIEW_LENS;
-            mech_tui_lens_ensure(&app->lens, &app->lens_src);
+            mech_tui_app_live_lens(app);
             return MECH_TUI_REDRAW;
         }
         r = mech_tui_attn_key(&app->attn, key);

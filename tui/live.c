@@ -46,6 +46,8 @@ struct mech_tui_live {
     // the job: `job` and `th` belong to the main thread; `pending` and
     // `pending_err` to the worker until it sets `done`
     int job;
+    int job_lens;            // the job builds the lens view of cur (not a forward)
+    mech_tui_lens lens_pending; // its result (the worker's until `done`)
     pthread_t th;
     live_result pending;
     mech_err pending_err;
@@ -96,6 +98,7 @@ void mech_tui_live_free(mech_tui_live *s) {
         s->job = 0;
         result_free(&s->pending);
     }
+    mech_tui_lens_deinit(&s->lens_pending);
     result_free(&s->cur);
     result_free(&s->old);
     mech_rasp_program_free(s->prog);
@@ -154,7 +157,9 @@ static void *worker(void *arg) {
 }
 
 mech_status mech_tui_live_start_ids(mech_tui_live *s, const char *text, const int32_t *ids, int T, mech_err *err) {
-    if (s->job) return mech_err_set(err, MECH_ERR_ARG, "busy: a forward is running (wait for it to finish)");
+    if (s->job)
+        return mech_err_set(err, MECH_ERR_ARG, "busy: %s (wait for it to finish)",
+                            s->job_lens ? "the lens is being computed" : "a forward is running");
     const mech_config *c = &s->m->cfg;
     if (T < 1) return mech_err_set(err, MECH_ERR_RANGE, "the prompt has no tokens");
     if (T > c->n_ctx)
@@ -191,8 +196,47 @@ mech_status mech_tui_live_start_ids(mech_tui_live *s, const char *text, const in
         result_free(&s->pending);
         return mech_err_set(err, MECH_ERR_NOMEM, "cannot start the forward's thread");
     }
-    s->job = 1;
+    s->job = 1, s->job_lens = 0;
     return MECH_OK;
+}
+
+// The lens view of the current run, built off the main thread: the main
+// thread only reads cur while a job runs, and no forward can start.
+static void *lens_worker(void *arg) {
+    mech_tui_live *s = arg;
+    mech_err *err = &s->pending_err;
+    mech_tokenizer *own = NULL;
+    const mech_tokenizer *tok = s->prog ? NULL : s->tok;
+    if (!tok && !s->prog && mech_tokenizer_gpt2(&own, err) == MECH_OK) tok = own;
+    memset(err, 0, sizeof *err);
+    mech_status st = mech_tui_lens_from_run(&s->lens_pending, s->m, s->cur.run, s->cur.ids, s->cur.T, tok, err);
+    if (st && !err->code) err->code = st;
+    mech_tokenizer_free(own);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+mech_status mech_tui_live_lens_start(mech_tui_live *s, mech_err *err) {
+    if (s->job)
+        return mech_err_set(err, MECH_ERR_ARG, "busy: %s", s->job_lens ? "the lens is being computed" : "a forward is running");
+    if (!s->cur.run || !s->cur.lens)
+        return mech_err_set(err, MECH_ERR_ARG, "the run did not keep the residual stream the lens reads");
+    mech_tui_lens_deinit(&s->lens_pending);
+    memset(&s->pending_err, 0, sizeof s->pending_err);
+    atomic_store(&s->done, 0);
+    s->t0 = mech_now();
+    if (pthread_create(&s->th, NULL, lens_worker, s))
+        return mech_err_set(err, MECH_ERR_NOMEM, "cannot start the lens's thread");
+    s->job = 1, s->job_lens = 1;
+    return MECH_OK;
+}
+
+int mech_tui_live_busy_lens(const mech_tui_live *s) { return s->job && s->job_lens; }
+
+void mech_tui_live_take_lens(mech_tui_live *s, mech_tui_lens *dst) {
+    mech_tui_lens_deinit(dst);
+    *dst = s->lens_pending;
+    memset(&s->lens_pending, 0, sizeof s->lens_pending);
 }
 
 // "1,2,3" or "1 2 3": ids as `mech run --ids` reads them.
@@ -223,7 +267,9 @@ static mech_status parse_ids(const char *text, int32_t **out, int *n, mech_err *
 }
 
 mech_status mech_tui_live_start(mech_tui_live *s, const char *text, mech_err *err) {
-    if (s->job) return mech_err_set(err, MECH_ERR_ARG, "busy: a forward is running (wait for it to finish)");
+    if (s->job)
+        return mech_err_set(err, MECH_ERR_ARG, "busy: %s (wait for it to finish)",
+                            s->job_lens ? "the lens is being computed" : "a forward is running");
     int32_t *ids = NULL;
     int T = 0;
     mech_status st = MECH_OK;
@@ -262,9 +308,9 @@ int mech_tui_live_busy(const mech_tui_live *s) { return s->job; }
 
 void mech_tui_live_progress(const mech_tui_live *s, int *T, int *layers_done, int *layers, double *elapsed) {
     int busy = s->job;
-    if (T) *T = busy ? s->run_T : 0;
+    if (T) *T = busy ? (s->job_lens ? s->cur.T : s->run_T) : 0;
     if (layers_done) *layers_done = busy ? atomic_load(&((mech_tui_live *)s)->layers_done) : 0;
-    if (layers) *layers = busy ? s->m->cfg.n_layers : 0;
+    if (layers) *layers = busy && !s->job_lens ? s->m->cfg.n_layers : 0;
     if (elapsed) *elapsed = busy ? mech_now() - s->t0 : 0;
 }
 
@@ -272,6 +318,16 @@ int mech_tui_live_poll(mech_tui_live *s) {
     if (!s->job || !atomic_load(&s->done)) return 0;
     pthread_join(s->th, NULL);
     s->job = 0;
+    if (s->job_lens) {
+        s->job_lens = 0;
+        if (s->pending_err.code) {
+            snprintf(s->error, sizeof s->error, "%s", s->pending_err.msg[0] ? s->pending_err.msg
+                                                                            : mech_strerror(s->pending_err.code));
+            mech_tui_lens_deinit(&s->lens_pending);
+            return -2;
+        }
+        return 2;
+    }
     if (s->pending_err.code) {
         snprintf(s->error, sizeof s->error, "%s", s->pending_err.msg[0] ? s->pending_err.msg
                                                                         : mech_strerror(s->pending_err.code));

@@ -737,6 +737,15 @@ const char *mech_tui_live_error(const mech_tui_live *s);
 // T, the prompt text it ran, and its head scores [MECH_TUI_SCORE_KINDS][L*NH]
 // (NULL when T < 2). Valid until the next poll that returns 1 + release.
 const mech_run *mech_tui_live_run(const mech_tui_live *s);
+// Builds the lens view of the current run in the background (the same
+// thread slot as a forward: while it runs a forward is refused as busy, and
+// the reverse). mech_tui_live_poll returns 2 when it is done (then
+// mech_tui_live_take_lens), -2 when it failed (mech_tui_live_error).
+// Errors: MECH_ERR_ARG (busy, or the run kept no residual stream), MECH_ERR_NOMEM.
+mech_status mech_tui_live_lens_start(mech_tui_live *s, mech_err *err);
+int mech_tui_live_busy_lens(const mech_tui_live *s);
+// Moves the finished lens view into dst (deinitialising what dst held).
+void mech_tui_live_take_lens(mech_tui_live *s, mech_tui_lens *dst);
 // The tokenizer the session names tokens with (NULL for a compiled model).
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
 // 1 when the current run cached the logit lens's hooks (mech_lens_cache).
@@ -968,6 +977,9 @@ void mech_tui_app_deinit(mech_tui_app *app);
 // previous run. Returns MECH_TUI_REDRAW when something changed on screen
 // (also while a forward runs: its progress).
 int mech_tui_live_apply(mech_tui_app *app);
+// Shows the live lens: built in the background by the session when there is
+// one (the view says so meanwhile), else at once (mech_tui_lens_ensure).
+void mech_tui_app_live_lens(mech_tui_app *app);
 // 1 while the live session runs a forward (the input loop then wakes often).
 int mech_tui_app_busy(const mech_tui_app *app);
 // The live view's keys with the application around it: runs the editor's

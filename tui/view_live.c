@@ -164,6 +164,12 @@ static void render_status(const mech_tui_liveview *v, mech_tui_grid *g, int y) {
     int T = 0, done = 0, L = 0;
     double el = 0;
     mech_tui_live_progress(s, &T, &done, &L, &el);
+    if (mech_tui_live_busy_lens(s)) {
+        snprintf(line, sizeof line, "computing the lens of %d token%s in the background: %.1f s", T, T == 1 ? "" : "s",
+                 el);
+        mech_tui_grid_put(g, y, 0, MECH_TUI_HEADER, line, -1);
+        return;
+    }
     if (mech_tui_live_busy(s)) {
         static const char spin[] = "|/-\\";
         int bar = 20, fill = L ? done * bar / L : 0;
@@ -318,11 +324,51 @@ static mech_status attn_from_live(mech_tui_attn *a, const mech_tui_live *s) {
     return MECH_OK;
 }
 
+void mech_tui_app_live_lens(mech_tui_app *app) {
+    mech_tui_live *s = app->live.s;
+    if (!s) {
+        mech_tui_lens_ensure(&app->lens, &app->lens_src); // no session: built here
+        return;
+    }
+    if (app->lens_src.built || !app->has_lens) return;
+    mech_err err = {0};
+    if (mech_tui_live_busy(s)) {
+        // a forward runs: the lens of its run follows (mech_tui_live_apply)
+        if (!mech_tui_live_busy_lens(s))
+            snprintf(app->lens.title, sizeof app->lens.title, "the lens follows when the forward finishes");
+        return;
+    }
+    app->lens_src.built = 1;
+    if (mech_tui_live_lens_start(s, &err))
+        snprintf(app->lens.title, sizeof app->lens.title, "the lens cannot be computed: %.200s", err.msg);
+    else
+        snprintf(app->lens.title, sizeof app->lens.title, "computing the lens of %d tokens in the background",
+                 app->lens_src.T);
+}
+
 int mech_tui_live_apply(mech_tui_app *app) {
     mech_tui_live *s = app->live.s;
     if (!s) return MECH_TUI_NONE;
     int r = mech_tui_live_poll(s);
-    if (r == 0) return mech_tui_live_busy(s) ? MECH_TUI_REDRAW : MECH_TUI_NONE;
+    if (r == 0) {
+        if (mech_tui_live_busy_lens(s) && !app->lens.T) {
+            int T = 0;
+            double el = 0;
+            mech_tui_live_progress(s, &T, NULL, NULL, &el);
+            snprintf(app->lens.title, sizeof app->lens.title,
+                     "computing the lens of %d tokens in the background (L+1 unembeddings): %.1f s", T, el);
+        }
+        return mech_tui_live_busy(s) ? MECH_TUI_REDRAW : MECH_TUI_NONE;
+    }
+    if (r == 2) {
+        mech_tui_live_take_lens(s, &app->lens);
+        return MECH_TUI_REDRAW;
+    }
+    if (r == -2) {
+        mech_tui_lens_deinit(&app->lens);
+        snprintf(app->lens.title, sizeof app->lens.title, "the lens cannot be computed: %.200s", mech_tui_live_error(s));
+        return MECH_TUI_REDRAW;
+    }
     if (r < 0) {
         app->live_auto_head = 0;
         snprintf(app->live.message, sizeof app->live.message, "!the forward failed: %.200s", mech_tui_live_error(s));
@@ -362,7 +408,7 @@ int mech_tui_live_apply(mech_tui_app *app) {
         snprintf(app->live_attrib.title, sizeof app->live_attrib.title,
                  "no attribution: the prompt's activations did not fit in memory beside the patterns");
     if (app->view == MECH_TUI_VIEW_LENS && !app->lens_stored) {
-        if (app->has_lens) mech_tui_lens_ensure(&app->lens, &app->lens_src); // on screen: rebuilt now
+        if (app->has_lens) mech_tui_app_live_lens(app); // on screen: rebuilt now
         else app->view = app->has_attn ? MECH_TUI_VIEW_HEAD : MECH_TUI_VIEW_LIVE;
     }
     mech_tui_live_release(s);
