@@ -120,6 +120,7 @@ static void live_attention(mech_tui_attn *a, mech_model **m_out, mech_run **run_
     fprintf(stderr, "(forward on %d tokens: %.1f s)\n", NTOK, bench_now() - t0);
     int L = c.n_layers, NH = c.n_heads;
     a->L = L, a->NH = NH, a->T = NTOK;
+    a->causal = m->cfg.causal; // as the live session sets it
     a->layer_pat = mech_calloc((size_t)L, sizeof *a->layer_pat);
     a->tokens = mech_calloc(NTOK, sizeof *a->tokens);
     a->scores = mech_malloc((size_t)MECH_TUI_SCORE_KINDS * L * NH * sizeof *a->scores);

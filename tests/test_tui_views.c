@@ -257,6 +257,33 @@ static void test_tui_attn_difference(void **state) {
 
 // 1024 tokens in 80 x 24: pooled so the whole pattern fits, the title says
 // how, and a key moves one pooled cell.
+
+// A causal pattern pooled with the later keys skipped (causal set) equals
+// the full read, for max and mean pooling and bins that straddle the
+// diagonal; so does the grid's thumbnail of each head.
+static void test_tui_attn_pool_causal_skip(void **state) {
+    (void)state;
+    mech_tui_attn a = {0};
+    attn_fill(&a, 1, 2, 301);
+    const int bins[][2] = {{1, 1}, {7, 5}, {5, 7}, {64, 3}, {3, 64}, {301, 301}};
+    for (size_t b = 0; b < sizeof bins / sizeof bins[0]; b++)
+        for (int mean = 0; mean < 2; mean++)
+            for (int h = 0; h < 2; h++) {
+                int br = bins[b][0], bc = bins[b][1], nr = (301 + br - 1) / br, nc = (301 + bc - 1) / bc;
+                float *full = malloc((size_t)nr * nc * sizeof *full), *skip = malloc((size_t)nr * nc * sizeof *skip);
+                a.causal = 0;
+                mech_tui_attn_pool(&a, 0, h, br, bc, nr, nc, mean, full);
+                a.causal = 1;
+                mech_tui_attn_pool(&a, 0, h, br, bc, nr, nc, mean, skip);
+                // max: bit for bit; mean: the sums group their terms differently
+                for (int i = 0; i < nr * nc; i++)
+                    if (mean) assert_true(fabsf(full[i] - skip[i]) <= 1e-6f * (1 + fabsf(full[i])));
+                    else assert_true(full[i] == skip[i]);
+                free(full), free(skip);
+            }
+    mech_tui_attn_deinit(&a);
+}
+
 static void test_tui_attn_long_prompt_pooled(void **state) {
     (void)state;
     mech_tui_attn a = {0};
@@ -927,6 +954,7 @@ int main(void) {
         cmocka_unit_test(test_tui_attn_heatmap_axes_and_cursor),
         cmocka_unit_test(test_tui_attn_difference),
         cmocka_unit_test(test_tui_attn_long_prompt_pooled),
+        cmocka_unit_test(test_tui_attn_pool_causal_skip),
         cmocka_unit_test(test_tui_attn_zoom_scroll),
         cmocka_unit_test(test_tui_attn_search_tokens),
         cmocka_unit_test(test_tui_attn_grid_filter),

@@ -192,6 +192,8 @@ typedef struct mech_tui_attn {
     // the grid's thumbnails of every head, pooled for the last window size
     // and pooling mode (owned, mech_free)
     float *thumbs;
+    int causal;      // the model is causal: a query's weights on later keys are 0, and pooling skips them
+    unsigned char *thumb_ok; // [L*NH] 1 when the head's thumbnail is pooled (owned; pooled when first shown)
     int thumb_r, thumb_c, thumb_br, thumb_bc, thumb_mean;
     int tok_dir;     // token view: 0 where token q looks (its row), 1 what looks at it (its column)
     int tok_all;     // token view: every head of the layer, not only the current one

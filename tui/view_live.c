@@ -309,13 +309,15 @@ static mech_status attn_from_live(mech_tui_attn *a, const mech_tui_live *s) {
     mech_free(a->pat);
     // the thumbnails were pooled from the old patterns
     mech_free(a->thumbs);
-    a->thumbs = NULL, a->pat = NULL;
+    mech_free(a->thumb_ok);
+    a->thumbs = NULL, a->thumb_ok = NULL, a->pat = NULL;
     if (a->T != T && (a->cpat || a->layer_cpat)) {
         // a corrupted prompt of another length no longer lines up
         mech_free(a->cpat), mech_free(a->layer_cpat);
         a->cpat = NULL, a->layer_cpat = NULL, a->diff = 0;
     }
     a->L = L, a->NH = NH, a->T = T;
+    a->causal = mech_tui_live_model(s)->cfg.causal;
     a->layer_pat = lp, a->tokens = toks, a->scores = scores;
     if (a->layer >= L) a->layer = 0;
     if (a->head >= NH) a->head = 0;
