@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 // The corrupted prompt's forward pass for difference mode: its patterns
@@ -60,6 +61,14 @@ done:
     return rc;
 }
 
+// The all-heads grid's size in this terminal (title and footer off), so
+// the first forward pools its thumbnails too; unknown: none.
+static void term_grid_size(mech_tui_live *s) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 2)
+        mech_tui_live_set_grid_size(s, ws.ws_col, ws.ws_row - 2);
+}
+
 // The live session on the one prompt (tui/live.c): the model, the prompt's
 // ids built as every command builds them (cli_batch: BOS, --allow-special,
 // --ids, --input), and its forward started in the background, so the
@@ -87,7 +96,7 @@ static int live_start(const char *cmd, const char *model, const char *text, int 
     if (ctext && (rc = corrupt_attention(cmd, m, ctext, ckind, bo, a, crun_out))) goto done;
     mech_tui_live_opts o = {.kind = kind, .bos = in.bos, .special = bo->special};
     if (mech_tui_live_new(m, &o, &s, &err) || mech_tui_editor_set(&app->live.ed, text) ||
-        mech_tui_live_start_ids(s, text, in.ids, in.T, &err)) {
+        (term_grid_size(s), mech_tui_live_start_ids(s, text, in.ids, in.T, &err))) {
         if (!err.code) mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
         rc = cli_fail(cmd, &err);
         goto done;

@@ -254,6 +254,56 @@ static void test_tui_live_lens_in_background(void **state) {
     mech_tui_live_free(s);
 }
 
+
+// A forward started with a grid size pools the grid's thumbnails on its
+// thread; taken into the attention view they draw the frame the render
+// would pool itself.
+static void test_tui_live_thumbs_pooled_by_the_forward(void **state) {
+    (void)state;
+    const char *text = "When Mary and John went to the store, John gave a drink to";
+    mech_err err = {0};
+    mech_tui_live *s = NULL;
+    mech_tui_live_opts o = {.kind = 0, .bos = 50256};
+    assert_int_equal(mech_tui_live_new(tiny, &o, &s, &err), MECH_OK);
+    mech_tui_live_set_grid_size(s, 100, 28);
+    assert_int_equal(mech_tui_live_start(s, text, &err), MECH_OK);
+    assert_int_equal(wait_poll(s), 1);
+    mech_tui_app app = {0}, ref = {0};
+    app.live.s = s;
+    // what mech_tui_live_apply does: the views from the run, then the thumbnails
+    mech_tui_live_release(s);
+    int T = 0;
+    const int32_t *ids = mech_tui_live_ids(s, &T);
+    (void)ids;
+    int L = tiny->cfg.n_layers, NH = tiny->cfg.n_heads;
+    mech_tui_attn *views[2] = {&app.attn, &ref.attn};
+    for (int v = 0; v < 2; v++) {
+        mech_tui_attn *a = views[v];
+        a->L = L, a->NH = NH, a->T = T, a->causal = 1;
+        a->layer_pat = mech_calloc((size_t)L, sizeof *a->layer_pat);
+        for (int l = 0; l < L; l++) {
+            char hook[64];
+            snprintf(hook, sizeof hook, "blocks.%d.attn.hook_pattern", l);
+            a->layer_pat[l] = mech_run_get(mech_tui_live_run(s), hook)->data;
+        }
+    }
+    assert_int_equal(mech_tui_live_take_thumbs(s, &app.attn), 1);
+    assert_non_null(app.attn.thumbs);
+    for (int k = 0; k < L * NH; k++) assert_int_equal(app.attn.thumb_ok[k], 1);
+    assert_int_equal(mech_tui_live_take_thumbs(s, &ref.attn), 0); // once
+    mech_tui_grid ga = {0}, gb = {0};
+    assert_int_equal(mech_tui_grid_resize(&ga, 30, 100), MECH_OK);
+    assert_int_equal(mech_tui_grid_resize(&gb, 30, 100), MECH_OK);
+    const float *pooled = app.attn.thumbs;
+    mech_tui_attn_grid_render(&app.attn, &ga, 1, 28);
+    mech_tui_attn_grid_render(&ref.attn, &gb, 1, 28);
+    assert_ptr_equal(app.attn.thumbs, pooled); // used as they were
+    assert_memory_equal(ga.cells, gb.cells, (size_t)30 * 100 * sizeof *ga.cells);
+    mech_tui_grid_deinit(&ga), mech_tui_grid_deinit(&gb);
+    mech_tui_attn_deinit(&app.attn), mech_tui_attn_deinit(&ref.attn);
+    mech_tui_live_free(s);
+}
+
 // top-k against a full sort of the same logits row (ties: lower id first)
 static const float *cmp_row;
 static int by_logit(const void *a, const void *b) {
@@ -700,6 +750,7 @@ int main(void) {
         cmocka_unit_test(test_tui_live_editor_utf8),
         cmocka_unit_test(test_tui_live_background_equals_direct_forward),
         cmocka_unit_test(test_tui_live_lens_in_background),
+        cmocka_unit_test(test_tui_live_thumbs_pooled_by_the_forward),
         cmocka_unit_test(test_tui_live_topk_matches_library),
         cmocka_unit_test(test_tui_live_second_start_refused_free_joins),
         cmocka_unit_test(test_tui_live_bad_input),

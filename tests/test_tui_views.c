@@ -284,6 +284,33 @@ static void test_tui_attn_pool_causal_skip(void **state) {
     mech_tui_attn_deinit(&a);
 }
 
+
+// Thumbnails pooled ahead (mech_tui_attn_grid_prepare, as the live session
+// does after a forward) draw the same grid as those pooled by the render.
+static void test_tui_attn_grid_prepare_same_frame(void **state) {
+    (void)state;
+    const int sizes[][2] = {{80, 24}, {200, 60}, {61, 17}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int W = sizes[i][0], H = sizes[i][1];
+        mech_tui_attn a = {0}, b = {0};
+        attn_fill(&a, 3, 4, 150);
+        attn_fill(&b, 3, 4, 150);
+        a.causal = b.causal = 1;
+        assert_int_equal(mech_tui_attn_grid_prepare(&b, W, H - 2), MECH_OK);
+        for (int k = 0; k < 12; k++) assert_int_equal(b.thumb_ok[k], 1);
+        const float *pooled = b.thumbs;
+        mech_tui_grid ga = {0}, gb = {0};
+        assert_int_equal(mech_tui_grid_resize(&ga, H, W), MECH_OK);
+        assert_int_equal(mech_tui_grid_resize(&gb, H, W), MECH_OK);
+        mech_tui_attn_grid_render(&a, &ga, 1, H - 2);
+        mech_tui_attn_grid_render(&b, &gb, 1, H - 2);
+        assert_ptr_equal(b.thumbs, pooled); // the render kept them: same size and settings
+        assert_memory_equal(ga.cells, gb.cells, (size_t)H * W * sizeof *ga.cells);
+        mech_tui_grid_deinit(&ga), mech_tui_grid_deinit(&gb);
+        mech_tui_attn_deinit(&a), mech_tui_attn_deinit(&b);
+    }
+}
+
 static void test_tui_attn_long_prompt_pooled(void **state) {
     (void)state;
     mech_tui_attn a = {0};
@@ -955,6 +982,7 @@ int main(void) {
         cmocka_unit_test(test_tui_attn_difference),
         cmocka_unit_test(test_tui_attn_long_prompt_pooled),
         cmocka_unit_test(test_tui_attn_pool_causal_skip),
+        cmocka_unit_test(test_tui_attn_grid_prepare_same_frame),
         cmocka_unit_test(test_tui_attn_zoom_scroll),
         cmocka_unit_test(test_tui_attn_search_tokens),
         cmocka_unit_test(test_tui_attn_grid_filter),

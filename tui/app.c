@@ -416,6 +416,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     mech_tui_grid_put(g, 0, 0, MECH_TUI_TITLE, line, -1);
     mech_tui_grid_role(g, 0, 0, g->w, MECH_TUI_TITLE);
     int h = g->h - 2;
+    if (app->live.s) mech_tui_live_set_grid_size(app->live.s, g->w, h); // for the next forward's thumbnails
     switch (app->view) {
     case MECH_TUI_VIEW_RUNS: mech_tui_runs_render(&app->runs, g, 1, h); break;
     case MECH_TUI_VIEW_HEAD: mech_tui_attn_render(&app->attn, g, 1, h); break;

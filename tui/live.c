@@ -34,6 +34,8 @@ typedef struct live_result {
     double *scores; // [MECH_TUI_SCORE_KINDS][L*NH] or NULL (owned)
     double seconds; // how long its forward (and scores) took
     int lens;       // it caches the logit lens's hooks (else the patterns only)
+    int grid_w, grid_h; // the grid size its thumbnails are pooled for (0: none)
+    mech_tui_attn *thumbs; // the all-heads grid's thumbnails (owned; only the thumb fields), or NULL
 } live_result;
 
 struct mech_tui_live {
@@ -53,6 +55,7 @@ struct mech_tui_live {
     mech_err pending_err;
     atomic_int done, layers_done, cancel;
     int run_T;
+    int grid_w, grid_h;      // main thread: the grid size the next forward pools thumbnails for
     double t0;
     char error[1024];
 };
@@ -62,6 +65,8 @@ static void result_free(live_result *r) {
     mech_free(r->ids);
     mech_free(r->text);
     mech_free(r->scores);
+    if (r->thumbs) mech_tui_attn_deinit(r->thumbs);
+    mech_free(r->thumbs);
     memset(r, 0, sizeof *r);
 }
 
@@ -150,6 +155,26 @@ static void *worker(void *arg) {
             st = mech_heads_score(m, r->run, r->ids, (mech_head_kind)k, MECH_HEAD_MUL, 0, 0,
                                   r->scores + (size_t)k * L * NH, err);
     }
+    // The grid's thumbnails read every head's pattern once (288 MB at GPT-2
+    // small, 1024 tokens: 35 ms): done here so the first switch to the
+    // grid copies them. Without them (out of memory) the grid pools them itself.
+    if (!st && r->grid_w > 0 && r->grid_h > 1 && (r->thumbs = mech_calloc(1, sizeof *r->thumbs))) {
+        mech_tui_attn *t = r->thumbs;
+        t->L = L, t->NH = NH, t->T = r->T, t->causal = m->cfg.causal;
+        int ok = (t->layer_pat = mech_calloc((size_t)L, sizeof *t->layer_pat)) != NULL;
+        for (int l = 0; ok && l < L; l++) {
+            char hook[64];
+            snprintf(hook, sizeof hook, "blocks.%d.attn.hook_pattern", l);
+            const mech_tensor *pt = mech_run_get(r->run, hook);
+            ok = pt != NULL;
+            if (ok) t->layer_pat[l] = pt->data;
+        }
+        if (!ok || mech_tui_attn_grid_prepare(t, r->grid_w, r->grid_h)) {
+            mech_tui_attn_deinit(t);
+            mech_free(t);
+            r->thumbs = NULL;
+        }
+    }
     if (st && !err->code) err->code = st;
     r->seconds = mech_now() - s->t0;
     atomic_store(&s->done, 1);
@@ -168,7 +193,7 @@ mech_status mech_tui_live_start_ids(mech_tui_live *s, const char *text, const in
         if (ids[t] < 0 || ids[t] >= c->d_vocab)
             return mech_err_set(err, MECH_ERR_RANGE, "token %d: id %d is outside the model's vocabulary (ids 0..%d)", t,
                                 (int)ids[t], c->d_vocab - 1);
-    live_result r = {.T = T};
+    live_result r = {.T = T, .grid_w = s->grid_w, .grid_h = s->grid_h};
     r.ids = mech_malloc((size_t)T * sizeof *r.ids);
     r.text = mech_strdup(text ? text : "");
     if (!r.ids || !r.text) {
@@ -343,6 +368,19 @@ int mech_tui_live_poll(mech_tui_live *s) {
 }
 
 void mech_tui_live_release(mech_tui_live *s) { result_free(&s->old); }
+
+void mech_tui_live_set_grid_size(mech_tui_live *s, int w, int h) { s->grid_w = w, s->grid_h = h; }
+
+int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a) {
+    mech_tui_attn *t = s->cur.thumbs;
+    if (!t || !t->thumbs || a->pool_mean || a->diff || a->T != t->T || a->L != t->L || a->NH != t->NH) return 0;
+    mech_free(a->thumbs), mech_free(a->thumb_ok);
+    a->thumbs = t->thumbs, a->thumb_ok = t->thumb_ok;
+    a->thumb_r = t->thumb_r, a->thumb_c = t->thumb_c, a->thumb_br = t->thumb_br, a->thumb_bc = t->thumb_bc;
+    a->thumb_mean = t->thumb_mean, a->thumb_diff = t->thumb_diff, a->thumb_half = t->thumb_half;
+    t->thumbs = NULL, t->thumb_ok = NULL;
+    return 1;
+}
 
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s) { return s->prog ? NULL : s->tok; }
 int mech_tui_live_has_lens(const mech_tui_live *s) { return s->cur.run && s->cur.lens; }

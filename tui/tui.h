@@ -255,6 +255,12 @@ int mech_tui_attn_search_next(mech_tui_attn *a);
 // by the score a->grid_sort when set; with a->grid_filter only those whose
 // score >= a->grid_min). Returns how many are shown.
 int mech_tui_attn_grid_order(const mech_tui_attn *a, int *order);
+// Pools every head's thumbnail for the all-heads grid of a window w wide
+// and h rows (what mech_tui_attn_grid_render(a, g, y0, h) with g->w == w
+// would pool as it shows them), so the first switch to the grid only copies
+// them. The live session runs it on its thread after a forward. Errors:
+// MECH_ERR_NOMEM.
+mech_status mech_tui_attn_grid_prepare(mech_tui_attn *a, int w, int h);
 // One head as a heatmap into rows [y0, y0+h) of g.
 void mech_tui_attn_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h);
 // The layer x head grid of thumbnails with their scores.
@@ -748,6 +754,13 @@ mech_status mech_tui_live_lens_start(mech_tui_live *s, mech_err *err);
 int mech_tui_live_busy_lens(const mech_tui_live *s);
 // Moves the finished lens view into dst (deinitialising what dst held).
 void mech_tui_live_take_lens(mech_tui_live *s, mech_tui_lens *dst);
+// The size of the all-heads grid (the window's width, its height less the
+// title and the footer): a forward started afterwards also pools the
+// grid's thumbnails for it on its thread (0 x 0: it does not).
+void mech_tui_live_set_grid_size(mech_tui_live *s, int w, int h);
+// Moves the thumbnails the current run's forward pooled into a (when its
+// pooling and difference settings match: max pooling, no difference). 1 when it did.
+int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a);
 // The tokenizer the session names tokens with (NULL for a compiled model).
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
 // 1 when the current run cached the logit lens's hooks (mech_lens_cache).

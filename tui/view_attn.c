@@ -556,6 +556,56 @@ static void thumb_one(void *ctx, int k) {
     else mech_tui_attn_pool(a, i / a->NH, i % a->NH, j->br, j->bc, j->nr, j->nc, a->pool_mean, out);
 }
 
+// The thumbnails' pooling for a grid of w x h cells, and their storage:
+// kept while the window size, the pooling and the difference mode stay
+// (each frame then copies them), else reallocated with no head pooled.
+// 0, or -1 out of memory.
+static int thumbs_ready(mech_tui_attn *a, int w, int h, int diff, int *half_out, int *br_out, int *bc_out, int *nr_out,
+                        int *nc_out, size_t *per_out) {
+    int per_row, tw, th, shown;
+    grid_layout(a, w, h, &per_row, &tw, &th, &shown);
+    // the thumbnail's heatmap: two pattern rows per text row when the rows do not fit
+    int hw = tw - 1, hh = th - 2, half = a->T > hh;
+    int br = ceil_div(a->T, half ? 2 * hh : hh), bc = ceil_div(a->T, hw);
+    int nr = ceil_div(a->T, br), nc = ceil_div(a->T, bc);
+    size_t per = (size_t)nr * nc;
+    *half_out = half, *br_out = br, *bc_out = bc, *nr_out = nr, *nc_out = nc, *per_out = per;
+    if (a->thumbs && a->thumb_ok && a->thumb_r == nr && a->thumb_c == nc && a->thumb_br == br && a->thumb_bc == bc &&
+        a->thumb_mean == a->pool_mean && a->thumb_diff == diff && a->thumb_half == half)
+        return 0;
+    mech_free(a->thumbs);
+    mech_free(a->thumb_ok);
+    a->thumbs = mech_malloc(per * a->L * a->NH * sizeof *a->thumbs);
+    a->thumb_ok = mech_calloc((size_t)a->L * a->NH, 1);
+    if (!a->thumbs || !a->thumb_ok) {
+        mech_free(a->thumbs), mech_free(a->thumb_ok);
+        a->thumbs = NULL, a->thumb_ok = NULL;
+        return -1;
+    }
+    a->thumb_r = nr, a->thumb_c = nc, a->thumb_br = br, a->thumb_bc = bc, a->thumb_mean = a->pool_mean;
+    a->thumb_diff = diff, a->thumb_half = half;
+    return 0;
+}
+
+mech_status mech_tui_attn_grid_prepare(mech_tui_attn *a, int w, int h) {
+    int half, br, bc, nr, nc, n = a->L * a->NH;
+    size_t per;
+    if (h < 2 || a->T < 1 || n < 1) return MECH_OK;
+    int diff = a->diff && has_diff(a);
+    if (thumbs_ready(a, w, h, diff, &half, &br, &bc, &nr, &nc, &per)) return MECH_ERR_NOMEM;
+    int *todo = mech_malloc((size_t)n * sizeof *todo), n_todo = 0;
+    if (!todo) return MECH_ERR_NOMEM;
+    for (int i = 0; i < n; i++)
+        if (!a->thumb_ok[i]) todo[n_todo++] = i;
+    thumb_job job = {a, br, bc, nr, nc, diff, per, todo};
+    mech_pool *pool = n_todo > 1 ? mech_pool_new(0) : NULL;
+    mech_pool_for(pool, n_todo, thumb_one, &job);
+    mech_pool_free(pool);
+    for (int k = 0; k < n_todo; k++) a->thumb_ok[todo[k]] = 1;
+    mech_free(todo);
+    return MECH_OK;
+}
+
 void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
     char line[256], p[16], d[16], in[16];
     int per_row, tw, th, shown;
@@ -587,27 +637,11 @@ void mech_tui_attn_grid_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h
     if (cur_row < a->grid_top) a->grid_top = cur_row;
     if (cur_row >= a->grid_top + shown) a->grid_top = cur_row - shown + 1;
     if (a->grid_top > (n_shown - 1) / per_row) a->grid_top = (n_shown - 1) / per_row;
-    // the thumbnail's heatmap: two pattern rows per text row when the rows do not fit
-    int hw = tw - 1, hh = th - 2, half = a->T > hh;
-    int br = ceil_div(a->T, half ? 2 * hh : hh), bc = ceil_div(a->T, hw);
-    int nr = ceil_div(a->T, br), nc = ceil_div(a->T, bc);
-    // thumbnails change only with the window size, the pooling mode and the
-    // difference mode: pooled once for every head, then each frame copies them
-    size_t per = (size_t)nr * nc;
-    if (!a->thumbs || a->thumb_r != nr || a->thumb_c != nc || a->thumb_br != br || a->thumb_bc != bc ||
-        a->thumb_mean != a->pool_mean || a->thumb_diff != diff || a->thumb_half != half) {
-        mech_free(a->thumbs);
-        mech_free(a->thumb_ok);
-        a->thumbs = mech_malloc(per * a->L * a->NH * sizeof *a->thumbs);
-        a->thumb_ok = mech_calloc((size_t)a->L * a->NH, 1);
-        if (!a->thumbs || !a->thumb_ok) {
-            mech_free(a->thumbs), mech_free(a->thumb_ok);
-            a->thumbs = NULL, a->thumb_ok = NULL;
-            mech_free(order);
-            return;
-        }
-        a->thumb_r = nr, a->thumb_c = nc, a->thumb_br = br, a->thumb_bc = bc, a->thumb_mean = a->pool_mean;
-        a->thumb_diff = diff, a->thumb_half = half;
+    int hw = tw - 1, half, br, bc, nr, nc;
+    size_t per;
+    if (thumbs_ready(a, g->w, h, diff, &half, &br, &bc, &nr, &nc, &per)) {
+        mech_free(order);
+        return;
     }
     // Only the heads on screen are pooled, when first shown: each reads its
     // whole pattern (4 MB at 1024 tokens; all 144 of GPT-2 small's took

@@ -384,6 +384,7 @@ int mech_tui_live_apply(mech_tui_app *app) {
     } else {
         app->has_attn = 1;
         app->live.message[0] = 0;
+        mech_tui_live_take_thumbs(s, &app->attn); // pooled by the forward's thread
     }
     // The lens view reads the new run; it is built when first shown
     // (mech_tui_lens_ensure): L+1 unembeddings of every token take seconds
