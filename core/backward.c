@@ -159,11 +159,22 @@ typedef struct colsum_ctx {
 
 static void colsum_cols(void *ctx, size_t n0, size_t n1) {
     colsum_ctx *c = ctx;
-    for (size_t n = n0; n < n1; n++) {
-        double s = 0;
-        for (size_t m = 0; m < c->rows; m++)
-            s += c->w ? (double)c->y[m * c->ldy + n] * c->w[m * c->ldy + n] : c->y[m * c->ldy + n];
-        c->out[n] = c->add ? c->out[n] + (float)s : (float)s;
+    // rows outer, columns inner: contiguous reads, 256 columns at a time
+    double acc[256];
+    for (size_t c0 = n0; c0 < n1; c0 += 256) {
+        size_t w = n1 - c0 < 256 ? n1 - c0 : 256;
+        for (size_t k = 0; k < w; k++) acc[k] = 0;
+        for (size_t m = 0; m < c->rows; m++) {
+            const float *y = c->y + m * c->ldy + c0;
+            if (c->w) {
+                const float *f = c->w + m * c->ldy + c0;
+                for (size_t k = 0; k < w; k++) acc[k] += (double)(y[k] * f[k]);
+            } else {
+                for (size_t k = 0; k < w; k++) acc[k] += y[k];
+            }
+        }
+        float *out = c->out + c0;
+        for (size_t k = 0; k < w; k++) out[k] = c->add ? out[k] + (float)acc[k] : (float)acc[k];
     }
 }
 
@@ -425,16 +436,6 @@ static int metric_pos(const mech_run *r, int b, int p) {
     return p < 0 || p >= len ? -1 : st + p;
 }
 
-// log sum exp of x[0..n) in double
-static double logsumexp(const float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    return mx + log(s);
-}
-
 static mech_status check_metric(const mech_run *r, const mech_metric *mt, mech_err *err) {
     const mech_config *c = &r->m->cfg;
     int V = c->d_vocab;
@@ -507,77 +508,125 @@ static void metric_weights(const mech_run *r, const mech_metric *mt, const int32
     *n_terms = n;
 }
 
-// Value of the metric and, when dl is not NULL, its gradient with respect
-// to the logits of the rows in *nz (dl row k = logits row nz[k]).
-static mech_status metric_run(const mech_run *r, const mech_metric *mt, const int32_t *ids, double *value, float *dl,
-                              int *nz, int *n_nz, mech_err *err) {
-    const mech_config *c = &r->m->cfg;
-    int V = c->d_vocab, T = r->T;
-    size_t rows = (size_t)r->B * T, n_terms;
-    double *w = mech_malloc(rows * sizeof *w);
-    if (!w) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
-    metric_weights(r, mt, ids, w, &n_terms);
-    if (!n_terms) {
-        mech_free(w);
-        return mech_err_set(err, MECH_ERR_ARG, "metric %s has no terms (%s)", mech_metric_name(mt->kind),
-                            mt->kind == MECH_METRIC_LOSS ? "every row is a single token, or no target is set"
-                                                         : "no position selected");
+// One term of the metric: row i of the logits (b, t), its value and, when
+// d is not NULL, its gradient times scale.
+typedef struct metric_ctx {
+    const mech_run *r;
+    const mech_metric *mt;
+    const int32_t *ids;
+    const int *rows_on; // (n) logits rows of the terms
+    double *vals;       // (n)
+    float *dl;          // (n, V) or NULL
+    double scale;
+    atomic_int oom;
+} metric_ctx;
+
+// softmax of x into p (vectorised); returns log sum exp(x)
+static double softmax_lse(float *p, const float *x, int V) {
+    memcpy(p, x, (size_t)V * sizeof *p);
+    float mx = mech_vec_softmax(p, (size_t)V), pm = 0;
+    for (int v = 0; v < V; v++) pm = p[v] > pm ? p[v] : pm;
+    // p at the argmax is exp(max - lse) >= 1/V: lse from it keeps full precision
+    return (double)mx - log((double)pm);
+}
+
+static void metric_terms(void *ctx, size_t k0, size_t k1) {
+    metric_ctx *c = ctx;
+    const mech_run *r = c->r;
+    const mech_metric *mt = c->mt;
+    int V = r->m->cfg.d_vocab, T = r->T;
+    float *tmp = mech_malloc_aligned((size_t)V * 2 * sizeof *tmp);
+    if (!tmp) {
+        atomic_store(&c->oom, 1);
+        return;
     }
-    double total = 0, scale = 1.0 / (double)n_terms;
-    int k = 0;
-    for (size_t i = 0; i < rows; i++) {
-        if (!w[i]) continue;
+    float sc = (float)c->scale;
+    for (size_t k = k0; k < k1; k++) {
+        size_t i = (size_t)c->rows_on[k];
         int b = (int)(i / (size_t)T), t = (int)(i % (size_t)T);
         const float *x = r->logits + i * (size_t)V;
-        float *d = dl ? dl + (size_t)k * V : NULL;
-        if (nz) nz[k] = (int)i;
-        k++;
+        float *d = c->dl ? c->dl + k * (size_t)V : tmp; // p lands here
+        double val = 0;
         switch (mt->kind) {
         case MECH_METRIC_LOSS: {
-            int32_t y = loss_target(r, mt, ids, b, t);
-            double lse = logsumexp(x, V);
-            total += lse - x[y];
-            if (d) {
-                for (int v = 0; v < V; v++) d[v] = (float)(exp((double)x[v] - lse) * scale);
-                d[y] -= (float)scale;
+            int32_t y = loss_target(r, mt, c->ids, b, t);
+            val = softmax_lse(d, x, V) - x[y];
+            if (c->dl) {
+                for (int v = 0; v < V; v++) d[v] *= sc;
+                d[y] -= sc;
             }
             break;
         }
         case MECH_METRIC_LOGIT_DIFF:
-            total += (double)x[mt->answer[b]] - x[mt->wrong[b]];
-            if (d) {
+            val = (double)x[mt->answer[b]] - x[mt->wrong[b]];
+            if (c->dl) {
                 memset(d, 0, (size_t)V * sizeof *d);
-                d[mt->answer[b]] += (float)scale;
-                d[mt->wrong[b]] -= (float)scale;
+                d[mt->answer[b]] += sc;
+                d[mt->wrong[b]] -= sc;
             }
             break;
-        case MECH_METRIC_LOGPROB: {
-            double lse = logsumexp(x, V);
-            total += x[mt->answer[b]] - lse;
-            if (d) {
-                for (int v = 0; v < V; v++) d[v] = (float)(-exp((double)x[v] - lse) * scale);
-                d[mt->answer[b]] += (float)scale;
+        case MECH_METRIC_LOGPROB:
+            val = x[mt->answer[b]] - softmax_lse(d, x, V);
+            if (c->dl) {
+                for (int v = 0; v < V; v++) d[v] *= -sc;
+                d[mt->answer[b]] += sc;
             }
             break;
-        }
         case MECH_METRIC_KL: {
-            const float *q = mt->ref_logits + i * (size_t)V;
-            double lx = logsumexp(x, V), lq = logsumexp(q, V), kl = 0;
-            for (int v = 0; v < V; v++) {
-                double lqv = q[v] - lq, pq = exp(lqv);
-                if (pq > 0) kl += pq * (lqv - (x[v] - lx));
-                if (d) d[v] = (float)((exp((double)x[v] - lx) - pq) * scale);
-            }
-            total += kl;
+            float *q = tmp + V;
+            double lx = softmax_lse(d, x, V), lq = softmax_lse(q, mt->ref_logits + i * (size_t)V, V);
+            const float *qx = mt->ref_logits + i * (size_t)V;
+            for (int v = 0; v < V; v++)
+                if (q[v] > 0) val += q[v] * (((double)qx[v] - lq) - ((double)x[v] - lx));
+            if (c->dl)
+                for (int v = 0; v < V; v++) d[v] = (d[v] - q[v]) * sc;
             break;
         }
         default: break;
         }
+        c->vals[k] = val;
     }
-    if (n_nz) *n_nz = k;
-    *value = total * scale;
+    mech_free_aligned(tmp);
+}
+
+// Value of the metric and, when dl is not NULL, its gradient with respect
+// to the logits of the rows in *nz (dl row k = logits row nz[k]).
+static mech_status metric_run(const mech_run *r, const mech_metric *mt, const int32_t *ids, double *value, float *dl,
+                              int *nz, int *n_nz, mech_err *err) {
+    size_t rows = (size_t)r->B * r->T, n_terms;
+    double *w = mech_malloc(rows * sizeof *w), *vals = mech_malloc(rows * sizeof *vals);
+    int *on = nz ? nz : mech_malloc(rows * sizeof *on);
+    mech_status rc = MECH_OK;
+    if (!w || !vals || !on) {
+        rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    metric_weights(r, mt, ids, w, &n_terms);
+    if (!n_terms) {
+        rc = mech_err_set(err, MECH_ERR_ARG, "metric %s has no terms (%s)", mech_metric_name(mt->kind),
+                          mt->kind == MECH_METRIC_LOSS ? "every row is a single token, or no target is set"
+                                                       : "no position selected");
+        goto done;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < rows; i++)
+        if (w[i]) on[k++] = (int)i;
+    metric_ctx c = {.r = r, .mt = mt, .ids = ids, .rows_on = on, .vals = vals, .dl = dl, .scale = 1.0 / (double)n_terms};
+    atomic_init(&c.oom, 0);
+    par((mech_run *)r, k, 1, metric_terms, &c);
+    if (atomic_load(&c.oom)) {
+        rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    double total = 0;
+    for (size_t j = 0; j < k; j++) total += vals[j];
+    if (n_nz) *n_nz = (int)k;
+    *value = total * c.scale;
+done:
     mech_free(w);
-    return MECH_OK;
+    mech_free(vals);
+    if (on != nz) mech_free(on);
+    return rc;
 }
 
 mech_status mech_metric_eval(const mech_run *r, const mech_metric *mt, double *value, mech_err *err) {
@@ -705,6 +754,27 @@ static void add_into(mech_run *r, float *out, const float *a, size_t rows, size_
 static void act_back_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     const double k = 0.7978845608028654; // sqrt(2/pi)
+    if (c->act == MECH_ACT_GELU_NEW) {
+        // gelu_new(x) = x s with s = sigmoid(2u), u = k (x + 0.044715 x^3): the
+        // derivative is s + 2 x s (1 - s) u'. s comes from the vectorised
+        // gelu (s = gelu(x) / x, full relative precision in both tails).
+        float *s = mech_malloc_aligned(c->width * sizeof *s);
+        const float kf = (float)k, c3 = 3 * 0.044715f;
+        for (size_t i = i0; i < i1; i++) {
+            const float *x = c->a + i * c->width;
+            float *g = c->out + i * c->width;
+            if (!s) break;
+            mech_vec_gelu_new(s, x, c->width);
+            for (size_t j = 0; j < c->width; j++) {
+                float xj = x[j], sj = xj != 0 ? s[j] / xj : 0.5f;
+                g[j] *= sj + 2 * xj * sj * (1 - sj) * kf * (1 + c3 * xj * xj);
+            }
+        }
+        if (s) {
+            mech_free_aligned(s);
+            return;
+        }
+    }
     for (size_t i = i0 * c->width; i < i1 * c->width; i++) {
         double x = c->a[i], d;
         if (c->act == MECH_ACT_RELU) {
@@ -773,8 +843,11 @@ static void recompute_p(const attn_bctx *j, int b, int h, int i0, int i1, int k0
 // dst (nk, HS) += a^T (rows, nk; lda) @ x (rows, HS; ldx), via scratch
 static void acc_tn(float *dst, int ldd, const float *a, int lda, const float *x, int ldx, int rows, int nk, int HS,
                    float *at, float *tmp) {
-    for (int i = 0; i < rows; i++)
-        for (int t = 0; t < nk; t++) at[(size_t)t * rows + i] = a[(size_t)i * lda + t];
+    for (int t0 = 0; t0 < nk; t0 += 16) { // tiles of 16 columns: reads and writes stay in cache
+        int t1 = t0 + 16 < nk ? t0 + 16 : nk;
+        for (int i = 0; i < rows; i++)
+            for (int t = t0; t < t1; t++) at[(size_t)t * rows + i] = a[(size_t)i * lda + t];
+    }
     mech_matmul(NULL, tmp, HS, at, rows, x, ldx, NULL, nk, rows, HS);
     for (int t = 0; t < nk; t++)
         for (int d = 0; d < HS; d++) dst[(size_t)t * ldd + d] += tmp[(size_t)t * HS + d];

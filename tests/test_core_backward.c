@@ -924,6 +924,34 @@ static void test_padding_matches_alone(void **state) {
     mech_model_free(m);
 }
 
+// A forward started at block 1 from the full run's resid_pre is
+// differentiated down to there: the same gradients at block 1, zero for
+// block 0's parameters and the embeddings.
+static void test_start_layer(void **state) {
+    setup s;
+    setup_case(&s, 3, MECH_GRAD_PARAMS, "blocks.1.*");
+    mech_err err = {0};
+    if (mech_run_cache(s.run, "blocks.1.hook_resid_pre", &err)) fail_msg("%s", err.msg);
+    mech_metric mt = metric_of(&s, MECH_METRIC_LOGPROB);
+    double v = run_backward(&s, &mt), v2;
+    size_t n = mech_tensor_numel(mech_run_grad(s.run, "blocks.1.hook_resid_pre"));
+    float *want = malloc(n * sizeof *want), *start = malloc(n * sizeof *start);
+    memcpy(want, mech_run_grad(s.run, "blocks.1.hook_resid_pre")->data, n * sizeof *want);
+    memcpy(start, mech_run_get(s.run, "blocks.1.hook_resid_pre")->data, n * sizeof *start);
+    mech_run_opts o = {.start_layer = 1, .start_resid = start};
+    if (mech_run_forward_ex(s.run, NULL, &o, &err) || mech_run_backward(s.run, &mt, &v2, &err)) fail_msg("%s", err.msg);
+    assert_true(v == v2);
+    mech_assert_close(mech_run_grad(s.run, "blocks.1.hook_resid_pre")->data, want, n, 1e-7, 1e-5, "resid_pre of block 1");
+    const mech_model *g = mech_run_param_grads(s.run);
+    for (int i = 0; i < 8 * 45; i++) assert_true(g->layers[0].qkv_w[i] == 0.0f);
+    for (int i = 0; i < 8 * 8; i++) assert_true(g->wpe[i] == 0.0f);
+    double mag = 0;
+    for (int i = 0; i < 8 * 45; i++) mag += fabs(g->layers[1].qkv_w[i]);
+    assert_true(mag > 0);
+    free(want), free(start);
+    teardown_case(&s);
+}
+
 static void test_errors(void **state) {
     setup s;
     setup_case(&s, 0, MECH_GRAD_ACTS, NULL);
@@ -969,6 +997,7 @@ int main(void) {
         cmocka_unit_test(test_partial_patches),
         cmocka_unit_test(test_backward_hooks),
         cmocka_unit_test(test_padding_matches_alone),
+        cmocka_unit_test(test_start_layer),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
