@@ -22,7 +22,6 @@
 
 #define QB 64 // query rows per attention task
 
-
 // ---------------------------------------------------------------------------
 // Buffers and hook firing
 
@@ -231,19 +230,21 @@ mech_status mech_batch_pad(const int32_t *const *seqs, const int *lens, int n, i
 // Opt-in points match only patterns whose last component has no '*'
 // ("blocks.*.hook_?_input", not "*" or "blocks.3.*"), so "*" caches the
 // default hooks as TransformerLens's run_with_cache does.
-int hook_point_matches(const hook_point *p, const char *glob) {
+static int point_matches(const hook_point *p, const char *glob) {
     if (!p->exists || !mech_glob_match(glob, p->name)) return 0;
     if (!p->opt_in) return 1;
     const char *last = strrchr(glob, '.');
     return strchr(last ? last + 1 : glob, '*') == NULL;
 }
 
+int hook_point_matches(const hook_point *p, const char *glob) { return point_matches(p, glob); }
+
 mech_status mech_run_hook(mech_run *r, const char *glob, mech_hook_fn fn, void *user, mech_err *err) {
     if (!fn) return mech_err_set(err, MECH_ERR_ARG, "hook '%s': no function given", glob);
     int matched = 0;
     for (int i = 0; i < r->n_pts; i++) {
         hook_point *p = &r->pts[i];
-        if (!hook_point_matches(p, glob)) continue;
+        if (!point_matches(p, glob)) continue;
         hook_fn_entry *f = mech_realloc(p->fns, (size_t)(p->n_fns + 1) * sizeof *f);
         if (!f) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory adding hook '%s'", glob);
         p->fns = f;
@@ -298,7 +299,7 @@ mech_status mech_run_memory(const mech_model *m, int B, int T, const char *const
     hook_points_init(c, B, T, pts);
     for (int i = 0; i < n; i++)
         for (int g = 0; g < n_globs; g++)
-            if (hook_point_matches(&pts[i], globs[g])) {
+            if (point_matches(&pts[i], globs[g])) {
                 out->cache += (double)mech_tensor_numel(&pts[i].view) * sizeof(float);
                 break;
             }
@@ -322,8 +323,8 @@ mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
     int n_new = 0;
     for (int i = 0; i < r->n_pts; i++) {
         const hook_point *p = &r->pts[i];
-        if (p->cache || hook_point_matches(p, glob)) need += (double)mech_tensor_numel(&p->view) * sizeof(float);
-        n_new += !p->cache && hook_point_matches(p, glob);
+        if (p->cache || point_matches(p, glob)) need += (double)mech_tensor_numel(&p->view) * sizeof(float);
+        n_new += !p->cache && point_matches(p, glob);
     }
     if (have > 0 && need > 0.8 * have)
         return mech_err_set(err, MECH_ERR_NOMEM,
@@ -333,7 +334,7 @@ mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
     int matched = 0;
     for (int i = 0; i < r->n_pts; i++) {
         hook_point *p = &r->pts[i];
-        if (!hook_point_matches(p, glob)) continue;
+        if (!point_matches(p, glob)) continue;
         matched++;
         if (p->cache) continue;
         grad_invalidate(r);
