@@ -952,6 +952,27 @@ static void test_start_layer(void **state) {
     teardown_case(&s);
 }
 
+// Grad mode changes where the forward writes, never what it computes: the
+// logits and a cached activation equal a plain run's bit for bit.
+static void test_grad_mode_forward_unchanged(void **state) {
+    for (int i = 0; i < (int)N_CASES; i++) {
+        setup s;
+        setup_case(&s, i, MECH_GRAD_PARAMS, NULL);
+        mech_err err = {0};
+        mech_run *plain;
+        if (mech_run_new(s.m, TB, TT, &plain, &err) || (cases[i].padded && mech_run_set_mask(plain, s.mask, &err)) ||
+            mech_run_cache(plain, "blocks.1.attn.hook_z", &err) || mech_run_cache(s.run, "blocks.1.attn.hook_z", &err) ||
+            mech_run_forward(plain, s.ids, &err) || mech_run_forward(s.run, s.ids, &err))
+            fail_msg("%s", err.msg);
+        size_t nl = (size_t)TB * TT * s.m->cfg.d_vocab;
+        assert_memory_equal(mech_run_logits(plain), mech_run_logits(s.run), nl * sizeof(float));
+        const mech_tensor *a = mech_run_get(plain, "blocks.1.attn.hook_z"), *b = mech_run_get(s.run, "blocks.1.attn.hook_z");
+        assert_memory_equal(a->data, b->data, mech_tensor_numel(a) * sizeof(float));
+        mech_run_free(plain);
+        teardown_case(&s);
+    }
+}
+
 static void test_errors(void **state) {
     setup s;
     setup_case(&s, 0, MECH_GRAD_ACTS, NULL);
@@ -998,6 +1019,7 @@ int main(void) {
         cmocka_unit_test(test_backward_hooks),
         cmocka_unit_test(test_padding_matches_alone),
         cmocka_unit_test(test_start_layer),
+        cmocka_unit_test(test_grad_mode_forward_unchanged),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
