@@ -587,6 +587,94 @@ typedef enum mech_pad_side { MECH_PAD_RIGHT = 0, MECH_PAD_LEFT = 1 } mech_pad_si
 mech_status mech_batch_pad(const int32_t *const *seqs, const int *lens, int n, int32_t pad, mech_pad_side side,
                            int32_t **ids, uint8_t **mask, int *T, mech_err *err);
 
+// ---------------------------------------------------------------------------
+// Backward pass (core/backward.c)
+//
+// Exact gradients of a scalar metric of the logits with respect to every
+// parameter and every hook point, through the forward pass above (every
+// config it runs, padded batches included).
+//
+//   mech_run_enable_grad(run, MECH_GRAD_PARAMS, &err);   // before the forward
+//   mech_run_cache_grad(run, "blocks.*.attn.hook_z", &err);
+//   mech_run_forward(run, ids, &err);
+//   mech_metric mt = {.kind = MECH_METRIC_LOGIT_DIFF, .pos = -1, .answer = a, .wrong = w};
+//   double value;
+//   mech_run_backward(run, &mt, &value, &err);
+//   const mech_tensor *g = mech_run_grad(run, "blocks.0.attn.hook_z"); // d value / d z
+//   const mech_model *pg = mech_run_param_grads(run); // pg->layers[0].qkv_w = d value / d W_qkv
+//
+// Forward hooks and the gradient: what a forward hook leaves in a buffer is
+// what the model used, so the local derivatives downstream are taken at that
+// value; an element the hook changed (patching) is a constant: the gradient
+// reaches it (mech_run_grad shows it) but goes no further, to what produced
+// it. Elements a hook left bit-for-bit unchanged are not patched.
+
+typedef enum mech_metric_kind {
+    MECH_METRIC_LOSS,       // mean cross-entropy of the next token over positions
+    MECH_METRIC_LOGIT_DIFF, // logit[answer] - logit[wrong] at pos, mean over rows
+    MECH_METRIC_LOGPROB,    // log softmax[answer] at pos, mean over rows
+    MECH_METRIC_KL,         // KL(softmax(ref) || softmax(logits)) at pos, mean over rows
+    MECH_METRIC_COUNT_
+} mech_metric_kind;
+
+// pos: every real position of each row, averaged (LOGIT_DIFF, LOGPROB, KL).
+#define MECH_POS_ALL (-2147483647 - 1)
+
+typedef struct mech_metric {
+    mech_metric_kind kind;
+    // Position within each row's real tokens (0 = its first), negative from
+    // the end (-1 = its last), or MECH_POS_ALL. Not used by LOSS.
+    int pos;
+    const int32_t *answer;   // (B) LOGIT_DIFF, LOGPROB: each row's token
+    const int32_t *wrong;    // (B) LOGIT_DIFF
+    const float *ref_logits; // (B, T, V) KL: the reference run's logits
+    // LOSS: (B, T) the target of each position (-1: none), or NULL: the
+    // next real token of the row (every position but the row's last).
+    const int32_t *targets;
+} mech_metric;
+
+const char *mech_metric_name(mech_metric_kind k); // "loss", "logit_diff", "logprob", "kl"
+
+enum {
+    MECH_GRAD_ACTS = 1,   // gradients at hook points only
+    MECH_GRAD_PARAMS = 3, // and at every parameter
+};
+
+// Grad mode for the later forwards: they keep what the backward needs (about
+// 14 x B x T x d_model floats per block for GPT-2's shapes) and record what
+// forward hooks change. flags: MECH_GRAD_ACTS or MECH_GRAD_PARAMS; 0 turns
+// grad mode off and frees its memory.
+mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err);
+// Value of the metric on the last forward's logits. MECH_ERR_ARG (a field
+// missing, or given where it does not apply), MECH_ERR_RANGE (a token or
+// position out of range), MECH_ERR_ARG when the last forward stopped early.
+mech_status mech_metric_eval(const mech_run *r, const mech_metric *mt, double *value, mech_err *err);
+// Gradient of the metric through the last forward, which must have run in
+// grad mode to the logits; *value (may be NULL) gets the metric. Fills the
+// gradient caches, runs the backward hooks (last hook point first) and, with
+// MECH_GRAD_PARAMS, the parameter gradients. A forward that started at a
+// later block (mech_run_forward_ex) is differentiated down to that block's
+// resid_pre; earlier parameters get 0. Errors as mech_metric_eval, plus
+// MECH_ERR_CANCELLED when a backward hook asked to stop.
+mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value, mech_err *err);
+// Backward hooks: fn gets the gradient at each matching point (act->data,
+// the shape of the activation) and may overwrite it; what it leaves there is
+// what flows on. Globs as mech_run_hook; opt-in points (hook_q_input, ...,
+// hook_result, hook_mlp_in) make the backward compute the gradient there.
+mech_status mech_run_grad_hook(mech_run *r, const char *glob, mech_hook_fn fn, void *user, mech_err *err);
+// Keeps the gradient at every matching point (after its backward hooks).
+mech_status mech_run_cache_grad(mech_run *r, const char *glob, mech_err *err);
+// A cached gradient by exact hook name, or NULL. Borrowed until the next
+// backward, mech_run_reset or mech_run_free.
+const mech_tensor *mech_run_grad(const mech_run *r, const char *name);
+// Every cached gradient in forward firing order; *n set to the count.
+const mech_tensor *mech_run_grads_cached(const mech_run *r, size_t *n);
+// Parameter gradients of the last backward (MECH_GRAD_PARAMS), as a model
+// whose tensors are the gradients: the same layout and, through
+// mech_model_tensors, the same names as the model's weights. NULL before.
+// Borrowed from the run.
+const mech_model *mech_run_param_grads(const mech_run *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,24 +22,6 @@
 
 #define QB 64 // query rows per attention task
 
-struct mech_run {
-    const mech_model *m;
-    int B, T;
-    mech_pool *pool;
-    int n_pts;
-    hook_point *pts;
-    float *scratch[HK_COUNT]; // shared by all layers; some alias, some lazy
-    float *ln_out;            // (B*T, C) LayerNorm output after weight and bias
-    float *split_norm;        // (B*T, NH, C) per-head LayerNorm outputs (split q/k/v mode)
-    float *logits;            // (B, T, V)
-    const float *resid_end;
-    int logits_valid;
-    int oom; // the last block failed for want of memory, not because of a hook
-    mech_tensor *cached; // views of cached points in firing order
-    size_t n_cached;
-    int *row_start, *row_len; // (B) each: the real tokens of a padded batch, or NULL (every row is T long)
-};
-
 // ---------------------------------------------------------------------------
 // Buffers and hook firing
 
@@ -49,13 +31,25 @@ static hook_point *pt(mech_run *r, int layer, int kind) {
 
 static int active(const hook_point *p) { return p->cache != NULL || p->n_fns > 0; }
 
-static float *pbuf(mech_run *r, const hook_point *p) { return p->cache ? p->cache : r->scratch[p->kind]; }
+static float *pbuf(mech_run *r, const hook_point *p) {
+    return p->cache ? p->cache : p->keep ? p->keep : r->scratch[p->kind];
+}
 
-// Runs the hooks of p on data; non-zero when one asked to stop.
+// Runs the hooks of p on data; non-zero when one asked to stop. In grad
+// mode (p->before set) records which elements the hooks changed.
 static int fire(hook_point *p, float *data) {
     p->view.data = data;
+    if (!p->n_fns) return 0;
+    size_t n = p->before ? mech_tensor_numel(&p->view) : 0;
+    if (n) memcpy(p->before, data, n * sizeof(float));
     for (int i = 0; i < p->n_fns; i++)
         if (p->fns[i].fn(&p->view, p->layer, p->fns[i].user)) return 1;
+    if (n) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) // bitwise: NaN stays NaN, -0 differs from 0
+            k += p->patched[i] = memcmp(&p->before[i], &data[i], sizeof(float)) != 0;
+        p->n_patched = k;
+    }
     return 0;
 }
 
@@ -136,6 +130,7 @@ static int is_alias(const mech_run *r, int k) {
 void mech_run_free(mech_run *r) {
     if (!r) return;
     mech_run_reset(r);
+    grad_free(r);
     for (int k = 0; k < HK_COUNT; k++)
         if (!is_alias(r, k)) mech_free_aligned(r->scratch[k]);
     mech_free_aligned(r->ln_out);
@@ -242,6 +237,8 @@ static int point_matches(const hook_point *p, const char *glob) {
     return strchr(last ? last + 1 : glob, '*') == NULL;
 }
 
+int hook_point_matches(const hook_point *p, const char *glob) { return point_matches(p, glob); }
+
 mech_status mech_run_hook(mech_run *r, const char *glob, mech_hook_fn fn, void *user, mech_err *err) {
     if (!fn) return mech_err_set(err, MECH_ERR_ARG, "hook '%s': no function given", glob);
     int matched = 0;
@@ -340,6 +337,7 @@ mech_status mech_run_cache(mech_run *r, const char *glob, mech_err *err) {
         if (!point_matches(p, glob)) continue;
         matched++;
         if (p->cache) continue;
+        grad_invalidate(r);
         size_t n = mech_tensor_numel(&p->view);
         p->cache = mech_malloc_aligned(n * sizeof(float));
         if (!p->cache) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory caching '%s' (%zu floats)", p->name, n);
@@ -363,6 +361,7 @@ void mech_run_reset(mech_run *r) {
     mech_free(r->cached);
     r->cached = NULL;
     r->n_cached = 0;
+    grad_reset(r);
 }
 
 const mech_tensor *mech_run_get(const mech_run *r, const char *name) {
@@ -971,6 +970,7 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
     }
     mech_status rc = prepare(r, err);
     if (rc) return rc;
+    if (r->grad && (rc = grad_forward_begin(r, start, ids, err))) return rc;
     // The residual enters block `start` in that block's resid_pre buffer.
     float *x0 = start < L ? pbuf(r, pt(r, start, HK_RESID_PRE)) : r->scratch[HK_RESID_POST];
     const float *x;
@@ -999,5 +999,6 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
                    (int)rows, (int)C, c->d_vocab);
     r->logits_valid = 1;
     clear_padding(r);
+    if (r->grad) grad_forward_end(r);
     return MECH_OK;
 }

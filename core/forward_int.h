@@ -55,6 +55,17 @@ typedef struct hook_point {
     float *cache;     // owned cached activation, or NULL
     hook_fn_entry *fns;
     int n_fns;
+    // Gradients (core/backward.c). In grad mode a point the backward reads
+    // gets its own buffer per layer (keep), and a point with forward hooks
+    // records which elements the hooks changed: those are constants, the
+    // gradient stops there.
+    float *keep;       // owned; the forward writes here when there is no cache
+    float *before;     // owned; the value before the forward hooks ran
+    uint8_t *patched;  // owned; 1 where a forward hook changed the value
+    size_t n_patched;  // how many, in the last forward
+    float *gcache;     // owned cached gradient, or NULL
+    hook_fn_entry *gfns; // backward hooks
+    int n_gfns;
 } hook_point;
 
 // Per-run table of points: 2 global + L*HK_PER_BLOCK + 2 final.
@@ -64,5 +75,38 @@ int hook_point_index(const mech_config *cfg, int layer, int kind);
 void hook_points_init(const mech_config *cfg, int B, int T, hook_point *pts);
 // Whether a point of name is opt-in / exists: used by mech_hook_names.
 const char *hook_kind_suffix(int kind);
+// Whether glob selects p (core/forward.c): opt-in points only by a last
+// component without '*'.
+int hook_point_matches(const hook_point *p, const char *glob);
+
+// The run workspace (core/forward.c; core/backward.c reads it).
+struct grad_state;
+struct mech_run {
+    const mech_model *m;
+    int B, T;
+    mech_pool *pool;
+    int n_pts;
+    hook_point *pts;
+    float *scratch[HK_COUNT]; // shared by all layers; some alias, some lazy
+    float *ln_out;            // (B*T, C) LayerNorm output after weight and bias
+    float *split_norm;        // (B*T, NH, C) per-head LayerNorm outputs (split q/k/v mode)
+    float *logits;            // (B, T, V)
+    const float *resid_end;
+    int logits_valid;
+    int oom; // the last block failed for want of memory, not because of a hook
+    mech_tensor *cached; // views of cached points in firing order
+    size_t n_cached;
+    int *row_start, *row_len; // (B) each: the real tokens of a padded batch, or NULL (every row is T long)
+    struct grad_state *grad;  // grad mode (core/backward.c), or NULL
+};
+
+// Grad mode hooks into the forward (core/backward.c): before the forward
+// (keeps buffers, records which blocks run which way) and after it reached
+// the logits; reset and free with the run.
+mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_err *err);
+void grad_forward_end(mech_run *r);
+void grad_reset(mech_run *r);
+void grad_invalidate(mech_run *r); // a buffer the last forward wrote is gone
+void grad_free(mech_run *r);
 
 #endif
