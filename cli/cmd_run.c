@@ -200,6 +200,9 @@ int cmd_run(int argc, char **argv) {
     mech_run_bytes need;
     if (mech_run_memory(m, B, T, caches, n_cache, 0, &need, &err)) goto fail;
     if (mech_run_new(m, B, T, &run, &err) || mech_run_set_mask(run, in.mask, &err)) goto fail;
+    // The top-k reads each sequence's last row only: without --logits that
+    // is all the unembedding computes.
+    if (!logits_path && mech_run_set_logits_rows(run, MECH_LOGITS_LAST, 1, &err)) goto fail;
     for (int c = 0; c < n_cache; c++)
         if (mech_run_cache(run, caches[c], &err)) goto fail;
     if (mech_run_forward(run, in.ids, &err)) goto fail;
@@ -214,7 +217,7 @@ int cmd_run(int argc, char **argv) {
             printf("sequence %d: %d token%s; next token after ", s + 1, in.len[s], cli_s(in.len[s]));
             print_token(tok, in.ids[last]);
             printf("\n");
-            cli_print_top_k(tok, logits + last * V, V, (int)k);
+            cli_print_top_k(tok, logits + (logits_path ? last : (size_t)s) * V, V, (int)k);
         }
     }
     if (logits_path) {

@@ -552,7 +552,17 @@ mech_status mech_run_forward(mech_run *r, const int32_t *ids, mech_err *err);
 mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_opts *opts, mech_err *err);
 
 // (B, T, V) logits of the last full forward, or NULL when it stopped early.
+// After mech_run_set_logits_rows(r, first, n): (B, n, V).
 const float *mech_run_logits(const mech_run *r);
+// Which logits the forward computes and keeps: positions first .. first+n-1
+// of every sequence (the unembedding is a third of a long forward's work and
+// the logits its largest buffer; a next-token prediction needs one row).
+// first = MECH_LOGITS_LAST with n = 1: each sequence's last real token (its
+// own under mech_run_set_mask). n = 0: all (B, T) rows, the default. Rows
+// of padding read 0. Grad mode needs every row: MECH_ERR_ARG when it is on
+// (and mech_run_forward refuses a restricted run in grad mode).
+#define MECH_LOGITS_LAST (-1)
+mech_status mech_run_set_logits_rows(mech_run *r, int first, int n, mech_err *err);
 // (B, T, C): the residual stream where the last forward stopped (resid_pre of
 // stop_layer, or resid_post of the last block).
 const float *mech_run_resid(const mech_run *r);

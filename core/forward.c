@@ -376,6 +376,27 @@ const mech_tensor *mech_run_cached(const mech_run *r, size_t *n) {
 }
 
 const float *mech_run_logits(const mech_run *r) { return r->logits_valid ? r->logits : NULL; }
+
+mech_status mech_run_set_logits_rows(mech_run *r, int first, int n, mech_err *err) {
+    if (n == 0) first = 0;
+    else if (first == MECH_LOGITS_LAST ? n != 1 : first < 0 || n < 0 || n > r->T - first)
+        return mech_err_set(err, MECH_ERR_RANGE, "logits rows %d..%d: expected positions within 0..%d, or the last token (n = 1)",
+                            first, first + n - 1, r->T - 1);
+    if (n && r->grad)
+        return mech_err_set(err, MECH_ERR_ARG, "grad mode needs the logits of every position: turn it off first");
+    size_t rows = (size_t)r->B * (n ? (size_t)n : (size_t)r->T), have = (size_t)r->B * (r->lg_n ? (size_t)r->lg_n : (size_t)r->T);
+    if (rows != have) {
+        // a new buffer of the size asked for: the full (B, T, V) one is the largest the run holds
+        float *l = mech_malloc_aligned(rows * r->m->cfg.d_vocab * sizeof(float));
+        if (!l) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for %zu rows of logits", rows);
+        mech_free_aligned(r->logits);
+        r->logits = l;
+    }
+    r->lg_first = first;
+    r->lg_n = n;
+    r->logits_valid = 0;
+    return MECH_OK;
+}
 const float *mech_run_resid(const mech_run *r) { return r->resid_end; }
 
 // ---------------------------------------------------------------------------
@@ -936,11 +957,14 @@ static void clear_padding(mech_run *r) {
                             strstr(t->name, "hook_pattern"))))
             continue;
         size_t width = t ? mech_tensor_numel(t) / ((size_t)r->B * r->T) : (size_t)r->m->cfg.d_vocab;
+        // restricted logits: positions p0 .. p0+np-1 of each row (the last real token is never padding)
+        int p0 = !t && r->lg_n ? r->lg_first : 0, np = !t && r->lg_n ? r->lg_n : r->T;
+        if (p0 < 0) continue;
         for (int b = 0; b < r->B; b++) {
             int s, e;
             row_span(r, b, &s, &e);
-            for (int pos = 0; pos < r->T; pos++)
-                if (pos < s || pos >= e) memset(data + ((size_t)b * r->T + pos) * width, 0, width * sizeof(float));
+            for (int pos = p0; pos < p0 + np; pos++)
+                if (pos < s || pos >= e) memset(data + ((size_t)b * np + pos - p0) * width, 0, width * sizeof(float));
         }
     }
 }
@@ -968,6 +992,9 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
                                     "token id %d (sequence %zu, position %zu) is outside the model's vocabulary of %d tokens",
                                     (int)ids[i], i / (size_t)r->T + 1, i % (size_t)r->T + 1, c->d_vocab);
     }
+    if (r->grad && r->lg_n)
+        return mech_err_set(err, MECH_ERR_ARG, "grad mode needs the logits of every position; this run computes %d row%s per sequence",
+                            r->lg_n, r->lg_n == 1 ? "" : "s");
     mech_status rc = prepare(r, err);
     if (rc) return rc;
     if (r->grad && (rc = grad_forward_begin(r, start, ids, err))) return rc;
@@ -995,8 +1022,31 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
     int halt = 0;
     const float *in = layer_norm(r, x, r->m->lnf_w, r->m->lnf_b, -1, HK_LNF_SCALE, HK_LNF_NORM, &halt);
     if (halt) return mech_err_set(err, MECH_ERR_CANCELLED, "a hook stopped the run at ln_final");
-    mech_matmul_nt(r->pool, r->logits, c->d_vocab, in, (int)C, r->m->unembed, (int)C, r->m->unembed_b,
-                   (int)rows, (int)C, c->d_vocab);
+    if (r->lg_n) {
+        // Only the rows asked for, gathered so that one product streams the
+        // unembedding once. Each logit is the same sum in the same order as
+        // in the full product (a row's result does not depend on the others).
+        int n = r->lg_n;
+        size_t m = (size_t)r->B * n;
+        const float *src = in + (size_t)(r->lg_first > 0 ? r->lg_first : 0) * C;
+        float *g = NULL;
+        if (r->B > 1 || r->lg_first < 0) {
+            if (!(g = mech_malloc_aligned(m * C * sizeof(float)))) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the logits");
+            for (int b = 0; b < r->B; b++) {
+                int s, e;
+                row_span(r, b, &s, &e);
+                int p0 = r->lg_first < 0 ? (e > s ? e - 1 : r->T - 1) : r->lg_first;
+                memcpy(g + (size_t)b * n * C, in + ((size_t)b * r->T + p0) * C, (size_t)n * C * sizeof(float));
+            }
+            src = g;
+        }
+        mech_matmul_nt(r->pool, r->logits, c->d_vocab, src, (int)C, r->m->unembed, (int)C, r->m->unembed_b, (int)m,
+                       (int)C, c->d_vocab);
+        mech_free_aligned(g);
+    } else {
+        mech_matmul_nt(r->pool, r->logits, c->d_vocab, in, (int)C, r->m->unembed, (int)C, r->m->unembed_b,
+                       (int)rows, (int)C, c->d_vocab);
+    }
     r->logits_valid = 1;
     clear_padding(r);
     if (r->grad) grad_forward_end(r);

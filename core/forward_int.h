@@ -90,7 +90,8 @@ struct mech_run {
     float *scratch[HK_COUNT]; // shared by all layers; some alias, some lazy
     float *ln_out;            // (B*T, C) LayerNorm output after weight and bias
     float *split_norm;        // (B*T, NH, C) per-head LayerNorm outputs (split q/k/v mode)
-    float *logits;            // (B, T, V)
+    float *logits;            // (B, T, V), or (B, lg_n, V) when the rows are restricted
+    int lg_first, lg_n;       // logits rows computed: lg_n = 0 all; else positions lg_first.. of each row (MECH_LOGITS_LAST: its last real token)
     const float *resid_end;
     int logits_valid;
     int oom; // the last block failed for want of memory, not because of a hook

@@ -466,6 +466,7 @@ mech_status mech_tokenizer_from_memory(const char *vocab_json, size_t vocab_len,
     merge_rec *recs = NULL;
     size_t n_recs = 0;
     uint32_t *made_by = NULL; // id -> line of the merge producing it, 0: none
+    merge_rec *cuts = NULL;   // pair map entries (left, right, result) before insertion
     char q[160];
     mech_status st;
     mech_tokenizer *t = mech_calloc(1, sizeof *t);
@@ -543,28 +544,32 @@ mech_status mech_tokenizer_from_memory(const char *vocab_json, size_t vocab_len,
         }
     }
     // Pair map: every way to cut a mergeable token into two mergeable tokens.
-    size_t n_pairs = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) {
-            t->pmap_mask = pow2_at_least(n_pairs * 2) - 1;
-            t->pmap = mech_malloc((t->pmap_mask + 1) * sizeof *t->pmap);
-            if (!t->pmap) goto nomem;
-            memset(t->pmap, 0xFF, (t->pmap_mask + 1) * sizeof *t->pmap);
-        }
-        for (int32_t id = 0; id < n; id++) {
-            if (t->rank[id] == NO_RANK) continue;
-            const unsigned char *p = (const unsigned char *)t->bytes + t->off[id];
-            size_t l = t->off[id + 1] - t->off[id];
-            for (size_t k = 1; k < l; k++) {
-                int32_t a = tok_find(t, p, k), b;
-                if (a < 0 || t->rank[a] == NO_RANK) continue;
-                b = tok_find(t, p + k, l - k);
-                if (b < 0 || t->rank[b] == NO_RANK) continue;
-                if (pass == 0) n_pairs++;
-                else pair_insert(t, a, b, id);
-            }
+    // One sweep of lookups (they are most of the build's cost, cache misses
+    // in tmap) collects the cuts; the map is then sized and filled from them.
+    size_t n_cuts = 0, n_pairs = 0;
+    for (int32_t id = 0; id < n; id++)
+        if (t->rank[id] != NO_RANK) n_cuts += t->off[id + 1] - t->off[id] - 1;
+    cuts = mech_malloc((n_cuts ? n_cuts : 1) * sizeof *cuts);
+    if (!cuts) goto nomem;
+    for (int32_t id = 0; id < n; id++) {
+        if (t->rank[id] == NO_RANK) continue;
+        const unsigned char *p = (const unsigned char *)t->bytes + t->off[id];
+        size_t l = t->off[id + 1] - t->off[id];
+        for (size_t k = 1; k < l; k++) {
+            int32_t a = tok_find(t, p, k), b;
+            if (a < 0 || t->rank[a] == NO_RANK) continue;
+            b = tok_find(t, p + k, l - k);
+            if (b < 0 || t->rank[b] == NO_RANK) continue;
+            cuts[n_pairs++] = (merge_rec){a, b, id, 0};
         }
     }
+    t->pmap_mask = pow2_at_least(n_pairs * 2) - 1;
+    t->pmap = mech_malloc((t->pmap_mask + 1) * sizeof *t->pmap);
+    if (!t->pmap) goto nomem;
+    memset(t->pmap, 0xFF, (t->pmap_mask + 1) * sizeof *t->pmap);
+    for (size_t i = 0; i < n_pairs; i++) pair_insert(t, cuts[i].left, cuts[i].right, cuts[i].result);
+    mech_free(cuts);
+    cuts = NULL;
     mech_free(recs);
     mech_free(made_by);
     *out = t;
@@ -572,6 +577,7 @@ mech_status mech_tokenizer_from_memory(const char *vocab_json, size_t vocab_len,
 nomem:
     st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", vocab_name);
 fail:
+    mech_free(cuts);
     mech_free(recs);
     mech_free(made_by);
     mech_tokenizer_free(t);
