@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct eap_ctx {
@@ -148,7 +149,9 @@ mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const
     if ((rc = mech_run_new(m, B, T, &r, err))) goto done;
     if (threads > 0 && (rc = mech_run_set_threads(r, threads, err))) goto done;
     if ((rc = cache_all(r, c->attn_only, x.n_embed, err))) goto done;
-    if ((rc = mech_run_forward(r, corrupt, err))) goto done;
+    // The corrupted run needs only the senders: no unembedding.
+    mech_run_opts upto = {.stop_layer = x.L};
+    if ((rc = mech_run_forward_ex(r, corrupt, &upto, err))) goto done;
     gather_senders(&x, r, +1, tmp);
 
     // The clean run, differentiated at every receiver input and at q, k, v.
@@ -225,4 +228,71 @@ done:
     mech_free_aligned(tmp);
     mech_free_aligned(prod);
     return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Circuits from scores
+
+// |score| of counted edges, largest first (ties: graph order), for top-n.
+typedef struct ranked {
+    double a;
+    int e;
+} ranked;
+
+static int by_abs_desc(const void *pa, const void *pb) {
+    const ranked *a = pa, *b = pb;
+    if (a->a != b->a) return a->a > b->a ? -1 : 1;
+    return a->e - b->e;
+}
+
+mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n, double threshold, mech_err *err) {
+    ranked *r = mech_malloc((size_t)g->n_edges * sizeof *r);
+    if (!r) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the EAP ranking");
+    int n = 0;
+    for (int e = 0; e < g->n_edges; e++) {
+        mech_acdc_edge *x = &g->edges[e];
+        x->effect = x->type == MECH_ACDC_PLACEHOLDER ? NAN : scores[e];
+        if (x->type == MECH_ACDC_PLACEHOLDER) continue;
+        x->present = 0;
+        r[n++] = (ranked){fabs(scores[e]), e};
+    }
+    // A score of 0 is no evidence for an edge (a saturated nonlinearity
+    // gives many of them): such edges are never kept.
+    if (top_n >= 0) {
+        qsort(r, (size_t)n, sizeof *r, by_abs_desc);
+        for (int i = 0; i < n && i < top_n; i++) g->edges[r[i].e].present = r[i].a > 0;
+    } else {
+        for (int i = 0; i < n; i++) g->edges[r[i].e].present = r[i].a > 0 && r[i].a >= threshold;
+    }
+    mech_free(r);
+    return MECH_OK;
+}
+
+double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth) {
+    int n = 0, n_true = 0;
+    ranked *r = mech_malloc((size_t)g->n_edges * sizeof *r);
+    mech_acdc_roc_point *pts = mech_malloc(((size_t)g->n_edges + 1) * sizeof *pts);
+    if (!r || !pts) {
+        mech_free(r);
+        mech_free(pts);
+        return NAN;
+    }
+    for (int e = 0; e < g->n_edges; e++) {
+        if (g->edges[e].type == MECH_ACDC_PLACEHOLDER) continue;
+        r[n++] = (ranked){fabs(scores[e]), e};
+        n_true += truth[e] != 0;
+    }
+    qsort(r, (size_t)n, sizeof *r, by_abs_desc);
+    // One point per distinct |score|: the circuit of every edge at least that large.
+    int n_pts = 0, tp = 0, fp = 0, n_false = n - n_true;
+    for (int i = 0; i < n; i++) {
+        if (truth[r[i].e]) tp++;
+        else fp++;
+        if (i + 1 < n && r[i + 1].a == r[i].a) continue;
+        pts[n_pts++] = (mech_acdc_roc_point){n_false ? (double)fp / n_false : 0, n_true ? (double)tp / n_true : 0};
+    }
+    double auc = mech_acdc_auc(pts, n_pts);
+    mech_free(r);
+    mech_free(pts);
+    return auc;
 }

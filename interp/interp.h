@@ -667,5 +667,14 @@ void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_
 mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
                             const int32_t *corrupt, int B, int T, const mech_metric *mt, int threads,
                             double *scores, double *value, mech_err *err);
+// A circuit from scores: g's counted edges present when among the top_n by
+// |score| (top_n >= 0; ties in graph order) or, with top_n < 0, when |score|
+// >= threshold; never an edge whose score is 0; every counted edge's effect set to its score (so
+// mech_acdc_export_dot/json label the edges with it; placeholders NAN).
+mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n, double threshold, mech_err *err);
+// The pessimistic ROC AUC (mech_acdc_auc) of |score| against truth over g's
+// counted edges: one point per distinct |score| (edges tied at a score enter
+// together). NAN when out of memory.
+double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth);
 
 #endif

@@ -259,6 +259,39 @@ static void test_eap_errors(void **state) {
     mech_model_free(m3);
 }
 
+// Circuits from scores: top-n by |score| or a threshold, never a zero score.
+static void test_eap_select(void **state) {
+    (void)state;
+    mech_model *m = small_model(1, 2, 1, 0, 1);
+    mech_acdc_graph *g = graph(m, 0);
+    double *s = calloc((size_t)g->n_edges, sizeof *s);
+    int counted = 0;
+    for (int e = 0; e < g->n_edges; e++)
+        if (g->edges[e].type != MECH_ACDC_PLACEHOLDER) s[e] = (counted % 2 ? -1 : 1) * 0.5 * counted, counted++;
+    // scores 0, -0.5, 1, -1.5, ...: the top 3 by |score| are the last three counted edges
+    mech_err err = {0};
+    assert_int_equal(mech_eap_select(g, s, 3, NAN, &err), MECH_OK);
+    assert_int_equal(mech_acdc_graph_count_present(g), 3);
+    for (int e = 0, k = 0; e < g->n_edges; e++) {
+        if (g->edges[e].type == MECH_ACDC_PLACEHOLDER) {
+            assert_true(isnan(g->edges[e].effect));
+            continue;
+        }
+        assert_int_equal(g->edges[e].present, k >= counted - 3);
+        assert_true(g->edges[e].effect == s[e]);
+        k++;
+    }
+    assert_int_equal(mech_eap_select(g, s, -1, 1.0, &err), MECH_OK); // |score| >= 1: all but 0 and -0.5
+    assert_int_equal(mech_acdc_graph_count_present(g), counted - 2);
+    assert_int_equal(mech_eap_select(g, s, 1000, NAN, &err), MECH_OK); // the zero score is never kept
+    assert_int_equal(mech_acdc_graph_count_present(g), counted - 1);
+    assert_int_equal(mech_eap_select(g, s, -1, 0, &err), MECH_OK);
+    assert_int_equal(mech_acdc_graph_count_present(g), counted - 1);
+    free(s);
+    mech_acdc_graph_free(g);
+    mech_model_free(m);
+}
+
 // ---------------------------------------------------------------------------
 // A compiled model's ground truth
 
@@ -330,6 +363,7 @@ static void test_eap_compiled_reverse_auc(void **state) {
         }
     assert_true(hit >= 3);
     assert_true(auc > 0);
+    assert_true(fabs(mech_eap_auc(g, scores, truth) - auc) < 1e-12);
     free(scores), free(clean), free(corrupt), free(truth);
     mech_pairs_free(pairs, N);
     mech_acdc_graph_free(g);
@@ -342,6 +376,7 @@ int main(void) {
         cmocka_unit_test(test_eap_same_input_scores_zero),
         cmocka_unit_test(test_eap_batch_independent),
         cmocka_unit_test(test_eap_errors),
+        cmocka_unit_test(test_eap_select),
         cmocka_unit_test(test_eap_compiled_reverse_auc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
