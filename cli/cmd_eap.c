@@ -254,6 +254,12 @@ int cmd_eap(int argc, char **argv) {
         goto done;
     }
     double seconds = mech_now() - t0;
+    int any = 0;
+    for (int e = 0; e < g->n_edges; e++) any |= scores[e] != 0;
+    if (!any)
+        fprintf(stderr, "mech %s: warning: every score is 0: the metric's gradient vanishes on these prompts (answer "
+                "and wrong the same token, as a compiled model's numerical output gives, or saturated attention)\n",
+                cmd);
     if (mech_eap_select(g, scores, (int)top_n, threshold, &err)) {
         rc = cli_run_failed(cmd, s, run, &err);
         goto done;

@@ -77,6 +77,14 @@ static void test_eap_compiled_run(void **state) {
     free(j);
     unlink(m);
     unlink(js);
+    // a numerical readout: answer and wrong are both output 0, so every score is 0
+    const char *len = mech_test_tmpn("eap_len.safetensors");
+    assert_int_equal(mech(&out, "compile examples/rasp/length.rasp -o %s", len), 0);
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --dataset compiled --n 10 --db %s", len, db), 0);
+    assert_has(out, "warning: every score is 0");
+    free(out);
+    unlink(len);
     mech_test_rm_db(db);
 }
 
