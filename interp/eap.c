@@ -24,7 +24,6 @@
 
 typedef struct eap_ctx {
     const mech_model *m;
-    const mech_acdc_graph *g;
     int B, T, L, H, C, HS, n_embed;
     size_t K;        // B*T*C: one sender's (or receiver's) row
     int n_send;      // senders: the embeddings, then per layer its heads and its MLP
@@ -126,7 +125,7 @@ mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const
     const mech_config *c = &m->cfg;
     if (g->n_layers != c->n_layers || g->n_heads != c->n_heads || g->attn_only != !!c->attn_only)
         return mech_err_set(err, MECH_ERR_ARG, "EAP: the graph was built for another model shape");
-    eap_ctx x = {.m = m, .g = g, .B = B, .T = T, .L = c->n_layers, .H = c->n_heads, .C = c->d_model,
+    eap_ctx x = {.m = m, .B = B, .T = T, .L = c->n_layers, .H = c->n_heads, .C = c->d_model,
                  .HS = c->d_head, .n_embed = g->split_embed ? 2 : 1};
     x.K = (size_t)B * T * x.C;
     x.n_send = x.n_embed + x.L * (x.H + !c->attn_only);

@@ -75,8 +75,12 @@ static void test_eap_compiled_run(void **state) {
     assert_has(j, "\"n_edges\": 3");
     assert_has(j, "\"truth\": true");
     free(j);
-    unlink(m);
     unlink(js);
+    // logprob of the clean output: the output head's value path carries it too
+    assert_int_equal(mech(&out, "eap --model %s --dataset compiled --n 10 --metric logprob --top-n 1 --db %s", m, db), 0);
+    assert_has(out, "EAP on 10 inputs, metric logprob");
+    assert_has(out, "circuit: 1 of 68 edges (top-n 1)");
+    free(out);
     // a numerical readout: answer and wrong are both output 0, so every score is 0
     const char *len = mech_test_tmpn("eap_len.safetensors");
     assert_int_equal(mech(&out, "compile examples/rasp/length.rasp -o %s", len), 0);
@@ -85,6 +89,7 @@ static void test_eap_compiled_run(void **state) {
     assert_has(out, "warning: every score is 0");
     free(out);
     unlink(len);
+    unlink(m);
     mech_test_rm_db(db);
 }
 
