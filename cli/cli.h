@@ -31,6 +31,7 @@ int cmd_patch(int argc, char **argv);
 int cmd_attrib(int argc, char **argv);
 int cmd_acdc(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_eap(int argc, char **argv);
 int cmd_tui(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 

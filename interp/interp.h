@@ -648,4 +648,33 @@ void mech_acdc_export_dot(const mech_acdc_graph *g, const uint8_t *truth, mech_b
 // digits that read back as the same float: the metrics are float precision).
 void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_buf *b);
 
+
+// ---------------------------------------------------------------------------
+// Edge attribution patching (interp/eap.c; docs/eap.md)
+
+// EAP (Syed, Rager, Conmy 2023) on ACDC's graph g (built for m's config):
+// scores[e] for every edge of g, in g's order. An ADDITION edge u -> v gets
+//   sum over rows, positions and d_model of (u's output on corrupt - on clean) . dm/d(v's input)
+// with the gradient of the metric mt taken on the clean run; mt is a batch
+// mean, so this is the mean over the B prompts of each prompt's score. A
+// DIRECT edge q_input[h] -> q[h] (k, v alike) gets (q(corrupt) - q(clean)) .
+// dm/dq; PLACEHOLDER edges 0. One corrupted forward, one clean forward and
+// one backward. With KL to the clean run's own logits the gradient on the
+// clean run is 0 (the KL is at its minimum): every score is 0. *value (may
+// be NULL) gets the metric on the clean run. threads <= 0: the default.
+// Errors: MECH_ERR_ARG (a graph of another shape), MECH_ERR_NOMEM, and those
+// of the forward and backward passes (a metric field missing or out of range).
+mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
+                            const int32_t *corrupt, int B, int T, const mech_metric *mt, int threads,
+                            double *scores, double *value, mech_err *err);
+// A circuit from scores: g's counted edges present when among the top_n by
+// |score| (top_n >= 0; ties in graph order) or, with top_n < 0, when |score|
+// >= threshold; never an edge whose score is 0; every counted edge's effect set to its score (so
+// mech_acdc_export_dot/json label the edges with it; placeholders NAN).
+mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n, double threshold, mech_err *err);
+// The pessimistic ROC AUC (mech_acdc_auc) of |score| against truth over g's
+// counted edges: one point per distinct |score| (edges tied at a score enter
+// together). NAN when out of memory.
+double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth);
+
 #endif
