@@ -212,4 +212,8 @@ int cli_run_open(const char *cmd, const char *db, const char *kind, const char *
 // a message naming the path and both hashes.
 int cli_resume_check_model(const char *cmd, int64_t run, const char *path, const char *recorded_hash);
 
+// Writes b to path atomically (mech_outfile), or to stdout when path is
+// "-". 0, or 1 after a message naming cmd and the path.
+int cli_write_buf(const char *cmd, const char *path, const mech_buf *b);
+
 #endif

@@ -478,30 +478,6 @@ static int count_edges(const char *cmd, const char *model) {
     return 0;
 }
 
-// Writes b to path, or to stdout when path is "-".
-static int write_buf(const char *cmd, const char *path, const mech_buf *b) {
-    mech_err err = {0};
-    mech_outfile o;
-    if (b->oom) {
-        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
-        return 1;
-    }
-    if (!strcmp(path, "-")) {
-        if (fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout)) {
-            fprintf(stderr, "mech %s: error: writing to stdout failed\n", cmd);
-            return 1;
-        }
-        return 0;
-    }
-    if (mech_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
-    if (fwrite(b->data, 1, b->len, o.f) != b->len) {
-        mech_outfile_abort(&o);
-        fprintf(stderr, "mech %s: error: %s: write failed\n", cmd, path);
-        return 1;
-    }
-    if (mech_outfile_commit(&o, &err)) return cli_fail(cmd, &err);
-    return 0;
-}
 
 static int export_run(const char *cmd, int argc, char **argv) {
     const char *db = "mech.db", *dot = NULL, *json = NULL;
@@ -582,12 +558,12 @@ static int export_run(const char *cmd, int argc, char **argv) {
     mech_buf b = {0};
     if (dot) {
         mech_acdc_export_dot(g, has_truth ? truth : NULL, &b);
-        rc = write_buf(cmd, dot, &b);
+        rc = cli_write_buf(cmd, dot, &b);
         mech_buf_free(&b);
     }
     if (!rc && json) {
         mech_acdc_export_json(g, has_truth ? truth : NULL, &b);
-        rc = write_buf(cmd, json, &b);
+        rc = cli_write_buf(cmd, json, &b);
         mech_buf_free(&b);
     }
     if (!rc) {

@@ -12,30 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Writes b to path, or to stdout when path is "-".
-static int write_out(const char *cmd, const char *path, const mech_buf *b) {
-    mech_err err = {0};
-    mech_outfile o;
-    if (b->oom) {
-        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
-        return 1;
-    }
-    if (!strcmp(path, "-")) {
-        if (fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout)) {
-            fprintf(stderr, "mech %s: error: writing to stdout failed\n", cmd);
-            return 1;
-        }
-        return 0;
-    }
-    if (mech_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
-    if (fwrite(b->data, 1, b->len, o.f) != b->len) {
-        mech_outfile_abort(&o);
-        fprintf(stderr, "mech %s: error: %s: write failed\n", cmd, path);
-        return 1;
-    }
-    if (mech_outfile_commit(&o, &err)) return cli_fail(cmd, &err);
-    return 0;
-}
 
 // Scores over pairs of any lengths: one EAP pass per group of equal length
 // (a prompt's score does not depend on the batch it is in), combined as the
@@ -296,12 +272,12 @@ int cmd_eap(int argc, char **argv) {
     mech_buf b = {0};
     if (dot) {
         mech_acdc_export_dot(g, truth, &b);
-        rc = write_out(cmd, dot, &b);
+        rc = cli_write_buf(cmd, dot, &b);
         mech_buf_free(&b);
     }
     if (!rc && json) {
         mech_acdc_export_json(g, truth, &b);
-        rc = write_out(cmd, json, &b);
+        rc = cli_write_buf(cmd, json, &b);
         mech_buf_free(&b);
     }
     if (rc) goto done;

@@ -267,3 +267,27 @@ void cli_interrupts_release(void) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
 }
+
+int cli_write_buf(const char *cmd, const char *path, const mech_buf *b) {
+    mech_err err = {0};
+    mech_outfile o;
+    if (b->oom) {
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        return 1;
+    }
+    if (!strcmp(path, "-")) {
+        if (fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout)) {
+            fprintf(stderr, "mech %s: error: writing to stdout failed\n", cmd);
+            return 1;
+        }
+        return 0;
+    }
+    if (mech_outfile_open(&o, path, &err)) return cli_fail(cmd, &err);
+    if (fwrite(b->data, 1, b->len, o.f) != b->len) {
+        mech_outfile_abort(&o);
+        fprintf(stderr, "mech %s: error: %s: write failed\n", cmd, path);
+        return 1;
+    }
+    if (mech_outfile_commit(&o, &err)) return cli_fail(cmd, &err);
+    return 0;
+}
