@@ -41,7 +41,7 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     mech_test_rm_db(path);
     mech_err err = {0};
     mech_store *s = NULL;
-    int64_t r1, r2, r3, r4, r5, r6, r7;
+    int64_t r1, r2, r3, r4, r5, r6, r7, r8;
     if (mech_store_open(path, &s, &err) ||
         mech_store_run_new(s, "patch", "/models/gpt2.safetensors", "mech patch", "{}", &r1, &err) ||
         mech_store_run_new(s, "heads", "tiny.safetensors", "mech heads", "{}", &r2, &err) ||
@@ -49,7 +49,8 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
         mech_store_run_new(s, "acdc", "rev.safetensors", "mech acdc", "{}", &r4, &err) ||
         mech_store_run_new(s, "acdc-sweep", "rev.safetensors", "mech acdc", "{}", &r5, &err) ||
         mech_store_run_new(s, "attrib", "tiny.safetensors", "mech attrib", "{}", &r6, &err) ||
-        mech_store_run_new(s, "lens", "rev.safetensors", "mech lens", "{}", &r7, &err))
+        mech_store_run_new(s, "lens", "rev.safetensors", "mech lens", "{}", &r7, &err) ||
+        mech_store_run_new(s, "eap", "rev.safetensors", "mech eap", "{}", &r8, &err))
         fail_msg("%s", err.msg);
     // each kind's figure from its own rows
     result_at(s, r4, "circuit", "n_edges", -1, -1, -1, 14);
@@ -61,6 +62,9 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     result_at(s, r6, "L0H1", "head", 0, -1, 1, 0.25);
     result_at(s, r6, "L1H2", "head", 1, -1, 2, -0.75);
     result_at(s, r6, "mlp", "mlp", 1, -1, -1, 3.0); // an MLP, not a head
+    result_at(s, r8, "circuit", "n_edges", -1, -1, -1, 10);
+    result_at(s, r8, "circuit", "tpr", -1, -1, -1, 0.5);
+    result_at(s, r8, "tok->out", "score", -1, -1, -1, 3.0); // an edge's score, not the summary
     result_at(s, r7, "decoder_lens", "reverse", 3, 0, -1, 1);
     result_at(s, r7, "decoder_lens", "opp", 2, 0, -1, 1);
     result_at(s, r7, "decoder_lens", "reverse", 2, 1, -1, 0);
@@ -85,7 +89,7 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     mech_tui_run_row *rows = NULL;
     size_t n = 0;
     if (mech_tui_runs_load(path, &rows, &n, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(n, 7);
+    assert_int_equal(n, 8);
     assert_int_equal(rows[0].id, r1);
     assert_string_equal(rows[0].kind, "patch");
     assert_string_equal(rows[0].status, "done");
@@ -101,6 +105,7 @@ static void test_tui_runs_load_kinds_and_figures(void **state) {
     assert_string_equal(rows[4].figure, "AUC zero 1.000  AUC resample 0.571");
     assert_string_equal(rows[5].figure, "top head L1H2 -0.75");
     assert_string_equal(rows[6].figure, "decoder lens: 2 variables, layers 0..3");
+    assert_string_equal(rows[7].figure, "10 edges  TPR 0.500 FPR 0.000");
     mech_free(rows);
     // reading changed nothing
     assert_int_equal(stat(path, &after), 0);

@@ -35,7 +35,7 @@ static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t
         if (mech_store_results_top(s, ri->id, "induction", 0, 1, &rows, &n, &err)) return;
         if (n && !isnan(rows[0].value))
             snprintf(out, cap, "induction L%dH%d %.3f", rows[0].layer, rows[0].head, rows[0].value);
-    } else if (!strcmp(ri->kind, "acdc")) {
+    } else if (!strcmp(ri->kind, "acdc") || !strcmp(ri->kind, "eap")) {
         // the summary rows: circuit size, and against the truth TPR / FPR
         double edges = NAN, tpr = NAN, fpr = NAN;
         const char *names[3] = {"n_edges", "tpr", "fpr"};
