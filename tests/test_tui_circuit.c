@@ -558,6 +558,57 @@ static void test_tui_circuit_no_truth(void **state) {
     qdb = db;
 }
 
+
+// An eap run (mech eap) opens in the same view: its kept and truth edges as
+// stored, each edge's score in the list, no trials.
+static void test_tui_circuit_eap_run(void **state) {
+    (void)state;
+    const char *edb = mech_test_tmpn("circuit_eap.db");
+    mech_test_rm_db(edb);
+    const char *rev = mech_test_tmpn("circ_eap_rev.safetensors");
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/reverse.rasp -o %s", rev)) fail_msg("mech compile: %s", out);
+    free(out);
+    if (mech_test_cli(&out, NULL, "eap --model %s --dataset compiled --n 20 --top-n 10 --db %s", rev, edb))
+        fail_msg("mech eap: %s", out);
+    free(out);
+    remove(rev);
+    const char *saved = qdb;
+    qdb = edb;
+    mech_tui_circuit c = {0};
+    mech_err err = {0};
+    if (mech_tui_circuit_load(edb, 1, &c, &err)) fail_msg("%s", err.msg);
+    assert_true(c.finished && c.has_truth);
+    assert_int_equal(c.n_trials, 0);
+    assert_non_null(strstr(c.title, "eap"));
+    assert_edges_equal(&c, c.kept, "select site from results where run_id=1 and metric='kept'");
+    assert_edges_equal(&c, c.truth, "select site from results where run_id=1 and metric='truth'");
+    // each listed edge shows its stored score
+    for (int i = 0; i < c.n_list; i++) {
+        char sql[400];
+        char site[200];
+        site_of(&c, c.list[i], site, sizeof site);
+        snprintf(sql, sizeof sql, "select value from results where run_id=1 and metric='score' and site='%s'", site);
+        char *r = mech_test_sql_rows(edb, sql);
+        if (*r) assert_true(fabs(c.effect[c.list[i]] - atof(r)) < 1e-9);
+        free(r);
+    }
+    mech_tui_app app = {0};
+    app.db_path = edb;
+    mech_tui_app_open_run(&app, 1, "eap");
+    assert_int_equal(app.view, MECH_TUI_VIEW_CIRCUIT);
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_app_render(&app, &g);
+    mech_tui_app_key(&app, 'n'); // no trials to step through: nothing breaks
+    mech_tui_app_render(&app, &g);
+    mech_tui_grid_deinit(&g);
+    mech_tui_app_deinit(&app);
+    mech_tui_circuit_deinit(&c);
+    qdb = saved;
+    mech_test_rm_db(edb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tui_circuit_layout_paths),
@@ -565,6 +616,7 @@ int main(void) {
         cmocka_unit_test(test_tui_circuit_layout_crossings),
         cmocka_unit_test(test_tui_circuit_layout_wide),
         cmocka_unit_test(test_tui_circuit_load_kept_truth),
+        cmocka_unit_test(test_tui_circuit_eap_run),
         cmocka_unit_test(test_tui_circuit_trials_replay),
         cmocka_unit_test(test_tui_circuit_trials_replay_heads),
         cmocka_unit_test(test_tui_circuit_no_truth),

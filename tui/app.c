@@ -171,7 +171,7 @@ static int search_key(mech_tui_app *app, int key) {
 
 void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
     mech_err err = {0};
-    if (!strcmp(kind, "acdc") || !strcmp(kind, "acdc-sweep")) {
+    if (!strcmp(kind, "acdc") || !strcmp(kind, "acdc-sweep") || !strcmp(kind, "eap")) {
         if (mech_tui_circuit_load(app->db_path, id, &app->circuit, &err)) {
             app->circuit.id = id;
             snprintf(app->circuit.kind, sizeof app->circuit.kind, "%s", kind);

@@ -171,8 +171,13 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
     size_t n = 0;
     mech_status st = mech_store_run_info(s, id, &ri, err);
     if (st) goto done;
-    if (strcmp(ri.kind, "acdc") || !ri.params_json || mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, NULL)) {
-        st = mech_err_set(err, MECH_ERR_FORMAT, "run %lld is of kind '%s', not an ACDC run", (long long)id, ri.kind);
+    // an eap run stores the same graph's edges (kept, truth) with a score
+    // for every edge instead of trials
+    int eap = !strcmp(ri.kind, "eap");
+    if ((strcmp(ri.kind, "acdc") && !eap) || !ri.params_json ||
+        mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, NULL)) {
+        st = mech_err_set(err, MECH_ERR_FORMAT, "run %lld is of kind '%s', not an ACDC or EAP run", (long long)id,
+                          ri.kind);
         goto done;
     }
     mech_config cfg = {0};
@@ -208,15 +213,16 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
             else if (!strcmp(r->metric, "n_counted")) c->n_counted = (int)r->value;
             continue;
         }
-        int kept = !strcmp(r->metric, "kept"), tr = !strcmp(r->metric, "truth");
-        int trial = r->item >= 0 && (!strcmp(r->metric, "before") || !strcmp(r->metric, "after") ||
-                                     !strcmp(r->metric, "effect") || !strcmp(r->metric, "removed"));
-        if (!kept && !tr && !trial) continue;
+        int kept = !strcmp(r->metric, "kept"), tr = !strcmp(r->metric, "truth"), score = eap && !strcmp(r->metric, "score");
+        int trial = !eap && r->item >= 0 && (!strcmp(r->metric, "before") || !strcmp(r->metric, "after") ||
+                                             !strcmp(r->metric, "effect") || !strcmp(r->metric, "removed"));
+        if (!kept && !tr && !trial && !score) continue;
         // a trial's six rows name the same edge: look it up once
         int e = last_site && !strcmp(last_site, r->site) ? last_e : edge_by_site(c->g, r->site);
         last_site = r->site, last_e = e;
         if (e < 0) continue;
         if (kept) c->kept[e] = 1;
+        if (score) c->effect[e] = r->value;
         if (tr) c->truth[e] = 1, c->has_truth = 1, c->n_truth++;
         if (trial) {
             mech_tui_ctrial *t = &c->trials[r->item];
@@ -228,7 +234,7 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
         }
     }
     if (!c->n_counted) c->n_counted = c->g->n_addition + c->g->n_direct;
-    if (!c->finished) {
+    if (!c->finished && !eap) {
         // a run still going (or stopped): every edge no trial removed so far
         if ((st = mech_tui_circuit_replay(c, c->n_trials))) goto done;
         for (int e = 0; e < E; e++) c->kept[e] = c->state[e] && c->g->edges[e].type != MECH_ACDC_PLACEHOLDER;
@@ -240,9 +246,13 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
     c->id = id;
     int nk = 0;
     for (int e = 0; e < E; e++) nk += c->kept[e];
-    snprintf(c->title, sizeof c->title, "run %lld  acdc  tau %g  %s  %s  %d of %d edges kept%s", (long long)id,
-             json_num(pj, "tau", NAN), json_str(pj, "ablation"), json_str(pj, "metric"), nk, c->n_counted,
-             c->finished ? "" : " (not finished)");
+    if (eap)
+        snprintf(c->title, sizeof c->title, "run %lld  eap  %s  %d of %d edges kept (by |score|)%s", (long long)id,
+                 json_str(pj, "metric"), nk, c->n_counted, c->finished ? "" : " (not finished)");
+    else
+        snprintf(c->title, sizeof c->title, "run %lld  acdc  tau %g  %s  %s  %d of %d edges kept%s", (long long)id,
+                 json_num(pj, "tau", NAN), json_str(pj, "ablation"), json_str(pj, "metric"), nk, c->n_counted,
+                 c->finished ? "" : " (not finished)");
     c->comp_node = mech_malloc((size_t)comp_count(c->g) * sizeof *c->comp_node);
     if (!c->comp_node) st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
     c->n_comp = comp_count(c->g);
