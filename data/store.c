@@ -879,52 +879,24 @@ done:
 
 mech_status mech_store_prompt_get(mech_store *s, int64_t run_id, int item, const char *role, char **text,
                                   int32_t **tokens, int *n_tokens, mech_err *err) {
+    // one reader of the prompts table (mech_store_prompts_get): a run has
+    // a few rows per item, so finding one among them costs nothing
     *text = NULL, *tokens = NULL, *n_tokens = 0;
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT text, tokens FROM prompts WHERE run_id = ? AND item = ? AND role = ?", -1,
-                           &q, NULL) != SQLITE_OK)
-        return fail(s, "reading a prompt", err);
-    sqlite3_bind_int64(q, 1, run_id);
-    sqlite3_bind_int(q, 2, item);
-    sqlite3_bind_text(q, 3, role ? role : "", -1, SQLITE_TRANSIENT);
-    mech_status st = MECH_OK;
-    mech_json *j = NULL;
-    int oom = 0, rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) {
+    mech_prompt_row *rows = NULL;
+    size_t n = 0;
+    mech_status st = mech_store_prompts_get(s, run_id, &rows, &n, err);
+    if (st) return st;
+    size_t i = 0;
+    while (i < n && !(rows[i].item == item && role && !strcmp(rows[i].role ? rows[i].role : "", role))) i++;
+    if (i == n)
         st = mech_err_set(err, MECH_ERR_RANGE, "%s: run %lld has no %s prompt %d", s->path, (long long)run_id,
                           role ? role : "(null)", item);
-        goto done;
+    else {
+        // the row's text and tokens change hands; the rest is freed
+        *text = rows[i].text, *tokens = rows[i].tokens, *n_tokens = rows[i].n_tokens;
+        rows[i].text = NULL, rows[i].tokens = NULL;
     }
-    if (rc != SQLITE_ROW) {
-        st = fail(s, "reading a prompt", err);
-        goto done;
-    }
-    *text = dup_col(q, 0, &oom);
-    const char *ids = (const char *)sqlite3_column_text(q, 1);
-    mech_err je = {0};
-    if (!oom && (!ids || mech_json_parse(ids, strlen(ids), &j, &je) || j->type != MECH_JSON_ARRAY)) {
-        st = mech_err_set(err, MECH_ERR_DB, "%s: run %lld prompt %d: tokens are not a JSON array", s->path,
-                          (long long)run_id, item);
-        goto done;
-    }
-    if (!oom && !(*tokens = mech_malloc((j->n ? j->n : 1) * sizeof **tokens))) oom = 1;
-    for (size_t i = 0; !oom && i < j->n; i++) {
-        if (j->items[i].type != MECH_JSON_NUMBER || !j->items[i].is_int) {
-            st = mech_err_set(err, MECH_ERR_DB, "%s: run %lld prompt %d: token %zu is not an id", s->path,
-                              (long long)run_id, item, i);
-            goto done;
-        }
-        (*tokens)[i] = (int32_t)j->items[i].inum;
-    }
-    if (oom) st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory reading a prompt", s->path);
-    else *n_tokens = (int)j->n;
-done:
-    mech_json_free(j);
-    sqlite3_finalize(q);
-    if (st) {
-        mech_free(*text), mech_free(*tokens);
-        *text = NULL, *tokens = NULL;
-    }
+    mech_store_prompts_free(rows, n);
     return st;
 }
 
