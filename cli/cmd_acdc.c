@@ -67,39 +67,24 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
     return s;
 }
 
-static const char *json_str(const mech_json *j, const char *key) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_STRING ? v->str : NULL;
-}
-
-static double json_num(const mech_json *j, const char *key, double dflt) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_NUMBER ? v->num : dflt;
-}
-
-static int json_bool(const mech_json *j, const char *key) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_BOOL && v->boolean;
-}
-
 // Fills sp from a stored run's params (strings borrowed from j).
 static int spec_from_json(const mech_json *j, acdc_spec *sp) {
     memset(sp, 0, sizeof *sp);
-    sp->model = json_str(j, "model");
-    sp->dataset = json_str(j, "dataset");
-    sp->pairs = json_str(j, "pairs");
-    sp->corruption = json_str(j, "corruption");
-    sp->metric = json_str(j, "metric");
-    sp->ablation = json_str(j, "ablation");
-    sp->n = (long)json_num(j, "n", 20), sp->len = (long)json_num(j, "len", 0), sp->seed = (long)json_num(j, "seed", 1);
-    sp->tau = json_num(j, "tau", NAN);
-    const char *heads = json_str(j, "heads");
+    sp->model = mech_json_str(j, "model", NULL);
+    sp->dataset = mech_json_str(j, "dataset", NULL);
+    sp->pairs = mech_json_str(j, "pairs", NULL);
+    sp->corruption = mech_json_str(j, "corruption", NULL);
+    sp->metric = mech_json_str(j, "metric", NULL);
+    sp->ablation = mech_json_str(j, "ablation", NULL);
+    sp->n = (long)mech_json_num(j, "n", 20), sp->len = (long)mech_json_num(j, "len", 0), sp->seed = (long)mech_json_num(j, "seed", 1);
+    sp->tau = mech_json_num(j, "tau", NAN);
+    const char *heads = mech_json_str(j, "heads", NULL);
     sp->heads_ascending = heads && !strcmp(heads, "ascending");
-    sp->naive = json_bool(j, "naive");
-    sp->abs_value = json_bool(j, "abs_value");
-    sp->prepend_bos = json_bool(j, "prepend_bos");
-    sp->pos_shuffle = (long)json_num(j, "pos_shuffle", -1);
-    sp->positions = json_str(j, "positions");
+    sp->naive = mech_json_bool(j, "naive");
+    sp->abs_value = mech_json_bool(j, "abs_value");
+    sp->prepend_bos = mech_json_bool(j, "prepend_bos");
+    sp->pos_shuffle = (long)mech_json_num(j, "pos_shuffle", -1);
+    sp->positions = mech_json_str(j, "positions", NULL);
     if (!sp->corruption) sp->corruption = "random";
     return sp->model && (sp->dataset || sp->pairs) && sp->metric && sp->ablation && !isnan(sp->tau) ? 0 : -1;
 }
@@ -522,10 +507,10 @@ static int export_run(const char *cmd, int argc, char **argv) {
         goto done;
     }
     mech_config cfg = {0};
-    cfg.n_layers = (int)json_num(pj, "n_layers", 0);
-    cfg.n_heads = (int)json_num(pj, "n_heads", 0);
-    cfg.attn_only = json_bool(pj, "attn_only");
-    if (mech_acdc_graph_new(&cfg, json_bool(pj, "split_embed"), &g, &err) ||
+    cfg.n_layers = (int)mech_json_num(pj, "n_layers", 0);
+    cfg.n_heads = (int)mech_json_num(pj, "n_heads", 0);
+    cfg.attn_only = mech_json_bool(pj, "attn_only");
+    if (mech_acdc_graph_new(&cfg, mech_json_bool(pj, "split_embed"), &g, &err) ||
         mech_store_results_get(s, run, NULL, &rows, &nr, &err)) {
         rc = cli_fail(cmd, &err);
         goto done;

@@ -164,6 +164,12 @@ mech_status mech_json_parse(const char *text, size_t len, mech_json **out, mech_
 void mech_json_free(mech_json *j);
 // Object member by key, or NULL (also NULL when obj is not an object).
 const mech_json *mech_json_get(const mech_json *obj, const char *key);
+// Typed members, for reading stored parameters: the number (dflt when the
+// member is missing or not a number), the boolean (0 likewise), the string
+// (dflt likewise; borrowed from obj).
+double mech_json_num(const mech_json *obj, const char *key, double dflt);
+int mech_json_bool(const mech_json *obj, const char *key);
+const char *mech_json_str(const mech_json *obj, const char *key, const char *dflt);
 
 // ---------------------------------------------------------------------------
 // Safetensors (core/safetensors.c)

@@ -557,3 +557,18 @@ const mech_json *mech_json_get(const mech_json *obj, const char *key) {
         if (obj->key_lens[i] == kl && memcmp(obj->keys[i], key, kl) == 0) return &obj->items[i];
     return NULL;
 }
+
+double mech_json_num(const mech_json *obj, const char *key, double dflt) {
+    const mech_json *v = mech_json_get(obj, key);
+    return v && v->type == MECH_JSON_NUMBER ? v->num : dflt;
+}
+
+int mech_json_bool(const mech_json *obj, const char *key) {
+    const mech_json *v = mech_json_get(obj, key);
+    return v && v->type == MECH_JSON_BOOL && v->boolean;
+}
+
+const char *mech_json_str(const mech_json *obj, const char *key, const char *dflt) {
+    const mech_json *v = mech_json_get(obj, key);
+    return v && v->type == MECH_JSON_STRING ? v->str : dflt;
+}

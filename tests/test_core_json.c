@@ -515,6 +515,27 @@ static void test_json_bad_arguments(void **state) {
     assert_int_equal(mech_json_parse(NULL, 0, &j, NULL), MECH_ERR_FORMAT); // empty input, no err
 }
 
+
+// Typed members: the value when the member has that type, else the default.
+static void test_json_typed_members(void **state) {
+    (void)state;
+    const char *t = "{\"n\": 2.5, \"b\": true, \"f\": false, \"s\": \"x\", \"z\": null}";
+    mech_json *j = NULL;
+    mech_err err = {0};
+    assert_int_equal(mech_json_parse(t, strlen(t), &j, &err), MECH_OK);
+    assert_true(mech_json_num(j, "n", -1) == 2.5);
+    assert_true(mech_json_num(j, "s", -1) == -1); // a string is no number
+    assert_true(mech_json_num(j, "missing", 7) == 7);
+    assert_int_equal(mech_json_bool(j, "b"), 1);
+    assert_int_equal(mech_json_bool(j, "f"), 0);
+    assert_int_equal(mech_json_bool(j, "n"), 0);
+    assert_string_equal(mech_json_str(j, "s", "?"), "x");
+    assert_string_equal(mech_json_str(j, "z", "?"), "?");
+    assert_null(mech_json_str(j, "missing", NULL));
+    assert_true(mech_json_num(NULL, "n", 3) == 3); // not an object
+    mech_json_free(j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_nested_document),
@@ -533,6 +554,7 @@ int main(void) {
         cmocka_unit_test(test_json_large_vocabulary),
         cmocka_unit_test(test_json_gpt2_encoder),
         cmocka_unit_test(test_json_bad_arguments),
+        cmocka_unit_test(test_json_typed_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,19 +149,6 @@ static int cmp_list(const void *pa, const void *pb) {
     return (a > b) - (a < b);
 }
 
-static double json_num(const mech_json *j, const char *key, double dflt) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_NUMBER ? v->num : dflt;
-}
-static int json_bool(const mech_json *j, const char *key) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_BOOL && v->boolean;
-}
-static const char *json_str(const mech_json *j, const char *key) {
-    const mech_json *v = mech_json_get(j, key);
-    return v && v->type == MECH_JSON_STRING ? v->str : "?";
-}
-
 // Reads acdc run id from s into c (its run fields; the sweep's stay).
 static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mech_err *err) {
     clear_run(c);
@@ -181,10 +168,10 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
         goto done;
     }
     mech_config cfg = {0};
-    cfg.n_layers = (int)json_num(pj, "n_layers", 0);
-    cfg.n_heads = (int)json_num(pj, "n_heads", 0);
-    cfg.attn_only = json_bool(pj, "attn_only");
-    if ((st = mech_acdc_graph_new(&cfg, json_bool(pj, "split_embed"), &c->g, err)) ||
+    cfg.n_layers = (int)mech_json_num(pj, "n_layers", 0);
+    cfg.n_heads = (int)mech_json_num(pj, "n_heads", 0);
+    cfg.attn_only = mech_json_bool(pj, "attn_only");
+    if ((st = mech_acdc_graph_new(&cfg, mech_json_bool(pj, "split_embed"), &c->g, err)) ||
         (st = mech_store_results_get(s, id, NULL, &rows, &n, err)))
         goto done;
     int E = c->g->n_edges;
@@ -248,11 +235,11 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
     for (int e = 0; e < E; e++) nk += c->kept[e];
     if (eap)
         snprintf(c->title, sizeof c->title, "run %lld  eap  %s  %d of %d edges kept (by |score|)%s", (long long)id,
-                 json_str(pj, "metric"), nk, c->n_counted, c->finished ? "" : " (not finished)");
+                 mech_json_str(pj, "metric", "?"), nk, c->n_counted, c->finished ? "" : " (not finished)");
     else
         snprintf(c->title, sizeof c->title, "run %lld  acdc  tau %g  %s  %s  %d of %d edges kept%s", (long long)id,
-                 json_num(pj, "tau", NAN), json_str(pj, "ablation"), json_str(pj, "metric"), nk, c->n_counted,
-                 c->finished ? "" : " (not finished)");
+                 mech_json_num(pj, "tau", NAN), mech_json_str(pj, "ablation", "?"), mech_json_str(pj, "metric", "?"),
+                 nk, c->n_counted, c->finished ? "" : " (not finished)");
     c->comp_node = mech_malloc((size_t)comp_count(c->g) * sizeof *c->comp_node);
     if (!c->comp_node) st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
     c->n_comp = comp_count(c->g);
