@@ -105,17 +105,6 @@ static int pair_of(const mech_tui_patch *v, int item) {
     return p ? (int)(p - v->items) : -1;
 }
 
-// A string field of the run's parameters (JSON) into out; unchanged when absent.
-static void param_str(const char *json, const char *key, char *out, size_t cap) {
-    mech_json *j = NULL;
-    mech_err err = {0};
-    if (json && !mech_json_parse(json, strlen(json), &j, &err)) {
-        const mech_json *x = mech_json_get(j, key);
-        if (x && x->type == MECH_JSON_STRING) snprintf(out, cap, "%.*s", (int)x->len, x->str);
-    }
-    mech_json_free(j);
-}
-
 static mech_status fill(mech_tui_patch *v, const mech_result_row *r, size_t n, const mech_prompt_row *pr, size_t npr,
                         const mech_tokenizer *tok, mech_err *err) {
     // the grid's extent and the pairs
@@ -205,8 +194,15 @@ mech_status mech_tui_patch_load(const char *path, int64_t id, mech_tui_patch *v,
         (st = mech_store_prompts_get(s, id, &pr, &npr, err)))
         goto done;
     v->id = id;
-    param_str(ri.params_json, "sweep", v->sweep, sizeof v->sweep);
-    param_str(ri.params_json, "metric", v->metric, sizeof v->metric);
+    // the run's parameters: its sweep and metric (unchanged when absent)
+    mech_json *pj = NULL;
+    mech_err jerr = {0};
+    if (ri.params_json && !mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, &jerr)) {
+        const char *sweep = mech_json_str(pj, "sweep", NULL), *metric = mech_json_str(pj, "metric", NULL);
+        if (sweep) snprintf(v->sweep, sizeof v->sweep, "%s", sweep);
+        if (metric) snprintf(v->metric, sizeof v->metric, "%s", metric);
+    }
+    mech_json_free(pj);
     tok = mech_tui_model_tokenizer(ri.model_path);
     st = fill(v, rows, n, pr, npr, tok, err);
 done:
