@@ -143,13 +143,10 @@ int cmd_tui(int argc, char **argv) {
     mech_tui_live *live = NULL; // the prompt's runs, whose patterns the attention views show
     mech_run *crun = NULL; // the corrupted prompt's (difference mode)
     mech_buf line = {0};   // the command line, recorded with a run saved from the live view
+    mech_err err = {0};
+    int rc = 0;
     if (model) {
-        int rc = live_start(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app, &m, &live, &crun);
-        if (rc) {
-            mech_tui_app_deinit(&app);
-            mech_run_free(crun);
-            return rc;
-        }
+        if ((rc = live_start(cmd, model, texts[0], kinds[0], ctext, ckind, &bo, &app, &m, &live, &crun))) goto done;
         mech_buf_puts(&line, "mech");
         for (int i = 0; i < argc; i++) mech_buf_printf(&line, " %s", argv[i]);
         // the attention views appear when the forward finishes (the first
@@ -161,15 +158,10 @@ int cmd_tui(int argc, char **argv) {
         snprintf(app.model_name, sizeof app.model_name, "%.60s", base);
         if (mech_model_meta(m, "mech.rasp.source")) {
             // a compiled RASP model: the program view too, with the --input run
-            mech_err err = {0};
             if (mech_tui_program_load(&app.program, m, &err) ||
                 (kinds[0] == 2 && mech_tui_program_run(&app.program, m, texts[0], &err))) {
-                mech_tui_app_deinit(&app);
-                mech_tui_live_free(live);
-                mech_run_free(crun);
-                mech_model_free(m);
-                mech_buf_free(&line);
-                return cli_fail(cmd, &err);
+                rc = cli_fail(cmd, &err);
+                goto done;
             }
             app.has_program = 1;
         }
@@ -179,25 +171,16 @@ int cmd_tui(int argc, char **argv) {
         // one that exists but cannot be read (not SQLite, another
         // application's, a newer schema, damaged) is an error before the
         // terminal is touched
-        if (access(db, F_OK) == 0) {
-            mech_tui_run_row *rows = NULL;
-            size_t n_rows = 0;
-            mech_err err = {0};
-            if (mech_tui_db_check(db, &err) || mech_tui_runs_load(db, &rows, &n_rows, &err)) {
-                mech_tui_app_deinit(&app);
-                mech_tui_live_free(live);
-                mech_run_free(crun);
-                mech_model_free(m);
-                mech_buf_free(&line);
-                return cli_fail(cmd, &err);
-            }
-            mech_free(rows);
+        if (access(db, F_OK) == 0 && mech_tui_db_check(db, &err)) {
+            rc = cli_fail(cmd, &err);
+            goto done;
         }
         app.has_runs = 1, app.db_path = db;
         mech_tui_app_reload(&app);
         if (!model) app.view = MECH_TUI_VIEW_RUNS;
     }
-    int rc = mech_tui_main(&app);
+    rc = mech_tui_main(&app);
+done:
     mech_tui_app_deinit(&app);
     mech_tui_live_free(live); // joins a forward still running
     mech_run_free(crun);
