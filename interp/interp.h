@@ -677,4 +677,43 @@ mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n,
 // together). NAN when out of memory.
 double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth);
 
+// ---------------------------------------------------------------------------
+// Attribution patching (interp/patch_attrib.c; docs/patching.md)
+
+// B clean/corrupted prompt pairs of T tokens each, run as one batch.
+typedef struct mech_patch_pairs {
+    const int32_t *clean, *corrupt; // (B, T)
+    const int32_t *answer;          // (B) as mech_patch_opts.answer (not used by KL: may be NULL)
+    const int32_t *wrong;           // (B) logit difference only (else may be NULL)
+    int B, T;
+    int pos;                        // metric position; < 0: the last
+} mech_patch_pairs;
+
+// The first-order estimate of every cell of mech_patch_sweep(site) for each
+// pair at once (Nanda's attribution patching): out[b] gets pair b's result in
+// the exact sweep's layout and convention (raw: the metric of the corrupted
+// run with the cell's activation patched to its clean value; norm: the
+// normalised effect; clean, corrupted: the two runs' metrics), with
+//   raw = corrupted + sum over the cell's elements of (clean - corrupted
+//         activation) * d metric / d activation on the corrupted run,
+// from one clean forward, one corrupted forward and one backward for the
+// whole batch. Exact where the metric is linear in the patched activation
+// (e.g. the logit difference and the last block's attn_out, mlp_out or a
+// head's z or v in a model without LayerNorm). A pair's result does not
+// depend on the other pairs. out: B results (caller's storage, filled here;
+// mech_patch_result_deinit each, also after an error). Errors: MECH_ERR_ARG
+// (no pairs, an unknown metric or site, a site this model lacks),
+// MECH_ERR_RANGE (a token, answer, wrong answer or position out of range),
+// MECH_ERR_NOMEM, and those of the forward and backward passes.
+mech_status mech_patch_attrib_sweep(const mech_model *m, const mech_patch_pairs *pp, mech_patch_metric metric,
+                                    mech_patch_site site, mech_patch_result *out, mech_err *err);
+// The same for mech_patch_path: each receiver's input gradient (on the
+// corrupted run, with the other receivers' inputs held fixed as the exact
+// patch holds them) times every earlier sender's clean - corrupted result.
+// A sender no receiver comes after gets the corrupted metric (effect 0).
+// Errors as mech_patch_path and mech_patch_attrib_sweep.
+mech_status mech_patch_attrib_path(const mech_model *m, const mech_patch_pairs *pp, mech_patch_metric metric,
+                                   const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
+                                   mech_err *err);
+
 #endif
