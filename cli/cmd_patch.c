@@ -2,9 +2,12 @@
 ** cli/cmd_patch.c: `mech patch`: activation-patching sweeps over a file of
 ** clean/corrupt prompt pairs, one database transaction per pair, so a run
 ** that is killed keeps every finished pair and --resume finishes the rest.
+** --method attrib stores attribution patching's estimates (interp/patch_attrib.c)
+** in the same rows; --method both writes an exact run and an attrib run.
 */
 #include "cli/cli.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +62,88 @@ static int parse_receivers(const char *cmd, const char *s, mech_patch_receiver *
     return n;
 }
 
+// ---------------------------------------------------------------------------
+// One pair's sweep, by one method, and its rows in the database
+
+enum { METHOD_EXACT, METHOD_ATTRIB };
+
+typedef struct sweep_job {
+    const mech_model *m;
+    int metric, naive, path, site;
+    const mech_patch_receiver *recv;
+    int n_recv;
+    void (*progress)(int64_t done, int64_t total, void *user);
+    void *user;
+    const volatile int *cancel;
+} sweep_job;
+
+static int64_t result_cells(const mech_patch_result *r) {
+    return r->shape[0] * r->shape[1] * (r->ndim == 3 ? r->shape[2] : 1);
+}
+
+// The pair's exact sweep (one patched run per cell) or its attribution
+// estimate (one backward), into *res (the caller deinits it).
+static mech_status sweep_pair(const sweep_job *j, int method, const cli_pair *q, mech_patch_result *res,
+                              mech_err *err) {
+    mech_status rc;
+    if (method == METHOD_ATTRIB) {
+        if (q->n_clean != q->n_corrupt)
+            return mech_err_set(err, MECH_ERR_ARG,
+                                "clean prompt has %zu tokens and corrupted prompt %zu: patching needs equal lengths",
+                                q->n_clean, q->n_corrupt);
+        mech_patch_pairs pp = {.clean = q->clean, .corrupt = q->corrupt, .answer = &q->answer, .wrong = &q->wrong,
+                               .B = 1, .T = (int)q->n_clean, .pos = -1};
+        rc = j->path ? mech_patch_attrib_path(j->m, &pp, (mech_patch_metric)j->metric, j->recv, j->n_recv, res, err)
+                     : mech_patch_attrib_sweep(j->m, &pp, (mech_patch_metric)j->metric, (mech_patch_site)j->site, res, err);
+        if (!rc && j->progress) j->progress(result_cells(res), result_cells(res), j->user);
+        return rc;
+    }
+    mech_patch_opts o = {.metric = (mech_patch_metric)j->metric, .answer = q->answer, .wrong = q->wrong, .pos = -1,
+                         .naive = j->naive, .progress = j->progress, .user = j->user, .cancel = j->cancel};
+    mech_patch *p = NULL;
+    rc = mech_patch_new(j->m, q->clean, (int)q->n_clean, q->corrupt, (int)q->n_corrupt, &o, &p, err);
+    if (!rc)
+        rc = j->path ? mech_patch_path(p, j->recv, j->n_recv, res, err)
+                     : mech_patch_sweep(p, (mech_patch_site)j->site, res, err);
+    mech_patch_free(p);
+    return rc;
+}
+
+// One transaction per pair: its prompts, baselines, every cell (raw metric
+// and effect) and the grids as arrays, or nothing. 1 when stored.
+static int store_pair(mech_store *s, int64_t run, int i, const cli_pair *q, const mech_patch_result *res,
+                      const char *sweep, const char *metric_s, int is_heads, double *effect_max, mech_err *err) {
+    int ok = mech_store_begin(s, err) == MECH_OK &&
+             mech_store_prompt(s, run, i, "clean", q->clean_text, q->clean, (int)q->n_clean, err) == MECH_OK &&
+             mech_store_prompt(s, run, i, "corrupt", q->corrupt_text, q->corrupt, (int)q->n_corrupt, err) == MECH_OK;
+    mech_result base = {.item = i, .site = "baseline", .layer = -1, .pos = -1, .head = -1, .token = -1, .rank = -1};
+    base.metric = "clean", base.value = res->clean;
+    ok = ok && mech_store_result(s, run, &base, err) == MECH_OK;
+    base.metric = "corrupted", base.value = res->corrupted;
+    ok = ok && mech_store_result(s, run, &base, err) == MECH_OK;
+    int64_t cells = result_cells(res);
+    for (int64_t c = 0; ok && c < cells; c++) {
+        int layer = (int)(c / (cells / res->shape[0])), a = (int)(c % (cells / res->shape[0]));
+        mech_result r = {.item = i, .site = sweep, .layer = layer, .token = -1, .rank = -1};
+        r.pos = is_heads ? -1 : res->ndim == 3 ? a / (int)res->shape[2] : a;
+        r.head = is_heads ? a : res->ndim == 3 ? a % (int)res->shape[2] : -1;
+        r.metric = metric_s, r.value = res->raw[c];
+        ok = mech_store_result(s, run, &r, err) == MECH_OK;
+        r.metric = "effect", r.value = res->norm[c];
+        ok = ok && mech_store_result(s, run, &r, err) == MECH_OK;
+        if (res->norm[c] > *effect_max) *effect_max = res->norm[c];
+    }
+    // the grids as arrays too, for `mech db export RUN --npz`
+    char tname[64];
+    snprintf(tname, sizeof tname, "pair%d.%s", i, metric_s);
+    ok = ok && mech_store_tensor(s, run, tname, res->raw, res->ndim, res->shape, err) == MECH_OK;
+    snprintf(tname, sizeof tname, "pair%d.effect", i);
+    ok = ok && mech_store_tensor(s, run, tname, res->norm, res->ndim, res->shape, err) == MECH_OK;
+    ok = ok && mech_store_commit(s, err) == MECH_OK;
+    if (!ok) mech_store_rollback(s, NULL);
+    return ok;
+}
+
 static int patch_main(int argc, char **argv);
 
 // --resume RUN needs only the run: the options it was started with (its
@@ -105,7 +190,7 @@ int cmd_patch(int argc, char **argv) {
     static const char *const keys[][2] = {{"pairs", "--pairs"},       {"dataset", "--dataset"},
                                           {"sweep", "--sweep"},       {"metric", "--metric"},
                                           {"corruption", "--corruption"}, {"receivers", "--receivers"},
-                                          {"shard", "--shard"}};
+                                          {"shard", "--shard"},       {"method", "--method"}};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
         const mech_json *x = mech_json_get(pj, keys[k][0]);
         if (x && x->type == MECH_JSON_STRING) av[ac++] = (char *)keys[k][1], av[ac++] = (char *)x->str;
@@ -138,7 +223,7 @@ done:
 static int patch_main(int argc, char **argv) {
     const char *cmd = "patch", *model = NULL, *pairs_path = NULL, *sweep = "resid_pre", *metric_s = "logit_diff";
     const char *db = "mech.db", *v, *dataset = NULL;
-    const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL;
+    const char *corruption = "random", *shard_s = NULL, *receivers_s = NULL, *method_s = "exact";
     long resume = 0, n_data = 0, len_data = 0, seed = 1; // n, len 0: the dataset's default
     int naive = 0, shard_k = 0, shard_n = 1, dry_run = 0, prepend_bos = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
@@ -166,6 +251,7 @@ static int patch_main(int argc, char **argv) {
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--sweep", &sweep))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric_s))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--method", &method_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--db", &db))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
             if (r < 0 || cli_threads(cmd, v, NULL)) return 2;
@@ -209,6 +295,17 @@ static int patch_main(int argc, char **argv) {
     for (int k = 0; k < MECH_PATCH_METRIC_COUNT_; k++)
         if (!strcmp(metric_s, mech_patch_metric_name((mech_patch_metric)k))) metric = k;
     if (metric < 0) return cli_usage(cmd, "--metric '%s': expected logit_diff, logprob, prob or kl", metric_s);
+    // exact: one patched run per cell; attrib: the first-order estimate of
+    // every cell from one backward; both: a run of each and their correlation
+    int methods[2] = {METHOD_EXACT, METHOD_ATTRIB}, n_methods = 2;
+    if (!strcmp(method_s, "exact")) n_methods = 1;
+    else if (!strcmp(method_s, "attrib")) methods[0] = METHOD_ATTRIB, n_methods = 1;
+    else if (strcmp(method_s, "both"))
+        return cli_usage(cmd, "--method '%s': expected exact, attrib or both", method_s);
+    if (naive && methods[0] == METHOD_ATTRIB)
+        return cli_usage(cmd, "--naive applies to the exact sweep; --method attrib runs one backward per pair");
+    if (resume && n_methods > 1)
+        return cli_usage(cmd, "--method both writes two runs; resume each with --resume RUN");
 
     mech_err err = {0};
     mech_model *m = NULL;
@@ -230,7 +327,10 @@ static int patch_main(int argc, char **argv) {
     int64_t run = resume;
     int *done_items = NULL;
     size_t n_done = 0;
-    char *params = NULL;
+    char *params = NULL, *params_attrib = NULL;
+    int64_t runs[2] = {0, 0};
+    int is_heads = path || (site >= MECH_PATCH_HEAD_OUT && site != MECH_PATCH_HEAD_OUT_BY_POS);
+    sweep_job job = {.m = m, .metric = metric, .naive = naive, .path = path, .site = site, .recv = recv, .n_recv = n_recv};
     volatile int *stop = NULL; // Ctrl-C / SIGTERM, once the run is open
     rc = dataset ? cli_pairs_dataset(cmd, dataset, n_data, &len_data, seed, corruption, m, tok, &pairs, &n_pairs)
                      : cli_pairs_read(cmd, pairs_path, m, tok, &pairs, &n_pairs);
@@ -280,10 +380,15 @@ static int patch_main(int argc, char **argv) {
     }
     if (shard_n > 1) mech_buf_printf(&pb, ", \"shard\": \"%d/%d\"", shard_k + 1, shard_n);
     if (prepend_bos) mech_buf_puts(&pb, ", \"prepend_bos\": true");
+    // An exact run's parameters stay as they were (no "method": exact).
+    size_t before_method = pb.len;
+    mech_buf_puts(&pb, ", \"method\": \"attrib\"}");
+    params_attrib = pb.oom ? NULL : mech_strdup(pb.data);
+    if (!pb.oom) pb.data[before_method] = 0, pb.len = before_method;
     mech_buf_puts(&pb, "}");
-    params = pb.oom ? NULL : mech_strdup(pb.data);
+    params = pb.oom ? NULL : mech_strdup(methods[0] == METHOD_ATTRIB ? params_attrib : pb.data);
     mech_buf_free(&pb);
-    if (!params) {
+    if (!params || !params_attrib) {
         rc = 1;
         goto done;
     }
@@ -295,23 +400,18 @@ static int patch_main(int argc, char **argv) {
             printf("dry run: no pairs in shard %d/%d\n", shard_k + 1, shard_n);
             goto done;
         }
-        mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = pairs[first].answer,
-                             .wrong = pairs[first].wrong, .pos = -1, .naive = naive};
-        mech_patch *p = NULL;
-        mech_patch_result res = {0};
-        double t0 = mech_now();
-        if (mech_patch_new(m, pairs[first].clean, (int)pairs[first].n_clean, pairs[first].corrupt,
-                           (int)pairs[first].n_corrupt, &o, &p, &err) ||
-            (path ? mech_patch_path(p, recv, n_recv, &res, &err) : mech_patch_sweep(p, (mech_patch_site)site, &res, &err))) {
-            fprintf(stderr, "%s:%d: error: %s\n", pairs_path, pairs[first].line, err.msg);
-            rc = 1;
-        } else {
-            int64_t cells = res.shape[0] * res.shape[1] * (res.ndim == 3 ? res.shape[2] : 1);
-            printf("dry run (nothing written): ");
-            cli_estimate(stdout, n_shard, "pair", cells, mech_now() - t0);
+        for (int k = 0; k < n_methods && !rc; k++) {
+            mech_patch_result res = {0};
+            double t0 = mech_now();
+            if (sweep_pair(&job, methods[k], &pairs[first], &res, &err)) {
+                fprintf(stderr, "%s:%d: error: %s\n", pairs_path, pairs[first].line, err.msg);
+                rc = 1;
+            } else {
+                printf("dry run (nothing written)%s: ", n_methods > 1 ? methods[k] ? ", attribution" : ", exact" : "");
+                cli_estimate(stdout, n_shard, "pair", result_cells(&res), mech_now() - t0);
+            }
+            mech_patch_result_deinit(&res);
         }
-        mech_patch_free(p);
-        mech_patch_result_deinit(&res);
         goto done;
     }
     if (resume) {
@@ -335,96 +435,115 @@ static int patch_main(int argc, char **argv) {
             rc = cli_fail(cmd, &err);
             goto done;
         }
-    } else if ((rc = cli_run_open(cmd, db, "patch", model, argc, argv, params, &s, &run))) {
-        goto done;
+        runs[0] = run;
+    } else {
+        // --method both: the exact run first, then the attribution run, on one database
+        if ((rc = cli_run_open(cmd, db, "patch", model, argc, argv, params, &s, &runs[0]))) goto done;
+        if (n_methods > 1) {
+            mech_buf line = {0};
+            mech_buf_puts(&line, "mech");
+            for (int i = 0; i < argc; i++) mech_buf_printf(&line, " %s", argv[i]);
+            mech_status st = line.oom ? mech_err_set(&err, MECH_ERR_NOMEM, "out of memory")
+                                      : mech_store_run_new(s, "patch", model, line.data, params_attrib, &runs[1], &err);
+            mech_buf_free(&line);
+            if (st) {
+                rc = cli_run_failed(cmd, s, runs[0], &err);
+                goto done;
+            }
+        }
+        run = runs[0];
     }
     stop = cli_interrupts_catch();
+    job.cancel = stop;
     // This shard's pairs (every shard_n-th from shard_k), less those done.
     int n_todo = 0;
     char *todo = mech_calloc((size_t)n_pairs + 1, 1);
     for (int i = shard_k; i < n_pairs; i += shard_n) todo[i] = 1, n_todo++;
     for (size_t k = 0; k < n_done; k++)
         if (done_items[k] >= 0 && done_items[k] < n_pairs && todo[done_items[k]]) todo[done_items[k]] = 0, n_todo--;
-    fprintf(stderr, "run %lld: patching %s, %d pair%s%s, metric %s -> %s\n", (long long)run, sweep, n_todo,
-            n_todo == 1 ? "" : "s", resume ? " left" : "", metric_s, db);
+    for (int k = 0; k < n_methods; k++)
+        fprintf(stderr, "run %lld: %s %s, %d pair%s%s, metric %s -> %s\n", (long long)runs[k],
+                methods[k] ? "attribution patching" : "patching", sweep, n_todo, n_todo == 1 ? "" : "s",
+                resume ? " left" : "", metric_s, db);
     patch_progress pp = {.n_pairs = n_todo};
+    job.user = &pp;
     cli_progress_start(&pp.bar, "patches", 0);
-    double sum_effect_max = 0, t_first = mech_now();
+    double effect_max[2] = {0, 0}, seconds[2] = {0, 0}, t_first = mech_now();
+    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0; // --method both: exact x, attribution y
+    int64_t n_xy = 0;
     int n_run = 0;
     for (int i = 0; i < n_pairs && !*stop; i++) {
         if (!todo[i]) continue;
-        mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = pairs[i].answer, .wrong = pairs[i].wrong,
-                             .pos = -1, .naive = naive, .progress = progress, .user = &pp, .cancel = stop};
-        mech_patch *p = NULL;
-        mech_patch_result res = {0};
-        if (mech_patch_new(m, pairs[i].clean, (int)pairs[i].n_clean, pairs[i].corrupt, (int)pairs[i].n_corrupt, &o, &p,
-                           &err) ||
-            (path ? mech_patch_path(p, recv, n_recv, &res, &err) : mech_patch_sweep(p, (mech_patch_site)site, &res, &err))) {
-            mech_patch_free(p);
-            mech_patch_result_deinit(&res);
-            if (err.code == MECH_ERR_CANCELLED) break;
-            fprintf(stderr, "\n%s:%d: error: %s\n", pairs_path, pairs[i].line, err.msg);
-            rc = 1;
-            break;
+        mech_patch_result res[2] = {{0}, {0}};
+        int64_t cells = 0;
+        for (int k = 0; k < n_methods && !rc; k++) {
+            double t0 = mech_now();
+            // one progress bar: the exact sweep's patches (the estimate is one step)
+            job.progress = methods[k] == METHOD_EXACT || n_methods == 1 ? progress : NULL;
+            if (sweep_pair(&job, methods[k], &pairs[i], &res[k], &err)) {
+                if (err.code != MECH_ERR_CANCELLED) {
+                    fprintf(stderr, "\n%s:%d: error: %s\n", pairs_path, pairs[i].line, err.msg);
+                    rc = 1;
+                }
+                break;
+            }
+            seconds[k] += mech_now() - t0;
+            cells = result_cells(&res[k]);
         }
-        // One transaction per pair: all of its cells or none.
-        int ok = mech_store_begin(s, &err) == MECH_OK &&
-                 mech_store_prompt(s, run, i, "clean", pairs[i].clean_text, pairs[i].clean, (int)pairs[i].n_clean, &err) ==
-                     MECH_OK &&
-                 mech_store_prompt(s, run, i, "corrupt", pairs[i].corrupt_text, pairs[i].corrupt,
-                                   (int)pairs[i].n_corrupt, &err) == MECH_OK;
-        mech_result base = {.item = i, .site = "baseline", .layer = -1, .pos = -1, .head = -1, .token = -1, .rank = -1};
-        base.metric = "clean", base.value = res.clean;
-        ok = ok && mech_store_result(s, run, &base, &err) == MECH_OK;
-        base.metric = "corrupted", base.value = res.corrupted;
-        ok = ok && mech_store_result(s, run, &base, &err) == MECH_OK;
-        int64_t cells = res.shape[0] * res.shape[1] * (res.ndim == 3 ? res.shape[2] : 1);
-        for (int64_t c = 0; ok && c < cells; c++) {
-            int layer = (int)(c / (cells / res.shape[0])), a = (int)(c % (cells / res.shape[0]));
-            int is_heads = path || (site >= MECH_PATCH_HEAD_OUT && site != MECH_PATCH_HEAD_OUT_BY_POS);
-            mech_result r = {.item = i, .site = sweep, .layer = layer, .token = -1, .rank = -1};
-            r.pos = is_heads ? -1 : res.ndim == 3 ? a / (int)res.shape[2] : a;
-            r.head = is_heads ? a : res.ndim == 3 ? a % (int)res.shape[2] : -1;
-            r.metric = metric_s, r.value = res.raw[c];
-            ok = mech_store_result(s, run, &r, &err) == MECH_OK;
-            r.metric = "effect", r.value = res.norm[c];
-            ok = ok && mech_store_result(s, run, &r, &err) == MECH_OK;
-            if (res.norm[c] > sum_effect_max) sum_effect_max = res.norm[c];
-        }
-        // the grids as arrays too, for `mech db export RUN --npz`
-        char tname[64];
-        snprintf(tname, sizeof tname, "pair%d.%s", i, metric_s);
-        ok = ok && mech_store_tensor(s, run, tname, res.raw, res.ndim, res.shape, &err) == MECH_OK;
-        snprintf(tname, sizeof tname, "pair%d.effect", i);
-        ok = ok && mech_store_tensor(s, run, tname, res.norm, res.ndim, res.shape, &err) == MECH_OK;
-        ok = ok && mech_store_commit(s, &err) == MECH_OK;
-        if (!ok) {
-            mech_store_rollback(s, NULL);
-            rc = cli_fail(cmd, &err);
-        }
+        // A pair goes to every run or to none.
+        int complete = !rc;
+        for (int k = 0; k < n_methods; k++) complete &= res[k].raw && res[k].done == result_cells(&res[k]);
+        for (int k = 0; !rc && complete && k < n_methods; k++)
+            if (!store_pair(s, runs[k], i, &pairs[i], &res[k], sweep, metric_s, is_heads, &effect_max[k], &err))
+                rc = cli_fail(cmd, &err);
+        if (!rc && complete && n_methods > 1)
+            for (int64_t c = 0; c < cells; c++) {
+                double x = res[0].norm[c], y = res[1].norm[c];
+                if (!isfinite(x) || !isfinite(y)) continue;
+                sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y, n_xy++;
+            }
         pp.before += cells;
         // A long sweep says how long once its first pair is measured.
-        if (n_run++ == 0 && pp.bar.tty && n_todo > 1) {
+        if (complete && n_run++ == 0 && pp.bar.tty && n_todo > 1) {
             cli_progress_end(&pp.bar);
             cli_estimate(stderr, n_todo, "pair", cells, mech_now() - t_first);
         }
-        mech_patch_free(p);
-        mech_patch_result_deinit(&res);
-        if (rc) break;
+        for (int k = 0; k < 2; k++) mech_patch_result_deinit(&res[k]);
+        if (rc || !complete) break;
     }
     cli_progress_end(&pp.bar);
     mech_free(todo);
     const char *status = rc ? "failed" : *stop ? "interrupted" : "done";
-    if (mech_store_run_finish(s, run, status, &err) && !rc) rc = cli_fail(cmd, &err);
+    for (int k = 0; k < n_methods; k++)
+        if (mech_store_run_finish(s, runs[k], status, &err) && !rc) rc = cli_fail(cmd, &err);
     if (*stop && !rc) {
-        fprintf(stderr, "interrupted: finished pairs are kept; continue with --resume %lld\n", (long long)run);
+        if (n_methods > 1)
+            fprintf(stderr, "interrupted: finished pairs are kept; continue each run with --resume %lld and --resume %lld\n",
+                    (long long)runs[0], (long long)runs[1]);
+        else
+            fprintf(stderr, "interrupted: finished pairs are kept; continue with --resume %lld\n", (long long)run);
         rc = CLI_EXIT_INTERRUPTED;
     }
-    if (!rc) printf("run %lld: %s patching of %d pair%s written to %s (largest effect %.3f)\n", (long long)run, sweep,
-                    n_run, n_run == 1 ? "" : "s", db, sum_effect_max);
+    for (int k = 0; !rc && k < n_methods; k++)
+        printf("run %lld: %s%s patching of %d pair%s written to %s (largest effect %.3f, %.3f s)\n", (long long)runs[k],
+               sweep, methods[k] ? " attribution" : "", n_run, n_run == 1 ? "" : "s", db, effect_max[k], seconds[k]);
+    if (!rc && n_methods > 1) {
+        double r = NAN;
+        if (n_xy > 1) {
+            double vx = sxx - sx * sx / (double)n_xy, vy = syy - sy * sy / (double)n_xy, cxy = sxy - sx * sy / (double)n_xy;
+            r = vx > 0 && vy > 0 ? cxy / sqrt(vx * vy) : NAN;
+        }
+        if (isnan(r))
+            printf("exact vs attribution: correlation undefined (the effects do not vary over %lld cells)\n",
+                   (long long)n_xy);
+        else
+            printf("exact vs attribution: correlation of the effects %.4f over %lld cells\n", r, (long long)n_xy);
+    }
     cli_interrupts_release();
 done:
     mech_free(params);
+    mech_free(params_attrib);
+
     free(done_items);
     mech_store_close(s);
     cli_pairs_free(pairs, n_pairs);

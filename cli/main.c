@@ -228,7 +228,8 @@ const cli_cmd cli_commands[] = {
      "                   unequal lengths are padded and each is scored on its own tokens\n"},
     {"patch", cmd_patch, "activation patching sweeps over clean/corrupt prompt pairs",
      "usage: mech patch --model MODEL (--pairs FILE | --dataset NAME [--n N] [--seed S] [--len L])\n"
-     "                  [--sweep SITE] [--metric METRIC] [--db FILE] [--naive]\n"
+     "                  [--sweep SITE] [--metric METRIC] [--method exact|attrib|both]\n"
+     "                  [--db FILE] [--naive]\n"
      "                  [--shard K/N] [--spec FILE.json] [--threads N] [--dry-run]\n"
      "       mech patch --resume RUN [--db FILE]\n"
      "\n"
@@ -269,6 +270,9 @@ const cli_cmd cli_commands[] = {
      "                 the shards into one run with `mech db merge --join`\n"
      "  --spec FILE    options as a JSON object ({\"model\": \"gpt2/\", \"sweep\": \"heads\"});\n"
      "                 options given after it override it (every command takes it)\n"
+     "  --method M     exact (default: one patched run per cell), attrib (attribution\n"
+     "                 patching: first-order estimates from one backward per pair)\n"
+     "                 or both (an exact and an attrib run, and their correlation)\n"
      "  --naive        one full forward per patch (the reference; slower)\n"
      "  --threads N    worker threads, 1 to 256 (default: one per CPU)\n"
      "  --prepend-bos  put <|endoftext|> in front of every clean and corrupt prompt\n"

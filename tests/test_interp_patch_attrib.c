@@ -268,6 +268,47 @@ static void test_attrib_correlates_gpt2_tiny(void **state) {
     mech_model_free(m);
 }
 
+// A compiled RASP model (hard attention, lookup-table MLPs): reverse reads
+// the answer through value vectors only, so every resid_pre cell's estimate
+// follows the exact effect.
+static void test_attrib_compiled_reverse(void **state) {
+    (void)state;
+    const char *path = mech_test_tmpn("attrib-reverse.safetensors");
+    char *out = NULL;
+    if (mech_test_cli(&out, NULL, "compile examples/rasp/reverse.rasp -o %s", path)) fail_msg("%s", out);
+    free(out);
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load(path, &m, &err)) fail_msg("%s", err.msg);
+    enum { N = 12 };
+    mech_pair *pairs = NULL;
+    if (mech_dataset_compiled(m, N, 0, 1, "random", &pairs, &err)) fail_msg("%s", err.msg);
+    float *x = NULL, *a = NULL;
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+        mech_patch_result rx = {0}, ra = {0};
+        int T = pairs[i].n;
+        exact(m, pairs[i].clean, pairs[i].corrupt, T, MECH_PATCH_LOGIT_DIFF, pairs[i].answer, pairs[i].wrong,
+              MECH_PATCH_RESID_PRE, NULL, 0, &rx);
+        mech_patch_pairs pp = {.clean = pairs[i].clean, .corrupt = pairs[i].corrupt, .answer = &pairs[i].answer,
+                               .wrong = &pairs[i].wrong, .B = 1, .T = T, .pos = -1};
+        attrib(m, &pp, MECH_PATCH_LOGIT_DIFF, MECH_PATCH_RESID_PRE, NULL, 0, &ra);
+        x = realloc(x, sizeof *x * (n + n_cells(&rx))), a = realloc(a, sizeof *a * (n + n_cells(&rx)));
+        for (size_t c = 0; c < n_cells(&rx); c++)
+            if (isfinite(rx.norm[c]) && isfinite(ra.norm[c])) x[n] = rx.norm[c], a[n++] = ra.norm[c];
+        mech_patch_result_deinit(&rx);
+        mech_patch_result_deinit(&ra);
+    }
+    double r = pearson(a, x, n);
+    print_message("reverse.rasp resid_pre: correlation %.4f over %zu cells\n", r, n);
+    assert_true(n > 20);
+    assert_true(r > 0.99);
+    free(x), free(a);
+    mech_pairs_free(pairs, N);
+    mech_model_free(m);
+    remove(path);
+}
+
 // ---------------------------------------------------------------------------
 // Errors
 
@@ -303,6 +344,81 @@ static void test_attrib_errors(void **state) {
     mech_model_free(m);
 }
 
+// ---------------------------------------------------------------------------
+// mech patch --method
+
+// The attrib run's rows are the library's estimates; the exact run is what
+// --method exact stores; the run's parameters say which is which.
+static void test_cli_method(void **state) {
+    (void)state;
+    const char *pairs = mech_test_tmpn("attrib-pairs.jsonl"), *db = mech_test_tmpn("attrib.db");
+    mech_test_rm_db(db);
+    FILE *f = fopen(pairs, "w");
+    assert_non_null(f);
+    fputs("{\"clean\": [5, 6, 7, 8, 9], \"corrupt\": [5, 60, 7, 8, 90], \"answer\": 13, \"wrong\": 14}\n"
+          "{\"clean\": [15, 16, 17], \"corrupt\": [19, 16, 17], \"answer\": 23, \"wrong\": 24}\n", f);
+    fclose(f);
+    char *out = NULL;
+    int st = mech_test_cli(&out, NULL, "patch --model tests/fixtures/gpt2-tiny/ --pairs %s --sweep heads --method both --db %s",
+                           pairs, db);
+    if (st) fail_msg("exit %d: %s", st, out);
+    assert_non_null(strstr(out, "exact vs attribution: correlation of the effects"));
+    free(out);
+    char *runs = mech_test_sql_rows(db, "SELECT id, kind, status, instr(params, '\"method\": \"attrib\"') > 0 FROM runs ORDER BY id");
+    assert_string_equal(runs, "1|patch|done|0\n2|patch|done|1\n");
+    free(runs);
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_load("tests/fixtures/gpt2-tiny/", &m, &err)) fail_msg("%s", err.msg);
+    static const int32_t c0[5] = {5, 6, 7, 8, 9}, x0[5] = {5, 60, 7, 8, 90}, c1[3] = {15, 16, 17}, x1[3] = {19, 16, 17};
+    const int32_t *cl[2] = {c0, c1}, *co[2] = {x0, x1}, ans[2] = {13, 23}, wr[2] = {14, 24};
+    int lens[2] = {5, 3};
+    for (int i = 0; i < 2; i++) {
+        for (int run = 1; run <= 2; run++) {
+            mech_patch_result r = {0};
+            if (run == 2) {
+                mech_patch_pairs pp = {.clean = cl[i], .corrupt = co[i], .answer = &ans[i], .wrong = &wr[i], .B = 1,
+                                       .T = lens[i], .pos = -1};
+                attrib(m, &pp, MECH_PATCH_LOGIT_DIFF, MECH_PATCH_HEAD_OUT, NULL, 0, &r);
+            } else {
+                exact(m, cl[i], co[i], lens[i], MECH_PATCH_LOGIT_DIFF, ans[i], wr[i], MECH_PATCH_HEAD_OUT, NULL, 0, &r);
+            }
+            char sql[256];
+            snprintf(sql, sizeof sql,
+                     "SELECT value FROM results WHERE run_id = %d AND item = %d AND site = 'heads' AND metric = 'logit_diff' "
+                     "ORDER BY layer, head", run, i);
+            char *rows = mech_test_sql_rows(db, sql);
+            size_t n = n_cells(&r), k = 0;
+            float *got = calloc(n, sizeof *got);
+            for (char *p = rows, *end; *p && k < n; p = end + 1) got[k++] = strtof(p, &end);
+            assert_int_equal(k, n);
+            mech_assert_close(got, r.raw, n, 1e-6, 1e-6, run == 2 ? "stored attrib" : "stored exact");
+            free(got);
+            free(rows);
+            mech_patch_result_deinit(&r);
+        }
+    }
+    mech_model_free(m);
+    // The attrib run resumes as attrib (nothing left to do).
+    out = NULL;
+    st = mech_test_cli(&out, NULL, "patch --resume 2 --db %s", db);
+    if (st) fail_msg("resume: exit %d: %s", st, out);
+    free(out);
+    // usage errors
+    static const char *const bad[] = {"--method fast", "--method attrib --naive"};
+    for (size_t k = 0; k < 2; k++) {
+        out = NULL;
+        st = mech_test_cli(&out, NULL, "patch --model tests/fixtures/gpt2-tiny/ --pairs %s %s --db %s", pairs, bad[k], db);
+        assert_int_equal(st, 2);
+        free(out);
+    }
+    out = NULL;
+    assert_int_equal(mech_test_cli(&out, NULL, "patch --resume 2 --method both --db %s", db), 2);
+    free(out);
+    mech_test_rm_db(db);
+    remove(pairs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attrib_exact_when_linear),
@@ -310,7 +426,9 @@ int main(void) {
         cmocka_unit_test(test_attrib_batch_independent),
         cmocka_unit_test(test_attrib_same_input),
         cmocka_unit_test(test_attrib_correlates_gpt2_tiny),
+        cmocka_unit_test(test_attrib_compiled_reverse),
         cmocka_unit_test(test_attrib_errors),
+        cmocka_unit_test(test_cli_method),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
