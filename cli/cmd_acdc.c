@@ -25,6 +25,7 @@ typedef struct acdc_spec {
     double tau;
     int heads_ascending, naive, abs_value;
     int prepend_bos; // <|endoftext|> in front of every prompt (--prepend-bos)
+    long prefilter;  // ACDC tries only the top N edges by EAP (0: every edge)
 } acdc_spec;
 
 static const char *const metric_names[] = {"kl", "logit_diff", "l2"};
@@ -60,6 +61,7 @@ static char *spec_json(const acdc_spec *sp, const mech_acdc_graph *g, int n_out,
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
                     g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
     if (sp->prepend_bos) mech_buf_puts(&b, ", \"prepend_bos\": true");
+    if (sp->prefilter > 0) mech_buf_printf(&b, ", \"prefilter\": %ld", sp->prefilter);
     if (sweep) mech_buf_printf(&b, ", \"sweep\": %lld", (long long)sweep);
     mech_buf_puts(&b, "}");
     char *s = b.oom ? NULL : mech_strdup(b.data);
@@ -85,6 +87,7 @@ static int spec_from_json(const mech_json *j, acdc_spec *sp) {
     sp->prepend_bos = mech_json_bool(j, "prepend_bos");
     sp->pos_shuffle = (long)mech_json_num(j, "pos_shuffle", -1);
     sp->positions = mech_json_str(j, "positions", NULL);
+    sp->prefilter = (long)mech_json_num(j, "prefilter", 0);
     if (!sp->corruption) sp->corruption = "random";
     return sp->model && (sp->dataset || sp->pairs) && sp->metric && sp->ablation && !isnan(sp->tau) ? 0 : -1;
 }
@@ -105,6 +108,8 @@ typedef struct acdc_ctx {
     uint8_t *truth;  // [graph edges] for compiled models, else NULL
     int n_truth;
     int quiet;       // sweep: one line per run instead of the circuit
+    double *eap;     // [graph edges] EAP scores of a new run with --prefilter, else NULL
+    double eap_seconds;
     volatile int *stop; // set by Ctrl-C / SIGTERM
 } acdc_ctx;
 
@@ -258,6 +263,45 @@ static void print_circuit(const acdc_ctx *c, const mech_acdc_graph *g) {
 // ---------------------------------------------------------------------------
 // One ACDC run (new or resumed)
 
+// KL rows other than the last: every position (after BOS for compiled
+// models), or the induction dataset's repeated half, where the next token is
+// predictable (the reference's mask_repeat_candidates). *mask NULL for the
+// last position. -1 when out of memory.
+static int positions_mask(const acdc_ctx *c, const acdc_spec *sp, uint8_t **mask) {
+    *mask = NULL;
+    if (!sp->positions || !strcmp(sp->positions, "last")) return 0;
+    *mask = mech_calloc((size_t)c->B * c->T, 1);
+    if (!*mask) return -1;
+    // (with --prepend-bos the halves start one position later)
+    int bos = sp->prepend_bos;
+    int from = !strcmp(sp->positions, "induction") ? (c->T - bos + 1) / 2 + bos : c->compiled ? 1 : bos;
+    for (int b = 0; b < c->B; b++)
+        for (int t = from; t < c->T; t++) (*mask)[(size_t)b * c->T + t] = 1;
+    return 0;
+}
+
+// --prefilter: the EAP scores a resumed run stored when it started.
+static int read_eap(acdc_ctx *c, int64_t run, const mech_acdc_graph *g, double *scores) {
+    mech_err err = {0};
+    mech_result_row *rows = NULL;
+    size_t nr = 0;
+    if (mech_store_results_get(c->s, run, NULL, &rows, &nr, &err)) return cli_fail(c->cmd, &err);
+    int n = 0;
+    for (int e = 0; e < g->n_edges; e++) scores[e] = 0;
+    for (size_t i = 0; i < nr; i++) {
+        if (rows[i].item != -1 || strcmp(rows[i].metric, "eap_score")) continue;
+        int e = edge_by_site(g, rows[i].site);
+        if (e >= 0) scores[e] = rows[i].value, n++;
+    }
+    mech_store_results_free(rows, nr);
+    if (n != g->n_addition + g->n_direct) {
+        fprintf(stderr, "mech %s: error: run %lld: its prefilter's EAP scores are incomplete in the database (%d of %d)\n",
+                c->cmd, (long long)run, n, g->n_addition + g->n_direct);
+        return 1;
+    }
+    return 0;
+}
+
 typedef struct run_out {
     int64_t run;
     mech_acdc_score score;
@@ -281,6 +325,22 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         return 1;
     }
     int64_t run = resume;
+    // --prefilter: ACDC starts from the top edges by EAP (the run's own stored
+    // scores when resumed), every other edge removed
+    double *eap = NULL;
+    if (sp->prefilter > 0) {
+        eap = resume ? mech_malloc((size_t)g->n_edges * sizeof *eap) : c->eap;
+        if (!eap) {
+            fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+            rc = 1;
+            goto done;
+        }
+        if ((resume && (rc = read_eap(c, run, g, eap)))) goto done;
+        if (mech_acdc_prefilter(g, eap, (int)sp->prefilter, NULL, &err)) {
+            rc = cli_fail(cmd, &err);
+            goto done;
+        }
+    }
     if (resume) {
         if ((rc = read_trials(c, run, g, &replay, &n_replay))) goto done;
         if (mech_store_run_finish(c->s, run, "running", &err)) {
@@ -305,6 +365,16 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
                  mech_store_prompt(c->s, run, i, "corrupt", c->pairs[i].corrupt_text, c->corrupt + (size_t)i * c->T,
                                    c->T, &err) == MECH_OK;
         }
+        // the prefilter's ranking: every counted edge's EAP score
+        for (int e = 0; ok && eap && e < g->n_edges; e++) {
+            if (g->edges[e].type == MECH_ACDC_PLACEHOLDER) continue;
+            char site[160];
+            snprintf(site, sizeof site, "%s->%s", g->nodes[g->edges[e].sender].name, g->nodes[g->edges[e].receiver].name);
+            const mech_acdc_node *r = &g->nodes[g->edges[e].receiver];
+            mech_result row = {.item = -1, .site = site, .layer = r->layer, .pos = -1, .head = r->head, .token = -1,
+                               .rank = -1, .metric = "eap_score", .value = eap[e]};
+            ok = mech_store_result(c->s, run, &row, &err) == MECH_OK;
+        }
         for (int e = 0; ok && c->truth && e < g->n_edges; e++) {
             if (!c->truth[e]) continue;
             char site[160];
@@ -325,6 +395,9 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         fprintf(stderr, "run %lld: ACDC on %d input%s of %d token%s, tau %g, metric %s, %s ablation%s -> %s\n",
                 (long long)run, c->B, cli_s(c->B), c->T, cli_s(c->T), sp->tau, sp->metric, sp->ablation,
                 n_replay ? " (resumed)" : "", c->db);
+    if (!c->quiet && eap)
+        fprintf(stderr, "run %lld: prefilter: ACDC tries the top %ld of %d edges by EAP%s\n", (long long)run,
+                sp->prefilter, g->n_addition + g->n_direct, resume ? " (the run's stored scores)" : "");
     run_state rs = {.c = c, .g = g, .run = run, .item = n_replay, .last_receiver = -1};
     cli_progress_start(&rs.bar, "acdc receivers", 0);
     mech_acdc_opts o = {.metric = (mech_acdc_metric)metric, .ablation = (mech_acdc_ablation)ablation, .tau = sp->tau,
@@ -346,25 +419,14 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         mech_acdc_torch_randperm((uint64_t)sp->pos_shuffle, c->T, perm);
         o.pos_perm = perm;
     }
-    // KL rows other than the last: every position (after BOS for compiled
-    // models), or the induction dataset's repeated half, where the next
-    // token is predictable (the reference's mask_repeat_candidates)
     uint8_t *mask = NULL;
-    if (sp->positions && strcmp(sp->positions, "last")) {
-        mask = mech_calloc((size_t)c->B * c->T, 1);
-        if (!mask) {
-            mech_free(perm);
-            mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
-            rc = cli_run_failed(cmd, c->s, run, &err);
-            goto done;
-        }
-        // (with --prepend-bos the halves start one position later)
-        int bos = sp->prepend_bos;
-        int from = !strcmp(sp->positions, "induction") ? (c->T - bos + 1) / 2 + bos : c->compiled ? 1 : bos;
-        for (int b = 0; b < c->B; b++)
-            for (int t = from; t < c->T; t++) mask[(size_t)b * c->T + t] = 1;
-        o.mask = mask;
+    if (positions_mask(c, sp, &mask)) {
+        mech_free(perm);
+        mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+        rc = cli_run_failed(cmd, c->s, run, &err);
+        goto done;
     }
+    o.mask = mask;
     mech_acdc_result res = {0};
     mech_status st = mech_acdc_run(c->m, c->clean, ablation == MECH_ACDC_ZERO ? NULL : c->corrupt, c->B, c->T, &o, g,
                                    &res, &err);
@@ -404,6 +466,7 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         {"n_edges", sc.n_found}, {"n_counted", sc.n_counted}, {"metric_final", res.metric_final},
         {"trials", (double)(n_replay + res.n_trials)}, {"seconds", res.seconds}, {"macs", (double)res.macs},
         {"tpr", c->truth ? sc.tpr : NAN}, {"fpr", c->truth ? sc.fpr : NAN}, {"n_truth", c->truth ? sc.n_truth : NAN},
+        {"prefilter", eap ? (double)sp->prefilter : NAN}, {"eap_seconds", eap && !resume ? c->eap_seconds : NAN},
     };
     for (size_t k = 0; ok && k < sizeof sum / sizeof *sum; k++) {
         if (isnan(sum[k].v) && k >= 6) continue;
@@ -423,12 +486,16 @@ static int run_acdc(acdc_ctx *c, const acdc_spec *sp, int64_t resume, int64_t sw
         printf("run %lld: %d of %d edges kept (tau %g, %s, %s ablation), %lld trial%s in %.2f s, metric %.6g\n",
                (long long)run, sc.n_found, sc.n_counted, sp->tau, sp->metric, sp->ablation, trials, cli_s(trials),
                res.seconds, res.metric_final);
+        if (eap)
+            printf("prefilter: ACDC tried the top %ld of %d edges by EAP%s\n", sp->prefilter, sc.n_counted,
+                   resume ? "" : " (the other edges were removed before it started)");
         print_circuit(c, g);
         if (c->truth)
             printf("TPR %.3f  FPR %.4f  (%d of %d truth edges found, %d false positives)\n", sc.tpr, sc.fpr, sc.tp,
                    sc.n_truth, sc.fp);
     }
 done:
+    if (eap != c->eap) mech_free(eap);
     mech_free(replay);
     mech_free(params);
     mech_acdc_graph_free(g);
@@ -630,6 +697,60 @@ static int parse_taus(const char *cmd, const char *s, double *taus, int cap) {
     return n ? n : -1;
 }
 
+// --prefilter N (edges) or F (a fraction of them, with a decimal point):
+// sp->prefilter gets the count and c->eap the EAP scores of the run's own
+// inputs and metric (interp/acdc.c: mech_acdc_eap_scores), computed once for
+// every run of a sweep. ablations: a sweep's list, or NULL. 0 or an exit code.
+static int prefilter_scores(acdc_ctx *c, acdc_spec *sp, const char *arg, const char *ablations) {
+    const char *cmd = c->cmd;
+    mech_err err = {0};
+    mech_acdc_graph *g = NULL;
+    if (mech_acdc_graph_new(&c->m->cfg, c->compiled, &g, &err)) return cli_fail(cmd, &err);
+    int counted = g->n_addition + g->n_direct, rc = 0;
+    char *end = NULL;
+    double x = strtod(arg, &end);
+    int frac = strchr(arg, '.') != NULL;
+    if (end == arg || *end || !(x > 0) || (frac ? x > 1 : x != floor(x) || x > 2147483647.0)) {
+        rc = cli_usage(cmd, "--prefilter '%s': expected a number of edges (1 or more) or a fraction of them (0 < F <= 1, "
+                       "e.g. 0.1)", arg);
+        goto done;
+    }
+    sp->prefilter = frac ? (long)ceil(x * counted) : (long)x;
+    if (sp->prefilter > counted) sp->prefilter = counted;
+    // EAP scores resample ablation on the corrupted inputs as they are
+    int zero = ablations ? strstr(ablations, "zero") != NULL : !strcmp(sp->ablation, "zero");
+    if (zero) {
+        rc = cli_usage(cmd, "--prefilter ranks edges by EAP, which scores resample ablation (corrupted inputs); "
+                       "it does not apply to zero ablation%s", ablations ? " (give --ablations resample)" : "");
+        goto done;
+    }
+    if (c->compiled && sp->pos_shuffle >= 0) {
+        rc = cli_usage(cmd, "--prefilter: EAP's corrupted run cannot shuffle positions as resample ablation does on "
+                       "compiled models; add --pos-shuffle off");
+        goto done;
+    }
+    uint8_t *mask = NULL;
+    c->eap = mech_malloc((size_t)g->n_edges * sizeof *c->eap);
+    if (!c->eap || positions_mask(c, sp, &mask)) {
+        fprintf(stderr, "mech %s: error: out of memory\n", cmd);
+        rc = 1;
+        goto done;
+    }
+    mech_acdc_opts o = {.metric = (mech_acdc_metric)name_index(sp->metric, metric_names, 3),
+                        .ablation = MECH_ACDC_RESAMPLE, .answer = c->answer, .wrong = c->wrong, .mask = mask,
+                        .n_out = c->n_out, .threads = c->threads};
+    double t0 = mech_now();
+    if (mech_acdc_eap_scores(c->m, g, c->clean, c->corrupt, c->B, c->T, &o, c->eap, &err)) rc = cli_fail(cmd, &err);
+    c->eap_seconds = mech_now() - t0;
+    mech_free(mask);
+    if (!rc)
+        fprintf(stderr, "prefilter: EAP scored %d edges in %.2f s; ACDC tries the top %ld\n", counted, c->eap_seconds,
+                sp->prefilter);
+done:
+    mech_acdc_graph_free(g);
+    return rc;
+}
+
 // ---------------------------------------------------------------------------
 // The command
 
@@ -643,7 +764,7 @@ static int is_compared(const char *arg) {
 }
 
 int cmd_acdc(int argc, char **argv) {
-    const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db";
+    const char *cmd = "acdc", *v, *taus_s = NULL, *ablations_s = NULL, *db = "mech.db", *prefilter_s = NULL;
     if (argc > 1 && !strcmp(argv[1], "export")) return export_run(cmd, argc, argv);
     acdc_spec sp = {.n = 0, .len = 0, .seed = 1, .pos_shuffle = 49, .corruption = "random", .tau = NAN};
     long resume = 0, threads = 0;
@@ -681,6 +802,7 @@ int cmd_acdc(int argc, char **argv) {
         }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--ablations", &ablations_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--positions", &sp.positions))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--prefilter", &prefilter_s))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--pos-shuffle", &v))) {
             if (r < 0) return 2;
             pos_shuffle_given = "--pos-shuffle";
@@ -880,6 +1002,7 @@ int cmd_acdc(int argc, char **argv) {
         }
         mech_acdc_graph_free(g);
     }
+    if (prefilter_s && (rc = prefilter_scores(&c, &sp, prefilter_s, sweep ? ablations_s ? ablations_s : "zero,resample" : NULL))) goto done;
     if (!c.s && (rc = cli_store_open(cmd, db, 1, &c.s))) goto done;
     c.stop = cli_interrupts_catch();
     if (!sweep) {
@@ -974,6 +1097,7 @@ int cmd_acdc(int argc, char **argv) {
     }
 done:
     cli_interrupts_release();
+    mech_free(c.eap);
     mech_free(c.truth);
     mech_free(c.clean);
     mech_free(c.corrupt);

@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------
@@ -760,6 +761,16 @@ mech_status mech_acdc_run(const mech_model *m, const int32_t *clean, const int32
         goto done;
     }
     int n_order = visit_order(&x, order);
+    // Edges absent from the start (a prefilter) are ablated from the first
+    // evaluation: their receivers build their inputs from their present
+    // edges now, not only once the search reaches them (the fast evaluator
+    // builds every input from the flags anyway).
+    for (int v = 0; v < g->n_nodes; v++)
+        for (int e = g->first_in[v]; e < g->first_in[v + 1]; e++)
+            if (!g->edges[e].present && g->edges[e].type != MECH_ACDC_PLACEHOLDER) {
+                ev->install(ev, v);
+                break;
+            }
     search s = {.x = &x, .ev = ev, .res = res, .t0 = &t0, .last_key = -1, .cur = NAN};
     for (int i = 0; i < o->n_replay; i++) {
         int e = o->replay[i].edge;
@@ -807,4 +818,74 @@ done:
     mech_free(order);
     ctx_free(&x);
     return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Prefilter: EAP's ranking decides which edges ACDC tries
+
+mech_status mech_acdc_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
+                                 const int32_t *corrupt, int B, int T, const mech_acdc_opts *o, double *scores,
+                                 mech_err *err) {
+    if (!m || !g || !clean || !o || !scores)
+        return mech_err_set(err, MECH_ERR_ARG, "mech_acdc_eap_scores: model, graph, tokens, options and scores are required");
+    if (o->ablation != MECH_ACDC_RESAMPLE || !corrupt)
+        return mech_err_set(err, MECH_ERR_ARG, "EAP scores resample ablation: it needs the corrupted inputs");
+    if (o->pos_perm)
+        return mech_err_set(err, MECH_ERR_ARG,
+                            "EAP's corrupted run reads the corrupted tokens as they are; it cannot shuffle positions (pos_perm)");
+    if (B < 1 || T < 1) return mech_err_set(err, MECH_ERR_ARG, "EAP: batch %d x %d tokens: both must be >= 1", B, T);
+    if (o->metric == MECH_ACDC_LOGIT_DIFF) {
+        // At the full model, as EAP: the gradient on the clean run (the sign
+        // of ACDC's -logit_diff does not change |score|).
+        mech_metric mt = {.kind = MECH_METRIC_LOGIT_DIFF, .pos = -1, .answer = o->answer, .wrong = o->wrong};
+        return mech_eap_scores(m, g, clean, corrupt, B, T, &mt, o->threads, scores, NULL, err);
+    }
+    // KL and L2 to the full model are at their minimum on the clean run, so
+    // their gradient there, and every EAP score, is 0. The gradient of the
+    // KL to the clean run is taken on the corrupted run instead, with the
+    // clean and corrupted roles swapped: score = (clean - corrupted sender
+    // output) . d KL / d(receiver input) at the corrupted run.
+    mech_run *r = NULL;
+    mech_status rc = mech_run_new(m, B, T, &r, err);
+    if (!rc && o->threads > 0) rc = mech_run_set_threads(r, o->threads, err);
+    if (!rc) rc = mech_run_forward(r, clean, err);
+    if (!rc) {
+        int all = o->metric == MECH_ACDC_L2 || o->mask; // L2 reads every position but the first
+        mech_metric mt = {.kind = MECH_METRIC_KL, .pos = all ? MECH_POS_ALL : -1, .ref_logits = mech_run_logits(r)};
+        rc = mech_eap_scores(m, g, corrupt, clean, B, T, &mt, o->threads, scores, NULL, err);
+    }
+    mech_run_free(r);
+    return rc;
+}
+
+typedef struct ranked {
+    double score;
+    int edge;
+} ranked;
+
+static int by_score(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return (x->edge > y->edge) - (x->edge < y->edge);
+}
+
+mech_status mech_acdc_prefilter(mech_acdc_graph *g, const double *scores, int keep, int *rank, mech_err *err) {
+    if (!g || !scores) return mech_err_set(err, MECH_ERR_ARG, "mech_acdc_prefilter: graph and scores are required");
+    if (keep < 0) return mech_err_set(err, MECH_ERR_ARG, "prefilter: keep %d edges: must be >= 0", keep);
+    ranked *r = mech_malloc((size_t)(g->n_edges ? g->n_edges : 1) * sizeof *r);
+    if (!r) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    int n = 0;
+    for (int e = 0; e < g->n_edges; e++) {
+        if (rank) rank[e] = -1;
+        if (g->edges[e].type == MECH_ACDC_PLACEHOLDER) continue;
+        double a = fabs(scores[e]);
+        r[n++] = (ranked){isnan(a) ? 0 : a, e};
+    }
+    qsort(r, (size_t)n, sizeof *r, by_score);
+    for (int i = 0; i < n; i++) {
+        if (rank) rank[r[i].edge] = i;
+        if (i >= keep) g->edges[r[i].edge].present = 0;
+    }
+    mech_free(r);
+    return MECH_OK;
 }

@@ -558,7 +558,8 @@ typedef struct mech_acdc_result {
     double seconds;          // a resumed run's include the replayed trials' (their seconds)
 } mech_acdc_result;
 
-// Runs ACDC on g (edges already absent stay absent) over B sequences of T
+// Runs ACDC on g (edges already absent stay absent: ablated from the first
+// evaluation and never tried, e.g. after mech_acdc_prefilter) over B sequences of T
 // tokens: clean[B*T] is the data; corrupt[B*T] the corrupted inputs
 // (MECH_ACDC_RESAMPLE; NULL with MECH_ACDC_ZERO, whose pass runs on clean).
 // On return g's present flags are the circuit and every tried edge has its
@@ -715,5 +716,26 @@ mech_status mech_patch_attrib_sweep(const mech_model *m, const mech_patch_pairs 
 mech_status mech_patch_attrib_path(const mech_model *m, const mech_patch_pairs *pp, mech_patch_metric metric,
                                    const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
                                    mech_err *err);
+
+// ACDC's --prefilter (interp/acdc.c; docs/acdc.md): EAP (mech_eap_scores)
+// on ACDC's own inputs and metric ranks the edges, and ACDC tries only the
+// best. The EAP metric follows o->metric: logit_diff is EAP's own (the
+// gradient on the clean run); KL and L2, whose gradient on the clean run is
+// 0, become the KL to the clean run's logits with the gradient on the
+// corrupted run (clean and corrupted swapped), at the last position, or at
+// every position for L2 and a KL with a mask. scores[g->n_edges]: caller's
+// storage. Errors: MECH_ERR_ARG for zero ablation (no corrupted inputs) or
+// a position shuffle (o->pos_perm: EAP's corrupted run cannot apply it), and
+// those of mech_eap_scores.
+mech_status mech_acdc_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
+                                 const int32_t *corrupt, int B, int T, const mech_acdc_opts *o, double *scores,
+                                 mech_err *err);
+// Keeps the keep counted edges of g with the largest |score| (ties: graph
+// order; NaN counts as 0) and makes every other counted edge absent, which
+// mech_acdc_run then treats as removed (ablated from its first evaluation,
+// never tried). rank (may be NULL): caller's [g->n_edges], each counted
+// edge's place in the ranking (0 = the largest |score|), -1 for
+// placeholders. keep >= the counted edges leaves g as it is.
+mech_status mech_acdc_prefilter(mech_acdc_graph *g, const double *scores, int keep, int *rank, mech_err *err);
 
 #endif
