@@ -724,11 +724,6 @@ static int prefilter_scores(acdc_ctx *c, acdc_spec *sp, const char *arg, const c
                        "it does not apply to zero ablation%s", ablations ? " (give --ablations resample)" : "");
         goto done;
     }
-    if (c->compiled && sp->pos_shuffle >= 0) {
-        rc = cli_usage(cmd, "--prefilter: EAP's corrupted run cannot shuffle positions as resample ablation does on "
-                       "compiled models; add --pos-shuffle off");
-        goto done;
-    }
     uint8_t *mask = NULL;
     c->eap = mech_malloc((size_t)g->n_edges * sizeof *c->eap);
     if (!c->eap || positions_mask(c, sp, &mask)) {

@@ -400,7 +400,7 @@ const cli_cmd cli_commands[] = {
      "                  the reference's Tracr tasks (default 49)\n"
      "  --naive         one full forward pass per trial (the oracle fast mode matches)\n"
      "  --prefilter N|F  try only the top N edges (fraction F, e.g. 0.1) by EAP; the\n"
-     "                  rest are removed first (resample ablation; docs/acdc.md)\n"
+     "                  rest are removed first (resample ablation only; docs/acdc.md)\n"
      "  --abs-value     compare |metric change| with tau\n"
      "  --prepend-bos   put <|endoftext|> in front of every prompt (--positions\n"
      "                  induction then starts one later); --no-prepend-bos: the\n"

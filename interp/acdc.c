@@ -830,9 +830,9 @@ mech_status mech_acdc_eap_scores(const mech_model *m, const mech_acdc_graph *g, 
         return mech_err_set(err, MECH_ERR_ARG, "mech_acdc_eap_scores: model, graph, tokens, options and scores are required");
     if (o->ablation != MECH_ACDC_RESAMPLE || !corrupt)
         return mech_err_set(err, MECH_ERR_ARG, "EAP scores resample ablation: it needs the corrupted inputs");
-    if (o->pos_perm)
-        return mech_err_set(err, MECH_ERR_ARG,
-                            "EAP's corrupted run reads the corrupted tokens as they are; it cannot shuffle positions (pos_perm)");
+    // (o->pos_perm is not applied: EAP's corrupted run reads the corrupted
+    // tokens as they are, so positional edges score what the tokens alone
+    // change; the prefilter is a ranking, ACDC itself still shuffles.)
     if (B < 1 || T < 1) return mech_err_set(err, MECH_ERR_ARG, "EAP: batch %d x %d tokens: both must be >= 1", B, T);
     if (o->metric == MECH_ACDC_LOGIT_DIFF) {
         // At the full model, as EAP: the gradient on the clean run (the sign

@@ -723,10 +723,10 @@ mech_status mech_patch_attrib_path(const mech_model *m, const mech_patch_pairs *
 // gradient on the clean run); KL and L2, whose gradient on the clean run is
 // 0, become the KL to the clean run's logits with the gradient on the
 // corrupted run (clean and corrupted swapped), at the last position, or at
-// every position for L2 and a KL with a mask. scores[g->n_edges]: caller's
-// storage. Errors: MECH_ERR_ARG for zero ablation (no corrupted inputs) or
-// a position shuffle (o->pos_perm: EAP's corrupted run cannot apply it), and
-// those of mech_eap_scores.
+// every position for L2 and a KL with a mask. EAP's corrupted run reads the
+// corrupted tokens as they are (o->pos_perm is not applied). scores
+// [g->n_edges]: caller's storage. Errors: MECH_ERR_ARG for zero ablation (no
+// corrupted inputs), and those of mech_eap_scores.
 mech_status mech_acdc_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
                                  const int32_t *corrupt, int B, int T, const mech_acdc_opts *o, double *scores,
                                  mech_err *err);

@@ -4,8 +4,9 @@
 ** a prefilter removes are ablated from the first evaluation in both
 ** evaluators (naive and fast agree); the ranking; on compiled RASP models
 ** the prefiltered search finds plain ACDC's circuit with fewer trials once
-** N reaches the truth's edges; the command stores the prefilter and the
-** EAP scores, resumes from them, and refuses what EAP cannot score.
+** N reaches the truth's edges (with and without ACDC's position shuffle);
+** the command stores the prefilter and the EAP scores, resumes from them,
+** and refuses what EAP cannot score.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -209,11 +210,11 @@ static void test_prefilter_ranking(void **state) {
     assert_int_equal(rank[second], n - 1);
     assert_int_equal(mech_acdc_prefilter(g, s, -1, NULL, &err), MECH_ERR_ARG);
     // what EAP cannot score
-    int32_t ids[4] = {1, 2, 3, 4}, perm[4] = {0, 1, 2, 3};
+    int32_t ids[4] = {1, 2, 3, 4};
     mech_acdc_opts o = {.metric = MECH_ACDC_KL, .ablation = MECH_ACDC_ZERO};
     assert_int_equal(mech_acdc_eap_scores(m, g, ids, ids, 1, 4, &o, s, &err), MECH_ERR_ARG);
-    o.ablation = MECH_ACDC_RESAMPLE, o.pos_perm = perm;
-    assert_int_equal(mech_acdc_eap_scores(m, g, ids, ids, 1, 4, &o, s, &err), MECH_ERR_ARG);
+    o.ablation = MECH_ACDC_RESAMPLE;
+    assert_int_equal(mech_acdc_eap_scores(m, g, ids, NULL, 1, 4, &o, s, &err), MECH_ERR_ARG);
     free(s), free(rank);
     mech_acdc_graph_free(g);
     mech_model_free(m);
@@ -222,7 +223,9 @@ static void test_prefilter_ranking(void **state) {
 // ---------------------------------------------------------------------------
 // Compiled models: the circuit is plain ACDC's once N covers the truth
 
-static void compiled_same_circuit(const char *program, int *n_keep, int *n_counted, int *trials_plain,
+// shuffle: ACDC's corrupted pass reads positions in torch's randperm(T)
+// order for seed 49 (the command's default); EAP does not shuffle.
+static void compiled_same_circuit(const char *program, int shuffle, int *n_keep, int *n_counted, int *trials_plain,
                                   int *trials_pre) {
     const char *path = mech_test_tmpn("prefilter.safetensors");
     char *out = NULL;
@@ -240,8 +243,10 @@ static void compiled_same_circuit(const char *program, int *n_keep, int *n_count
         memcpy(clean + i * T, pairs[i].clean, sizeof(int32_t) * T);
         memcpy(corrupt + i * T, pairs[i].corrupt, sizeof(int32_t) * T);
     }
+    int32_t *perm = malloc(sizeof(int32_t) * T);
+    mech_acdc_torch_randperm(49, T, perm);
     mech_acdc_opts o = {.metric = MECH_ACDC_L2, .ablation = MECH_ACDC_RESAMPLE, .tau = 0.01,
-                        .n_out = mech_compiled_n_out(m), .threads = 1};
+                        .n_out = mech_compiled_n_out(m), .pos_perm = shuffle ? perm : NULL, .threads = 1};
     mech_acdc_graph *g0 = graph(m, 1), *g1 = graph(m, 1);
     uint8_t *truth = calloc((size_t)g0->n_edges, 1);
     double *scores = calloc((size_t)g0->n_edges, sizeof *scores);
@@ -264,7 +269,7 @@ static void compiled_same_circuit(const char *program, int *n_keep, int *n_count
                      g0->edges[e].present ? "kept" : "removed");
     *n_keep = keep, *n_counted = counted(g0), *trials_plain = a.n, *trials_pre = b.n;
     assert_true(b.n < a.n);
-    free(a.t), free(b.t), free(truth), free(scores), free(rank), free(clean), free(corrupt);
+    free(a.t), free(b.t), free(truth), free(scores), free(rank), free(clean), free(corrupt), free(perm);
     mech_acdc_graph_free(gr);
     mech_acdc_graph_free(g0);
     mech_acdc_graph_free(g1);
@@ -276,12 +281,13 @@ static void compiled_same_circuit(const char *program, int *n_keep, int *n_count
 static void test_prefilter_compiled(void **state) {
     (void)state;
     static const char *const programs[] = {"reverse", "sort", "hist"};
-    for (size_t k = 0; k < sizeof programs / sizeof *programs; k++) {
-        int keep, n, ta, tb;
-        compiled_same_circuit(programs[k], &keep, &n, &ta, &tb);
-        print_message("%s: prefilter %d of %d edges (every truth edge): plain ACDC's circuit, %d trials instead of %d\n",
-                      programs[k], keep, n, tb, ta);
-    }
+    for (size_t k = 0; k < sizeof programs / sizeof *programs; k++)
+        for (int shuffle = 0; shuffle < 2; shuffle++) {
+            int keep, n, ta, tb;
+            compiled_same_circuit(programs[k], shuffle, &keep, &n, &ta, &tb);
+            print_message("%s%s: prefilter %d of %d edges (every truth edge): plain ACDC's circuit, %d trials "
+                          "instead of %d\n", programs[k], shuffle ? " (position shuffle)" : "", keep, n, tb, ta);
+        }
 }
 
 // ---------------------------------------------------------------------------
@@ -369,15 +375,15 @@ static void test_cli_prefilter(void **state) {
         assert_int_equal(mech_test_cli(&out, NULL, "%s %s", cmd, bad[k]), 2);
         free(out);
     }
-    assert_int_equal(mech_test_cli(&out, NULL, "acdc --model %s --dataset compiled --n 4 --tau 0.01 --prefilter 10 --db %s",
-                                   rev, db), 2);
-    assert_non_null(strstr(out, "--pos-shuffle off"));
+    // with the position shuffle (the default): run 4
+    if (mech_test_cli(&out, NULL, "acdc --model %s --dataset compiled --n 40 --tau 0.01 --prefilter 60 --db %s", rev, db))
+        fail_msg("%s", out);
     free(out);
     sql_exec(db, "update runs set status = 'interrupted' where id = 3");
     assert_int_equal(mech_test_cli(&out, NULL, "acdc --resume 3 --prefilter 10 --db %s", db), 2);
     free(out);
     p = sql1(db, "select count(*) from runs");
-    assert_string_equal(p, "3");
+    assert_string_equal(p, "4");
     free(p);
     mech_test_rm_db(db);
     remove(rev);
