@@ -1036,7 +1036,9 @@ int cmd_acdc(int argc, char **argv) {
         mech_buf pb = {0};
         mech_buf_puts(&pb, "{\"model\": ");
         mech_buf_json_string(&pb, sp.model, strlen(sp.model));
-        mech_buf_printf(&pb, ", \"metric\": \"%s\", \"n_tau\": %d}", sp.metric, n_tau);
+        mech_buf_printf(&pb, ", \"metric\": \"%s\", \"n_tau\": %d", sp.metric, n_tau);
+        if (sp.prefilter > 0) mech_buf_printf(&pb, ", \"prefilter\": %ld", sp.prefilter);
+        mech_buf_puts(&pb, "}");
         mech_buf line = {0};
         mech_buf_puts(&line, "mech");
         for (int i = 0; i < argc; i++) mech_buf_printf(&line, " %s", argv[i]);
