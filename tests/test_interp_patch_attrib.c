@@ -184,6 +184,20 @@ static void test_attrib_first_order(void **state) {
             mech_patch_result_deinit(&x);
             mech_patch_result_deinit(&a);
         }
+    // KL(clean || run) is at its minimum on the clean run: the gradient there
+    // is 0, so only the corrupted run's gradient estimates anything, and near
+    // the minimum (quadratic) the estimate of restoring the whole difference
+    // (resid_pre of block 0 at the changed position) is twice the exact change.
+    mech_patch_result x = {0}, a = {0};
+    exact(m, clean, corrupt, T, MECH_PATCH_KL, ans, wrong, MECH_PATCH_RESID_PRE, NULL, 0, &x);
+    attrib(m, &pp, MECH_PATCH_KL, MECH_PATCH_RESID_PRE, NULL, 0, &a);
+    double dx = x.raw[2] - x.corrupted, da = a.raw[2] - a.corrupted;
+    assert_true(x.corrupted > 0 && fabs(x.raw[2]) < 1e-3 * x.corrupted); // the exact restore: KL 0
+    if (!(da / dx > 1.6 && da / dx < 2.4)) fail_msg("KL: estimate %g, exact change %g", da, dx);
+    for (int t = 0; t < T; t++)
+        if (t != 2) assert_true(a.raw[t] == (float)a.corrupted); // nothing differs there
+    mech_patch_result_deinit(&x);
+    mech_patch_result_deinit(&a);
     mech_model_free(m);
 }
 
