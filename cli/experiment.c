@@ -252,7 +252,8 @@ static int slurm_var(const char *cmd, const char *name, long *out) {
 // task 6 shard 4/8. The step is (MAX - MIN) / (COUNT - 1): an array whose
 // tasks are not evenly spaced (--array=1,2,7) has none and is refused, as
 // is a task that is not on it or SLURM_ARRAY_TASK_STEP that disagrees:
-// guessing would leave pairs out or run them twice.
+// guessing would leave pairs out or run them twice. Slurm (22.05) sets
+// _STEP to 1 for any list, so --array=1,4,7 is refused too: 1-7:3 is not.
 static int shard_slurm(const char *cmd, int *k, int *n) {
     static const char *const names[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
                                         "SLURM_ARRAY_TASK_MAX"};
@@ -284,8 +285,8 @@ static int shard_slurm(const char *cmd, int *k, int *n) {
     }
     if (has_step && count > 1 && given_step != step) {
         cli_usage(cmd, "--shard auto: SLURM_ARRAY_TASK_STEP=%ld, but %ld tasks from %ld to %ld are %ld apart "
-                  "(SLURM_ARRAY_TASK_COUNT, _MIN, _MAX): the array is not evenly spaced; submit --array=A-B or "
-                  "A-B:STEP", given_step, count, lo, hi, step);
+                  "(SLURM_ARRAY_TASK_COUNT, _MIN, _MAX): the array is a list (Slurm says step 1 for every list) or "
+                  "not evenly spaced; submit --array=A-B or A-B:STEP", given_step, count, lo, hi, step);
         return -1;
     }
     if (id < lo || id > hi || (id - lo) % step) {

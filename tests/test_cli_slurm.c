@@ -4,6 +4,9 @@
 ** (SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_MAX/_STEP), set here in the test's own
 ** environment, which the mech it runs inherits; the pairs each task ran are
 ** read back from the database and compared with the rule computed here.
+** Then examples/slurm/ on a real one-node Slurm cluster started for the
+** test (tests/slurm/cluster.sh: needs root and Debian's slurm-wlm and
+** munge, as CI has; it fails saying what is missing rather than skip).
 ** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
 */
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *const vars[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
@@ -152,7 +156,7 @@ static void test_shard_auto_refuses(void **state) {
         {{"1", "4", "1", "1", "1"}, "SLURM_ARRAY_TASK_COUNT=4 does not fit"},
         // --array=1,2,8 (3 tasks from 1 to 8): no step numbers them
         {{"2", "3", "1", "8", "1"}, "3 tasks from 1 to 8 are not evenly spaced"},
-        // --array=1,4,7 said to have step 1: not the array MIN..MAX describe
+        // --array=1,4,7: Slurm sets step 1 for every list (22.05), evenly spaced or not
         {{"4", "3", "1", "7", "1"}, "SLURM_ARRAY_TASK_STEP=1, but 3 tasks from 1 to 7 are 3 apart"},
         {{"9", "4", "1", "4", "1"}, "SLURM_ARRAY_TASK_ID=9 is not a task of the array 1-4:1"},
         {{"0", "4", "1", "4", "1"}, "SLURM_ARRAY_TASK_ID=0 is not a task of the array 1-4:1"},
@@ -216,6 +220,28 @@ static void test_shard_auto_resume(void **state) {
     mech_test_rm_db(db), mech_test_rm_db(ref);
 }
 
+// The sbatch scripts of examples/slurm/ on a real Slurm: the joined shards
+// of an array (an offset and a step) equal the unsharded run row for row,
+// the ACDC grid's runs equal the runs made directly, and a task killed
+// midway and requeued resumes its shard with no pair lost or run twice.
+static void test_real_slurm_cluster(void **state) {
+    (void)state;
+    char *out = NULL;
+    FILE *p = popen("bash tests/slurm/cluster.sh 2>&1", "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0, n;
+    out = malloc(cap);
+    while (out && (n = fread(out + len, 1, cap - len - 1, p)) > 0)
+        if ((len += n) + 1 == cap) out = realloc(out, cap *= 2);
+    assert_non_null(out);
+    out[len] = 0;
+    int st = pclose(p);
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) fail_msg("tests/slurm/cluster.sh failed:\n%s", out);
+    printf("%s", out);
+    assert_non_null(strstr(out, "ok: Slurm test passed"));
+    free(out);
+}
+
 int main(void) {
     array_env_clear();
     const struct CMUnitTest tests[] = {
@@ -223,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_shard_auto_without_step),
         cmocka_unit_test(test_shard_auto_refuses),
         cmocka_unit_test(test_shard_auto_resume),
+        cmocka_unit_test(test_real_slurm_cluster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
