@@ -57,8 +57,8 @@ static void per_pair(const mech_model *m, const mech_pair *pairs, int n, int thr
 }
 
 static void hms(char *b, size_t n, double s) {
-    if (s < 60) snprintf(b, n, "%.0f s", s);
-    else if (s < 3600) snprintf(b, n, "%.0f min", s / 60);
+    if (s < 120) snprintf(b, n, "%.0f s", s);
+    else if (s < 3600) snprintf(b, n, "%.1f min", s / 60);
     else snprintf(b, n, "%.1f h", s / 3600);
 }
 
