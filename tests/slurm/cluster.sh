@@ -174,7 +174,7 @@ a=$(MODEL=tiny.safetensors DATASET=induction N=10 SWEEP=heads OUT=a EXTRA="--len
     sbatch --parsable --array=2-8:2 "$EX/patch_array.sbatch") || fail "sbatch the array"
 m=$(sbatch --parsable --dependency=afterany:$a "$EX/merge.sbatch" a/patch 4 join) || fail "sbatch the merge"
 note "A: array job $a (--array=2-8:2), merge job $m"
-wait_jobs "$a,$m" 40
+wait_jobs "$a,$m" 120
 [ "$(state $m)" = COMPLETED ] || fail "A: the merge job is $(state $m): $(cat slurm-$m.out 2>&1)"
 for t in 2 4 6 8; do
   grep -q "array task $t of 2-8:2 is shard $(( t / 2 ))/4" slurm-${a}_$t.out ||
@@ -198,7 +198,7 @@ for task in ioi induction; do
       fail "B: acdc $task $tau directly"
   done
 done
-wait_jobs "$b,$mb" 40
+wait_jobs "$b,$mb" 120
 [ "$(state $mb)" = COMPLETED ] || fail "B: the merge job is $(state $mb): $(cat slurm-$mb.out 2>&1)"
 [ "$(sqlite3 -readonly b/acdc.db "select count(*) from runs where kind = 'acdc' and status = 'done'")" = 4 ] ||
   fail "B: b/acdc.db: $(sqlite3 -readonly b/acdc.db 'select id, kind, status from runs')"
@@ -223,13 +223,13 @@ mc=$(sbatch --parsable --dependency=afterany:$c "$EX/merge.sbatch" c/patch 2 joi
 ref_pid=$!
 db=c/patch_0.db
 n=0
-for i in $(seq 1 400); do
+for i in $(seq 1 1200); do
   # read-only: sqlite3 would otherwise create the file before mech does
   [ -f $db ] && n=$(sqlite3 -readonly $db "select count(distinct item) from results" 2>/dev/null)
   [ "${n:-0}" -ge 3 ] && break
   sleep 0.05
 done
-[ "${n:-0}" -ge 3 ] || fail "C: task 0 did not get going in 20 s"
+[ "${n:-0}" -ge 3 ] || fail "C: task 0 did not get going in 60 s"
 # Kill it and put it back in the queue in one step, as Slurm does to a task
 # preempted or on a failed node. (After scancel the task has ended for good;
 # `scontrol requeue` then runs it again, but its merge would have run.)
@@ -246,7 +246,7 @@ note "C: task 0 killed and requeued after $kept of its 20 pairs"
 # Slurm holds a requeued job back (about 2 min); start it now.
 scontrol update JobId=${c}_0 StartTime=now || fail "C: scontrol update StartTime"
 wait ${ref_pid} || fail "C: the unsharded run"
-wait_jobs "$c,$mc" 50
+wait_jobs "$c,$mc" 120
 [ "$(state ${c}_0)" = COMPLETED ] || fail "C: requeued task 0 is $(state ${c}_0)"
 [ "$(state $mc)" = COMPLETED ] || fail "C: the merge job is $(state $mc): $(cat slurm-$mc.out 2>&1)"
 grep -q "interrupted: finished pairs are kept" slurm-${c}_0.out && grep -q "$((20 - kept)) pairs left" slurm-${c}_0.out ||
