@@ -10,6 +10,8 @@ have_header zlib.h    || missing="$missing zlib1g-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 command -v sqlite3 >/dev/null 2>&1 || missing="$missing sqlite3"  # the README's example queries
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"  # the terminal tests of mech tui
+command -v slurmctld >/dev/null 2>&1 || missing="$missing slurm-wlm"  # the Slurm test (tests/slurm/cluster.sh)
+command -v munged >/dev/null 2>&1 || missing="$missing munge"  # its authentication daemon
 command -v ${CC:-cc} >/dev/null 2>&1 || missing="$missing build-essential"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

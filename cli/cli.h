@@ -198,7 +198,10 @@ void cli_spec_free(int argc, char **argv);
 // The --spec FILE of the running command, or NULL (cli_usage names it).
 const char *cli_spec_path(void);
 
-// --shard K/N: *k in [0, n) (0-based), *n >= 1. 0 or -1 (printed).
+// --shard K/N: *k in [0, n) (0-based), *n >= 1. "auto": this Slurm array
+// task's shard from SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_MAX (the task MIN is
+// shard 1, each step on the next; docs/cluster.md), refused when a variable
+// is missing or they do not describe an evenly spaced array. 0 or -1 (printed).
 int cli_shard(const char *cmd, const char *s, int *k, int *n);
 
 // Reports err, rolls back the open batch and marks the run failed; returns 1.

@@ -7,6 +7,7 @@
 */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +231,78 @@ int cli_run_failed(const char *cmd, mech_store *s, int64_t run, const mech_err *
     return rc;
 }
 
+// One of the array variables Slurm sets in every task of a job array:
+// digits only, at most 2^31 - 1. 1 read, 0 not set, -1 malformed (printed).
+static int slurm_var(const char *cmd, const char *name, long *out) {
+    const char *v = getenv(name);
+    if (!v) return 0;
+    char *e;
+    errno = 0;
+    *out = *v >= '0' && *v <= '9' ? strtol(v, &e, 10) : -1;
+    if (*out < 0 || *e || errno || *out > 2147483647L) {
+        cli_usage(cmd, "--shard auto: %s='%s' is not a task index or count", name, v);
+        return -1;
+    }
+    return 1;
+}
+
+// --shard auto in a Slurm job array: the tasks MIN, MIN+S, ..., MAX (COUNT
+// of them) are shards 1..COUNT in order, so --array=0-7 and --array=1-8
+// both make shards 1/8..8/8 (task MIN is shard 1) and --array=0-15:2 makes
+// task 6 shard 4/8. The step is (MAX - MIN) / (COUNT - 1): an array whose
+// tasks are not evenly spaced (--array=1,2,7) has none and is refused, as
+// is a task that is not on it or SLURM_ARRAY_TASK_STEP that disagrees:
+// guessing would leave pairs out or run them twice. Slurm (22.05) sets
+// _STEP to 1 for any list, so --array=1,4,7 is refused too: 1-7:3 is not.
+static int shard_slurm(const char *cmd, int *k, int *n) {
+    static const char *const names[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN",
+                                        "SLURM_ARRAY_TASK_MAX"};
+    long v[4], step = 1, given_step = 0;
+    for (int i = 0; i < 4; i++) {
+        int r = slurm_var(cmd, names[i], &v[i]);
+        if (r < 0) return -1;
+        if (!r) {
+            cli_usage(cmd, "--shard auto: %s is not set%s; give --shard K/N outside a job array", names[i],
+                      i ? " (Slurm sets it in every task of a job array)"
+                        : ": this is not a task of a Slurm job array (sbatch --array=0-7)");
+            return -1;
+        }
+    }
+    long id = v[0], count = v[1], lo = v[2], hi = v[3];
+    int has_step = slurm_var(cmd, "SLURM_ARRAY_TASK_STEP", &given_step);
+    if (has_step < 0) return -1;
+    if (count < 1 || count > 1000000 || hi < lo || (count == 1) != (hi == lo)) {
+        cli_usage(cmd, "--shard auto: SLURM_ARRAY_TASK_COUNT=%ld does not fit SLURM_ARRAY_TASK_MIN=%ld and "
+                  "SLURM_ARRAY_TASK_MAX=%ld", count, lo, hi);
+        return -1;
+    }
+    if (count > 1) step = (hi - lo) / (count - 1);
+    if (count > 1 && (hi - lo) % (count - 1)) {
+        cli_usage(cmd, "--shard auto: the array's %ld tasks from %ld to %ld are not evenly spaced "
+                  "(SLURM_ARRAY_TASK_COUNT, _MIN, _MAX), so they cannot be numbered as shards; submit "
+                  "--array=A-B or A-B:STEP", count, lo, hi);
+        return -1;
+    }
+    if (has_step && count > 1 && given_step != step) {
+        cli_usage(cmd, "--shard auto: SLURM_ARRAY_TASK_STEP=%ld, but %ld tasks from %ld to %ld are %ld apart "
+                  "(SLURM_ARRAY_TASK_COUNT, _MIN, _MAX): the array is a list (Slurm says step 1 for every list) or "
+                  "not evenly spaced; submit --array=A-B or A-B:STEP", given_step, count, lo, hi, step);
+        return -1;
+    }
+    if (id < lo || id > hi || (id - lo) % step) {
+        cli_usage(cmd, "--shard auto: SLURM_ARRAY_TASK_ID=%ld is not a task of the array %ld-%ld:%ld "
+                  "(SLURM_ARRAY_TASK_MIN, _MAX, _STEP)", id, lo, hi, step);
+        return -1;
+    }
+    *k = (int)((id - lo) / step), *n = (int)count;
+    // in the job's log: which slice this task took
+    fprintf(stderr, "mech %s: --shard auto: array task %ld of %ld-%ld:%ld is shard %d/%d\n", cmd, id, lo, hi, step,
+            *k + 1, *n);
+    return 0;
+}
+
 int cli_shard(const char *cmd, const char *s, int *k, int *n) {
+    if (!strcmp(s, "auto")) return shard_slurm(cmd, k, n);
     char *e1, *e2 = NULL;
     long a = 0, b = 0;
     // digits, '/', digits: no spaces or signs (as every numeric option)
@@ -240,7 +312,8 @@ int cli_shard(const char *cmd, const char *s, int *k, int *n) {
     plain = plain && *e1 == '/' && e1[1] >= '0' && e1[1] <= '9';
     if (plain) b = strtol(e1 + 1, &e2, 10);
     if (!plain || *e2 || b < 1 || b > 1000000 || a < 1 || a > b) {
-        cli_usage(cmd, "--shard '%s': expected K/N with 1 <= K <= N (e.g. 2/8 runs the second of 8 slices)", s);
+        cli_usage(cmd, "--shard '%s': expected K/N with 1 <= K <= N (e.g. 2/8 runs the second of 8 slices) or auto "
+                  "(in a Slurm job array)", s);
         return -1;
     }
     *k = (int)a - 1, *n = (int)b;
