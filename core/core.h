@@ -746,7 +746,8 @@ typedef struct mech_train_opts {
     mech_adamw adamw;
     double clip;       // global-norm clipping threshold; <= 0: off
     uint64_t seed;     // the run's seed (stored; batch sources read it)
-    int threads;       // <= 0: the default pool size
+    int threads;       // <= 0: the default pool size (stored in checkpoints: a resumed
+                       // run uses the same count, so it stays bit for bit)
 } mech_train_opts;
 
 // B 8, T 64, accum 1, steps 1000, warmup 100, lr 1e-3, min_lr 1e-4,

@@ -234,10 +234,10 @@ static void opts_json(const mech_train_opts *o, int64_t step, mech_buf *b) {
     mech_buf_printf(b,
                     "{\"step\": %lld, \"B\": %d, \"T\": %d, \"accum\": %d, \"steps\": %lld, \"warmup\": %lld, "
                     "\"lr\": %.17g, \"min_lr\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, \"eps\": %.17g, "
-                    "\"weight_decay\": %.17g, \"clip\": %.17g, \"seed\": %llu}",
+                    "\"weight_decay\": %.17g, \"clip\": %.17g, \"seed\": %llu, \"threads\": %d}",
                     (long long)step, o->B, o->T, o->accum, (long long)o->steps, (long long)o->warmup, o->lr,
                     o->min_lr, o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip,
-                    (unsigned long long)o->seed);
+                    (unsigned long long)o->seed, o->threads);
 }
 
 mech_status mech_trainer_save(const mech_trainer *t, const char *path, const char *const *meta_keys,
@@ -288,7 +288,7 @@ static mech_status parse_opts(const char *path, const char *text, mech_train_opt
         return mech_err_set(err, MECH_ERR_FORMAT, "%s: mech.train metadata is not a JSON object", path);
     }
     static const char *const need[] = {"step", "B", "T", "accum", "steps", "warmup", "lr", "min_lr", "beta1",
-                                       "beta2", "eps", "weight_decay", "clip", "seed"};
+                                       "beta2", "eps", "weight_decay", "clip", "seed", "threads"};
     for (size_t i = 0; i < sizeof need / sizeof *need; i++) {
         const mech_json *v = mech_json_get(j, need[i]);
         if (!v || v->type != MECH_JSON_NUMBER) {
@@ -306,6 +306,7 @@ static mech_status parse_opts(const char *path, const char *text, mech_train_opt
     o->adamw.beta1 = mech_json_num(j, "beta1", 0), o->adamw.beta2 = mech_json_num(j, "beta2", 0);
     o->adamw.eps = mech_json_num(j, "eps", 0), o->adamw.weight_decay = mech_json_num(j, "weight_decay", 0);
     o->clip = mech_json_num(j, "clip", 0);
+    o->threads = (int)mech_json_num(j, "threads", 0);
     o->seed = seed->is_int ? (uint64_t)seed->inum : (uint64_t)seed->num;
     *step = st->is_int ? st->inum : -1;
     mech_json_free(j);
