@@ -316,7 +316,8 @@ mech_status mech_task_accuracy(const mech_task *t, const mech_model *m, int T, i
     memset(out, 0, sizeof *out);
     mech_status rc = mech_task_check(t, m->cfg.d_vocab, T, err);
     if (rc) return rc;
-    int B = n < 32 ? n : 32, V = m->cfg.d_vocab;
+    // 8 rows at a time: the logits of a GPT-2 vocabulary are 8 x T x 50257 floats
+    int B = n < 8 ? n : 8, V = m->cfg.d_vocab;
     int32_t *ids = mech_malloc((size_t)B * T * sizeof *ids), *tg = mech_malloc((size_t)B * T * sizeof *tg);
     mech_run *run = NULL;
     if (!ids || !tg) rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
