@@ -528,7 +528,8 @@ const cli_cmd cli_commands[] = {
      "when the database is missing or cannot be read, or the file cannot be\n"
      "written (nothing is left half-written).\n"},
     {"train", cmd_train, "train a model (AdamW) on induction, a RASP program's task or a text file",
-     "usage: mech train --task induction|rasp:FILE|text:FILE --out CKPT.safetensors [options]\n"
+     "usage: mech train --task induction|rasp:FILE|text:FILE --out CKPT.safetensors\n"
+     "                  [options]\n"
      "       mech train --resume CKPT.safetensors [--steps N] [--out CKPT] [options]\n"
      "\n"
      "Trains a model from scratch (a config from the options below) or from\n"
