@@ -173,6 +173,25 @@ static void update_chunk(void *ctx, int c) {
                       &t->o.adamw, decay, t->step + 1);
 }
 
+// acc += g (first: acc = g), chunk by chunk; element-wise, so the thread
+// count does not change the sums.
+typedef struct accum_job {
+    mech_trainer *t;
+    int first;
+} accum_job;
+
+static void accum_chunk(void *ctx, int c) {
+    accum_job *j = ctx;
+    mech_trainer *t = j->t;
+    size_t i = t->chunk_t[c], lo = t->chunk_lo[c], n = t->len[i] - lo;
+    if (n > UPDATE_CHUNK) n = UPDATE_CHUNK;
+    float *a = t->acc + t->off[i] + lo;
+    const float *g = t->g[i] + lo;
+    if (j->first) memcpy(a, g, n * sizeof(float));
+    else
+        for (size_t e = 0; e < n; e++) a[e] += g[e];
+}
+
 mech_status mech_trainer_step(mech_trainer *t, mech_batch_fn fn, void *user, mech_train_step *out, mech_err *err) {
     const mech_train_opts *o = &t->o;
     size_t BT = (size_t)o->B * o->T;
@@ -191,16 +210,12 @@ mech_status mech_trainer_step(mech_trainer *t, mech_batch_fn fn, void *user, mec
         mech_model_tensor *gt = NULL;
         size_t ng = 0;
         if ((rc = mech_model_tensors(mech_run_param_grads(t->run), &gt, &ng, err))) return rc;
-        for (size_t i = 0; i < t->k; i++) {
-            float *gi = (float *)(uintptr_t)gt[i].data;
-            if (o->accum == 1) t->g[i] = gi;
-            else if (k == 0) memcpy(t->acc + t->off[i], gi, t->len[i] * sizeof(float));
-            else {
-                float *a = t->acc + t->off[i];
-                for (size_t j = 0; j < t->len[i]; j++) a[j] += gi[j];
-            }
-        }
+        for (size_t i = 0; i < t->k; i++) t->g[i] = (float *)(uintptr_t)gt[i].data;
         mech_free(gt);
+        if (o->accum > 1) {
+            accum_job aj = {t, k == 0};
+            mech_pool_for(t->pool, (int)t->n_chunks, accum_chunk, &aj);
+        }
     }
     if (o->accum > 1)
         for (size_t i = 0; i < t->k; i++) t->g[i] = t->acc + t->off[i];

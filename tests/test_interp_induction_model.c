@@ -222,11 +222,118 @@ static void test_command_deterministic(void **state) {
     mech_test_rm_db(db);
 }
 
+// The training tasks' rows (interp/train_tasks.c), checked against their
+// definitions.
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_task_rows(void **state) {
+    (void)state;
+    mech_err err = {0};
+    enum { B = 6, T = 32 };
+    int32_t ids[B * T], tg[B * T], ids2[B * T], tg2[B * T];
+    // induction: periodic with a period in [4, T/2] of distinct ids, targets
+    // on the repeated part
+    mech_task *t = NULL;
+    assert_int_equal(mech_task_induction(50, 4, 7, &t, &err), MECH_OK);
+    assert_int_equal(mech_task_batch(t, 3, B, T, ids, tg, &err), MECH_OK);
+    int periods_seen[T] = {0};
+    for (int b = 0; b < B; b++) {
+        const int32_t *x = ids + b * T, *y = tg + b * T;
+        int p = 1;
+        for (;; p++) {
+            int ok = 1;
+            for (int i = p; i < T && ok; i++) ok = x[i] == x[i - p];
+            if (ok) break;
+        }
+        assert_true(p >= 4 && p <= T / 2);
+        periods_seen[p] = 1;
+        for (int i = 0; i < p; i++) {
+            assert_true(x[i] >= 0 && x[i] < 50);
+            for (int j = 0; j < i; j++) assert_int_not_equal(x[i], x[j]);
+        }
+        for (int i = 0; i < T; i++) assert_int_equal(y[i], i >= p && i < T - 1 ? x[i + 1] : -1);
+    }
+    int distinct = 0;
+    for (int p = 0; p < T; p++) distinct += periods_seen[p];
+    assert_true(distinct >= 2); // the period varies
+    assert_int_equal(mech_task_batch(t, 3, B, T, ids2, tg2, &err), MECH_OK);
+    assert_memory_equal(ids, ids2, sizeof ids);
+    assert_int_equal(mech_task_batch(t, 4, B, T, ids2, tg2, &err), MECH_OK);
+    assert_memory_not_equal(ids, ids2, sizeof ids);
+    assert_int_equal(mech_task_check(t, 50, 8, &err), MECH_ERR_ARG); // too short for a period of 4
+    mech_task_free(t);
+
+    // rasp: sort.rasp (vocab {1, 2, 3, 4}): BOS x SEP y with y the sorted x;
+    // inputs are ids 1..4, SEP 5, output value v is 5 + v (the values sorted)
+    assert_int_equal(mech_task_rasp("examples/rasp/sort.rasp", 2, &t, &err), MECH_OK);
+    assert_int_equal(mech_task_vocab(t), 10);
+    int32_t r[B * 12], rt[B * 12];
+    assert_int_equal(mech_task_batch(t, 0, B, 12, r, rt, &err), MECH_OK);
+    for (int b = 0; b < B; b++) {
+        const int32_t *x = r + b * 12;
+        assert_int_equal(x[0], 0);
+        assert_int_equal(x[6], 5);
+        int32_t s[5];
+        memcpy(s, x + 1, sizeof s);
+        qsort(s, 5, sizeof *s, cmp_i32);
+        for (int i = 0; i < 5; i++) {
+            assert_true(x[1 + i] >= 1 && x[1 + i] <= 4);
+            assert_int_equal(x[7 + i], s[i] + 5);
+        }
+        for (int i = 0; i < 12; i++) assert_int_equal(rt[b * 12 + i], i >= 6 && i < 11 ? x[i + 1] : -1);
+    }
+    assert_int_equal(mech_task_check(t, 10, 13, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_task_check(t, 10, 14, &err), MECH_ERR_ARG); // n = 6 > max_seq_len 5
+    assert_int_equal(mech_task_check(t, 11, 12, &err), MECH_ERR_ARG); // the wrong vocabulary
+    mech_task_free(t);
+    // a program that does not parse: refused with its message
+    const char *bad = mech_test_tmpn("bad.rasp");
+    FILE *f = fopen(bad, "w");
+    fputs("vocab {1, 2};\nmax_seq_len 3;\noutput nope;\n", f);
+    fclose(f);
+    assert_int_not_equal(mech_task_rasp(bad, 1, &t, &err), MECH_OK);
+    assert_null(t);
+    assert_non_null(strstr(err.msg, "bad.rasp"));
+    unlink(bad);
+
+    // text: windows of the file's GPT-2 tokens, targets shifted by one
+    const char *txt = mech_test_tmpn("task.txt");
+    const char *text = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+                       "age of foolishness, it was the epoch of belief, it was the epoch of incredulity.";
+    f = fopen(txt, "w");
+    fputs(text, f);
+    fclose(f);
+    mech_tokenizer *tok = NULL;
+    assert_int_equal(mech_tokenizer_gpt2(&tok, &err), MECH_OK);
+    int32_t *all = NULL;
+    size_t n_all = 0;
+    assert_int_equal(mech_tokenizer_encode(tok, text, strlen(text), 0, &all, &n_all, &err), MECH_OK);
+    assert_int_equal(mech_task_text(txt, tok, 5, &t, &err), MECH_OK);
+    assert_int_equal(mech_task_text_tokens(t), n_all);
+    assert_int_equal(mech_task_batch(t, 9, B, 8, ids, tg, &err), MECH_OK);
+    for (int b = 0; b < B; b++) {
+        size_t at = SIZE_MAX;
+        for (size_t s0 = 0; s0 + 9 <= n_all && at == SIZE_MAX; s0++)
+            if (!memcmp(all + s0, ids + b * 8, 8 * sizeof(int32_t)) && all[s0 + 8] == tg[b * 8 + 7]) at = s0;
+        assert_true(at != SIZE_MAX);
+        for (int i = 0; i < 8; i++) assert_int_equal(tg[b * 8 + i], all[at + (size_t)i + 1]);
+    }
+    assert_int_equal(mech_task_check(t, 50257, (int)n_all, &err), MECH_ERR_ARG); // needs T + 1 tokens
+    mech_task_free(t);
+    mech_free(all);
+    mech_tokenizer_free(tok);
+    unlink(txt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_scores),
         cmocka_unit_test(test_acdc_k_composition),
         cmocka_unit_test(test_command_deterministic),
+        cmocka_unit_test(test_task_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
