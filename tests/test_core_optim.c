@@ -57,6 +57,41 @@ static void test_adamw_hand(void **state) {
     for (int i = 0; i < 3; i++) assert_true(fabs(p[i]) < fabs(q[i]));
 }
 
+// The vectorised update (8 at a time) gives the bits of the element-wise
+// one: n = 24 at once against 24 calls of n = 1 (which only the scalar
+// loop handles); and both follow the double-precision formula.
+static void test_adamw_vector_bits(void **state) {
+    (void)state;
+    enum { N = 24 };
+    mech_adamw o;
+    mech_adamw_defaults(&o);
+    float p[N], g[N], m[N] = {0}, v[N] = {0}, q[N], mq[N] = {0}, vq[N] = {0};
+    double P[N], M[N] = {0}, V[N] = {0};
+    for (int i = 0; i < N; i++) {
+        p[i] = q[i] = (float)sin(i + 1.0);
+        P[i] = p[i];
+        m[i] = mq[i] = (float)(0.01 * cos(i));
+        v[i] = vq[i] = (float)(1e-4 * (1 + i % 5));
+        M[i] = m[i], V[i] = v[i];
+    }
+    for (int t = 1; t <= 4; t++) {
+        for (int i = 0; i < N; i++) g[i] = (float)(0.3 * sin(7.0 * i + t) - 0.05 * t);
+        mech_adamw_update(p, g, 0.75f, m, v, N, 3e-3, &o, 1, t);
+        for (int i = 0; i < N; i++) mech_adamw_update(q + i, g + i, 0.75f, mq + i, vq + i, 1, 3e-3, &o, 1, t);
+        for (int i = 0; i < N; i++) {
+            double gi = g[i] * 0.75;
+            M[i] = 0.9 * M[i] + 0.1 * gi;
+            V[i] = 0.95 * V[i] + 0.05 * gi * gi;
+            double mh = M[i] / (1 - pow(0.9, t)), vh = V[i] / (1 - pow(0.95, t));
+            P[i] -= 3e-3 * (mh / (sqrt(vh) + 1e-8) + 0.1 * P[i]);
+        }
+    }
+    assert_memory_equal(p, q, sizeof p);
+    assert_memory_equal(m, mq, sizeof m);
+    assert_memory_equal(v, vq, sizeof v);
+    for (int i = 0; i < N; i++) assert_true(fabs(p[i] - P[i]) < 1e-6);
+}
+
 static void test_schedule(void **state) {
     (void)state;
     // warm-up: lr (s + 1) / warmup
@@ -372,7 +407,8 @@ static void test_bad_opts(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adamw_hand),      cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_adamw_hand),      cmocka_unit_test(test_adamw_vector_bits),
+        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_clip),            cmocka_unit_test(test_loss_decreases),
         cmocka_unit_test(test_accumulation),    cmocka_unit_test(test_clip_in_step),
         cmocka_unit_test(test_exact_resume),    cmocka_unit_test(test_bad_checkpoints),
