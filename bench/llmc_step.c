@@ -6,8 +6,11 @@
 ** inside an llm.c checkout ($LLMC_DIR), including train_gpt2.c as it is,
 ** with the flags llm.c's own Makefile uses for train_gpt2.
 **
-**   llmc_step B T REPS    prints "median_ms <ms>" (the first step, which
-**                         allocates, is not counted)
+**   llmc_step B T         runs one step (which allocates), prints "ready",
+**                         then one step per line read from stdin, printing
+**                         "ms <milliseconds>" after each (bench_train
+**                         alternates them with its own, so that load from
+**                         other processes falls on both alike)
 */
 #define TESTING // train_gpt2.c then leaves out its main()
 #include "train_gpt2.c"
@@ -18,18 +21,12 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: llmc_step B T REPS\n");
+    if (argc != 3) {
+        fprintf(stderr, "usage: llmc_step B T\n");
         return 2;
     }
-    int B = atoi(argv[1]), T = atoi(argv[2]), reps = atoi(argv[3]);
-    if (reps < 1 || reps > 64) reps = 5;
+    int B = atoi(argv[1]), T = atoi(argv[2]);
     // A checkpoint in llm.c's format (256 int header: magic 20240326,
     // version 3, maxT, V, L, NH, C, padded V; then the float32 parameters in
     // its order), random weights: llm.c reads nothing else.
@@ -61,17 +58,19 @@ int main(int argc, char **argv) {
     int *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);
     for (int i = 0; i < B * T; i++)
         in[i] = (int)((7919u * (unsigned)i + 42u) % 50257u), tg[i] = (int)((7919u * (unsigned)(i + 1) + 42u) % 50257u);
-    double t[64];
-    for (int r = -1; r < reps; r++) {
+    char line[64];
+    for (int step = 1;; step++) {
         double t0 = now_s();
         gpt2_forward(&model, in, tg, B, T);
         gpt2_zero_grad(&model);
         gpt2_backward(&model);
-        gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, r + 2);
-        if (r >= 0) t[r] = now_s() - t0;
+        gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, step);
+        double ms = (now_s() - t0) * 1e3;
+        if (step == 1) printf("ready\n");
+        else printf("ms %.3f\n", ms);
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin)) break;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_d);
-    printf("median_ms %.3f\n", (reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2])) * 1e3);
     gpt2_free(&model);
     free(in);
     free(tg);
