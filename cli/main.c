@@ -551,7 +551,7 @@ const cli_cmd cli_commands[] = {
      "                  accuracy (greedy decoding) is checked against it\n"
      "  text:FILE       next-token prediction on the file, GPT-2 tokenizer\n"
      "\n"
-     "  --out FILE       the checkpoint to write (.safetensors; default with\n"
+     "  --out FILE, -o   the checkpoint to write (.safetensors; default with\n"
      "                   --resume: the resumed file)\n"
      "  --resume CKPT    continue a checkpoint with its settings and task\n"
      "  --model MODEL    start from this model's weights and config\n"
