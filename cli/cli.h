@@ -34,6 +34,7 @@ int cmd_grad(int argc, char **argv);
 int cmd_eap(int argc, char **argv);
 int cmd_tui(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 extern const cli_cmd cli_commands[];
 const cli_cmd *cli_find(const char *name);

@@ -691,6 +691,115 @@ const mech_tensor *mech_run_grads_cached(const mech_run *r, size_t *n);
 // Borrowed from the run.
 const mech_model *mech_run_param_grads(const mech_run *r);
 
+// ---------------------------------------------------------------------------
+// Training (core/optim.c, core/train.c)
+//
+// AdamW with decoupled weight decay, a linear warm-up then cosine decay of
+// the learning rate, global-norm gradient clipping and gradient
+// accumulation, over the exact gradients of the backward pass. Seeded and
+// deterministic for a given thread count: a batch is a function of its
+// index, and a checkpoint holds the weights, both Adam moments and the step,
+// so a resumed run equals an uninterrupted one bit for bit.
+//
+//   mech_train_opts o;
+//   mech_train_opts_default(&o);
+//   o.B = 8, o.T = 64, o.steps = 1000, o.lr = 1e-3;
+//   mech_trainer *t;
+//   mech_trainer_new(init_model, &o, &t, &err);         // copies the weights
+//   while (mech_trainer_steps_done(t) < o.steps)
+//       mech_trainer_step(t, my_batches, my_ctx, &st, &err); // st.loss, st.lr, ...
+//   mech_trainer_save(t, "ckpt.safetensors", NULL, NULL, 0, &err);
+//   mech_trainer_free(t);
+
+typedef struct mech_adamw {
+    double beta1, beta2, eps, weight_decay;
+} mech_adamw;
+
+// beta1 0.9, beta2 0.95, eps 1e-8, weight decay 0.1.
+void mech_adamw_defaults(mech_adamw *o);
+// One AdamW update of n parameters p (in place) with gradient g * gscale and
+// the first and second moments m, v (in place), at step t >= 1 (for the bias
+// corrections) with learning rate lr:
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   p -= lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd p)
+// wd is o->weight_decay when decay, else 0. Float arithmetic.
+void mech_adamw_update(float *p, const float *g, float gscale, float *m, float *v, size_t n, double lr,
+                       const mech_adamw *o, int decay, int64_t t);
+// The learning rate of step (0-based) of a run of total steps: linear warm-up
+// lr (step + 1) / warmup over the first warmup steps, then cosine decay from
+// lr at step warmup to min_lr at step total - 1 (min_lr after it).
+double mech_lr_cosine(int64_t step, int64_t total, int64_t warmup, double lr, double min_lr);
+// Global L2 norm of k gradient tensors (g[j] of n[j] floats), summed in
+// double over fixed chunks in a fixed order (the same bits for any pool
+// size); pool may be NULL. NaN when out of memory.
+double mech_grad_norm(mech_pool *pool, float *const *g, const size_t *n, size_t k);
+// The factor global-norm clipping multiplies the gradients by: clip / norm
+// when clip > 0 and norm > clip, else 1.
+double mech_clip_scale(double norm, double clip);
+
+typedef struct mech_train_opts {
+    int B, T;          // micro-batch: rows and positions
+    int accum;         // micro-batches per optimizer step (gradient accumulation)
+    int64_t steps;     // optimizer steps of the whole run (the schedule's length)
+    int64_t warmup;    // warm-up steps
+    double lr, min_lr; // peak and final learning rate
+    mech_adamw adamw;
+    double clip;       // global-norm clipping threshold; <= 0: off
+    uint64_t seed;     // the run's seed (stored; batch sources read it)
+    int threads;       // <= 0: the default pool size (stored in checkpoints: a resumed
+                       // run uses the same count, so it stays bit for bit)
+} mech_train_opts;
+
+// B 8, T 64, accum 1, steps 1000, warmup 100, lr 1e-3, min_lr 1e-4,
+// mech_adamw_defaults, clip 1, seed 1, threads 0.
+void mech_train_opts_default(mech_train_opts *o);
+
+// A batch source: fills micro-batch number index (step * accum + k, over the
+// whole run) as ids (B, T) and loss targets (B, T; -1 where a position has
+// none). It must depend on index only (and its own fixed settings), so that a
+// resumed run sees the same batches as an uninterrupted one.
+typedef mech_status (*mech_batch_fn)(void *user, int64_t index, int B, int T, int32_t *ids, int32_t *targets,
+                                     mech_err *err);
+
+typedef struct mech_trainer mech_trainer;
+
+typedef struct mech_train_step {
+    int64_t step;     // steps done after this one (1 for the first)
+    double loss;      // mean cross-entropy over the step's micro-batches
+    double grad_norm; // global norm of the averaged gradient, before clipping
+    double lr;        // the learning rate used
+} mech_train_step;
+
+// A trainer at step 0 whose model is a copy of init's weights (init may be
+// freed after). Weight decay applies to the matrices (every 2-D tensor:
+// embeddings, attention, MLP, unembedding), not to biases and LayerNorm
+// gains. MECH_ERR_ARG for options out of range.
+mech_status mech_trainer_new(const mech_model *init, const mech_train_opts *o, mech_trainer **out, mech_err *err);
+// Resumes the checkpoint at path (mech_trainer_save's two files): weights,
+// Adam moments, step and options. o (may be NULL) replaces the stored
+// options when given; an exact resume keeps them. MECH_ERR_FORMAT, naming
+// the file and what is wrong, for a truncated, malformed or mismatched pair.
+mech_status mech_trainer_load(const char *path, const mech_train_opts *o, mech_trainer **out, mech_err *err);
+void mech_trainer_free(mech_trainer *t);
+// One optimizer step: accum forwards and backwards of batches from fn,
+// gradients averaged, clipped, one AdamW update.
+mech_status mech_trainer_step(mech_trainer *t, mech_batch_fn fn, void *user, mech_train_step *out, mech_err *err);
+// Writes the checkpoint: path is the model (F32 under the model file's
+// names, loadable by mech_model_load, with the options and the step in
+// __metadata__ "mech.train" plus the extra pairs given) and
+// mech_trainer_optim_path(path) the optimizer state (tensors adam_m.NAME,
+// adam_v.NAME, and the same step). Each file is replaced atomically.
+mech_status mech_trainer_save(const mech_trainer *t, const char *path, const char *const *meta_keys,
+                              const char *const *meta_values, size_t n_meta, mech_err *err);
+// The optimizer file beside a checkpoint: "x.safetensors" -> "x.optim.safetensors",
+// else path + ".optim". Owned (mech_free).
+char *mech_trainer_optim_path(const char *path);
+const mech_model *mech_trainer_model(const mech_trainer *t);
+const mech_train_opts *mech_trainer_opts(const mech_trainer *t);
+int64_t mech_trainer_steps_done(const mech_trainer *t);
+// __metadata__ of the checkpoint a trainer was loaded from, or NULL.
+const char *mech_trainer_meta(const mech_trainer *t, const char *key);
+
 #ifdef __cplusplus
 }
 #endif

@@ -737,5 +737,53 @@ mech_status mech_acdc_eap_scores(const mech_model *m, const mech_acdc_graph *g, 
 // edge's place in the ranking (0 = the largest |score|), -1 for
 // placeholders. keep >= the counted edges leaves g as it is.
 mech_status mech_acdc_prefilter(mech_acdc_graph *g, const double *scores, int keep, int *rank, mech_err *err);
+// Training tasks (interp/train_tasks.c; docs/train.md): batch sources for
+// mech_trainer_step (pass mech_task_batch with the task as user). Each row
+// of each batch is a function of (seed, batch index, row) only.
+
+typedef struct mech_task mech_task;
+typedef struct mech_rasp_program mech_rasp_program; // compiler/compiler.h
+
+// Induction on repeated random tokens: each row is p distinct ids drawn
+// uniformly from [0, vocab) repeated to fill T (x[t] = x[t - p]), the period p
+// uniform in [min_period, T/2] per row; loss targets on the repeated part
+// (positions t >= p, whose next token the earlier copy determines).
+mech_status mech_task_induction(int vocab, int min_period, uint64_t seed, mech_task **out, mech_err *err);
+// Next-token prediction on the text file at path, tokenized once with tok:
+// each row a window of T tokens at a random offset, every position's target
+// the token after it.
+mech_status mech_task_text(const char *path, const mech_tokenizer *tok, uint64_t seed, mech_task **out, mech_err *err);
+// The task of the RASP program at path (compiler/): rows [BOS] x1..xn SEP
+// y1..yn with x random inputs (n = (T - 2) / 2 <= max_seq_len) and y the
+// reference interpreter's output; targets on y. Token ids: 0 BOS, 1..|vocab|
+// the input values (the compiler's numbering), |vocab| + 1 SEP, then the
+// output values (found by running the program on random inputs of every
+// length, sorted). MECH_ERR_RANGE when the output takes more than 4096 values.
+mech_status mech_task_rasp(const char *path, uint64_t seed, mech_task **out, mech_err *err);
+void mech_task_free(mech_task *t);
+// The d_vocab a model needs for the task (induction: at least this).
+int mech_task_vocab(const mech_task *t);
+// The text task's token count (0 for the others); the RASP task's program
+// (NULL for the others; borrowed).
+size_t mech_task_text_tokens(const mech_task *t);
+const mech_rasp_program *mech_task_rasp_program(const mech_task *t);
+// MECH_ERR_ARG, saying why, when a model of d_vocab vocab cannot train on
+// rows of T tokens of the task.
+mech_status mech_task_check(const mech_task *t, int vocab, int T, mech_err *err);
+// A mech_batch_fn: task is a mech_task.
+mech_status mech_task_batch(void *task, int64_t index, int B, int T, int32_t *ids, int32_t *targets, mech_err *err);
+
+typedef struct mech_task_score {
+    double token_acc; // targets predicted (argmax) right
+    double seq_acc;   // rows with every target right
+    double loss;      // mean cross-entropy over the targets (NaN for RASP)
+    int64_t tokens, seqs;
+} mech_task_score;
+// Scores m on n held-out rows of T tokens (batch indices no training run
+// reaches). RASP: greedy decoding after SEP, each output from the input and
+// the model's own earlier outputs, checked against the reference
+// interpreter; the others: next-token argmax on the true prefix.
+mech_status mech_task_accuracy(const mech_task *t, const mech_model *m, int T, int n, int threads,
+                               mech_task_score *out, mech_err *err);
 
 #endif
