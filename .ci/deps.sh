@@ -11,6 +11,9 @@ command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 command -v sqlite3 >/dev/null 2>&1 || missing="$missing sqlite3"  # the README's example queries
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"  # the terminal tests of mech tui
 command -v ${CC:-cc} >/dev/null 2>&1 || missing="$missing build-essential"
+# the Python binding's tests (python/tests) run with Debian's interpreter and numpy
+[ -x /usr/bin/python3 ] || missing="$missing python3"
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || missing="$missing python3-numpy"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing:$missing" >&2
