@@ -15,6 +15,8 @@ from ._lib import (MechArgError, MechCancelled, MechDBError, MechError, MechForm
                    MechNoMemError, MechParseError, MechRangeError, MechShapeError, MechTypeError)
 from ._lib import lib as _clib
 from .model import ActivationCache, Config, HookPoint, Model
+from . import interp, rasp  # noqa: E402  (mech.interp.Patcher, mech.rasp.compile)
+from .db import open_db
 
 __version__ = "0.1.0"
 
@@ -33,4 +35,4 @@ def library_path():
 
 __all__ = ["Model", "Config", "HookPoint", "ActivationCache", "MechError", "MechNoMemError", "MechIOError",
            "MechFormatError", "MechShapeError", "MechParseError", "MechTypeError", "MechDBError", "MechRangeError",
-           "MechCancelled", "MechArgError", "cancel", "library_path"]
+           "MechCancelled", "MechArgError", "cancel", "library_path", "open_db", "interp", "rasp"]

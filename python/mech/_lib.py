@@ -215,6 +215,8 @@ _PROTOS = {
     "mech_patch_new": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int32), c_int, POINTER(PatchOpts),
                                POINTER(c_void_p), POINTER(Err)]),
     "mech_patch_free": (None, [c_void_p]),
+    "mech_patch_clean_metric": (c_double, [c_void_p]),
+    "mech_patch_corrupted_metric": (c_double, [c_void_p]),
     "mech_patch_sweep": (c_int, [c_void_p, c_int, POINTER(PatchResult), POINTER(Err)]),
     "mech_patch_path": (c_int, [c_void_p, POINTER(PatchReceiver), c_int, POINTER(PatchResult), POINTER(Err)]),
     "mech_patch_result_deinit": (None, [POINTER(PatchResult)]),

@@ -1,0 +1,333 @@
+"""Interpretability methods over the C library, returning numpy arrays:
+activation patching (sweeps and path patching), the logit lens, direct
+logit attribution and head scores. Formulas: docs/patching.md, docs/lens.md."""
+
+import ctypes
+from ctypes import POINTER, byref, c_double, c_int32, c_size_t, c_void_p
+
+import numpy as np
+
+from . import _lib
+from ._lib import Call, Err, check, lib
+from .model import _as_tokens
+
+METRICS = ("logit_diff", "logprob", "prob", "kl")
+# mech_patch_site order; the CLI's --sweep names are accepted as well
+SITES = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "head_q", "head_k",
+         "head_v", "head_pattern")
+_SITE_ALIASES = {"heads": "head_out", "heads_by_pos": "head_out_by_pos", "z": "head_out", "q": "head_q",
+                 "k": "head_k", "v": "head_v", "pattern": "head_pattern"}
+HEAD_KINDS = ("previous_token", "duplicate_token", "induction")
+_HEAD_ALIASES = {"prev_token": "previous_token", "duplicate": "duplicate_token"}
+
+
+def _site(site):
+    s = _SITE_ALIASES.get(site, site)
+    if s not in SITES:
+        raise _lib.MechArgError("mech: unknown patching site %r (expected one of %s, or %s)"
+                                % (site, ", ".join(SITES), ", ".join(_SITE_ALIASES)), _lib.ARG)
+    return SITES.index(s)
+
+
+def _seq(tokens, what):
+    a = _as_tokens(tokens)
+    if a.shape[0] != 1:
+        raise ValueError("mech: %s must be one sequence, not a batch of %d" % (what, a.shape[0]))
+    return a[0].copy()
+
+
+def _token(model, t, what):
+    """An answer token: an id, or text that is exactly one token."""
+    if t is None:
+        return -1
+    if isinstance(t, str):
+        ids = model._encode(t, False, False)
+        if len(ids) != 1:
+            raise _lib.MechArgError("mech: %s %r is %d tokens, not one" % (what, t, len(ids)), _lib.ARG)
+        return ids[0]
+    return int(t)
+
+
+class PatchResult:
+    """One sweep: raw (the metric of every patched run) and norm ((raw -
+    corrupted) / (clean - corrupted); NaN when clean == corrupted), float32
+    arrays of shape [L, T], [L, n_heads] or [L, T, n_heads] by site; clean
+    and corrupted, the two baselines; done, the cells computed."""
+
+    def __init__(self, site, metric, raw, norm, clean, corrupted, done):
+        self.site, self.metric = site, metric
+        self.raw, self.norm = raw, norm
+        self.clean, self.corrupted, self.done = clean, corrupted, done
+
+    def __repr__(self):
+        return "PatchResult(site=%r, metric=%r, shape=%s, clean=%g, corrupted=%g)" % (
+            self.site, self.metric, self.raw.shape, self.clean, self.corrupted)
+
+
+class Patcher:
+    """Activation patching of one clean/corrupted pair (B = 1, equal
+    lengths), as `mech patch`: clean activations patched into the corrupted
+    run, the metric at pos (-1: the last position).
+
+    p = mech.interp.Patcher(model, clean_ids, corrupt_ids, answer=" Mary", wrong=" John")
+    r = p.sweep("resid_pre")          # r.raw, r.norm: numpy [L, T]
+
+    metric: "logit_diff" (needs wrong), "logprob", "prob" or "kl". answer
+    and wrong: token ids, or text that is one token. naive: every patched
+    run a full forward (the slow reference). Free with free() or `with`."""
+
+    def __init__(self, model, clean, corrupt, metric="logit_diff", answer=None, wrong=None, pos=-1, naive=False,
+                 batch=0):
+        if metric not in METRICS:
+            raise _lib.MechArgError("mech: unknown metric %r (expected %s)" % (metric, ", ".join(METRICS)), _lib.ARG)
+        self.model, self.metric = model, metric
+        self._clean, self._corrupt = _seq(clean, "clean"), _seq(corrupt, "corrupt")
+        a, w = _token(model, answer, "answer"), _token(model, wrong, "wrong")
+        if metric != "kl" and a < 0:
+            raise _lib.MechArgError("mech: metric %s needs answer" % metric, _lib.ARG)
+        if metric == "logit_diff" and w < 0:
+            raise _lib.MechArgError("mech: metric logit_diff needs wrong", _lib.ARG)
+        o = _lib.PatchOpts(metric=METRICS.index(metric), answer=max(a, 0), wrong=max(w, 0), pos=pos,
+                           naive=int(bool(naive)), batch=batch)
+        o.cancel = lib.mech_cancel_flag()
+        self._opts = o
+        self._ptr = c_void_p()
+        err = Err()
+        with Call() as call:
+            code = lib.mech_patch_new(model._p(), self._clean.ctypes.data_as(POINTER(c_int32)), len(self._clean),
+                                      self._corrupt.ctypes.data_as(POINTER(c_int32)), len(self._corrupt),
+                                      byref(o), byref(self._ptr), byref(err))
+        if code:
+            _lib.raise_call_error(code, err, call)
+
+    @property
+    def clean_metric(self):
+        """The metric on the clean run."""
+        return lib.mech_patch_clean_metric(self._p())
+
+    @property
+    def corrupted_metric(self):
+        """The metric on the corrupted run."""
+        return lib.mech_patch_corrupted_metric(self._p())
+
+    def _result(self, site_name, code, res, err, call):
+        try:
+            if code and not (code == _lib.CANCELLED and res.raw):
+                _lib.raise_call_error(code, err, call)
+            shape = tuple(res.shape[i] for i in range(res.ndim))
+            raw = np.ctypeslib.as_array(res.raw, shape=shape).copy()
+            norm = np.ctypeslib.as_array(res.norm, shape=shape).copy()
+            out = PatchResult(site_name, self.metric, raw, norm, res.clean, res.corrupted, res.done)
+        finally:
+            lib.mech_patch_result_deinit(byref(res))
+        if code:
+            _lib.raise_call_error(code, err, call)
+        return out
+
+    def sweep(self, site="resid_pre"):
+        """One patched run per cell of site: resid_pre, resid_mid, attn_out,
+        mlp_out [L, T]; head_out (alias heads, z) [L, NH]; head_out_by_pos
+        (heads_by_pos) [L, T, NH]; head_q/k/v (q, k, v), head_pattern
+        (pattern) [L, NH]. Returns a PatchResult. Ctrl-C raises
+        KeyboardInterrupt; mech.cancel() MechCancelled."""
+        s = _site(site)
+        res, err = _lib.PatchResult(), Err()
+        with Call() as call:
+            code = lib.mech_patch_sweep(self._p(), s, byref(res), byref(err))
+        return self._result(SITES[s], code, res, err, call)
+
+    def path(self, receivers):
+        """Path patching of every sender head into receivers, a list of
+        (layer, head, input) with input "q", "k" or "v": a PatchResult of
+        shape [L, NH] (docs/patching.md)."""
+        recv = (_lib.PatchReceiver * max(1, len(receivers)))()
+        for i, (l, h, inp) in enumerate(receivers):
+            if inp not in ("q", "k", "v"):
+                raise _lib.MechArgError("mech: receiver input %r: expected q, k or v" % (inp,), _lib.ARG)
+            recv[i] = _lib.PatchReceiver(l, h, "qkv".index(inp))
+        res, err = _lib.PatchResult(), Err()
+        with Call() as call:
+            code = lib.mech_patch_path(self._p(), recv, len(receivers), byref(res), byref(err))
+        return self._result("path", code, res, err, call)
+
+    def _p(self):
+        if not self._ptr:
+            raise ValueError("mech: the patcher was freed")
+        return self._ptr
+
+    def free(self):
+        """Frees the cached clean and corrupted runs."""
+        p, self._ptr = getattr(self, "_ptr", None), None
+        if p:
+            lib.mech_patch_free(p)
+
+    def __del__(self):
+        self.free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+        return False
+
+
+def patch(model, clean, corrupt, site="resid_pre", **kw):
+    """One sweep of Patcher(model, clean, corrupt, **kw): a PatchResult."""
+    with Patcher(model, clean, corrupt, **kw) as p:
+        return p.sweep(site)
+
+
+class _Run:
+    """A C run with the caches a method reads, forwarded once."""
+
+    def __init__(self, model, ids, lens=False, globs=()):
+        self.model, self.ids = model, ids
+        B, T = ids.shape
+        err = Err()
+        self.ptr = c_void_p()
+        check(lib.mech_run_new(model._p(), B, T, byref(self.ptr), byref(err)), err)
+        try:
+            if model.threads:
+                check(lib.mech_run_set_threads(self.ptr, int(model.threads), byref(err)), err)
+            if lens:
+                check(lib.mech_lens_cache(self.ptr, byref(err)), err)
+            for g in globs:
+                check(lib.mech_run_cache(self.ptr, g.encode(), byref(err)), err)
+            with Call() as call:
+                code = lib.mech_run_forward(self.ptr, ids.ctypes.data_as(POINTER(c_int32)), byref(err))
+            if code:
+                _lib.raise_call_error(code, err, call)
+        except BaseException:
+            self.free()
+            raise
+
+    def free(self):
+        p, self.ptr = self.ptr, None
+        if p:
+            lib.mech_run_free(p)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+        return False
+
+
+class LensResult:
+    """The logit lens of every residual layer 0..L (l < L: resid_pre of block
+    l; L: the last resid_post), batch item and position. Arrays [L+1, B, T]:
+    kl (KL(final || layer), nats), entropy, target_prob, target_rank (-1 /
+    0 without targets); [L+1, B, T, k]: top_ids, top_probs."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __repr__(self):
+        return "LensResult(top_ids %s)" % (self.top_ids.shape,)
+
+
+def logit_lens(model, tokens, k=5, targets=None):
+    """The logit lens (as `mech lens`; TransformerLens's
+    accumulated_resid(apply_ln=True) then the unembedding) on tokens [T] or
+    [B, T]: a LensResult. targets: one token id per position ([B, T], -1:
+    none) or one per sequence ([B]: at every position), or None."""
+    ids = _as_tokens(model._input_tokens(tokens))
+    B, T = ids.shape
+    L = model.cfg.n_layers
+    if not 0 <= k <= _lib.LENS_MAX_K:
+        raise _lib.MechArgError("mech: k must be in 0..%d" % _lib.LENS_MAX_K, _lib.ARG)
+    tg = None
+    if targets is not None:
+        t = np.asarray(targets, dtype=np.int64)
+        if t.ndim == 0 or t.shape == (B,):
+            t = np.broadcast_to(t.reshape(-1, 1) if t.ndim else t, (B, T))
+        if t.shape != (B, T):
+            raise ValueError("mech: targets must have shape [B] or [B, T] = %s, not %s" % ((B, T), t.shape))
+        tg = np.ascontiguousarray(t, dtype=np.int32)
+    with _Run(model, ids, lens=True) as run:
+        rows, n, err = POINTER(_lib.LensRow)(), c_size_t(), Err()
+        check(lib.mech_lens_logit(model._p(), run.ptr, k, tg.ctypes.data_as(POINTER(c_int32)) if tg is not None
+                                  else None, byref(rows), byref(n), byref(err)), err)
+    try:
+        arr = np.ctypeslib.as_array(ctypes.cast(rows, POINTER(ctypes.c_uint8)),
+                                    shape=(n.value * ctypes.sizeof(_lib.LensRow),))
+        dt = np.dtype({"names": [f[0] for f in _lib.LensRow._fields_],
+                       "formats": ["<i4", "<i4", "<i4", "<i4", ("<i4", 32), ("<f8", 32), "<i4", "<i8", "<f8",
+                                   "<f8", "<f8"],
+                       "offsets": [getattr(_lib.LensRow, f[0]).offset for f in _lib.LensRow._fields_],
+                       "itemsize": ctypes.sizeof(_lib.LensRow)})
+        rec = arr.view(dt).reshape(L + 1, B, T)
+        out = LensResult(top_ids=rec["top_ids"][..., :k].astype(np.int64), top_probs=rec["top_probs"][..., :k].copy(),
+                         kl=rec["kl"].copy(), entropy=rec["entropy"].copy(), target_prob=rec["target_prob"].copy(),
+                         target_rank=rec["target_rank"].copy())
+    finally:
+        lib.mech_free(rows)
+    return out
+
+
+class DlaResult:
+    """Direct logit attribution: labels (n_comp names: "embed", then per
+    layer "L{l}H{h}" for each head, "L{l}.attn_bias", "L{l}.mlp"), attr
+    [n_comp, B], accum [L+1, B] (the projection of each residual layer),
+    bias [B] and logit [B]; attr.sum(0) + bias == logit up to rounding."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def direct_logit_attribution(model, tokens, answer, wrong=None, pos=-1):
+    """Direct logit attribution (as `mech attrib`) of the logit of answer
+    (minus wrong's, when given) at pos (-1: the last) of every sequence of
+    tokens [T] or [B, T]. answer, wrong: one token (id or one-token text)
+    for every sequence, or a list of B."""
+    ids = _as_tokens(model._input_tokens(tokens))
+    B = ids.shape[0]
+
+    def toks(x, what):
+        if x is None:
+            return None
+        xs = x if isinstance(x, (list, tuple, np.ndarray)) else [x] * B
+        if len(xs) != B:
+            raise ValueError("mech: %s: %d tokens for %d sequences" % (what, len(xs), B))
+        return np.array([_token(model, t, what) for t in xs], dtype=np.int32)
+
+    a, w = toks(answer, "answer"), toks(wrong, "wrong")
+    with _Run(model, ids, lens=True) as run:
+        d, err = POINTER(_lib.Dla)(), Err()
+        check(lib.mech_lens_dla(model._p(), run.ptr, pos, a.ctypes.data_as(POINTER(c_int32)),
+                                w.ctypes.data_as(POINTER(c_int32)) if w is not None else None, byref(d), byref(err)),
+              err)
+    try:
+        r = d.contents
+        n, L = r.n_comp, r.n_layers
+        out = DlaResult(labels=[r.labels[i].value.decode() for i in range(n)],
+                        attr=np.ctypeslib.as_array(r.attr, shape=(n, B)).copy(),
+                        accum=np.ctypeslib.as_array(r.accum, shape=(L + 1, B)).copy(),
+                        bias=np.ctypeslib.as_array(r.bias, shape=(B,)).copy(),
+                        logit=np.ctypeslib.as_array(r.logit, shape=(B,)).copy())
+    finally:
+        lib.mech_dla_free(d)
+    return out
+
+
+def head_scores(model, tokens, kind="induction", measure="mul", exclude_bos=False, exclude_current=False):
+    """TransformerLens's head_detector scores of every head, [L, n_heads]
+    (float64), averaged over the batch of tokens [T] or [B, T] (at least 2
+    tokens). kind: "previous_token", "duplicate_token" or "induction";
+    measure: "mul" (sum(A*D)/sum(A), `mech heads`) or "abs"."""
+    k = _HEAD_ALIASES.get(kind, kind)
+    if k not in HEAD_KINDS:
+        raise _lib.MechArgError("mech: unknown head kind %r (expected %s)" % (kind, ", ".join(HEAD_KINDS)), _lib.ARG)
+    if measure not in ("mul", "abs"):
+        raise _lib.MechArgError("mech: measure must be 'mul' or 'abs', not %r" % (measure,), _lib.ARG)
+    ids = _as_tokens(model._input_tokens(tokens))
+    L, NH = model.cfg.n_layers, model.cfg.n_heads
+    out = np.zeros((L, NH), dtype=np.float64)
+    with _Run(model, ids, globs=["blocks.*.attn.hook_pattern"]) as run:
+        err = Err()
+        check(lib.mech_heads_score(model._p(), run.ptr, ids.ctypes.data_as(POINTER(c_int32)), HEAD_KINDS.index(k),
+                                   0 if measure == "mul" else 1, int(bool(exclude_bos)), int(bool(exclude_current)),
+                                   out.ctypes.data_as(POINTER(c_double)), byref(err)), err)
+    return out
