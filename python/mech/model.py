@@ -172,6 +172,15 @@ class Model:
         check(lib.mech_capi_model_random(json.dumps(cfg).encode(), seed, byref(p), byref(err)), err)
         return cls(p)
 
+    def save(self, path, dtype="F32"):
+        """Writes the model as safetensors with its config in the metadata
+        (as mech's own files): "F32", "F16" or "BF16"."""
+        dts = {"F32": 0, "F16": 1, "BF16": 2}
+        if dtype not in dts:
+            raise _lib.MechArgError("mech: dtype must be F32, F16 or BF16, not %r" % (dtype,), _lib.ARG)
+        err = Err()
+        check(lib.mech_model_save(self._p(), str(path).encode(), dts[dtype], None, None, 0, byref(err)), err)
+
     def free(self):
         """Frees the weights now (later calls raise ValueError)."""
         p, self._ptr = getattr(self, "_ptr", None), None
