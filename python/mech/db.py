@@ -68,7 +68,8 @@ class Run:
         """The run's result rows (optionally one metric, site or item) as a
         numpy record array with fields item, site, layer, pos, head, token,
         rank, metric, value (NaN where the database holds NULL), in item
-        order then insertion order."""
+        order then insertion order. Read the item column as rows["item"]
+        (rows.item is numpy's item method); the others also as attributes."""
         q = "select %s from results where run_id = ?" % ", ".join('"%s"' % c for c in RESULT_COLUMNS)
         args = [self.id]
         for col, v in (("metric", metric), ("site", site), ("item", item)):
@@ -141,7 +142,11 @@ class Database:
             # a WAL database in a directory we cannot write: SQLite cannot
             # make the -shm file; read the file as it is (as mech does)
             con.close()
-            return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+            con = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+        except sqlite3.DatabaseError as e:
+            con.close()
+            raise MechDBError("mech: %s: not a readable SQLite database (%s)" % (self.path, e), DB) from None
+        return con
 
     def _query(self, q, args=()):
         try:
