@@ -3,7 +3,11 @@
 ** API: a process-wide cancellation flag the forward pass checks between
 ** blocks, set by SIGINT while a binding's call runs (Python's own handler
 ** cannot run until the C call returns), plus accessors that spare a binding
-** from mirroring mech_model's layout.
+** from mirroring mech_model's layout. A binding calls long operations
+** through wrappers (mech_capi_forward here, mech_capi_patch_* in
+** interp/capi.c, mech_capi_rasp_* in compiler/rasp_capi.c) that bracket them
+** in C: no interpreter code runs between the bracket's begin and end, so an
+** exception raised there (Python's KeyboardInterrupt) cannot unbalance it.
 */
 #include "core/core.h"
 
@@ -65,6 +69,13 @@ int mech_capi_call_end(int catch_sigint) {
     // was running, not the next one started.
     if (__atomic_sub_fetch(&active, 1, __ATOMIC_SEQ_CST) == 0) cancel_flag = 0;
     return was;
+}
+
+mech_status mech_capi_forward(mech_run *r, const int32_t *ids, int catch_sigint, int *flag, mech_err *err) {
+    mech_capi_call_begin(catch_sigint);
+    mech_status rc = mech_run_forward(r, ids, err);
+    *flag = mech_capi_call_end(catch_sigint);
+    return rc;
 }
 
 const mech_tokenizer *mech_capi_model_tokenizer(const mech_model *m) { return m ? m->tok : NULL; }

@@ -707,6 +707,8 @@ const volatile int *mech_cancel_flag(void);
 // end. end returns the flag as it was: 0, 1 (SIGINT) or 2 (a request).
 void mech_capi_call_begin(int catch_sigint);
 int mech_capi_call_end(int catch_sigint);
+// mech_run_forward bracketed by begin/end (*flag: what end returned).
+mech_status mech_capi_forward(mech_run *r, const int32_t *ids, int catch_sigint, int *flag, mech_err *err);
 // m->tok (the tokenizer found beside the model), or NULL.
 const mech_tokenizer *mech_capi_model_tokenizer(const mech_model *m);
 // m's config as mech_config_to_json writes it (owned: mech_free), or NULL.

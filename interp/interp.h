@@ -677,4 +677,18 @@ mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n,
 // together). NAN when out of memory.
 double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth);
 
+
+// ---------------------------------------------------------------------------
+// For language bindings (interp/capi.c): mech_patch_new, _sweep and _path
+// bracketed by mech_capi_call_begin/end (core/core.h), the sweep cancelled
+// by the process-wide flag (opts->cancel is replaced by it); *flag gets
+// what mech_capi_call_end returned.
+mech_status mech_capi_patch_new(const mech_model *m, const int32_t *clean, int n_clean, const int32_t *corrupt,
+                                int n_corrupt, const mech_patch_opts *opts, mech_patch **out, int catch_sigint,
+                                int *flag, mech_err *err);
+mech_status mech_capi_patch_sweep(mech_patch *p, mech_patch_site site, mech_patch_result *out, int catch_sigint,
+                                  int *flag, mech_err *err);
+mech_status mech_capi_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
+                                 int catch_sigint, int *flag, mech_err *err);
+
 #endif

@@ -188,7 +188,6 @@ _PROTOS = {
     "mech_run_cache": (c_int, [c_void_p, c_char_p, POINTER(Err)]),
     "mech_run_memory": (c_int, [c_void_p, c_int, c_int, POINTER(c_char_p), c_int, c_double, POINTER(RunBytes),
                                 POINTER(Err)]),
-    "mech_run_forward": (c_int, [c_void_p, POINTER(c_int32), POINTER(Err)]),
     "mech_run_logits": (POINTER(c_float), [c_void_p]),
     "mech_run_cached": (POINTER(Tensor), [c_void_p, POINTER(c_size_t)]),
     "mech_run_set_mask": (c_int, [c_void_p, POINTER(c_uint8), POINTER(Err)]),
@@ -205,20 +204,20 @@ _PROTOS = {
     "mech_cancel_request": (None, []),
     "mech_cancel_pending": (c_int, []),
     "mech_cancel_flag": (POINTER(c_int), []),
-    "mech_capi_call_begin": (None, [c_int]),
-    "mech_capi_call_end": (c_int, [c_int]),
+    "mech_capi_forward": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int), POINTER(Err)]),
     "mech_capi_model_tokenizer": (c_void_p, [c_void_p]),
     "mech_capi_model_config_json": (c_void_p, [c_void_p]),
     "mech_capi_model_random": (c_int, [c_char_p, c_uint64, POINTER(c_void_p), POINTER(Err)]),
     "mech_capi_sizeof": (c_size_t, [c_char_p]),
     # interp
-    "mech_patch_new": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int32), c_int, POINTER(PatchOpts),
-                               POINTER(c_void_p), POINTER(Err)]),
+    "mech_capi_patch_new": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int32), c_int, POINTER(PatchOpts),
+                                    POINTER(c_void_p), c_int, POINTER(c_int), POINTER(Err)]),
+    "mech_capi_patch_sweep": (c_int, [c_void_p, c_int, POINTER(PatchResult), c_int, POINTER(c_int), POINTER(Err)]),
+    "mech_capi_patch_path": (c_int, [c_void_p, POINTER(PatchReceiver), c_int, POINTER(PatchResult), c_int,
+                                     POINTER(c_int), POINTER(Err)]),
     "mech_patch_free": (None, [c_void_p]),
     "mech_patch_clean_metric": (c_double, [c_void_p]),
     "mech_patch_corrupted_metric": (c_double, [c_void_p]),
-    "mech_patch_sweep": (c_int, [c_void_p, c_int, POINTER(PatchResult), POINTER(Err)]),
-    "mech_patch_path": (c_int, [c_void_p, POINTER(PatchReceiver), c_int, POINTER(PatchResult), POINTER(Err)]),
     "mech_patch_result_deinit": (None, [POINTER(PatchResult)]),
     "mech_patch_site_name": (c_char_p, [c_int]),
     "mech_patch_metric_name": (c_char_p, [c_int]),
@@ -238,15 +237,16 @@ _PROTOS = {
                                       POINTER(Err)]),
     "mech_rasp_eval": (c_int, [c_void_p, POINTER(RaspValue), c_size_t, POINTER(POINTER(RaspValue)), POINTER(Err)]),
     "mech_rasp_values_json": (None, [POINTER(Buf), POINTER(RaspValue), c_size_t]),
-    "mech_rasp_compile_limited": (c_int, [c_void_p, c_void_p, POINTER(POINTER(RaspCompiled)), POINTER(Err)]),
+    "mech_capi_rasp_compile": (c_int, [c_void_p, c_int64, c_int64, POINTER(POINTER(RaspCompiled)), c_int,
+                                       POINTER(c_int), POINTER(Err)]),
+    "mech_capi_rasp_verify": (c_int, [c_void_p, c_void_p, c_uint64, POINTER(c_size_t), c_int, POINTER(c_int),
+                                      POINTER(Err)]),
+    "mech_capi_rasp_run": (c_int, [c_void_p, POINTER(RaspValue), c_size_t, c_size_t, POINTER(RaspValue), c_int,
+                                   POINTER(c_int), POINTER(Err)]),
     "mech_rasp_compiled_free": (None, [POINTER(RaspCompiled)]),
     "mech_rasp_compiled_explain": (None, [POINTER(RaspCompiled), POINTER(Buf)]),
     "mech_rasp_runner_new": (c_int, [c_void_p, c_void_p, POINTER(c_void_p), POINTER(Err)]),
     "mech_rasp_runner_free": (None, [c_void_p]),
-    "mech_rasp_runner_run": (c_int, [c_void_p, POINTER(RaspValue), c_size_t, c_size_t, POINTER(RaspValue),
-                                     POINTER(Err)]),
-    "mech_rasp_verify": (c_int, [c_void_p, c_void_p, c_uint64, POINTER(c_size_t), POINTER(c_size_t),
-                                 POINTER(Err)]),
     "mech_model_save": (c_int, [c_void_p, c_char_p, c_int, POINTER(c_char_p), POINTER(c_char_p), c_size_t,
                                 POINTER(Err)]),
 }
@@ -296,21 +296,27 @@ def take_string(ptr):
 
 
 class Call:
-    """Brackets a long C call: in the main thread, SIGINT sets the library's
-    cancellation flag (the forward stops before its next block) and still
-    reaches Python's handler. `interrupted` is set on exit when that flag was
-    set during the call."""
+    """How a long C call is made: through its mech_capi_* wrapper, which
+    brackets it in C (no Python code runs inside the bracket, so an
+    exception cannot unbalance it). In the main thread SIGINT then sets the
+    library's cancellation flag (the forward stops before its next block,
+    a sweep before its next patched run) and still reaches Python's
+    handler, which raises KeyboardInterrupt once the call returns.
 
-    def __enter__(self):
+        call = Call()
+        code = lib.mech_capi_forward(run, ids, call.main, call.flag, byref(err))
+        if code: raise_call_error(code, err, call)
+    """
+
+    def __init__(self):
         self.main = int(threading.current_thread() is threading.main_thread())
-        lib.mech_capi_call_begin(self.main)
-        self.interrupted = False
-        return self
+        self._flag = ctypes.c_int(0)
+        self.flag = byref(self._flag)
 
-    def __exit__(self, *exc):
-        flag = lib.mech_capi_call_end(self.main)
-        self.interrupted = flag == 1  # SIGINT; 2 is mech.cancel()
-        return False
+    @property
+    def interrupted(self):
+        """SIGINT arrived during the call (2 would be mech.cancel())."""
+        return self._flag.value == 1
 
 
 def raise_call_error(code, err, call, hook_exc=None):

@@ -89,14 +89,12 @@ class Patcher:
             raise _lib.MechArgError("mech: metric logit_diff needs wrong", _lib.ARG)
         o = _lib.PatchOpts(metric=METRICS.index(metric), answer=max(a, 0), wrong=max(w, 0), pos=pos,
                            naive=int(bool(naive)), batch=batch)
-        o.cancel = lib.mech_cancel_flag()
         self._opts = o
         self._ptr = c_void_p()
-        err = Err()
-        with Call() as call:
-            code = lib.mech_patch_new(model._p(), self._clean.ctypes.data_as(POINTER(c_int32)), len(self._clean),
-                                      self._corrupt.ctypes.data_as(POINTER(c_int32)), len(self._corrupt),
-                                      byref(o), byref(self._ptr), byref(err))
+        err, call = Err(), Call()
+        code = lib.mech_capi_patch_new(model._p(), self._clean.ctypes.data_as(POINTER(c_int32)), len(self._clean),
+                                       self._corrupt.ctypes.data_as(POINTER(c_int32)), len(self._corrupt), byref(o),
+                                       byref(self._ptr), call.main, call.flag, byref(err))
         if code:
             _lib.raise_call_error(code, err, call)
 
@@ -111,18 +109,13 @@ class Patcher:
         return lib.mech_patch_corrupted_metric(self._p())
 
     def _result(self, site_name, code, res, err, call):
-        try:
-            if code and not (code == _lib.CANCELLED and res.raw):
-                _lib.raise_call_error(code, err, call)
-            shape = tuple(res.shape[i] for i in range(res.ndim))
-            raw = np.ctypeslib.as_array(res.raw, shape=shape).copy()
-            norm = np.ctypeslib.as_array(res.norm, shape=shape).copy()
-            out = PatchResult(site_name, self.metric, raw, norm, res.clean, res.corrupted, res.done)
-        finally:
-            lib.mech_patch_result_deinit(byref(res))
+        """A PatchResult from res (the caller deinits it)."""
         if code:
             _lib.raise_call_error(code, err, call)
-        return out
+        shape = tuple(res.shape[i] for i in range(res.ndim))
+        raw = np.ctypeslib.as_array(res.raw, shape=shape).copy()
+        norm = np.ctypeslib.as_array(res.norm, shape=shape).copy()
+        return PatchResult(site_name, self.metric, raw, norm, res.clean, res.corrupted, res.done)
 
     def sweep(self, site="resid_pre"):
         """One patched run per cell of site: resid_pre, resid_mid, attn_out,
@@ -131,10 +124,12 @@ class Patcher:
         (pattern) [L, NH]. Returns a PatchResult. Ctrl-C raises
         KeyboardInterrupt; mech.cancel() MechCancelled."""
         s = _site(site)
-        res, err = _lib.PatchResult(), Err()
-        with Call() as call:
-            code = lib.mech_patch_sweep(self._p(), s, byref(res), byref(err))
-        return self._result(SITES[s], code, res, err, call)
+        res, err, call = _lib.PatchResult(), Err(), Call()
+        try:
+            code = lib.mech_capi_patch_sweep(self._p(), s, byref(res), call.main, call.flag, byref(err))
+            return self._result(SITES[s], code, res, err, call)
+        finally:
+            lib.mech_patch_result_deinit(byref(res))
 
     def path(self, receivers):
         """Path patching of every sender head into receivers, a list of
@@ -145,10 +140,13 @@ class Patcher:
             if inp not in ("q", "k", "v"):
                 raise _lib.MechArgError("mech: receiver input %r: expected q, k or v" % (inp,), _lib.ARG)
             recv[i] = _lib.PatchReceiver(l, h, "qkv".index(inp))
-        res, err = _lib.PatchResult(), Err()
-        with Call() as call:
-            code = lib.mech_patch_path(self._p(), recv, len(receivers), byref(res), byref(err))
-        return self._result("path", code, res, err, call)
+        res, err, call = _lib.PatchResult(), Err(), Call()
+        try:
+            code = lib.mech_capi_patch_path(self._p(), recv, len(receivers), byref(res), call.main, call.flag,
+                                            byref(err))
+            return self._result("path", code, res, err, call)
+        finally:
+            lib.mech_patch_result_deinit(byref(res))
 
     def _p(self):
         if not self._ptr:
@@ -194,8 +192,9 @@ class _Run:
                 check(lib.mech_lens_cache(self.ptr, byref(err)), err)
             for g in globs:
                 check(lib.mech_run_cache(self.ptr, g.encode(), byref(err)), err)
-            with Call() as call:
-                code = lib.mech_run_forward(self.ptr, ids.ctypes.data_as(POINTER(c_int32)), byref(err))
+            call = Call()
+            code = lib.mech_capi_forward(self.ptr, ids.ctypes.data_as(POINTER(c_int32)), call.main, call.flag,
+                                         byref(err))
             if code:
                 _lib.raise_call_error(code, err, call)
         except BaseException:

@@ -427,8 +427,8 @@ class Model:
                 cb = _lib.HOOK_FN(_hook_trampoline(fn, state))
                 keep.append(cb)
                 check(lib.mech_run_hook(run, name.encode(), cb, None, byref(err)), err)
-            with Call() as call:
-                code = lib.mech_run_forward(run, ids.ctypes.data_as(POINTER(c_int32)), byref(err))
+            call = Call()
+            code = lib.mech_capi_forward(run, ids.ctypes.data_as(POINTER(c_int32)), call.main, call.flag, byref(err))
             if code:
                 _lib.raise_call_error(code, err, call, state["exc"])
             V = self.cfg.d_vocab

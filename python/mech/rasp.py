@@ -20,11 +20,6 @@ from ._lib import Call, Err, check, lib
 from .model import Model
 
 
-class _Limits(ctypes.Structure):  # mech_rasp_limits
-    _fields_ = [("max_params", c_int64), ("max_values", c_int64), ("cancel", POINTER(ctypes.c_int)),
-                ("progress", c_void_p), ("user", c_void_p)]
-
-
 _EXTRA = {
     "mech_rasp_token_id": (c_int32, [c_void_p, POINTER(_lib.RaspValue)]),
 }
@@ -173,8 +168,8 @@ class Compiled:
         outs = (_lib.RaspValue * max(1, n))()
         err = Err()
         try:
-            with Call() as call:
-                code = lib.mech_rasp_runner_run(self._runner_p(), vals, 1, n, outs, byref(err))
+            call = Call()
+            code = lib.mech_capi_rasp_run(self._runner_p(), vals, 1, n, outs, call.main, call.flag, byref(err))
             if code:
                 _lib.raise_call_error(code, err, call)
             b = _lib.Buf()
@@ -195,10 +190,9 @@ class Compiled:
         """Checks the model against the interpreter as `mech compile` does
         (every input up to max_seq_len, or a seeded sample): returns the
         number of inputs that agreed; MechFormatError on a disagreement."""
-        checked, exh, err = c_size_t(), c_size_t(), Err()
-        with Call() as call:
-            code = lib.mech_rasp_verify(self.program._p(), self.model._p(), seed, byref(checked), byref(exh),
-                                        byref(err))
+        checked, err, call = c_size_t(), Err(), Call()
+        code = lib.mech_capi_rasp_verify(self.program._p(), self.model._p(), seed, byref(checked), call.main,
+                                         call.flag, byref(err))
         if code:
             _lib.raise_call_error(code, err, call)
         return checked.value
@@ -243,18 +237,22 @@ def compile(source, input=None, path="<string>", verify=False, max_params=0, max
     Limits as `mech compile --max-params/--max-values` (0: the defaults).
     Ctrl-C stops a long compile (KeyboardInterrupt)."""
     prog = Program(source, path)
-    lim = _Limits(max_params=max_params, max_values=max_values)
-    lim.cancel = lib.mech_cancel_flag()
-    cp, err = POINTER(_lib.RaspCompiled)(), Err()
-    with Call() as call:
-        code = lib.mech_rasp_compile_limited(prog._p(), byref(lim), byref(cp), byref(err))
-    if code:
-        _lib.raise_call_error(code, err, call)
-    c = cp.contents
-    meta = {c.meta_keys[i].decode(): c.meta_values[i].decode() for i in range(c.n_meta)}
-    circuit = json.loads(c.circuit.decode()) if c.circuit else None
-    model = Model(c.model, path=None, owner=cp)
-    out = Compiled(prog, model, owner=cp, meta=meta, circuit=circuit)
+    cp, err, call = POINTER(_lib.RaspCompiled)(), Err(), Call()
+    try:
+        code = lib.mech_capi_rasp_compile(prog._p(), max_params, max_values, byref(cp), call.main, call.flag,
+                                          byref(err))
+        if code:
+            _lib.raise_call_error(code, err, call)
+        c = cp.contents
+        meta = {c.meta_keys[i].decode(): c.meta_values[i].decode() for i in range(c.n_meta)}
+        circuit = json.loads(c.circuit.decode()) if c.circuit else None
+        model = Model(c.model, path=None, owner=cp)
+        out = Compiled(prog, model, owner=cp, meta=meta, circuit=circuit)
+    except BaseException:
+        # also a KeyboardInterrupt raised just after the compile returned
+        if cp:
+            lib.mech_rasp_compiled_free(cp)
+        raise
     model._owner = out  # the model keeps its Compiled (and so its weights) alive
     if input is not None:
         out.output = prog.eval(input)
