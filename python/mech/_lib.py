@@ -236,6 +236,7 @@ _PROTOS = {
     "mech_rasp_input_parse": (c_int, [c_void_p, c_char_p, POINTER(POINTER(RaspValue)), POINTER(c_size_t),
                                       POINTER(Err)]),
     "mech_rasp_eval": (c_int, [c_void_p, POINTER(RaspValue), c_size_t, POINTER(POINTER(RaspValue)), POINTER(Err)]),
+    "mech_rasp_token_id": (c_int32, [c_void_p, POINTER(RaspValue)]),
     "mech_rasp_values_json": (None, [POINTER(Buf), POINTER(RaspValue), c_size_t]),
     "mech_capi_rasp_compile": (c_int, [c_void_p, c_int64, c_int64, POINTER(POINTER(RaspCompiled)), c_int,
                                        POINTER(c_int), POINTER(Err)]),

@@ -160,7 +160,10 @@ class Patcher:
             lib.mech_patch_free(p)
 
     def __del__(self):
-        self.free()
+        try:
+            self.free()
+        except Exception:  # at interpreter shutdown the library may be gone
+            pass
 
     def __enter__(self):
         return self

@@ -4,7 +4,7 @@ activations by hook name, and hook them."""
 import ctypes
 import json
 import threading
-from ctypes import POINTER, byref, c_char_p, c_float, c_int32, c_size_t, c_uint8, c_void_p
+from ctypes import POINTER, byref, c_char_p, c_int32, c_size_t, c_uint8, c_void_p
 
 import numpy as np
 
@@ -189,7 +189,10 @@ class Model:
         self._owner = None
 
     def __del__(self):
-        self.free()
+        try:
+            self.free()
+        except Exception:  # at interpreter shutdown the library may be gone
+            pass
 
     def __enter__(self):
         return self

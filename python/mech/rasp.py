@@ -11,21 +11,13 @@ program's values. The language: docs/rasp.md.
 
 import ctypes
 import json
-from ctypes import POINTER, byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
+from ctypes import POINTER, byref, c_char_p, c_size_t, c_void_p
 
 import numpy as np
 
 from . import _lib
 from ._lib import Call, Err, check, lib
 from .model import Model
-
-
-_EXTRA = {
-    "mech_rasp_token_id": (c_int32, [c_void_p, POINTER(_lib.RaspValue)]),
-}
-for _n, (_r, _a) in _EXTRA.items():
-    getattr(lib, _n).restype = _r
-    getattr(lib, _n).argtypes = _a
 
 
 def _input_text(input):
@@ -110,7 +102,10 @@ class Program:
             lib.mech_rasp_program_free(p)
 
     def __del__(self):
-        self.free()
+        try:
+            self.free()
+        except Exception:  # at interpreter shutdown the library may be gone
+            pass
 
 
 def parse(source, path="<string>"):
@@ -226,7 +221,10 @@ class Compiled:
             lib.mech_rasp_compiled_free(c)
 
     def __del__(self):
-        self.free()
+        try:
+            self.free()
+        except Exception:  # at interpreter shutdown the library may be gone
+            pass
 
 
 def compile(source, input=None, path="<string>", verify=False, max_params=0, max_values=0):
