@@ -31,3 +31,52 @@ mech_status mech_capi_patch_path(mech_patch *p, const mech_patch_receiver *recv,
     *flag = mech_capi_call_end(catch_sigint);
     return rc;
 }
+
+mech_status mech_capi_acdc(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                           const mech_capi_acdc_args *a, mech_acdc_graph **g_out, double *metric_final,
+                           int64_t *n_trials, int catch_sigint, int *flag, mech_err *err) {
+    *g_out = NULL;
+    *flag = 0;
+    mech_acdc_graph *g = NULL;
+    mech_status rc = mech_acdc_graph_new(&m->cfg, a->split_embed, &g, err);
+    if (rc) return rc;
+    // Only the options a binding sets: the opts struct may grow, callers of
+    // this function need not follow it.
+    mech_acdc_opts o = {.metric = (mech_acdc_metric)a->metric, .ablation = (mech_acdc_ablation)a->ablation,
+                        .tau = a->tau, .abs_value = a->abs_value, .heads_ascending = a->heads_ascending,
+                        .answer = a->answer, .wrong = a->wrong, .mask = a->mask, .n_out = a->n_out,
+                        .pos_perm = a->pos_perm, .threads = a->threads,
+                        .cancel = (volatile int *)mech_cancel_flag()};
+    mech_acdc_result res = {0};
+    mech_capi_call_begin(catch_sigint);
+    rc = mech_acdc_run(m, clean, a->ablation == MECH_ACDC_ZERO ? NULL : corrupt, B, T, &o, g, &res, err);
+    *flag = mech_capi_call_end(catch_sigint);
+    if (rc) {
+        mech_acdc_graph_free(g);
+        return rc;
+    }
+    *metric_final = res.metric_final;
+    *n_trials = res.n_trials;
+    *g_out = g;
+    return MECH_OK;
+}
+
+int mech_capi_acdc_n_nodes(const mech_acdc_graph *g) { return g->n_nodes; }
+
+int mech_capi_acdc_n_edges(const mech_acdc_graph *g) { return g->n_edges; }
+
+const char *mech_capi_acdc_node_name(const mech_acdc_graph *g, int i) {
+    return i >= 0 && i < g->n_nodes ? g->nodes[i].name : NULL;
+}
+
+void mech_capi_acdc_edges(const mech_acdc_graph *g, int32_t *sender, int32_t *receiver, int32_t *type,
+                          uint8_t *present, double *effect) {
+    for (int e = 0; e < g->n_edges; e++) {
+        const mech_acdc_edge *x = &g->edges[e];
+        sender[e] = x->sender;
+        receiver[e] = x->receiver;
+        type[e] = (int32_t)x->type;
+        present[e] = (uint8_t)x->present;
+        effect[e] = x->effect;
+    }
+}

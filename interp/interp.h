@@ -690,5 +690,29 @@ mech_status mech_capi_patch_sweep(mech_patch *p, mech_patch_site site, mech_patc
                                   int *flag, mech_err *err);
 mech_status mech_capi_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
                                  int catch_sigint, int *flag, mech_err *err);
+// ACDC on a new graph of m's shape with only these options (so that a
+// binding's view of them does not change when mech_acdc_opts grows); the
+// rest as mech_acdc_opts' defaults, cancelled by the process-wide flag.
+// OUT: *g_out (owned: mech_acdc_graph_free) only on success.
+typedef struct mech_capi_acdc_args {
+    int metric, ablation;          // mech_acdc_metric, mech_acdc_ablation
+    double tau;
+    int abs_value, heads_ascending;
+    const int32_t *answer, *wrong; // [B] or NULL
+    const uint8_t *mask;           // [B*T] or NULL
+    int n_out;
+    const int32_t *pos_perm;       // [T] or NULL
+    int split_embed, threads;
+} mech_capi_acdc_args;
+mech_status mech_capi_acdc(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                           const mech_capi_acdc_args *a, mech_acdc_graph **g_out, double *metric_final,
+                           int64_t *n_trials, int catch_sigint, int *flag, mech_err *err);
+// A graph read without mirroring its structs: node and edge counts, a
+// node's name (borrowed), every edge's fields into caller arrays [n_edges].
+int mech_capi_acdc_n_nodes(const mech_acdc_graph *g);
+int mech_capi_acdc_n_edges(const mech_acdc_graph *g);
+const char *mech_capi_acdc_node_name(const mech_acdc_graph *g, int i);
+void mech_capi_acdc_edges(const mech_acdc_graph *g, int32_t *sender, int32_t *receiver, int32_t *type,
+                          uint8_t *present, double *effect);
 
 #endif

@@ -152,6 +152,13 @@ class RaspCompiled(Structure):  # mech_rasp_compiled
                 ("meta_values", POINTER(c_char_p)), ("circuit", c_char_p)]
 
 
+class AcdcArgs(Structure):  # mech_capi_acdc_args (interp/interp.h)
+    _fields_ = [("metric", c_int), ("ablation", c_int), ("tau", c_double), ("abs_value", c_int),
+                ("heads_ascending", c_int), ("answer", POINTER(c_int32)), ("wrong", POINTER(c_int32)),
+                ("mask", POINTER(c_uint8)), ("n_out", c_int), ("pos_perm", POINTER(c_int32)), ("split_embed", c_int),
+                ("threads", c_int)]
+
+
 HOOK_FN = CFUNCTYPE(c_int, POINTER(Tensor), c_int, c_void_p)
 
 # ---------------------------------------------------------------------------
@@ -215,6 +222,17 @@ _PROTOS = {
     "mech_capi_patch_sweep": (c_int, [c_void_p, c_int, POINTER(PatchResult), c_int, POINTER(c_int), POINTER(Err)]),
     "mech_capi_patch_path": (c_int, [c_void_p, POINTER(PatchReceiver), c_int, POINTER(PatchResult), c_int,
                                      POINTER(c_int), POINTER(Err)]),
+    "mech_capi_acdc": (c_int, [c_void_p, POINTER(c_int32), POINTER(c_int32), c_int, c_int, POINTER(AcdcArgs),
+                               POINTER(c_void_p), POINTER(c_double), POINTER(c_int64), c_int, POINTER(c_int),
+                               POINTER(Err)]),
+    "mech_capi_acdc_n_nodes": (c_int, [c_void_p]),
+    "mech_capi_acdc_n_edges": (c_int, [c_void_p]),
+    "mech_capi_acdc_node_name": (c_char_p, [c_void_p, c_int]),
+    "mech_capi_acdc_edges": (None, [c_void_p, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), POINTER(c_uint8),
+                                    POINTER(c_double)]),
+    "mech_acdc_graph_free": (None, [c_void_p]),
+    "mech_acdc_truth_n_out": (c_int, [c_char_p]),
+    "mech_acdc_torch_randperm": (None, [c_uint64, c_int, POINTER(c_int32)]),
     "mech_patch_free": (None, [c_void_p]),
     "mech_patch_clean_metric": (c_double, [c_void_p]),
     "mech_patch_corrupted_metric": (c_double, [c_void_p]),

@@ -1,9 +1,10 @@
 """Interpretability methods over the C library, returning numpy arrays:
 activation patching (sweeps and path patching), the logit lens, direct
-logit attribution and head scores. Formulas: docs/patching.md, docs/lens.md."""
+logit attribution, head scores and ACDC. Formulas: docs/patching.md,
+docs/lens.md, docs/acdc.md."""
 
 import ctypes
-from ctypes import POINTER, byref, c_double, c_int32, c_size_t, c_void_p
+from ctypes import POINTER, byref, c_double, c_int32, c_int64, c_size_t, c_uint8, c_void_p
 
 import numpy as np
 
@@ -333,3 +334,110 @@ def head_scores(model, tokens, kind="induction", measure="mul", exclude_bos=Fals
                                    0 if measure == "mul" else 1, int(bool(exclude_bos)), int(bool(exclude_current)),
                                    out.ctypes.data_as(POINTER(c_double)), byref(err)), err)
     return out
+
+
+EDGE_TYPES = ("addition", "direct", "placeholder")
+
+
+class Circuit:
+    """ACDC's result: nodes (names, as the reference spells them: "blocks.1.attn.hook_result[:, :, 3]"),
+    and per edge (numpy arrays [n_edges], in the graph's order) sender and
+    receiver (node indices), type (0 addition, 1 direct, 2 placeholder;
+    EDGE_TYPES names them), present (bool: in the circuit) and effect (the
+    metric change when the edge was tried; NaN if never tried);
+    metric_final (the metric of the circuit) and n_trials."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def edges(self):
+        """The circuit's counted edges (present, not placeholders) as
+        (sender name, receiver name, effect) tuples."""
+        keep = self.present & (self.type != 2)
+        return [(self.nodes[s], self.nodes[r], float(e))
+                for s, r, e in zip(self.sender[keep], self.receiver[keep], self.effect[keep])]
+
+    def __repr__(self):
+        return "Circuit(%d of %d counted edges, metric %g)" % (
+            int((self.present & (self.type != 2)).sum()), int((self.type != 2).sum()), self.metric_final)
+
+
+def acdc(model, clean, corrupt=None, tau=0.01, metric="kl", ablation="resample", answer=None, wrong=None,
+         positions="last", abs_value=False, heads_ascending=False, split_embed=None, pos_shuffle=None, threads=0):
+    """ACDC (Conmy et al. 2023) as `mech acdc`: prunes the model's graph edge
+    by edge on clean [B, T] with resample ablation from corrupt [B, T] (or
+    ablation="zero", corrupt unused); an edge goes when the metric grows by
+    less than tau. metric: "kl" (to the full model; positions "last" or
+    "all"), "logit_diff" (answer, wrong: one token per row or one for all)
+    or "l2" (compiled RASP models). split_embed: hook_embed and
+    hook_pos_embed as two senders (default: for compiled models);
+    pos_shuffle: the seed of the corrupted pass's position permutation
+    (`mech acdc` uses 49 for compiled models with resample ablation).
+    Returns a Circuit; Ctrl-C raises KeyboardInterrupt, mech.cancel()
+    MechCancelled."""
+    metrics, ablations = ("kl", "logit_diff", "l2"), ("resample", "zero")
+    if metric not in metrics:
+        raise _lib.MechArgError("mech: unknown ACDC metric %r (expected kl, logit_diff or l2)" % (metric,), _lib.ARG)
+    if ablation not in ablations:
+        raise _lib.MechArgError("mech: ablation must be resample or zero, not %r" % (ablation,), _lib.ARG)
+    if positions not in ("last", "all"):
+        raise _lib.MechArgError("mech: positions must be 'last' or 'all', not %r" % (positions,), _lib.ARG)
+    ids = _as_tokens(clean)
+    B, T = ids.shape
+    cor = None
+    if ablation == "resample":
+        if corrupt is None:
+            raise _lib.MechArgError("mech: resample ablation needs corrupt", _lib.ARG)
+        cor = _as_tokens(corrupt)
+        if cor.shape != ids.shape:
+            raise ValueError("mech: clean %s and corrupt %s differ in shape" % (ids.shape, cor.shape))
+    compiled = model._compiled
+    a = _lib.AcdcArgs(metric=metrics.index(metric), ablation=ablations.index(ablation), tau=tau,
+                      abs_value=int(bool(abs_value)), heads_ascending=int(bool(heads_ascending)),
+                      split_embed=int(compiled if split_embed is None else bool(split_embed)), threads=threads)
+    keep = []
+
+    def toks(x, what):
+        xs = x if isinstance(x, (list, tuple, np.ndarray)) else [x] * B
+        if len(xs) != B:
+            raise ValueError("mech: %s: %d tokens for %d rows" % (what, len(xs), B))
+        arr = np.array([_token(model, t, what) for t in xs], dtype=np.int32)
+        keep.append(arr)
+        return arr.ctypes.data_as(POINTER(c_int32))
+
+    if metric == "logit_diff":
+        if answer is None or wrong is None:
+            raise _lib.MechArgError("mech: metric logit_diff needs answer and wrong", _lib.ARG)
+        a.answer, a.wrong = toks(answer, "answer"), toks(wrong, "wrong")
+    if positions == "all":
+        mask = np.ones((B, T), dtype=np.uint8)
+        if compiled:
+            mask[:, 0] = 0  # not BOS
+        keep.append(mask)
+        a.mask = mask.ctypes.data_as(POINTER(c_uint8))
+    if metric == "l2":
+        ro = model.meta("mech.rasp.readout")
+        a.n_out = lib.mech_acdc_truth_n_out(ro.encode() if ro else None)
+    if pos_shuffle is not None:
+        perm = np.zeros(T, dtype=np.int32)
+        lib.mech_acdc_torch_randperm(int(pos_shuffle), T, perm.ctypes.data_as(POINTER(c_int32)))
+        keep.append(perm)
+        a.pos_perm = perm.ctypes.data_as(POINTER(c_int32))
+    g, mf, nt, err, call = c_void_p(), c_double(), c_int64(), Err(), Call()
+    code = lib.mech_capi_acdc(model._p(), ids.ctypes.data_as(POINTER(c_int32)),
+                              cor.ctypes.data_as(POINTER(c_int32)) if cor is not None else None, B, T, byref(a),
+                              byref(g), byref(mf), byref(nt), call.main, call.flag, byref(err))
+    if code:
+        _lib.raise_call_error(code, err, call)
+    try:
+        nn, ne = lib.mech_capi_acdc_n_nodes(g), lib.mech_capi_acdc_n_edges(g)
+        nodes = [lib.mech_capi_acdc_node_name(g, i).decode() for i in range(nn)]
+        snd, rcv, typ = (np.zeros(ne, dtype=np.int32) for _ in range(3))
+        pres, eff = np.zeros(ne, dtype=np.uint8), np.zeros(ne, dtype=np.float64)
+        lib.mech_capi_acdc_edges(g, snd.ctypes.data_as(POINTER(c_int32)), rcv.ctypes.data_as(POINTER(c_int32)),
+                                 typ.ctypes.data_as(POINTER(c_int32)), pres.ctypes.data_as(POINTER(c_uint8)),
+                                 eff.ctypes.data_as(POINTER(c_double)))
+    finally:
+        lib.mech_acdc_graph_free(g)
+    return Circuit(nodes=nodes, sender=snd, receiver=rcv, type=typ, present=pres.astype(bool), effect=eff,
+                   metric_final=mf.value, n_trials=nt.value)

@@ -109,6 +109,34 @@ class TestHeads(TmpCase):
             np.testing.assert_allclose(got[2, l], want, rtol=1e-6)
 
 
+class TestAcdc(TmpCase):
+    def test_circuit_equals_mech_acdc(self):
+        m = mech.Model.load(TINY)
+        clean = [[1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16]]
+        corrupt = [[1, 2, 3, 9, 5, 6], [11, 12, 13, 19, 15, 16]]
+        with open(self.path("p.jsonl"), "w") as f:
+            for c, k in zip(clean, corrupt):
+                f.write(json.dumps({"clean": c, "corrupt": k, "answer": 5, "wrong": 9}) + "\n")
+        for tau, metric in ((1e-5, "kl"), (2e-3, "logit_diff")):
+            cli("acdc", "--model", TINY, "--pairs", "p.jsonl", "--tau", tau, "--metric", metric, "--db", "a.db",
+                cwd=self.tmp)
+            run_id = len(mech.open_db(self.path("a.db")).runs())
+            cli("acdc", "export", run_id, "--json", "a.json", "--db", "a.db", cwd=self.tmp)
+            with open(self.path("a.json")) as f:
+                want = json.load(f)
+            c = interp.acdc(m, clean, corrupt, tau=tau, metric=metric, answer=5, wrong=9)
+            got = c.edges()
+            self.assertGreater(len(got), 0, (tau, metric))
+            self.assertEqual(len(got), want["n_edges"])
+            self.assertEqual(int((c.type != 2).sum()), want["n_counted"])
+            self.assertEqual([(s, r) for s, r, _ in got], [(e["sender"], e["receiver"]) for e in want["edges"]])
+            # the export writes each effect in the fewest digits that read back as the same float32
+            for (_, _, e), w in zip(got, want["edges"]):
+                self.assertEqual(np.float32(e), np.float32(w["effect"]))
+        with self.assertRaises(mech.MechArgError):
+            interp.acdc(m, clean, corrupt, metric="logit_diff")  # needs answer and wrong
+
+
 class TestDla(unittest.TestCase):
     def test_components_sum_to_the_logit_difference(self):
         m = mech.Model.load(TINY)
