@@ -191,11 +191,11 @@ fuzz:
 # static build is untouched) as libmech.so and copies it into the package
 # (python/mech/libmech.so), so that PYTHONPATH=python python3 -c "import mech"
 # and `pip install ./python` both find it. `make test` runs python/tests with
-# Debian's /usr/bin/python3 as the suite test_python (not under SANITIZE: the
-# interpreter is not built with the sanitizers).
+# Debian's /usr/bin/python3 (the environment's PYTHON overrides it) as the
+# suite test_python; not under SANITIZE, whose objects an unsanitized
+# interpreter cannot load (docs/python.md says how to run them under ASan).
 PIC_B := build-pic
 PIC_OBJ := $(LIB_SRC:%.c=$(PIC_B)/%.o)
-PYTHON ?= /usr/bin/python3
 
 $(PIC_B)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
