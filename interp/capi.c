@@ -80,3 +80,33 @@ void mech_capi_acdc_edges(const mech_acdc_graph *g, int32_t *sender, int32_t *re
         effect[e] = x->effect;
     }
 }
+
+mech_status mech_capi_eap(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                          int metric, int pos, const int32_t *answer, const int32_t *wrong, int split_embed,
+                          int threads, mech_acdc_graph **g_out, double **scores_out, double *value, int catch_sigint,
+                          int *flag, mech_err *err) {
+    *g_out = NULL;
+    *scores_out = NULL;
+    *flag = 0;
+    mech_acdc_graph *g = NULL;
+    mech_status rc = mech_acdc_graph_new(&m->cfg, split_embed, &g, err);
+    if (rc) return rc;
+    double *scores = mech_calloc((size_t)g->n_edges, sizeof *scores);
+    if (!scores) {
+        mech_acdc_graph_free(g);
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for %d edge scores", g->n_edges);
+    }
+    mech_metric mt = {.kind = (mech_metric_kind)metric, .pos = pos, .answer = answer,
+                      .wrong = metric == MECH_METRIC_LOGIT_DIFF ? wrong : NULL};
+    mech_capi_call_begin(catch_sigint);
+    rc = mech_eap_scores(m, g, clean, corrupt, B, T, &mt, threads, scores, value, err);
+    *flag = mech_capi_call_end(catch_sigint);
+    if (rc) {
+        mech_free(scores);
+        mech_acdc_graph_free(g);
+        return rc;
+    }
+    *g_out = g;
+    *scores_out = scores;
+    return MECH_OK;
+}

@@ -714,5 +714,13 @@ int mech_capi_acdc_n_edges(const mech_acdc_graph *g);
 const char *mech_capi_acdc_node_name(const mech_acdc_graph *g, int i);
 void mech_capi_acdc_edges(const mech_acdc_graph *g, int32_t *sender, int32_t *receiver, int32_t *type,
                           uint8_t *present, double *effect);
+// EAP scores (mech_eap_scores) of every edge of a new graph of m's shape,
+// with the metric kind (MECH_METRIC_LOGIT_DIFF or _LOGPROB), pos, answer
+// and wrong ([B]) of a mech_metric. OUT on success: *g_out
+// (mech_acdc_graph_free) and *scores_out ([n_edges], mech_free).
+mech_status mech_capi_eap(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                          int metric, int pos, const int32_t *answer, const int32_t *wrong, int split_embed,
+                          int threads, mech_acdc_graph **g_out, double **scores_out, double *value, int catch_sigint,
+                          int *flag, mech_err *err);
 
 #endif

@@ -1,7 +1,7 @@
 """Interpretability methods over the C library, returning numpy arrays:
 activation patching (sweeps and path patching), the logit lens, direct
-logit attribution, head scores and ACDC. Formulas: docs/patching.md,
-docs/lens.md, docs/acdc.md."""
+logit attribution, head scores, ACDC and EAP. Formulas: docs/patching.md,
+docs/lens.md, docs/acdc.md, docs/eap.md."""
 
 import ctypes
 from ctypes import POINTER, byref, c_double, c_int32, c_int64, c_size_t, c_uint8, c_void_p
@@ -430,14 +430,78 @@ def acdc(model, clean, corrupt=None, tau=0.01, metric="kl", ablation="resample",
     if code:
         _lib.raise_call_error(code, err, call)
     try:
-        nn, ne = lib.mech_capi_acdc_n_nodes(g), lib.mech_capi_acdc_n_edges(g)
-        nodes = [lib.mech_capi_acdc_node_name(g, i).decode() for i in range(nn)]
-        snd, rcv, typ = (np.zeros(ne, dtype=np.int32) for _ in range(3))
-        pres, eff = np.zeros(ne, dtype=np.uint8), np.zeros(ne, dtype=np.float64)
-        lib.mech_capi_acdc_edges(g, snd.ctypes.data_as(POINTER(c_int32)), rcv.ctypes.data_as(POINTER(c_int32)),
-                                 typ.ctypes.data_as(POINTER(c_int32)), pres.ctypes.data_as(POINTER(c_uint8)),
-                                 eff.ctypes.data_as(POINTER(c_double)))
+        nodes, snd, rcv, typ, pres, eff = _read_graph(g)
     finally:
         lib.mech_acdc_graph_free(g)
-    return Circuit(nodes=nodes, sender=snd, receiver=rcv, type=typ, present=pres.astype(bool), effect=eff,
+    return Circuit(nodes=nodes, sender=snd, receiver=rcv, type=typ, present=pres, effect=eff,
                    metric_final=mf.value, n_trials=nt.value)
+
+
+def _read_graph(g):
+    """A C graph's nodes and edges as numpy arrays."""
+    nn, ne = lib.mech_capi_acdc_n_nodes(g), lib.mech_capi_acdc_n_edges(g)
+    nodes = [lib.mech_capi_acdc_node_name(g, i).decode() for i in range(nn)]
+    snd, rcv, typ = (np.zeros(ne, dtype=np.int32) for _ in range(3))
+    pres, eff = np.zeros(ne, dtype=np.uint8), np.zeros(ne, dtype=np.float64)
+    lib.mech_capi_acdc_edges(g, snd.ctypes.data_as(POINTER(c_int32)), rcv.ctypes.data_as(POINTER(c_int32)),
+                             typ.ctypes.data_as(POINTER(c_int32)), pres.ctypes.data_as(POINTER(c_uint8)),
+                             eff.ctypes.data_as(POINTER(c_double)))
+    return nodes, snd, rcv, typ, pres.astype(bool), eff
+
+
+class EapScores:
+    """EAP's result: nodes and per edge (numpy [n_edges], the graph's
+    order, as Circuit) sender, receiver, type and score (0 for
+    placeholders); value, the metric on the clean run."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def top(self, n=100):
+        """The n counted edges of largest |score| (ties in graph order) as
+        (sender name, receiver name, score) tuples: `mech eap --top-n`'s
+        circuit, never an edge whose score is 0."""
+        idx = [i for i in np.argsort(-np.abs(self.score), kind="stable") if self.type[i] != 2 and self.score[i] != 0]
+        return [(self.nodes[self.sender[i]], self.nodes[self.receiver[i]], float(self.score[i])) for i in idx[:n]]
+
+
+def eap(model, clean, corrupt, answer, wrong=None, metric="logit_diff", pos=-1, split_embed=None, threads=0):
+    """Edge attribution patching (Syed et al. 2023) as `mech eap`: a score for
+    every edge of ACDC's graph from one clean forward, one corrupted
+    forward and one backward over clean and corrupt [B, T] (the same shape).
+    metric: "logit_diff" (answer minus wrong) or "logprob" (answer), at pos
+    (-1: the last) of every row; answer, wrong: one token per row or one
+    for all. Returns EapScores."""
+    kinds = {"logprob": 2, "logit_diff": 1}  # mech_metric_kind
+    if metric not in kinds:
+        raise _lib.MechArgError("mech: EAP metric must be logit_diff or logprob, not %r" % (metric,), _lib.ARG)
+    ids, cor = _as_tokens(clean), _as_tokens(corrupt)
+    if cor.shape != ids.shape:
+        raise ValueError("mech: clean %s and corrupt %s differ in shape" % (ids.shape, cor.shape))
+    B, T = ids.shape
+
+    def toks(x, what):
+        xs = x if isinstance(x, (list, tuple, np.ndarray)) else [x] * B
+        if len(xs) != B:
+            raise ValueError("mech: %s: %d tokens for %d rows" % (what, len(xs), B))
+        return np.array([_token(model, t, what) for t in xs], dtype=np.int32)
+
+    if metric == "logit_diff" and wrong is None:
+        raise _lib.MechArgError("mech: metric logit_diff needs wrong", _lib.ARG)
+    a = toks(answer, "answer")
+    w = toks(wrong, "wrong") if wrong is not None else None
+    split = int(model._compiled if split_embed is None else bool(split_embed))
+    g, sc, val, err, call = c_void_p(), POINTER(c_double)(), c_double(), Err(), Call()
+    code = lib.mech_capi_eap(model._p(), ids.ctypes.data_as(POINTER(c_int32)), cor.ctypes.data_as(POINTER(c_int32)),
+                             B, T, kinds[metric], pos, a.ctypes.data_as(POINTER(c_int32)),
+                             w.ctypes.data_as(POINTER(c_int32)) if w is not None else None, split, threads,
+                             byref(g), byref(sc), byref(val), call.main, call.flag, byref(err))
+    if code:
+        _lib.raise_call_error(code, err, call)
+    try:
+        nodes, snd, rcv, typ, _, _ = _read_graph(g)
+        score = np.ctypeslib.as_array(sc, shape=(len(snd),)).copy()
+    finally:
+        lib.mech_free(sc)
+        lib.mech_acdc_graph_free(g)
+    return EapScores(nodes=nodes, sender=snd, receiver=rcv, type=typ, score=score, value=val.value)

@@ -137,6 +137,31 @@ class TestAcdc(TmpCase):
             interp.acdc(m, clean, corrupt, metric="logit_diff")  # needs answer and wrong
 
 
+class TestEap(TmpCase):
+    def test_scores_equal_mech_eap(self):
+        m = mech.Model.load(TINY)
+        clean = [[1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16]]
+        corrupt = [[1, 2, 3, 9, 5, 6], [11, 12, 13, 19, 15, 16]]
+        with open(self.path("p.jsonl"), "w") as f:
+            for c, k in zip(clean, corrupt):
+                f.write(json.dumps({"clean": c, "corrupt": k, "answer": 5, "wrong": 9}) + "\n")
+        cli("eap", "--model", TINY, "--pairs", "p.jsonl", "--top-n", "5", "--db", "e.db", cwd=self.tmp)
+        e = interp.eap(m, clean, corrupt, answer=5, wrong=9)
+        with mech.open_db(self.path("e.db")) as db:
+            run = db.runs()[0]
+            want = {r.site: r.value for r in run.results(metric="score")}
+            kept = {r.site for r in run.results(metric="kept")}
+        got = {"%s->%s" % (e.nodes[s], e.nodes[r]): v for s, r, t, v in zip(e.sender, e.receiver, e.type, e.score)
+               if t != 2}
+        self.assertEqual(sorted(got), sorted(want))
+        for k in want:
+            self.assertAlmostEqual(got[k], want[k], delta=1e-12 + 1e-9 * abs(want[k]), msg=k)
+        self.assertEqual({"%s->%s" % (s, r) for s, r, _ in e.top(5)}, kept)
+        # the metric on the clean run, independently: mean logit difference at the last position
+        lg = m(np.array(clean))[:, -1].astype(np.float64)
+        self.assertAlmostEqual(e.value, float(np.mean(lg[:, 5] - lg[:, 9])), places=5)
+
+
 class TestDla(unittest.TestCase):
     def test_components_sum_to_the_logit_difference(self):
         m = mech.Model.load(TINY)
