@@ -459,6 +459,9 @@ mech_status mech_capi_rasp_verify(const mech_rasp_program *p, const mech_model *
                                   int catch_sigint, int *flag, mech_err *err);
 mech_status mech_capi_rasp_run(mech_rasp_runner *r, const mech_rasp_value *inputs, size_t n_inputs, size_t len,
                                mech_rasp_value *outputs, int catch_sigint, int *flag, mech_err *err);
+// sizeof of the structs a binding mirrors ("mech_rasp_value",
+// "mech_rasp_compiled"), 0 for other names.
+size_t mech_capi_rasp_sizeof(const char *type);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,8 @@
 */
 #include "compiler/compiler.h"
 
+#include <string.h>
+
 mech_status mech_capi_rasp_compile(const mech_rasp_program *p, int64_t max_params, int64_t max_values,
                                    mech_rasp_compiled **out, int catch_sigint, int *flag, mech_err *err) {
     mech_rasp_limits lim = {.max_params = max_params, .max_values = max_values,
@@ -32,4 +34,10 @@ mech_status mech_capi_rasp_run(mech_rasp_runner *r, const mech_rasp_value *input
     mech_status rc = mech_rasp_runner_run(r, inputs, n_inputs, len, outputs, err);
     *flag = mech_capi_call_end(catch_sigint);
     return rc;
+}
+
+size_t mech_capi_rasp_sizeof(const char *type) {
+    if (!strcmp(type, "mech_rasp_value")) return sizeof(mech_rasp_value);
+    if (!strcmp(type, "mech_rasp_compiled")) return sizeof(mech_rasp_compiled);
+    return 0;
 }

@@ -5,31 +5,68 @@
 */
 #include "interp/interp.h"
 
+#include <string.h>
+
+// The options one by one and the results through out-parameters: a binding
+// that mirrors neither struct keeps working when they grow.
 mech_status mech_capi_patch_new(const mech_model *m, const int32_t *clean, int n_clean, const int32_t *corrupt,
-                                int n_corrupt, const mech_patch_opts *opts, mech_patch **out, int catch_sigint,
-                                int *flag, mech_err *err) {
-    mech_patch_opts o = *opts;
-    o.cancel = mech_cancel_flag();
+                                int n_corrupt, int metric, int32_t answer, int32_t wrong, int pos, int naive,
+                                int batch, mech_patch **out, int catch_sigint, int *flag, mech_err *err) {
+    mech_patch_opts o = {.metric = (mech_patch_metric)metric, .answer = answer, .wrong = wrong, .pos = pos,
+                         .naive = naive, .batch = batch, .cancel = mech_cancel_flag()};
     mech_capi_call_begin(catch_sigint);
     mech_status rc = mech_patch_new(m, clean, n_clean, corrupt, n_corrupt, &o, out, err);
     *flag = mech_capi_call_end(catch_sigint);
     return rc;
 }
 
-mech_status mech_capi_patch_sweep(mech_patch *p, mech_patch_site site, mech_patch_result *out, int catch_sigint,
-                                  int *flag, mech_err *err) {
+// Moves r into the out-parameters (raw and norm change owner).
+static void patch_result_out(mech_patch_result *r, int *ndim, int64_t shape[3], float **raw, float **norm,
+                             double *clean, double *corrupted, int64_t *done) {
+    *ndim = r->ndim;
+    for (int i = 0; i < 3; i++) shape[i] = r->shape[i];
+    *raw = r->raw;
+    *norm = r->norm;
+    *clean = r->clean;
+    *corrupted = r->corrupted;
+    *done = r->done;
+    r->raw = r->norm = NULL;
+}
+
+mech_status mech_capi_patch_sweep(mech_patch *p, int site, int *ndim, int64_t shape[3], float **raw, float **norm,
+                                  double *clean, double *corrupted, int64_t *done, int catch_sigint, int *flag,
+                                  mech_err *err) {
+    mech_patch_result r = {0};
     mech_capi_call_begin(catch_sigint);
-    mech_status rc = mech_patch_sweep(p, site, out, err);
+    mech_status rc = mech_patch_sweep(p, (mech_patch_site)site, &r, err);
     *flag = mech_capi_call_end(catch_sigint);
+    patch_result_out(&r, ndim, shape, raw, norm, clean, corrupted, done);
+    mech_patch_result_deinit(&r);
     return rc;
 }
 
-mech_status mech_capi_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
-                                 int catch_sigint, int *flag, mech_err *err) {
+mech_status mech_capi_patch_path(mech_patch *p, const int32_t *layer, const int32_t *head, const int32_t *input,
+                                 int n_recv, int *ndim, int64_t shape[3], float **raw, float **norm, double *clean,
+                                 double *corrupted, int64_t *done, int catch_sigint, int *flag, mech_err *err) {
+    mech_patch_result r = {0};
+    mech_patch_receiver *recv = mech_calloc((size_t)(n_recv > 0 ? n_recv : 1), sizeof *recv);
+    *flag = 0;
+    if (!recv) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for %d receivers", n_recv);
+    for (int i = 0; i < n_recv; i++)
+        recv[i] = (mech_patch_receiver){.layer = layer[i], .head = head[i], .input = (mech_patch_input)input[i]};
     mech_capi_call_begin(catch_sigint);
-    mech_status rc = mech_patch_path(p, recv, n_recv, out, err);
+    mech_status rc = mech_patch_path(p, recv, n_recv, &r, err);
     *flag = mech_capi_call_end(catch_sigint);
+    mech_free(recv);
+    patch_result_out(&r, ndim, shape, raw, norm, clean, corrupted, done);
+    mech_patch_result_deinit(&r);
     return rc;
+}
+
+size_t mech_capi_interp_sizeof(const char *type) {
+    if (!strcmp(type, "mech_lens_row")) return sizeof(mech_lens_row);
+    if (!strcmp(type, "mech_dla")) return sizeof(mech_dla);
+    return 0;
 }
 
 mech_status mech_capi_acdc(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,

@@ -679,17 +679,24 @@ double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_
 
 
 // ---------------------------------------------------------------------------
-// For language bindings (interp/capi.c): mech_patch_new, _sweep and _path
-// bracketed by mech_capi_call_begin/end (core/core.h), the sweep cancelled
-// by the process-wide flag (opts->cancel is replaced by it); *flag gets
-// what mech_capi_call_end returned.
+// For language bindings (interp/capi.c): patching with the options one by
+// one (those of mech_patch_opts; cancel is the process-wide flag) and each
+// result through out-parameters (*raw and *norm owned: mech_free; set also
+// after a cancelled sweep), bracketed by mech_capi_call_begin/end
+// (core/core.h); *flag gets what mech_capi_call_end returned. Path
+// receivers as three arrays of n_recv (input: mech_patch_input).
 mech_status mech_capi_patch_new(const mech_model *m, const int32_t *clean, int n_clean, const int32_t *corrupt,
-                                int n_corrupt, const mech_patch_opts *opts, mech_patch **out, int catch_sigint,
-                                int *flag, mech_err *err);
-mech_status mech_capi_patch_sweep(mech_patch *p, mech_patch_site site, mech_patch_result *out, int catch_sigint,
-                                  int *flag, mech_err *err);
-mech_status mech_capi_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
-                                 int catch_sigint, int *flag, mech_err *err);
+                                int n_corrupt, int metric, int32_t answer, int32_t wrong, int pos, int naive,
+                                int batch, mech_patch **out, int catch_sigint, int *flag, mech_err *err);
+mech_status mech_capi_patch_sweep(mech_patch *p, int site, int *ndim, int64_t shape[3], float **raw, float **norm,
+                                  double *clean, double *corrupted, int64_t *done, int catch_sigint, int *flag,
+                                  mech_err *err);
+mech_status mech_capi_patch_path(mech_patch *p, const int32_t *layer, const int32_t *head, const int32_t *input,
+                                 int n_recv, int *ndim, int64_t shape[3], float **raw, float **norm, double *clean,
+                                 double *corrupted, int64_t *done, int catch_sigint, int *flag, mech_err *err);
+// sizeof of the structs a binding mirrors ("mech_lens_row", "mech_dla"), 0
+// for other names.
+size_t mech_capi_interp_sizeof(const char *type);
 // ACDC on a new graph of m's shape with only these options (so that a
 // binding's view of them does not change when mech_acdc_opts grows); the
 // rest as mech_acdc_opts' defaults, cancelled by the process-wide flag.

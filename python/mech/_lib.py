@@ -106,23 +106,6 @@ class RunBytes(Structure):  # mech_run_bytes
     _fields_ = [(n, c_double) for n in ("weights", "activations", "logits", "cache", "total", "limit")]
 
 
-PROGRESS_FN = CFUNCTYPE(None, c_int64, c_int64, c_void_p)
-
-
-class PatchOpts(Structure):  # mech_patch_opts
-    _fields_ = [("metric", c_int), ("answer", c_int32), ("wrong", c_int32), ("pos", c_int), ("naive", c_int),
-                ("batch", c_int), ("progress", c_void_p), ("user", c_void_p), ("cancel", POINTER(c_int))]
-
-
-class PatchResult(Structure):  # mech_patch_result
-    _fields_ = [("ndim", c_int), ("shape", c_int64 * 3), ("raw", POINTER(c_float)), ("norm", POINTER(c_float)),
-                ("clean", c_double), ("corrupted", c_double), ("done", c_int64)]
-
-
-class PatchReceiver(Structure):  # mech_patch_receiver
-    _fields_ = [("layer", c_int), ("head", c_int), ("input", c_int)]
-
-
 LENS_MAX_K = 32
 
 
@@ -217,11 +200,18 @@ _PROTOS = {
     "mech_capi_model_random": (c_int, [c_char_p, c_uint64, POINTER(c_void_p), POINTER(Err)]),
     "mech_capi_sizeof": (c_size_t, [c_char_p]),
     # interp
-    "mech_capi_patch_new": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int32), c_int, POINTER(PatchOpts),
-                                    POINTER(c_void_p), c_int, POINTER(c_int), POINTER(Err)]),
-    "mech_capi_patch_sweep": (c_int, [c_void_p, c_int, POINTER(PatchResult), c_int, POINTER(c_int), POINTER(Err)]),
-    "mech_capi_patch_path": (c_int, [c_void_p, POINTER(PatchReceiver), c_int, POINTER(PatchResult), c_int,
-                                     POINTER(c_int), POINTER(Err)]),
+    "mech_capi_patch_new": (c_int, [c_void_p, POINTER(c_int32), c_int, POINTER(c_int32), c_int, c_int, c_int32,
+                                    c_int32, c_int, c_int, c_int, POINTER(c_void_p), c_int, POINTER(c_int),
+                                    POINTER(Err)]),
+    "mech_capi_patch_sweep": (c_int, [c_void_p, c_int, POINTER(c_int), POINTER(c_int64), POINTER(POINTER(c_float)),
+                                      POINTER(POINTER(c_float)), POINTER(c_double), POINTER(c_double),
+                                      POINTER(c_int64), c_int, POINTER(c_int), POINTER(Err)]),
+    "mech_capi_patch_path": (c_int, [c_void_p, POINTER(c_int32), POINTER(c_int32), POINTER(c_int32), c_int,
+                                     POINTER(c_int), POINTER(c_int64), POINTER(POINTER(c_float)),
+                                     POINTER(POINTER(c_float)), POINTER(c_double), POINTER(c_double),
+                                     POINTER(c_int64), c_int, POINTER(c_int), POINTER(Err)]),
+    "mech_capi_interp_sizeof": (c_size_t, [c_char_p]),
+    "mech_capi_rasp_sizeof": (c_size_t, [c_char_p]),
     "mech_capi_acdc": (c_int, [c_void_p, POINTER(c_int32), POINTER(c_int32), c_int, c_int, POINTER(AcdcArgs),
                                POINTER(c_void_p), POINTER(c_double), POINTER(c_int64), c_int, POINTER(c_int),
                                POINTER(Err)]),
@@ -239,7 +229,6 @@ _PROTOS = {
     "mech_patch_free": (None, [c_void_p]),
     "mech_patch_clean_metric": (c_double, [c_void_p]),
     "mech_patch_corrupted_metric": (c_double, [c_void_p]),
-    "mech_patch_result_deinit": (None, [POINTER(PatchResult)]),
     "mech_patch_site_name": (c_char_p, [c_int]),
     "mech_patch_metric_name": (c_char_p, [c_int]),
     "mech_lens_cache": (c_int, [c_void_p, POINTER(Err)]),
@@ -287,9 +276,16 @@ def _load():
             raise ImportError("mech: %s lacks %s (rebuild it with `make python`)" % (path, name)) from None
         f.restype = res
         f.argtypes = args
-    for cname, py in (("mech_err", Err), ("mech_tensor", Tensor), ("mech_buf", Buf)):
-        if so.mech_capi_sizeof(cname.encode()) != ctypes.sizeof(py):
-            raise ImportError("mech: %s's %s does not match this package (rebuild with `make python`)" % (path, cname))
+    # The structs mirrored here must have the library's layout: a size that
+    # differs means headers and package are out of step.
+    for fn, cname, py in ((so.mech_capi_sizeof, "mech_err", Err), (so.mech_capi_sizeof, "mech_tensor", Tensor),
+                          (so.mech_capi_sizeof, "mech_buf", Buf), (so.mech_capi_interp_sizeof, "mech_lens_row", LensRow),
+                          (so.mech_capi_interp_sizeof, "mech_dla", Dla),
+                          (so.mech_capi_rasp_sizeof, "mech_rasp_value", RaspValue),
+                          (so.mech_capi_rasp_sizeof, "mech_rasp_compiled", RaspCompiled)):
+        if fn(cname.encode()) != ctypes.sizeof(py):
+            raise ImportError("mech: %s's %s (%d bytes) does not match this package's (%d): rebuild with `make "
+                              "python`, or update mech/_lib.py" % (path, cname, fn(cname.encode()), ctypes.sizeof(py)))
     so._path = path
     return so
 

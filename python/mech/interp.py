@@ -4,7 +4,7 @@ logit attribution, head scores, ACDC and EAP. Formulas: docs/patching.md,
 docs/lens.md, docs/acdc.md, docs/eap.md."""
 
 import ctypes
-from ctypes import POINTER, byref, c_double, c_int32, c_int64, c_size_t, c_uint8, c_void_p
+from ctypes import POINTER, byref, c_double, c_float, c_int, c_int32, c_int64, c_size_t, c_uint8, c_void_p
 
 import numpy as np
 
@@ -88,13 +88,11 @@ class Patcher:
             raise _lib.MechArgError("mech: metric %s needs answer" % metric, _lib.ARG)
         if metric == "logit_diff" and w < 0:
             raise _lib.MechArgError("mech: metric logit_diff needs wrong", _lib.ARG)
-        o = _lib.PatchOpts(metric=METRICS.index(metric), answer=max(a, 0), wrong=max(w, 0), pos=pos,
-                           naive=int(bool(naive)), batch=batch)
-        self._opts = o
         self._ptr = c_void_p()
         err, call = Err(), Call()
         code = lib.mech_capi_patch_new(model._p(), self._clean.ctypes.data_as(POINTER(c_int32)), len(self._clean),
-                                       self._corrupt.ctypes.data_as(POINTER(c_int32)), len(self._corrupt), byref(o),
+                                       self._corrupt.ctypes.data_as(POINTER(c_int32)), len(self._corrupt),
+                                       METRICS.index(metric), max(a, 0), max(w, 0), pos, int(bool(naive)), batch,
                                        byref(self._ptr), call.main, call.flag, byref(err))
         if code:
             _lib.raise_call_error(code, err, call)
@@ -109,14 +107,24 @@ class Patcher:
         """The metric on the corrupted run."""
         return lib.mech_patch_corrupted_metric(self._p())
 
-    def _result(self, site_name, code, res, err, call):
-        """A PatchResult from res (the caller deinits it)."""
-        if code:
-            _lib.raise_call_error(code, err, call)
-        shape = tuple(res.shape[i] for i in range(res.ndim))
-        raw = np.ctypeslib.as_array(res.raw, shape=shape).copy()
-        norm = np.ctypeslib.as_array(res.norm, shape=shape).copy()
-        return PatchResult(site_name, self.metric, raw, norm, res.clean, res.corrupted, res.done)
+    def _call(self, site_name, fn, *args):
+        """Runs a sweep wrapper; a PatchResult (the C arrays freed)."""
+        nd, shape = c_int(), (c_int64 * 3)()
+        raw, norm = POINTER(c_float)(), POINTER(c_float)()
+        clean, corrupted, done = c_double(), c_double(), c_int64()
+        err, call = Err(), Call()
+        try:
+            code = fn(self._p(), *args, byref(nd), shape, byref(raw), byref(norm), byref(clean), byref(corrupted),
+                      byref(done), call.main, call.flag, byref(err))
+            if code:
+                _lib.raise_call_error(code, err, call)
+            dims = tuple(shape[i] for i in range(nd.value))
+            return PatchResult(site_name, self.metric, np.ctypeslib.as_array(raw, shape=dims).copy(),
+                               np.ctypeslib.as_array(norm, shape=dims).copy(), clean.value, corrupted.value,
+                               done.value)
+        finally:
+            lib.mech_free(raw)
+            lib.mech_free(norm)
 
     def sweep(self, site="resid_pre"):
         """One patched run per cell of site: resid_pre, resid_mid, attn_out,
@@ -125,29 +133,20 @@ class Patcher:
         (pattern) [L, NH]. Returns a PatchResult. Ctrl-C raises
         KeyboardInterrupt; mech.cancel() MechCancelled."""
         s = _site(site)
-        res, err, call = _lib.PatchResult(), Err(), Call()
-        try:
-            code = lib.mech_capi_patch_sweep(self._p(), s, byref(res), call.main, call.flag, byref(err))
-            return self._result(SITES[s], code, res, err, call)
-        finally:
-            lib.mech_patch_result_deinit(byref(res))
+        return self._call(SITES[s], lib.mech_capi_patch_sweep, s)
 
     def path(self, receivers):
         """Path patching of every sender head into receivers, a list of
         (layer, head, input) with input "q", "k" or "v": a PatchResult of
         shape [L, NH] (docs/patching.md)."""
-        recv = (_lib.PatchReceiver * max(1, len(receivers)))()
-        for i, (l, h, inp) in enumerate(receivers):
-            if inp not in ("q", "k", "v"):
-                raise _lib.MechArgError("mech: receiver input %r: expected q, k or v" % (inp,), _lib.ARG)
-            recv[i] = _lib.PatchReceiver(l, h, "qkv".index(inp))
-        res, err, call = _lib.PatchResult(), Err(), Call()
-        try:
-            code = lib.mech_capi_patch_path(self._p(), recv, len(receivers), byref(res), call.main, call.flag,
-                                            byref(err))
-            return self._result("path", code, res, err, call)
-        finally:
-            lib.mech_patch_result_deinit(byref(res))
+        n = len(receivers)
+        lay, hd, inp = (np.zeros(max(1, n), dtype=np.int32) for _ in range(3))
+        for i, (l, h, x) in enumerate(receivers):
+            if x not in ("q", "k", "v"):
+                raise _lib.MechArgError("mech: receiver input %r: expected q, k or v" % (x,), _lib.ARG)
+            lay[i], hd[i], inp[i] = l, h, "qkv".index(x)
+        ptr = [a.ctypes.data_as(POINTER(c_int32)) for a in (lay, hd, inp)]
+        return self._call("path", lib.mech_capi_patch_path, *ptr, n)
 
     def _p(self):
         if not self._ptr:
