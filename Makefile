@@ -192,3 +192,45 @@ fuzz:
 	done; \
 	if [ -n "$$fail" ]; then echo "fuzz: findings in:$$fail (inputs in build-fuzz/artifacts/)"; exit 1; fi
 .PHONY: fuzz fuzz-bins
+
+# --- Python binding (python/; docs/python.md) --------------------------------
+# `make python` builds the library again with -fPIC into build-pic/ (the
+# static build is untouched) as libmech.so and copies it into the package
+# (python/mech/libmech.so), so that PYTHONPATH=python python3 -c "import mech"
+# and `pip install ./python` both find it. `make test` runs python/tests with
+# Debian's /usr/bin/python3 (the environment's PYTHON overrides it) as the
+# suite test_python; not under SANITIZE, whose objects an unsanitized
+# interpreter cannot load (docs/python.md says how to run them under ASan).
+PIC_B := build-pic
+PIC_OBJ := $(LIB_SRC:%.c=$(PIC_B)/%.o)
+
+$(PIC_B)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $< (-fPIC)")
+	$(Q)$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -c $< -o $@
+
+$(PIC_B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+
+$(PIC_B)/libmech.so: $(PIC_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -pthread $^ -lsqlite3 -lz -lm -o $@
+
+python/mech/libmech.so: $(PIC_B)/libmech.so
+	$(Q)cp $< $@
+
+python: $(DEPS_OK) python/mech/libmech.so
+
+ifndef SANITIZE
+TESTS += $(B)/test/test_python
+test: $(B)/test/test_python
+endif
+$(B)/test/test_python: python/tests/run.sh python/mech/libmech.so $(MECH_BIN)
+	@mkdir -p $(@D)
+	$(Q)cp python/tests/run.sh $@ && chmod +x $@
+
+clean: clean-python
+clean-python:
+	rm -rf $(PIC_B) python/mech/libmech.so python/build python/mech.egg-info
+
+-include $(shell find $(PIC_B) -name '*.d' 2>/dev/null)
+.PHONY: python clean-python

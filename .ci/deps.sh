@@ -13,6 +13,9 @@ command -v tmux >/dev/null 2>&1 || missing="$missing tmux"  # the terminal tests
 command -v slurmctld >/dev/null 2>&1 || missing="$missing slurm-wlm"  # the Slurm test (tests/slurm/cluster.sh)
 command -v munged >/dev/null 2>&1 || missing="$missing munge"  # its authentication daemon
 command -v ${CC:-cc} >/dev/null 2>&1 || missing="$missing build-essential"
+# the Python binding's tests (python/tests) run with Debian's interpreter and numpy
+[ -x /usr/bin/python3 ] || missing="$missing python3"
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || missing="$missing python3-numpy"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing:$missing" >&2

@@ -447,6 +447,22 @@ const mech_rasp_circuit_node *mech_rasp_circuit_find(const mech_rasp_circuit *c,
 // "L0 head 0 + L0 mlp" (selector_width).
 void mech_rasp_circuit_where(const mech_rasp_circuit_node *n, char *buf, size_t cap);
 
+// ---------------------------------------------------------------------------
+// For language bindings (compiler/rasp_capi.c): compile, verify and run
+// bracketed by mech_capi_call_begin/end (core/core.h) and cancelled by the
+// process-wide flag; *flag gets what mech_capi_call_end returned.
+// Limits as mech_rasp_limits (0: the defaults); verification as
+// mech_rasp_verify_ex with the default cost (*checked: inputs that agreed).
+mech_status mech_capi_rasp_compile(const mech_rasp_program *p, int64_t max_params, int64_t max_values,
+                                   mech_rasp_compiled **out, int catch_sigint, int *flag, mech_err *err);
+mech_status mech_capi_rasp_verify(const mech_rasp_program *p, const mech_model *m, uint64_t seed, size_t *checked,
+                                  int catch_sigint, int *flag, mech_err *err);
+mech_status mech_capi_rasp_run(mech_rasp_runner *r, const mech_rasp_value *inputs, size_t n_inputs, size_t len,
+                               mech_rasp_value *outputs, int catch_sigint, int *flag, mech_err *err);
+// sizeof of the structs a binding mirrors ("mech_rasp_value",
+// "mech_rasp_compiled"), 0 for other names.
+size_t mech_capi_rasp_sizeof(const char *type);
+
 #ifdef __cplusplus
 }
 #endif

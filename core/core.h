@@ -799,6 +799,33 @@ const mech_train_opts *mech_trainer_opts(const mech_trainer *t);
 int64_t mech_trainer_steps_done(const mech_trainer *t);
 // __metadata__ of the checkpoint a trainer was loaded from, or NULL.
 const char *mech_trainer_meta(const mech_trainer *t, const char *key);
+// For language bindings (core/capi.c; python/mech uses these)
+
+// A process-wide cancellation flag: mech_run_forward checks it before every
+// block and returns MECH_ERR_CANCELLED when set; pass mech_cancel_flag() as
+// the cancel pointer of patch sweeps and ACDC. Set by mech_cancel_request
+// (any thread) or by SIGINT while a call between mech_capi_call_begin(1) and
+// mech_capi_call_end(1) runs. Cleared when the last such call ends.
+void mech_cancel_request(void);
+int mech_cancel_pending(void);
+const volatile int *mech_cancel_flag(void);
+// Brackets one binding call. catch_sigint (the main thread only): SIGINT
+// sets the flag (and still reaches the previous handler) until the matching
+// end. end returns the flag as it was: 0, 1 (SIGINT) or 2 (a request).
+void mech_capi_call_begin(int catch_sigint);
+int mech_capi_call_end(int catch_sigint);
+// mech_run_forward bracketed by begin/end (*flag: what end returned).
+mech_status mech_capi_forward(mech_run *r, const int32_t *ids, int catch_sigint, int *flag, mech_err *err);
+// m->tok (the tokenizer found beside the model), or NULL.
+const mech_tokenizer *mech_capi_model_tokenizer(const mech_model *m);
+// m's config as mech_config_to_json writes it (owned: mech_free), or NULL.
+char *mech_capi_model_config_json(const mech_model *m);
+// mech_model_random on GPT-2 small's config overridden by the JSON object
+// config_json (mech_config_from_json's keys).
+mech_status mech_capi_model_random(const char *config_json, uint64_t seed, mech_model **out, mech_err *err);
+// sizeof of a public struct a binding mirrors ("mech_err", "mech_tensor",
+// "mech_buf", "mech_metric"), 0 for other names: the binding checks its layouts.
+size_t mech_capi_sizeof(const char *type);
 
 #ifdef __cplusplus
 }

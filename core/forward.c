@@ -1009,6 +1009,7 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
         x = x0;
     }
     for (int l = start; l < stop; l++) {
+        if (mech_cancel_pending()) return mech_err_set(err, MECH_ERR_CANCELLED, "interrupted before block %d", l);
         r->oom = 0;
         x = block(r, l, x);
         if (!x && r->oom) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for attention in block %d", l);

@@ -786,4 +786,56 @@ typedef struct mech_task_score {
 mech_status mech_task_accuracy(const mech_task *t, const mech_model *m, int T, int n, int threads,
                                mech_task_score *out, mech_err *err);
 
+// ---------------------------------------------------------------------------
+// For language bindings (interp/capi.c): patching with the options one by
+// one (those of mech_patch_opts; cancel is the process-wide flag) and each
+// result through out-parameters (*raw and *norm owned: mech_free; set also
+// after a cancelled sweep), bracketed by mech_capi_call_begin/end
+// (core/core.h); *flag gets what mech_capi_call_end returned. Path
+// receivers as three arrays of n_recv (input: mech_patch_input).
+mech_status mech_capi_patch_new(const mech_model *m, const int32_t *clean, int n_clean, const int32_t *corrupt,
+                                int n_corrupt, int metric, int32_t answer, int32_t wrong, int pos, int naive,
+                                int batch, mech_patch **out, int catch_sigint, int *flag, mech_err *err);
+mech_status mech_capi_patch_sweep(mech_patch *p, int site, int *ndim, int64_t shape[3], float **raw, float **norm,
+                                  double *clean, double *corrupted, int64_t *done, int catch_sigint, int *flag,
+                                  mech_err *err);
+mech_status mech_capi_patch_path(mech_patch *p, const int32_t *layer, const int32_t *head, const int32_t *input,
+                                 int n_recv, int *ndim, int64_t shape[3], float **raw, float **norm, double *clean,
+                                 double *corrupted, int64_t *done, int catch_sigint, int *flag, mech_err *err);
+// sizeof of the structs a binding mirrors ("mech_lens_row", "mech_dla"), 0
+// for other names.
+size_t mech_capi_interp_sizeof(const char *type);
+// ACDC on a new graph of m's shape with only these options (so that a
+// binding's view of them does not change when mech_acdc_opts grows); the
+// rest as mech_acdc_opts' defaults, cancelled by the process-wide flag.
+// OUT: *g_out (owned: mech_acdc_graph_free) only on success.
+typedef struct mech_capi_acdc_args {
+    int metric, ablation;          // mech_acdc_metric, mech_acdc_ablation
+    double tau;
+    int abs_value, heads_ascending;
+    const int32_t *answer, *wrong; // [B] or NULL
+    const uint8_t *mask;           // [B*T] or NULL
+    int n_out;
+    const int32_t *pos_perm;       // [T] or NULL
+    int split_embed, threads;
+} mech_capi_acdc_args;
+mech_status mech_capi_acdc(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                           const mech_capi_acdc_args *a, mech_acdc_graph **g_out, double *metric_final,
+                           int64_t *n_trials, int catch_sigint, int *flag, mech_err *err);
+// A graph read without mirroring its structs: node and edge counts, a
+// node's name (borrowed), every edge's fields into caller arrays [n_edges].
+int mech_capi_acdc_n_nodes(const mech_acdc_graph *g);
+int mech_capi_acdc_n_edges(const mech_acdc_graph *g);
+const char *mech_capi_acdc_node_name(const mech_acdc_graph *g, int i);
+void mech_capi_acdc_edges(const mech_acdc_graph *g, int32_t *sender, int32_t *receiver, int32_t *type,
+                          uint8_t *present, double *effect);
+// EAP scores (mech_eap_scores) of every edge of a new graph of m's shape,
+// with the metric kind (MECH_METRIC_LOGIT_DIFF or _LOGPROB), pos, answer
+// and wrong ([B]) of a mech_metric. OUT on success: *g_out
+// (mech_acdc_graph_free) and *scores_out ([n_edges], mech_free).
+mech_status mech_capi_eap(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                          int metric, int pos, const int32_t *answer, const int32_t *wrong, int split_embed,
+                          int threads, mech_acdc_graph **g_out, double **scores_out, double *value, int catch_sigint,
+                          int *flag, mech_err *err);
+
 #endif
