@@ -691,6 +691,17 @@ const mech_tensor *mech_run_grads_cached(const mech_run *r, size_t *n);
 // Borrowed from the run.
 const mech_model *mech_run_param_grads(const mech_run *r);
 
+// ---------------------------------------------------------------------------
+// LayerNorm backward outside a run (core/backward.c)
+
+// The backward of rows of y = n * w + b, n = (x - mean) / s, for callers that
+// differentiate a LayerNorm themselves (the tuned lens): the same kernel as
+// mech_run_backward's. n (rows, C) and s (rows) are mech_vec_layernorm's out
+// and scale for each row; w (C) the weight, or NULL for 1. dy (rows, C) is
+// d/dy and is overwritten; dx (rows, C) gets d/dx.
+void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *s, const float *w, size_t rows,
+                             size_t C);
+
 #ifdef __cplusplus
 }
 #endif
