@@ -762,6 +762,13 @@ mech_status mech_lens_tuned(const mech_model *m, const mech_run *run, const mech
 // mech_lens_tuned): out[L + 1] (caller's storage; 0 for a layer without rows).
 void mech_lens_kl_by_layer(const mech_lens_row *rows, size_t n_rows, int L, double *out);
 
+// The mean KL per layer 0..L of the logit lens and of the tuned lens t over
+// every position of n prompts (each run on its own): out kl_logit[L + 1],
+// kl_tuned[L + 1] (caller's storage). The held-out figures of docs/lens.md.
+// Errors: those of the forward pass, mech_lens_logit and mech_lens_tuned.
+mech_status mech_tuned_lens_eval(const mech_model *m, const mech_tuned_lens *t, const int32_t *const *prompts,
+                                 const int *lens, int n, double *kl_logit, double *kl_tuned, mech_err *err);
+
 // Writes t as safetensors: layers.{l}.weight (C, C) and layers.{l}.bias (C),
 // F32, with metadata mech.tuned_lens.config (the model's config as JSON) and
 // mech.tuned_lens.fingerprint (16 hex digits), plus n_meta extra pairs.

@@ -430,6 +430,31 @@ void mech_lens_kl_by_layer(const mech_lens_row *rows, size_t n_rows, int L, doub
     for (int l = 0; l <= L; l++) out[l] = cnt[l] ? out[l] / (double)cnt[l] : 0;
 }
 
+mech_status mech_tuned_lens_eval(const mech_model *m, const mech_tuned_lens *t, const int32_t *const *prompts,
+                                 const int *lens, int n, double *kl_logit, double *kl_tuned, mech_err *err) {
+    int L = m->cfg.n_layers;
+    double cnt = 0;
+    for (int l = 0; l <= L; l++) kl_logit[l] = kl_tuned[l] = 0;
+    mech_status st = mech_tuned_lens_check(t, m, err);
+    for (int i = 0; i < n && !st; i++) {
+        mech_run *run = NULL;
+        mech_lens_row *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        if (!(st = mech_run_new(m, 1, lens[i], &run, err)) && !(st = mech_lens_cache(run, err)) &&
+            !(st = mech_run_forward(run, prompts[i], err)) && !(st = mech_lens_logit(m, run, 0, NULL, &a, &na, err)) &&
+            !(st = mech_lens_tuned(m, run, t, 0, NULL, &b, &nb, err))) {
+            for (size_t r = 0; r < na; r++) kl_logit[a[r].layer] += a[r].kl;
+            for (size_t r = 0; r < nb; r++) kl_tuned[b[r].layer] += b[r].kl;
+            cnt += lens[i];
+        }
+        mech_free(a);
+        mech_free(b);
+        mech_run_free(run);
+    }
+    for (int l = 0; l <= L; l++) kl_logit[l] = cnt > 0 ? kl_logit[l] / cnt : 0, kl_tuned[l] = cnt > 0 ? kl_tuned[l] / cnt : 0;
+    return st;
+}
+
 // ---------------------------------------------------------------------------
 // File format
 

@@ -337,6 +337,11 @@ static void test_tuned_fit_lowers_heldout_kl(void **state) {
             fail_msg("layer %d: tuned KL %.6g is not below 0.8 x the logit lens's %.6g", l, kl_tuned[l], kl_logit[l]);
     }
     assert_true(kl_logit[L] == 0 && kl_tuned[L] == 0);
+    double e_logit[L + 1], e_tuned[L + 1];
+    if (mech_tuned_lens_eval(m, t, (const int32_t *const *)ho, lho, nho, e_logit, e_tuned, &err)) fail_msg("%s", err.msg);
+    for (int l = 0; l <= L; l++)
+        if (fabs(e_logit[l] - kl_logit[l]) > 1e-12 * (1 + kl_logit[l]) || fabs(e_tuned[l] - kl_tuned[l]) > 1e-12 * (1 + kl_tuned[l]))
+            fail_msg("layer %d: mech_tuned_lens_eval %g %g, here %g %g", l, e_logit[l], e_tuned[l], kl_logit[l], kl_tuned[l]);
     // deterministic: the same inputs give the same lens, bit for bit
     mech_tuned_lens *t2 = NULL;
     steps_seen = 0;
