@@ -182,7 +182,8 @@ const cli_cmd cli_commands[] = {
      "refused and left untouched. The schema is in docs/schema.md, so\n"
      "`sqlite3 mech.db 'select ...'` works without mech.\n"},
     {"lens", cmd_lens, "logit lens: every layer's residual stream read through the unembedding",
-     "usage: mech lens --model MODEL (--prompt TEXT | --ids 1,2,3)... [--target TOKEN] [--top-k K] [--db FILE]\n"
+     "usage: mech lens --model MODEL (--prompt TEXT | --ids 1,2,3)... [--target TOKEN] [--top-k K] [--tuned LENS]\n"
+     "                 [--db FILE]\n"
      "       mech lens --model COMPILED --input \"a b c\" [--db FILE]\n"
      "\n"
      "Reads each layer's residual stream (resid_pre of every block, then the\n"
@@ -195,6 +196,10 @@ const cli_cmd cli_commands[] = {
      "\n"
      "  --target TOKEN   a token id, or text that is exactly one token\n"
      "  --top-k K        tokens kept per layer and position (default 5, at most 32)\n"
+     "  --tuned LENS     also the tuned lens in LENS.safetensors (`mech tuned-lens`),\n"
+     "                   stored as a second lens run (parameter \"tuned\"); prints\n"
+     "                   both lenses side by side and the mean KL of each layer\n"
+     "                   over every position of both (also stored: kl_by_layer)\n"
      "  --db FILE        the results database (default mech.db)\n"
      "  --threads N      worker threads, 1 to 256 (default: one per CPU)\n"
      "  --allow-special, --prepend-bos, --no-prepend-bos, --padding-side left|right\n"
