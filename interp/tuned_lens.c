@@ -108,14 +108,17 @@ typedef struct work {
     float *da;     // (n, C)
     float *dh;     // (n, C)
     float *dht;    // (C, n)
-    double *lse;   // (n) log-sum-exp of the reference rows
+    float *q;      // (n, V) the reference distribution softmax(ref)
+    double *nhq;   // (n) sum_v q log q of each reference row
+    double *sumq;  // (n) sum_v q (1 up to rounding)
     double *kl;    // (n) KL of each row
 } work;
 
 static void work_free(work *w) {
     mech_free(w->h2), mech_free(w->nrm), mech_free(w->sc), mech_free(w->act);
     mech_free_aligned(w->z);
-    mech_free(w->da), mech_free(w->dh), mech_free(w->dht), mech_free(w->lse), mech_free(w->kl);
+    mech_free_aligned(w->q);
+    mech_free(w->da), mech_free(w->dh), mech_free(w->dht), mech_free(w->nhq), mech_free(w->sumq), mech_free(w->kl);
     memset(w, 0, sizeof *w);
 }
 
@@ -130,51 +133,92 @@ static mech_status work_alloc(work *w, const mech_model *m, int n, mech_err *err
     w->da = mech_malloc(N * C * sizeof(float));
     w->dh = mech_malloc(N * C * sizeof(float));
     w->dht = mech_malloc(N * C * sizeof(float));
-    w->lse = mech_malloc(N * sizeof(double));
+    w->q = mech_malloc_aligned(N * V * sizeof(float));
+    w->nhq = mech_malloc(N * sizeof(double));
+    w->sumq = mech_malloc(N * sizeof(double));
     w->kl = mech_malloc(N * sizeof(double));
-    if (!w->h2 || !w->nrm || !w->sc || !w->act || !w->z || !w->da || !w->dh || !w->dht || !w->lse || !w->kl) {
+    if (!w->h2 || !w->nrm || !w->sc || !w->act || !w->z || !w->da || !w->dh || !w->dht || !w->q || !w->nhq || !w->sumq ||
+        !w->kl) {
         work_free(w);
         return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the tuned lens (%d rows x d_vocab %zu)", n, V);
     }
     return MECH_OK;
 }
 
-static double row_lse(const float *z, int V) {
-    double mx = -INFINITY, s = 0;
-    for (int i = 0; i < V; i++)
-        if (z[i] > mx) mx = z[i];
-    for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
-    return mx + log(s);
+// Softmax of one row in place (the vectorised kernel) and its log-sum-exp:
+// mx + log(sum_v exp(z_v - mx)), the sum read back from the largest
+// probability, which is exactly 1 / sum up to float rounding. *qz (when q is
+// not NULL) gets sum_v q_v z_v of the logits before the softmax, in double.
+// The loops run in independent lanes so that the compiler vectorises them.
+static double softmax_lse(float *z, int V, const float *q, double *qz) {
+    enum { W = 8 };
+    int v = 0;
+    if (q) {
+        double acc[W] = {0}, t = 0;
+        for (; v + W <= V; v += W)
+            for (int j = 0; j < W; j++) acc[j] += (double)q[v + j] * z[v + j];
+        for (; v < V; v++) t += (double)q[v] * z[v];
+        for (int j = 0; j < W; j++) t += acc[j];
+        *qz = t;
+    }
+    double mx = mech_vec_softmax(z, (size_t)V);
+    float pm[W] = {0}, pmax = 0;
+    for (v = 0; v + W <= V; v += W)
+        for (int j = 0; j < W; j++) pm[j] = z[v + j] > pm[j] ? z[v + j] : pm[j];
+    for (; v < V; v++) pmax = z[v] > pmax ? z[v] : pmax;
+    for (int j = 0; j < W; j++) pmax = pm[j] > pmax ? pm[j] : pmax;
+    return mx - log((double)pmax);
+}
+
+typedef struct ref_ctx {
+    float *q;
+    const float *ref;
+    double *nhq, *sumq;
+    int V;
+} ref_ctx;
+
+// q = softmax(ref) of row i; sum q log q = sum q ref - lse(ref) sum q (no log per element).
+static void ref_row(void *ctx, int i) {
+    ref_ctx *c = ctx;
+    size_t V = (size_t)c->V;
+    float *q = c->q + (size_t)i * V;
+    const float *r = c->ref + (size_t)i * V;
+    memcpy(q, r, V * sizeof *q);
+    double lse = softmax_lse(q, c->V, NULL, NULL), qr = 0, sq = 0;
+    for (size_t v = 0; v < V; v++) qr += (double)q[v] * r[v], sq += q[v];
+    c->nhq[i] = qr - lse * sq, c->sumq[i] = sq;
+}
+
+// The reference distribution of n rows of logits ref (n, V), into w.
+static void prep_ref(mech_pool *pool, work *w, const float *ref, int n, int V) {
+    ref_ctx c = {.q = w->q, .ref = ref, .nhq = w->nhq, .sumq = w->sumq, .V = V};
+    mech_pool_for(pool, n, ref_row, &c);
 }
 
 typedef struct kl_ctx {
-    float *z;        // (n, V): lens logits in, dKL/dz out
-    const float *ref; // (n, V)
-    double *lse_ref, *kl;
-    int V, n, ref_lse_known;
+    float *z; // (n, V): lens logits in, dKL/dz out
+    const work *w;
+    int V, n;
 } kl_ctx;
 
-// Row i: KL(q || p) and dKL/dz = (p - q) / n, with q = softmax(ref), p = softmax(z).
+// Row i: KL(q || p) = sum q log q - sum q z + lse(z) sum q, and dKL/dz =
+// (p - q) / n, with p = softmax(z).
 static void kl_row(void *ctx, int i) {
     kl_ctx *c = ctx;
-    int V = c->V;
+    size_t V = (size_t)c->V;
     float *z = c->z + (size_t)i * V;
-    const float *r = c->ref + (size_t)i * V;
-    if (!c->ref_lse_known) c->lse_ref[i] = row_lse(r, V);
-    double lq0 = c->lse_ref[i], lp0 = row_lse(z, V), kl = 0, inv = 1.0 / c->n;
-    for (int v = 0; v < V; v++) {
-        double lq = r[v] - lq0, lp = z[v] - lp0, q = exp(lq), p = exp(lp);
-        if (q > 0) kl += q * (lq - lp);
-        z[v] = (float)((p - q) * inv);
-    }
-    c->kl[i] = kl > 0 ? kl : 0;
+    const float *q = c->w->q + (size_t)i * V;
+    double qz, lse = softmax_lse(z, c->V, q, &qz);
+    double kl = c->w->nhq[i] - qz + lse * c->w->sumq[i];
+    float inv = 1.0f / (float)c->n;
+    for (size_t v = 0; v < V; v++) z[v] = (z[v] - q[v]) * inv;
+    c->w->kl[i] = kl > 0 ? kl : 0;
 }
 
-// The KL of translator `layer` on rows h (n, C) against ref (n, V), and its
-// gradient (gw, gb may be NULL). lse_ref: the reference rows' log-sum-exp
-// when already known (else computed into w->lse).
-static void grad_rows(mech_pool *pool, const mech_model *m, const mech_tuned_lens *t, int layer, const float *h,
-                      const float *ref, const double *lse_ref, int n, double *kl, float *gw, float *gb, work *w) {
+// The KL of translator `layer` on rows h (n, C) against the reference rows
+// prep_ref put in w, and its gradient (gw, gb may be NULL).
+static void grad_rows(mech_pool *pool, const mech_model *m, const mech_tuned_lens *t, int layer, const float *h, int n,
+                      double *kl, float *gw, float *gb, work *w) {
     int C = m->cfg.d_model, V = m->cfg.d_vocab;
     size_t NC = (size_t)n * C;
     const float *A = t->weight + (size_t)layer * C * C, *b = t->bias + (size_t)layer * C;
@@ -192,8 +236,7 @@ static void grad_rows(mech_pool *pool, const mech_model *m, const mech_tuned_len
         x = w->act;
     }
     mech_matmul_nt(pool, w->z, V, x, C, m->unembed, C, m->unembed_b, n, C, V);
-    if (lse_ref) memcpy(w->lse, lse_ref, (size_t)n * sizeof *w->lse);
-    kl_ctx kc = {.z = w->z, .ref = ref, .lse_ref = w->lse, .kl = w->kl, .V = V, .n = n, .ref_lse_known = lse_ref != NULL};
+    kl_ctx kc = {.z = w->z, .w = w, .V = V, .n = n};
     mech_pool_for(pool, n, kl_row, &kc);
     double s = 0;
     for (int i = 0; i < n; i++) s += w->kl[i];
@@ -227,7 +270,8 @@ mech_status mech_tuned_lens_grad(const mech_model *m, const mech_tuned_lens *t, 
     if ((st = work_alloc(&w, m, n, err))) return st;
     mech_pool *pool = mech_pool_new(0);
     double v = 0;
-    grad_rows(pool, m, t, layer, h, ref, NULL, n, &v, grad_w, grad_b, &w);
+    prep_ref(pool, &w, ref, n, m->cfg.d_vocab);
+    grad_rows(pool, m, t, layer, h, n, &v, grad_w, grad_b, &w);
     if (kl) *kl = v;
     mech_pool_free(pool);
     work_free(&w);
@@ -283,7 +327,6 @@ mech_status mech_tuned_lens_fit(const mech_model *m, const int32_t *const *promp
     int32_t *ids = NULL;
     uint8_t *mask = NULL;
     int *perm = NULL;
-    double *lse = NULL;
     mech_status st;
     if ((st = mech_tuned_lens_new(m, &t, err))) return st;
     vel = mech_calloc(NP, sizeof *vel);
@@ -293,9 +336,8 @@ mech_status mech_tuned_lens_fit(const mech_model *m, const int32_t *const *promp
     ids = mech_calloc(Nmax, sizeof *ids);
     mask = mech_calloc(Nmax, 1);
     perm = mech_malloc((size_t)n * sizeof *perm);
-    lse = mech_malloc(Nmax * sizeof *lse);
     pool = mech_pool_new(d.threads);
-    if (!vel || !grad || !X || !ref || !ids || !mask || !perm || !lse || !pool) {
+    if (!vel || !grad || !X || !ref || !ids || !mask || !perm || !pool) {
         st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory for tuned lens training (%d prompts of up to %d tokens per step)",
                           Bs, T);
         goto done;
@@ -341,12 +383,12 @@ mech_status mech_tuned_lens_fit(const mech_model *m, const int32_t *const *promp
                 memcpy(ref + (size_t)N * V, logits + at * V, (size_t)V * sizeof *ref);
             }
         }
-        for (int i = 0; i < N; i++) lse[i] = row_lse(ref + (size_t)i * V, V);
+        prep_ref(pool, &w, ref, N, V);
         double kl_sum = 0, norm2 = 0;
         for (int l = 0; l < L; l++) {
             double kl;
             float *gw = grad + (size_t)l * (CC + C), *gb = gw + CC;
-            grad_rows(pool, m, t, l, X + (size_t)l * Nmax * C, ref, lse, N, &kl, gw, gb, &w);
+            grad_rows(pool, m, t, l, X + (size_t)l * Nmax * C, N, &kl, gw, gb, &w);
             kl_sum += kl;
             for (size_t i = 0; i < CC + C; i++) norm2 += (double)gw[i] * gw[i];
         }
@@ -378,7 +420,7 @@ done:
     mech_pool_free(pool);
     work_free(&w);
     mech_free(vel), mech_free(grad), mech_free(X), mech_free(ref);
-    mech_free(ids), mech_free(mask), mech_free(perm), mech_free(lse);
+    mech_free(ids), mech_free(mask), mech_free(perm);
     return st;
 }
 
