@@ -103,7 +103,7 @@ static void lens_stats(mech_lens_row *row, const float *z, const double *logp, c
     row->kl = final_logp ? (kl > 0 ? kl : 0) : 0;
     // Top k by insertion; strict comparison keeps the lower id first on ties.
     int n = 0;
-    for (int i = 0; i < V; i++) {
+    for (int i = 0; i < V && k > 0; i++) { // k = 0: no top tokens (and no top_ids[-1])
         if (n == k && !(z[i] > z[row->top_ids[n - 1]])) continue;
         int j = n < k ? n++ : n - 1;
         while (j > 0 && z[i] > z[row->top_ids[j - 1]]) {
