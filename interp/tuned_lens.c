@@ -372,15 +372,19 @@ mech_status mech_tuned_lens_fit(const mech_model *m, const int32_t *const *promp
         for (int b = 0; b < Bs; b++) {
             int s0, len;
             mech_run_row(run, b, &s0, &len);
-            for (int i = 0; i < len; i++, N++) {
-                size_t at = (size_t)b * T + s0 + i;
-                for (int l = 0; l < L; l++) {
-                    char name[64];
-                    snprintf(name, sizeof name, "blocks.%d.hook_resid_pre", l);
-                    const float *res = mech_run_get(run, name)->data;
-                    memcpy(X + ((size_t)l * Nmax + N) * C, res + at * C, (size_t)C * sizeof *X);
-                }
-                memcpy(ref + (size_t)N * V, logits + at * V, (size_t)V * sizeof *ref);
+            for (int i = 0; i < len; i++, N++)
+                memcpy(ref + (size_t)N * V, logits + ((size_t)b * T + s0 + i) * V, (size_t)V * sizeof *ref);
+        }
+        for (int l = 0; l < L; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "blocks.%d.hook_resid_pre", l);
+            const float *res = mech_run_get(run, name)->data;
+            float *xl = X + (size_t)l * Nmax * C;
+            for (int b = 0; b < Bs; b++) {
+                int s0, len;
+                mech_run_row(run, b, &s0, &len);
+                memcpy(xl, res + ((size_t)b * T + s0) * C, (size_t)len * C * sizeof *X);
+                xl += (size_t)len * C;
             }
         }
         prep_ref(pool, &w, ref, N, V);
