@@ -711,7 +711,8 @@ mech_status mech_tuned_lens_check(const mech_tuned_lens *t, const mech_model *m,
 // logits)) and its derivatives grad_w (C, C), grad_b (C) (caller's storage;
 // either may be NULL). Analytic: dKL/dz = (p - q)/n back
 // through the unembedding and the final LayerNorm (mech_layernorm_backward).
-// Errors: MECH_ERR_ARG (layer out of range, n < 1, t not for m), MECH_ERR_NOMEM.
+// Errors: MECH_ERR_ARG (layer out of range, n < 1), those of
+// mech_tuned_lens_check (t not for m), MECH_ERR_NOMEM.
 mech_status mech_tuned_lens_grad(const mech_model *m, const mech_tuned_lens *t, int layer, const float *h,
                                  const float *ref, int n, double *kl, float *grad_w, float *grad_b, mech_err *err);
 

@@ -431,12 +431,10 @@ done:
 // ---------------------------------------------------------------------------
 // Applying
 
-mech_status mech_lens_tuned(const mech_model *m, const mech_run *run, const mech_tuned_lens *t, int k,
-                            const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err) {
-    *rows = NULL;
-    *n_rows = 0;
-    mech_status st = mech_tuned_lens_check(t, m, err);
-    if (st) return st;
+// mech_lens_tuned once t is known to be m's.
+static mech_status lens_tuned(const mech_model *m, const mech_run *run, const mech_tuned_lens *t, int k,
+                              const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err) {
+    mech_status st;
     int L = m->cfg.n_layers, C = m->cfg.d_model;
     size_t BT = (size_t)mech_run_batch(run) * mech_run_seq_len(run);
     const float *res[L + 1];
@@ -468,6 +466,14 @@ mech_status mech_lens_tuned(const mech_model *m, const mech_run *run, const mech
     return st;
 }
 
+mech_status mech_lens_tuned(const mech_model *m, const mech_run *run, const mech_tuned_lens *t, int k,
+                            const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err) {
+    *rows = NULL;
+    *n_rows = 0;
+    mech_status st = mech_tuned_lens_check(t, m, err);
+    return st ? st : lens_tuned(m, run, t, k, targets, rows, n_rows, err);
+}
+
 void mech_lens_kl_by_layer(const mech_lens_row *rows, size_t n_rows, int L, double *out) {
     size_t cnt[L + 1];
     for (int l = 0; l <= L; l++) out[l] = 0, cnt[l] = 0;
@@ -488,7 +494,7 @@ mech_status mech_tuned_lens_eval(const mech_model *m, const mech_tuned_lens *t, 
         size_t na = 0, nb = 0;
         if (!(st = mech_run_new(m, 1, lens[i], &run, err)) && !(st = mech_lens_cache(run, err)) &&
             !(st = mech_run_forward(run, prompts[i], err)) && !(st = mech_lens_logit(m, run, 0, NULL, &a, &na, err)) &&
-            !(st = mech_lens_tuned(m, run, t, 0, NULL, &b, &nb, err))) {
+            !(st = lens_tuned(m, run, t, 0, NULL, &b, &nb, err))) { // checked once, above
             for (size_t r = 0; r < na; r++) kl_logit[a[r].layer] += a[r].kl;
             for (size_t r = 0; r < nb; r++) kl_tuned[b[r].layer] += b[r].kl;
             cnt += lens[i];
