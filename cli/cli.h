@@ -26,6 +26,7 @@ int cmd_rasp(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_lens(int argc, char **argv);
+int cmd_tuned_lens(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
 int cmd_patch(int argc, char **argv);
 int cmd_attrib(int argc, char **argv);

@@ -141,8 +141,55 @@ static mech_status store_arrays(mech_store *s, int64_t run_id, const mech_lens_r
     return st;
 }
 
+// One lens run's rows in one transaction (they land whole or not at all):
+// the prompts, top-k probabilities, KL, entropy and target of every row, the
+// arrays of store_arrays and, with --tuned (kl_layer not NULL), the mean KL of
+// each layer as a tensor kl_by_layer (L+1) and as results (position -1).
+static mech_status store_lens(mech_store *s, int64_t run_id, const cli_inputs *in, const int *is_ids,
+                              const char *const *texts, const mech_lens_row *rows, size_t n_rows, int L, int has_target,
+                              const double *kl_layer, mech_err *err) {
+    mech_status st;
+    if ((st = mech_store_begin(s, err))) return st;
+    for (int b = 0; b < in->B; b++)
+        if ((st = mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b],
+                                    in->ids + (size_t)b * in->T + in->start[b], in->len[b], err)))
+            return st;
+    for (size_t i = 0; i < n_rows; i++) {
+        const mech_lens_row *row = &rows[i];
+        mech_result r = {.item = row->batch, .site = "lens", .layer = row->layer, .pos = row->pos, .head = -1,
+                         .token = -1, .rank = -1};
+        for (int j = 0; j < row->k; j++) {
+            r.token = row->top_ids[j], r.rank = j, r.metric = "prob", r.value = row->top_probs[j];
+            if ((st = mech_store_result(s, run_id, &r, err))) return st;
+        }
+        r.token = -1, r.rank = -1;
+        struct { const char *metric; double value; } rowm[2] = {{"kl", row->kl}, {"entropy", row->entropy}};
+        for (int j = 0; j < 2; j++) {
+            r.metric = rowm[j].metric, r.value = rowm[j].value;
+            if ((st = mech_store_result(s, run_id, &r, err))) return st;
+        }
+        if (row->target >= 0) {
+            r.token = row->target, r.rank = (int)row->target_rank, r.metric = "target_prob", r.value = row->target_prob;
+            if ((st = mech_store_result(s, run_id, &r, err))) return st;
+        }
+    }
+    if ((st = store_arrays(s, run_id, rows, n_rows, L + 1, in->B, in->T, has_target, err))) return st;
+    if (kl_layer) {
+        float kf[L + 1];
+        int64_t shape[1] = {L + 1};
+        for (int l = 0; l <= L; l++) {
+            kf[l] = (float)kl_layer[l];
+            mech_result r = {.item = 0, .site = "lens", .layer = l, .pos = -1, .head = -1, .token = -1, .rank = -1,
+                             .metric = "kl_mean", .value = kl_layer[l]};
+            if ((st = mech_store_result(s, run_id, &r, err))) return st;
+        }
+        if ((st = mech_store_tensor(s, run_id, "kl_by_layer", kf, 1, shape, err))) return st;
+    }
+    return mech_store_commit(s, err);
+}
+
 int cmd_lens(int argc, char **argv) {
-    const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL;
+    const char *cmd = "lens", *model = NULL, *db = "mech.db", *target_s = NULL, *v, *rasp_input = NULL, *tuned = NULL;
     const char *texts[MAX_SEQS];
     int is_ids[MAX_SEQS], n = 0, k_given = 0;
     long k = 5;
@@ -157,6 +204,8 @@ int cmd_lens(int argc, char **argv) {
             k_given = 1;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--input", &rasp_input))) {
             if (r < 0) return 2;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--tuned", &tuned))) {
+            if (r < 0) return 2;
         } else if ((r = cli_seq_opt(cmd, argc, argv, &i, texts, is_ids, &n, MAX_SEQS)) ||
                    (r = cli_batch_opt(cmd, argc, argv, &i, &bo))) {
             if (r < 0) return 2;
@@ -168,6 +217,7 @@ int cmd_lens(int argc, char **argv) {
     if (bo.special && !n_prompt) return cli_usage(cmd, "--allow-special applies to --prompt text (there is none)");
     if (rasp_input) {
         if (n) return cli_usage(cmd, "--input (a compiled RASP model's input) goes without --prompt/--ids");
+        if (tuned) return cli_usage(cmd, "--tuned: the decoder lens (--input) reads variables; a tuned lens reads tokens");
         if (target_s || k_given)
             return cli_usage(cmd, "%s: the decoder lens (--input) reads variables, not tokens", target_s ? "--target" : "--top-k");
         return decoder_lens(cmd, model, rasp_input, db, argc, argv);
@@ -182,9 +232,15 @@ int cmd_lens(int argc, char **argv) {
         return cli_usage(cmd, "%s is a compiled RASP model: give its input with --input \"a b c\" for the decoder "
                          "lens (the logit lens reads a language model's vocabulary)", model);
     }
+    mech_tuned_lens *tl = NULL; // before anything is run or opened: a bad file changes nothing
+    if (tuned && mech_tuned_lens_load(tuned, m, &tl, &err)) {
+        mech_model_free(m);
+        return cli_fail(cmd, &err);
+    }
     cli_inputs in;
     rc = cli_batch(cmd, m, texts, is_ids, n, &bo, &in);
     if (rc) {
+        mech_tuned_lens_free(tl);
         mech_model_free(m);
         return rc;
     }
@@ -199,6 +255,7 @@ int cmd_lens(int argc, char **argv) {
         if (digits && strlen(target_s) <= 9) id = strtol(target_s, NULL, 10); // all digits: an id
         if (digits && (id < 0 || id >= m->cfg.d_vocab)) {
             cli_inputs_free(&in);
+            mech_tuned_lens_free(tl);
             int V = m->cfg.d_vocab;
             mech_model_free(m);
             return cli_usage(cmd, "--target %s: token ids of this model are 0 to %d", target_s, V - 1);
@@ -209,6 +266,7 @@ int cmd_lens(int argc, char **argv) {
         } else if (mech_tokenizer_encode(in.tok, target_s, strlen(target_s), 0, &t, &nt, &err) || nt != 1) {
             mech_free(t);
             cli_inputs_free(&in);
+            mech_tuned_lens_free(tl);
             mech_model_free(m);
             return cli_usage(cmd, "--target '%s' is not one token (an id, or text of one token)", target_s);
         }
@@ -217,61 +275,85 @@ int cmd_lens(int argc, char **argv) {
         free(t);
     }
     mech_run *run = NULL;
-    mech_lens_row *rows = NULL;
-    size_t n_rows = 0;
+    mech_lens_row *rows = NULL, *trows = NULL;
+    size_t n_rows = 0, n_trows = 0;
     mech_store *s = NULL;
-    int64_t run_id = 0;
+    int64_t run_id = 0, logit_run = 0;
+    int L = m->cfg.n_layers;
+    double *kl_layer = NULL; // with --tuned: (2, L+1) the mean KL of each layer, logit lens then tuned lens
     char params[256];
     snprintf(params, sizeof params, "{\"top_k\": %ld, \"target\": %d, \"B\": %d, \"T\": %d}", k,
              targets ? (int)targets[0] : -1, in.B, in.T);
     if (mech_run_new(m, in.B, in.T, &run, &err) || mech_run_set_mask(run, in.mask, &err) || mech_lens_cache(run, &err) ||
         mech_run_forward(run, in.ids, &err) ||
-        mech_lens_logit(m, run, (int)k, targets, &rows, &n_rows, &err)) {
+        mech_lens_logit(m, run, (int)k, targets, &rows, &n_rows, &err) ||
+        (tl && mech_lens_tuned(m, run, tl, (int)k, targets, &trows, &n_trows, &err))) {
         rc = cli_fail(cmd, &err);
         goto done;
     }
-    if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
-    // One transaction: the run's results land whole or not at all.
-    if (mech_store_begin(s, &err)) goto db_fail;
-    for (int b = 0; b < in.B; b++)
-        if (mech_store_prompt(s, run_id, b, "prompt", is_ids[b] ? NULL : texts[b],
-                              in.ids + (size_t)b * in.T + in.start[b], in.len[b], &err))
-            goto db_fail;
-    for (size_t i = 0; i < n_rows; i++) {
-        const mech_lens_row *row = &rows[i];
-        mech_result r = {.item = row->batch, .site = "lens", .layer = row->layer, .pos = row->pos, .head = -1,
-                         .token = -1, .rank = -1};
-        for (int j = 0; j < row->k; j++) {
-            r.token = row->top_ids[j], r.rank = j, r.metric = "prob", r.value = row->top_probs[j];
-            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
+    if (tl) {
+        if (!(kl_layer = malloc((size_t)2 * (L + 1) * sizeof *kl_layer))) {
+            mech_err_set(&err, MECH_ERR_NOMEM, "out of memory");
+            rc = cli_fail(cmd, &err);
+            goto done;
         }
-        r.token = -1, r.rank = -1;
-        struct { const char *metric; double value; } rowm[2] = {{"kl", row->kl}, {"entropy", row->entropy}};
-        for (int j = 0; j < 2; j++) {
-            r.metric = rowm[j].metric, r.value = rowm[j].value;
-            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
-        }
-        if (row->target >= 0) {
-            r.token = row->target, r.rank = (int)row->target_rank, r.metric = "target_prob", r.value = row->target_prob;
-            if (mech_store_result(s, run_id, &r, &err)) goto db_fail;
-        }
+        mech_lens_kl_by_layer(rows, n_rows, L, kl_layer);
+        mech_lens_kl_by_layer(trows, n_trows, L, kl_layer + L + 1);
     }
-    if (store_arrays(s, run_id, rows, n_rows, m->cfg.n_layers + 1, in.B, in.T, targets != NULL, &err)) goto db_fail;
-    if (mech_store_commit(s, &err) || mech_store_run_finish(s, run_id, "done", &err)) goto db_fail;
+    if ((rc = cli_run_open(cmd, db, "lens", model, argc, argv, params, &s, &run_id))) goto done;
+    if (store_lens(s, run_id, &in, is_ids, texts, rows, n_rows, L, targets != NULL, kl_layer, &err) ||
+        mech_store_run_finish(s, run_id, "done", &err))
+        goto db_fail;
+    if (tl) { // the tuned lens: a lens run of its own, its parameters naming the lens file
+        mech_store_close(s);
+        s = NULL;
+        logit_run = run_id, run_id = 0;
+        mech_buf tp = {0};
+        mech_buf_append(&tp, params, strlen(params) - 1);
+        mech_buf_puts(&tp, ", \"tuned\": ");
+        mech_buf_json_string(&tp, tuned, strlen(tuned));
+        mech_buf_printf(&tp, ", \"logit_run\": %lld}", (long long)logit_run);
+        rc = tp.oom ? cli_fail(cmd, &(mech_err){.code = MECH_ERR_NOMEM, .msg = "out of memory"})
+                    : cli_run_open(cmd, db, "lens", model, argc, argv, tp.data, &s, &run_id);
+        mech_buf_free(&tp);
+        if (rc) goto done;
+        if (store_lens(s, run_id, &in, is_ids, texts, trows, n_trows, L, targets != NULL, kl_layer + L + 1, &err) ||
+            mech_store_run_finish(s, run_id, "done", &err))
+            goto db_fail;
+    }
     // The last position of the first sequence, layer by layer.
-    printf("run %lld: logit lens, %d sequence%s x %s%d token%s, %d layers -> %s\n", (long long)run_id, in.B,
-           cli_s(in.B), in.mask ? "up to " : "", in.T, cli_s(in.T), m->cfg.n_layers + 1, db);
-    printf("%6s  %-16s %9s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
+    printf("run %lld: logit lens, %d sequence%s x %s%d token%s, %d layers -> %s\n", (long long)(tl ? logit_run : run_id),
+           in.B, cli_s(in.B), in.mask ? "up to " : "", in.T, cli_s(in.T), L + 1, db);
+    if (tl) {
+        printf("run %lld: tuned lens %s, the same inputs -> %s\n", (long long)run_id, tuned, db);
+        printf("%6s  %-16s %9s %9s  %-16s %9s %9s\n", "layer", "logit lens", "prob", "KL", "tuned lens", "prob", "KL");
+    } else
+        printf("%6s  %-16s %9s %9s %9s%s\n", "layer", "top token", "prob", "KL", "entropy", targets ? "  target rank, prob" : "");
     for (size_t i = 0; i < n_rows; i++) {
         const mech_lens_row *row = &rows[i];
         if (row->batch != 0 || row->pos != in.len[0] - 1) continue;
         mech_buf name = {0};
         cli_token_text(&name, in.tok, row->top_ids[0]);
         // %g, not %f: a probability of 3e-7 must not print as 0.0000
-        printf("%6d  %-16s %9.4g %9.4g %9.4g", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
-        if (targets) printf("  %lld, %.4g", (long long)row->target_rank, row->target_prob);
-        printf("\n");
+        if (tl) {
+            const mech_lens_row *tr = &trows[i]; // the same order: layer, batch, position
+            mech_buf tname = {0};
+            cli_token_text(&tname, in.tok, tr->top_ids[0]);
+            printf("%6d  %-16s %9.4g %9.4g  %-16s %9.4g %9.4g\n", row->layer, name.data, row->top_probs[0], row->kl,
+                   tname.data, tr->top_probs[0], tr->kl);
+            mech_buf_free(&tname);
+        } else {
+            printf("%6d  %-16s %9.4g %9.4g %9.4g", row->layer, name.data, row->top_probs[0], row->kl, row->entropy);
+            if (targets) printf("  %lld, %.4g", (long long)row->target_rank, row->target_prob);
+            printf("\n");
+        }
         mech_buf_free(&name);
+    }
+    if (tl) {
+        size_t n_pos = n_rows / (size_t)(L + 1);
+        printf("KL(final || layer), mean over all %zu position%s (nats):\n", n_pos, cli_s((long long)n_pos));
+        printf("%6s %12s %12s\n", "layer", "logit lens", "tuned lens");
+        for (int l = 0; l <= L; l++) printf("%6d %12.4g %12.4g\n", l, kl_layer[l], kl_layer[L + 1 + l]);
     }
     goto done;
 db_fail:
@@ -279,6 +361,9 @@ db_fail:
 done:
     mech_store_close(s);
     mech_free(rows);
+    mech_free(trows);
+    free(kl_layer);
+    mech_tuned_lens_free(tl);
     mech_run_free(run);
     free(targets);
     cli_inputs_free(&in);

@@ -1342,3 +1342,19 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
     }
     return MECH_OK;
 }
+
+// ---------------------------------------------------------------------------
+// LayerNorm backward outside a run: the kernels above, one row at a time.
+
+void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *s, const float *w, size_t rows,
+                             size_t C) {
+    static const uint8_t real = 1;
+    for (size_t i = 0; i < rows; i++) {
+        float ds;
+        ln_ctx c = {.dn = dy + i * C, .n = n + i * C, .njac = n + i * C, .s = s + i, .w = w, .C = C, .ds = &ds,
+                    .dx = dx + i * C, .ldx = C, .real = &real};
+        if (w) scale_w_task(&c, 0, 1);
+        ds_task(&c, 0, 1);
+        dx_task(&c, 0, 1);
+    }
+}

@@ -826,6 +826,15 @@ mech_status mech_capi_model_random(const char *config_json, uint64_t seed, mech_
 // sizeof of a public struct a binding mirrors ("mech_err", "mech_tensor",
 // "mech_buf", "mech_metric"), 0 for other names: the binding checks its layouts.
 size_t mech_capi_sizeof(const char *type);
+// LayerNorm backward outside a run (core/backward.c)
+
+// The backward of rows of y = n * w + b, n = (x - mean) / s, for callers that
+// differentiate a LayerNorm themselves (the tuned lens): the same kernel as
+// mech_run_backward's. n (rows, C) and s (rows) are mech_vec_layernorm's out
+// and scale for each row; w (C) the weight, or NULL for 1. dy (rows, C) is
+// d/dy and is overwritten; dx (rows, C) gets d/dx.
+void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *s, const float *w, size_t rows,
+                             size_t C);
 
 #ifdef __cplusplus
 }

@@ -837,5 +837,109 @@ mech_status mech_capi_eap(const mech_model *m, const int32_t *clean, const int32
                           int metric, int pos, const int32_t *answer, const int32_t *wrong, int split_embed,
                           int threads, mech_acdc_graph **g_out, double **scores_out, double *value, int catch_sigint,
                           int *flag, mech_err *err);
+// Tuned lens (interp/tuned_lens.c; docs/lens.md)
+//
+// Belrose et al. 2023 ("Eliciting Latent Predictions from Transformers with
+// the Tuned Lens"): residual layer l < L is read as the logit lens reads it
+// after an affine translator h -> h + A_l h + b_l (A_l (C, C), b_l (C)), trained
+// to minimise KL(final output || lens output) averaged over positions and
+// prompts. A = 0, b = 0 is the logit lens exactly. Layer L has no translator.
+
+typedef struct mech_tuned_lens {
+    int n_layers;         // L: translators for residual layers 0..L-1
+    int d_model;          // C
+    float *weight;        // (L, C, C): A_l[i][j] = weight[(l*C + i)*C + j], (A_l h)_i = sum_j A_l[i][j] h_j
+    float *bias;          // (L, C)
+    mech_config cfg;      // the config of the model the lens is for
+    uint64_t fingerprint; // mech_tuned_lens_fingerprint of that model
+} mech_tuned_lens;
+
+// A lens of zeros (the logit lens) for m. OUT: *out owned (mech_tuned_lens_free).
+mech_status mech_tuned_lens_new(const mech_model *m, mech_tuned_lens **out, mech_err *err);
+void mech_tuned_lens_free(mech_tuned_lens *t);
+// FNV-1a (64 bits) of the weights the lens reads through: the final LayerNorm
+// and the unembedding (with its bias). Ties a lens to its model's weights.
+uint64_t mech_tuned_lens_fingerprint(const mech_model *m);
+// MECH_OK when t was made for m: same config (else MECH_ERR_SHAPE naming the
+// first field that differs) and same fingerprint (else MECH_ERR_ARG).
+mech_status mech_tuned_lens_check(const mech_tuned_lens *t, const mech_model *m, mech_err *err);
+
+// The gradient of translator `layer` on n residual rows h (n, C) of that
+// layer, against the reference logits ref (n, V) (the model's own, rows in
+// the same order): kl = mean over rows of KL(softmax(ref) || softmax(lens
+// logits)) and its derivatives grad_w (C, C), grad_b (C) (caller's storage;
+// either may be NULL). Analytic: dKL/dz = (p - q)/n back
+// through the unembedding and the final LayerNorm (mech_layernorm_backward).
+// Errors: MECH_ERR_ARG (layer out of range, n < 1), those of
+// mech_tuned_lens_check (t not for m), MECH_ERR_NOMEM.
+mech_status mech_tuned_lens_grad(const mech_model *m, const mech_tuned_lens *t, int layer, const float *h,
+                                 const float *ref, int n, double *kl, float *grad_w, float *grad_b, mech_err *err);
+
+typedef struct mech_tuned_lens_opts {
+    int steps;           // optimiser steps (250)
+    int batch;           // prompts per step (8; at most the number given)
+    double lr;           // 1.0: the step size is lr * (1 - momentum), decayed linearly to 0
+    double momentum;     // 0.9 (Nesterov)
+    double weight_decay; // 1e-3 (L2, on A and b, towards the identity map)
+    double clip;         // 1.0: the gradient of all translators together is scaled to this norm
+                         // when larger; <= 0: no clipping
+    uint64_t seed;       // 1: the order prompts are drawn in
+    int threads;         // 0: one per CPU
+    // Called after each step with its number (1..steps) and the mean over
+    // layers of the batch's KL before the step; non-zero stops the training
+    // (MECH_ERR_CANCELLED, no lens). May be NULL.
+    int (*progress)(void *user, int step, int steps, double kl);
+    void *user;
+} mech_tuned_lens_opts;
+
+// The defaults above (tuned-lens's own: SGD with Nesterov momentum 0.9,
+// lr 1 x (1 - 0.9), linear decay, weight decay 1e-3, clipping at 1, 250 steps).
+mech_tuned_lens_opts mech_tuned_lens_defaults(void);
+
+// Trains a tuned lens for m on n prompts (prompts[i]: lens[i] >= 1 token ids,
+// BOS included if wanted): each step runs `batch` prompts through the model
+// (drawn without replacement, reshuffled each epoch, from seed) and takes
+// one step of every translator on its KL over all their positions.
+// Deterministic for given inputs, options and thread count.
+// OUT: *out owned (mech_tuned_lens_free). Errors: MECH_ERR_ARG (n < 1, a bad
+// option, a prompt longer than n_ctx), MECH_ERR_RANGE (a token >= V),
+// MECH_ERR_CANCELLED (progress said stop), MECH_ERR_NOMEM.
+mech_status mech_tuned_lens_fit(const mech_model *m, const int32_t *const *prompts, const int *lens, int n,
+                                const mech_tuned_lens_opts *o, mech_tuned_lens **out, mech_err *err);
+
+// The logit lens of the residual streams res[0..L] (each (B, T, C), laid out
+// as the run's) in place of the run's cached ones (interp/lens.c): the run
+// gives B, T and its padding. Otherwise mech_lens_logit.
+mech_status mech_lens_logit_resid(const mech_model *m, const mech_run *run, const float *const *res, int k,
+                                  const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err);
+// The tuned lens: mech_lens_logit with layer l < L's residual translated by t
+// first (rows, statistics and KL to the final layer as there). Needs the
+// caches mech_lens_logit needs. Errors: those of mech_lens_logit and
+// mech_tuned_lens_check.
+mech_status mech_lens_tuned(const mech_model *m, const mech_run *run, const mech_tuned_lens *t, int k,
+                            const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err);
+// The mean KL of each layer 0..L over rows (of mech_lens_logit or
+// mech_lens_tuned): out[L + 1] (caller's storage; 0 for a layer without rows).
+void mech_lens_kl_by_layer(const mech_lens_row *rows, size_t n_rows, int L, double *out);
+
+// The mean KL per layer 0..L of the logit lens and of the tuned lens t over
+// every position of n prompts (each run on its own): out kl_logit[L + 1],
+// kl_tuned[L + 1] (caller's storage). The held-out figures of docs/lens.md.
+// Errors: those of the forward pass, mech_lens_logit and mech_lens_tuned.
+mech_status mech_tuned_lens_eval(const mech_model *m, const mech_tuned_lens *t, const int32_t *const *prompts,
+                                 const int *lens, int n, double *kl_logit, double *kl_tuned, mech_err *err);
+
+// Writes t as safetensors: layers.{l}.weight (C, C) and layers.{l}.bias (C),
+// F32, with metadata mech.tuned_lens.config (the model's config as JSON) and
+// mech.tuned_lens.fingerprint (16 hex digits), plus n_meta extra pairs.
+// Atomic (a temporary file renamed into place).
+mech_status mech_tuned_lens_save(const mech_tuned_lens *t, const char *path, const char *const *meta_keys,
+                                 const char *const *meta_values, size_t n_meta, mech_err *err);
+// Reads a file mech_tuned_lens_save wrote, refusing anything else: a
+// truncated or malformed file, missing metadata, a tensor missing, extra,
+// not F32, of the wrong shape or not finite (MECH_ERR_FORMAT or the
+// safetensors reader's error, naming the file and the tensor). With m (may be
+// NULL) also mech_tuned_lens_check. OUT: *out owned (mech_tuned_lens_free).
+mech_status mech_tuned_lens_load(const char *path, const mech_model *m, mech_tuned_lens **out, mech_err *err);
 
 #endif

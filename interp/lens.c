@@ -103,7 +103,7 @@ static void lens_stats(mech_lens_row *row, const float *z, const double *logp, c
     row->kl = final_logp ? (kl > 0 ? kl : 0) : 0;
     // Top k by insertion; strict comparison keeps the lower id first on ties.
     int n = 0;
-    for (int i = 0; i < V; i++) {
+    for (int i = 0; i < V && k > 0; i++) { // k = 0: no top tokens (and no top_ids[-1])
         if (n == k && !(z[i] > z[row->top_ids[n - 1]])) continue;
         int j = n < k ? n++ : n - 1;
         while (j > 0 && z[i] > z[row->top_ids[j - 1]]) {
@@ -132,6 +132,19 @@ mech_status mech_lens_logit(const mech_model *m, const mech_run *run, int k, con
     *n_rows = 0;
     if (k < 0 || k > MECH_LENS_MAX_K)
         return mech_err_set(err, MECH_ERR_ARG, "top-k %d out of range [0, %d]", k, MECH_LENS_MAX_K);
+    int L = m->cfg.n_layers;
+    const float *res[L + 1];
+    for (int l = 0; l <= L; l++)
+        if (!(res[l] = resid_layer(m, run, l, err))) return err ? err->code : MECH_ERR_ARG;
+    return mech_lens_logit_resid(m, run, res, k, targets, rows, n_rows, err);
+}
+
+mech_status mech_lens_logit_resid(const mech_model *m, const mech_run *run, const float *const *res, int k,
+                                  const int32_t *targets, mech_lens_row **rows, size_t *n_rows, mech_err *err) {
+    *rows = NULL;
+    *n_rows = 0;
+    if (k < 0 || k > MECH_LENS_MAX_K)
+        return mech_err_set(err, MECH_ERR_ARG, "top-k %d out of range [0, %d]", k, MECH_LENS_MAX_K);
     int L = m->cfg.n_layers, C = m->cfg.d_model, V = m->cfg.d_vocab;
     int B = mech_run_batch(run), T = mech_run_seq_len(run);
     if (targets)
@@ -139,9 +152,6 @@ mech_status mech_lens_logit(const mech_model *m, const mech_run *run, int k, con
             if (targets[i] >= V)
                 return mech_err_set(err, MECH_ERR_RANGE, "target token %d at batch %d position %d is not below d_vocab %d",
                                     targets[i], i / T, i % T, V);
-    const float *res[L + 1];
-    for (int l = 0; l <= L; l++)
-        if (!(res[l] = resid_layer(m, run, l, err))) return err ? err->code : MECH_ERR_ARG;
     // A padded batch: only each sequence's own positions, numbered from its
     // first token.
     size_t total = 0;
