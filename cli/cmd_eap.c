@@ -17,7 +17,7 @@
 // (a prompt's score does not depend on the batch it is in), combined as the
 // mean over every prompt. *value: the metric on the clean prompts, likewise.
 static int eap_groups(const char *cmd, const mech_model *m, const mech_acdc_graph *g, const cli_pair *p, int n,
-                      mech_metric_kind kind, int threads, double *scores, double *value) {
+                      mech_metric_kind kind, const mech_eap_opts *o, double *scores, double *value) {
     mech_err err = {0};
     int E = g->n_edges, rc = 0;
     double *part = mech_calloc((size_t)E, sizeof *part);
@@ -46,7 +46,7 @@ static int eap_groups(const char *cmd, const mech_model *m, const mech_acdc_grap
         }
         mech_metric mt = {.kind = kind, .pos = -1, .answer = ans, .wrong = kind == MECH_METRIC_LOGIT_DIFF ? wrong : NULL};
         double v = 0;
-        if (mech_eap_scores(m, g, clean, corrupt, B, T, &mt, threads, part, &v, &err)) {
+        if (mech_eap_scores_opts(m, g, clean, corrupt, B, T, &mt, o, part, &v, &err)) {
             rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
             break;
         }
@@ -68,8 +68,8 @@ out:
 }
 
 static char *params_json(const char *model, const char *pairs, const char *dataset, long n, long len, long seed,
-                         const char *corruption, const char *metric, long top_n, double threshold,
-                         const mech_acdc_graph *g, int prepend_bos) {
+                         const char *corruption, const char *metric, const mech_eap_opts *o, long top_n,
+                         double threshold, const mech_acdc_graph *g, int prepend_bos) {
     mech_buf b = {0};
     mech_buf_puts(&b, "{\"model\": ");
     mech_buf_json_string(&b, model, strlen(model));
@@ -83,7 +83,9 @@ static char *params_json(const char *model, const char *pairs, const char *datas
         mech_buf_json_string(&b, pairs, strlen(pairs));
     }
     char th[32];
-    mech_buf_printf(&b, ", \"metric\": \"%s\", ", metric);
+    mech_buf_printf(&b, ", \"metric\": \"%s\", \"method\": \"%s\", ", metric, mech_eap_method_name(o->method));
+    if (o->method == MECH_EAP_IG_INPUTS || o->method == MECH_EAP_IG_ACTIVATIONS)
+        mech_buf_printf(&b, "\"ig_steps\": %d, ", o->ig_steps);
     if (top_n >= 0) mech_buf_printf(&b, "\"top_n\": %ld", top_n);
     else mech_buf_printf(&b, "\"threshold\": %s", cli_shortest(th, threshold));
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
@@ -109,7 +111,8 @@ static int store_row(mech_store *s, int64_t run, const mech_acdc_graph *g, int e
 int cmd_eap(int argc, char **argv) {
     const char *cmd = "eap", *v, *model = NULL, *pairs_path = NULL, *dataset = NULL, *corruption = "random";
     const char *metric = NULL, *db = "mech.db", *dot = NULL, *json = NULL;
-    long n = 0, len = 0, seed = 1, top_n = -1, threads = 0;
+    long n = 0, len = 0, seed = 1, top_n = -1, threads = 0, ig_steps = 5;
+    const char *method_name = "eap", *steps_given = NULL;
     double threshold = NAN;
     int prepend_bos = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
@@ -131,6 +134,11 @@ int cmd_eap(int argc, char **argv) {
             if (r < 0) return 2;
             corruption_given = "--corruption";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--method", &method_name))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ig-steps", &v))) {
+            if (r < 0 || cli_int(cmd, "--ig-steps", v, 1, 10000, &ig_steps)) return 2;
+            steps_given = "--ig-steps";
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-n", &v))) {
             if (r < 0 || cli_int(cmd, "--top-n", v, 0, 2147483647L, &top_n)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--threshold", &v))) {
@@ -153,6 +161,13 @@ int cmd_eap(int argc, char **argv) {
     if (unused)
         return cli_usage(cmd, "%s does not apply to %s%s (see --dataset in mech eap --help)", unused,
                          dataset ? "--dataset " : "--pairs", dataset ? dataset : "");
+    mech_eap_opts eo = {.ig_steps = (int)ig_steps, .threads = (int)threads};
+    if (mech_eap_method_parse(method_name, &eo.method))
+        return cli_usage(cmd, "--method '%s': expected eap, eap-ig-inputs, eap-ig-activations or clean-corrupted",
+                         method_name);
+    int ig = eo.method == MECH_EAP_IG_INPUTS || eo.method == MECH_EAP_IG_ACTIVATIONS;
+    if (steps_given && !ig)
+        return cli_usage(cmd, "--ig-steps applies to --method eap-ig-inputs or eap-ig-activations, not %s", method_name);
     if (top_n >= 0 && !isnan(threshold)) return cli_usage(cmd, "give --top-n N or --threshold X, not both");
     if (top_n < 0 && isnan(threshold)) top_n = 100;
     if (!metric) metric = "logit_diff";
@@ -213,7 +228,8 @@ int cmd_eap(int argc, char **argv) {
     }
     scores = mech_calloc((size_t)g->n_edges + 1, sizeof *scores);
     truth = compiled ? mech_calloc((size_t)g->n_edges + 1, 1) : NULL;
-    params = params_json(model, pairs_path, dataset, n, len, seed, corruption, metric, top_n, threshold, g, prepend_bos);
+    params = params_json(model, pairs_path, dataset, n, len, seed, corruption, metric, &eo, top_n, threshold, g,
+                         prepend_bos);
     if (!scores || (compiled && !truth) || !params) {
         fprintf(stderr, "mech %s: error: out of memory\n", cmd);
         rc = 1;
@@ -225,7 +241,7 @@ int cmd_eap(int argc, char **argv) {
     }
     if ((rc = cli_run_open(cmd, db, "eap", model, argc, argv, params, &s, &run))) goto done;
     double t0 = mech_now(), value = 0;
-    if ((rc = eap_groups(cmd, m, g, pairs, n_pairs, kind, (int)threads, scores, &value))) {
+    if ((rc = eap_groups(cmd, m, g, pairs, n_pairs, kind, &eo, scores, &value))) {
         mech_store_run_finish(s, run, "failed", NULL);
         goto done;
     }
@@ -284,7 +300,11 @@ int cmd_eap(int argc, char **argv) {
     // with an export on stdout, the report goes to stderr
     FILE *f = (dot && !strcmp(dot, "-")) || (json && !strcmp(json, "-")) ? stderr : stdout;
     char th[32];
-    fprintf(f, "run %lld: EAP on %d input%s, metric %s %.6g, %d edges scored in %.3f s -> %s\n", (long long)run,
+    char how[64];
+    if (ig) snprintf(how, sizeof how, "EAP-IG %s (%d steps)", eo.method == MECH_EAP_IG_INPUTS ? "inputs" : "activations",
+                     eo.ig_steps);
+    else snprintf(how, sizeof how, eo.method == MECH_EAP_PLAIN ? "EAP" : "EAP clean-corrupted");
+    fprintf(f, "run %lld: %s on %d input%s, metric %s %.6g, %d edges scored in %.3f s -> %s\n", (long long)run, how,
             n_pairs, cli_s(n_pairs), metric, value, sc.n_counted, seconds, db);
     fprintf(f, "circuit: %d of %d edges (%s %s)\n", sc.n_found, sc.n_counted, top_n >= 0 ? "top-n" : "|score| >=",
             top_n >= 0 ? (snprintf(th, sizeof th, "%ld", top_n), th) : cli_shortest(th, threshold));

@@ -667,6 +667,39 @@ void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_
 mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
                             const int32_t *corrupt, int B, int T, const mech_metric *mt, int threads,
                             double *scores, double *value, mech_err *err);
+
+// The attribution methods (Hanna, Pezzelle, Belinkov 2024, "Have Faith in
+// Faithfulness"; hannamw/EAP-IG). Every one scores an edge with the same
+// activation difference as EAP (the sender's output, or the head's q/k/v for
+// a DIRECT edge, corrupted - clean) times a mean of gradients at the receiver:
+typedef enum mech_eap_method {
+    MECH_EAP_PLAIN,           // "eap": the gradient on the clean run (1 backward)
+    MECH_EAP_IG_INPUTS,       // "eap-ig-inputs": the input embeddings (blocks.0.hook_resid_pre, or hook_embed
+                              // and hook_pos_embed) at alpha = k/m of the way from corrupted to clean,
+                              // k = 0..m-1, the rest of the run clean; the mean of the m gradients (m backwards)
+    MECH_EAP_IG_ACTIVATIONS,  // "eap-ig-activations": per sender group (the input; per layer its q/k/v, its
+                              // heads' results, its MLP) that group's output at alpha = k/m, k = 1..m; an
+                              // edge gets the mean of its sender group's m gradients ((1 + 3L) m backwards)
+    MECH_EAP_CLEAN_CORRUPTED, // "clean-corrupted": the mean of the gradients on the clean and the corrupted
+                              // run (2 backwards)
+} mech_eap_method;
+
+typedef struct mech_eap_opts {
+    mech_eap_method method;
+    int ig_steps; // m of the IG variants (<= 0: 5, the EAP-IG repository's example)
+    int threads;  // <= 0: the default
+} mech_eap_opts;
+
+// mech_eap_scores with a method. Errors as mech_eap_scores, plus MECH_ERR_ARG
+// for an unknown method or more than 10000 steps.
+mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
+                                 const int32_t *corrupt, int B, int T, const mech_metric *mt, const mech_eap_opts *o,
+                                 double *scores, double *value, mech_err *err);
+// "eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted"; NULL for
+// another value. parse: 0 and *out set, or -1 for an unknown name.
+const char *mech_eap_method_name(mech_eap_method method);
+int mech_eap_method_parse(const char *s, mech_eap_method *out);
+
 // A circuit from scores: g's counted edges present when among the top_n by
 // |score| (top_n >= 0; ties in graph order) or, with top_n < 0, when |score|
 // >= threshold; never an edge whose score is 0; every counted edge's effect set to its score (so

@@ -2,7 +2,8 @@
 ** tests/test_cli_eap.c: `mech eap` as a user runs it: a compiled program's
 ** run stored with every edge's score, the circuit (the top-n by |score|),
 ** the truth, TPR/FPR and AUC, and the JSON export; prompts of different
-** lengths scored as the mean of their groups; usage errors (exit 2).
+** lengths scored as the mean of their groups; --method stored, and
+** clean-corrupted as the mean of a pair and its swap; usage errors (exit 2).
 ** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
 */
 #include <setjmp.h>
@@ -134,6 +135,57 @@ static void test_eap_mixed_lengths(void **state) {
     mech_test_rm_db(db);
 }
 
+// --method: stored in the run's parameters; clean-corrupted is the mean of
+// the gradients at both ends, so its scores are (EAP(pair) - EAP(swapped
+// pair)) / 2, the swapped pair's clean run being this pair's corrupted one.
+static void test_eap_methods(void **state) {
+    (void)state;
+    char *out;
+    const char *m = mech_test_tmpn("eap_meth.safetensors"), *db = mech_test_tmpn("eap_meth.db");
+    const char *fwd = mech_test_tmpn("eap_fwd.jsonl"), *bwd = mech_test_tmpn("eap_bwd.jsonl");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "init -o %s --layers 2 --heads 2 --d-model 32 --d-head 16 --d-mlp 64 --seed 9", m), 0);
+    free(out);
+    FILE *f = fopen(fwd, "w");
+    fputs("{\"clean\": \"When Mary and John went to the store, John gave a drink to\", \"corrupt\": \"When Paul and "
+          "Laura went to the store, Kevin gave a drink to\", \"answer\": \" Mary\", \"wrong\": \" John\"}\n", f);
+    fclose(f);
+    f = fopen(bwd, "w");
+    fputs("{\"clean\": \"When Paul and Laura went to the store, Kevin gave a drink to\", \"corrupt\": \"When Mary and "
+          "John went to the store, John gave a drink to\", \"answer\": \" Mary\", \"wrong\": \" John\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --db %s", m, fwd, db), 0); // run 1
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --db %s", m, bwd, db), 0); // run 2
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method clean-corrupted --db %s", m, fwd, db), 0); // run 3
+    assert_has(out, "run 3: EAP clean-corrupted on 1 input");
+    free(out);
+    double diff = query_num(db, "select max(abs(c.value - (a.value - b.value) / 2)) from results c join results a on "
+                                "a.run_id=1 and a.site=c.site and a.metric='score' join results b on b.run_id=2 and "
+                                "b.site=c.site and b.metric='score' where c.run_id=3 and c.metric='score'");
+    double big = query_num(db, "select max(abs(value)) from results where run_id=3 and metric='score'");
+    assert_true(big > 1e-4);
+    if (!(diff <= 1e-4 * big)) fail_msg("clean-corrupted: largest difference %g (largest score %g)", diff, big);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method eap-ig-inputs --ig-steps 3 --db %s", m, fwd, db), 0);
+    assert_has(out, "run 4: EAP-IG inputs (3 steps) on 1 input");
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method eap-ig-activations --db %s", m, fwd, db), 0);
+    assert_has(out, "run 5: EAP-IG activations (5 steps) on 1 input");
+    free(out);
+    char *p = mech_test_sql_rows(db, "select params from runs where id=4");
+    assert_has(p, "\"method\": \"eap-ig-inputs\", \"ig_steps\": 3");
+    free(p);
+    p = mech_test_sql_rows(db, "select params from runs where id=1");
+    assert_has(p, "\"method\": \"eap\"");
+    assert_null(strstr(p, "ig_steps"));
+    free(p);
+    assert_int_equal(query_num(db, "select count(*) from results where run_id=5 and metric='score'"),
+                     query_num(db, "select count(*) from results where run_id=1 and metric='score'"));
+    unlink(m), unlink(fwd), unlink(bwd);
+    mech_test_rm_db(db);
+}
+
 static void test_eap_usage_errors(void **state) {
     (void)state;
     char *out;
@@ -151,6 +203,10 @@ static void test_eap_usage_errors(void **state) {
         {"--model M --pairs x.jsonl --corruption shuffle", "--corruption does not apply to --pairs"},
         {"--model M --dataset compiled --dot out.txt", "name the file FILE.dot"},
         {"--model M --dataset compiled --bogus", "unknown argument '--bogus'"},
+        {"--model M --dataset compiled --method eap-ig", "expected eap, eap-ig-inputs, eap-ig-activations or clean-corrupted"},
+        {"--model M --dataset compiled --ig-steps 3", "--ig-steps applies to --method eap-ig-inputs"},
+        {"--model M --dataset compiled --method clean-corrupted --ig-steps 3", "not clean-corrupted"},
+        {"--model M --dataset compiled --method eap-ig-inputs --ig-steps 0", "--ig-steps"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char args[512];
@@ -172,6 +228,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eap_compiled_run),
         cmocka_unit_test(test_eap_mixed_lengths),
+        cmocka_unit_test(test_eap_methods),
         cmocka_unit_test(test_eap_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
