@@ -710,4 +710,42 @@ mech_status mech_eap_select(mech_acdc_graph *g, const double *scores, int top_n,
 // together). NAN when out of memory.
 double mech_eap_auc(const mech_acdc_graph *g, const double *scores, const uint8_t *truth);
 
+// Faithfulness curves (interp/faithfulness.c; the MIB benchmark's circuit
+// track, Mueller et al. 2025). One point: the circuit of the top n_edges
+// counted edges by |score| (ties in graph order, zero scores included, so
+// that 100% is the whole model), frac = n_edges / counted edges, metric =
+// the ACDC metric of the clean run with every other edge ablated as ACDC
+// ablates it, f = (metric - m_empty) / (m_full - m_empty) (NAN when
+// m_full == m_empty).
+typedef struct mech_faith_point {
+    double frac;
+    int n_edges;
+    double metric, f;
+} mech_faith_point;
+typedef struct mech_faith_result {
+    double m_full, m_empty; // every counted edge present / none
+    double cpr, cmd;        // area under f, area between f and 1, over frac (trapezoids)
+} mech_faith_result;
+
+// The curve of scores (g's order, e.g. mech_eap_scores') at the sizes
+// fracs[0..n_fracs) (fractions of the counted edges in [0, 1]; the circuit of
+// a fraction p has floor(p * counted) edges, as MIB's int(pct * n)) on B
+// clean sequences of T tokens, ablation and metric o's (mech_acdc_opts:
+// metric, ablation, answer/wrong, mask, n_out, threads; corrupt as for
+// mech_acdc_run). OUT: out[n_fracs] sorted by frac, *res. g is not changed.
+// Errors: MECH_ERR_ARG (missing input, a size outside [0, 1], a graph of
+// another shape), MECH_ERR_RANGE (a token or answer out of range, T beyond
+// the context), MECH_ERR_NOMEM.
+mech_status mech_eap_faithfulness(const mech_model *m, const mech_acdc_graph *g, const double *scores,
+                                  const int32_t *clean, const int32_t *corrupt, int B, int T,
+                                  const mech_acdc_opts *o, const double *fracs, int n_fracs, mech_faith_point *out,
+                                  mech_faith_result *res, mech_err *err);
+// f of every point from its metric and the two ends, then CPR and CMD (for
+// curves measured in parts, e.g. one batch per prompt length, whose metrics
+// the caller has averaged).
+void mech_faith_finish(mech_faith_point *p, int n, double m_full, double m_empty, mech_faith_result *res);
+// CPR = sum over i of (frac[i+1] - frac[i]) (f[i] + f[i+1]) / 2, CMD the same
+// with |1 - f|, over p[0..n) sorted by frac (0 for n < 2). Either may be NULL.
+void mech_faith_areas(const mech_faith_point *p, int n, double *cpr, double *cmd);
+
 #endif
