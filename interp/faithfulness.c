@@ -46,7 +46,7 @@ void mech_faith_areas(const mech_faith_point *p, int n, double *cpr, double *cmd
 
 void mech_faith_finish(mech_faith_point *p, int n, double m_full, double m_empty, mech_faith_result *res) {
     double span = m_full - m_empty;
-    for (int i = 0; i < n; i++) p[i].f = span != 0 ? (p[i].metric - m_empty) / span : NAN;
+    for (int i = 0; i < n; i++) p[i].f = span != 0 ? (p[i].metric - m_empty) / span + 0.0 : NAN; // + 0.0: no -0
     res->m_full = m_full, res->m_empty = m_empty;
     mech_faith_areas(p, n, &res->cpr, &res->cmd);
 }

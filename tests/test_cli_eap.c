@@ -3,7 +3,8 @@
 ** run stored with every edge's score, the circuit (the top-n by |score|),
 ** the truth, TPR/FPR and AUC, and the JSON export; prompts of different
 ** lengths scored as the mean of their groups; --method stored, and
-** clean-corrupted as the mean of a pair and its swap; usage errors (exit 2).
+** clean-corrupted as the mean of a pair and its swap; the faithfulness
+** curve's stored points, CPR and CMD; usage errors (exit 2).
 ** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
 */
 #include <setjmp.h>
@@ -186,6 +187,57 @@ static void test_eap_methods(void **state) {
     mech_test_rm_db(db);
 }
 
+// --faithfulness: the curve stored per size (edges, fraction, metric, f),
+// its ends 0 and 1, CPR and CMD equal to the trapezoids of the stored
+// points (computed here in SQL), the sizes in the run's parameters.
+static void test_eap_faithfulness(void **state) {
+    (void)state;
+    char *out;
+    const char *m = mech_test_tmpn("eap_faith.safetensors"), *db = mech_test_tmpn("eap_faith.db");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", m), 0);
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --dataset compiled --n 30 --faithfulness --sizes 100%%,0,0.05,20%% --db %s",
+                          m, db), 0);
+    assert_has(out, "faithfulness (top edges by |score|");
+    assert_has(out, "CPR ");
+    free(out);
+    assert_int_equal(query_num(db, "select count(*) from results where run_id=1 and site='faithfulness'"), 16);
+    // sorted by size: item 0 the empty circuit, item 3 every edge
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=0 and "
+                                   "metric='edges'"), 0);
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=3 and "
+                                   "metric='edges'"), 68);
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=2 and "
+                                   "metric='edges'"), 13); // floor(0.2 * 68)
+    assert_true(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=0 and metric='f'") == 0);
+    assert_true(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=3 and metric='f'") == 1);
+    // f from the stored metrics and ends
+    double f_diff = query_num(db, "select max(abs(f.value - (x.value - e.value) / (a.value - e.value))) from results f "
+                                  "join results x on x.run_id=1 and x.site='faithfulness' and x.item=f.item and "
+                                  "x.metric='metric' join results a on a.run_id=1 and a.site='circuit' and "
+                                  "a.metric='m_full' join results e on e.run_id=1 and e.site='circuit' and "
+                                  "e.metric='m_empty' where f.run_id=1 and f.site='faithfulness' and f.metric='f'");
+    assert_true(f_diff < 1e-9);
+    // CPR and CMD: trapezoids between consecutive stored points
+    const char *pts = "with p as (select x.item i, x.value x, f.value f from results x join results f on f.run_id=1 and "
+                      "f.site='faithfulness' and f.item=x.item and f.metric='f' where x.run_id=1 and "
+                      "x.site='faithfulness' and x.metric='fraction') ";
+    char sql[1024];
+    snprintf(sql, sizeof sql, "%sselect sum((b.x - a.x) * (a.f + b.f) / 2) from p a join p b on b.i = a.i + 1", pts);
+    double cpr = query_num(db, sql);
+    snprintf(sql, sizeof sql, "%sselect sum((b.x - a.x) * (abs(1 - a.f) + abs(1 - b.f)) / 2) from p a join p b on b.i = a.i + 1", pts);
+    double cmd = query_num(db, sql);
+    assert_true(fabs(cpr - query_num(db, "select value from results where run_id=1 and site='circuit' and metric='cpr'")) < 1e-9);
+    assert_true(fabs(cmd - query_num(db, "select value from results where run_id=1 and site='circuit' and metric='cmd'")) < 1e-9);
+    assert_true(cpr > 0.5); // reverse's value path, EAP's top edges, carries the output
+    char *p = mech_test_sql_rows(db, "select params from runs where id=1");
+    assert_has(p, "\"faithfulness\": true, \"sizes\": [1, 0, 0.05, 0.2]");
+    free(p);
+    unlink(m);
+    mech_test_rm_db(db);
+}
+
 static void test_eap_usage_errors(void **state) {
     (void)state;
     char *out;
@@ -207,6 +259,11 @@ static void test_eap_usage_errors(void **state) {
         {"--model M --dataset compiled --ig-steps 3", "--ig-steps applies to --method eap-ig-inputs"},
         {"--model M --dataset compiled --method clean-corrupted --ig-steps 3", "not clean-corrupted"},
         {"--model M --dataset compiled --method eap-ig-inputs --ig-steps 0", "--ig-steps"},
+        {"--model M --dataset compiled --sizes 1", "--sizes applies to --faithfulness"},
+        {"--model M --dataset compiled --faithfulness --sizes 0.5,2", "'2' is not a fraction"},
+        {"--model M --dataset compiled --faithfulness --sizes 5%,,1", "expected fractions or percentages"},
+        {"--model M --dataset compiled --faithfulness --sizes 1,", "missing after the last comma"},
+        {"--model M --dataset compiled --faithfulness --metric logprob", "use --metric logit_diff"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char args[512];
@@ -229,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_eap_compiled_run),
         cmocka_unit_test(test_eap_mixed_lengths),
         cmocka_unit_test(test_eap_methods),
+        cmocka_unit_test(test_eap_faithfulness),
         cmocka_unit_test(test_eap_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
