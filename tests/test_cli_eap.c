@@ -76,6 +76,17 @@ static void test_eap_compiled_run(void **state) {
     j[n] = 0;
     assert_has(j, "\"n_edges\": 3");
     assert_has(j, "\"truth\": true");
+    // `mech acdc export` rebuilds the same export from the stored run
+    const char *js2 = mech_test_tmpn("eap_rev_export.json");
+    assert_int_equal(mech(&out, "acdc export 1 --db %s --json %s", db, js2), 0);
+    assert_has(out, "run 1: 3 edges");
+    free(out);
+    size_t n2;
+    char *j2 = mech_test_read(js2, &n2);
+    assert_int_equal(n2, n);
+    assert_memory_equal(j, j2, n);
+    free(j2);
+    unlink(js2);
     free(j);
     unlink(js);
     // logprob of the clean output: the output head's value path carries it too
