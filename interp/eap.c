@@ -35,6 +35,8 @@ typedef struct eap_ctx {
     float *qkv_diff; // [L, 3, A] corrupted - clean q, k, v
     float *gq;       // [L, 3, A] gradients at q, k, v, summed likewise
     float *prod;     // [n_rows, n_send] grad . diff
+    float *part;     // [n_chunks, n_rows, n_send] its partial sums (contract)
+    int n_chunks;
     double *direct;  // [L, 3, H] DIRECT edges' (q(corrupt) - q(clean)) . dm/dq
     float *tmp;      // [K]
     mech_pool *pool;
@@ -153,11 +155,60 @@ static void pack_grads(eap_ctx *x, const mech_run *r, int add) {
     put(x->grad + (size_t)(x->n_rows - 1) * x->K, mech_run_grad(r, name)->data, x->K, add);
 }
 
-// prod[r0..r1, s0..s1) = grad rows . diff rows.
-static void contract(eap_ctx *x, int r0, int r1, int s0, int s1) {
-    if (r1 <= r0 || s1 <= s0) return;
-    mech_matmul_nt(x->pool, x->prod + (size_t)r0 * x->n_send + s0, x->n_send, x->grad + (size_t)r0 * x->K, (int)x->K,
-                   x->diff + (size_t)s0 * x->K, (int)x->K, NULL, r1 - r0, (int)x->K, s1 - s0);
+// The contraction prod[r0..r1, s0..s1) = grad rows . diff rows, for a list
+// of such blocks. The rows are long (K = B*T*C) and the blocks small (a
+// layer's 3H + 1 receivers against up to 157 senders), so the threads split
+// K, not the blocks: task c computes every block over its slice of K into
+// its own partial product, and the partials are summed.
+typedef struct block {
+    int r0, r1, s0, s1;
+} block;
+
+typedef struct contraction {
+    eap_ctx *x;
+    const block *blk;
+    int n_blk, n_chunks;
+    float *part; // [n_chunks][n_rows * n_send]
+} contraction;
+
+static void contract_chunk(void *ctx, int c, int thread) {
+    (void)thread;
+    contraction *j = ctx;
+    eap_ctx *x = j->x;
+    size_t BT = x->K / (size_t)x->C, i0 = BT * (size_t)c / (size_t)j->n_chunks, i1 = BT * ((size_t)c + 1) / (size_t)j->n_chunks;
+    size_t k0 = i0 * (size_t)x->C;
+    int kn = (int)((i1 - i0) * (size_t)x->C);
+    float *part = j->part + (size_t)c * x->n_rows * x->n_send;
+    for (int b = 0; b < j->n_blk; b++) {
+        const block *k = &j->blk[b];
+        if (k->r1 <= k->r0 || k->s1 <= k->s0) continue;
+        float *out = part + (size_t)k->r0 * x->n_send + k->s0;
+        if (kn == 0) {
+            for (int r = 0; r < k->r1 - k->r0; r++) memset(out + (size_t)r * x->n_send, 0, sizeof(float) * (k->s1 - k->s0));
+            continue;
+        }
+        mech_matmul_nt(NULL, out, x->n_send, x->grad + (size_t)k->r0 * x->K + k0, (int)x->K,
+                       x->diff + (size_t)k->s0 * x->K + k0, (int)x->K, NULL, k->r1 - k->r0, kn, k->s1 - k->s0);
+    }
+}
+
+static void contract(eap_ctx *x, const block *blk, int n_blk) {
+    contraction j = {x, blk, n_blk, x->n_chunks, x->part};
+    mech_pool_run(x->pool, j.n_chunks, contract_chunk, &j);
+    size_t P = (size_t)x->n_rows * x->n_send;
+    for (int b = 0; b < n_blk; b++)
+        for (int r = blk[b].r0; r < blk[b].r1; r++)
+            for (int s = blk[b].s0; s < blk[b].s1; s++) {
+                size_t o = (size_t)r * x->n_send + s;
+                double acc = 0;
+                for (int c = 0; c < j.n_chunks; c++) acc += x->part[c * P + o];
+                x->prod[o] = (float)acc;
+            }
+}
+
+static void contract_one(eap_ctx *x, int r0, int r1, int s0, int s1) {
+    block b = {r0, r1, s0, s1};
+    contract(x, &b, 1);
 }
 
 // Every layer's receivers against the senders they can read: those before
@@ -165,11 +216,14 @@ static void contract(eap_ctx *x, int r0, int r1, int s0, int s1) {
 // them are computed and unused).
 static void contract_all(eap_ctx *x) {
     int per = x->H + !x->m->cfg.attn_only;
-    for (int l = 0; l <= x->L; l++) {
+    block blk[1024];
+    int n = 0;
+    for (int l = 0; l <= x->L && n < 1024; l++) {
         int r0 = l * x->rows_layer, r1 = l < x->L ? r0 + x->rows_layer : x->n_rows;
-        int n = l < x->L ? x->n_embed + l * per + x->H : x->n_send;
-        contract(x, r0, r1, 0, n < x->n_send ? n : x->n_send);
+        int s1 = l < x->L ? x->n_embed + l * per + x->H : x->n_send;
+        blk[n++] = (block){r0, r1, 0, s1 < x->n_send ? s1 : x->n_send};
     }
+    contract(x, blk, n);
 }
 
 // DIRECT edges of layer l: (q(corrupt) - q(clean)) . gq per head (k, v alike).
@@ -298,6 +352,88 @@ static mech_status ig_passes(eap_ctx *x, mech_run *r, const int32_t *clean, cons
     return rc;
 }
 
+// ---------------------------------------------------------------------------
+// A vocabulary view for the logit difference. The metric reads two logits
+// per prompt, each one row of W_U against the final residual, but the
+// forward in grad mode computes all V of them at every position (a third of
+// GPT-2 small's forward at 16 tokens). The view is the model with its
+// vocabulary cut to the tokens the batch holds and the metric reads,
+// renumbered: the same weights and rows, so every activation, every logit
+// the metric reads and every gradient are those of the full model.
+
+typedef struct vocab_view {
+    mech_model m;
+    float *wte, *unembed, *unembed_b;
+    int32_t *clean, *corrupt, *answer, *wrong;
+} vocab_view;
+
+static void vocab_view_free(vocab_view *v) {
+    mech_free_aligned(v->wte);
+    mech_free_aligned(v->unembed);
+    mech_free(v->unembed_b);
+    mech_free(v->clean);
+    mech_free(v->corrupt);
+    mech_free(v->answer);
+    mech_free(v->wrong);
+}
+
+// 1 and *v set up when the view applies (the logit difference, every token
+// in range: errors are left to the full model's checks), else 0.
+static int vocab_view_new(const mech_model *m, const int32_t *clean, const int32_t *corrupt, int B, int T,
+                          const mech_metric *mt, vocab_view *v) {
+    memset(v, 0, sizeof *v);
+    const mech_config *c = &m->cfg;
+    int V = c->d_vocab, C = c->d_model, n = 0;
+    size_t BT = (size_t)B * T;
+    if (mt->kind != MECH_METRIC_LOGIT_DIFF || !mt->answer || !mt->wrong) return 0;
+    for (size_t i = 0; i < BT; i++)
+        if (clean[i] < 0 || clean[i] >= V || corrupt[i] < 0 || corrupt[i] >= V) return 0;
+    for (int b = 0; b < B; b++)
+        if (mt->answer[b] < 0 || mt->answer[b] >= V || mt->wrong[b] < 0 || mt->wrong[b] >= V) return 0;
+    int32_t *map = mech_malloc((size_t)V * sizeof *map);
+    size_t cap = 2 * BT + 2 * (size_t)B;
+    int32_t *used = mech_malloc(cap * sizeof *used);
+    v->clean = mech_malloc(BT * sizeof(int32_t));
+    v->corrupt = mech_malloc(BT * sizeof(int32_t));
+    v->answer = mech_malloc((size_t)B * sizeof(int32_t));
+    v->wrong = mech_malloc((size_t)B * sizeof(int32_t));
+    if (!map || !used || !v->clean || !v->corrupt || !v->answer || !v->wrong) goto fail;
+    for (int i = 0; i < V; i++) map[i] = -1;
+    const int32_t *src[4] = {clean, corrupt, mt->answer, mt->wrong};
+    int32_t *dst[4] = {v->clean, v->corrupt, v->answer, v->wrong};
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; i < (k < 2 ? BT : (size_t)B); i++) {
+            int32_t t = src[k][i];
+            if (map[t] < 0) map[t] = n, used[n++] = t;
+            dst[k][i] = map[t];
+        }
+    v->wte = mech_malloc_aligned((size_t)n * C * sizeof(float));
+    int tied = m->unembed == m->wte;
+    if (!tied) v->unembed = mech_malloc_aligned((size_t)n * C * sizeof(float));
+    if (m->unembed_b) v->unembed_b = mech_malloc((size_t)n * sizeof(float));
+    if (!v->wte || (!tied && !v->unembed) || (m->unembed_b && !v->unembed_b)) goto fail;
+    for (int i = 0; i < n; i++) {
+        memcpy(v->wte + (size_t)i * C, m->wte + (size_t)used[i] * C, (size_t)C * sizeof(float));
+        if (!tied) memcpy(v->unembed + (size_t)i * C, m->unembed + (size_t)used[i] * C, (size_t)C * sizeof(float));
+        if (m->unembed_b) v->unembed_b[i] = m->unembed_b[used[i]];
+    }
+    v->m = *m;
+    v->m.cfg.d_vocab = n;
+    v->m.wte = v->wte;
+    v->m.unembed = tied ? v->wte : v->unembed;
+    v->m.unembed_b = v->unembed_b;
+    v->m.path = NULL, v->m.st = NULL, v->m.owned = NULL, v->m.owned_floats = 0, v->m.tok = NULL; // borrowed: never freed
+    mech_free(map);
+    mech_free(used);
+    return 1;
+fail:
+    mech_free(map);
+    mech_free(used);
+    vocab_view_free(v);
+    memset(v, 0, sizeof *v);
+    return 0;
+}
+
 const char *mech_eap_method_name(mech_eap_method method) {
     switch (method) {
     case MECH_EAP_PLAIN: return "eap";
@@ -330,6 +466,15 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
     if (!mech_eap_method_name(o->method)) return mech_err_set(err, MECH_ERR_ARG, "EAP: unknown method %d", (int)o->method);
     int steps = o->ig_steps > 0 ? o->ig_steps : 5;
     if (steps > 10000) return mech_err_set(err, MECH_ERR_ARG, "EAP: %d integration steps (at most 10000)", steps);
+    // The logit difference runs on a vocabulary view (same weights and values).
+    vocab_view vv;
+    mech_metric mtv;
+    if (vocab_view_new(m, clean, corrupt, B, T, mt, &vv)) {
+        m = &vv.m, clean = vv.clean, corrupt = vv.corrupt;
+        mtv = *mt;
+        mtv.answer = vv.answer, mtv.wrong = vv.wrong;
+        mt = &mtv;
+    }
     eap_ctx x = {.m = m, .B = B, .T = T, .L = c->n_layers, .H = c->n_heads, .C = c->d_model, .HS = c->d_head,
                  .n_embed = g->split_embed ? 2 : 1, .group = -1};
     x.K = (size_t)B * T * x.C;
@@ -347,7 +492,9 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
     x.prod = mech_malloc_aligned((size_t)x.n_rows * x.n_send * sizeof(float));
     x.direct = mech_calloc((size_t)x.L * 3 * x.H, sizeof(double));
     x.pool = mech_pool_new(o->threads);
-    if (!x.diff || !x.grad || !x.qkv_diff || !x.gq || !x.tmp || !x.prod || !x.direct || !x.pool) {
+    x.n_chunks = 2 * mech_pool_size(x.pool); // two per thread: one slow thread does not hold the others up
+    x.part = mech_malloc_aligned((size_t)x.n_chunks * x.n_rows * x.n_send * sizeof(float));
+    if (!x.diff || !x.grad || !x.qkv_diff || !x.gq || !x.tmp || !x.prod || !x.part || !x.direct || !x.pool) {
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory for EAP (B=%d, T=%d)", B, T);
         goto done;
     }
@@ -395,15 +542,15 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
             // with the mean of those m gradients at their receivers (all
             // after the group, so the interpolation cuts none of their paths).
             if ((rc = ig_passes(&x, r, clean, mt, EAP_INPUT, steps, 1, err))) goto done;
-            contract(&x, 0, x.n_rows, 0, x.n_embed);
+            contract_one(&x, 0, x.n_rows, 0, x.n_embed);
             for (int l = 0; l < x.L && !rc; l++) {
                 if ((rc = ig_passes(&x, r, clean, mt, EAP_QKV(l), steps, 1, err))) goto done;
                 direct_scores(&x, l);
                 if ((rc = ig_passes(&x, r, clean, mt, EAP_HEADS(l), steps, 1, err))) goto done;
-                contract(&x, l * x.rows_layer + 3 * x.H, x.n_rows, slot_head(&x, l, 0), slot_head(&x, l, 0) + x.H);
+                contract_one(&x, l * x.rows_layer + 3 * x.H, x.n_rows, slot_head(&x, l, 0), slot_head(&x, l, 0) + x.H);
                 if (c->attn_only) continue;
                 if ((rc = ig_passes(&x, r, clean, mt, EAP_MLP(l), steps, 1, err))) goto done;
-                contract(&x, (l + 1) * x.rows_layer, x.n_rows, slot_mlp(&x, l), slot_mlp(&x, l) + 1);
+                contract_one(&x, (l + 1) * x.rows_layer, x.n_rows, slot_mlp(&x, l), slot_mlp(&x, l) + 1);
             }
         }
     }
@@ -427,7 +574,9 @@ done:
     mech_free_aligned(x.gq);
     mech_free_aligned(x.tmp);
     mech_free_aligned(x.prod);
+    mech_free_aligned(x.part);
     mech_free(x.direct);
+    vocab_view_free(&vv);
     return rc;
 }
 
