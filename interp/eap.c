@@ -13,7 +13,14 @@
 ** Cost: one corrupted forward, one clean forward in grad mode, one backward,
 ** then one matrix product per layer: the receivers of layer l (their
 ** gradients, one row of B*T*C each) against the output differences of every
-** sender before them.
+** sender before them, made right after the backward layer by layer (one
+** layer's gradients packed at a time).
+**
+** The variants of Hanna et al. 2024 (mech_eap_method) take the mean of the
+** gradients over several passes (EAP-IG: with the inputs, or one sender
+** group's activations, interpolated from corrupted to clean by forward
+** hooks; clean-corrupted: both ends). The products are linear in the
+** gradients, so each pass's products are summed instead of its gradients.
 */
 #include "interp/interp.h"
 
@@ -31,12 +38,13 @@ typedef struct eap_ctx {
     int rows_layer;  // receivers packed per layer: q/k/v inputs (3H) then mlp_in
     int n_rows;      // L * rows_layer + 1 (the last row resid_post)
     float *diff;     // [n_send, K] corrupted - clean sender outputs
-    float *grad;     // [n_rows, K] receiver gradients, summed over the method's runs
+    float *grad;     // [rows_layer, K] one layer's receiver gradients (resid_post: one row)
     float *qkv_diff; // [L, 3, A] corrupted - clean q, k, v
     float *gq;       // [L, 3, A] gradients at q, k, v, summed likewise
-    float *prod;     // [n_rows, n_send] grad . diff
-    float *part;     // [n_chunks, n_rows, n_send] its partial sums (contract)
+    double *prod;    // [n_rows, n_send] grad . diff, summed over the method's passes
+    float *part;     // [n_chunks, rows_layer, n_send] partial products (contract)
     int n_chunks;
+    int s0, s1;      // the senders the passes being run score (absorb)
     double *direct;  // [L, 3, H] DIRECT edges' (q(corrupt) - q(clean)) . dm/dq
     float *tmp;      // [K]
     mech_pool *pool;
@@ -132,98 +140,82 @@ static void gather_senders(eap_ctx *x, const mech_run *r, int sign) {
         }
 }
 
-// The receiver gradients of the last backward into (add 0) or onto grad and gq.
-static void pack_grads(eap_ctx *x, const mech_run *r, int add) {
-    static const char *const ins[3] = {"q_input", "k_input", "v_input"}, *const qkv[3] = {"q", "k", "v"};
-    char name[64];
-    for (int l = 0; l < x->L; l++) {
-        float *row = x->grad + (size_t)l * x->rows_layer * x->K;
-        for (int w = 0; w < 3; w++) {
-            snprintf(name, sizeof name, "blocks.%d.hook_%s", l, ins[w]);
-            const float *src = mech_run_grad(r, name)->data; // (B, T, NH, C)
-            for (int h = 0; h < x->H; h++)
-                take_head(row + (size_t)(w * x->H + h) * x->K, src, x->B * x->T, x->H, h, x->C, add);
-            snprintf(name, sizeof name, "blocks.%d.attn.hook_%s", l, qkv[w]);
-            put(x->gq + ((size_t)l * 3 + w) * x->A, mech_run_grad(r, name)->data, x->A, add);
-        }
-        if (!x->m->cfg.attn_only) {
-            snprintf(name, sizeof name, "blocks.%d.hook_mlp_in", l);
-            put(row + (size_t)3 * x->H * x->K, mech_run_grad(r, name)->data, x->K, add);
-        }
-    }
-    snprintf(name, sizeof name, "blocks.%d.hook_resid_post", x->L - 1);
-    put(x->grad + (size_t)(x->n_rows - 1) * x->K, mech_run_grad(r, name)->data, x->K, add);
-}
-
-// The contraction prod[r0..r1, s0..s1) = grad rows . diff rows, for a list
-// of such blocks. The rows are long (K = B*T*C) and the blocks small (a
-// layer's 3H + 1 receivers against up to 157 senders), so the threads split
-// K, not the blocks: task c computes every block over its slice of K into
-// its own partial product, and the partials are summed.
-typedef struct block {
-    int r0, r1, s0, s1;
-} block;
-
+// The contraction of one layer's receivers (grad rows 0..M) with senders
+// [s0, s1) into prod rows row0..row0+M (add: onto the sum of earlier
+// passes). The rows are long (K = B*T*C) and the blocks small (37 receivers
+// against up to 157 senders), so the threads split K, not the block: task c
+// computes the block over its slice of K into a partial product of its own;
+// the partials are summed in double.
 typedef struct contraction {
     eap_ctx *x;
-    const block *blk;
-    int n_blk, n_chunks;
-    float *part; // [n_chunks][n_rows * n_send]
+    int M, s0, s1;
 } contraction;
 
 static void contract_chunk(void *ctx, int c, int thread) {
     (void)thread;
-    contraction *j = ctx;
+    const contraction *j = ctx;
     eap_ctx *x = j->x;
-    size_t BT = x->K / (size_t)x->C, i0 = BT * (size_t)c / (size_t)j->n_chunks, i1 = BT * ((size_t)c + 1) / (size_t)j->n_chunks;
+    size_t BT = x->K / (size_t)x->C, i0 = BT * (size_t)c / (size_t)x->n_chunks,
+           i1 = BT * ((size_t)c + 1) / (size_t)x->n_chunks;
     size_t k0 = i0 * (size_t)x->C;
     int kn = (int)((i1 - i0) * (size_t)x->C);
-    float *part = j->part + (size_t)c * x->n_rows * x->n_send;
-    for (int b = 0; b < j->n_blk; b++) {
-        const block *k = &j->blk[b];
-        if (k->r1 <= k->r0 || k->s1 <= k->s0) continue;
-        float *out = part + (size_t)k->r0 * x->n_send + k->s0;
-        if (kn == 0) {
-            for (int r = 0; r < k->r1 - k->r0; r++) memset(out + (size_t)r * x->n_send, 0, sizeof(float) * (k->s1 - k->s0));
+    float *out = x->part + (size_t)c * x->rows_layer * x->n_send + j->s0;
+    if (kn == 0) {
+        for (int r = 0; r < j->M; r++) memset(out + (size_t)r * x->n_send, 0, sizeof(float) * (size_t)(j->s1 - j->s0));
+        return;
+    }
+    mech_matmul_nt(NULL, out, x->n_send, x->grad + k0, (int)x->K, x->diff + (size_t)j->s0 * x->K + k0, (int)x->K, NULL,
+                   j->M, kn, j->s1 - j->s0);
+}
+
+static void contract(eap_ctx *x, int M, int row0, int s0, int s1, int add) {
+    contraction j = {x, M, s0, s1};
+    mech_pool_run(x->pool, x->n_chunks, contract_chunk, &j);
+    size_t P = (size_t)x->rows_layer * x->n_send;
+    for (int r = 0; r < M; r++)
+        for (int s = s0; s < s1; s++) {
+            double acc = 0;
+            for (int c = 0; c < x->n_chunks; c++) acc += x->part[c * P + (size_t)r * x->n_send + s];
+            double *o = x->prod + (size_t)(row0 + r) * x->n_send + s;
+            *o = add ? *o + acc : acc;
+        }
+}
+
+// The last backward's gradients: at q, k, v into (add 0) or onto gq, and at
+// every receiver, layer by layer packed into grad and contracted with the
+// senders [x->s0, x->s1) each layer's receivers can read (those before the
+// layer, plus its own heads for mlp_in; the q/k/v rows' products with them
+// are computed and unused), into (or onto) prod.
+static void absorb(eap_ctx *x, const mech_run *r, int add) {
+    static const char *const ins[3] = {"q_input", "k_input", "v_input"}, *const qkv[3] = {"q", "k", "v"};
+    char name[64];
+    int per = x->H + !x->m->cfg.attn_only;
+    for (int l = 0; l < x->L; l++)
+        for (int w = 0; w < 3; w++) {
+            snprintf(name, sizeof name, "blocks.%d.attn.hook_%s", l, qkv[w]);
+            put(x->gq + ((size_t)l * 3 + w) * x->A, mech_run_grad(r, name)->data, x->A, add);
+        }
+    for (int l = 0; l <= x->L; l++) {
+        int lim = l < x->L ? x->n_embed + l * per + x->H : x->n_send, s1 = x->s1 < lim ? x->s1 : lim;
+        if (s1 <= x->s0) continue;
+        if (l == x->L) {
+            snprintf(name, sizeof name, "blocks.%d.hook_resid_post", x->L - 1);
+            put(x->grad, mech_run_grad(r, name)->data, x->K, 0);
+            contract(x, 1, x->n_rows - 1, x->s0, s1, add);
             continue;
         }
-        mech_matmul_nt(NULL, out, x->n_send, x->grad + (size_t)k->r0 * x->K + k0, (int)x->K,
-                       x->diff + (size_t)k->s0 * x->K + k0, (int)x->K, NULL, k->r1 - k->r0, kn, k->s1 - k->s0);
+        for (int w = 0; w < 3; w++) {
+            snprintf(name, sizeof name, "blocks.%d.hook_%s", l, ins[w]);
+            const float *src = mech_run_grad(r, name)->data; // (B, T, NH, C)
+            for (int h = 0; h < x->H; h++)
+                take_head(x->grad + (size_t)(w * x->H + h) * x->K, src, x->B * x->T, x->H, h, x->C, 0);
+        }
+        if (!x->m->cfg.attn_only) {
+            snprintf(name, sizeof name, "blocks.%d.hook_mlp_in", l);
+            put(x->grad + (size_t)3 * x->H * x->K, mech_run_grad(r, name)->data, x->K, 0);
+        }
+        contract(x, x->rows_layer, l * x->rows_layer, x->s0, s1, add);
     }
-}
-
-static void contract(eap_ctx *x, const block *blk, int n_blk) {
-    contraction j = {x, blk, n_blk, x->n_chunks, x->part};
-    mech_pool_run(x->pool, j.n_chunks, contract_chunk, &j);
-    size_t P = (size_t)x->n_rows * x->n_send;
-    for (int b = 0; b < n_blk; b++)
-        for (int r = blk[b].r0; r < blk[b].r1; r++)
-            for (int s = blk[b].s0; s < blk[b].s1; s++) {
-                size_t o = (size_t)r * x->n_send + s;
-                double acc = 0;
-                for (int c = 0; c < j.n_chunks; c++) acc += x->part[c * P + o];
-                x->prod[o] = (float)acc;
-            }
-}
-
-static void contract_one(eap_ctx *x, int r0, int r1, int s0, int s1) {
-    block b = {r0, r1, s0, s1};
-    contract(x, &b, 1);
-}
-
-// Every layer's receivers against the senders they can read: those before
-// the layer, plus its own heads (for mlp_in; the q/k/v rows' products with
-// them are computed and unused).
-static void contract_all(eap_ctx *x) {
-    int per = x->H + !x->m->cfg.attn_only;
-    block blk[1024];
-    int n = 0;
-    for (int l = 0; l <= x->L && n < 1024; l++) {
-        int r0 = l * x->rows_layer, r1 = l < x->L ? r0 + x->rows_layer : x->n_rows;
-        int s1 = l < x->L ? x->n_embed + l * per + x->H : x->n_send;
-        blk[n++] = (block){r0, r1, 0, s1 < x->n_send ? s1 : x->n_send};
-    }
-    contract(x, blk, n);
 }
 
 // DIRECT edges of layer l: (q(corrupt) - q(clean)) . gq per head (k, v alike).
@@ -334,15 +326,15 @@ static mech_status grad_pass(eap_ctx *x, mech_run *r, const int32_t *ids, const 
     if (rc) return rc;
     if (sign) gather_senders(x, r, sign);
     if ((rc = mech_run_backward(r, mt, value, err))) return rc;
-    pack_grads(x, r, add);
+    absorb(x, r, add);
     return MECH_OK;
 }
 
 // m passes with the group's activations at alpha = k/m for k in [k0, k0 + m),
-// the gradients summed.
+// the products with senders [s0, s1) and the q/k/v gradients summed.
 static mech_status ig_passes(eap_ctx *x, mech_run *r, const int32_t *clean, const mech_metric *mt, int group, int m,
-                             int k0, mech_err *err) {
-    x->group = group;
+                             int k0, int s0, int s1, mech_err *err) {
+    x->group = group, x->s0 = s0, x->s1 = s1;
     mech_status rc = MECH_OK;
     for (int k = 0; k < m && !rc; k++) {
         x->keep = 1.0f - (float)(k0 + k) / (float)m;
@@ -485,15 +477,15 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
     mech_run *r = NULL;
     mech_status rc = MECH_OK;
     x.diff = mech_malloc_aligned((size_t)x.n_send * x.K * sizeof(float));
-    x.grad = mech_malloc_aligned((size_t)x.n_rows * x.K * sizeof(float));
+    x.grad = mech_malloc_aligned((size_t)x.rows_layer * x.K * sizeof(float));
     x.qkv_diff = mech_malloc_aligned((size_t)x.L * 3 * x.A * sizeof(float));
     x.gq = mech_malloc_aligned((size_t)x.L * 3 * x.A * sizeof(float));
     x.tmp = mech_malloc_aligned(x.K * sizeof(float));
-    x.prod = mech_malloc_aligned((size_t)x.n_rows * x.n_send * sizeof(float));
+    x.prod = mech_calloc((size_t)x.n_rows * x.n_send, sizeof(double));
     x.direct = mech_calloc((size_t)x.L * 3 * x.H, sizeof(double));
     x.pool = mech_pool_new(o->threads);
     x.n_chunks = 2 * mech_pool_size(x.pool); // two per thread: one slow thread does not hold the others up
-    x.part = mech_malloc_aligned((size_t)x.n_chunks * x.n_rows * x.n_send * sizeof(float));
+    x.part = mech_malloc_aligned((size_t)x.n_chunks * x.rows_layer * x.n_send * sizeof(float));
     if (!x.diff || !x.grad || !x.qkv_diff || !x.gq || !x.tmp || !x.prod || !x.part || !x.direct || !x.pool) {
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory for EAP (B=%d, T=%d)", B, T);
         goto done;
@@ -502,38 +494,34 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
     if (o->threads > 0 && (rc = mech_run_set_threads(r, o->threads, err))) goto done;
     if ((rc = cache_all(r, c->attn_only, x.n_embed, err))) goto done;
     double inv = 1; // the scores are the mean over the method's passes
+    // Every method starts from the corrupted run's senders: no unembedding.
+    mech_run_opts upto = {.stop_layer = x.L};
+    if ((rc = mech_run_forward_ex(r, corrupt, &upto, err))) goto done;
+    gather_senders(&x, r, +1);
+    if ((rc = want_grads(&x, r, err))) goto done;
+    x.s0 = 0, x.s1 = x.n_send;
     if (o->method == MECH_EAP_PLAIN) {
-        // The corrupted run needs only the senders: no unembedding. The
-        // clean run is differentiated at every receiver input and q, k, v.
-        mech_run_opts upto = {.stop_layer = x.L};
-        if ((rc = mech_run_forward_ex(r, corrupt, &upto, err))) goto done;
-        gather_senders(&x, r, +1);
-        if ((rc = want_grads(&x, r, err)) || (rc = grad_pass(&x, r, clean, mt, -1, 0, value, err))) goto done;
-        contract_all(&x);
+        // The clean run, differentiated at every receiver input and q, k, v.
+        if ((rc = grad_pass(&x, r, clean, mt, -1, 0, value, err))) goto done;
         for (int l = 0; l < x.L; l++) direct_scores(&x, l);
     } else if (o->method == MECH_EAP_CLEAN_CORRUPTED) {
-        // The gradients at both ends, averaged.
-        if ((rc = want_grads(&x, r, err)) || (rc = grad_pass(&x, r, corrupt, mt, +1, 0, NULL, err)) ||
-            (rc = grad_pass(&x, r, clean, mt, -1, 1, value, err)))
+        // The gradients at both ends, averaged (the differences are complete
+        // after the clean run, so it comes first).
+        if ((rc = grad_pass(&x, r, clean, mt, -1, 0, value, err)) || (rc = grad_pass(&x, r, corrupt, mt, 0, 1, NULL, err)))
             goto done;
-        contract_all(&x);
         for (int l = 0; l < x.L; l++) direct_scores(&x, l);
         inv = 0.5;
     } else {
-        mech_run_opts upto = {.stop_layer = x.L};
-        if ((rc = mech_run_forward_ex(r, corrupt, &upto, err))) goto done;
-        gather_senders(&x, r, +1);
         if ((rc = mech_run_forward(r, clean, err))) goto done;
         gather_senders(&x, r, -1);
         if (value && (rc = mech_metric_eval(r, mt, value, err))) goto done;
-        if ((rc = want_grads(&x, r, err)) || (rc = want_interp(&x, r, err))) goto done;
+        if ((rc = want_interp(&x, r, err))) goto done;
         inv = 1.0 / steps;
         if (o->method == MECH_EAP_IG_INPUTS) {
             // Hanna et al.'s inputs variant: the input embeddings at alpha =
             // k/m, k = 0 .. m-1 (from the corrupted end), every edge scored
             // with the mean of the m gradients.
-            if ((rc = ig_passes(&x, r, clean, mt, EAP_INPUT, steps, 0, err))) goto done;
-            contract_all(&x);
+            if ((rc = ig_passes(&x, r, clean, mt, EAP_INPUT, steps, 0, 0, x.n_send, err))) goto done;
             for (int l = 0; l < x.L; l++) direct_scores(&x, l);
         } else {
             // The activations variant: per sender group (the input, a
@@ -541,16 +529,15 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
             // output at alpha = k/m, k = 1 .. m; the group's edges are scored
             // with the mean of those m gradients at their receivers (all
             // after the group, so the interpolation cuts none of their paths).
-            if ((rc = ig_passes(&x, r, clean, mt, EAP_INPUT, steps, 1, err))) goto done;
-            contract_one(&x, 0, x.n_rows, 0, x.n_embed);
-            for (int l = 0; l < x.L && !rc; l++) {
-                if ((rc = ig_passes(&x, r, clean, mt, EAP_QKV(l), steps, 1, err))) goto done;
+            if ((rc = ig_passes(&x, r, clean, mt, EAP_INPUT, steps, 1, 0, x.n_embed, err))) goto done;
+            for (int l = 0; l < x.L; l++) {
+                if ((rc = ig_passes(&x, r, clean, mt, EAP_QKV(l), steps, 1, 0, 0, err))) goto done;
                 direct_scores(&x, l);
-                if ((rc = ig_passes(&x, r, clean, mt, EAP_HEADS(l), steps, 1, err))) goto done;
-                contract_one(&x, l * x.rows_layer + 3 * x.H, x.n_rows, slot_head(&x, l, 0), slot_head(&x, l, 0) + x.H);
+                int h0 = slot_head(&x, l, 0);
+                if ((rc = ig_passes(&x, r, clean, mt, EAP_HEADS(l), steps, 1, h0, h0 + x.H, err))) goto done;
                 if (c->attn_only) continue;
-                if ((rc = ig_passes(&x, r, clean, mt, EAP_MLP(l), steps, 1, err))) goto done;
-                contract_one(&x, (l + 1) * x.rows_layer, x.n_rows, slot_mlp(&x, l), slot_mlp(&x, l) + 1);
+                int s = slot_mlp(&x, l);
+                if ((rc = ig_passes(&x, r, clean, mt, EAP_MLP(l), steps, 1, s, s + 1, err))) goto done;
             }
         }
     }
@@ -573,7 +560,7 @@ done:
     mech_free_aligned(x.qkv_diff);
     mech_free_aligned(x.gq);
     mech_free_aligned(x.tmp);
-    mech_free_aligned(x.prod);
+    mech_free(x.prod);
     mech_free_aligned(x.part);
     mech_free(x.direct);
     vocab_view_free(&vv);
