@@ -688,6 +688,11 @@ typedef struct mech_eap_opts {
     mech_eap_method method;
     int ig_steps; // m of the IG variants (<= 0: 5, the EAP-IG repository's example)
     int threads;  // <= 0: the default
+    // For benchmarks, or NULL: seconds of [0] the corrupted forward, [1] the
+    // clean forwards, [2] the backwards, [3] the rest (gathering the senders,
+    // packing the gradients, the score products, the interpolation hooks'
+    // forwards are in [1]).
+    double *timing;
 } mech_eap_opts;
 
 // mech_eap_scores with a method. Errors as mech_eap_scores, plus MECH_ERR_ARG
