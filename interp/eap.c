@@ -108,9 +108,9 @@ static void put(float *dst, const float *src, size_t n, int add) {
         for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-// Head h of a [B, T, NH, C] tensor into (or onto) a [B*T, C] row.
-static void take_head(float *dst, const float *src, int BT, int H, int h, int C, int add) {
-    for (int i = 0; i < BT; i++) put(dst + (size_t)i * C, src + ((size_t)i * H + h) * C, (size_t)C, add);
+// Head h of a [B, T, NH, C] tensor into a [B*T, C] row.
+static void take_head(float *dst, const float *src, int BT, int H, int h, int C) {
+    for (int i = 0; i < BT; i++) memcpy(dst + (size_t)i * C, src + ((size_t)i * H + h) * C, (size_t)C * sizeof(float));
 }
 
 // The sender outputs of the run's last forward into diff (sign -1: subtract
@@ -228,7 +228,7 @@ static void absorb(eap_ctx *x, const mech_run *r, int add) {
             snprintf(name, sizeof name, "blocks.%d.hook_%s", l, ins[w]);
             const float *src = mech_run_grad(r, name)->data; // (B, T, NH, C)
             for (int h = 0; h < x->H; h++)
-                take_head(x->grad + (size_t)(w * x->H + h) * x->K, src, x->B * x->T, x->H, h, x->C, 0);
+                take_head(x->grad + (size_t)(w * x->H + h) * x->K, src, x->B * x->T, x->H, h, x->C);
         }
         if (!x->m->cfg.attn_only) {
             snprintf(name, sizeof name, "blocks.%d.hook_mlp_in", l);
