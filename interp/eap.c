@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 typedef struct eap_ctx {
     const mech_model *m;
@@ -87,18 +86,6 @@ static int receiver_row(const eap_ctx *x, const mech_acdc_node *n) {
     case MECH_ACDC_RESID_POST: return x->n_rows - 1;
     default: return -1;
     }
-}
-
-// A large buffer, its pages asked to be huge ones (transparent huge pages in
-// "madvise" mode): GPT-2 small's differences alone are 150 MB at 20 x 16,
-// touched once, and a fault per 4 KB page is a measurable share of a run.
-static float *big_floats(size_t n) {
-    float *p = mech_malloc_aligned(n * sizeof(float));
-#ifdef MADV_HUGEPAGE
-    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + n * sizeof(float)) & ~(uintptr_t)4095;
-    if (p && e > a) madvise((void *)a, e - a, MADV_HUGEPAGE); // advice only: failure changes nothing
-#endif
-    return p;
 }
 
 // dst = src (add 0) or dst += src, n floats.
@@ -501,11 +488,11 @@ mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, 
     x.n_rows = x.L * x.rows_layer + 1;
     mech_run *r = NULL;
     mech_status rc = MECH_OK;
-    x.diff = big_floats((size_t)x.n_send * x.K);
-    x.grad = big_floats((size_t)x.rows_layer * x.K);
-    x.qkv_diff = big_floats((size_t)x.L * 3 * x.A);
-    x.z_diff = big_floats((size_t)x.L * x.A);
-    x.gq = big_floats((size_t)x.L * 3 * x.A);
+    x.diff = mech_malloc_aligned((size_t)x.n_send * x.K * sizeof(float));
+    x.grad = mech_malloc_aligned((size_t)x.rows_layer * x.K * sizeof(float));
+    x.qkv_diff = mech_malloc_aligned((size_t)x.L * 3 * x.A * sizeof(float));
+    x.z_diff = mech_malloc_aligned((size_t)x.L * x.A * sizeof(float));
+    x.gq = mech_malloc_aligned((size_t)x.L * 3 * x.A * sizeof(float));
     x.prod = mech_calloc((size_t)x.n_rows * x.n_send, sizeof(double));
     x.direct = mech_calloc((size_t)x.L * 3 * x.H, sizeof(double));
     x.pool = mech_pool_new(o->threads);
