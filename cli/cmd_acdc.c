@@ -568,7 +568,7 @@ static int export_run(const char *cmd, int argc, char **argv) {
         rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
         goto done;
     }
-    if (strcmp(info.kind, "acdc") || !info.params_json ||
+    if ((strcmp(info.kind, "acdc") && strcmp(info.kind, "eap")) || !info.params_json || // eap: same graph and rows
         mech_json_parse(info.params_json, strlen(info.params_json), &pj, NULL)) {
         rc = cli_usage(cmd, "run %ld is of kind '%s', not an ACDC run", run, info.kind);
         goto done;
@@ -598,7 +598,7 @@ static int export_run(const char *cmd, int argc, char **argv) {
     for (size_t i = 0; i < nr; i++) {
         const mech_result_row *r = &rows[i];
         int kept = !strcmp(r->metric, "kept"), tr = !strcmp(r->metric, "truth");
-        int eff = !strcmp(r->metric, "effect"), rem = !strcmp(r->metric, "removed");
+        int eff = !strcmp(r->metric, "effect") || !strcmp(r->metric, "score"), rem = !strcmp(r->metric, "removed");
         if (!kept && !tr && !eff && !rem) continue;
         int e = edge_by_site(g, r->site);
         if (e < 0) continue;
@@ -867,7 +867,7 @@ int cmd_acdc(int argc, char **argv) {
             goto done;
         }
         acdc_spec st;
-        if (strcmp(info.kind, "acdc") || !info.params_json ||
+        if ((strcmp(info.kind, "acdc") && strcmp(info.kind, "eap")) || !info.params_json || // eap: same graph and rows
             mech_json_parse(info.params_json, strlen(info.params_json), &stored, NULL) ||
             spec_from_json(stored, &st)) {
             rc = cli_usage(cmd, "--resume %ld: the run is of kind '%s', not an ACDC run", resume, info.kind);

@@ -13,20 +13,21 @@
 #include <string.h>
 
 
-// Scores over pairs of any lengths: one EAP pass per group of equal length
-// (a prompt's score does not depend on the batch it is in), combined as the
-// mean over every prompt. *value: the metric on the clean prompts, likewise.
-static int eap_groups(const char *cmd, const mech_model *m, const mech_acdc_graph *g, const cli_pair *p, int n,
-                      mech_metric_kind kind, int threads, double *scores, double *value) {
-    mech_err err = {0};
-    int E = g->n_edges, rc = 0;
-    double *part = mech_calloc((size_t)E, sizeof *part);
+// The pairs in batches of equal length (a prompt's score, and its metric
+// under any circuit, do not depend on the batch it is in): fn gets each
+// batch; its return value (an exit code) stops the walk when non-zero.
+typedef struct len_batch {
+    int B, T;
+    const int32_t *clean, *corrupt, *answer, *wrong;
+} len_batch;
+
+static int for_each_length(const char *cmd, const cli_pair *p, int n, int (*fn)(const len_batch *b, void *user),
+                           void *user) {
+    int rc = 0;
     uint8_t *done = mech_calloc((size_t)n, 1);
     int32_t *clean = NULL, *corrupt = NULL, *ans = mech_malloc((size_t)n * sizeof *ans),
             *wrong = mech_malloc((size_t)n * sizeof *wrong);
-    if (!part || !done || !ans || !wrong) goto oom;
-    for (int e = 0; e < E; e++) scores[e] = 0;
-    *value = 0;
+    if (!done || !ans || !wrong) goto oom;
     for (int i = 0; i < n && !rc; i++) {
         if (done[i]) continue;
         int T = (int)p[i].n_clean, B = 0;
@@ -44,21 +45,14 @@ static int eap_groups(const char *cmd, const mech_model *m, const mech_acdc_grap
             ans[b] = p[j].answer, wrong[b] = p[j].wrong;
             done[j] = 1, b++;
         }
-        mech_metric mt = {.kind = kind, .pos = -1, .answer = ans, .wrong = kind == MECH_METRIC_LOGIT_DIFF ? wrong : NULL};
-        double v = 0;
-        if (mech_eap_scores(m, g, clean, corrupt, B, T, &mt, threads, part, &v, &err)) {
-            rc = err.code == MECH_ERR_RANGE ? cli_usage(cmd, "%s", err.msg) : cli_fail(cmd, &err);
-            break;
-        }
-        for (int e = 0; e < E; e++) scores[e] += part[e] * B / n;
-        *value += v * B / n;
+        len_batch lb = {B, T, clean, corrupt, ans, wrong};
+        rc = fn(&lb, user);
     }
     goto out;
 oom:
     fprintf(stderr, "mech %s: error: out of memory\n", cmd);
     rc = 1;
 out:
-    mech_free(part);
     mech_free(done);
     mech_free(clean);
     mech_free(corrupt);
@@ -67,9 +61,66 @@ out:
     return rc;
 }
 
+// Scores over pairs of any lengths: one EAP pass per length, combined as the
+// mean over every prompt. value: the metric on the clean prompts, likewise.
+typedef struct score_acc {
+    const char *cmd;
+    const mech_model *m;
+    const mech_acdc_graph *g;
+    mech_metric_kind kind;
+    const mech_eap_opts *o;
+    int n;
+    double *part, *scores, value;
+} score_acc;
+
+static int score_batch(const len_batch *b, void *user) {
+    score_acc *a = user;
+    mech_err err = {0};
+    mech_metric mt = {.kind = a->kind, .pos = -1, .answer = b->answer,
+                      .wrong = a->kind == MECH_METRIC_LOGIT_DIFF ? b->wrong : NULL};
+    double v = 0;
+    if (mech_eap_scores_opts(a->m, a->g, b->clean, b->corrupt, b->B, b->T, &mt, a->o, a->part, &v, &err))
+        return err.code == MECH_ERR_RANGE ? cli_usage(a->cmd, "%s", err.msg) : cli_fail(a->cmd, &err);
+    for (int e = 0; e < a->g->n_edges; e++) a->scores[e] += a->part[e] * b->B / a->n;
+    a->value += v * b->B / a->n;
+    return 0;
+}
+
+// The faithfulness curve over pairs of any lengths: per length the metric of
+// every circuit and of the two ends, combined as the mean over every prompt,
+// then f, CPR and CMD from those means.
+typedef struct faith_acc {
+    const char *cmd;
+    const mech_model *m;
+    const mech_acdc_graph *g;
+    const double *scores, *fracs;
+    int n_fracs, n, threads;
+    mech_faith_point *pts, *part;
+    double m_full, m_empty;
+} faith_acc;
+
+static int faith_batch(const len_batch *b, void *user) {
+    faith_acc *a = user;
+    mech_err err = {0};
+    mech_acdc_opts o = {.metric = MECH_ACDC_LOGIT_DIFF, .ablation = MECH_ACDC_RESAMPLE, .answer = b->answer,
+                        .wrong = b->wrong, .threads = a->threads};
+    mech_faith_result r;
+    if (mech_eap_faithfulness(a->m, a->g, a->scores, b->clean, b->corrupt, b->B, b->T, &o, a->fracs, a->n_fracs,
+                              a->part, &r, &err))
+        return cli_fail(a->cmd, &err);
+    for (int i = 0; i < a->n_fracs; i++) {
+        a->pts[i].frac = a->part[i].frac, a->pts[i].n_edges = a->part[i].n_edges;
+        a->pts[i].metric += a->part[i].metric * b->B / a->n;
+    }
+    a->m_full += r.m_full * b->B / a->n;
+    a->m_empty += r.m_empty * b->B / a->n;
+    return 0;
+}
+
 static char *params_json(const char *model, const char *pairs, const char *dataset, long n, long len, long seed,
-                         const char *corruption, const char *metric, long top_n, double threshold,
-                         const mech_acdc_graph *g, int prepend_bos) {
+                         const char *corruption, const char *metric, const mech_eap_opts *o, long top_n,
+                         double threshold, const mech_acdc_graph *g, int prepend_bos, const double *fracs,
+                         int n_fracs) {
     mech_buf b = {0};
     mech_buf_puts(&b, "{\"model\": ");
     mech_buf_json_string(&b, model, strlen(model));
@@ -83,12 +134,19 @@ static char *params_json(const char *model, const char *pairs, const char *datas
         mech_buf_json_string(&b, pairs, strlen(pairs));
     }
     char th[32];
-    mech_buf_printf(&b, ", \"metric\": \"%s\", ", metric);
+    mech_buf_printf(&b, ", \"metric\": \"%s\", \"method\": \"%s\", ", metric, mech_eap_method_name(o->method));
+    if (o->method == MECH_EAP_IG_INPUTS || o->method == MECH_EAP_IG_ACTIVATIONS)
+        mech_buf_printf(&b, "\"ig_steps\": %d, ", o->ig_steps);
     if (top_n >= 0) mech_buf_printf(&b, "\"top_n\": %ld", top_n);
     else mech_buf_printf(&b, "\"threshold\": %s", cli_shortest(th, threshold));
     mech_buf_printf(&b, ", \"n_layers\": %d, \"n_heads\": %d, \"attn_only\": %s, \"split_embed\": %s", g->n_layers,
                     g->n_heads, g->attn_only ? "true" : "false", g->split_embed ? "true" : "false");
     if (prepend_bos) mech_buf_puts(&b, ", \"prepend_bos\": true");
+    if (n_fracs) {
+        mech_buf_puts(&b, ", \"faithfulness\": true, \"sizes\": [");
+        for (int i = 0; i < n_fracs; i++) mech_buf_printf(&b, "%s%s", i ? ", " : "", cli_shortest(th, fracs[i]));
+        mech_buf_puts(&b, "]");
+    }
     mech_buf_puts(&b, "}");
     char *s = b.oom ? NULL : mech_strdup(b.data);
     mech_buf_free(&b);
@@ -106,10 +164,44 @@ static int store_row(mech_store *s, int64_t run, const mech_acdc_graph *g, int e
     return mech_store_result(s, run, &row, err) == MECH_OK;
 }
 
+// MIB's circuit sizes (fractions of the edges).
+#define DEFAULT_SIZES "0.1%,0.2%,0.5%,1%,2%,5%,10%,20%,50%,100%"
+#define MAX_SIZES 64
+
+// --sizes: a comma-separated list of fractions of the edges in [0, 1] or
+// percentages ("0.5%"). 0 or an exit code.
+static int parse_sizes(const char *cmd, const char *list, double *out, int *n) {
+    *n = 0;
+    const char *p = list;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof item) return cli_usage(cmd, "--sizes '%s': expected fractions or percentages, "
+                                                             "e.g. 0.01,0.1,1 or 1%%,10%%,100%%", list);
+        memcpy(item, p, len);
+        item[len] = 0;
+        int pct = item[len - 1] == '%';
+        if (pct) item[len - 1] = 0;
+        char *stop;
+        double v = strtod(item, &stop);
+        if (stop == item || *stop || !(v >= 0) || v > (pct ? 100 : 1))
+            return cli_usage(cmd, "--sizes: '%.*s' is not a fraction in [0, 1] or a percentage in [0%%, 100%%]", (int)len, p);
+        if (*n == MAX_SIZES) return cli_usage(cmd, "--sizes: at most %d sizes", MAX_SIZES);
+        out[(*n)++] = pct ? v / 100 : v;
+        p += len + (end != NULL);
+        if (end && !*p) return cli_usage(cmd, "--sizes '%s': a size is missing after the last comma", list);
+    }
+    return *n ? 0 : cli_usage(cmd, "--sizes: give at least one size");
+}
+
 int cmd_eap(int argc, char **argv) {
     const char *cmd = "eap", *v, *model = NULL, *pairs_path = NULL, *dataset = NULL, *corruption = "random";
     const char *metric = NULL, *db = "mech.db", *dot = NULL, *json = NULL;
-    long n = 0, len = 0, seed = 1, top_n = -1, threads = 0;
+    long n = 0, len = 0, seed = 1, top_n = -1, threads = 0, ig_steps = 5;
+    const char *method_name = "eap", *steps_given = NULL, *sizes = NULL;
+    int faith = 0, rc0;
+    mech_faith_point curve[2 * MAX_SIZES];
     double threshold = NAN;
     int prepend_bos = 0;
     const char *n_given = NULL, *len_given = NULL, *seed_given = NULL, *corruption_given = NULL;
@@ -131,6 +223,11 @@ int cmd_eap(int argc, char **argv) {
             if (r < 0) return 2;
             corruption_given = "--corruption";
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--metric", &metric))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--method", &method_name))) { if (r < 0) return 2; }
+        else if ((r = cli_opt(cmd, argc, argv, &i, "--ig-steps", &v))) {
+            if (r < 0 || cli_int(cmd, "--ig-steps", v, 1, 10000, &ig_steps)) return 2;
+            steps_given = "--ig-steps";
+        }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--top-n", &v))) {
             if (r < 0 || cli_int(cmd, "--top-n", v, 0, 2147483647L, &top_n)) return 2;
         } else if ((r = cli_opt(cmd, argc, argv, &i, "--threshold", &v))) {
@@ -140,7 +237,9 @@ int cmd_eap(int argc, char **argv) {
         else if ((r = cli_opt(cmd, argc, argv, &i, "--json", &json))) { if (r < 0) return 2; }
         else if ((r = cli_opt(cmd, argc, argv, &i, "--threads", &v))) {
             if (r < 0 || cli_threads(cmd, v, &threads)) return 2;
-        } else if (!strcmp(argv[i], "--prepend-bos")) prepend_bos = 1;
+        } else if ((r = cli_opt(cmd, argc, argv, &i, "--sizes", &sizes))) { if (r < 0) return 2; }
+        else if (!strcmp(argv[i], "--faithfulness")) faith = 1;
+        else if (!strcmp(argv[i], "--prepend-bos")) prepend_bos = 1;
         else if (!strcmp(argv[i], "--no-prepend-bos")) prepend_bos = 0;
         else return cli_usage(cmd, "unknown argument '%s'", argv[i]);
     }
@@ -153,7 +252,18 @@ int cmd_eap(int argc, char **argv) {
     if (unused)
         return cli_usage(cmd, "%s does not apply to %s%s (see --dataset in mech eap --help)", unused,
                          dataset ? "--dataset " : "--pairs", dataset ? dataset : "");
+    mech_eap_opts eo = {.ig_steps = (int)ig_steps, .threads = (int)threads};
+    if (mech_eap_method_parse(method_name, &eo.method))
+        return cli_usage(cmd, "--method '%s': expected eap, eap-ig-inputs, eap-ig-activations or clean-corrupted",
+                         method_name);
+    int ig = eo.method == MECH_EAP_IG_INPUTS || eo.method == MECH_EAP_IG_ACTIVATIONS;
+    if (steps_given && !ig)
+        return cli_usage(cmd, "--ig-steps applies to --method eap-ig-inputs or eap-ig-activations, not %s", method_name);
     if (top_n >= 0 && !isnan(threshold)) return cli_usage(cmd, "give --top-n N or --threshold X, not both");
+    if (sizes && !faith) return cli_usage(cmd, "--sizes applies to --faithfulness");
+    double fracs[MAX_SIZES];
+    int n_fracs = 0;
+    if (faith && (rc0 = parse_sizes(cmd, sizes ? sizes : DEFAULT_SIZES, fracs, &n_fracs))) return rc0;
     if (top_n < 0 && isnan(threshold)) top_n = 100;
     if (!metric) metric = "logit_diff";
     mech_metric_kind kind;
@@ -163,6 +273,8 @@ int cmd_eap(int argc, char **argv) {
         return cli_usage(cmd, "--metric kl: the KL to the clean run is at its minimum on the clean run, so its "
                          "gradient there and every EAP score are 0; use logit_diff or logprob");
     else return cli_usage(cmd, "--metric '%s': expected logit_diff or logprob", metric);
+    if (faith && kind != MECH_METRIC_LOGIT_DIFF)
+        return cli_usage(cmd, "--faithfulness measures the circuits with the logit difference: use --metric logit_diff");
     if (dot && strcmp(dot, "-") && !cli_has_ext(dot, ".dot") && !cli_has_ext(dot, ".gv"))
         return cli_usage(cmd, "--dot '%s': the circuit is written as Graphviz; name the file FILE.dot (or - for stdout)",
                          dot);
@@ -213,7 +325,8 @@ int cmd_eap(int argc, char **argv) {
     }
     scores = mech_calloc((size_t)g->n_edges + 1, sizeof *scores);
     truth = compiled ? mech_calloc((size_t)g->n_edges + 1, 1) : NULL;
-    params = params_json(model, pairs_path, dataset, n, len, seed, corruption, metric, top_n, threshold, g, prepend_bos);
+    params = params_json(model, pairs_path, dataset, n, len, seed, corruption, metric, &eo, top_n, threshold, g,
+                         prepend_bos, fracs, n_fracs);
     if (!scores || (compiled && !truth) || !params) {
         fprintf(stderr, "mech %s: error: out of memory\n", cmd);
         rc = 1;
@@ -225,7 +338,12 @@ int cmd_eap(int argc, char **argv) {
     }
     if ((rc = cli_run_open(cmd, db, "eap", model, argc, argv, params, &s, &run))) goto done;
     double t0 = mech_now(), value = 0;
-    if ((rc = eap_groups(cmd, m, g, pairs, n_pairs, kind, (int)threads, scores, &value))) {
+    score_acc sa = {cmd, m, g, kind, &eo, n_pairs, mech_calloc((size_t)g->n_edges + 1, sizeof(double)), scores, 0};
+    if (!sa.part) fprintf(stderr, "mech %s: error: out of memory\n", cmd), rc = 1;
+    else rc = for_each_length(cmd, pairs, n_pairs, score_batch, &sa);
+    mech_free(sa.part);
+    value = sa.value;
+    if (rc) {
         mech_store_run_finish(s, run, "failed", NULL);
         goto done;
     }
@@ -242,6 +360,17 @@ int cmd_eap(int argc, char **argv) {
     }
     mech_acdc_score sc = mech_acdc_truth_score(g, truth);
     double auc = truth ? mech_eap_auc(g, scores, truth) : NAN;
+    // The faithfulness curve of the circuits the scores rank.
+    mech_faith_result fr = {0};
+    if (faith) {
+        faith_acc fa = {cmd, m, g, scores, fracs, n_fracs, n_pairs, (int)threads, curve, curve + MAX_SIZES, 0, 0};
+        memset(curve, 0, sizeof curve);
+        if ((rc = for_each_length(cmd, pairs, n_pairs, faith_batch, &fa))) {
+            mech_store_run_finish(s, run, "failed", NULL);
+            goto done;
+        }
+        mech_faith_finish(curve, n_fracs, fa.m_full, fa.m_empty, &fr);
+    }
     // Everything in one transaction: the inputs, every score, the circuit, the summary.
     int ok = mech_store_begin(s, &err) == MECH_OK;
     for (int i = 0; ok && i < n_pairs; i++)
@@ -264,6 +393,22 @@ int cmd_eap(int argc, char **argv) {
                            .metric = sum[k].name, .value = sum[k].v};
         ok = mech_store_result(s, run, &row, &err) == MECH_OK;
     }
+    for (int i = 0; ok && faith && i < n_fracs; i++) {
+        struct { const char *name; double v; } pt[] = {
+            {"edges", curve[i].n_edges}, {"fraction", curve[i].frac}, {"metric", curve[i].metric}, {"f", curve[i].f}};
+        for (size_t k = 0; ok && k < sizeof pt / sizeof *pt; k++) {
+            mech_result row = {.item = i, .site = "faithfulness", .layer = -1, .pos = -1, .head = -1, .token = -1,
+                               .rank = -1, .metric = pt[k].name, .value = pt[k].v};
+            ok = mech_store_result(s, run, &row, &err) == MECH_OK;
+        }
+    }
+    struct { const char *name; double v; } fsum[] = {
+        {"cpr", fr.cpr}, {"cmd", fr.cmd}, {"m_full", fr.m_full}, {"m_empty", fr.m_empty}};
+    for (size_t k = 0; ok && faith && k < sizeof fsum / sizeof *fsum; k++) {
+        mech_result row = {.item = -1, .site = "circuit", .layer = -1, .pos = -1, .head = -1, .token = -1, .rank = -1,
+                           .metric = fsum[k].name, .value = fsum[k].v};
+        ok = mech_store_result(s, run, &row, &err) == MECH_OK;
+    }
     ok = ok && mech_store_commit(s, &err) == MECH_OK;
     if (!ok || mech_store_run_finish(s, run, "done", &err)) {
         rc = cli_run_failed(cmd, s, run, &err);
@@ -284,7 +429,11 @@ int cmd_eap(int argc, char **argv) {
     // with an export on stdout, the report goes to stderr
     FILE *f = (dot && !strcmp(dot, "-")) || (json && !strcmp(json, "-")) ? stderr : stdout;
     char th[32];
-    fprintf(f, "run %lld: EAP on %d input%s, metric %s %.6g, %d edges scored in %.3f s -> %s\n", (long long)run,
+    char how[64];
+    if (ig) snprintf(how, sizeof how, "EAP-IG %s (%d steps)", eo.method == MECH_EAP_IG_INPUTS ? "inputs" : "activations",
+                     eo.ig_steps);
+    else snprintf(how, sizeof how, eo.method == MECH_EAP_PLAIN ? "EAP" : "EAP clean-corrupted");
+    fprintf(f, "run %lld: %s on %d input%s, metric %s %.6g, %d edges scored in %.3f s -> %s\n", (long long)run, how,
             n_pairs, cli_s(n_pairs), metric, value, sc.n_counted, seconds, db);
     fprintf(f, "circuit: %d of %d edges (%s %s)\n", sc.n_found, sc.n_counted, top_n >= 0 ? "top-n" : "|score| >=",
             top_n >= 0 ? (snprintf(th, sizeof th, "%ld", top_n), th) : cli_shortest(th, threshold));
@@ -301,6 +450,18 @@ int cmd_eap(int argc, char **argv) {
     if (truth)
         fprintf(f, "TPR %.3f  FPR %.4f  (%d of %d truth edges found, %d false positives); ROC AUC of |score| %.3f\n",
                 sc.tpr, sc.fpr, sc.tp, sc.n_truth, sc.fp, auc);
+    if (faith) {
+        fprintf(f, "faithfulness (top edges by |score|, every other edge reading the corrupted run):\n"
+                   "  edges  fraction  logit_diff       f\n");
+        // (the ACDC metric is the negated logit difference)
+        for (int i = 0; i < n_fracs; i++)
+            fprintf(f, "  %5d  %8.4f  %10.4g  %6.3f\n", curve[i].n_edges, curve[i].frac, -curve[i].metric, curve[i].f);
+        fprintf(f, "CPR %.4f  CMD %.4f  (logit_diff: all edges %.4g, none %.4g)\n", fr.cpr, fr.cmd, -fr.m_full,
+                -fr.m_empty);
+        if (isnan(fr.cpr))
+            fprintf(stderr, "mech %s: warning: the metric is the same with every edge and with none: f is undefined\n",
+                    cmd);
+    }
 done:
     mech_store_close(s);
     mech_free(params);

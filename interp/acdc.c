@@ -889,3 +889,20 @@ mech_status mech_acdc_prefilter(mech_acdc_graph *g, const double *scores, int ke
     mech_free(r);
     return MECH_OK;
 }
+// The context alone, for evaluating given circuits outside the search
+// (interp/faithfulness.c): the same graph tables, metric rows and corrupted
+// cache the search uses.
+
+mech_status acdc_ctx_open(acdc_ctx *x, const mech_model *m, mech_acdc_graph *g, const mech_acdc_opts *o,
+                          const int32_t *clean, const int32_t *corrupt, int B, int T, mech_err *err) {
+    const mech_config *c = &m->cfg;
+    *x = (acdc_ctx){.m = m, .c = c, .g = g, .o = o, .clean = clean, .B = B, .T = T, .BT = B * T, .C = c->d_model,
+                    .L = c->n_layers, .H = c->n_heads, .HS = c->d_head, .A = c->n_heads * c->d_head,
+                    .M = c->attn_only ? 0 : c->d_mlp, .n_embed = g->split_embed ? 2 : 1};
+    mech_status rc;
+    if ((rc = ctx_graph(x, err)) || (rc = ctx_metric(x, err)) || (rc = ctx_corrupted(x, corrupt, err))) return rc;
+    x->pool = mech_pool_new(o->threads > 0 ? o->threads : 0);
+    return x->pool ? MECH_OK : mech_err_set(err, MECH_ERR_NOMEM, "out of memory for a thread pool");
+}
+
+void acdc_ctx_close(acdc_ctx *x) { ctx_free(x); }

@@ -1,6 +1,7 @@
 /*
 ** interp/acdc_int.h: what the ACDC search (interp/acdc.c) shares with its
-** fast evaluator (interp/acdc_eval.c). Private to interp/.
+** fast evaluator (interp/acdc_eval.c) and with the faithfulness curves
+** (interp/faithfulness.c). Private to interp/.
 */
 #ifndef MECH_ACDC_INT_H
 #define MECH_ACDC_INT_H
@@ -84,5 +85,15 @@ struct acdc_eval {
 };
 
 mech_status acdc_eval_fast_new(acdc_ctx *x, acdc_eval **out, mech_err *err);
+
+// ---------------------------------------------------------------------------
+// The context without a search (interp/faithfulness.c evaluates given
+// circuits with the fast evaluator): fills *x for B x T tokens and builds
+// its tables, metric rows, corrupted cache and thread pool (o: metric,
+// ablation, answers, threads, as for mech_acdc_run). acdc_ctx_close frees
+// it, also after a failed open.
+mech_status acdc_ctx_open(acdc_ctx *x, const mech_model *m, mech_acdc_graph *g, const mech_acdc_opts *o,
+                          const int32_t *clean, const int32_t *corrupt, int B, int T, mech_err *err);
+void acdc_ctx_close(acdc_ctx *x);
 
 #endif

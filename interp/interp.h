@@ -668,6 +668,44 @@ void mech_acdc_export_json(const mech_acdc_graph *g, const uint8_t *truth, mech_
 mech_status mech_eap_scores(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
                             const int32_t *corrupt, int B, int T, const mech_metric *mt, int threads,
                             double *scores, double *value, mech_err *err);
+
+// The attribution methods (Hanna, Pezzelle, Belinkov 2024, "Have Faith in
+// Faithfulness"; hannamw/EAP-IG). Every one scores an edge with the same
+// activation difference as EAP (the sender's output, or the head's q/k/v for
+// a DIRECT edge, corrupted - clean) times a mean of gradients at the receiver:
+typedef enum mech_eap_method {
+    MECH_EAP_PLAIN,           // "eap": the gradient on the clean run (1 backward)
+    MECH_EAP_IG_INPUTS,       // "eap-ig-inputs": the input embeddings (blocks.0.hook_resid_pre, or hook_embed
+                              // and hook_pos_embed) at alpha = k/m of the way from corrupted to clean,
+                              // k = 0..m-1, the rest of the run clean; the mean of the m gradients (m backwards)
+    MECH_EAP_IG_ACTIVATIONS,  // "eap-ig-activations": per sender group (the input; per layer its q/k/v, its
+                              // heads' results, its MLP) that group's output at alpha = k/m, k = 1..m; an
+                              // edge gets the mean of its sender group's m gradients ((1 + 3L) m backwards)
+    MECH_EAP_CLEAN_CORRUPTED, // "clean-corrupted": the mean of the gradients on the clean and the corrupted
+                              // run (2 backwards)
+} mech_eap_method;
+
+typedef struct mech_eap_opts {
+    mech_eap_method method;
+    int ig_steps; // m of the IG variants (<= 0: 5, the EAP-IG repository's example)
+    int threads;  // <= 0: the default
+    // For benchmarks, or NULL: seconds of [0] the corrupted forward, [1] the
+    // clean forwards, [2] the backwards, [3] the rest (gathering the senders,
+    // packing the gradients, the score products, the interpolation hooks'
+    // forwards are in [1]).
+    double *timing;
+} mech_eap_opts;
+
+// mech_eap_scores with a method. Errors as mech_eap_scores, plus MECH_ERR_ARG
+// for an unknown method or more than 10000 steps.
+mech_status mech_eap_scores_opts(const mech_model *m, const mech_acdc_graph *g, const int32_t *clean,
+                                 const int32_t *corrupt, int B, int T, const mech_metric *mt, const mech_eap_opts *o,
+                                 double *scores, double *value, mech_err *err);
+// "eap", "eap-ig-inputs", "eap-ig-activations", "clean-corrupted"; NULL for
+// another value. parse: 0 and *out set, or -1 for an unknown name.
+const char *mech_eap_method_name(mech_eap_method method);
+int mech_eap_method_parse(const char *s, mech_eap_method *out);
+
 // A circuit from scores: g's counted edges present when among the top_n by
 // |score| (top_n >= 0; ties in graph order) or, with top_n < 0, when |score|
 // >= threshold; never an edge whose score is 0; every counted edge's effect set to its score (so
@@ -941,5 +979,42 @@ mech_status mech_tuned_lens_save(const mech_tuned_lens *t, const char *path, con
 // safetensors reader's error, naming the file and the tensor). With m (may be
 // NULL) also mech_tuned_lens_check. OUT: *out owned (mech_tuned_lens_free).
 mech_status mech_tuned_lens_load(const char *path, const mech_model *m, mech_tuned_lens **out, mech_err *err);
+// Faithfulness curves (interp/faithfulness.c; the MIB benchmark's circuit
+// track, Mueller et al. 2025). One point: the circuit of the top n_edges
+// counted edges by |score| (ties in graph order, zero scores included, so
+// that 100% is the whole model), frac = n_edges / counted edges, metric =
+// the ACDC metric of the clean run with every other edge ablated as ACDC
+// ablates it, f = (metric - m_empty) / (m_full - m_empty) (NAN when
+// m_full == m_empty).
+typedef struct mech_faith_point {
+    double frac;
+    int n_edges;
+    double metric, f;
+} mech_faith_point;
+typedef struct mech_faith_result {
+    double m_full, m_empty; // every counted edge present / none
+    double cpr, cmd;        // area under f, area between f and 1, over frac (trapezoids)
+} mech_faith_result;
+
+// The curve of scores (g's order, e.g. mech_eap_scores') at the sizes
+// fracs[0..n_fracs) (fractions of the counted edges in [0, 1]; the circuit of
+// a fraction p has floor(p * counted) edges, as MIB's int(pct * n)) on B
+// clean sequences of T tokens, ablation and metric o's (mech_acdc_opts:
+// metric, ablation, answer/wrong, mask, n_out, threads; corrupt as for
+// mech_acdc_run). OUT: out[n_fracs] sorted by frac, *res. g is not changed.
+// Errors: MECH_ERR_ARG (missing input, a size outside [0, 1], a graph of
+// another shape), MECH_ERR_RANGE (a token or answer out of range, T beyond
+// the context), MECH_ERR_NOMEM.
+mech_status mech_eap_faithfulness(const mech_model *m, const mech_acdc_graph *g, const double *scores,
+                                  const int32_t *clean, const int32_t *corrupt, int B, int T,
+                                  const mech_acdc_opts *o, const double *fracs, int n_fracs, mech_faith_point *out,
+                                  mech_faith_result *res, mech_err *err);
+// f of every point from its metric and the two ends, then CPR and CMD (for
+// curves measured in parts, e.g. one batch per prompt length, whose metrics
+// the caller has averaged).
+void mech_faith_finish(mech_faith_point *p, int n, double m_full, double m_empty, mech_faith_result *res);
+// CPR = sum over i of (frac[i+1] - frac[i]) (f[i] + f[i+1]) / 2, CMD the same
+// with |1 - f|, over p[0..n) sorted by frac (0 for n < 2). Either may be NULL.
+void mech_faith_areas(const mech_faith_point *p, int n, double *cpr, double *cmd);
 
 #endif

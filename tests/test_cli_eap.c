@@ -2,7 +2,9 @@
 ** tests/test_cli_eap.c: `mech eap` as a user runs it: a compiled program's
 ** run stored with every edge's score, the circuit (the top-n by |score|),
 ** the truth, TPR/FPR and AUC, and the JSON export; prompts of different
-** lengths scored as the mean of their groups; usage errors (exit 2).
+** lengths scored as the mean of their groups; --method stored, and
+** clean-corrupted as the mean of a pair and its swap; the faithfulness
+** curve's stored points, CPR and CMD; usage errors (exit 2).
 ** The binary comes from $MECH_BIN (set by `make test`), else ./mech.
 */
 #include <setjmp.h>
@@ -74,6 +76,17 @@ static void test_eap_compiled_run(void **state) {
     j[n] = 0;
     assert_has(j, "\"n_edges\": 3");
     assert_has(j, "\"truth\": true");
+    // `mech acdc export` rebuilds the same export from the stored run
+    const char *js2 = mech_test_tmpn("eap_rev_export.json");
+    assert_int_equal(mech(&out, "acdc export 1 --db %s --json %s", db, js2), 0);
+    assert_has(out, "run 1: 3 edges");
+    free(out);
+    size_t n2;
+    char *j2 = mech_test_read(js2, &n2);
+    assert_int_equal(n2, n);
+    assert_memory_equal(j, j2, n);
+    free(j2);
+    unlink(js2);
     free(j);
     unlink(js);
     // logprob of the clean output: the output head's value path carries it too
@@ -134,6 +147,108 @@ static void test_eap_mixed_lengths(void **state) {
     mech_test_rm_db(db);
 }
 
+// --method: stored in the run's parameters; clean-corrupted is the mean of
+// the gradients at both ends, so its scores are (EAP(pair) - EAP(swapped
+// pair)) / 2, the swapped pair's clean run being this pair's corrupted one.
+static void test_eap_methods(void **state) {
+    (void)state;
+    char *out;
+    const char *m = mech_test_tmpn("eap_meth.safetensors"), *db = mech_test_tmpn("eap_meth.db");
+    const char *fwd = mech_test_tmpn("eap_fwd.jsonl"), *bwd = mech_test_tmpn("eap_bwd.jsonl");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "init -o %s --layers 2 --heads 2 --d-model 32 --d-head 16 --d-mlp 64 --seed 9", m), 0);
+    free(out);
+    FILE *f = fopen(fwd, "w");
+    fputs("{\"clean\": \"When Mary and John went to the store, John gave a drink to\", \"corrupt\": \"When Paul and "
+          "Laura went to the store, Kevin gave a drink to\", \"answer\": \" Mary\", \"wrong\": \" John\"}\n", f);
+    fclose(f);
+    f = fopen(bwd, "w");
+    fputs("{\"clean\": \"When Paul and Laura went to the store, Kevin gave a drink to\", \"corrupt\": \"When Mary and "
+          "John went to the store, John gave a drink to\", \"answer\": \" Mary\", \"wrong\": \" John\"}\n", f);
+    fclose(f);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --db %s", m, fwd, db), 0); // run 1
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --db %s", m, bwd, db), 0); // run 2
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method clean-corrupted --db %s", m, fwd, db), 0); // run 3
+    assert_has(out, "run 3: EAP clean-corrupted on 1 input");
+    free(out);
+    double diff = query_num(db, "select max(abs(c.value - (a.value - b.value) / 2)) from results c join results a on "
+                                "a.run_id=1 and a.site=c.site and a.metric='score' join results b on b.run_id=2 and "
+                                "b.site=c.site and b.metric='score' where c.run_id=3 and c.metric='score'");
+    double big = query_num(db, "select max(abs(value)) from results where run_id=3 and metric='score'");
+    assert_true(big > 1e-4);
+    if (!(diff <= 1e-4 * big)) fail_msg("clean-corrupted: largest difference %g (largest score %g)", diff, big);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method eap-ig-inputs --ig-steps 3 --db %s", m, fwd, db), 0);
+    assert_has(out, "run 4: EAP-IG inputs (3 steps) on 1 input");
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --pairs %s --method eap-ig-activations --db %s", m, fwd, db), 0);
+    assert_has(out, "run 5: EAP-IG activations (5 steps) on 1 input");
+    free(out);
+    char *p = mech_test_sql_rows(db, "select params from runs where id=4");
+    assert_has(p, "\"method\": \"eap-ig-inputs\", \"ig_steps\": 3");
+    free(p);
+    p = mech_test_sql_rows(db, "select params from runs where id=1");
+    assert_has(p, "\"method\": \"eap\"");
+    assert_null(strstr(p, "ig_steps"));
+    free(p);
+    assert_int_equal(query_num(db, "select count(*) from results where run_id=5 and metric='score'"),
+                     query_num(db, "select count(*) from results where run_id=1 and metric='score'"));
+    unlink(m), unlink(fwd), unlink(bwd);
+    mech_test_rm_db(db);
+}
+
+// --faithfulness: the curve stored per size (edges, fraction, metric, f),
+// its ends 0 and 1, CPR and CMD equal to the trapezoids of the stored
+// points (computed here in SQL), the sizes in the run's parameters.
+static void test_eap_faithfulness(void **state) {
+    (void)state;
+    char *out;
+    const char *m = mech_test_tmpn("eap_faith.safetensors"), *db = mech_test_tmpn("eap_faith.db");
+    mech_test_rm_db(db);
+    assert_int_equal(mech(&out, "compile examples/rasp/reverse.rasp -o %s", m), 0);
+    free(out);
+    assert_int_equal(mech(&out, "eap --model %s --dataset compiled --n 30 --faithfulness --sizes 100%%,0,0.05,20%% --db %s",
+                          m, db), 0);
+    assert_has(out, "faithfulness (top edges by |score|");
+    assert_has(out, "CPR ");
+    free(out);
+    assert_int_equal(query_num(db, "select count(*) from results where run_id=1 and site='faithfulness'"), 16);
+    // sorted by size: item 0 the empty circuit, item 3 every edge
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=0 and "
+                                   "metric='edges'"), 0);
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=3 and "
+                                   "metric='edges'"), 68);
+    assert_int_equal(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=2 and "
+                                   "metric='edges'"), 13); // floor(0.2 * 68)
+    assert_true(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=0 and metric='f'") == 0);
+    assert_true(query_num(db, "select value from results where run_id=1 and site='faithfulness' and item=3 and metric='f'") == 1);
+    // f from the stored metrics and ends
+    double f_diff = query_num(db, "select max(abs(f.value - (x.value - e.value) / (a.value - e.value))) from results f "
+                                  "join results x on x.run_id=1 and x.site='faithfulness' and x.item=f.item and "
+                                  "x.metric='metric' join results a on a.run_id=1 and a.site='circuit' and "
+                                  "a.metric='m_full' join results e on e.run_id=1 and e.site='circuit' and "
+                                  "e.metric='m_empty' where f.run_id=1 and f.site='faithfulness' and f.metric='f'");
+    assert_true(f_diff < 1e-9);
+    // CPR and CMD: trapezoids between consecutive stored points
+    const char *pts = "with p as (select x.item i, x.value x, f.value f from results x join results f on f.run_id=1 and "
+                      "f.site='faithfulness' and f.item=x.item and f.metric='f' where x.run_id=1 and "
+                      "x.site='faithfulness' and x.metric='fraction') ";
+    char sql[1024];
+    snprintf(sql, sizeof sql, "%sselect sum((b.x - a.x) * (a.f + b.f) / 2) from p a join p b on b.i = a.i + 1", pts);
+    double cpr = query_num(db, sql);
+    snprintf(sql, sizeof sql, "%sselect sum((b.x - a.x) * (abs(1 - a.f) + abs(1 - b.f)) / 2) from p a join p b on b.i = a.i + 1", pts);
+    double cmd = query_num(db, sql);
+    assert_true(fabs(cpr - query_num(db, "select value from results where run_id=1 and site='circuit' and metric='cpr'")) < 1e-9);
+    assert_true(fabs(cmd - query_num(db, "select value from results where run_id=1 and site='circuit' and metric='cmd'")) < 1e-9);
+    assert_true(cpr > 0.5); // reverse's value path, EAP's top edges, carries the output
+    char *p = mech_test_sql_rows(db, "select params from runs where id=1");
+    assert_has(p, "\"faithfulness\": true, \"sizes\": [1, 0, 0.05, 0.2]");
+    free(p);
+    unlink(m);
+    mech_test_rm_db(db);
+}
+
 static void test_eap_usage_errors(void **state) {
     (void)state;
     char *out;
@@ -151,6 +266,15 @@ static void test_eap_usage_errors(void **state) {
         {"--model M --pairs x.jsonl --corruption shuffle", "--corruption does not apply to --pairs"},
         {"--model M --dataset compiled --dot out.txt", "name the file FILE.dot"},
         {"--model M --dataset compiled --bogus", "unknown argument '--bogus'"},
+        {"--model M --dataset compiled --method eap-ig", "expected eap, eap-ig-inputs, eap-ig-activations or clean-corrupted"},
+        {"--model M --dataset compiled --ig-steps 3", "--ig-steps applies to --method eap-ig-inputs"},
+        {"--model M --dataset compiled --method clean-corrupted --ig-steps 3", "not clean-corrupted"},
+        {"--model M --dataset compiled --method eap-ig-inputs --ig-steps 0", "--ig-steps"},
+        {"--model M --dataset compiled --sizes 1", "--sizes applies to --faithfulness"},
+        {"--model M --dataset compiled --faithfulness --sizes 0.5,2", "'2' is not a fraction"},
+        {"--model M --dataset compiled --faithfulness --sizes 5%,,1", "expected fractions or percentages"},
+        {"--model M --dataset compiled --faithfulness --sizes 1,", "missing after the last comma"},
+        {"--model M --dataset compiled --faithfulness --metric logprob", "use --metric logit_diff"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         char args[512];
@@ -172,6 +296,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eap_compiled_run),
         cmocka_unit_test(test_eap_mixed_lengths),
+        cmocka_unit_test(test_eap_methods),
+        cmocka_unit_test(test_eap_faithfulness),
         cmocka_unit_test(test_eap_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
