@@ -889,6 +889,7 @@ mech_status mech_acdc_prefilter(mech_acdc_graph *g, const double *scores, int ke
     mech_free(r);
     return MECH_OK;
 }
+
 // ---------------------------------------------------------------------------
 // The context alone, for evaluating given circuits outside the search
 // (interp/faithfulness.c): the same graph tables, metric rows and corrupted
