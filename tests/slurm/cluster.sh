@@ -243,7 +243,11 @@ done
 kept=$(sqlite3 -readonly $db "select count(distinct item) from results")
 [ "$kept" -ge 3 ] && [ "$kept" -lt 20 ] || fail "C: killed with $kept of 20 pairs done: not midway"
 note "C: task 0 killed and requeued after $kept of its 20 pairs"
-# Slurm holds a requeued job back (about 2 min); start it now.
+# Slurm holds a requeued job back (about 2 min); start it now, but not in
+# the second of the requeue: slurmd refuses a credential made in the same
+# second as the revoked one ("Job credential revoked", timestamps in whole
+# seconds), which failed this step about one run in ten.
+sleep 2
 scontrol update JobId=${c}_0 StartTime=now || fail "C: scontrol update StartTime"
 wait ${ref_pid} || fail "C: the unsharded run"
 wait_jobs "$c,$mc" 120
