@@ -3,7 +3,11 @@
 ** change a result: logits restricted to the rows asked for equal those rows
 ** of the full product bit for bit (padded batches included), grad mode
 ** refuses a restricted run, and `mech run`'s top-k printout is the same
-** whether it computes one row (no --logits) or every row (--logits).
+** whether it computes one row (no --logits) or every row (--logits). The
+** GPT-2 tokenizer's tables built in at compile time equal the tables built
+** from data/gpt2's files, and damaged tables are refused. Weights used in
+** place from the mapped file stay writable, and writing leaves the file as
+** it was.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "core/tokenizer_int.h"
 #include "tests/support/check.h"
 
 #include <stdio.h>
@@ -192,6 +197,175 @@ static void test_cli_run_top_k_same_with_and_without_logits(void **state) {
     remove(model);
 }
 
+// ---------------------------------------------------------------------------
+// The tokenizer's built-in tables
+
+// The blob in the library is what the loader builds from data/gpt2's files,
+// byte for byte, and a tokenizer over it encodes and decodes like one built
+// from the files.
+static void test_gpt2_tables_match_files(void **state) {
+    (void)state;
+    size_t len = 0;
+    const void *blob = mech_gpt2_tables(&len);
+    assert_non_null(blob); // the Makefile builds them in
+    mech_err err = {0};
+    mech_tokenizer *files = NULL, *built_in = NULL;
+    if (mech_tokenizer_load("data/gpt2/encoder.json", "data/gpt2/vocab.bpe", &files, &err)) fail_msg("%s", err.msg);
+    mech_buf b = {0};
+    assert_int_equal(mech_tokenizer_tables(files, &b, &err), MECH_OK);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, blob, len);
+    mech_buf_free(&b);
+
+    assert_int_equal(mech_tokenizer_gpt2(&built_in, &err), MECH_OK);
+    assert_int_equal(mech_tokenizer_vocab_size(built_in), mech_tokenizer_vocab_size(files));
+    assert_int_equal(mech_tokenizer_eot(built_in), mech_tokenizer_eot(files));
+    size_t tl = 0;
+    char *text = mech_test_read("tests/fixtures/tokenizer/english.txt", &tl);
+    int32_t *a = NULL, *c = NULL;
+    size_t na = 0, nc = 0;
+    for (int special = 0; special < 2; special++) {
+        assert_int_equal(mech_tokenizer_encode(files, text, tl, special, &a, &na, &err), MECH_OK);
+        assert_int_equal(mech_tokenizer_encode(built_in, text, tl, special, &c, &nc, &err), MECH_OK);
+        assert_true(na > 100);
+        assert_int_equal(na, nc);
+        assert_memory_equal(a, c, na * sizeof *a);
+        char *dec = NULL;
+        size_t dl = 0;
+        assert_int_equal(mech_tokenizer_decode(built_in, c, nc, &dec, &dl, &err), MECH_OK);
+        assert_int_equal(dl, tl);
+        assert_memory_equal(dec, text, tl);
+        mech_free(dec);
+        mech_free(a);
+        mech_free(c);
+    }
+    free(text);
+    mech_tokenizer_free(built_in);
+    mech_tokenizer_free(files);
+}
+
+// A tokenizer over possibly damaged tables: refused, or safe to use (the
+// sanitizer build checks every read stays inside the blob).
+static void use_or_refuse(const unsigned char *blob, size_t len) {
+    mech_err err = {0};
+    mech_tokenizer *t = NULL;
+    mech_status st = mech_tokenizer_from_tables(blob, len, "damaged", &t, &err);
+    if (st) {
+        assert_null(t);
+        assert_true(err.msg[0] != 0);
+        return;
+    }
+    const char *text = "Hello world, it's 2026! \xc3\xa9t\xc3\xa9 <|endoftext|> tabs\t\tand  spaces";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (mech_tokenizer_encode(t, text, strlen(text), 1, &ids, &n, &err) == MECH_OK) {
+        char *dec = NULL;
+        size_t dl = 0;
+        if (mech_tokenizer_decode(t, ids, n, &dec, &dl, &err) == MECH_OK) mech_free(dec);
+        mech_free(ids);
+    }
+    mech_tokenizer_free(t);
+}
+
+static void test_gpt2_tables_damaged(void **state) {
+    (void)state;
+    size_t len = 0;
+    const unsigned char *blob = mech_gpt2_tables(&len);
+    assert_non_null(blob);
+    unsigned char *copy = malloc(len + 16); // malloc's alignment is enough (8)
+    memcpy(copy, blob, len);
+    mech_err err = {0};
+    mech_tokenizer *t = NULL;
+    assert_int_equal(mech_tokenizer_from_tables(copy, len, "copy", &t, &err), MECH_OK);
+    mech_tokenizer_free(t);
+    // every truncation is refused: the size is part of the header's promise
+    size_t cuts[] = {0, 1, 7, 8, 100, 1055, 1056, 1057, 4096, len / 3, len / 2, len - 4096, len - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        t = NULL;
+        assert_int_not_equal(mech_tokenizer_from_tables(copy, cuts[i], "cut", &t, &err), MECH_OK);
+        assert_null(t);
+    }
+    assert_int_not_equal(mech_tokenizer_from_tables(copy, len + 1, "long", &t, &err), MECH_OK);
+    assert_int_equal(mech_tokenizer_from_tables(copy + 4, len, "misaligned", &t, &err), MECH_ERR_ARG);
+    // each header byte changed: refused or harmless
+    for (size_t i = 0; i < 1056; i++) {
+        unsigned char was = copy[i];
+        copy[i] ^= (unsigned char)(1u << (i % 8));
+        use_or_refuse(copy, len);
+        copy[i] = 0xFF;
+        use_or_refuse(copy, len);
+        copy[i] = was;
+    }
+    // bytes all through the arrays set to large, negative and small values
+    uint64_t s = 12345;
+    for (int i = 0; i < 600; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        size_t at = 1056 + (size_t)(s >> 33) % (len - 1056);
+        unsigned char was = copy[at];
+        static const unsigned char vals[] = {0xFF, 0x7F, 0x80, 0x00, 0x01, 0xC3};
+        copy[at] = vals[i % 6];
+        use_or_refuse(copy, len);
+        copy[at] = was;
+    }
+    free(copy);
+}
+
+// ---------------------------------------------------------------------------
+// Weights used in place from the mapped file
+
+static unsigned char *file_bytes(const char *path, size_t *len) {
+    unsigned char *b = mech_test_read(path, len);
+    assert_non_null(b);
+    return b;
+}
+
+// Writing a loaded model's weights changes that model's results as writing
+// the same weights of a model in memory does, and never the file.
+static void test_loaded_weights_writable_file_unchanged(void **state) {
+    (void)state;
+    mech_model *mem = small_model();
+    const char *path = mech_test_tmp("startup-cow.safetensors");
+    mech_err err = {0};
+    if (mech_model_save(mem, path, MECH_DT_F32, NULL, NULL, 0, &err)) fail_msg("%s", err.msg);
+    size_t len0 = 0, len1 = 0;
+    unsigned char *before = file_bytes(path, &len0);
+    mech_model *m = NULL;
+    if (mech_model_load(path, &m, &err)) fail_msg("%s", err.msg);
+    assert_null(m->owned); // F32, aligned: every tensor used in place
+    int32_t ids[B * T];
+    fill_ids(ids, m->cfg.d_vocab);
+    size_t n = (size_t)B * T * (size_t)m->cfg.d_vocab;
+    float *orig = full_logits(m, ids, NULL);
+    const char *names[] = {"h.0.mlp.c_fc.weight", "h.1.attn.c_attn.bias", "wte.weight", "ln_f.weight"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        float *p = mech_model_param(m, names[i]), *q = mech_model_param(mem, names[i]);
+        assert_non_null(p);
+        assert_non_null(q);
+        assert_memory_equal(p, q, 16 * sizeof(float));
+        for (int k = 0; k < 16; k++) p[k] = q[k] = 0.25f * (float)(k + 1) - 1.0f;
+    }
+    float *changed = full_logits(m, ids, NULL), *want = full_logits(mem, ids, NULL);
+    assert_memory_equal(changed, want, n * sizeof(float));
+    assert_true(memcmp(changed, orig, n * sizeof(float)) != 0);
+    mech_model_free(m);
+    unsigned char *after = file_bytes(path, &len1);
+    assert_int_equal(len1, len0);
+    assert_memory_equal(after, before, len0);
+    // loaded again: the original weights and results
+    if (mech_model_load(path, &m, &err)) fail_msg("%s", err.msg);
+    float *again = full_logits(m, ids, NULL);
+    assert_memory_equal(again, orig, n * sizeof(float));
+    mech_model_free(m);
+    free(again);
+    free(changed);
+    free(want);
+    free(orig);
+    free(before);
+    free(after);
+    mech_model_free(mem);
+    remove(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_rows_equal_full_rows),
@@ -199,6 +373,9 @@ int main(void) {
         cmocka_unit_test(test_logits_rows_bad_ranges),
         cmocka_unit_test(test_logits_rows_refused_in_grad_mode),
         cmocka_unit_test(test_cli_run_top_k_same_with_and_without_logits),
+        cmocka_unit_test(test_gpt2_tables_match_files),
+        cmocka_unit_test(test_gpt2_tables_damaged),
+        cmocka_unit_test(test_loaded_weights_writable_file_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
