@@ -361,6 +361,12 @@ mech_status mech_model_load(const char *path, mech_model **out, mech_err *err) {
     // without touching the file. Should the kernel refuse (strict overcommit
     // accounting), every tensor is copied instead: writable either way.
     int copy_all = mprotect(m->st->map, m->st->map_len, PROT_READ | PROT_WRITE) != 0;
+    // Huge pages for the weights: a file read from disk through this mapping
+    // lands in the page cache as 2 MiB folios, which this and every later
+    // process map with one entry each instead of 512; with 4 KiB pages the
+    // page tables of a 500 MB model cost ~10 ms to fill and as much to tear
+    // down at exit. Only a hint (kernels without THP refuse it: no matter).
+    madvise(m->st->map, m->st->map_len, MADV_HUGEPAGE);
     if ((rc = bind_weights(m, copy_all, err))) goto fail;
     // Tokenizer files beside the model are optional; a broken pair is an error.
     mech_status trc = mech_tokenizer_load_dir(dir, &m->tok, err);

@@ -48,7 +48,7 @@ const void *mech_gpt2_tables(size_t *len) {
 mech_status mech_tokenizer_gpt2(mech_tokenizer **out, mech_err *err) {
     size_t len;
     const void *tables = mech_gpt2_tables(&len);
-    if (tables) return mech_tokenizer_from_tables(tables, len, "GPT-2 tokenizer tables (built in)", out, err);
+    if (tables) return mech_tokenizer_from_tables(tables, len, "GPT-2 tokenizer tables (built in)", 1, out, err);
     return mech_tokenizer_from_memory(
         mech_gpt2_encoder_json, (size_t)(mech_gpt2_encoder_json_end - mech_gpt2_encoder_json),
         "data/gpt2/encoder.json (built in)", mech_gpt2_vocab_bpe,
