@@ -4,8 +4,8 @@
 ** inside this process on the same file, in the same run: what start-up
 ** (exec, loading, the tokenizer, page faults, writing out, exit) adds to a
 ** forward. Whole-process figures fork/exec the real binary (MECH_BIN, else
-** ./mech) with stdout to /dev/null; peak RSS and minor page faults are the
-** child's (wait4). The in-process forward computes what `mech run` does
+** ./mech) with stdout to /dev/null; CPU time, peak RSS and minor page
+** faults are the child's (wait4). The in-process forward computes what `mech run` does
 ** without --logits: each sequence's last logits row only.
 **
 ** MECH_BIN_BEFORE=path/to/an/older/mech times that binary too, interleaved
@@ -38,6 +38,8 @@ static void die(const char *what, const mech_err *err) {
 
 typedef struct child_stats {
     long rss_kb, minflt; // largest seen
+    double cpu[64];      // user + system seconds of each run
+    int n;
 } child_stats;
 
 // One `mech run` (argv) to completion: seconds; the child's peak RSS and
@@ -61,6 +63,9 @@ static double run_child(char *const *argv, child_stats *cs) {
     double dt = bench_now() - t0;
     if (ru.ru_maxrss > cs->rss_kb) cs->rss_kb = ru.ru_maxrss;
     if (ru.ru_minflt > cs->minflt) cs->minflt = ru.ru_minflt;
+    if (cs->n < 64)
+        cs->cpu[cs->n++] = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
     return dt;
 }
 
@@ -132,8 +137,10 @@ int main(int argc, char **argv) {
     printf("startup: `%s run --ids ...` on GPT-2 small (random weights), whole process (median) vs in-process forward "
            "(last logits row, as mech run), %d threads\n", bin, (int)sysconf(_SC_NPROCESSORS_ONLN));
     if (n_bins == 2) printf("before: %s (same runs, interleaved)\n", bins[1]);
-    printf("%6s %-7s %14s %14s %10s %11s %10s %12s\n", "T", "binary", "whole process", "forward only", "overhead",
-           "peak RSS", "minflt", "need");
+    // CPU time (user + system, both threads) says what a run costs when a
+    // shared machine's load makes wall times wander
+    printf("%6s %-7s %14s %14s %10s %11s %11s %10s %12s\n", "T", "binary", "whole process", "forward only", "overhead",
+           "CPU time", "peak RSS", "minflt", "need");
     int Ts[2] = {1, 1024}, reps[2] = {20, 5};
     for (int i = 0; i < 2; i++) {
         int T = Ts[i], n = quick ? 3 : reps[i];
@@ -150,9 +157,9 @@ int main(int argc, char **argv) {
         double need_mb = (need.weights + need.activations + (double)m->cfg.d_vocab * sizeof(float)) / (1024.0 * 1024.0) +
                          idle.rss_kb / 1024.0;
         for (int b = 0; b < n_bins; b++)
-            printf("%6d %-7s %11.1f ms %11.1f ms %9.1f%% %8.0f MB %10ld %9.0f MB\n", T, b ? "before" : "after",
-                   whole[b] * 1e3, fwd * 1e3, (whole[b] / fwd - 1) * 100, cs[b].rss_kb / 1024.0, cs[b].minflt,
-                   need_mb);
+            printf("%6d %-7s %11.1f ms %11.1f ms %9.1f%% %8.1f ms %8.0f MB %10ld %9.0f MB\n", T,
+                   b ? "before" : "after", whole[b] * 1e3, fwd * 1e3, (whole[b] / fwd - 1) * 100,
+                   bench_median(cs[b].cpu, cs[b].n) * 1e3, cs[b].rss_kb / 1024.0, cs[b].minflt, need_mb);
     }
     mech_model_free(m);
     return 0;
