@@ -339,8 +339,8 @@ typedef struct mech_vec_ops {
 const mech_vec_ops *mech_vec_ops_get(const char *kernel);
 
 // ---------------------------------------------------------------------------
-// GPT-2 tokenizer (core/tokenizer.c): byte-level BPE identical to OpenAI's
-// "gpt2" encoding.
+// GPT-2 tokenizer (core/tokenizer.c; sources: core/tokenizer_data.c):
+// byte-level BPE identical to OpenAI's "gpt2" encoding.
 
 typedef struct mech_tokenizer mech_tokenizer;
 

@@ -33,9 +33,7 @@
 
 #include <limits.h>
 #include <stdio.h>
-#include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 
 size_t mech_tokenizer_heap_min = 128;
 
@@ -731,72 +729,6 @@ checked:
     t->borrowed = 1;
     *out = t;
     return MECH_OK;
-}
-
-mech_status mech_tokenizer_load(const char *vocab_json_path, const char *merges_path,
-                                mech_tokenizer **out, mech_err *err) {
-    if (!out) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load: out is NULL");
-    *out = NULL;
-    if (!vocab_json_path || !merges_path)
-        return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load: path is NULL");
-    char *vj = NULL, *mg = NULL;
-    size_t vl = 0, ml = 0;
-    mech_status st = mech_read_file(vocab_json_path, &vj, &vl, err);
-    if (!st) st = mech_read_file(merges_path, &mg, &ml, err);
-    if (!st)
-        st = mech_tokenizer_from_memory(vj, vl, vocab_json_path, mg, ml, merges_path, out, err);
-    mech_free(vj);
-    mech_free(mg);
-    return st;
-}
-
-// stat, not open: opening a FIFO would block.
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-mech_status mech_tokenizer_load_dir(const char *dir, mech_tokenizer **out, mech_err *err) {
-    if (!out) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load_dir: out is NULL");
-    *out = NULL;
-    if (!dir) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load_dir: dir is NULL");
-    static const char *const layouts[2][2] = {{"vocab.json", "merges.txt"},
-                                              {"encoder.json", "vocab.bpe"}};
-    mech_buf a = {0}, b = {0};
-    mech_status st = MECH_OK;
-    for (int i = 0; i < 2; i++) {
-        a.len = b.len = 0;
-        mech_buf_printf(&a, "%s/%s", dir, layouts[i][0]);
-        mech_buf_printf(&b, "%s/%s", dir, layouts[i][1]);
-        if (a.oom || b.oom) {
-            st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        int ha = file_exists(a.data), hb = file_exists(b.data);
-        if (ha && hb) {
-            st = mech_tokenizer_load(a.data, b.data, out, err);
-            goto done;
-        }
-        if (ha || hb) {
-            st = mech_err_set(err, MECH_ERR_FORMAT, "%s is there but %s is missing: tokenizer files come in pairs",
-                              ha ? a.data : b.data, ha ? b.data : a.data);
-            goto done;
-        }
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: %s, expected a directory holding tokenizer files", dir,
-                          stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
-        goto done;
-    }
-    st = mech_err_set(err, MECH_ERR_IO,
-                      "%s: no tokenizer files; expected vocab.json + merges.txt (Hugging Face) "
-                      "or encoder.json + vocab.bpe (OpenAI)",
-                      dir);
-done:
-    mech_buf_free(&a);
-    mech_buf_free(&b);
-    return st;
 }
 
 // ---------------------------------------------------------------------------

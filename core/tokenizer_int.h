@@ -48,8 +48,10 @@ extern const char mech_gpt2_vocab_bpe_end[];
 // Tokenizer internals (core/tokenizer.c)
 
 // Builds a tokenizer from in-memory vocabulary JSON (token -> id) and merges
-// text; the names are used in error messages only. Both the file loaders and
-// mech_tokenizer_gpt2 go through here. The texts are only borrowed.
+// text; the names are used in error messages only. The file loaders go
+// through here (unless the files are GPT-2's own: those get the built-in
+// tables), and so does mech_tokenizer_gpt2 in a build without tables. The
+// texts are only borrowed.
 mech_status mech_tokenizer_from_memory(const char *vocab_json, size_t vocab_len,
                                        const char *vocab_name, const char *merges,
                                        size_t merges_len, const char *merges_name,

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum { B = 3, T = 9 };
 
@@ -310,6 +312,69 @@ static void test_gpt2_tables_damaged(void **state) {
     free(copy);
 }
 
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+// Does t read its token bytes from the built-in tables (no build)?
+static int uses_builtin_tables(const mech_tokenizer *t) {
+    size_t len = 0, n = 0;
+    const char *blob = mech_gpt2_tables(&len), *tok = mech_tokenizer_token(t, 0, &n);
+    return tok >= blob && tok < blob + len;
+}
+
+// Tokenizer files beside a model that are GPT-2's own, byte for byte (as
+// Hugging Face's gpt2 vocab.json and merges.txt are), get the built-in
+// tables; any other bytes are parsed and built, with the same result when
+// only the formatting differs.
+static void test_tokenizer_files_same_as_builtin(void **state) {
+    (void)state;
+    char dir[256], vocab[300], merges[300];
+    snprintf(dir, sizeof dir, "%s", mech_test_tmp("startup-tokdir"));
+    mkdir(dir, 0755);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
+    size_t vl = 0, ml = 0, tl = 0;
+    char *vj = mech_test_read("data/gpt2/encoder.json", &vl), *mg = mech_test_read("data/gpt2/vocab.bpe", &ml);
+    char *text = mech_test_read("tests/fixtures/tokenizer/english.txt", &tl);
+    write_file(vocab, vj, vl);
+    write_file(merges, mg, ml);
+    mech_err err = {0};
+    mech_tokenizer *ref = NULL, *same = NULL, *other = NULL;
+    assert_int_equal(mech_tokenizer_gpt2(&ref, &err), MECH_OK);
+    assert_int_equal(mech_tokenizer_load_dir(dir, &same, &err), MECH_OK);
+    assert_true(uses_builtin_tables(same));
+    // the same vocabulary with a trailing newline: other bytes, built from them
+    vj[vl] = '\n';
+    write_file(vocab, vj, vl + 1);
+    assert_int_equal(mech_tokenizer_load_dir(dir, &other, &err), MECH_OK);
+    assert_false(uses_builtin_tables(other));
+    int32_t *a = NULL, *b = NULL, *c = NULL;
+    size_t na = 0, nb = 0, nc = 0;
+    assert_int_equal(mech_tokenizer_encode(ref, text, tl, 1, &a, &na, &err), MECH_OK);
+    assert_int_equal(mech_tokenizer_encode(same, text, tl, 1, &b, &nb, &err), MECH_OK);
+    assert_int_equal(mech_tokenizer_encode(other, text, tl, 1, &c, &nc, &err), MECH_OK);
+    assert_int_equal(na, nb);
+    assert_int_equal(na, nc);
+    assert_memory_equal(a, b, na * sizeof *a);
+    assert_memory_equal(a, c, na * sizeof *a);
+    mech_free(a);
+    mech_free(b);
+    mech_free(c);
+    mech_tokenizer_free(ref);
+    mech_tokenizer_free(same);
+    mech_tokenizer_free(other);
+    remove(vocab);
+    remove(merges);
+    rmdir(dir);
+    free(vj);
+    free(mg);
+    free(text);
+}
+
 // ---------------------------------------------------------------------------
 // Weights used in place from the mapped file
 
@@ -375,6 +440,7 @@ int main(void) {
         cmocka_unit_test(test_cli_run_top_k_same_with_and_without_logits),
         cmocka_unit_test(test_gpt2_tables_match_files),
         cmocka_unit_test(test_gpt2_tables_damaged),
+        cmocka_unit_test(test_tokenizer_files_same_as_builtin),
         cmocka_unit_test(test_loaded_weights_writable_file_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
