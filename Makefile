@@ -136,7 +136,7 @@ $(B)/gen/gpt2_tokenizer.bin: $(B)/tools/gen_tokenizer_tables data/gpt2/encoder.j
 	@$(if $(Q),echo "  GEN     $@")
 	$(Q)$< data/gpt2/encoder.json data/gpt2/vocab.bpe $@
 $(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe $(B)/gen/gpt2_tokenizer.bin
-$(B)/core/tokenizer_data.o: CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
+$(B)/core/tokenizer_data.o: private CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
 
 # --- Fuzzing (tests/fuzz/) ---------------------------------------------------
 # One entry function per parser (tests/fuzz/fuzz_*.c), shared by two users:
