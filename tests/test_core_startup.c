@@ -4,7 +4,9 @@
 ** of the full product bit for bit (padded batches included), grad mode
 ** refuses a restricted run, and `mech run`'s top-k printout is the same
 ** whether it computes one row (no --logits) or every row (--logits). The
-** GPT-2 tokenizer's tables built in at compile time equal the tables built
+** one-row product, which reads the weights in place instead of packing
+** them, equals the packed kernels' result bit for bit. The GPT-2 tokenizer's
+** tables built in at compile time equal the tables built
 ** from data/gpt2's files, and damaged tables are refused. Weights used in
 ** place from the mapped file stay writable, and writing leaves the file as
 ** it was.
@@ -197,6 +199,55 @@ static void test_cli_run_top_k_same_with_and_without_logits(void **state) {
     }
     remove(npy);
     remove(model);
+}
+
+// ---------------------------------------------------------------------------
+// The one-row product (a one-token forward) reads the weights in place
+
+// out (1, N) = x @ w: equal, bit for bit, to row 0 of the same product with
+// a second row, which goes through the packed kernels; for every kernel this
+// CPU has, edge widths, several K blocks, bias or not, a row stride in w, one
+// thread and two.
+static void test_matmul_one_row_equals_packed(void **state) {
+    (void)state;
+    const int Ns[] = {1, 15, 16, 17, 47, 48, 49, 96, 100, 1536, 1537, 3100};
+    const int Ks[] = {1, 5, 384, 385, 800};
+    const char *kernels[] = {"avx512", "avx2", "portable"};
+    mech_pool *pools[2] = {NULL, mech_pool_new(2)};
+    uint64_t s = 99;
+    for (size_t ki = 0; ki < sizeof kernels / sizeof *kernels; ki++)
+        for (size_t a = 0; a < sizeof Ns / sizeof *Ns; a++)
+            for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++) {
+                int N = Ns[a], K = Ks[b], ldw = N + (int)(a % 3) * 5;
+                float *w = malloc((size_t)K * ldw * sizeof *w), *x = malloc(2 * (size_t)K * sizeof *x);
+                float *bias = malloc((size_t)N * sizeof *bias);
+                float *one = malloc((size_t)N * sizeof *one), *two = malloc(2 * (size_t)N * sizeof *two);
+                for (size_t i = 0; i < (size_t)K * ldw; i++) {
+                    s = s * 6364136223846793005ull + 1442695040888963407ull;
+                    w[i] = (float)((int)(s >> 40) % 2001 - 1000) / 997.0f;
+                }
+                for (int i = 0; i < 2 * K; i++) x[i] = (float)((i * 37) % 101 - 50) / 53.0f;
+                for (int i = 0; i < N; i++) bias[i] = (float)(i % 7) - 3.25f;
+                for (int p = 0; p < 2; p++)
+                    for (int with_bias = 0; with_bias < 2; with_bias++) {
+                        const float *bs = with_bias ? bias : NULL;
+                        int r1 = mech_matmul_with(kernels[ki], 0, pools[p], one, N, x, K, w, ldw, bs, 1, K, N);
+                        int r2 = mech_matmul_with(kernels[ki], 0, pools[p], two, N, x, K, w, ldw, bs, 2, K, N);
+                        if (r1 < 0) { // the CPU has no such kernel
+                            assert_int_equal(r2, -1);
+                            continue;
+                        }
+                        if (memcmp(one, two, (size_t)N * sizeof *one))
+                            fail_msg("%s, N=%d K=%d ldw=%d, %d thread(s), bias %d: the one-row product differs",
+                                     kernels[ki], N, K, ldw, p + 1, with_bias);
+                    }
+                free(w);
+                free(x);
+                free(bias);
+                free(one);
+                free(two);
+            }
+    mech_pool_free(pools[1]);
 }
 
 // ---------------------------------------------------------------------------
@@ -438,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_logits_rows_bad_ranges),
         cmocka_unit_test(test_logits_rows_refused_in_grad_mode),
         cmocka_unit_test(test_cli_run_top_k_same_with_and_without_logits),
+        cmocka_unit_test(test_matmul_one_row_equals_packed),
         cmocka_unit_test(test_gpt2_tables_match_files),
         cmocka_unit_test(test_gpt2_tables_damaged),
         cmocka_unit_test(test_tokenizer_files_same_as_builtin),
