@@ -71,48 +71,56 @@ static double run_child(char *const *argv, child_stats *cs) {
 
 static int32_t id_at(int t, int V) { return (int32_t)((7919u * (unsigned)t + 42u) % (unsigned)V); }
 
-// Median whole-process seconds of `mech run --model path --ids ...` (T ids)
-// for each of n_bins binaries, runs interleaved so that both see the same
-// machine; a first run of each warms the page cache.
-static void time_process(const char *const *bins, int n_bins, const char *path, int T, int V, int reps, double *med,
-                         child_stats *cs) {
-    char *ids = malloc((size_t)T * 8 + 1), *p = ids;
-    for (int t = 0; t < T; t++) p += sprintf(p, "%s%d", t ? "," : "", (int)id_at(t, V));
-    double v[2][64];
-    for (int b = 0; b < n_bins; b++) {
-        char *argv[] = {(char *)bins[b], "run", "--model", (char *)path, "--ids", ids, NULL};
-        child_stats warm = {0};
-        run_child(argv, &warm);
-        cs[b] = (child_stats){0};
+// One T-token input, for the child's --ids and the in-process forward.
+static int32_t *make_ids(int T, int V, char **list) {
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    char *p = *list = malloc((size_t)T * 8 + 1);
+    for (int t = 0; t < T; t++) {
+        ids[t] = id_at(t, V);
+        p += sprintf(p, "%s%d", t ? "," : "", (int)ids[t]);
     }
-    for (int i = 0; i < reps; i++)
-        for (int b = 0; b < n_bins; b++) {
-            char *argv[] = {(char *)bins[b], "run", "--model", (char *)path, "--ids", ids, NULL};
-            v[b][i] = run_child(argv, &cs[b]);
-        }
-    for (int b = 0; b < n_bins; b++) med[b] = bench_median(v[b], reps);
-    free(ids);
+    return ids;
 }
 
-// Median seconds of one forward (B = 1, T tokens) on an already loaded
-// model, computing the last logits row only, as `mech run` does.
-static double time_forward(const mech_model *m, int T, int reps) {
+// Medians over reps rounds, each of one forward (B = 1, T tokens, the last
+// logits row only, as `mech run` computes) on the already loaded model m,
+// then `mech run --model path --ids ...` by each of the n_bins binaries:
+// interleaved, so that all see the same machine even when its load moves.
+// A first round warms the page cache and the run.
+static double cpu_self(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static void time_all(const mech_model *m, const char *const *bins, int n_bins, const char *path, int T, int reps,
+                     double *fwd, double *fwd_cpu, double *whole, child_stats *cs) {
     mech_err err = {0};
     mech_run *r = NULL;
     if (mech_run_new(m, 1, T, &r, &err) || mech_run_set_logits_rows(r, MECH_LOGITS_LAST, 1, &err))
         die("mech_run_new", &err);
-    int32_t *ids = malloc((size_t)T * sizeof *ids);
-    for (int t = 0; t < T; t++) ids[t] = id_at(t, m->cfg.d_vocab);
-    double v[64];
-    if (mech_run_forward(r, ids, &err)) die("forward", &err); // warm-up
-    for (int i = 0; i < reps; i++) {
-        double t0 = bench_now();
+    char *list;
+    int32_t *ids = make_ids(T, m->cfg.d_vocab, &list);
+    double vf[64], vc[64], vw[2][64];
+    for (int i = -1; i < reps; i++) {
+        double t0 = bench_now(), c0 = cpu_self();
         if (mech_run_forward(r, ids, &err)) die("forward", &err);
-        v[i] = bench_now() - t0;
+        if (i >= 0) vf[i] = bench_now() - t0, vc[i] = cpu_self() - c0;
+        for (int b = 0; b < n_bins; b++) {
+            char *argv[] = {(char *)bins[b], "run", "--model", (char *)path, "--ids", list, NULL};
+            if (i < 0) cs[b] = (child_stats){0};
+            child_stats warm = {0};
+            double dt = run_child(argv, i < 0 ? &warm : &cs[b]);
+            if (i >= 0) vw[b][i] = dt;
+        }
     }
+    *fwd = bench_median(vf, reps);
+    *fwd_cpu = bench_median(vc, reps);
+    for (int b = 0; b < n_bins; b++) whole[b] = bench_median(vw[b], reps);
     free(ids);
+    free(list);
     mech_run_free(r);
-    return bench_median(v, reps);
 }
 
 int main(int argc, char **argv) {
@@ -147,16 +155,17 @@ int main(int argc, char **argv) {
     printf("startup: `%s run --ids ...` on GPT-2 small (random weights), whole process (median) vs in-process forward "
            "(last logits row, as mech run), %d threads\n", bin, (int)sysconf(_SC_NPROCESSORS_ONLN));
     if (n_bins == 2) printf("before: %s (same runs, interleaved)\n", bins[1]);
-    // CPU time (user + system, both threads) says what a run costs when a
-    // shared machine's load makes wall times wander
-    printf("%6s %-7s %14s %14s %10s %11s %11s %10s %12s\n", "T", "binary", "whole process", "forward only", "overhead",
-           "CPU time", "peak RSS", "minflt", "need");
+    // CPU time (user + system, both threads; the child's, and this
+    // process's over its forward) says what a run costs when a shared
+    // machine's load makes wall times wander
+    printf("%6s %-7s %14s %14s %10s %11s %11s %11s %10s %12s\n", "T", "binary", "whole process", "forward only",
+           "overhead", "CPU time", "fwd CPU", "peak RSS", "minflt", "need");
     int Ts[2] = {1, 1024}, reps[2] = {20, 5};
     for (int i = 0; i < 2; i++) {
         int T = Ts[i], n = quick ? 3 : reps[i];
-        double fwd = time_forward(m, T, n), whole[2];
+        double fwd, fwd_cpu, whole[2];
         child_stats cs[2];
-        time_process(bins, n_bins, path, T, m->cfg.d_vocab, n, whole, cs);
+        time_all(m, bins, n_bins, path, T, n, &fwd, &fwd_cpu, whole, cs);
         // what the run needs: weights + the forward's buffers + one logits
         // row, plus the process itself (the peak RSS of `mech run --help`)
         mech_run_bytes need;
@@ -167,9 +176,10 @@ int main(int argc, char **argv) {
         double need_mb = (need.weights + need.activations + (double)m->cfg.d_vocab * sizeof(float)) / (1024.0 * 1024.0) +
                          idle.rss_kb / 1024.0;
         for (int b = 0; b < n_bins; b++)
-            printf("%6d %-7s %11.1f ms %11.1f ms %9.1f%% %8.1f ms %8.0f MB %10ld %9.0f MB\n", T,
+            printf("%6d %-7s %11.1f ms %11.1f ms %9.1f%% %8.1f ms %8.1f ms %8.0f MB %10ld %9.0f MB\n", T,
                    b ? "before" : "after", whole[b] * 1e3, fwd * 1e3, (whole[b] / fwd - 1) * 100,
-                   bench_median(cs[b].cpu, cs[b].n) * 1e3, cs[b].rss_kb / 1024.0, cs[b].minflt, need_mb);
+                   bench_median(cs[b].cpu, cs[b].n) * 1e3, fwd_cpu * 1e3, cs[b].rss_kb / 1024.0, cs[b].minflt,
+                   need_mb);
     }
     mech_model_free(m);
     return 0;
