@@ -131,8 +131,19 @@ clean:
 .PHONY: all test bench demo tui clean
 .SECONDARY:
 
-# The GPT-2 vocabulary is assembled into the library with .incbin.
-$(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+# The GPT-2 vocabulary is assembled into the library with .incbin, and so
+# are the tokenizer's tables, built from it at compile time by a generator
+# that links only the tokenizer's own objects (tools/gen_tokenizer_tables.c).
+GEN_TOK_OBJ := $(addprefix $(B)/core/,tokenizer.o unicode_tables.o json.o err.o buf.o)
+$(B)/tools/gen_tokenizer_tables: $(B)/tools/gen_tokenizer_tables.o $(GEN_TOK_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@
+$(B)/gen/gpt2_tokenizer.bin: $(B)/tools/gen_tokenizer_tables data/gpt2/encoder.json data/gpt2/vocab.bpe
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$< data/gpt2/encoder.json data/gpt2/vocab.bpe $@
+$(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe $(B)/gen/gpt2_tokenizer.bin
+$(B)/core/tokenizer_data.o: private CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
 
 # --- Fuzzing (tests/fuzz/) ---------------------------------------------------
 # One entry function per parser (tests/fuzz/fuzz_*.c), shared by two users:

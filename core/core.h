@@ -339,8 +339,8 @@ typedef struct mech_vec_ops {
 const mech_vec_ops *mech_vec_ops_get(const char *kernel);
 
 // ---------------------------------------------------------------------------
-// GPT-2 tokenizer (core/tokenizer.c): byte-level BPE identical to OpenAI's
-// "gpt2" encoding.
+// GPT-2 tokenizer (core/tokenizer.c; sources: core/tokenizer_data.c):
+// byte-level BPE identical to OpenAI's "gpt2" encoding.
 
 typedef struct mech_tokenizer mech_tokenizer;
 
@@ -475,9 +475,10 @@ mech_status mech_model_random(const mech_config *cfg, uint64_t seed, mech_model 
 // A model with owned weights all 0 but LayerNorm weights (1), to be filled in
 // through mech_model_param (the RASP compiler builds its models this way).
 mech_status mech_model_zeros(const mech_config *cfg, mech_model **out, mech_err *err);
-// Writable pointer to an owned tensor by Hugging Face name (e.g.
+// Writable pointer to a tensor by Hugging Face name (e.g.
 // "h.0.attn.c_attn.weight"), or NULL when the name is unknown for this
-// config or the tensor is memory-mapped (read-only).
+// config. Tensors of a loaded model live in a private copy-on-write mapping
+// of its file: writes change this model only, never the file.
 float *mech_model_param(mech_model *m, const char *name);
 
 // ---------------------------------------------------------------------------

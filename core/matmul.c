@@ -486,12 +486,64 @@ static void mm_slow(const mm_job *j, int m0, int m1, int n0, int n1) {
         }
 }
 
+#if MM_X86
+// One row of inp (M = 1, the one-token forward) times w [K, N], AVX-512:
+// w's rows are streamed in place instead of packed, since a packed block
+// would serve that one row only (packing is then a copy of every weight).
+// Each output gets the kernel's operations in the kernel's order (per K
+// block a sum of FMAs from 0, then added to the bias or to the earlier
+// blocks' sum), so the result equals the packed path's bit for bit. The
+// partial sums of up to ROW1_COLS columns stay in L1 while a K block's rows
+// stream past; rows 8 ahead are prefetched.
+#define ROW1_COLS 1536
+static T512 void mm_row1_nn_512(const mm_job *j, int m, int n0, int n1) {
+    float p[ROW1_COLS] __attribute__((aligned(64)));
+    const float *x = j->inp + (size_t)m * j->ldi;
+    for (int c0 = n0; c0 < n1; c0 += ROW1_COLS) {
+        int nc = imin(ROW1_COLS, n1 - c0), nv = (nc + 15) / 16;
+        __mmask16 ml = (__mmask16)(0xFFFFu >> (16 * nv - nc));
+        float *out = j->out + (size_t)m * j->ldo + c0;
+        for (int pc = 0; pc < j->K; pc += j->kc) {
+            int kcur = imin(j->kc, j->K - pc);
+            for (int v = 0; v < nv; v++) _mm512_store_ps(p + 16 * v, _mm512_setzero_ps());
+            for (int k = 0; k < kcur; k++) {
+                const float *s = j->w + (size_t)(pc + k) * j->ldw + c0;
+                const float *sp = s + (k + 8 < kcur ? 8 * j->ldw : 0);
+                __m512 av = _mm512_set1_ps(x[pc + k]);
+                int v = 0;
+                for (; v < nv - 1; v++) {
+                    _mm_prefetch((const char *)(sp + 16 * v), _MM_HINT_T1);
+                    __m512 acc = _mm512_load_ps(p + 16 * v);
+                    _mm512_store_ps(p + 16 * v, _mm512_fmadd_ps(av, _mm512_loadu_ps(s + 16 * v), acc));
+                }
+                _mm_prefetch((const char *)(sp + 16 * v), _MM_HINT_T1);
+                __m512 acc = _mm512_load_ps(p + 16 * v);
+                _mm512_store_ps(p + 16 * v, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(ml, s + 16 * v), acc));
+            }
+            for (int v = 0; v < nv; v++) {
+                __mmask16 mk = v == nv - 1 ? ml : (__mmask16)0xFFFF;
+                __m512 r = _mm512_load_ps(p + 16 * v);
+                if (pc > 0) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, out + 16 * v));
+                else if (j->bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, j->bias + c0 + 16 * v));
+                _mm512_mask_storeu_ps(out + 16 * v, mk, r);
+            }
+        }
+    }
+}
+#endif
+
 static void mm_task(void *ctx, int t, int thread) {
     const mm_job *j = ctx;
     int im = t / j->tn, in = t % j->tn;
     int m0 = im * j->mch, m1 = imin(j->M, m0 + j->mch);
     int n0 = in * j->nch, n1 = imin(j->N, n0 + j->nch);
     if (m0 >= m1 || n0 >= n1) return;
+#if MM_X86
+    if (j->kind == KIND_AVX512 && !j->nt && m1 - m0 == 1) {
+        mm_row1_nn_512(j, m0, n0, n1);
+        return;
+    }
+#endif
     int kcm = imin(j->kc, j->K), ncm = imin(j->nc, round_up(n1 - n0, j->vl));
     size_t bytes = sizeof(float) * (size_t)kcm * (size_t)round_up(ncm, j->vl);
     float *own = NULL, *buf = mech_pool_scratch(j->pool, thread, bytes);

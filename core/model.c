@@ -2,7 +2,11 @@
 ** core/model.c: GPT-2 weights in Hugging Face's layout, memory-mapped from
 ** safetensors. F32 tensors that are 4-byte aligned are used in place (the
 ** mapping is the only copy); F16, BF16 and unaligned F32 are converted once
-** into one owned arena. The config comes from mech's own metadata, else
+** into one owned arena. The mapping is private and made writable
+** (copy-on-write), so every tensor of a loaded model can be written through
+** mech_model_param (training, patching) while the file stays as it was: a
+** written page becomes the process's own copy, pages only read stay shared
+** with the page cache. The config comes from mech's own metadata, else
 ** config.json, else the tensor shapes, and every tensor's shape is checked
 ** against it.
 */
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 // ---------------------------------------------------------------------------
@@ -212,8 +217,8 @@ static void convert_to_f32(float *dst, const mech_st_tensor *t, size_t n) {
     }
 }
 
-static int needs_copy(const mech_st_tensor *t) {
-    return t->dtype != MECH_DT_F32 || ((uintptr_t)t->data & 3) != 0;
+static int needs_copy(const mech_st_tensor *t, int copy_all) {
+    return copy_all || t->dtype != MECH_DT_F32 || ((uintptr_t)t->data & 3) != 0;
 }
 
 // Checks names: every tensor must be one the config expects or a mask
@@ -253,7 +258,7 @@ static mech_status check_names(const mech_safetensors *st, const mech_config *c,
     return MECH_OK;
 }
 
-static mech_status bind_weights(mech_model *m, mech_err *err) {
+static mech_status bind_weights(mech_model *m, int copy_all, mech_err *err) {
     const mech_config *c = &m->cfg;
     const mech_safetensors *st = m->st;
     size_t owned_floats = 0;
@@ -287,8 +292,8 @@ static mech_status bind_weights(mech_model *m, mech_err *err) {
                 }
                 size_t n = (size_t)shape[0] * (size_t)(ndim == 2 ? shape[1] : 1);
                 if (pass == 0) {
-                    if (needs_copy(t)) owned_floats += n;
-                } else if (needs_copy(t)) {
+                    if (needs_copy(t, copy_all)) owned_floats += n;
+                } else if (needs_copy(t, copy_all)) {
                     convert_to_f32(m->owned + at, t, n);
                     set_ptr(m, l, k, m->owned + at);
                     at += n;
@@ -352,7 +357,17 @@ mech_status mech_model_load(const char *path, mech_model **out, mech_err *err) {
         rc = mech_err_set(err, MECH_ERR_NOMEM, "out of memory loading %s", path);
         goto fail;
     }
-    if ((rc = bind_weights(m, err))) goto fail;
+    // Copy-on-write: tensors used in place stay writable for library users
+    // without touching the file. Should the kernel refuse (strict overcommit
+    // accounting), every tensor is copied instead: writable either way.
+    int copy_all = mprotect(m->st->map, m->st->map_len, PROT_READ | PROT_WRITE) != 0;
+    // Huge pages for the weights: a file read from disk through this mapping
+    // lands in the page cache as 2 MiB folios, which this and every later
+    // process map with one entry each instead of 512; with 4 KiB pages the
+    // page tables of a 500 MB model cost ~10 ms to fill and as much to tear
+    // down at exit. Only a hint (kernels without THP refuse it: no matter).
+    madvise(m->st->map, m->st->map_len, MADV_HUGEPAGE);
+    if ((rc = bind_weights(m, copy_all, err))) goto fail;
     // Tokenizer files beside the model are optional; a broken pair is an error.
     mech_status trc = mech_tokenizer_load_dir(dir, &m->tok, err);
     if (trc != MECH_OK && trc != MECH_ERR_IO) {
@@ -541,8 +556,6 @@ float *mech_model_param(mech_model *m, const char *name) {
         for (int k = 0; k < N_GLOBAL && !p; k++)
             if (!strcmp(strip_prefix(name), global_names[k])) p = get_ptr(m, -1, k);
     }
-    // Only tensors in the owned arena may be written; mapped ones are read-only.
-    uintptr_t at = (uintptr_t)p, lo = (uintptr_t)m->owned, hi = lo + m->owned_floats * sizeof(float);
-    if (!p || !m->owned || at < lo || at >= hi) return NULL;
+    // Every bound tensor is writable: owned, or in the copy-on-write mapping.
     return (float *)(uintptr_t)p;
 }

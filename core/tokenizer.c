@@ -33,9 +33,7 @@
 
 #include <limits.h>
 #include <stdio.h>
-#include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 
 size_t mech_tokenizer_heap_min = 128;
 
@@ -66,6 +64,7 @@ struct mech_tokenizer {
     int32_t *special;   // ids of "<|...|>" tokens no merge produces
     size_t n_special;
     int32_t eot;        // id of <|endoftext|> or -1
+    int borrowed;       // the arrays point into a table blob (mech_tokenizer_from_tables), not owned
 };
 
 // ---------------------------------------------------------------------------
@@ -238,6 +237,10 @@ static const char *quote(char *dst, size_t cap, const char *s, size_t n) {
 
 void mech_tokenizer_free(mech_tokenizer *t) {
     if (!t) return;
+    if (t->borrowed) {
+        mech_free(t);
+        return;
+    }
     mech_free(t->bytes);
     mech_free(t->off);
     mech_free(t->rank);
@@ -584,78 +587,148 @@ fail:
     return st;
 }
 
-mech_status mech_tokenizer_gpt2(mech_tokenizer **out, mech_err *err) {
-    return mech_tokenizer_from_memory(
-        mech_gpt2_encoder_json, (size_t)(mech_gpt2_encoder_json_end - mech_gpt2_encoder_json),
-        "data/gpt2/encoder.json (built in)", mech_gpt2_vocab_bpe,
-        (size_t)(mech_gpt2_vocab_bpe_end - mech_gpt2_vocab_bpe), "data/gpt2/vocab.bpe (built in)",
-        out, err);
+// ---------------------------------------------------------------------------
+// Tables: a built tokenizer as one blob, so that a program can embed GPT-2's
+// (core/tokenizer_data.c, made at build time by tools/gen_tokenizer_tables.c)
+// and start without parsing the vocabulary or building the maps (about 25 ms
+// of every `mech run`). Native byte order: the blob is made on the machine
+// that builds the library.
+//
+// Layout: the header below, then off [n+1], rank [n], tmap, pmap, special
+// and bytes (bytes_len + 1, NUL last), each array starting at a multiple of
+// 16 bytes. The probing maps are stored as built, so lookups find exactly
+// what they find in a tokenizer built from the files.
+
+#define TABLES_MAGIC "MECHTOK1"
+
+typedef struct tables_hdr {
+    char magic[8];
+    uint32_t n, n_special, tmap_slots, pmap_slots, bytes_len;
+    int32_t eot;
+    int32_t byte_id[256];
+} tables_hdr;
+
+typedef struct tables_layout {
+    uint64_t off, rank, tmap, pmap, special, bytes, total; // byte offsets in the blob
+} tables_layout;
+
+static uint64_t align16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
+
+// Offsets of each array; counts come from a header (up to 2^32 each, so
+// 64-bit sums cannot overflow).
+static tables_layout layout_of(const tables_hdr *h) {
+    tables_layout l;
+    l.off = align16(sizeof *h);
+    l.rank = align16(l.off + ((uint64_t)h->n + 1) * 4);
+    l.tmap = align16(l.rank + (uint64_t)h->n * 4);
+    l.pmap = align16(l.tmap + (uint64_t)h->tmap_slots * sizeof(tok_slot));
+    l.special = align16(l.pmap + (uint64_t)h->pmap_slots * sizeof(pair_slot));
+    l.bytes = align16(l.special + (uint64_t)h->n_special * 4);
+    l.total = l.bytes + (uint64_t)h->bytes_len + 1;
+    return l;
 }
 
-mech_status mech_tokenizer_load(const char *vocab_json_path, const char *merges_path,
-                                mech_tokenizer **out, mech_err *err) {
-    if (!out) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load: out is NULL");
+mech_status mech_tokenizer_tables(const mech_tokenizer *t, mech_buf *out, mech_err *err) {
+    tables_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, TABLES_MAGIC, 8);
+    h.n = (uint32_t)t->n;
+    h.n_special = (uint32_t)t->n_special;
+    h.tmap_slots = (uint32_t)(t->tmap_mask + 1);
+    h.pmap_slots = (uint32_t)(t->pmap_mask + 1);
+    h.bytes_len = t->off[t->n];
+    h.eot = t->eot;
+    memcpy(h.byte_id, t->byte_id, sizeof h.byte_id);
+    tables_layout l = layout_of(&h);
+    static const char zeros[16];
+    out->len = 0;
+#define PUT_AT(at, p, nbytes)                                                       \
+    do {                                                                            \
+        mech_buf_append(out, zeros, (size_t)((at) - (uint64_t)out->len));          \
+        mech_buf_append(out, (p), (size_t)(nbytes));                               \
+    } while (0)
+    PUT_AT(0, &h, sizeof h);
+    PUT_AT(l.off, t->off, ((size_t)t->n + 1) * 4);
+    PUT_AT(l.rank, t->rank, (size_t)t->n * 4);
+    PUT_AT(l.tmap, t->tmap, (size_t)h.tmap_slots * sizeof(tok_slot));
+    PUT_AT(l.pmap, t->pmap, (size_t)h.pmap_slots * sizeof(pair_slot));
+    PUT_AT(l.special, t->special, t->n_special * 4);
+    PUT_AT(l.bytes, t->bytes, (size_t)h.bytes_len + 1);
+#undef PUT_AT
+    if (out->oom) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory writing tokenizer tables");
+    return MECH_OK;
+}
+
+static int is_pow2(uint32_t x) { return x && !(x & (x - 1)); }
+
+mech_status mech_tokenizer_from_tables(const void *blob, size_t len, const char *name, int trusted,
+                                       mech_tokenizer **out, mech_err *err) {
+    if (!out) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_from_tables: out is NULL");
     *out = NULL;
-    if (!vocab_json_path || !merges_path)
-        return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load: path is NULL");
-    char *vj = NULL, *mg = NULL;
-    size_t vl = 0, ml = 0;
-    mech_status st = mech_read_file(vocab_json_path, &vj, &vl, err);
-    if (!st) st = mech_read_file(merges_path, &mg, &ml, err);
-    if (!st)
-        st = mech_tokenizer_from_memory(vj, vl, vocab_json_path, mg, ml, merges_path, out, err);
-    mech_free(vj);
-    mech_free(mg);
-    return st;
-}
-
-// stat, not open: opening a FIFO would block.
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-mech_status mech_tokenizer_load_dir(const char *dir, mech_tokenizer **out, mech_err *err) {
-    if (!out) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load_dir: out is NULL");
-    *out = NULL;
-    if (!dir) return mech_err_set(err, MECH_ERR_ARG, "mech_tokenizer_load_dir: dir is NULL");
-    static const char *const layouts[2][2] = {{"vocab.json", "merges.txt"},
-                                              {"encoder.json", "vocab.bpe"}};
-    mech_buf a = {0}, b = {0};
-    mech_status st = MECH_OK;
-    for (int i = 0; i < 2; i++) {
-        a.len = b.len = 0;
-        mech_buf_printf(&a, "%s/%s", dir, layouts[i][0]);
-        mech_buf_printf(&b, "%s/%s", dir, layouts[i][1]);
-        if (a.oom || b.oom) {
-            st = mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        int ha = file_exists(a.data), hb = file_exists(b.data);
-        if (ha && hb) {
-            st = mech_tokenizer_load(a.data, b.data, out, err);
-            goto done;
-        }
-        if (ha || hb) {
-            st = mech_err_set(err, MECH_ERR_FORMAT, "%s is there but %s is missing: tokenizer files come in pairs",
-                              ha ? a.data : b.data, ha ? b.data : a.data);
-            goto done;
-        }
+    const unsigned char *b = blob;
+    tables_hdr h;
+    if (!b || len < sizeof h)
+        return mech_err_set(err, MECH_ERR_FORMAT, "%s: %zu bytes, too short for tokenizer tables", name, len);
+    if ((uintptr_t)b % 8)
+        return mech_err_set(err, MECH_ERR_ARG, "%s: tokenizer tables must be 8-byte aligned in memory", name);
+    memcpy(&h, b, sizeof h);
+    if (memcmp(h.magic, TABLES_MAGIC, 8))
+        return mech_err_set(err, MECH_ERR_FORMAT, "%s: not mech tokenizer tables (no %s magic)", name, TABLES_MAGIC);
+    if (h.n < 1 || h.n > (uint32_t)INT32_MAX / 2 || h.n_special > h.n || !is_pow2(h.tmap_slots) ||
+        !is_pow2(h.pmap_slots) || h.tmap_slots <= h.n || h.bytes_len >= UINT32_MAX)
+        return mech_err_set(err, MECH_ERR_FORMAT, "%s: tokenizer tables: bad counts in the header", name);
+    tables_layout l = layout_of(&h);
+    if (l.total != len)
+        return mech_err_set(err, MECH_ERR_FORMAT, "%s: tokenizer tables of %zu bytes, expected %llu (truncated?)", name,
+                            len, (unsigned long long)l.total);
+    int32_t n = (int32_t)h.n;
+    const uint32_t *off = (const uint32_t *)(b + l.off);
+    const int32_t *rank = (const int32_t *)(b + l.rank), *special = (const int32_t *)(b + l.special);
+    const tok_slot *tmap = (const tok_slot *)(b + l.tmap);
+    const pair_slot *pmap = (const pair_slot *)(b + l.pmap);
+    const char *bytes = (const char *)(b + l.bytes);
+    // Every index the lookups follow is checked once here, so a damaged blob
+    // gives wrong tokens at worst, never a read outside it; an empty slot in
+    // each map ends every probe.
+    int ok = off[0] == 0 && off[n] == h.bytes_len && bytes[h.bytes_len] == 0 && (h.eot == -1 || (uint32_t)h.eot < h.n);
+    if (trusted) goto checked;
+    for (int32_t i = 0; ok && i < n; i++) ok = off[i] <= off[i + 1] && rank[i] >= 0;
+    for (int c = 0; ok && c < 256; c++) ok = h.byte_id[c] >= 0 && (uint32_t)h.byte_id[c] < h.n;
+    for (uint32_t i = 0; ok && i < h.n_special; i++) ok = special[i] >= 0 && special[i] < n;
+    size_t empty = 0;
+    for (uint32_t i = 0; ok && i < h.tmap_slots; i++) {
+        empty += tmap[i].id == -1;
+        ok = tmap[i].id >= -1 && tmap[i].id < n;
     }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        st = mech_err_set(err, MECH_ERR_IO, "%s: %s, expected a directory holding tokenizer files", dir,
-                          stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
-        goto done;
+    ok = ok && empty > 0;
+    empty = 0;
+    for (uint32_t i = 0; ok && i < h.pmap_slots; i++) {
+        const pair_slot *s = &pmap[i];
+        if (s->left == -1) empty++;
+        else ok = s->left >= 0 && s->left < n && s->right >= 0 && s->right < n && s->id >= 0 && s->id < n;
     }
-    st = mech_err_set(err, MECH_ERR_IO,
-                      "%s: no tokenizer files; expected vocab.json + merges.txt (Hugging Face) "
-                      "or encoder.json + vocab.bpe (OpenAI)",
-                      dir);
-done:
-    mech_buf_free(&a);
-    mech_buf_free(&b);
-    return st;
+    ok = ok && empty > 0;
+checked:
+    if (!ok) return mech_err_set(err, MECH_ERR_FORMAT, "%s: tokenizer tables: an index out of range", name);
+    mech_tokenizer *t = mech_calloc(1, sizeof *t);
+    if (!t) return mech_err_set(err, MECH_ERR_NOMEM, "%s: out of memory", name);
+    // The tokenizer only reads its arrays once built: borrowing them as
+    // non-const pointers is safe, and read-only memory holds them fine.
+    t->n = n;
+    t->bytes = (char *)(uintptr_t)bytes;
+    t->off = (uint32_t *)(uintptr_t)off;
+    t->rank = (int32_t *)(uintptr_t)rank;
+    memcpy(t->byte_id, h.byte_id, sizeof t->byte_id);
+    t->tmap = (tok_slot *)(uintptr_t)tmap;
+    t->tmap_mask = h.tmap_slots - 1;
+    t->pmap = (pair_slot *)(uintptr_t)pmap;
+    t->pmap_mask = h.pmap_slots - 1;
+    t->special = (int32_t *)(uintptr_t)special;
+    t->n_special = h.n_special;
+    t->eot = h.eot;
+    t->borrowed = 1;
+    *out = t;
+    return MECH_OK;
 }
 
 // ---------------------------------------------------------------------------

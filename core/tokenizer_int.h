@@ -48,12 +48,33 @@ extern const char mech_gpt2_vocab_bpe_end[];
 // Tokenizer internals (core/tokenizer.c)
 
 // Builds a tokenizer from in-memory vocabulary JSON (token -> id) and merges
-// text; the names are used in error messages only. Both the file loaders and
-// mech_tokenizer_gpt2 go through here. The texts are only borrowed.
+// text; the names are used in error messages only. The file loaders go
+// through here (unless the files are GPT-2's own: those get the built-in
+// tables), and so does mech_tokenizer_gpt2 in a build without tables. The
+// texts are only borrowed.
 mech_status mech_tokenizer_from_memory(const char *vocab_json, size_t vocab_len,
                                        const char *vocab_name, const char *merges,
                                        size_t merges_len, const char *merges_name,
                                        mech_tokenizer **out, mech_err *err);
+
+// The built tokenizer t as one blob of tables (appended to out, which is
+// emptied first); mech_tokenizer_from_tables reads it back. The blob is what
+// tools/gen_tokenizer_tables.c writes for GPT-2 at build time.
+mech_status mech_tokenizer_tables(const mech_tokenizer *t, mech_buf *out, mech_err *err);
+
+// A tokenizer over tables from mech_tokenizer_tables, borrowed in place (no
+// copy, no build): blob must stay valid until the tokenizer is freed and be
+// 8-byte aligned. Checks the header, the size and every index in the tables
+// (trusted: the header and size only, for the library's own blob, which the
+// tests check against the files: the sweep would touch all its pages, about
+// 1 ms at every start); name is used in error messages only.
+mech_status mech_tokenizer_from_tables(const void *blob, size_t len, const char *name, int trusted,
+                                       mech_tokenizer **out, mech_err *err);
+
+// GPT-2's tables as built into the library at compile time, or NULL (*len 0)
+// when this build has none and mech_tokenizer_gpt2 builds them from the
+// embedded vocabulary instead (core/tokenizer_data.c).
+const void *mech_gpt2_tables(size_t *len);
 
 // Calls fn(user, start, end) for each pre-tokenizer piece of text[0..len)
 // (tiktoken's gpt2 pattern), in order; the pieces tile the text. Stops early
