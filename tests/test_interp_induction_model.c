@@ -1,9 +1,9 @@
 /*
 ** tests/test_interp_induction_model.c: the trained induction model shipped
 ** in examples/models/ (2 layers, attention only; `make demo` retrains it
-** with the command in docs/train.md, from examples/experiments.sh). Its layer-0 head attends to the
-** previous token and its layer-1 heads attend to the token after the
-** earlier copy of the current one, measured here straight from the cached
+** with the command in docs/train.md, from examples/experiments.sh). Its
+** layer-0 head attends to the previous token and its layer-1 heads attend
+** to the token after the earlier copy of the current one, measured here straight from the cached
 ** patterns (and checked against mech_heads_score), far above the same
 ** config at random init; ACDC on the induction dataset keeps the
 ** K-composition from that layer-0 head into the layer-1 heads' keys, and
