@@ -112,7 +112,7 @@ m attrib --model "$IND" --ids $P --answer 162 --wrong 250 --top 6 --db "$DB"; AT
 echo; echo "== ACDC on the induction dataset (KL on the repeated half): the K-composition =="
 m acdc --model "$IND" --dataset induction --positions induction --tau 0.05 --db "$DB"; ACDC=$ID
 
-echo; echo "== EAP on the induction dataset: every edge scored from one backward pass per length =="
+echo; echo "== EAP on the induction dataset: every edge scored at once, from gradients =="
 m eap --model "$IND" --dataset induction --top-n 30 --db "$DB" >/dev/null; EAP=$ID
 echo "run $EAP: EAP scores of every edge, the top 30 kept (queried below)"
 
@@ -130,9 +130,9 @@ q "select layer, pos, round(avg(value), 3) as effect from results
 echo; echo "-- logit lens: the rank and probability of the next token (162) at the last position, by layer"
 q "select layer, rank as target_rank, printf('%.2g', value) as target_prob from results
    where run_id = $LENS and metric = 'target_prob' and pos = 15 order by layer"
-echo; echo "-- ACDC: the edges it kept into the keys of layer-1 heads"
+echo; echo "-- ACDC: the edges it kept into the key inputs of layer-1 heads"
 q "select site as edge, round(value, 3) as effect from results
-   where run_id = $ACDC and metric = 'kept' and site like '%hook_k_input%' order by value desc"
+   where run_id = $ACDC and metric = 'kept' and site like '%->blocks.1.hook_k_input%' order by value desc"
 echo; echo "-- EAP: the best-ranked edges into layer-1 key inputs (rank of |score| among all edges)"
 q "select rank, edge, round(score, 3) as score from (select site as edge, value as score,
    rank() over (order by abs(value) desc) as rank from results where run_id = $EAP and metric = 'score')
