@@ -2,7 +2,7 @@
 # examples/experiments.sh: the README's worked example and the second half
 # of `make demo`, on two models whose circuits are known: reverse.rasp
 # compiled into weights, and a 2-layer attention-only model trained on
-# induction (about 35 s on 2 cores). Patches them, reads them through the
+# induction (about 30 s on 2 cores). Patches them, reads them through the
 # lenses, scores their heads, finds their circuits with ACDC and EAP, keeps
 # every result in one SQLite file and asks it questions with sqlite3.
 #
