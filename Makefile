@@ -107,16 +107,11 @@ test: all $(TESTS)
 bench: all $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 
-# the trained induction model (examples/models/induction.safetensors is this
-# command's output; docs/train.md)
-INDUCTION_TRAIN := --task induction --attn-only --steps 2000 --batch 16 --seq 64 --lr 0.003 --warmup 200 --seed 1 --threads 2
-
+# examples/experiments.sh trains the induction model into demo-out/ (the
+# command that made examples/models/induction.safetensors; docs/train.md)
 demo: all
 	./$(MECH_BIN) demo
 	MECH=./$(MECH_BIN) sh examples/experiments.sh demo-out
-	./$(MECH_BIN) train $(INDUCTION_TRAIN) --out demo-out/induction.safetensors --db demo-out/results.db
-	./$(MECH_BIN) heads --model demo-out/induction.safetensors --random 20 --db demo-out/results.db
-	./$(MECH_BIN) acdc --model demo-out/induction.safetensors --dataset induction --positions induction --tau 0.05 --db demo-out/results.db
 	@echo; echo "Browse every result above in the terminal interface: make tui   (= ./$(MECH_BIN) tui demo-out/results.db)"
 
 # the terminal interface on the demo's results (made first when missing)

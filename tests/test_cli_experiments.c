@@ -424,11 +424,24 @@ static void test_patch_path_sweep(void **state) {
     assert_int_equal(query_int(db, "select count(*) from runs"), 1);
 }
 
+// The id of the run of that kind on the induction model (sweep: a patch
+// run's sweep, else NULL), or -1.
+static int64_t induction_run(const char *db, const char *kind, const char *sweep) {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "select id from runs where kind = '%s' and model_path like '%%induction.safetensors'%s%s%s", kind,
+             sweep ? " and json_extract(params, '$.sweep') = '" : "", sweep ? sweep : "", sweep ? "'" : "");
+    return query_int(db, sql);
+}
+
 // The README's worked example (examples/experiments.sh, also `make demo`)
 // runs from start to end, from another directory than the repository's,
-// and its sqlite3 queries give what the text says.
+// and its sqlite3 queries give what the text says: on the compiled program
+// the compiler's circuit, on the trained induction model (the shipped one,
+// INDUCTION_MODEL: training it takes half a minute) the previous-token head
+// L0H3 and the induction heads of layer 1 in every experiment.
 static void test_worked_example_script(void **state) {
-    char dir[512], *out, abs_bin[4096], abs_dir[4096], script[4096];
+    char dir[512], *out, abs_bin[4096], abs_dir[4096], script[4096], model[4096];
     snprintf(dir, sizeof dir, "%s", mech_test_tmp("example"));
     assert_int_equal(mech_test_cli(&out, NULL, "--help"), 0); // the binary runs at all
     free(out);
@@ -436,9 +449,18 @@ static void test_worked_example_script(void **state) {
     assert_non_null(realpath(bin(), abs_bin));
     assert_non_null(realpath(dir, abs_dir));
     assert_non_null(realpath("examples/experiments.sh", script));
-    char cmd[13000];
+    assert_non_null(realpath("examples/models/induction.safetensors", model));
+    // the script trains with the settings recorded in the shipped model
+    // (test_interp_induction_model.c checks them against its metadata)
+    size_t slen;
+    char *text = mech_test_read(script, &slen);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "train --task induction --attn-only --steps 2000 --batch 16 --seq 64 --lr 0.003 "
+                                 "--warmup 200 --seed 1 \\\n              --threads 2 "));
+    free(text);
+    char cmd[17000];
     // run inside the output folder, writing to "." : nothing there is the repository
-    snprintf(cmd, sizeof cmd, "cd %s && MECH=%s sh %s . 2>&1", abs_dir, abs_bin, script);
+    snprintf(cmd, sizeof cmd, "cd %s && MECH=%s INDUCTION_MODEL=%s sh %s . 2>&1", abs_dir, abs_bin, model, script);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     mech_buf b = {0};
@@ -448,18 +470,21 @@ static void test_worked_example_script(void **state) {
     int st = pclose(p);
     if (!WIFEXITED(st) || WEXITSTATUS(st)) fail_msg("examples/experiments.sh failed:\n%s", b.data);
     assert_non_null(strstr(b.data, "verified 1364/1364 inputs"));
-    assert_non_null(strstr(b.data, "run 7: head scores"));
+    assert_non_null(strstr(b.data, "run 12: head scores"));
     // ACDC under zero ablation finds the compiler's circuit of reverse exactly
     assert_non_null(strstr(b.data, "TPR 1.000  FPR 0.0000  (14 of 14 truth edges found, 0 false positives)"));
     char db[600];
     snprintf(db, sizeof db, "%s/results.db", dir);
-    // 8 runs, then a sweep run and its 3 thresholds x 2 ablations
-    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 15);
+    // 4 runs, a sweep run and its 3 thresholds x 2 ablations; 7 runs on the
+    // induction model (no train run: INDUCTION_MODEL)
+    assert_int_equal(query_int(db, "select count(*) from runs where status='done'"), 18);
+    assert_int_equal(query_int(db, "select count(*) from runs where kind='train'"), 0);
+    assert_int_equal(query_int(db, "select count(*) from runs where model_path like '%induction.safetensors'"), 7);
     assert_int_equal(query_int(db, "select count(*) from runs where kind='acdc' and "
                                    "json_extract(params, '$.sweep') = (select id from runs where kind='acdc-sweep')"),
                      6);
     // zero ablation finds reverse's circuit at every threshold up to 1e-2: AUC 1
-    assert_int_equal(query_int(db, "select count(*) from results where run_id=9 and metric='auc' and site='zero' "
+    assert_int_equal(query_int(db, "select count(*) from results where run_id=5 and metric='auc' and site='zero' "
                                    "and value = 1"),
                      1);
     assert_int_equal(query_int(db, "select count(*) from results where run_id=4 and metric='kept'"), 14);
@@ -469,9 +494,95 @@ static void test_worked_example_script(void **state) {
                      3);
     assert_int_equal(query_int(db, "select min(layer) from results where run_id=3 and metric='opp' and rank=1"), 2);
     assert_int_equal(query_int(db, "select min(layer) from results where run_id=3 and metric='reverse' and rank=1"), 3);
+
+    // The induction model. Its model file is the shipped one, copied.
+    char copy[700];
+    snprintf(copy, sizeof copy, "%s/induction.safetensors", dir);
+    size_t na, nb;
+    char *x = mech_test_read(model, &na), *y = mech_test_read(copy, &nb);
+    assert_true(x && y && na == nb && !memcmp(x, y, na));
+    free(x), free(y);
+    char sql[1024];
+    // head scores: L0H3 is the best previous-token head, far above the
+    // rest; the four best induction scores are the four layer-1 heads
+    int64_t heads = induction_run(db, "heads", NULL);
+    assert_true(heads > 0);
+    snprintf(sql, sizeof sql, "select layer * 10 + head from results where run_id=%lld and metric='previous_token' "
+                              "order by value desc limit 1", (long long)heads);
+    assert_int_equal(query_int(db, sql), 3);
+    snprintf(sql, sizeof sql, "select count(*) from results where run_id=%lld and metric='previous_token' and value > 0.3",
+             (long long)heads);
+    assert_int_equal(query_int(db, sql), 1);
+    snprintf(sql, sizeof sql, "select count(*) from (select layer from results where run_id=%lld and "
+                              "metric='induction' order by value desc limit 4) where layer = 1", (long long)heads);
+    assert_int_equal(query_int(db, sql), 4);
+    // patching heads: the heads whose mean |effect| exceeds 0.1 are exactly
+    // L0H3 and the four layer-1 heads; the other layer-0 heads do nothing
+    int64_t ph = induction_run(db, "patch", "heads");
+    assert_true(ph > 0);
+    // as a bit set of layer * 4 + head
+    snprintf(sql, sizeof sql, "select sum(1 << (layer * 4 + head)) from (select layer, head, avg(value) as e from results "
+                              "where run_id=%lld and metric='effect' group by layer, head having abs(e) > 0.1)", (long long)ph);
+    assert_int_equal(query_int(db, sql), (1 << 3) | (0xf << 4));
+    snprintf(sql, sizeof sql, "select count(*) from (select avg(value) as e from results where run_id=%lld and "
+                              "metric='effect' and layer=0 and head!=3 group by head) where abs(e) < 0.02", (long long)ph);
+    assert_int_equal(query_int(db, sql), 3);
+    // resid_pre: restoring the answer's own position (9) before layer 0
+    // restores the answer; so do, in part, the earlier copy of the last
+    // token (8) and the last token (18); positions 0..7 and 10..17 do not
+    int64_t pr = induction_run(db, "patch", "resid_pre");
+    assert_true(pr > 0);
+    snprintf(sql, sizeof sql, "select avg(value) * 1000 from results where run_id=%lld and metric='effect' and layer=0 "
+                              "and pos=9", (long long)pr);
+    assert_true(query_int(db, sql) > 900);
+    snprintf(sql, sizeof sql, "select count(*) from (select layer, pos, avg(value) as e from results where run_id=%lld "
+                              "and metric='effect' group by layer, pos) where abs(e) > 0.05 and pos not in (8, 9, 18)",
+             (long long)pr);
+    assert_int_equal(query_int(db, sql), 0);
+    // logit lens: the next token (162, the 7th id) is ranked first only
+    // after layer 1, far down before it
+    int64_t lens = induction_run(db, "lens", NULL);
+    for (int l = 0; l < 3; l++) {
+        snprintf(sql, sizeof sql, "select rank from results where run_id=%lld and metric='target_prob' and pos=15 and "
+                                  "token=162 and layer=%d", (long long)lens, l);
+        int64_t rank = query_int(db, sql);
+        if (l == 2) assert_int_equal(rank, 0);
+        else assert_true(rank > 10);
+    }
+    // attribution: the four largest components are the layer-1 heads
+    int64_t attr = induction_run(db, "attrib", NULL);
+    snprintf(sql, sizeof sql, "select count(*) from (select metric, layer from results where run_id=%lld and metric in "
+                              "('head', 'embed', 'attn_bias', 'mlp') order by abs(value) desc limit 4) where metric='head' "
+                              "and layer=1", (long long)attr);
+    assert_int_equal(query_int(db, sql), 4);
+    // ACDC keeps L0H3 -> the keys of layer-1 heads, and no other layer-0
+    // head's edge into a key
+    int64_t acdc = induction_run(db, "acdc", NULL);
+    snprintf(sql, sizeof sql, "select count(*) from results where run_id=%lld and metric='kept' and site like "
+                              "'blocks.0.attn.hook_result[:, :, 3]->blocks.1.hook_k_input%%'", (long long)acdc);
+    assert_true(query_int(db, sql) >= 2);
+    snprintf(sql, sizeof sql, "select count(*) from results where run_id=%lld and metric='kept' and site like "
+                              "'blocks.0.attn.hook_result%%->blocks.1.hook_k_input%%' and site not like "
+                              "'blocks.0.attn.hook_result[:, :, 3]%%'", (long long)acdc);
+    assert_int_equal(query_int(db, sql), 0);
+    // EAP keeps at least two of them in its top 30 (kept), none of another
+    // layer-0 head into a key
+    int64_t eap = induction_run(db, "eap", NULL);
+    snprintf(sql, sizeof sql, "select count(*) from results where run_id=%lld and metric='kept' and site like "
+                              "'blocks.0.attn.hook_result[:, :, 3]->blocks.1.hook_k_input%%'", (long long)eap);
+    assert_true(query_int(db, sql) >= 2);
+    snprintf(sql, sizeof sql, "select count(*) from results where run_id=%lld and metric='kept' and site like "
+                              "'blocks.0.attn.hook_result%%->blocks.1.hook_k_input%%' and site not like "
+                              "'blocks.0.attn.hook_result[:, :, 3]%%'", (long long)eap);
+    assert_int_equal(query_int(db, sql), 0);
+    // the random GPT-2 is made for the terminal interface only: no run on it
+    snprintf(copy, sizeof copy, "%s/gpt2-tiny.safetensors", dir);
+    assert_int_equal(access(copy, R_OK), 0);
+    assert_int_equal(query_int(db, "select count(*) from runs where model_path like '%gpt2%'"), 0);
     if (system("command -v sqlite3 >/dev/null 2>&1") == 0) {
         assert_non_null(strstr(b.data, "opp       2"));
         assert_non_null(strstr(b.data, "reverse   3"));
+        assert_non_null(strstr(b.data, "previous_token  L0H3"));
     }
     mech_buf_free(&b);
 }
