@@ -215,7 +215,8 @@ $(PIC_B)/%.o: %.c | $(DEPS_OK)
 	@$(if $(Q),echo "  CC      $< (-fPIC)")
 	$(Q)$(CC) $(filter-out -fsanitize=%,$(CFLAGS)) -fPIC -c $< -o $@
 
-$(PIC_B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe
+$(PIC_B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe $(B)/gen/gpt2_tokenizer.bin
+$(PIC_B)/core/tokenizer_data.o: private CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
 
 $(PIC_B)/libmech.so: $(PIC_OBJ)
 	@$(if $(Q),echo "  LD      $@")
