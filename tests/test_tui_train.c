@@ -401,6 +401,68 @@ static void test_train_runs_list_and_app(void **state) {
     mech_tui_app_deinit(&app);
 }
 
+// Copies the database to path (to change a run there).
+static void copy_db(const char *path) {
+    size_t len = 0;
+    void *b = mech_test_read(db, &len);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+    free(b);
+}
+
+// A damaged run: parameters that are not JSON, curves with missing and
+// NULL rows, a negative loss on a log axis. The view shows what is there.
+static void test_train_damaged_run(void **state) {
+    (void)state;
+    char other[600];
+    snprintf(other, sizeof other, "%s", mech_test_tmpn("tuitrain_damaged.db"));
+    mech_test_rm_db(other);
+    copy_db(other);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(other, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h,
+                                  "UPDATE runs SET params = '{\"task\": \"induc', status = 'interrupted' WHERE id = 1;"
+                                  "DELETE FROM results WHERE run_id = 1 AND metric = 'lr' AND item > 100;"
+                                  "UPDATE results SET value = NULL WHERE run_id = 1 AND metric = 'grad_norm';"
+                                  "UPDATE results SET value = -1 WHERE run_id = 1 AND metric = 'loss' AND item = 7;"
+                                  "DELETE FROM results WHERE run_id = 1 AND site = 'eval';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    mech_tui_train v = {0};
+    mech_err err = {0};
+    assert_int_equal(mech_tui_train_load(other, RUN_TRAIN, &v, &err), MECH_OK);
+    assert_int_equal(v.n, STEPS);
+    assert_non_null(strstr(v.title, "[interrupted]"));
+    assert_true(isnan(v.val[MECH_TUI_TRAIN_LR][150]));
+    assert_true(isnan(v.eval_loss));
+    mech_tui_grid g = {0};
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 120), MECH_OK);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_true(grid_has(&g, "lr -  grad_norm -")); // the cursor at step 200
+    assert_false(grid_has(&g, "held-out"));
+    assert_false(grid_has(&g, "optimizer")); // no settings from broken parameters
+    // the gradient norm has no value: an empty chart, said so
+    mech_tui_train_key(&v, '3');
+    mech_tui_grid_clear(&g);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_true(grid_has(&g, "nothing to draw"));
+    double lo, hi;
+    assert_int_equal(mech_tui_train_axis(&v, &lo, &hi), 0);
+    // the loss on a log axis leaves out the negative value
+    mech_tui_train_key(&v, '1');
+    mech_tui_train_key(&v, 'y');
+    assert_int_equal(mech_tui_train_axis(&v, &lo, &hi), STEPS - 1);
+    assert_true(lo > 0);
+    mech_tui_grid_clear(&g);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    mech_tui_grid_deinit(&g);
+    mech_tui_train_deinit(&v);
+    mech_test_rm_db(other);
+}
+
 // --- labels of the other new kinds ---------------------------------------------------
 
 static void test_label_tuned_lens(void **state) {
@@ -446,17 +508,6 @@ static void test_label_attribution_patching(void **state) {
     mech_tui_grid_deinit(&g);
 }
 
-// Copies the database to path (the eap run's params are changed there).
-static void copy_db(const char *path) {
-    size_t len = 0;
-    void *b = mech_test_read(db, &len);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, len, f), len);
-    fclose(f);
-    free(b);
-}
-
 static void test_label_eap_method(void **state) {
     (void)state;
     mech_tui_circuit c = {0};
@@ -494,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_train_keys),
         cmocka_unit_test(test_train_side_panel),
         cmocka_unit_test(test_train_runs_list_and_app),
+        cmocka_unit_test(test_train_damaged_run),
         cmocka_unit_test(test_label_tuned_lens),
         cmocka_unit_test(test_label_attribution_patching),
         cmocka_unit_test(test_label_eap_method),
