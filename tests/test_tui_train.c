@@ -335,11 +335,35 @@ static void test_train_side_panel(void **state) {
     snprintf(want, sizeof want, "loss       %.4g",
              sql_num(db, "select value from results where run_id=1 and metric='eval_loss'"));
     assert_true(grid_has(&g, want));
-    // a narrow window drops the panel, the chart stays
-    assert_int_equal(mech_tui_grid_resize(&g, 20, 60), MECH_OK);
+    // s hides it: the chart takes the width
+    mech_tui_train_key(&v, 's');
+    mech_tui_grid_clear(&g);
     mech_tui_train_render(&v, &g, 0, g.h);
     assert_false(grid_has(&g, "settings"));
-    assert_int_equal(v.cols, 60 - 11);
+    assert_int_equal(v.cols, 120 - 11);
+    // a narrow window has no panel until s; then the chart keeps 10 columns or more
+    mech_tui_train_key(&v, 's');
+    assert_int_equal(mech_tui_grid_resize(&g, 24, 80), MECH_OK);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_false(grid_has(&g, "settings"));
+    assert_int_equal(v.cols, 80 - 11);
+    mech_tui_train_key(&v, 's');
+    mech_tui_grid_clear(&g);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_true(grid_has(&g, "settings"));
+    assert_true(grid_has(&g, "task       induction"));
+    assert_int_equal(v.cols, 80 - 11 - 46);
+    char line[1024];
+    row_text(&g, 2, line); // the chart line stops where the panel starts
+    assert_int_equal(line[80 - 44 - 1], ' ');
+    assert_int_equal(line[80 - 44 - 2], ' ');
+    assert_memory_equal(line + 80 - 44, "settings", 8);
+    assert_int_equal(mech_tui_grid_resize(&g, 20, 40), MECH_OK);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_int_equal(v.cols, 40 - 11 - 19); // 17 columns of panel
+    assert_int_equal(mech_tui_grid_resize(&g, 20, 36), MECH_OK);
+    mech_tui_train_render(&v, &g, 0, g.h);
+    assert_int_equal(v.cols, 36 - 11); // no room: no panel
     mech_tui_grid_deinit(&g);
     mech_tui_train_deinit(&v);
 }

@@ -127,6 +127,7 @@ static const key_help key_table[] = {
     {V_TRAIN, "c", "chart the next curve: loss, learning rate, gradient norm", "c curve"},
     {V_TRAIN, "1 2 3", "chart the loss / the learning rate / the gradient norm", NULL},
     {V_TRAIN, "y", "log / linear y axis (log: values <= 0 are not drawn)", "y log"},
+    {V_TRAIN, "s", "settings panel: hide it (from 90 columns) / show it (narrower windows)", "s settings"},
     {V_TRAIN, "Esc q", "back to the runs list", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])

@@ -951,6 +951,7 @@ typedef struct mech_tui_train {
     int log_y;              // log10 y axis (non-positive values are not drawn)
     int cur;                // cursor: index into step
     int cols;               // chart columns at the last render (h / l step by column)
+    int panel_flip;         // s: the settings panel hidden (wide windows) / shown (narrow ones)
 } mech_tui_train;
 
 // Reads train run id of the database at path (read-only) into v,
@@ -973,7 +974,8 @@ int mech_tui_train_range(const mech_tui_train *v, int col, int cols, double *lo,
 int mech_tui_train_axis(const mech_tui_train *v, double *lo, double *hi);
 // Keys: h l Left Right the previous / next chart column, , . one step,
 // g G Home End first / last step, c the next curve, 1 2 3 loss / lr /
-// grad_norm, y log / linear axis; Esc and q leave (MECH_TUI_QUIT).
+// grad_norm, y log / linear axis, s the settings panel shown / hidden;
+// Esc and q leave (MECH_TUI_QUIT).
 int mech_tui_train_key(mech_tui_train *v, int key);
 void mech_tui_train_render(mech_tui_train *v, mech_tui_grid *g, int y0, int h);
 

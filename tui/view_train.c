@@ -231,6 +231,7 @@ int mech_tui_train_key(mech_tui_train *v, int key) {
     case 'c': v->curve = (v->curve + 1) % MECH_TUI_TRAIN_CURVES_; break;
     case '1': case '2': case '3': v->curve = key - '1'; break;
     case 'y': v->log_y = !v->log_y; break;
+    case 's': v->panel_flip = !v->panel_flip; break;
     case 'q': case MECH_TUI_KEY_ESC: return MECH_TUI_QUIT;
     default: return MECH_TUI_NONE;
     }
@@ -258,14 +259,20 @@ void mech_tui_train_render(mech_tui_train *v, mech_tui_grid *g, int y0, int h) {
     mech_tui_grid_put(g, y0 + 1, 0, MECH_TUI_HEADER, line, -1);
     if (h < 3) return;
     // the side panel when the window is wide enough for a chart beside it
-    int side_w = g->w >= 90 ? 44 : 0, label_w = 10;
-    int chart_x = label_w + 1, cols = g->w - chart_x - (side_w ? side_w + 2 : 0);
+    // the side panel: beside the chart from 90 columns, s shows / hides it
+    // (on a narrow window it takes what leaves the chart 10 columns)
+    int label_w = 10, chart_x = label_w + 1, side_w = 0;
+    if ((g->w >= 90) != (v->panel_flip != 0)) {
+        side_w = g->w - chart_x - 2 - 10;
+        side_w = side_w > 44 ? 44 : side_w < 16 ? 0 : side_w;
+    }
+    int cols = g->w - chart_x - (side_w ? side_w + 2 : 0);
     int rows = h - 5; // curve line, chart, axis, step labels
     double lo = NAN, hi = NAN;
     int have = mech_tui_train_axis(v, &lo, &hi);
     snprintf(line, sizeof line, "chart: %s%s  (c curve, 1 2 3, y log/linear)%s", curve_names[v->curve],
              v->log_y ? ", log scale" : "", have ? "" : "  nothing to draw");
-    mech_tui_grid_put(g, y0 + 2, 0, MECH_TUI_TEXT, line, -1);
+    mech_tui_grid_put(g, y0 + 2, 0, MECH_TUI_TEXT, line, side_w ? chart_x + cols : -1);
     if (side_w) {
         int x = g->w - side_w, y = y0 + 2;
         mech_tui_grid_put(g, y++, x, MECH_TUI_HEADER, "settings", side_w);
