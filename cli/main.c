@@ -548,6 +548,7 @@ const cli_cmd cli_commands[] = {
      "                  S save as a run\n"
      "  patching:       h j k l move, p P pair, a mean, m raw metric, s ] [ slice\n"
      "  attribution:    j k PgUp PgDn g G scroll, p P sequence (A in attention: live)\n"
+     "  training:       h l column, , . step, c 1 2 3 curve, y log axis\n"
      "  circuit:        j k select an edge, n N step through the trials, g G first /\n"
      "                  last trial, u hide unused nodes, ] [ threshold of a sweep\n"
      "  program:        (P in attention, compiled models) j k variable, Enter the\n"

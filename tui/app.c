@@ -22,7 +22,8 @@
 #define V_LIVE (1 << MECH_TUI_VIEW_LIVE)
 #define V_PATCH (1 << MECH_TUI_VIEW_PATCH)
 #define V_ATTR (1 << MECH_TUI_VIEW_ATTRIB)
-#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG | V_LIVE | V_PATCH | V_ATTR)
+#define V_TRAIN (1 << MECH_TUI_VIEW_TRAIN)
+#define V_ALL (V_RUNS | V_HEAD | V_GRID | V_TOKS | V_RUN | V_CIRC | V_LENS | V_PROG | V_LIVE | V_PATCH | V_ATTR | V_TRAIN)
 
 typedef struct key_help {
     int views;        // where the key works
@@ -120,11 +121,20 @@ static const key_help key_table[] = {
     {V_ATTR, "g G Home End", "the largest / the smallest contributions", NULL},
     {V_ATTR, "p P", "next / previous sequence of the run", "pP sequence"},
     {V_ATTR, "Esc q", "back (to the runs list, or the head view for the live prompt)", "Esc back"},
+    {V_TRAIN, "h l Left Right", "cursor to the previous / next column of the chart", "hl step"},
+    {V_TRAIN, ", .", "cursor one step back / forward", NULL},
+    {V_TRAIN, "g G Home End", "first / last step", NULL},
+    {V_TRAIN, "c", "chart the next curve: loss, learning rate, gradient norm", "c curve"},
+    {V_TRAIN, "1 2 3", "chart the loss / the learning rate / the gradient norm", NULL},
+    {V_TRAIN, "y", "log / linear y axis (log: values <= 0 are not drawn)", "y log"},
+    {V_TRAIN, "s", "settings panel: hide it (from 90 columns) / show it (narrower windows)", "s settings"},
+    {V_TRAIN, "Esc q", "back to the runs list", "Esc back"},
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
 static const char *view_names[MECH_TUI_VIEW_COUNT_] = {"runs", "attention", "all heads", "tokens",   "run", "circuit",
-                                                        "lens", "program",   "patching",  "attribution", "live"};
+                                                        "lens", "program",   "patching",  "attribution", "live",
+                                                        "training"};
 
 static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_RUN) return app->run.kind[0] != 0;
@@ -132,6 +142,7 @@ static int view_exists(const mech_tui_app *app, mech_tui_view v) {
     if (v == MECH_TUI_VIEW_PATCH) return app->patch.id != 0;
     if (v == MECH_TUI_VIEW_ATTRIB) return app->live_attrib.n_comp > 0 || app->live_attrib.title[0] || app->attrib.id != 0;
     if (v == MECH_TUI_VIEW_LIVE) return app->has_live;
+    if (v == MECH_TUI_VIEW_TRAIN) return app->train.id != 0;
     if (v == MECH_TUI_VIEW_PROGRAM) return app->has_program;
     if (v == MECH_TUI_VIEW_LENS) return app->has_lens || app->lens_run.title[0] != 0;
     return v == MECH_TUI_VIEW_RUNS ? app->has_runs : app->has_attn;
@@ -197,6 +208,15 @@ void mech_tui_app_open_run(mech_tui_app *app, int64_t id, const char *kind) {
         app->view = MECH_TUI_VIEW_PATCH;
         return;
     }
+    if (!strcmp(kind, "train")) {
+        if (mech_tui_train_load(app->db_path, id, &app->train, &err)) {
+            app->train.id = id;
+            snprintf(app->train.title, sizeof app->train.title, "run %lld: cannot read it: %.160s", (long long)id,
+                     err.msg);
+        }
+        app->view = MECH_TUI_VIEW_TRAIN;
+        return;
+    }
     if (!strcmp(kind, "attrib")) {
         if (mech_tui_attrib_load(app->db_path, id, &app->attrib, &err)) {
             app->attrib.id = id;
@@ -255,7 +275,7 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
         // runs when there is a database; the last view quits
         if (app->view == MECH_TUI_VIEW_GRID || app->view == MECH_TUI_VIEW_TOKENS) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_RUN || app->view == MECH_TUI_VIEW_CIRCUIT ||
-                 app->view == MECH_TUI_VIEW_PATCH) app->view = MECH_TUI_VIEW_RUNS;
+                 app->view == MECH_TUI_VIEW_PATCH || app->view == MECH_TUI_VIEW_TRAIN) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->lens_stored && app->has_runs) app->view = MECH_TUI_VIEW_RUNS;
         else if (app->view == MECH_TUI_VIEW_LENS && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
         else if (app->view == MECH_TUI_VIEW_PROGRAM && app->has_attn) app->view = MECH_TUI_VIEW_HEAD;
@@ -327,6 +347,10 @@ int mech_tui_app_key(mech_tui_app *app, int key) {
     case MECH_TUI_VIEW_LIVE: r = mech_tui_live_app_key(app, key); break;
     case MECH_TUI_VIEW_PATCH:
         r = mech_tui_patch_key(&app->patch, key);
+        if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
+        break;
+    case MECH_TUI_VIEW_TRAIN:
+        r = mech_tui_train_key(&app->train, key);
         if (r & MECH_TUI_QUIT) app->view = MECH_TUI_VIEW_RUNS, r = MECH_TUI_REDRAW;
         break;
     case MECH_TUI_VIEW_ATTRIB:
@@ -428,6 +452,7 @@ void mech_tui_app_render(mech_tui_app *app, mech_tui_grid *g) {
     case MECH_TUI_VIEW_PROGRAM: mech_tui_program_render(&app->program, g, 1, h); break;
     case MECH_TUI_VIEW_LIVE: mech_tui_liveview_render(&app->live, g, 1, h); break;
     case MECH_TUI_VIEW_PATCH: mech_tui_patch_render(&app->patch, g, 1, h); break;
+    case MECH_TUI_VIEW_TRAIN: mech_tui_train_render(&app->train, g, 1, h); break;
     case MECH_TUI_VIEW_ATTRIB:
         mech_tui_attrib_render(app->attrib_live ? &app->live_attrib : &app->attrib, g, 1, h);
         break;
@@ -506,4 +531,5 @@ void mech_tui_app_deinit(mech_tui_app *app) {
     mech_tui_patch_deinit(&app->patch);
     mech_tui_attrib_deinit(&app->attrib);
     mech_tui_attrib_deinit(&app->live_attrib);
+    mech_tui_train_deinit(&app->train);
 }

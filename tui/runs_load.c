@@ -83,6 +83,14 @@ static void key_figure(mech_store *s, const mech_run_info *ri, char *out, size_t
             }
             if (n_vars) snprintf(out, cap, "decoder lens: %d variables, layers 0..%d", n_vars, max_layer);
         }
+    } else if (!strcmp(ri->kind, "train")) {
+        // where training got to: the last stored step's loss
+        if (mech_store_results_get(s, ri->id, "loss", &rows, &n, &err)) return;
+        int last = -1;
+        double loss = NAN;
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].site && !strcmp(rows[i].site, "train") && rows[i].item > last) last = rows[i].item, loss = rows[i].value;
+        if (last >= 0) snprintf(out, cap, "final loss %.4g at step %d", loss, last);
     } else if (!strcmp(ri->kind, "attrib")) {
         // the largest head's direct logit attribution
         if (mech_store_results_top(s, ri->id, "head", 1, 1, &rows, &n, &err)) return;

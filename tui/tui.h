@@ -844,6 +844,7 @@ typedef enum mech_tui_patch_shape {
 typedef struct mech_tui_patch {
     int64_t id;
     char sweep[32], metric[32];
+    char method[16];     // the params' "method" ("attrib": attribution patching); "" for an exact run
     char title[200];     // an error when the run cannot be shown
     int shape;           // mech_tui_patch_shape
     int L, P, H;         // layers, positions (1 for a head sweep), heads (1 for a position sweep)
@@ -923,6 +924,61 @@ void mech_tui_attrib_sort(mech_tui_attrib *v);
 int mech_tui_attrib_key(mech_tui_attrib *v, int key);
 void mech_tui_attrib_render(mech_tui_attrib *v, mech_tui_grid *g, int y0, int h);
 
+// --- Training view: a train run's curves as a chart ---------------------------
+// (tui/view_train.c). One curve at a time (loss, learning rate, gradient
+// norm) drawn with upper-half blocks, x = step, the cursor on a step, the
+// run's settings and held-out scores beside it.
+
+typedef enum mech_tui_train_curve {
+    MECH_TUI_TRAIN_LOSS = 0,
+    MECH_TUI_TRAIN_LR,
+    MECH_TUI_TRAIN_GRAD_NORM,
+    MECH_TUI_TRAIN_CURVES_
+} mech_tui_train_curve;
+
+#define MECH_TUI_TRAIN_SIDE 20 // side-panel lines at most
+
+typedef struct mech_tui_train {
+    int64_t id;
+    char title[240];        // run, task, steps, final loss; or why it cannot be shown
+    int n;                  // steps stored
+    int *step;              // [n] the step numbers (the results' item), ascending (owned)
+    double *val[MECH_TUI_TRAIN_CURVES_]; // [curve][n] NaN where a row is missing (owned)
+    double eval_token_acc, eval_seq_acc, eval_loss; // held-out scores, NaN when not stored
+    char side[MECH_TUI_TRAIN_SIDE][64]; // the settings panel's lines
+    int n_side;
+    int curve;              // mech_tui_train_curve shown
+    int log_y;              // log10 y axis (non-positive values are not drawn)
+    int cur;                // cursor: index into step
+    int cols;               // chart columns at the last render (h / l step by column)
+    int panel_flip;         // s: the settings panel hidden (wide windows) / shown (narrow ones)
+} mech_tui_train;
+
+// Reads train run id of the database at path (read-only) into v,
+// replacing what it held. Errors: as mech_store_open_read, MECH_ERR_RANGE
+// (no such run), MECH_ERR_ARG (not a train run), MECH_ERR_DB, MECH_ERR_NOMEM.
+mech_status mech_tui_train_load(const char *path, int64_t id, mech_tui_train *v, mech_err *err);
+void mech_tui_train_deinit(mech_tui_train *v);
+// The steps [*i0, *i1) (indices into v->step) that chart column col of
+// cols columns covers: the steps split evenly over the columns; with fewer
+// steps than columns a step spans several columns.
+void mech_tui_train_span(const mech_tui_train *v, int col, int cols, int *i0, int *i1);
+// The first column of cols whose span holds step index i (-1 outside).
+int mech_tui_train_col(const mech_tui_train *v, int i, int cols);
+// The smallest and largest value of the shown curve over column col's steps
+// (log axis: positive values only). Returns how many values there were (0:
+// the column is empty, *lo and *hi NaN).
+int mech_tui_train_range(const mech_tui_train *v, int col, int cols, double *lo, double *hi);
+// The y axis: the shown curve's smallest and largest value over every step
+// (log axis: positive ones). 0 when there is none.
+int mech_tui_train_axis(const mech_tui_train *v, double *lo, double *hi);
+// Keys: h l Left Right the previous / next chart column, , . one step,
+// g G Home End first / last step, c the next curve, 1 2 3 loss / lr /
+// grad_norm, y log / linear axis, s the settings panel shown / hidden;
+// Esc and q leave (MECH_TUI_QUIT).
+int mech_tui_train_key(mech_tui_train *v, int key);
+void mech_tui_train_render(mech_tui_train *v, mech_tui_grid *g, int y0, int h);
+
 // --- The application ------------------------------------------------------
 
 typedef enum mech_tui_view {
@@ -937,6 +993,7 @@ typedef enum mech_tui_view {
     MECH_TUI_VIEW_PATCH,  // a patch run (tui/view_patch.c)
     MECH_TUI_VIEW_ATTRIB, // an attrib run or the live prompt's attribution (tui/view_attrib.c)
     MECH_TUI_VIEW_LIVE, // the prompt editor, tokens and top-k (with --model)
+    MECH_TUI_VIEW_TRAIN, // a train run's curves (tui/view_train.c)
     MECH_TUI_VIEW_COUNT_
 } mech_tui_view;
 
@@ -958,6 +1015,7 @@ typedef struct mech_tui_app {
     mech_tui_program program;
     mech_tui_patch patch;   // the opened patch run (view MECH_TUI_VIEW_PATCH)
     mech_tui_attrib attrib, live_attrib; // the opened attrib run; the live prompt's (n_comp 0: none)
+    mech_tui_train train;   // the opened train run (view MECH_TUI_VIEW_TRAIN)
     int attrib_live;        // the attribution view shows live_attrib (else attrib)
     char model_name[64];
     char status[1400];      // a one-off message in the footer (the export's path); cleared by the next key

@@ -234,8 +234,10 @@ static mech_status load_acdc(mech_tui_circuit *c, mech_store *s, int64_t id, mec
     int nk = 0;
     for (int e = 0; e < E; e++) nk += c->kept[e];
     if (eap)
-        snprintf(c->title, sizeof c->title, "run %lld  eap  %s  %d of %d edges kept (by |score|)%s", (long long)id,
-                 mech_json_str(pj, "metric", "?"), nk, c->n_counted, c->finished ? "" : " (not finished)");
+        // the EAP variant (eap, eap-ig, ...) when the run records one
+        snprintf(c->title, sizeof c->title, "run %lld  eap  method %.24s  %s  %d of %d edges kept (by |score|)%s",
+                 (long long)id, mech_json_str(pj, "method", "eap"), mech_json_str(pj, "metric", "?"), nk, c->n_counted,
+                 c->finished ? "" : " (not finished)");
     else
         snprintf(c->title, sizeof c->title, "run %lld  acdc  tau %g  %s  %s  %d of %d edges kept%s", (long long)id,
                  mech_json_num(pj, "tau", NAN), mech_json_str(pj, "ablation", "?"), mech_json_str(pj, "metric", "?"),

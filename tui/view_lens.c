@@ -595,8 +595,20 @@ mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *
     v->run_id = run_id;
     const char *model = ri.model_path ? ri.model_path : "-";
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
-    snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  \"%.60s\"%s", (long long)run_id,
-             decoder ? "decoder" : "logit", base, text ? text : "(ids)", why);
+    // a tuned-lens run (mech lens --tuned) has the same rows as a logit
+    // lens run; only its parameters say which translators produced them
+    mech_json *pj = NULL;
+    const char *tuned = NULL;
+    if (!decoder && ri.params_json && !mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, NULL))
+        tuned = mech_json_str(pj, "tuned", NULL);
+    if (tuned) {
+        const char *tbase = strrchr(tuned, '/') ? strrchr(tuned, '/') + 1 : tuned;
+        snprintf(v->title, sizeof v->title, "run %lld tuned lens (%.48s)  %.48s  \"%.48s\"%s", (long long)run_id, tbase,
+                 base, text ? text : "(ids)", why);
+    } else
+        snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  \"%.60s\"%s", (long long)run_id,
+                 decoder ? "decoder" : "logit", base, text ? text : "(ids)", why);
+    mech_json_free(pj);
 done:
     if (st) mech_tui_lens_deinit(v);
     mech_tokenizer_free(own_tok);

@@ -201,6 +201,9 @@ mech_status mech_tui_patch_load(const char *path, int64_t id, mech_tui_patch *v,
         const char *sweep = mech_json_str(pj, "sweep", NULL), *metric = mech_json_str(pj, "metric", NULL);
         if (sweep) snprintf(v->sweep, sizeof v->sweep, "%s", sweep);
         if (metric) snprintf(v->metric, sizeof v->metric, "%s", metric);
+        // an exact run records no method; mech patch --method attrib records "attrib"
+        const char *method = mech_json_str(pj, "method", NULL);
+        if (method) snprintf(v->method, sizeof v->method, "%s", method);
     }
     mech_json_free(pj);
     tok = mech_tui_model_tokenizer(ri.model_path);
@@ -336,7 +339,9 @@ void mech_tui_patch_render(mech_tui_patch *v, mech_tui_grid *g, int y0, int h) {
     char line[512], lab[64];
     const char *quantity = v->show_raw ? v->metric : "effect";
     if (!v->L || !v->n_pairs) {
-        snprintf(line, sizeof line, "run %lld  patch  %s", (long long)v->id, v->title[0] ? v->title : "no results yet");
+        snprintf(line, sizeof line, "run %lld  %s  %s", (long long)v->id,
+                 !strcmp(v->method, "attrib") ? "attribution patching (first-order estimate)" : "patch",
+                 v->title[0] ? v->title : "no results yet");
         mech_tui_grid_put(g, y0, 0, MECH_TUI_TITLE, line, -1);
         return;
     }
@@ -344,8 +349,17 @@ void mech_tui_patch_render(mech_tui_patch *v, mech_tui_grid *g, int y0, int h) {
     char which[64];
     if (v->avg) snprintf(which, sizeof which, "mean over %d pair%s", v->n_pairs, v->n_pairs == 1 ? "" : "s");
     else snprintf(which, sizeof which, "pair %d of %d (item %d)", v->pair + 1, v->n_pairs, v->items[v->pair]);
-    snprintf(line, sizeof line, "run %lld  patch %s (layer x %s)  %s  %s", (long long)v->id, v->sweep,
-             by_head ? "head" : "position", which, v->metric);
+    // attribution patching's cells are a first-order estimate, not a patched
+    // run's metric: the title says so before anything else
+    if (!strcmp(v->method, "attrib"))
+        snprintf(line, sizeof line, "run %lld  attribution patching (first-order estimate) %s (layer x %s)  %s  %s",
+                 (long long)v->id, v->sweep, by_head ? "head" : "position", which, v->metric);
+    else if (v->method[0] && strcmp(v->method, "exact"))
+        snprintf(line, sizeof line, "run %lld  patch (%s) %s (layer x %s)  %s  %s", (long long)v->id, v->method,
+                 v->sweep, by_head ? "head" : "position", which, v->metric);
+    else
+        snprintf(line, sizeof line, "run %lld  patch %s (layer x %s)  %s  %s", (long long)v->id, v->sweep,
+                 by_head ? "head" : "position", which, v->metric);
     mech_tui_grid_put(g, y0, 0, MECH_TUI_TITLE, line, -1);
     if (h < 2) return;
     snprintf(line, sizeof line, "clean:   %s", v->clean_txt[v->pair] ? v->clean_txt[v->pair] : "(not stored)");
