@@ -1,8 +1,8 @@
 /*
 ** tests/test_core_startup.c: what `mech run` does to start fast must not
 ** change a result: logits restricted to the rows asked for equal those rows
-** of the full product bit for bit (padded batches included), grad mode
-** refuses a restricted run, and `mech run`'s top-k printout is the same
+** of the full product bit for bit (padded batches included), and `mech
+** run`'s top-k printout is the same
 ** whether it computes one row (no --logits) or every row (--logits).
 */
 #include <setjmp.h>
@@ -130,34 +130,6 @@ static void test_logits_rows_bad_ranges(void **state) {
     mech_model_free(m);
 }
 
-// The backward reads every row of the logits: a restricted run cannot
-// enter grad mode's forward, whichever was set first.
-static void test_logits_rows_refused_in_grad_mode(void **state) {
-    (void)state;
-    mech_model *m = small_model();
-    int32_t ids[B * T];
-    fill_ids(ids, m->cfg.d_vocab);
-    mech_err err = {0};
-    mech_run *r = NULL;
-    if (mech_run_new(m, B, T, &r, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(mech_run_enable_grad(r, MECH_GRAD_ACTS, &err), MECH_OK);
-    assert_int_equal(mech_run_set_logits_rows(r, MECH_LOGITS_LAST, 1, &err), MECH_ERR_ARG);
-    assert_non_null(strstr(err.msg, "grad mode"));
-    assert_int_equal(mech_run_forward(r, ids, &err), MECH_OK); // still the full run
-    assert_non_null(mech_run_logits(r));
-    mech_run_free(r);
-
-    r = NULL;
-    if (mech_run_new(m, B, T, &r, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(mech_run_set_logits_rows(r, MECH_LOGITS_LAST, 1, &err), MECH_OK);
-    assert_int_equal(mech_run_enable_grad(r, MECH_GRAD_ACTS, &err), MECH_OK);
-    assert_int_equal(mech_run_forward(r, ids, &err), MECH_ERR_ARG);
-    assert_non_null(strstr(err.msg, "grad mode"));
-    assert_null(mech_run_logits(r));
-    mech_run_free(r);
-    mech_model_free(m);
-}
-
 // `mech run` without --logits computes one row per sequence; with --logits
 // every row. The printed top-k must be the same, for one prompt and for a
 // padded batch of several.
@@ -197,7 +169,6 @@ int main(void) {
         cmocka_unit_test(test_logits_rows_equal_full_rows),
         cmocka_unit_test(test_logits_rows_equal_full_rows_padded),
         cmocka_unit_test(test_logits_rows_bad_ranges),
-        cmocka_unit_test(test_logits_rows_refused_in_grad_mode),
         cmocka_unit_test(test_cli_run_top_k_same_with_and_without_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
