@@ -928,17 +928,32 @@ static void recompute_p(const attn_bctx *j, int b, int h, int i0, int i1, int k0
     }
 }
 
-// dst (nk, HS) += a^T (rows, nk; lda) @ x (rows, HS; ldx), via scratch
-static void acc_tn(float *dst, int ldd, const float *a, int lda, const float *x, int ldx, int rows, int nk, int HS,
-                   float *at, float *tmp) {
-    for (int t0 = 0; t0 < nk; t0 += 16) { // tiles of 16 columns: reads and writes stay in cache
-        int t1 = t0 + 16 < nk ? t0 + 16 : nk;
-        for (int i = 0; i < rows; i++)
-            for (int t = t0; t < t1; t++) at[(size_t)t * rows + i] = a[(size_t)i * lda + t];
+// dst (HS, nk; rows ldd apart) += xt (HS, rows) @ a (rows, nk; lda), via tmp.
+// The transposed gradients dV^T and dK^T accumulate this way: the product's
+// N is the block's keys (many) rather than HS, and only the small xt is a
+// transposed copy, not the (rows, nk) pattern block.
+static void acc_t(float *dst, int ldd, const float *xt, const float *a, int lda, int rows, int nk, int HS, float *tmp) {
+    mech_matmul(NULL, tmp, nk, xt, rows, a, lda, NULL, HS, rows, nk);
+    for (int d = 0; d < HS; d++) {
+        float *o = dst + (size_t)d * ldd;
+        const float *t = tmp + (size_t)d * nk;
+        for (int k = 0; k < nk; k++) o[k] += t[k];
     }
-    mech_matmul(NULL, tmp, HS, at, rows, x, ldx, NULL, nk, rows, HS);
-    for (int t = 0; t < nk; t++)
-        for (int d = 0; d < HS; d++) dst[(size_t)t * ldd + d] += tmp[(size_t)t * HS + d];
+}
+
+// xt (HS, n) = x (n, HS; ldx) transposed, divided by f.
+static void small_t(float *xt, const float *x, int ldx, int n, int HS, float f) {
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < HS; d++) xt[(size_t)d * n + i] = x[(size_t)i * ldx + d] / f;
+}
+
+// dst rows t of the head's slice (rows A apart) = src (HS, T) transposed.
+static void put_t(float *dst, int A, const float *src, int T, int HS) {
+    for (int t0 = 0; t0 < T; t0 += 16) { // 16 rows at a time: the source lines stay in cache
+        int t1 = t0 + 16 < T ? t0 + 16 : T;
+        for (int d = 0; d < HS; d++)
+            for (int t = t0; t < t1; t++) dst[(size_t)t * A + d] = src[(size_t)d * T + t];
+    }
 }
 
 static void attn_back_task(void *ctx, int task, int thread) {
@@ -948,15 +963,19 @@ static void attn_back_task(void *ctx, int task, int thread) {
     int NH = c->n_heads, HS = c->d_head, A = NH * HS, T = r->T;
     int b = task / NH, h = task % NH;
     float scale = (float)sqrt((double)HS);
-    size_t need = (size_t)QB * T * 3 + (size_t)T * HS + (size_t)QB * HS;
+    size_t need = (size_t)QB * T * 2 + (size_t)T * HS * 3 + (size_t)QB * HS * 2;
     float *own = NULL, *buf = mech_pool_scratch(r->pool, thread, need * sizeof(float));
     if (!buf) buf = own = mech_malloc_aligned(need * sizeof(float));
     if (!buf) {
         atomic_store(&j->oom, 1);
         return;
     }
-    float *P = buf, *dP = buf + (size_t)QB * T, *at = dP + (size_t)QB * T, *tmp = at + (size_t)QB * T;
-    float *qs = tmp + (size_t)T * HS; // (QB, HS) q / sqrt(HS)
+    float *P = buf, *dP = buf + (size_t)QB * T, *tmp = dP + (size_t)QB * T;
+    float *dVt = tmp + (size_t)T * HS, *dKt = dVt + (size_t)T * HS; // (HS, T) this head's dV^T, dK^T
+    float *zt = dKt + (size_t)T * HS, *qst = zt + (size_t)QB * HS;   // (HS, QB) dz^T, (q / sqrt(HS))^T
+    int want_v = j->phase == 0 || j->phase == 1, want_k = j->phase == 0 || j->phase == 3;
+    if (want_v) memset(dVt, 0, (size_t)T * HS * sizeof *dVt);
+    if (want_k) memset(dKt, 0, (size_t)T * HS * sizeof *dKt);
     size_t head = ((size_t)b * NH + h) * T * T;
     for (int i0 = 0; i0 < T; i0 += QB) {
         int i1 = i0 + QB < T ? i0 + QB : T, n = i1 - i0, k0, k1;
@@ -989,7 +1008,8 @@ static void attn_back_task(void *ctx, int task, int thread) {
             float *dPb = j->phase == 1 ? j->dP + head + (size_t)i0 * T + k0 : dP;
             int lddp = j->phase == 1 ? T : nk;
             mech_matmul_nt(NULL, dPb, lddp, dz, A, vv, A, NULL, n, HS, nk);
-            acc_tn(j->dV + ((size_t)b * T + k0) * A + (size_t)h * HS, A, Pb, ldp, dz, A, n, nk, HS, at, tmp);
+            small_t(zt, dz, A, n, HS, 1.0f);
+            acc_t(dVt + k0, T, zt, Pb, ldp, n, nk, HS, tmp); // dV^T += dz^T P
             if (j->phase == 1) continue;
         }
         float *dS; // (n, nk) rows ldds apart
@@ -1026,12 +1046,13 @@ static void attn_back_task(void *ctx, int task, int thread) {
         mech_matmul(NULL, dq, A, dS, ldds, kk, A, NULL, n, nk, HS);
         for (int i = 0; i < n; i++)
             for (int d = 0; d < HS; d++) dq[(size_t)i * A + d] /= scale;
-        float *dkb = j->dK + ((size_t)b * T + k0) * A + (size_t)h * HS;
-        // dK takes dS^T (q / sqrt(HS)): scaling q's n rows is cheaper than dK's
-        for (int i = 0; i < n; i++)
-            for (int d = 0; d < HS; d++) qs[(size_t)i * HS + d] = q[(size_t)i * A + d] / scale;
-        acc_tn(dkb, A, dS, ldds, qs, HS, n, nk, HS, at, tmp);
+        // dK^T += (q / sqrt(HS))^T dS: scaling q's n rows is cheaper than dK's
+        small_t(qst, q, A, n, HS, scale);
+        acc_t(dKt + k0, T, qst, dS, ldds, n, nk, HS, tmp);
     }
+    // this (row, head)'s slices of dV and dK, every position (0 where no query read it)
+    if (want_v) put_t(j->dV + (size_t)b * T * A + (size_t)h * HS, A, dVt, T, HS);
+    if (want_k) put_t(j->dK + (size_t)b * T * A + (size_t)h * HS, A, dKt, T, HS);
     mech_free_aligned(own);
 }
 
@@ -1042,7 +1063,7 @@ static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *d
     const mech_config *c = &r->m->cfg;
     struct grad_state *s = r->grad;
     int NH = c->n_heads, T = r->T;
-    size_t rows = (size_t)r->B * T, A = (size_t)NH * c->d_head, TT = (size_t)r->B * NH * T * T;
+    size_t TT = (size_t)r->B * NH * T * T;
     hook_point *pp = pt(r, l, HK_PATTERN), *ps = pt(r, l, HK_SCORES);
     attn_bctx j = {.r = r, .l = l, .Q = pt(r, l, HK_Q)->view.data, .K = pt(r, l, HK_K)->view.data,
                    .V = pt(r, l, HK_V)->view.data, .dZ = dZ, .dQ = dQ, .dK = dK, .dV = dV};
@@ -1050,8 +1071,6 @@ static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *d
         j.Pk = pp->view.data;
         j.Pjac = pp->n_patched ? pp->before : NULL;
     }
-    memset(dK, 0, rows * A * sizeof *dK);
-    memset(dV, 0, rows * A * sizeof *dV);
     int tasks = r->B * NH;
     atomic_init(&j.oom, 0);
     int mat = s->pat_kept[l] || wanted(pp) || wanted(ps);

@@ -973,6 +973,47 @@ static void test_grad_mode_forward_unchanged(void **state) {
     }
 }
 
+// Sequences longer than the attention backward's block of 64 queries:
+// causal and bidirectional, a row left-padded past the first block (whose
+// queries then read no key), every position in the metric, the one-pass
+// path (q, k, v wanted) and the three-pass one (the pattern's gradient
+// wanted too), against finite differences of the double forward.
+static void test_long_attention(void **state) {
+    enum { LB = 2, LT = 150 };
+    static int32_t ids[LB * LT];
+    static uint8_t mask[LB * LT];
+    for (int k = 0; k < LB * LT; k++) ids[k] = (int32_t)((k * 7 + 3) % 11), mask[k] = k < LT || k >= LT + 70;
+    for (int causal = 0; causal < 2; causal++)
+        for (int three = 0; three < 2; three++) {
+            mech_config c = tiny(1, MECH_ACT_GELU_NEW, 0, causal, 1, 0, 2, 4);
+            c.n_ctx = 160;
+            setup s = {0};
+            s.m = tiny_model(&c, 31 + causal);
+            ref_from_model(&s.R, s.m);
+            s.bt = (rbatch){LB, LT, ids, mask};
+            mech_err err = {0};
+            if (mech_run_new(s.m, LB, LT, &s.run, &err) || mech_run_set_threads(s.run, 2, &err) ||
+                mech_run_set_mask(s.run, mask, &err) || mech_run_enable_grad(s.run, MECH_GRAD_ACTS, &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_q", &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_k", &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_v", &err) ||
+                (three && mech_run_cache_grad(s.run, "blocks.1.attn.hook_pattern", &err)))
+                fail_msg("%s", err.msg);
+            int32_t ans[LB] = {3, 5};
+            mech_metric mt = {.kind = MECH_METRIC_LOGPROB, .pos = MECH_POS_ALL, .answer = ans};
+            double v;
+            if (mech_run_forward(s.run, ids, &err) || mech_run_backward(s.run, &mt, &v, &err)) fail_msg("%s", err.msg);
+            assert_true(fabs(v - ref_run(&s.R, &s.bt, &mt, NULL, NULL)) < 1e-4);
+            check_hooks(&s, &mt, NULL, causal ? "long causal" : "long bidirectional", "blocks.1.attn.hook_pattern");
+            // the padded row's first 70 positions: no query there, no gradient
+            const mech_tensor *g = mech_run_grad(s.run, "blocks.0.attn.hook_k");
+            for (size_t i = 0; i < (size_t)70 * 8; i++) assert_true(g->data[(size_t)LT * 8 + i] == 0.0f);
+            mech_run_free(s.run);
+            mech_model_free(s.m);
+            ref_free(&s.R);
+        }
+}
+
 // ---------------------------------------------------------------------------
 // Fast paths against the general one
 
@@ -1194,6 +1235,7 @@ int main(void) {
         cmocka_unit_test(test_start_layer),
         cmocka_unit_test(test_grad_mode_forward_unchanged),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_long_attention),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),
         cmocka_unit_test(test_logits_rows),
