@@ -843,25 +843,8 @@ static void act_back_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     const double k = 0.7978845608028654; // sqrt(2/pi)
     if (c->act == MECH_ACT_GELU_NEW) {
-        // gelu_new(x) = x s with s = sigmoid(2u), u = k (x + 0.044715 x^3): the
-        // derivative is s + 2 x s (1 - s) u'. s comes from the vectorised
-        // gelu (s = gelu(x) / x, full relative precision in both tails).
-        float *s = mech_malloc_aligned(c->width * sizeof *s);
-        const float kf = (float)k, c3 = 3 * 0.044715f;
-        for (size_t i = i0; i < i1; i++) {
-            const float *x = c->a + i * c->width;
-            float *g = c->out + i * c->width;
-            if (!s) break;
-            mech_vec_gelu_new(s, x, c->width);
-            for (size_t j = 0; j < c->width; j++) {
-                float xj = x[j], sj = xj != 0 ? s[j] / xj : 0.5f;
-                g[j] *= sj + 2 * xj * sj * (1 - sj) * kf * (1 + c3 * xj * xj);
-            }
-        }
-        if (s) {
-            mech_free_aligned(s);
-            return;
-        }
+        for (size_t i = i0; i < i1; i++) mech_vec_gelu_new_grad(c->out + i * c->width, c->a + i * c->width, c->width);
+        return;
     }
     for (size_t i = i0 * c->width; i < i1 * c->width; i++) {
         double x = c->a[i], d;

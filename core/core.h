@@ -693,6 +693,12 @@ const mech_tensor *mech_run_grads_cached(const mech_run *r, size_t *n);
 // Borrowed from the run.
 const mech_model *mech_run_param_grads(const mech_run *r);
 
+// ---------------------------------------------------------------------------
+// Backward kernels (core/vecmath.c)
+
+// g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
+void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1014,6 +1014,25 @@ static void test_long_attention(void **state) {
         }
 }
 
+// The vectorised gelu_new derivative against the tanh form in double, over
+// both tails and a length with a partial last vector.
+static void test_gelu_new_grad_kernel(void **state) {
+    enum { N = 1003 };
+    static float g[N], x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(-60.0 + 80.0 * i / (N - 1)), g[i] = (float)(0.5 + (i % 7) * 0.25);
+    x[0] = 0.0f;
+    static float g0[N];
+    memcpy(g0, g, sizeof g);
+    mech_vec_gelu_new_grad(g, x, N);
+    for (int i = 0; i < N; i++) {
+        double xi = x[i], k = 0.7978845608028654, th = tanh(k * (xi + 0.044715 * xi * xi * xi));
+        double d = 0.5 * (1 + th) + 0.5 * xi * (1 - th * th) * k * (1 + 3 * 0.044715 * xi * xi);
+        double want = g0[i] * d;
+        if (!(fabs(g[i] - want) <= 1e-6 * fabs(want) + 2e-7)) // NaN fails too
+            fail_msg("gelu_new'(%g) * %g: %.9g, want %.9g", xi, g0[i], g[i], want);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Fast paths against the general one
 
@@ -1236,6 +1255,7 @@ int main(void) {
         cmocka_unit_test(test_grad_mode_forward_unchanged),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_attention),
+        cmocka_unit_test(test_gelu_new_grad_kernel),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),
         cmocka_unit_test(test_logits_rows),
