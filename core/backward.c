@@ -51,7 +51,8 @@ struct grad_state {
     float *xt;             // transpose scratch: (max(C, M, 3A[, V]), rows)
     size_t xt_n;           // its floats
     float *rowv;           // (rows) per-row scalars (LayerNorm scale gradients)
-    float *dlogits;        // (rows, V)
+    float *dlogits;        // (rows, V): rows as the logits the forward computes
+    size_t dlogits_n;      // its floats
     int *nz;               // (rows) rows with a non-zero logit gradient
     float *dres;           // (rows, NH, C) per-head gradients (hook_result, split inputs), lazy
     float *split_x, *split_n, *split_s; // (rows, C) x2 and (rows): one head's split LayerNorm, lazy
@@ -183,6 +184,41 @@ static void colsum(mech_run *r, float *out, const float *y, const float *w, size
     par(r, N, 64, colsum_cols, &c);
 }
 
+// A LayerNorm's two parameter gradients in one read of dy (rows, N):
+// gw = sum dy * n, gb = sum dy, each the same double sum in the same order
+// as colsum's (added when add).
+typedef struct colsum2_ctx {
+    float *gw, *gb;
+    const float *y, *n;
+    size_t rows, N;
+    int add;
+} colsum2_ctx;
+
+static void colsum2_cols(void *ctx, size_t n0, size_t n1) {
+    colsum2_ctx *c = ctx;
+    double aw[128], ab[128];
+    for (size_t c0 = n0; c0 < n1; c0 += 128) {
+        size_t w = n1 - c0 < 128 ? n1 - c0 : 128;
+        for (size_t k = 0; k < w; k++) aw[k] = ab[k] = 0;
+        for (size_t m = 0; m < c->rows; m++) {
+            const float *y = c->y + m * c->N + c0, *f = c->n + m * c->N + c0;
+            for (size_t k = 0; k < w; k++) {
+                aw[k] += (double)(y[k] * f[k]);
+                ab[k] += y[k];
+            }
+        }
+        for (size_t k = 0; k < w; k++) {
+            c->gw[c0 + k] = c->add ? c->gw[c0 + k] + (float)aw[k] : (float)aw[k];
+            c->gb[c0 + k] = c->add ? c->gb[c0 + k] + (float)ab[k] : (float)ab[k];
+        }
+    }
+}
+
+static void colsum2(mech_run *r, float *gw, float *gb, const float *y, const float *n, size_t rows, size_t N, int add) {
+    colsum2_ctx c = {gw, gb, y, n, rows, N, add};
+    par(r, N, 32, colsum2_cols, &c);
+}
+
 // Writable view of a parameter gradient.
 static float *gp(const float *p) { return (float *)(uintptr_t)p; }
 
@@ -199,7 +235,7 @@ static void state_free_work(struct grad_state *s) {
     }
     mech_free(s->nz);
     s->nz = NULL;
-    s->xt_n = 0;
+    s->xt_n = s->dlogits_n = 0;
 }
 
 static void free_point_grad(hook_point *p) {
@@ -508,6 +544,19 @@ static void metric_weights(const mech_run *r, const mech_metric *mt, const int32
     *n_terms = n;
 }
 
+// The row of r->logits that holds position t of row b, or -1 when the
+// forward did not compute it (mech_run_set_logits_rows; its gather rule).
+static long logits_row(const mech_run *r, int b, int t) {
+    if (!r->lg_n) return (long)b * r->T + t;
+    int p0 = r->lg_first;
+    if (p0 < 0) {
+        int st, len;
+        mech_run_row(r, b, &st, &len);
+        p0 = len > 0 ? st + len - 1 : r->T - 1;
+    }
+    return t >= p0 && t < p0 + r->lg_n ? (long)b * r->lg_n + (t - p0) : -1;
+}
+
 // One term of the metric: row i of the logits (b, t), its value and, when
 // d is not NULL, its gradient times scale.
 typedef struct metric_ctx {
@@ -544,7 +593,8 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
     for (size_t k = k0; k < k1; k++) {
         size_t i = (size_t)c->rows_on[k];
         int b = (int)(i / (size_t)T), t = (int)(i % (size_t)T);
-        const float *x = r->logits + i * (size_t)V;
+        size_t li = (size_t)logits_row(r, b, t); // checked by metric_run
+        const float *x = r->logits + li * (size_t)V;
         float *d = c->dl ? c->dl + k * (size_t)V : tmp; // p lands here
         double val = 0;
         switch (mt->kind) {
@@ -574,8 +624,8 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
             break;
         case MECH_METRIC_KL: {
             float *q = tmp + V;
-            double lx = softmax_lse(d, x, V), lq = softmax_lse(q, mt->ref_logits + i * (size_t)V, V);
-            const float *qx = mt->ref_logits + i * (size_t)V;
+            double lx = softmax_lse(d, x, V), lq = softmax_lse(q, mt->ref_logits + li * (size_t)V, V);
+            const float *qx = mt->ref_logits + li * (size_t)V;
             for (int v = 0; v < V; v++)
                 if (q[v] > 0) val += q[v] * (((double)qx[v] - lq) - ((double)x[v] - lx));
             if (c->dl)
@@ -609,8 +659,17 @@ static mech_status metric_run(const mech_run *r, const mech_metric *mt, const in
         goto done;
     }
     size_t k = 0;
-    for (size_t i = 0; i < rows; i++)
-        if (w[i]) on[k++] = (int)i;
+    for (size_t i = 0; i < rows; i++) {
+        if (!w[i]) continue;
+        if (logits_row(r, (int)(i / (size_t)r->T), (int)(i % (size_t)r->T)) < 0) {
+            rc = mech_err_set(err, MECH_ERR_ARG,
+                              "metric %s reads the logits of position %zu of row %zu, which this run does not compute "
+                              "(mech_run_set_logits_rows: %d per row)",
+                              mech_metric_name(mt->kind), i % (size_t)r->T, i / (size_t)r->T + 1, r->lg_n);
+            goto done;
+        }
+        on[k++] = (int)i;
+    }
     metric_ctx c = {.r = r, .mt = mt, .ids = ids, .rows_on = on, .vals = vals, .dl = dl, .scale = 1.0 / (double)n_terms};
     atomic_init(&c.oom, 0);
     par((mech_run *)r, k, 1, metric_terms, &c);
@@ -691,6 +750,34 @@ static void dx_task(void *ctx, size_t i0, size_t i1) {
     }
 }
 
+// The three passes above in one per row, when no hook sits between them:
+// the same operations in the same order, so the same bits.
+static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
+    ln_ctx *c = ctx;
+    size_t C = c->C;
+    for (size_t i = i0; i < i1; i++) {
+        float *dx = c->dx + i * c->ldx, *dn = c->dn + i * C;
+        if (!c->real[i]) {
+            for (size_t k = 0; k < C; k++) dn[k] *= c->w[k];
+            c->ds[i] = 0.0f;
+            memset(dx, 0, C * sizeof *dx);
+            continue;
+        }
+        const float *nj = c->njac + i * C;
+        double s = 0, m = 0;
+        for (size_t k = 0; k < C; k++) {
+            dn[k] *= c->w[k];
+            s += (double)dn[k] * nj[k];
+            m += dn[k];
+        }
+        float ds = (float)(-s / c->s[i]);
+        c->ds[i] = ds;
+        m /= (double)C;
+        double inv = 1.0 / c->s[i], dsc = (double)ds / (double)C;
+        for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+    }
+}
+
 static void ln_affine(mech_run *r, float *a, const float *n, const float *w, const float *b) {
     ln_ctx c = {.r = r, .a = a, .n = n, .w = w, .b = b, .C = (size_t)r->m->cfg.d_model};
     par(r, (size_t)r->B * r->T, 16, affine_task, &c);
@@ -704,12 +791,13 @@ static void ln_affine(mech_run *r, float *a, const float *n, const float *w, con
 static int ln_backward(mech_run *r, float *da, const float *n, const float *njac, const float *s, const float *w,
                        float *gw, float *gb, hook_point *pn, hook_point *ps, int fire_hooks, float *dx, size_t ldx) {
     size_t rows = (size_t)r->B * r->T, C = (size_t)r->m->cfg.d_model;
-    if (gw) {
-        colsum(r, gw, da, n, rows, C, C, 0);
-        colsum(r, gb, da, NULL, rows, C, C, 0);
-    }
+    if (gw) colsum2(r, gw, gb, da, n, rows, C, 0);
     ln_ctx c = {.r = r, .dn = da, .n = n, .njac = njac, .s = s, .w = w, .C = C, .ds = r->grad->rowv, .dx = dx,
                 .ldx = ldx, .real = r->grad->real};
+    if (!pn->n_patched && !ps->n_patched && !(fire_hooks && (wanted(pn) || wanted(ps)))) {
+        par(r, rows, 16, ln_fused_task, &c);
+        return 0;
+    }
     par(r, rows, 16, scale_w_task, &c);
     if (fire_hooks) {
         if (gfire(pn, da)) return 1;
@@ -755,25 +843,8 @@ static void act_back_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     const double k = 0.7978845608028654; // sqrt(2/pi)
     if (c->act == MECH_ACT_GELU_NEW) {
-        // gelu_new(x) = x s with s = sigmoid(2u), u = k (x + 0.044715 x^3): the
-        // derivative is s + 2 x s (1 - s) u'. s comes from the vectorised
-        // gelu (s = gelu(x) / x, full relative precision in both tails).
-        float *s = mech_malloc_aligned(c->width * sizeof *s);
-        const float kf = (float)k, c3 = 3 * 0.044715f;
-        for (size_t i = i0; i < i1; i++) {
-            const float *x = c->a + i * c->width;
-            float *g = c->out + i * c->width;
-            if (!s) break;
-            mech_vec_gelu_new(s, x, c->width);
-            for (size_t j = 0; j < c->width; j++) {
-                float xj = x[j], sj = xj != 0 ? s[j] / xj : 0.5f;
-                g[j] *= sj + 2 * xj * sj * (1 - sj) * kf * (1 + c3 * xj * xj);
-            }
-        }
-        if (s) {
-            mech_free_aligned(s);
-            return;
-        }
+        for (size_t i = i0; i < i1; i++) mech_vec_gelu_new_grad(c->out + i * c->width, c->a + i * c->width, c->width);
+        return;
     }
     for (size_t i = i0 * c->width; i < i1 * c->width; i++) {
         double x = c->a[i], d;
@@ -840,17 +911,32 @@ static void recompute_p(const attn_bctx *j, int b, int h, int i0, int i1, int k0
     }
 }
 
-// dst (nk, HS) += a^T (rows, nk; lda) @ x (rows, HS; ldx), via scratch
-static void acc_tn(float *dst, int ldd, const float *a, int lda, const float *x, int ldx, int rows, int nk, int HS,
-                   float *at, float *tmp) {
-    for (int t0 = 0; t0 < nk; t0 += 16) { // tiles of 16 columns: reads and writes stay in cache
-        int t1 = t0 + 16 < nk ? t0 + 16 : nk;
-        for (int i = 0; i < rows; i++)
-            for (int t = t0; t < t1; t++) at[(size_t)t * rows + i] = a[(size_t)i * lda + t];
+// dst (HS, nk; rows ldd apart) += xt (HS, rows) @ a (rows, nk; lda), via tmp.
+// The transposed gradients dV^T and dK^T accumulate this way: the product's
+// N is the block's keys (many) rather than HS, and only the small xt is a
+// transposed copy, not the (rows, nk) pattern block.
+static void acc_t(float *dst, int ldd, const float *xt, const float *a, int lda, int rows, int nk, int HS, float *tmp) {
+    mech_matmul(NULL, tmp, nk, xt, rows, a, lda, NULL, HS, rows, nk);
+    for (int d = 0; d < HS; d++) {
+        float *o = dst + (size_t)d * ldd;
+        const float *t = tmp + (size_t)d * nk;
+        for (int k = 0; k < nk; k++) o[k] += t[k];
     }
-    mech_matmul(NULL, tmp, HS, at, rows, x, ldx, NULL, nk, rows, HS);
-    for (int t = 0; t < nk; t++)
-        for (int d = 0; d < HS; d++) dst[(size_t)t * ldd + d] += tmp[(size_t)t * HS + d];
+}
+
+// xt (HS, n) = x (n, HS; ldx) transposed, divided by f.
+static void small_t(float *xt, const float *x, int ldx, int n, int HS, float f) {
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < HS; d++) xt[(size_t)d * n + i] = x[(size_t)i * ldx + d] / f;
+}
+
+// dst rows t of the head's slice (rows A apart) = src (HS, T) transposed.
+static void put_t(float *dst, int A, const float *src, int T, int HS) {
+    for (int t0 = 0; t0 < T; t0 += 16) { // 16 rows at a time: the source lines stay in cache
+        int t1 = t0 + 16 < T ? t0 + 16 : T;
+        for (int d = 0; d < HS; d++)
+            for (int t = t0; t < t1; t++) dst[(size_t)t * A + d] = src[(size_t)d * T + t];
+    }
 }
 
 static void attn_back_task(void *ctx, int task, int thread) {
@@ -860,15 +946,19 @@ static void attn_back_task(void *ctx, int task, int thread) {
     int NH = c->n_heads, HS = c->d_head, A = NH * HS, T = r->T;
     int b = task / NH, h = task % NH;
     float scale = (float)sqrt((double)HS);
-    size_t need = (size_t)QB * T * 3 + (size_t)T * HS + (size_t)QB * HS;
+    size_t need = (size_t)QB * T * 2 + (size_t)T * HS * 3 + (size_t)QB * HS * 2;
     float *own = NULL, *buf = mech_pool_scratch(r->pool, thread, need * sizeof(float));
     if (!buf) buf = own = mech_malloc_aligned(need * sizeof(float));
     if (!buf) {
         atomic_store(&j->oom, 1);
         return;
     }
-    float *P = buf, *dP = buf + (size_t)QB * T, *at = dP + (size_t)QB * T, *tmp = at + (size_t)QB * T;
-    float *qs = tmp + (size_t)T * HS; // (QB, HS) q / sqrt(HS)
+    float *P = buf, *dP = buf + (size_t)QB * T, *tmp = dP + (size_t)QB * T;
+    float *dVt = tmp + (size_t)T * HS, *dKt = dVt + (size_t)T * HS; // (HS, T) this head's dV^T, dK^T
+    float *zt = dKt + (size_t)T * HS, *qst = zt + (size_t)QB * HS;   // (HS, QB) dz^T, (q / sqrt(HS))^T
+    int want_v = j->phase == 0 || j->phase == 1, want_k = j->phase == 0 || j->phase == 3;
+    if (want_v) memset(dVt, 0, (size_t)T * HS * sizeof *dVt);
+    if (want_k) memset(dKt, 0, (size_t)T * HS * sizeof *dKt);
     size_t head = ((size_t)b * NH + h) * T * T;
     for (int i0 = 0; i0 < T; i0 += QB) {
         int i1 = i0 + QB < T ? i0 + QB : T, n = i1 - i0, k0, k1;
@@ -901,7 +991,8 @@ static void attn_back_task(void *ctx, int task, int thread) {
             float *dPb = j->phase == 1 ? j->dP + head + (size_t)i0 * T + k0 : dP;
             int lddp = j->phase == 1 ? T : nk;
             mech_matmul_nt(NULL, dPb, lddp, dz, A, vv, A, NULL, n, HS, nk);
-            acc_tn(j->dV + ((size_t)b * T + k0) * A + (size_t)h * HS, A, Pb, ldp, dz, A, n, nk, HS, at, tmp);
+            small_t(zt, dz, A, n, HS, 1.0f);
+            acc_t(dVt + k0, T, zt, Pb, ldp, n, nk, HS, tmp); // dV^T += dz^T P
             if (j->phase == 1) continue;
         }
         float *dS; // (n, nk) rows ldds apart
@@ -938,12 +1029,13 @@ static void attn_back_task(void *ctx, int task, int thread) {
         mech_matmul(NULL, dq, A, dS, ldds, kk, A, NULL, n, nk, HS);
         for (int i = 0; i < n; i++)
             for (int d = 0; d < HS; d++) dq[(size_t)i * A + d] /= scale;
-        float *dkb = j->dK + ((size_t)b * T + k0) * A + (size_t)h * HS;
-        // dK takes dS^T (q / sqrt(HS)): scaling q's n rows is cheaper than dK's
-        for (int i = 0; i < n; i++)
-            for (int d = 0; d < HS; d++) qs[(size_t)i * HS + d] = q[(size_t)i * A + d] / scale;
-        acc_tn(dkb, A, dS, ldds, qs, HS, n, nk, HS, at, tmp);
+        // dK^T += (q / sqrt(HS))^T dS: scaling q's n rows is cheaper than dK's
+        small_t(qst, q, A, n, HS, scale);
+        acc_t(dKt + k0, T, qst, dS, ldds, n, nk, HS, tmp);
     }
+    // this (row, head)'s slices of dV and dK, every position (0 where no query read it)
+    if (want_v) put_t(j->dV + (size_t)b * T * A + (size_t)h * HS, A, dVt, T, HS);
+    if (want_k) put_t(j->dK + (size_t)b * T * A + (size_t)h * HS, A, dKt, T, HS);
     mech_free_aligned(own);
 }
 
@@ -954,7 +1046,7 @@ static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *d
     const mech_config *c = &r->m->cfg;
     struct grad_state *s = r->grad;
     int NH = c->n_heads, T = r->T;
-    size_t rows = (size_t)r->B * T, A = (size_t)NH * c->d_head, TT = (size_t)r->B * NH * T * T;
+    size_t TT = (size_t)r->B * NH * T * T;
     hook_point *pp = pt(r, l, HK_PATTERN), *ps = pt(r, l, HK_SCORES);
     attn_bctx j = {.r = r, .l = l, .Q = pt(r, l, HK_Q)->view.data, .K = pt(r, l, HK_K)->view.data,
                    .V = pt(r, l, HK_V)->view.data, .dZ = dZ, .dQ = dQ, .dK = dK, .dV = dV};
@@ -962,8 +1054,6 @@ static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *d
         j.Pk = pp->view.data;
         j.Pjac = pp->n_patched ? pp->before : NULL;
     }
-    memset(dK, 0, rows * A * sizeof *dK);
-    memset(dV, 0, rows * A * sizeof *dV);
     int tasks = r->B * NH;
     atomic_init(&j.oom, 0);
     int mat = s->pat_kept[l] || wanted(pp) || wanted(ps);
@@ -1013,15 +1103,35 @@ static mech_status alloc_lazy(float **p, size_t n, mech_err *err) {
     return MECH_OK;
 }
 
+// Row copies: dst row i (ldd apart; 0: C) = src row i (lds apart), C floats.
 typedef struct gather_ctx {
     float *dst;
     const float *src;
-    size_t C, lds;
+    size_t C, lds, ldd;
 } gather_ctx;
 
 static void gather_task(void *ctx, size_t i0, size_t i1) {
     gather_ctx *g = ctx;
-    for (size_t i = i0; i < i1; i++) memcpy(g->dst + i * g->C, g->src + i * g->lds, g->C * sizeof(float));
+    size_t ldd = g->ldd ? g->ldd : g->C;
+    for (size_t i = i0; i < i1; i++) memcpy(g->dst + i * ldd, g->src + i * g->lds, g->C * sizeof(float));
+}
+
+// G row i += each head's row (rows, NH, C), heads in order.
+typedef struct heads_ctx {
+    float *G;
+    const float *d;
+    int NH;
+    size_t C;
+} heads_ctx;
+
+static void heads_add_task(void *ctx, size_t i0, size_t i1) {
+    heads_ctx *c = ctx;
+    for (size_t i = i0; i < i1; i++)
+        for (int h = 0; h < c->NH; h++) {
+            const float *d = c->d + (i * (size_t)c->NH + (size_t)h) * c->C;
+            float *y = c->G + i * c->C;
+            for (size_t k = 0; k < c->C; k++) y[k] += d[k];
+        }
 }
 
 // q, k, v from per-head inputs: each head's own copy of the residual (and
@@ -1045,54 +1155,66 @@ static int qkv_split_backward(mech_run *r, int l, float *G, mech_err *err) {
     }
     float *X = s->split_x, *Nh = s->split_x + rows * C, *ga = s->ga;
     const float *dW[3] = {s->dq, s->dk, s->dv};
+    if (!s->split[l]) {
+        // Every head read the same input (the forward did not split): its
+        // LayerNorm output once, and each of W_q, W_k, W_v's gradients as one
+        // product rather than one per head.
+        const float *in = pt(r, l, HK_RESID_PRE)->view.data;
+        if (ln) {
+            ln_affine(r, s->act, pn->view.data, w->ln1_w, w->ln1_b);
+            in = s->act;
+        }
+        if (gw) {
+            transpose(r, s->xt, in, rows, C, C);
+            for (int which = 0; which < 3; which++) {
+                size_t col = (size_t)which * A;
+                mech_matmul(r->pool, gp(gw->qkv_w) + col, 3 * A, s->xt, (int)rows, dW[which], A, NULL, (int)C, (int)rows,
+                            A);
+                colsum(r, gp(gw->qkv_b) + col, dW[which], NULL, rows, (size_t)A, (size_t)A, 0);
+            }
+        }
+    }
     for (int which = 0; which < 3; which++) {
         hook_point *pin = pt(r, l, HK_Q_INPUT + which);
         const float *Xin = s->split[l] ? pin->view.data : NULL; // (rows, NH, C)
         for (int h = 0; h < NH; h++) {
             const float *n = NULL, *njac = NULL, *sc = NULL, *in;
-            if (Xin) { // this head's own input
+            if (!Xin) {
+                if (ln) n = pn->view.data, njac = njac_of(pn), sc = ps->view.data;
+            } else { // this head's own input
                 gather_ctx g = {.dst = X, .src = Xin + (size_t)h * C, .C = C, .lds = (size_t)NH * C};
                 par(r, rows, 16, gather_task, &g);
                 in = X;
                 if (ln) {
                     for (size_t i = 0; i < rows; i++) mech_vec_layernorm(Nh + i * C, s->split_s + i, X + i * C, C, c->ln_eps);
                     n = njac = Nh, sc = s->split_s;
+                    ln_affine(r, s->act, n, w->ln1_w, w->ln1_b);
+                    in = s->act;
                 }
-            } else {
-                in = pt(r, l, HK_RESID_PRE)->view.data;
-                if (ln) n = pn->view.data, njac = njac_of(pn), sc = ps->view.data;
-            }
-            if (ln) {
-                ln_affine(r, s->act, n, w->ln1_w, w->ln1_b);
-                in = s->act;
+                if (gw) {
+                    const float *dy = dW[which] + (size_t)h * HS;
+                    size_t col = (size_t)which * A + (size_t)h * HS;
+                    matmul_tn(r, gp(gw->qkv_w) + col, 3 * A, in, (int)C, dy, A, (int)rows, (int)C, HS);
+                    colsum(r, gp(gw->qkv_b) + col, dy, NULL, rows, (size_t)HS, (size_t)A, 0);
+                }
             }
             const float *dy = dW[which] + (size_t)h * HS;
             size_t col = (size_t)which * A + (size_t)h * HS;
-            if (gw) {
-                matmul_tn(r, gp(gw->qkv_w) + col, 3 * A, in, (int)C, dy, A, (int)rows, (int)C, HS);
-                colsum(r, gp(gw->qkv_b) + col, dy, NULL, rows, (size_t)HS, (size_t)A, 0);
-            }
             // ga = dy @ W_slice^T
             mech_matmul_nt(r->pool, ga, (int)C, dy, A, w->qkv_w + col, 3 * A, NULL, (int)rows, HS, (int)C);
             float *dx = s->dres + (size_t)h * C;
             if (ln) {
-                if (gln_w) {
-                    colsum(r, gln_w, ga, n, rows, C, C, 1);
-                    colsum(r, gln_b, ga, NULL, rows, C, C, 1);
-                }
+                if (gln_w) colsum2(r, gln_w, gln_b, ga, n, rows, C, 1);
                 // hooks on ln1 fire only when the forward ran them (not split)
                 if (ln_backward(r, ga, n, njac, sc, w->ln1_w, NULL, NULL, pn, ps, 0, dx, (size_t)NH * C)) return 1;
             } else {
-                for (size_t i = 0; i < rows; i++) memcpy(dx + i * NH * C, ga + i * C, C * sizeof(float));
+                gather_ctx g = {.dst = dx, .src = ga, .C = C, .lds = C, .ldd = (size_t)NH * C};
+                par(r, rows, 16, gather_task, &g);
             }
         }
         if (gfire(pin, s->dres)) return 1;
-        for (size_t i = 0; i < rows; i++)
-            for (int h = 0; h < NH; h++) {
-                const float *d = s->dres + (i * NH + h) * C;
-                float *y = G + i * C;
-                for (size_t k = 0; k < C; k++) y[k] += d[k];
-            }
+        heads_ctx hc = {.G = G, .d = s->dres, .NH = NH, .C = C};
+        par(r, rows, 16, heads_add_task, &hc);
     }
     return 0;
 }
@@ -1154,8 +1276,10 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
     const float *Z = pt(r, l, HK_Z)->view.data;
     if (wanted(pres) || pres->n_patched) {
         if (alloc_lazy(&s->dres, rows * NH * C, err)) return -1;
-        for (size_t i = 0; i < rows; i++)
-            for (int h = 0; h < NH; h++) memcpy(s->dres + (i * NH + h) * C, dao + i * C, C * sizeof(float));
+        for (int h = 0; h < NH; h++) {
+            gather_ctx gc = {.dst = s->dres + (size_t)h * C, .src = dao, .C = C, .lds = C, .ldd = (size_t)NH * C};
+            par(r, rows, 16, gather_task, &gc);
+        }
         if (gfire(pres, s->dres)) return 1;
         for (int h = 0; h < NH; h++) {
             const float *dy = s->dres + (size_t)h * C;
@@ -1179,10 +1303,11 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         if (q) return q;
     } else {
         // one product for q, k and v: pack their gradients side by side
-        for (size_t i = 0; i < rows; i++) {
-            memcpy(s->dqkv + i * 3 * A, s->dq + i * A, (size_t)A * sizeof(float));
-            memcpy(s->dqkv + i * 3 * A + A, s->dk + i * A, (size_t)A * sizeof(float));
-            memcpy(s->dqkv + i * 3 * A + 2 * A, s->dv + i * A, (size_t)A * sizeof(float));
+        const float *part[3] = {s->dq, s->dk, s->dv};
+        for (int k = 0; k < 3; k++) {
+            gather_ctx gc = {.dst = s->dqkv + (size_t)k * A, .src = part[k], .C = (size_t)A, .lds = (size_t)A,
+                             .ldd = (size_t)3 * A};
+            par(r, rows, 16, gather_task, &gc);
         }
         hook_point *pn = pt(r, l, HK_LN1_NORM), *ps = pt(r, l, HK_LN1_SCALE);
         const float *in;
@@ -1213,26 +1338,57 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
 // ---------------------------------------------------------------------------
 // The backward pass
 
+// The lowest block the backward must run (L: none), and whether the
+// embeddings' points need their gradient. Parameter gradients need every
+// block; activation gradients only down to the lowest point that has a
+// gradient cache or a backward hook (nothing below reads the result).
+static int lowest_block(const mech_run *r, int *embed) {
+    const struct grad_state *s = r->grad;
+    int L = r->m->cfg.n_layers;
+    *embed = s->grads != NULL;
+    if (s->grads) return s->start;
+    for (int i = 0; i < r->n_pts; i++) {
+        const hook_point *p = &r->pts[i];
+        if (!wanted(p)) continue;
+        if (p->kind == HK_EMBED || p->kind == HK_POS_EMBED) {
+            *embed = 1;
+            return s->start;
+        }
+    }
+    for (int l = s->start; l < L; l++)
+        for (int k = HK_RESID_PRE; k <= HK_RESID_POST; k++)
+            if (wanted(pt((mech_run *)r, l, k))) return l;
+    return L;
+}
+
 static mech_status alloc_work(mech_run *r, mech_err *err) {
     const mech_config *c = &r->m->cfg;
     struct grad_state *s = r->grad;
     size_t rows = (size_t)r->B * r->T, C = (size_t)c->d_model, A = (size_t)c->n_heads * c->d_head,
            M = c->d_mlp ? (size_t)c->d_mlp : 1, V = (size_t)c->d_vocab;
-    size_t wide = C > M ? C : M, xt = wide > A * 3 ? wide : A * 3;
-    if (s->flags == MECH_GRAD_PARAMS && V > xt) xt = V;
+    // the metric's terms read at most the logits rows the forward computed
+    size_t lrows = r->lg_n ? (size_t)r->B * (size_t)r->lg_n : rows;
+    size_t wide = C > M ? C : M, xt = (wide > A * 3 ? wide : A * 3) * rows;
+    if (s->flags == MECH_GRAD_PARAMS && V * lrows > xt) xt = V * lrows;
     mech_status rc;
     if ((rc = alloc_lazy(&s->g, rows * C, err)) || (rc = alloc_lazy(&s->ga, rows * C, err)) ||
         (rc = alloc_lazy(&s->gb, rows * C, err)) || (rc = alloc_lazy(&s->act, rows * C, err)) ||
         (rc = alloc_lazy(&s->dq, rows * A, err)) || (rc = alloc_lazy(&s->dk, rows * A, err)) ||
         (rc = alloc_lazy(&s->dv, rows * A, err)) || (rc = alloc_lazy(&s->dz, rows * A, err)) ||
         (rc = alloc_lazy(&s->dqkv, rows * A * 3, err)) || (rc = alloc_lazy(&s->dpost, rows * M, err)) ||
-        (rc = alloc_lazy(&s->rowv, rows, err)) || (rc = alloc_lazy(&s->dlogits, rows * V, err)))
+        (rc = alloc_lazy(&s->rowv, rows, err)))
         return rc;
-    if (s->xt_n < xt * rows) {
+    if (s->xt_n < xt) {
         mech_free_aligned(s->xt);
         s->xt = NULL;
-        if ((rc = alloc_lazy(&s->xt, xt * rows, err))) return rc;
-        s->xt_n = xt * rows;
+        if ((rc = alloc_lazy(&s->xt, xt, err))) return rc;
+        s->xt_n = xt;
+    }
+    if (s->dlogits_n < lrows * V) {
+        mech_free_aligned(s->dlogits);
+        s->dlogits = NULL;
+        if ((rc = alloc_lazy(&s->dlogits, lrows * V, err))) return rc;
+        s->dlogits_n = lrows * V;
     }
     if (!s->nz && !(s->nz = mech_malloc(rows * sizeof *s->nz)))
         return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
@@ -1260,6 +1416,7 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
     double val;
     if ((rc = metric_run(r, mt, s->ids, &val, s->dlogits, s->nz, &n_nz, err))) return rc;
     if (value) *value = val;
+    int embed, lo = lowest_block(r, &embed);
 
     // unembedding: logits = x_f @ U^T + b, for the rows the metric reads
     hook_point *pn = pt(r, -1, HK_LNF_NORM), *ps = pt(r, -1, HK_LNF_SCALE);
@@ -1279,6 +1436,8 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
         mech_matmul(r->pool, gu, (int)C, s->xt, n_nz, xc, (int)C, NULL, V, n_nz, (int)C);
         if (c->unembed_bias) colsum(r, gp(g->unembed_b), s->dlogits, NULL, (size_t)n_nz, (size_t)V, (size_t)V, 0);
     }
+    // activation gradients only, and none wanted: the metric's value is all
+    if (!g && lo == L && !wanted(pn) && !wanted(ps)) return MECH_OK;
     float *dxc = s->gb;
     mech_matmul(r->pool, dxc, (int)C, s->dlogits, V, m->unembed, (int)C, NULL, n_nz, V, (int)C);
     float *G = s->g;
@@ -1291,7 +1450,7 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
     } else {
         memcpy(G, s->ga, rows * C * sizeof(float));
     }
-    for (int l = L - 1; l >= s->start; l--) {
+    for (int l = L - 1; l >= lo; l--) {
         int b = block_backward(r, l, G, err);
         if (b < 0) return err ? err->code : MECH_ERR_NOMEM;
         if (b) return mech_err_set(err, MECH_ERR_CANCELLED, "a backward hook stopped the run in block %d", l);
@@ -1307,7 +1466,7 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
                 if (all[k]) memset(gp(all[k]), 0, n[k] * sizeof(float));
         }
     // embeddings
-    if (s->start == 0) {
+    if (s->start == 0 && embed) {
         hook_point *pe = pt(r, -1, HK_EMBED), *pp = pt(r, -1, HK_POS_EMBED);
         float *de = G, *dp = G;
         if (wanted(pe) || pe->n_patched) {

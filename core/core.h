@@ -566,8 +566,9 @@ const float *mech_run_logits(const mech_run *r);
 // the logits its largest buffer; a next-token prediction needs one row).
 // first = MECH_LOGITS_LAST with n = 1: each sequence's last real token (its
 // own under mech_run_set_mask). n = 0: all (B, T) rows, the default. Rows
-// of padding read 0. Grad mode needs every row: MECH_ERR_ARG when it is on
-// (and mech_run_forward refuses a restricted run in grad mode).
+// of padding read 0. In grad mode a metric may read only these rows
+// (mech_run_backward refuses one that reads others, such as the loss over
+// every position); the unembedding's backward then costs those rows only.
 #define MECH_LOGITS_LAST (-1)
 mech_status mech_run_set_logits_rows(mech_run *r, int first, int n, mech_err *err);
 // (B, T, C): the residual stream where the last forward stopped (resid_pre of
@@ -644,7 +645,8 @@ typedef struct mech_metric {
     int pos;
     const int32_t *answer;   // (B) LOGIT_DIFF, LOGPROB: each row's token
     const int32_t *wrong;    // (B) LOGIT_DIFF
-    const float *ref_logits; // (B, T, V) KL: the reference run's logits
+    const float *ref_logits; // (B, T, V) KL: the reference run's logits; (B, n, V)
+                             // when this run computes n rows (mech_run_set_logits_rows)
     // LOSS: (B, T) the target of each position (-1: none), or NULL: the
     // next real token of the row (every position but the row's last).
     const int32_t *targets;
@@ -836,6 +838,10 @@ size_t mech_capi_sizeof(const char *type);
 // d/dy and is overwritten; dx (rows, C) gets d/dx.
 void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *s, const float *w, size_t rows,
                              size_t C);
+// Backward kernels (core/vecmath.c)
+
+// g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
+void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
 
 #ifdef __cplusplus
 }

@@ -382,8 +382,6 @@ mech_status mech_run_set_logits_rows(mech_run *r, int first, int n, mech_err *er
     else if (first == MECH_LOGITS_LAST ? n != 1 : first < 0 || n < 0 || n > r->T - first)
         return mech_err_set(err, MECH_ERR_RANGE, "logits rows %d..%d: expected positions within 0..%d, or the last token (n = 1)",
                             first, first + n - 1, r->T - 1);
-    if (n && r->grad)
-        return mech_err_set(err, MECH_ERR_ARG, "grad mode needs the logits of every position: turn it off first");
     size_t rows = (size_t)r->B * (n ? (size_t)n : (size_t)r->T), have = (size_t)r->B * (r->lg_n ? (size_t)r->lg_n : (size_t)r->T);
     if (rows != have) {
         // a new buffer of the size asked for: the full (B, T, V) one is the largest the run holds
@@ -992,9 +990,6 @@ mech_status mech_run_forward_ex(mech_run *r, const int32_t *ids, const mech_run_
                                     "token id %d (sequence %zu, position %zu) is outside the model's vocabulary of %d tokens",
                                     (int)ids[i], i / (size_t)r->T + 1, i % (size_t)r->T + 1, c->d_vocab);
     }
-    if (r->grad && r->lg_n)
-        return mech_err_set(err, MECH_ERR_ARG, "grad mode needs the logits of every position; this run computes %d row%s per sequence",
-                            r->lg_n, r->lg_n == 1 ? "" : "s");
     mech_status rc = prepare(r, err);
     if (rc) return rc;
     if (r->grad && (rc = grad_forward_begin(r, start, ids, err))) return rc;

@@ -400,3 +400,68 @@ float mech_vec_softmax(float *x, size_t n) { return vec_best()->softmax(x, n); }
 void mech_vec_layernorm(float *out, float *scale_out, const float *in, size_t n, float eps) {
     vec_best()->layernorm(out, scale_out, in, n, eps);
 }
+
+// ---------------------------------------------------------------------------
+// Backward kernels (core/backward.c)
+//
+// gelu_new's derivative, times the incoming gradient: with s = sigmoid(2u),
+// u = C (x + 0.044715 x^3), gelu_new(x) = x s and its derivative is
+// s + 2 x s (1 - s) u'. With e = exp(-2u), s = 1 / (1 + e) and 1 - s = e s:
+// full relative precision in both tails (no cancellation). -2u is capped at
+// 80 (e stays finite, e s = 1): below x = -9 the derivative is under 1e-30.
+
+static void gelu_new_grad_port(float *g, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i], x2 = xi * xi, u = xi * (GELU_C + GELU_C3 * x2);
+        float e = expf(fminf(-2.0f * u, 80.0f)), s = 1.0f / (1.0f + e);
+        g[i] *= s + 2.0f * xi * s * (e * s) * (GELU_C + 3.0f * GELU_C3 * x2);
+    }
+}
+
+#if VM_X86
+VM_INLINE T512 __m512 gelu_grad512(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(GELU_C3), x2, _mm512_set1_ps(GELU_C)));
+    __m512 e = exp512(_mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u), _mm512_set1_ps(80.0f)));
+    __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    __m512 du = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_C3), x2, _mm512_set1_ps(GELU_C));
+    __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), s), _mm512_mul_ps(e, s));
+    return _mm512_fmadd_ps(t, du, s);
+}
+
+static T512 void gelu_new_grad_512(float *g, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 d = gelu_grad512(_mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + i), d));
+    }
+}
+
+static T256 void gelu_new_grad_256(float *g, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i), x2 = _mm256_mul_ps(xv, xv);
+        __m256 u = _mm256_mul_ps(xv, _mm256_fmadd_ps(_mm256_set1_ps(GELU_C3), x2, _mm256_set1_ps(GELU_C)));
+        __m256 e = exp256(_mm256_min_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u), _mm256_set1_ps(80.0f)));
+        __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        __m256 du = _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_C3), x2, _mm256_set1_ps(GELU_C));
+        __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(xv, xv), s), _mm256_mul_ps(e, s));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_fmadd_ps(t, du, s)));
+    }
+    if (i < n) gelu_new_grad_port(g + i, x + i, n - i);
+}
+#endif
+
+void mech_vec_gelu_new_grad(float *g, const float *x, size_t n) {
+#if VM_X86
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        gelu_new_grad_512(g, x, n);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        gelu_new_grad_256(g, x, n);
+        return;
+    }
+#endif
+    gelu_new_grad_port(g, x, n);
+}

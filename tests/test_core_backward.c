@@ -973,6 +973,239 @@ static void test_grad_mode_forward_unchanged(void **state) {
     }
 }
 
+// Sequences longer than the attention backward's block of 64 queries:
+// causal and bidirectional, a row left-padded past the first block (whose
+// queries then read no key), every position in the metric, the one-pass
+// path (q, k, v wanted) and the three-pass one (the pattern's gradient
+// wanted too), against finite differences of the double forward.
+static void test_long_attention(void **state) {
+    enum { LB = 2, LT = 150 };
+    static int32_t ids[LB * LT];
+    static uint8_t mask[LB * LT];
+    for (int k = 0; k < LB * LT; k++) ids[k] = (int32_t)((k * 7 + 3) % 11), mask[k] = k < LT || k >= LT + 70;
+    for (int causal = 0; causal < 2; causal++)
+        for (int three = 0; three < 2; three++) {
+            mech_config c = tiny(1, MECH_ACT_GELU_NEW, 0, causal, 1, 0, 2, 4);
+            c.n_ctx = 160;
+            setup s = {0};
+            s.m = tiny_model(&c, 31 + causal);
+            ref_from_model(&s.R, s.m);
+            s.bt = (rbatch){LB, LT, ids, mask};
+            mech_err err = {0};
+            if (mech_run_new(s.m, LB, LT, &s.run, &err) || mech_run_set_threads(s.run, 2, &err) ||
+                mech_run_set_mask(s.run, mask, &err) || mech_run_enable_grad(s.run, MECH_GRAD_ACTS, &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_q", &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_k", &err) ||
+                mech_run_cache_grad(s.run, "blocks.*.attn.hook_v", &err) ||
+                (three && mech_run_cache_grad(s.run, "blocks.1.attn.hook_pattern", &err)))
+                fail_msg("%s", err.msg);
+            int32_t ans[LB] = {3, 5};
+            mech_metric mt = {.kind = MECH_METRIC_LOGPROB, .pos = MECH_POS_ALL, .answer = ans};
+            double v;
+            if (mech_run_forward(s.run, ids, &err) || mech_run_backward(s.run, &mt, &v, &err)) fail_msg("%s", err.msg);
+            assert_true(fabs(v - ref_run(&s.R, &s.bt, &mt, NULL, NULL)) < 1e-4);
+            check_hooks(&s, &mt, NULL, causal ? "long causal" : "long bidirectional", "blocks.1.attn.hook_pattern");
+            // the padded row's first 70 positions: no query there, no gradient
+            const mech_tensor *g = mech_run_grad(s.run, "blocks.0.attn.hook_k");
+            for (size_t i = 0; i < (size_t)70 * 8; i++) assert_true(g->data[(size_t)LT * 8 + i] == 0.0f);
+            mech_run_free(s.run);
+            mech_model_free(s.m);
+            ref_free(&s.R);
+        }
+}
+
+// The vectorised gelu_new derivative against the tanh form in double, over
+// both tails and a length with a partial last vector.
+static void test_gelu_new_grad_kernel(void **state) {
+    enum { N = 1003 };
+    static float g[N], x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(-60.0 + 80.0 * i / (N - 1)), g[i] = (float)(0.5 + (i % 7) * 0.25);
+    x[0] = 0.0f;
+    static float g0[N];
+    memcpy(g0, g, sizeof g);
+    mech_vec_gelu_new_grad(g, x, N);
+    for (int i = 0; i < N; i++) {
+        double xi = x[i], k = 0.7978845608028654, th = tanh(k * (xi + 0.044715 * xi * xi * xi));
+        double d = 0.5 * (1 + th) + 0.5 * xi * (1 - th * th) * k * (1 + 3 * 0.044715 * xi * xi);
+        double want = g0[i] * d;
+        if (!(fabs(g[i] - want) <= 1e-6 * fabs(want) + 2e-7)) // NaN fails too
+            fail_msg("gelu_new'(%g) * %g: %.9g, want %.9g", xi, g0[i], g[i], want);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fast paths against the general one
+
+// Every default point plus the opt-in ones attribution patching reads.
+static void cache_all(setup *s) {
+    mech_err err = {0};
+    const char *opt[] = {"*", "blocks.*.hook_q_input", "blocks.*.hook_k_input", "blocks.*.hook_v_input",
+                         "blocks.*.attn.hook_result", "blocks.*.hook_mlp_in"};
+    for (int k = 0; k < 6; k++) {
+        if (s->m->cfg.attn_only && strstr(opt[k], "mlp_in")) continue;
+        if (mech_run_cache_grad(s->run, opt[k], &err)) fail_msg("%s", err.msg);
+    }
+}
+
+// The gradient at name of run r, which must be there.
+static const mech_tensor *grad_of(mech_run *r, const char *name) {
+    const mech_tensor *g = mech_run_grad(r, name);
+    if (!g) fail_msg("no gradient cached at %s", name);
+    return g;
+}
+
+// Every cached gradient of a equals b's at the same point, bit for bit.
+static void assert_grads_equal(mech_run *a, mech_run *b, const char *what) {
+    size_t n;
+    const mech_tensor *ga = mech_run_grads_cached(a, &n);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+        const mech_tensor *gb = grad_of(b, ga[i].name);
+        size_t k = mech_tensor_numel(&ga[i]);
+        if (memcmp(ga[i].data, gb->data, k * sizeof(float)))
+            fail_msg("%s: gradients at %s differ", what, ga[i].name);
+    }
+}
+
+// Every parameter gradient of a equals b's, bit for bit.
+static void assert_param_grads_equal(mech_run *a, mech_run *b, const char *what) {
+    const mech_model *ga = mech_run_param_grads(a), *gb = mech_run_param_grads(b);
+    assert_non_null(ga);
+    assert_non_null(gb);
+    assert_int_equal(ga->owned_floats, gb->owned_floats);
+    if (memcmp(ga->owned, gb->owned, ga->owned_floats * sizeof(float))) {
+        for (size_t i = 0; i < ga->owned_floats; i++)
+            if (ga->owned[i] != gb->owned[i])
+                fail_msg("%s: parameter gradient %zu: %.9g vs %.9g", what, i, ga->owned[i], gb->owned[i]);
+    }
+}
+
+// MECH_GRAD_ACTS skips the parameter gradients and nothing else: its
+// activation gradients equal a MECH_GRAD_PARAMS run's bit for bit, for
+// every config and metric, through the per-head (q/k/v input, result) paths.
+// The parameter gradients of a run that computes those per-head inputs equal
+// a plain run's (one W_qkv product instead of one per head).
+static void test_acts_equal_params(void **state) {
+    for (size_t i = 0; i < N_CASES; i++)
+        for (int kind = 0; kind < MECH_METRIC_COUNT_; kind++) {
+            setup p, a, q;
+            setup_case(&p, (int)i, MECH_GRAD_PARAMS, NULL);
+            setup_case(&a, (int)i, MECH_GRAD_ACTS, NULL);
+            setup_case(&q, (int)i, MECH_GRAD_PARAMS, NULL);
+            cache_all(&p);
+            cache_all(&a);
+            mech_metric mp = metric_of(&p, kind), ma = metric_of(&a, kind), mq = metric_of(&q, kind);
+            double vp = run_backward(&p, &mp), va = run_backward(&a, &ma), vq = run_backward(&q, &mq);
+            assert_true(vp == va && vp == vq);
+            assert_null(mech_run_param_grads(a.run));
+            char what[160];
+            snprintf(what, sizeof what, "%s, %s: acts vs params", cases[i].name, mech_metric_name(kind));
+            assert_grads_equal(a.run, p.run, what);
+            const mech_model *gp_ = mech_run_param_grads(p.run), *gq = mech_run_param_grads(q.run);
+            assert_int_equal(gp_->owned_floats, gq->owned_floats);
+            snprintf(what, sizeof what, "%s, %s: params with per-head inputs", cases[i].name, mech_metric_name(kind));
+            mech_assert_close(gp_->owned, gq->owned, gq->owned_floats, 1e-7, 1e-5, what);
+            teardown_case(&q);
+            teardown_case(&a);
+            teardown_case(&p);
+        }
+}
+
+// With activation gradients only, the backward stops at the lowest block
+// that has a gradient cache or hook: the points it keeps get the full
+// backward's gradients bit for bit (block 1 only; ln_final only; the
+// embedding only, which needs every block).
+static void test_skip_lower_blocks(void **state) {
+    static const char *const keep[] = {"blocks.1.*", "blocks.1.attn.hook_q", "ln_final.*", "hook_embed"};
+    for (size_t i = 0; i < N_CASES; i++)
+        for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
+            setup full, part;
+            setup_case(&full, (int)i, MECH_GRAD_ACTS, "*");
+            setup_case(&part, (int)i, MECH_GRAD_ACTS, NULL);
+            mech_err err = {0};
+            if (mech_run_cache_grad(part.run, keep[k], &err)) {
+                assert_int_equal(case_cfg((int)i).norm, MECH_NORM_NONE);
+                teardown_case(&part);
+                teardown_case(&full);
+                continue; // no ln_final without LayerNorm
+            }
+            mech_metric mf = metric_of(&full, MECH_METRIC_LOGPROB), mp = metric_of(&part, MECH_METRIC_LOGPROB);
+            double vf = run_backward(&full, &mf), vp = run_backward(&part, &mp);
+            assert_true(vf == vp);
+            char what[160];
+            snprintf(what, sizeof what, "%s, only %s", cases[i].name, keep[k]);
+            assert_grads_equal(part.run, full.run, what);
+            teardown_case(&part);
+            teardown_case(&full);
+        }
+    // nothing wanted at all: the value alone
+    setup s;
+    setup_case(&s, 0, MECH_GRAD_ACTS, NULL);
+    mech_metric mt = metric_of(&s, MECH_METRIC_KL);
+    mech_err err = {0};
+    double v = run_backward(&s, &mt), want;
+    if (mech_metric_eval(s.run, &mt, &want, &err)) fail_msg("%s", err.msg);
+    assert_true(v == want);
+    teardown_case(&s);
+}
+
+// Logits restricted to the rows a metric reads (mech_run_set_logits_rows)
+// give the full run's value, activation and parameter gradients bit for
+// bit (the rows are the same sums in the same order, and the backward reads
+// only those rows either way); a metric reading rows that were not computed
+// is refused.
+static void test_logits_rows(void **state) {
+    for (size_t i = 0; i < N_CASES; i++)
+        for (int v = 0; v < 4; v++) {
+            // (metric, pos) and the rows computed: positions first.. of each row, or the last
+            static const struct {
+                int kind, pos, first, n;
+            } var[] = {{MECH_METRIC_LOGIT_DIFF, -2, 1, TT - 1},
+                       {MECH_METRIC_LOGPROB, 1, 1, TT - 1},
+                       {MECH_METRIC_KL, -1, MECH_LOGITS_LAST, 1},
+                       {MECH_METRIC_LOGPROB, -1, MECH_LOGITS_LAST, 1}};
+            setup full, part;
+            setup_case(&full, (int)i, MECH_GRAD_PARAMS, NULL);
+            setup_case(&part, (int)i, MECH_GRAD_PARAMS, NULL);
+            cache_all(&full);
+            cache_all(&part);
+            mech_err err = {0};
+            if (mech_run_set_logits_rows(part.run, var[v].first, var[v].n, &err)) fail_msg("%s", err.msg);
+            mech_metric mf = metric_of(&full, var[v].kind), mp = metric_of(&part, var[v].kind);
+            mf.pos = mp.pos = var[v].pos;
+            int V = full.m->cfg.d_vocab;
+            float *ref = NULL;
+            if (var[v].kind == MECH_METRIC_KL) {
+                // the reference in the restricted run's layout: each row's last real token
+                ref = malloc((size_t)TB * V * sizeof *ref);
+                for (int b = 0; b < TB; b++) {
+                    int t = TT - 1;
+                    while (cases[i].padded && !full.mask[b * TT + t]) t--;
+                    memcpy(ref + (size_t)b * V, full.ref_logits + ((size_t)b * TT + t) * V, (size_t)V * sizeof *ref);
+                }
+                mp.ref_logits = ref;
+            }
+            double vf = run_backward(&full, &mf), vp = run_backward(&part, &mp);
+            char what[160];
+            snprintf(what, sizeof what, "%s, %s at %d: restricted logits", cases[i].name, mech_metric_name(var[v].kind),
+                     var[v].pos);
+            if (vf != vp) fail_msg("%s: value %.17g vs %.17g", what, vp, vf);
+            assert_grads_equal(part.run, full.run, what);
+            assert_param_grads_equal(part.run, full.run, what);
+            // the loss reads every position; KL over every position too
+            mech_metric loss = {.kind = MECH_METRIC_LOSS};
+            assert_int_equal(mech_run_backward(part.run, &loss, NULL, &err), MECH_ERR_ARG);
+            assert_non_null(strstr(err.msg, "does not compute"));
+            mech_metric all = mp;
+            all.pos = MECH_POS_ALL;
+            assert_int_equal(mech_run_backward(part.run, &all, NULL, &err), MECH_ERR_ARG);
+            assert_int_equal(mech_metric_eval(part.run, &all, NULL, &err), MECH_ERR_ARG);
+            free(ref);
+            teardown_case(&part);
+            teardown_case(&full);
+        }
+}
+
 static void test_errors(void **state) {
     setup s;
     setup_case(&s, 0, MECH_GRAD_ACTS, NULL);
@@ -1021,6 +1254,11 @@ int main(void) {
         cmocka_unit_test(test_start_layer),
         cmocka_unit_test(test_grad_mode_forward_unchanged),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_long_attention),
+        cmocka_unit_test(test_gelu_new_grad_kernel),
+        cmocka_unit_test(test_acts_equal_params),
+        cmocka_unit_test(test_skip_lower_blocks),
+        cmocka_unit_test(test_logits_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

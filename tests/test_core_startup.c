@@ -1,15 +1,14 @@
 /*
 ** tests/test_core_startup.c: what `mech run` does to start fast must not
 ** change a result: logits restricted to the rows asked for equal those rows
-** of the full product bit for bit (padded batches included), grad mode
-** refuses a restricted run, and `mech run`'s top-k printout is the same
-** whether it computes one row (no --logits) or every row (--logits). The
-** one-row product, which reads the weights in place instead of packing
-** them, equals the packed kernels' result bit for bit. The GPT-2 tokenizer's
-** tables built in at compile time equal the tables built
-** from data/gpt2's files, and damaged tables are refused. Weights used in
-** place from the mapped file stay writable, and writing leaves the file as
-** it was.
+** of the full product bit for bit (padded batches included), and `mech
+** run`'s top-k printout is the same whether it computes one row (no
+** --logits) or every row (--logits). The one-row product, which reads the
+** weights in place instead of packing them, equals the packed kernels'
+** result bit for bit. The GPT-2 tokenizer's tables built in at compile time
+** equal the tables built from data/gpt2's files, and damaged tables are
+** refused. Weights used in place from the mapped file stay writable, and
+** writing leaves the file as it was.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,34 +134,6 @@ static void test_logits_rows_bad_ranges(void **state) {
     assert_int_equal(mech_run_set_logits_rows(r, 5, T - 4, &err), MECH_ERR_RANGE);
     assert_int_equal(mech_run_set_logits_rows(r, 0, -1, &err), MECH_ERR_RANGE);
     assert_int_equal(mech_run_set_logits_rows(r, 5, T - 5, &err), MECH_OK);
-    mech_run_free(r);
-    mech_model_free(m);
-}
-
-// The backward reads every row of the logits: a restricted run cannot
-// enter grad mode's forward, whichever was set first.
-static void test_logits_rows_refused_in_grad_mode(void **state) {
-    (void)state;
-    mech_model *m = small_model();
-    int32_t ids[B * T];
-    fill_ids(ids, m->cfg.d_vocab);
-    mech_err err = {0};
-    mech_run *r = NULL;
-    if (mech_run_new(m, B, T, &r, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(mech_run_enable_grad(r, MECH_GRAD_ACTS, &err), MECH_OK);
-    assert_int_equal(mech_run_set_logits_rows(r, MECH_LOGITS_LAST, 1, &err), MECH_ERR_ARG);
-    assert_non_null(strstr(err.msg, "grad mode"));
-    assert_int_equal(mech_run_forward(r, ids, &err), MECH_OK); // still the full run
-    assert_non_null(mech_run_logits(r));
-    mech_run_free(r);
-
-    r = NULL;
-    if (mech_run_new(m, B, T, &r, &err)) fail_msg("%s", err.msg);
-    assert_int_equal(mech_run_set_logits_rows(r, MECH_LOGITS_LAST, 1, &err), MECH_OK);
-    assert_int_equal(mech_run_enable_grad(r, MECH_GRAD_ACTS, &err), MECH_OK);
-    assert_int_equal(mech_run_forward(r, ids, &err), MECH_ERR_ARG);
-    assert_non_null(strstr(err.msg, "grad mode"));
-    assert_null(mech_run_logits(r));
     mech_run_free(r);
     mech_model_free(m);
 }
@@ -487,7 +458,6 @@ int main(void) {
         cmocka_unit_test(test_logits_rows_equal_full_rows),
         cmocka_unit_test(test_logits_rows_equal_full_rows_padded),
         cmocka_unit_test(test_logits_rows_bad_ranges),
-        cmocka_unit_test(test_logits_rows_refused_in_grad_mode),
         cmocka_unit_test(test_cli_run_top_k_same_with_and_without_logits),
         cmocka_unit_test(test_matmul_one_row_equals_packed),
         cmocka_unit_test(test_gpt2_tables_match_files),
