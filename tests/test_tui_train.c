@@ -536,8 +536,8 @@ static void test_label_eap_method(void **state) {
     (void)state;
     mech_tui_circuit c = {0};
     mech_err err = {0};
-    // mech eap records no method yet: the default
-    assert_true(isnan(sql_num(db, "select json_extract(params, '$.method') from runs where id=5")));
+    // mech eap records its method; plain EAP is "eap"
+    assert_true(sql_num(db, "select json_extract(params, '$.method') = 'eap' from runs where id=5") == 1);
     assert_int_equal(mech_tui_circuit_load(db, RUN_EAP, &c, &err), MECH_OK);
     assert_non_null(strstr(c.title, "run 5  eap  method eap  logit_diff"));
     mech_tui_circuit_deinit(&c);
@@ -548,7 +548,7 @@ static void test_label_eap_method(void **state) {
     copy_db(other);
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(other, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "UPDATE runs SET params = json_set(params, '$.method', 'eap-ig') WHERE id = 5",
+    assert_int_equal(sqlite3_exec(h, "UPDATE runs SET params = json_set(params, '$.method', 'eap-ig-inputs') WHERE id = 5",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(h);
@@ -556,7 +556,7 @@ static void test_label_eap_method(void **state) {
     mech_tui_grid g = {0};
     assert_int_equal(mech_tui_grid_resize(&g, 30, 140), MECH_OK);
     mech_tui_circuit_render(&c, &g, 0, g.h);
-    assert_true(grid_has(&g, "run 5  eap  method eap-ig  logit_diff"));
+    assert_true(grid_has(&g, "run 5  eap  method eap-ig-inputs  logit_diff"));
     mech_tui_grid_deinit(&g);
     mech_tui_circuit_deinit(&c);
     mech_test_rm_db(other);
