@@ -1473,13 +1473,6 @@ mech_status mech_rasp_runner_run(mech_rasp_runner *r, const mech_rasp_value *inp
 // ---------------------------------------------------------------------------
 // Verification: the compiled model against the interpreter
 
-static uint64_t next_rand(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // The cost of one input of n tokens, in multiply-adds of a matmul: the
 // model's matmuls (T = n + 1 with BOS), its attention (per head and pair of
 // positions: q.k, the softmax's exp and the stored pattern, measured at
@@ -1604,7 +1597,7 @@ mech_status mech_rasp_verify_ex(const mech_rasp_program *p, const mech_model *m,
             for (int b = 0; b < B; b++) {
                 size_t code = at + (size_t)b;
                 for (int t = n - 1; t >= 0; t--) {
-                    size_t pick = res->exhaustive ? code % nv : (size_t)(next_rand(&rng) % nv);
+                    size_t pick = res->exhaustive ? code % nv : (size_t)(mech_splitmix64(&rng) % nv);
                     code /= nv;
                     in[(size_t)b * n + t] = vocab[pick];
                 }

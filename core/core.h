@@ -128,6 +128,13 @@ void mech_buf_free(mech_buf *b);
 size_t mech_utf8_len(const unsigned char *s, size_t n);
 
 // ---------------------------------------------------------------------------
+// Random numbers (core/rng.c)
+
+// The next number of a SplitMix64 stream; *state is the stream (any value,
+// e.g. the seed) and advances by one draw.
+uint64_t mech_splitmix64(uint64_t *state);
+
+// ---------------------------------------------------------------------------
 // JSON (core/json.c): a small DOM parser, enough for safetensors headers,
 // config.json, encoder.json and vocab.json.
 

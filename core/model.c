@@ -475,16 +475,7 @@ done:
     return rc;
 }
 
-// splitmix64: a small, well-mixed generator so random models are the same on
-// every machine.
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return ((splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double uniform01(uint64_t *s) { return ((mech_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
 // A model whose every tensor lives in one owned arena; init 0: LayerNorm
 // weights 1, everything else 0; init 1: GPT-2's normal(0, 0.02) for

@@ -281,10 +281,7 @@ static int32_t *make_inputs(int nv, int len, uint64_t *rng, int *B) {
         int64_t code = b;
         ids[(size_t)b * T] = 0;
         for (int t = len; t >= 1; t--) {
-            uint64_t z = (*rng += 0x9E3779B97F4A7C15ull);
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-            z ^= z >> 31;
+            uint64_t z = mech_splitmix64(rng);
             int64_t pick = all ? code % nv : (int64_t)(z % (uint64_t)nv);
             code /= nv;
             ids[(size_t)b * T + t] = (int32_t)(1 + pick);

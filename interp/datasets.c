@@ -22,18 +22,11 @@ typedef struct rng {
     uint64_t s;
 } rng;
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static rng rng_for(uint64_t seed, int i, uint64_t task) {
     uint64_t s = seed ^ (task * 0xD1B54A32D192ED03ull);
-    uint64_t a = splitmix(&s);
+    uint64_t a = mech_splitmix64(&s);
     uint64_t t = a ^ ((uint64_t)(uint32_t)i * 0xA0761D6478BD642Full);
-    rng r = {splitmix(&t)};
+    rng r = {mech_splitmix64(&t)};
     return r;
 }
 
@@ -41,7 +34,7 @@ static rng rng_for(uint64_t seed, int i, uint64_t task) {
 static int rng_below(rng *r, int n) {
     uint64_t un = (uint64_t)n, lim = UINT64_MAX - UINT64_MAX % un;
     uint64_t x;
-    do x = splitmix(&r->s);
+    do x = mech_splitmix64(&r->s);
     while (x >= lim);
     return (int)(x % un);
 }

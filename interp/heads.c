@@ -93,13 +93,6 @@ mech_status mech_heads_score(const mech_model *m, const mech_run *run, const int
     return MECH_OK;
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 mech_status mech_heads_repeated_tokens(uint64_t seed, int B, int n, int32_t lo, int32_t hi, int32_t bos,
                                        int32_t *out, mech_err *err) {
     if (B < 1 || n < 1 || lo >= hi)
@@ -112,7 +105,7 @@ mech_status mech_heads_repeated_tokens(uint64_t seed, int B, int n, int32_t lo, 
         int32_t *row = out + (size_t)b * W;
         if (off) row[0] = bos;
         for (int i = 0; i < n; i++) {
-            row[off + i] = (int32_t)(lo + (int64_t)(splitmix64(&s) % range));
+            row[off + i] = (int32_t)(lo + (int64_t)(mech_splitmix64(&s) % range));
             row[off + n + i] = row[off + i];
         }
     }

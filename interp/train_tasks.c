@@ -37,26 +37,19 @@ struct mech_task {
     mech_rasp_heap *heap;
 };
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // The stream of row b of batch index.
 static uint64_t row_state(uint64_t seed, int64_t index, int b) {
     uint64_t s = seed ^ 0x7261696E5F6D6563ull; // "rain_mec": apart from the datasets' streams
-    uint64_t a = splitmix(&s) ^ ((uint64_t)index * 0xA0761D6478BD642Full);
-    uint64_t c = splitmix(&a) ^ ((uint64_t)(uint32_t)b * 0xE7037ED1A0B428DBull);
-    splitmix(&c);
+    uint64_t a = mech_splitmix64(&s) ^ ((uint64_t)index * 0xA0761D6478BD642Full);
+    uint64_t c = mech_splitmix64(&a) ^ ((uint64_t)(uint32_t)b * 0xE7037ED1A0B428DBull);
+    mech_splitmix64(&c);
     return c;
 }
 
 // Uniform in [0, n), n >= 1, without modulo bias.
 static uint64_t below(uint64_t *s, uint64_t n) {
     uint64_t lim = UINT64_MAX - UINT64_MAX % n, x;
-    do x = splitmix(s);
+    do x = mech_splitmix64(s);
     while (x >= lim);
     return x % n;
 }

@@ -286,16 +286,9 @@ mech_tuned_lens_opts mech_tuned_lens_defaults(void) {
                                   .clip = 1.0, .seed = 1};
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void shuffle(int *a, int n, uint64_t *s) {
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)(splitmix(s) % (uint64_t)(i + 1)), x = a[i];
+        int j = (int)(mech_splitmix64(s) % (uint64_t)(i + 1)), x = a[i];
         a[i] = a[j], a[j] = x;
     }
 }
