@@ -310,6 +310,12 @@ typedef struct mech_patch_receiver {
 // mech_patch_sweep otherwise.
 mech_status mech_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
                             mech_err *err);
+// The receivers' check both path patchings run (exact and attribution):
+// MECH_ERR_ARG when n_recv < 1 or an input kind is unknown, MECH_ERR_RANGE
+// for a layer or head out of cfg's range; *lmin, *lmax (may be NULL) get the
+// lowest and highest receiver layer.
+mech_status mech_patch_receivers_check(const mech_config *cfg, const mech_patch_receiver *recv, int n_recv,
+                                       int *lmin, int *lmax, mech_err *err);
 
 // The metric of one row of logits (V of them). clean_logits (V) is needed by
 // MECH_PATCH_KL only (else may be NULL). Computed in double.

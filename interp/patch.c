@@ -534,13 +534,10 @@ done:
     return rc;
 }
 
-mech_status mech_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
-                            mech_err *err) {
-    const mech_config *c = &p->m->cfg;
-    int L = c->n_layers, NH = c->n_heads;
-    memset(out, 0, sizeof *out);
-    if (n_recv < 1) return mech_err_set(err, MECH_ERR_ARG, "path patching needs at least one receiver head");
-    int lmin = L, lmax = -1;
+mech_status mech_patch_receivers_check(const mech_config *cfg, const mech_patch_receiver *recv, int n_recv,
+                                       int *lmin, int *lmax, mech_err *err) {
+    int L = cfg->n_layers, NH = cfg->n_heads, lo = L, hi = -1;
+    if (n_recv < 1 || !recv) return mech_err_set(err, MECH_ERR_ARG, "path patching needs at least one receiver head");
     for (int i = 0; i < n_recv; i++) {
         const mech_patch_receiver *r = &recv[i];
         if (r->layer < 0 || r->layer >= L)
@@ -549,10 +546,23 @@ mech_status mech_patch_path(mech_patch *p, const mech_patch_receiver *recv, int 
             return mech_err_set(err, MECH_ERR_RANGE, "receiver %d: head %d, expected 0..%d", i + 1, r->head, NH - 1);
         if ((unsigned)r->input > MECH_PATCH_INPUT_V)
             return mech_err_set(err, MECH_ERR_ARG, "receiver %d: unknown input %d (q, k or v)", i + 1, (int)r->input);
-        lmin = r->layer < lmin ? r->layer : lmin;
-        lmax = r->layer > lmax ? r->layer : lmax;
+        lo = r->layer < lo ? r->layer : lo;
+        hi = r->layer > hi ? r->layer : hi;
     }
-    mech_status rc = ensure_cache(p, CG_RESULT, err);
+    if (lmin) *lmin = lo;
+    if (lmax) *lmax = hi;
+    return MECH_OK;
+}
+
+mech_status mech_patch_path(mech_patch *p, const mech_patch_receiver *recv, int n_recv, mech_patch_result *out,
+                            mech_err *err) {
+    const mech_config *c = &p->m->cfg;
+    int L = c->n_layers, NH = c->n_heads;
+    memset(out, 0, sizeof *out);
+    int lmin, lmax;
+    mech_status rc = mech_patch_receivers_check(c, recv, n_recv, &lmin, &lmax, err);
+    if (rc) return rc;
+    rc = ensure_cache(p, CG_RESULT, err);
     if (rc) return rc;
     // Senders with a receiver after them, all starting at the first receiver layer.
     int n_send = lmax * NH; // senders in layers [0, lmax)

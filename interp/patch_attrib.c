@@ -269,16 +269,8 @@ mech_status mech_patch_attrib_path(const mech_model *m, const mech_patch_pairs *
     const mech_config *c = &m->cfg;
     int L = c->n_layers, NH = c->n_heads, B = pp->B, T = pp->T;
     size_t C = (size_t)c->d_model, BT = (size_t)B * T;
-    if (n_recv < 1 || !recv) return mech_err_set(err, MECH_ERR_ARG, "path patching needs at least one receiver head");
-    for (int i = 0; i < n_recv; i++) {
-        const mech_patch_receiver *r = &recv[i];
-        if (r->layer < 0 || r->layer >= L)
-            return mech_err_set(err, MECH_ERR_RANGE, "receiver %d: layer %d, expected 0..%d", i + 1, r->layer, L - 1);
-        if (r->head < 0 || r->head >= NH)
-            return mech_err_set(err, MECH_ERR_RANGE, "receiver %d: head %d, expected 0..%d", i + 1, r->head, NH - 1);
-        if ((unsigned)r->input > MECH_PATCH_INPUT_V)
-            return mech_err_set(err, MECH_ERR_ARG, "receiver %d: unknown input %d (q, k or v)", i + 1, (int)r->input);
-    }
+    rc = mech_patch_receivers_check(c, recv, n_recv, NULL, NULL, err);
+    if (rc) return rc;
     // A receiver named twice is patched once (the exact patch sets the same value twice).
     mech_patch_receiver *uniq = mech_malloc((size_t)n_recv * sizeof *uniq);
     recv_hook *hooks = mech_malloc((size_t)3 * L * sizeof *hooks);
