@@ -553,6 +553,7 @@ typedef struct mech_tui_lens {
     char title[240];    // what is shown (or why nothing is: the error)
     int L1, T;          // layers 0..L (L1 = L + 1) x positions (decoder: input positions, BOS left out)
     char **tokens;      // [T] column labels (owned)
+    int ids_plain;      // the model has no text tokenizer: ids label tokens as 162, not <162> (a name not found)
     int cl, cp;         // cursor: layer (logit lens) / position
     int c0;             // first column shown (from the last render)
     // logit lens
@@ -773,7 +774,9 @@ const mech_model *mech_tui_live_model(const mech_tui_live *s);
 double mech_tui_live_seconds(const mech_tui_live *s);
 // A token as text into b (appended): a compiled model's program names (BOS,
 // the vocab value as JSON, PAD), else the token's bytes, as a JSON string
-// when quoted (" Mary" in quotes, as `mech run` prints it), or <id>.
+// when quoted (" Mary" in quotes, as `mech run` prints it), or <id> (an id
+// the tokenizer lacks); a model without a text tokenizer (mech_tui_gpt2_fits):
+// the id in decimal.
 void mech_tui_live_token_text(const mech_tui_live *s, int32_t id, int quoted, mech_buf *b);
 // The k most likely next tokens after position pos of the current run, best
 // first (ties: the lower id first, as `mech run`), with their logits and
@@ -831,6 +834,11 @@ void mech_tui_liveview_deinit(mech_tui_liveview *v);
 // not text). Reads the file's header only, not its weights. Owned
 // (mech_tokenizer_free).
 mech_tokenizer *mech_tui_model_tokenizer(const char *model_path);
+// Whether the built-in GPT-2 tokenizer can name a model's tokens when no
+// tokenizer files lie beside it: its vocabulary is at least GPT-2's 50257
+// (padded ones too). A smaller one (a model mech trained on a synthetic task,
+// vocab 256) has no text: the views label its tokens by id.
+int mech_tui_gpt2_fits(int d_vocab);
 // A token's printable label (mech_tui_token_label of its text), or its id
 // in decimal when tok is NULL or has no such token.
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap);
