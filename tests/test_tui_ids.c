@@ -142,13 +142,22 @@ static void test_tui_ids_live_attention_lens(void **state) {
     mech_tui_app_render(&app, &g);
     assert_true(grid_has(&g, "q 6 \"201\" -> k 1 \"201\""));
     // the live view: the token list and the top-k by id
+    app.attn.q = T - 1;
     assert_int_equal(mech_tui_app_key(&app, 'e'), MECH_TUI_REDRAW);
     assert_int_equal(app.view, MECH_TUI_VIEW_LIVE);
     mech_tui_app_render(&app, &g);
-    // the top-1 row: its id, then its label (the id again)
+    // ids only: no text column repeating them
+    assert_true(grid_has(&g, "tokens (8)   pos  id "));
+    assert_false(grid_has(&g, "id  text"));
+    snprintf(want, sizeof want, ">     7    143 ");
+    assert_true(grid_has(&g, want));
+    assert_false(grid_has(&g, ">     7    143  143"));
+    // the top-1 row: its id, logit and probability (as mech_tui_live_topk gives them)
     int32_t top[3];
-    assert_int_equal(mech_tui_live_topk(s, T - 1, 3, top, NULL, NULL), 3);
-    snprintf(want, sizeof want, " 1. %6d  %-14d  logit", (int)top[0], (int)top[0]);
+    float lg[3];
+    double pr[3];
+    assert_int_equal(mech_tui_live_topk(s, T - 1, 3, top, lg, pr), 3);
+    snprintf(want, sizeof want, " 1. %6d  logit %9.4f  p %.4g", (int)top[0], lg[0], pr[0]);
     assert_true(grid_has(&g, want));
     snprintf(want, sizeof want, "top 10 after pos %d %d ", T - 1, (int)ids[T - 1]);
     assert_true(grid_has(&g, want));

@@ -388,6 +388,7 @@ int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a) {
 }
 
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s) { return s->prog ? NULL : s->tok; }
+int mech_tui_live_has_text(const mech_tui_live *s) { return s->prog || s->tok; }
 int mech_tui_live_has_lens(const mech_tui_live *s) { return s->cur.run && s->cur.lens; }
 
 const char *mech_tui_live_error(const mech_tui_live *s) { return s->error; }

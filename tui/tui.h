@@ -764,6 +764,9 @@ void mech_tui_live_set_grid_size(mech_tui_live *s, int w, int h);
 int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a);
 // The tokenizer the session names tokens with (NULL for a compiled model).
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
+// 0 when the model's tokens have no text (no tokenizer, not compiled:
+// mech_tui_gpt2_fits): the views show ids alone.
+int mech_tui_live_has_text(const mech_tui_live *s);
 // 1 when the current run cached the logit lens's hooks (mech_lens_cache).
 int mech_tui_live_has_lens(const mech_tui_live *s);
 const int32_t *mech_tui_live_ids(const mech_tui_live *s, int *T);
