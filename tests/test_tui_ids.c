@@ -3,8 +3,8 @@
 ** (a vocabulary smaller than GPT-2's, no tokenizer files beside it, as a
 ** model `mech train` trains on a synthetic task): the live session, the
 ** attention views, the live lens and a stored lens run label its tokens by
-** id in decimal, not by GPT-2's byte glyphs; a GPT-2-sized vocabulary keeps
-** GPT-2's names. No terminal.
+** id in decimal (the token view with a blank between them), not by GPT-2's
+** byte glyphs; a GPT-2-sized vocabulary keeps GPT-2's names. No terminal.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,6 +141,14 @@ static void test_tui_ids_live_attention_lens(void **state) {
     app.attn.q = 6, app.attn.k = 1;
     mech_tui_app_render(&app, &g);
     assert_true(grid_has(&g, "q 6 \"201\" -> k 1 \"201\""));
+    // the token view: the prompt as ids, a blank between them
+    assert_int_equal(mech_tui_app_key(&app, 't'), MECH_TUI_REDRAW);
+    assert_int_equal(app.view, MECH_TUI_VIEW_TOKENS);
+    mech_tui_app_render(&app, &g);
+    assert_true(grid_has(&g, "\n120 201 143 177 105 120 201 143 "));
+    assert_true(grid_has(&g, "token 6 \"201\""));
+    assert_int_equal(mech_tui_app_key(&app, 't'), MECH_TUI_REDRAW);
+    assert_int_equal(app.view, MECH_TUI_VIEW_HEAD);
     // the live view: the token list and the top-k by id
     app.attn.q = T - 1;
     assert_int_equal(mech_tui_app_key(&app, 'e'), MECH_TUI_REDRAW);

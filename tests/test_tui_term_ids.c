@@ -1,9 +1,9 @@
 /*
 ** tests/test_tui_term_ids.c: the real `mech tui` binary in tmux on a model
 ** without a text tokenizer (vocab 256, no tokenizer files: `mech init
-** --vocab 256`) and --ids: the head view, the lens and the live view label
-** the tokens by id (120), not by GPT-2's glyphs. Skipped, with a message,
-** when tmux is not installed.
+** --vocab 256`) and --ids: the head view, the token view, the lens and the
+** live view label the tokens by id (120), not by GPT-2's glyphs. Skipped,
+** with a message, when tmux is not installed.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +49,12 @@ static void test_tui_term_ids_labels(void **state) {
     tmux_wait_for("q 0 \"120\" -> k 0 \"120\"");
     tmux_wait_for("\n             201 ");
     tmux_keys("j");
+    tmux_wait_for("q 1 \"201\" -> k 0 \"120\"");
+    // the token view: the prompt as ids with a blank between them
+    tmux_keys("t");
+    tmux_wait_for("\n120 201 143 177 105 120 201 143");
+    tmux_wait_for("token 1 \"201\"");
+    tmux_keys("t");
     tmux_wait_for("q 1 \"201\" -> k 0 \"120\"");
     // the lens: the cursor's token, its target and the column headers
     tmux_keys("L");

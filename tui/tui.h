@@ -180,6 +180,7 @@ typedef struct mech_tui_attn {
     const float **layer_pat; // [L] (owned array) of (NH, T, T) patterns borrowed from a run
                      // that outlives the view (no copy: 600 MB at GPT-2 small, T = 1024)
     char **tokens;   // [T] printable token labels (owned, mech_free each and the array)
+    int ids_plain;   // the labels are ids (a model without text): the token view puts a space after each
     double *scores;  // [MECH_TUI_SCORE_KINDS][L*NH] head scores, or NULL (owned, mech_free)
     int layer, head; // the head shown
     int q, k;        // cursor (token indices)

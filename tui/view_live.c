@@ -322,6 +322,7 @@ static mech_status attn_from_live(mech_tui_attn *a, const mech_tui_live *s) {
     a->L = L, a->NH = NH, a->T = T;
     a->causal = mech_tui_live_model(s)->cfg.causal;
     a->layer_pat = lp, a->tokens = toks, a->scores = scores;
+    a->ids_plain = !mech_tui_live_has_text(s);
     if (a->layer >= L) a->layer = 0;
     if (a->head >= NH) a->head = 0;
     if (a->q >= T) a->q = T - 1;
