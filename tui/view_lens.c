@@ -603,17 +603,26 @@ mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
     // a tuned-lens run (mech lens --tuned) has the same rows as a logit
     // lens run; only its parameters say which translators produced them
+    // the prompt: its text in quotes; given as ids (no text stored), the ids
+    char prompt[80];
+    if (text) snprintf(prompt, sizeof prompt, "\"%.60s\"", text);
+    else if (n_ids > 0) {
+        size_t k = (size_t)snprintf(prompt, sizeof prompt, "ids");
+        int t = 0;
+        for (; t < n_ids && k < 60; t++) k += (size_t)snprintf(prompt + k, sizeof prompt - k, " %d", (int)ids[t]);
+        if (t < n_ids) snprintf(prompt + k, sizeof prompt - k, " ..."); // ids are at most 11 bytes: k < 72
+    } else snprintf(prompt, sizeof prompt, "(no prompt)");
     mech_json *pj = NULL;
     const char *tuned = NULL;
     if (!decoder && ri.params_json && !mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, NULL))
         tuned = mech_json_str(pj, "tuned", NULL);
     if (tuned) {
         const char *tbase = strrchr(tuned, '/') ? strrchr(tuned, '/') + 1 : tuned;
-        snprintf(v->title, sizeof v->title, "run %lld tuned lens (%.48s)  %.48s  \"%.48s\"%s", (long long)run_id, tbase,
-                 base, text ? text : "(ids)", why);
+        snprintf(v->title, sizeof v->title, "run %lld tuned lens (%.48s)  %.48s  %s%s", (long long)run_id, tbase,
+                 base, prompt, why);
     } else
-        snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  \"%.60s\"%s", (long long)run_id,
-                 decoder ? "decoder" : "logit", base, text ? text : "(ids)", why);
+        snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  %s%s", (long long)run_id,
+                 decoder ? "decoder" : "logit", base, prompt, why);
     mech_json_free(pj);
 done:
     if (st) mech_tui_lens_deinit(v);
