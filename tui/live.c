@@ -83,7 +83,9 @@ mech_status mech_tui_live_new(const mech_model *m, const mech_tui_live_opts *o, 
     const char *src = mech_model_meta(m, "mech.rasp.source");
     if (src && (st = mech_rasp_parse(m->path ? m->path : "model", src, strlen(src), &s->prog, err))) goto fail;
     s->tok = m->tok;
-    if (!s->tok && !s->prog) {
+    // no tokenizer files beside the model: GPT-2's when the vocabulary can be
+    // it, else none (tokens are shown by id, the input is ids)
+    if (!s->tok && !s->prog && mech_tui_gpt2_fits(m->cfg.d_vocab)) {
         if ((st = mech_tokenizer_gpt2(&s->own_tok, err))) goto fail;
         s->tok = s->own_tok;
     }
@@ -232,7 +234,8 @@ static void *lens_worker(void *arg) {
     mech_err *err = &s->pending_err;
     mech_tokenizer *own = NULL;
     const mech_tokenizer *tok = s->prog ? NULL : s->tok;
-    if (!tok && !s->prog && mech_tokenizer_gpt2(&own, err) == MECH_OK) tok = own;
+    if (!tok && !s->prog && mech_tui_gpt2_fits(s->m->cfg.d_vocab) && mech_tokenizer_gpt2(&own, err) == MECH_OK)
+        tok = own;
     memset(err, 0, sizeof *err);
     mech_status st = mech_tui_lens_from_run(&s->lens_pending, s->m, s->cur.run, s->cur.ids, s->cur.T, tok, err);
     if (st && !err->code) err->code = st;
@@ -315,6 +318,8 @@ mech_status mech_tui_live_start(mech_tui_live *s, const char *text, mech_err *er
         int32_t *enc = NULL;
         size_t n = 0;
         int add = s->o.bos >= 0;
+        if (!s->tok)
+            return mech_err_set(err, MECH_ERR_ARG, "this model has no text tokenizer: its input is token ids (--ids)");
         if ((st = mech_tokenizer_encode(s->tok, text, strlen(text), s->o.special, &enc, &n, err))) return st;
         if (!(ids = mech_malloc((n + (size_t)add + 1) * sizeof *ids))) st = mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
         else {
@@ -383,6 +388,7 @@ int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a) {
 }
 
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s) { return s->prog ? NULL : s->tok; }
+int mech_tui_live_has_text(const mech_tui_live *s) { return s->prog || s->tok; }
 int mech_tui_live_has_lens(const mech_tui_live *s) { return s->cur.run && s->cur.lens; }
 
 const char *mech_tui_live_error(const mech_tui_live *s) { return s->error; }
@@ -413,6 +419,7 @@ void mech_tui_live_token_text(const mech_tui_live *s, int32_t id, int quoted, me
     const char *t = s->tok ? mech_tokenizer_token(s->tok, id, &len) : NULL;
     if (t && quoted) mech_buf_json_string(b, t, len);
     else if (t) mech_buf_append(b, t, len);
+    else if (!s->tok) mech_buf_printf(b, "%d", (int)id); // no text tokenizer: every token is its id
     else mech_buf_printf(b, "<%d>", (int)id);
 }
 

@@ -180,6 +180,7 @@ typedef struct mech_tui_attn {
     const float **layer_pat; // [L] (owned array) of (NH, T, T) patterns borrowed from a run
                      // that outlives the view (no copy: 600 MB at GPT-2 small, T = 1024)
     char **tokens;   // [T] printable token labels (owned, mech_free each and the array)
+    int ids_plain;   // the labels are ids (a model without text): the token view puts a space after each
     double *scores;  // [MECH_TUI_SCORE_KINDS][L*NH] head scores, or NULL (owned, mech_free)
     int layer, head; // the head shown
     int q, k;        // cursor (token indices)
@@ -553,6 +554,7 @@ typedef struct mech_tui_lens {
     char title[240];    // what is shown (or why nothing is: the error)
     int L1, T;          // layers 0..L (L1 = L + 1) x positions (decoder: input positions, BOS left out)
     char **tokens;      // [T] column labels (owned)
+    int ids_plain;      // the model has no text tokenizer: ids label tokens as 162, not <162> (a name not found)
     int cl, cp;         // cursor: layer (logit lens) / position
     int c0;             // first column shown (from the last render)
     // logit lens
@@ -763,6 +765,9 @@ void mech_tui_live_set_grid_size(mech_tui_live *s, int w, int h);
 int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a);
 // The tokenizer the session names tokens with (NULL for a compiled model).
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
+// 0 when the model's tokens have no text (no tokenizer, not compiled:
+// mech_tui_gpt2_fits): the views show ids alone.
+int mech_tui_live_has_text(const mech_tui_live *s);
 // 1 when the current run cached the logit lens's hooks (mech_lens_cache).
 int mech_tui_live_has_lens(const mech_tui_live *s);
 const int32_t *mech_tui_live_ids(const mech_tui_live *s, int *T);
@@ -773,7 +778,9 @@ const mech_model *mech_tui_live_model(const mech_tui_live *s);
 double mech_tui_live_seconds(const mech_tui_live *s);
 // A token as text into b (appended): a compiled model's program names (BOS,
 // the vocab value as JSON, PAD), else the token's bytes, as a JSON string
-// when quoted (" Mary" in quotes, as `mech run` prints it), or <id>.
+// when quoted (" Mary" in quotes, as `mech run` prints it), or <id> (an id
+// the tokenizer lacks); a model without a text tokenizer (mech_tui_gpt2_fits):
+// the id in decimal.
 void mech_tui_live_token_text(const mech_tui_live *s, int32_t id, int quoted, mech_buf *b);
 // The k most likely next tokens after position pos of the current run, best
 // first (ties: the lower id first, as `mech run`), with their logits and
@@ -831,6 +838,11 @@ void mech_tui_liveview_deinit(mech_tui_liveview *v);
 // not text). Reads the file's header only, not its weights. Owned
 // (mech_tokenizer_free).
 mech_tokenizer *mech_tui_model_tokenizer(const char *model_path);
+// Whether the built-in GPT-2 tokenizer can name a model's tokens when no
+// tokenizer files lie beside it: its vocabulary is at least GPT-2's 50257
+// (padded ones too). A smaller one (a model mech trained on a synthetic task,
+// vocab 256) has no text: the views label its tokens by id.
+int mech_tui_gpt2_fits(int d_vocab);
 // A token's printable label (mech_tui_token_label of its text), or its id
 // in decimal when tok is NULL or has no such token.
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap);

@@ -46,12 +46,14 @@ void mech_tui_lens_deinit(mech_tui_lens *v) {
 
 // --- Names --------------------------------------------------------------------
 
-// A GPT-2 token's printable label, or <id> without a tokenizer.
-static void token_text(const mech_tokenizer *tok, int32_t id, char *out, size_t cap) {
+// A GPT-2 token's printable label, or <id> without a tokenizer (the model
+// file is gone, or the tokenizer lacks the id); a model with no text
+// tokenizer (v->ids_plain): the id alone.
+static void token_text(const mech_tui_lens *v, const mech_tokenizer *tok, int32_t id, char *out, size_t cap) {
     size_t len = 0;
     const char *s = tok ? mech_tokenizer_token(tok, id, &len) : NULL;
     if (!s) {
-        snprintf(out, cap, "<%d>", (int)id);
+        snprintf(out, cap, v->ids_plain && !tok ? "%d" : "<%d>", (int)id);
         return;
     }
     char raw[64];
@@ -142,10 +144,10 @@ static mech_status logit_cells(mech_tui_lens *v, const mech_lens_row *rows, size
         c->k = r->k < MECH_TUI_LENS_K ? r->k : MECH_TUI_LENS_K;
         for (int j = 0; j < c->k; j++) {
             c->top_ids[j] = r->top_ids[j], c->top_probs[j] = r->top_probs[j];
-            token_text(tok, r->top_ids[j], c->top_text[j], sizeof c->top_text[j]);
+            token_text(v, tok, r->top_ids[j], c->top_text[j], sizeof c->top_text[j]);
         }
         c->target = r->target, c->target_rank = r->target_rank, c->target_prob = r->target_prob;
-        if (c->target >= 0) token_text(tok, c->target, c->target_text, sizeof c->target_text);
+        if (c->target >= 0) token_text(v, tok, c->target, c->target_text, sizeof c->target_text);
         c->entropy = r->entropy, c->kl = r->kl;
     }
     logit_scales(v);
@@ -170,10 +172,11 @@ static mech_status logit_from_run(mech_tui_lens *v, const mech_model *m, const m
     targets[T - 1] = logits ? best : -1;
     if ((st = mech_lens_logit(m, run, MECH_TUI_LENS_K, targets, &rows, &n_rows, err))) goto done;
     v->L1 = m->cfg.n_layers + 1;
+    v->ids_plain = !tok; // the model is here: no tokenizer means no text
     if ((st = set_tokens(v, T, err))) goto done;
     for (int t = 0; t < T && !st; t++) {
         char lab[MECH_TUI_LENS_TEXT];
-        token_text(tok, ids[t], lab, sizeof lab);
+        token_text(v, tok, ids[t], lab, sizeof lab);
         st = put_token_label(v, t, lab, err);
     }
     if (!st) st = logit_cells(v, rows, n_rows, tok, err);
@@ -382,7 +385,9 @@ void mech_tui_lens_ensure(mech_tui_lens *v, mech_tui_lens_live *src) {
     mech_err err = {0};
     mech_tokenizer *own = NULL;
     const mech_tokenizer *tok = src->tok;
-    if (!tok && !mech_model_meta(src->m, "mech.rasp.residual") && !mech_tokenizer_gpt2(&own, &err)) tok = own;
+    if (!tok && !mech_model_meta(src->m, "mech.rasp.residual") && mech_tui_gpt2_fits(src->m->cfg.d_vocab) &&
+        !mech_tokenizer_gpt2(&own, &err))
+        tok = own;
     if (mech_tui_lens_from_run(v, src->m, src->run, src->ids, src->T, tok, &err))
         snprintf(v->title, sizeof v->title, "the lens cannot be computed: %.200s", err.msg);
     mech_tokenizer_free(own);
@@ -530,7 +535,7 @@ static mech_status logit_load(mech_tui_lens *v, const mech_result_row *r, size_t
     mech_status st = set_tokens(v, T, err);
     for (int t = 0; t < T && !st; t++) {
         char lab[MECH_TUI_LENS_TEXT];
-        if (t < n_ids) token_text(tok, ids[t], lab, sizeof lab);
+        if (t < n_ids) token_text(v, tok, ids[t], lab, sizeof lab);
         else snprintf(lab, sizeof lab, "?");
         st = put_token_label(v, t, lab, err);
     }
@@ -544,14 +549,14 @@ static mech_status logit_load(mech_tui_lens *v, const mech_result_row *r, size_t
         if (!strcmp(r[i].metric, "prob") && r[i].rank >= 0 && r[i].rank < MECH_TUI_LENS_K) {
             int j = r[i].rank;
             c->top_ids[j] = (int32_t)r[i].token, c->top_probs[j] = r[i].value;
-            token_text(tok, (int32_t)r[i].token, c->top_text[j], sizeof c->top_text[j]);
+            token_text(v, tok, (int32_t)r[i].token, c->top_text[j], sizeof c->top_text[j]);
             if (j + 1 > c->k) c->k = j + 1;
         } else if (!strcmp(r[i].metric, "kl")) c->kl = r[i].value;
         else if (!strcmp(r[i].metric, "entropy")) c->entropy = r[i].value;
         else if (!strcmp(r[i].metric, "target_prob"))
         {
             c->target = (int32_t)r[i].token, c->target_rank = r[i].rank, c->target_prob = r[i].value;
-            token_text(tok, c->target, c->target_text, sizeof c->target_text);
+            token_text(v, tok, c->target, c->target_text, sizeof c->target_text);
         }
     }
     logit_scales(v);
@@ -587,7 +592,8 @@ mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *
     if (!ri.model_path || access(ri.model_path, F_OK) || mech_model_load(ri.model_path, &m, &me))
         m = NULL, why = "  (model file not found: token ids shown)";
     const mech_tokenizer *tok = m ? m->tok : NULL;
-    if (m && !tok && !mech_tokenizer_gpt2(&own_tok, &me)) tok = own_tok;
+    if (m && !tok && mech_tui_gpt2_fits(m->cfg.d_vocab) && !mech_tokenizer_gpt2(&own_tok, &me)) tok = own_tok;
+    v->ids_plain = m && !tok; // the model is here without a text tokenizer: ids alone
     int decoder = 0;
     for (size_t i = 0; i < n && !decoder; i++) decoder = !strcmp(rows[i].site, "decoder_lens");
     st = decoder ? decoder_load(v, rows, n, m, text, ids, n_ids, err) : logit_load(v, rows, n, tok, ids, n_ids, err);
@@ -597,17 +603,26 @@ mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *
     const char *base = strrchr(model, '/') ? strrchr(model, '/') + 1 : model;
     // a tuned-lens run (mech lens --tuned) has the same rows as a logit
     // lens run; only its parameters say which translators produced them
+    // the prompt: its text in quotes; given as ids (no text stored), the ids
+    char prompt[80];
+    if (text) snprintf(prompt, sizeof prompt, "\"%.60s\"", text);
+    else if (n_ids > 0) {
+        size_t k = (size_t)snprintf(prompt, sizeof prompt, "ids");
+        int t = 0;
+        for (; t < n_ids && k < 60; t++) k += (size_t)snprintf(prompt + k, sizeof prompt - k, " %d", (int)ids[t]);
+        if (t < n_ids) snprintf(prompt + k, sizeof prompt - k, " ..."); // ids are at most 11 bytes: k < 72
+    } else snprintf(prompt, sizeof prompt, "(no prompt)");
     mech_json *pj = NULL;
     const char *tuned = NULL;
     if (!decoder && ri.params_json && !mech_json_parse(ri.params_json, strlen(ri.params_json), &pj, NULL))
         tuned = mech_json_str(pj, "tuned", NULL);
     if (tuned) {
         const char *tbase = strrchr(tuned, '/') ? strrchr(tuned, '/') + 1 : tuned;
-        snprintf(v->title, sizeof v->title, "run %lld tuned lens (%.48s)  %.48s  \"%.48s\"%s", (long long)run_id, tbase,
-                 base, text ? text : "(ids)", why);
+        snprintf(v->title, sizeof v->title, "run %lld tuned lens (%.48s)  %.48s  %s%s", (long long)run_id, tbase,
+                 base, prompt, why);
     } else
-        snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  \"%.60s\"%s", (long long)run_id,
-                 decoder ? "decoder" : "logit", base, text ? text : "(ids)", why);
+        snprintf(v->title, sizeof v->title, "run %lld %s lens  %.60s  %s%s", (long long)run_id,
+                 decoder ? "decoder" : "logit", base, prompt, why);
     mech_json_free(pj);
 done:
     if (st) mech_tui_lens_deinit(v);

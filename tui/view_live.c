@@ -222,13 +222,15 @@ void mech_tui_liveview_render(mech_tui_liveview *v, mech_tui_grid *g, int y0, in
     if (v->pos < v->tok_top) v->tok_top = v->pos;
     if (v->pos >= v->tok_top + trows) v->tok_top = v->pos - trows + 1;
     int y = y0 + 2;
-    snprintf(line, sizeof line, "tokens (%d)   pos  id  text", T);
+    // ids only (no tokenizer): the text column would repeat the id
+    int text = mech_tui_live_has_text(v->s);
+    snprintf(line, sizeof line, "tokens (%d)   pos  id%s", T, text ? "  text" : "");
     mech_tui_grid_put(g, y, 0, MECH_TUI_HEADER, line, lw - 1);
     mech_buf b = {0};
     for (int i = 0; i < trows && v->tok_top + i < T; i++) {
         int t = v->tok_top + i;
         b.len = 0;
-        mech_tui_live_token_text(v->s, ids[t], 1, &b);
+        if (text) mech_tui_live_token_text(v->s, ids[t], 1, &b);
         mech_buf_append(&b, "", 0);
         snprintf(line, sizeof line, "%c %5d %6d  %s", t == v->pos ? '>' : ' ', t, (int)ids[t], b.data ? b.data : "");
         int sel = t == v->pos && !v->editing;
@@ -249,9 +251,10 @@ void mech_tui_liveview_render(mech_tui_liveview *v, mech_tui_grid *g, int y0, in
     mech_tui_grid_put(g, ky, kx, MECH_TUI_HEADER, line, kw);
     for (int i = 0; i < n && ky + 1 + i < y0 + h; i++) {
         b.len = 0;
-        mech_tui_live_token_text(v->s, top[i], 1, &b);
+        if (text) mech_tui_live_token_text(v->s, top[i], 1, &b);
         mech_buf_append(&b, "", 0);
-        if (kw >= 58)
+        if (!text) snprintf(line, sizeof line, "%2d. %6d  logit %9.4f  p %.4g", i + 1, (int)top[i], lg[i], pr[i]);
+        else if (kw >= 58)
             snprintf(line, sizeof line, "%2d. %6d  %-14s  logit %9.4f  p %.4g", i + 1, (int)top[i], b.data ? b.data : "",
                      lg[i], pr[i]);
         else // narrow: the token cut to 12 columns, so logit and p still show
@@ -319,6 +322,7 @@ static mech_status attn_from_live(mech_tui_attn *a, const mech_tui_live *s) {
     a->L = L, a->NH = NH, a->T = T;
     a->causal = mech_tui_live_model(s)->cfg.causal;
     a->layer_pat = lp, a->tokens = toks, a->scores = scores;
+    a->ids_plain = !mech_tui_live_has_text(s);
     if (a->layer >= L) a->layer = 0;
     if (a->head >= NH) a->head = 0;
     if (a->q >= T) a->q = T - 1;

@@ -44,12 +44,19 @@ mech_tokenizer *mech_tui_model_tokenizer(const char *model_path) {
     mech_err err = {0};
     if (mech_safetensors_open(file, &st, &err)) return NULL;
     int compiled = mech_safetensors_meta(st, "mech.rasp.source") != NULL;
+    // the vocabulary's size, as mech_model_load infers it (wte.weight's rows)
+    const mech_st_tensor *wte = mech_safetensors_find(st, "wte.weight");
+    if (!wte) wte = mech_safetensors_find(st, "transformer.wte.weight");
+    int d_vocab = wte && wte->ndim == 2 ? (int)wte->shape[0] : 0;
     mech_safetensors_close(st);
     if (compiled) return NULL;
     mech_status rc = mech_tokenizer_load_dir(dir, &tok, &err);
-    if (rc == MECH_ERR_IO) rc = mech_tokenizer_gpt2(&tok, &err); // no files beside it: what mech's commands use
+    // no files beside it: what mech's commands use, when it can be GPT-2's
+    if (rc == MECH_ERR_IO) rc = mech_tui_gpt2_fits(d_vocab) ? mech_tokenizer_gpt2(&tok, &err) : MECH_ERR_IO;
     return rc ? NULL : tok;
 }
+
+int mech_tui_gpt2_fits(int d_vocab) { return d_vocab >= 50257; }
 
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap) {
     size_t len = 0;

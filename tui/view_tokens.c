@@ -84,11 +84,13 @@ static int put_token(const mech_tui_attn *a, mech_tui_grid *g, int y, int x, int
     return n;
 }
 
+// The columns token t takes: its label, and a blank after an id (ids run
+// together otherwise: 120201143).
 static int label_len(const mech_tui_attn *a, int t) {
     char lab[64];
     mech_tui_token_label(a->tokens[t], lab, sizeof lab);
     int n = (int)strlen(lab);
-    return n ? n : 1;
+    return (n ? n : 1) + (a->ids_plain != 0);
 }
 
 // The strongest weights of the current head, as text: the exact values that
@@ -163,7 +165,7 @@ void mech_tui_tokens_render(mech_tui_attn *a, mech_tui_grid *g, int y0, int h) {
             mech_tui_grid_put(g, y, 0, hd == a->head ? MECH_TUI_SEL : MECH_TUI_HEADER, line, lw - 1);
             for (int t = start, x = lw; t < T && x < w; t++) {
                 int n = put_token(a, g, y, x, t, shade(a, hd, t), w - x);
-                x += n ? n : 1;
+                x += (n ? n : 1) + (a->ids_plain != 0);
             }
         }
     }
