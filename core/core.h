@@ -354,6 +354,10 @@ typedef struct mech_tokenizer mech_tokenizer;
 // The GPT-2 vocabulary built into the library (data/gpt2/, embedded at build
 // time): nothing is read from disk.
 mech_status mech_tokenizer_gpt2(mech_tokenizer **out, mech_err *err);
+// Whether GPT-2's vocabulary can name a model's tokens: d_vocab of at least
+// its 50,257. A smaller model without tokenizer files of its own (one mech
+// trained on random ids) has no text: its tokens are ids.
+int mech_tokenizer_gpt2_fits(int d_vocab);
 // Loads encoder.json + vocab.bpe (OpenAI) or vocab.json + merges.txt (Hugging
 // Face); the two layouts are the same data.
 mech_status mech_tokenizer_load(const char *vocab_json_path, const char *merges_path,

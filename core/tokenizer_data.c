@@ -54,6 +54,8 @@ const void *mech_gpt2_tables(size_t *len) {
 }
 #endif
 
+int mech_tokenizer_gpt2_fits(int d_vocab) { return d_vocab >= 50257; }
+
 mech_status mech_tokenizer_gpt2(mech_tokenizer **out, mech_err *err) {
     size_t len;
     const void *tables = mech_gpt2_tables(&len);

@@ -83,11 +83,11 @@ static void decimal(int32_t id, char *out, size_t cap) { snprintf(out, cap, "%d"
 // GPT-2's tokenizer names a vocabulary of at least its 50257 tokens only.
 static void test_tui_ids_gpt2_fits(void **state) {
     (void)state;
-    assert_false(mech_tui_gpt2_fits(0));
-    assert_false(mech_tui_gpt2_fits(256));
-    assert_false(mech_tui_gpt2_fits(50256));
-    assert_true(mech_tui_gpt2_fits(50257));
-    assert_true(mech_tui_gpt2_fits(50304)); // padded
+    assert_false(mech_tokenizer_gpt2_fits(0));
+    assert_false(mech_tokenizer_gpt2_fits(256));
+    assert_false(mech_tokenizer_gpt2_fits(50256));
+    assert_true(mech_tokenizer_gpt2_fits(50257));
+    assert_true(mech_tokenizer_gpt2_fits(50304)); // padded
     // a stored run's model: none for the small vocabulary, GPT-2's for the other
     assert_null(mech_tui_model_tokenizer(small_path));
     mech_tokenizer *tok = mech_tui_model_tokenizer(gpt2_path);

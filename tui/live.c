@@ -85,7 +85,7 @@ mech_status mech_tui_live_new(const mech_model *m, const mech_tui_live_opts *o, 
     s->tok = m->tok;
     // no tokenizer files beside the model: GPT-2's when the vocabulary can be
     // it, else none (tokens are shown by id, the input is ids)
-    if (!s->tok && !s->prog && mech_tui_gpt2_fits(m->cfg.d_vocab)) {
+    if (!s->tok && !s->prog && mech_tokenizer_gpt2_fits(m->cfg.d_vocab)) {
         if ((st = mech_tokenizer_gpt2(&s->own_tok, err))) goto fail;
         s->tok = s->own_tok;
     }
@@ -234,7 +234,7 @@ static void *lens_worker(void *arg) {
     mech_err *err = &s->pending_err;
     mech_tokenizer *own = NULL;
     const mech_tokenizer *tok = s->prog ? NULL : s->tok;
-    if (!tok && !s->prog && mech_tui_gpt2_fits(s->m->cfg.d_vocab) && mech_tokenizer_gpt2(&own, err) == MECH_OK)
+    if (!tok && !s->prog && mech_tokenizer_gpt2_fits(s->m->cfg.d_vocab) && mech_tokenizer_gpt2(&own, err) == MECH_OK)
         tok = own;
     memset(err, 0, sizeof *err);
     mech_status st = mech_tui_lens_from_run(&s->lens_pending, s->m, s->cur.run, s->cur.ids, s->cur.T, tok, err);

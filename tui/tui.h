@@ -766,7 +766,7 @@ int mech_tui_live_take_thumbs(mech_tui_live *s, mech_tui_attn *a);
 // The tokenizer the session names tokens with (NULL for a compiled model).
 const mech_tokenizer *mech_tui_live_tokenizer(const mech_tui_live *s);
 // 0 when the model's tokens have no text (no tokenizer, not compiled:
-// mech_tui_gpt2_fits): the views show ids alone.
+// mech_tokenizer_gpt2_fits): the views show ids alone.
 int mech_tui_live_has_text(const mech_tui_live *s);
 // 1 when the current run cached the logit lens's hooks (mech_lens_cache).
 int mech_tui_live_has_lens(const mech_tui_live *s);
@@ -779,7 +779,7 @@ double mech_tui_live_seconds(const mech_tui_live *s);
 // A token as text into b (appended): a compiled model's program names (BOS,
 // the vocab value as JSON, PAD), else the token's bytes, as a JSON string
 // when quoted (" Mary" in quotes, as `mech run` prints it), or <id> (an id
-// the tokenizer lacks); a model without a text tokenizer (mech_tui_gpt2_fits):
+// the tokenizer lacks); a model without a text tokenizer (mech_tokenizer_gpt2_fits):
 // the id in decimal.
 void mech_tui_live_token_text(const mech_tui_live *s, int32_t id, int quoted, mech_buf *b);
 // The k most likely next tokens after position pos of the current run, best
@@ -838,11 +838,6 @@ void mech_tui_liveview_deinit(mech_tui_liveview *v);
 // not text). Reads the file's header only, not its weights. Owned
 // (mech_tokenizer_free).
 mech_tokenizer *mech_tui_model_tokenizer(const char *model_path);
-// Whether the built-in GPT-2 tokenizer can name a model's tokens when no
-// tokenizer files lie beside it: its vocabulary is at least GPT-2's 50257
-// (padded ones too). A smaller one (a model mech trained on a synthetic task,
-// vocab 256) has no text: the views label its tokens by id.
-int mech_tui_gpt2_fits(int d_vocab);
 // A token's printable label (mech_tui_token_label of its text), or its id
 // in decimal when tok is NULL or has no such token.
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap);

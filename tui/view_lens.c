@@ -385,7 +385,7 @@ void mech_tui_lens_ensure(mech_tui_lens *v, mech_tui_lens_live *src) {
     mech_err err = {0};
     mech_tokenizer *own = NULL;
     const mech_tokenizer *tok = src->tok;
-    if (!tok && !mech_model_meta(src->m, "mech.rasp.residual") && mech_tui_gpt2_fits(src->m->cfg.d_vocab) &&
+    if (!tok && !mech_model_meta(src->m, "mech.rasp.residual") && mech_tokenizer_gpt2_fits(src->m->cfg.d_vocab) &&
         !mech_tokenizer_gpt2(&own, &err))
         tok = own;
     if (mech_tui_lens_from_run(v, src->m, src->run, src->ids, src->T, tok, &err))
@@ -592,7 +592,7 @@ mech_status mech_tui_lens_load(const char *path, int64_t run_id, mech_tui_lens *
     if (!ri.model_path || access(ri.model_path, F_OK) || mech_model_load(ri.model_path, &m, &me))
         m = NULL, why = "  (model file not found: token ids shown)";
     const mech_tokenizer *tok = m ? m->tok : NULL;
-    if (m && !tok && mech_tui_gpt2_fits(m->cfg.d_vocab) && !mech_tokenizer_gpt2(&own_tok, &me)) tok = own_tok;
+    if (m && !tok && mech_tokenizer_gpt2_fits(m->cfg.d_vocab) && !mech_tokenizer_gpt2(&own_tok, &me)) tok = own_tok;
     v->ids_plain = m && !tok; // the model is here without a text tokenizer: ids alone
     int decoder = 0;
     for (size_t i = 0; i < n && !decoder; i++) decoder = !strcmp(rows[i].site, "decoder_lens");

@@ -52,11 +52,10 @@ mech_tokenizer *mech_tui_model_tokenizer(const char *model_path) {
     if (compiled) return NULL;
     mech_status rc = mech_tokenizer_load_dir(dir, &tok, &err);
     // no files beside it: what mech's commands use, when it can be GPT-2's
-    if (rc == MECH_ERR_IO) rc = mech_tui_gpt2_fits(d_vocab) ? mech_tokenizer_gpt2(&tok, &err) : MECH_ERR_IO;
+    if (rc == MECH_ERR_IO) rc = mech_tokenizer_gpt2_fits(d_vocab) ? mech_tokenizer_gpt2(&tok, &err) : MECH_ERR_IO;
     return rc ? NULL : tok;
 }
 
-int mech_tui_gpt2_fits(int d_vocab) { return d_vocab >= 50257; }
 
 void mech_tui_id_label(const mech_tokenizer *tok, int32_t id, char *out, size_t cap) {
     size_t len = 0;
