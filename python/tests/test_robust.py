@@ -25,9 +25,9 @@ def rss_kb():
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-def long_model():
+def long_model(n_layers=96):
     # many cheap blocks: the forward takes a while and checks the flag often
-    return mech.Model.random(seed=2, n_layers=96, d_model=128, n_heads=4, d_head=32, d_mlp=512, d_vocab=512,
+    return mech.Model.random(seed=2, n_layers=n_layers, d_model=128, n_heads=4, d_head=32, d_mlp=512, d_vocab=512,
                              n_ctx=1024)
 
 
@@ -139,7 +139,7 @@ import sys, time, numpy as np
 sys.path.insert(0, %(py)r); sys.path.insert(0, %(root)r)
 import mech
 from tests.test_robust import long_model
-m = long_model()
+m = long_model(384)
 ids = np.arange(1024) %% 512
 print("go", flush=True)
 t0 = time.monotonic()
@@ -171,8 +171,9 @@ class TestInterrupt(unittest.TestCase):
         after = lines[1].split()
         self.assertEqual(after[:4], ["after", "(1,", "1024,", "512)"])
         # the forward stopped between blocks, well before a whole one's time
-        # (the signal came 0.3 s in; Python alone would wait for the end)
-        self.assertLess(stopped_after + 0.2, float(after[4]), out)
+        # (the signal came 0.3 s into a forward of about 2 s on an idle
+        # machine; Python alone would wait for the end)
+        self.assertLess(stopped_after, 0.5 * float(after[4]), out)
         self.assertLess(took, 30)
 
     def test_cancel_from_another_thread(self):
