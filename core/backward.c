@@ -545,11 +545,11 @@ typedef struct metric_ctx {
     atomic_int oom;
 } metric_ctx;
 
-// softmax of x into p (vectorised); returns log sum exp(x)
-static double softmax_lse(float *p, const float *x, int V) {
-    memcpy(p, x, (size_t)V * sizeof *p);
-    float mx = mech_vec_softmax(p, (size_t)V), pm = 0;
-    for (int v = 0; v < V; v++) pm = p[v] > pm ? p[v] : pm;
+// softmax of x times scale into p (vectorised, one pass per step, no
+// copy); returns log sum exp(x)
+static double softmax_lse(float *p, const float *x, int V, float scale) {
+    float pm;
+    float mx = mech_vec_softmax_scaled(p, x, (size_t)V, scale, &pm);
     // p at the argmax is exp(max - lse) >= 1/V: lse from it keeps full precision
     return (double)mx - log((double)pm);
 }
@@ -575,11 +575,8 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
         switch (mt->kind) {
         case MECH_METRIC_LOSS: {
             int32_t y = loss_target(r, mt, c->ids, b, t);
-            val = softmax_lse(d, x, V) - x[y];
-            if (c->dl) {
-                for (int v = 0; v < V; v++) d[v] *= sc;
-                d[y] -= sc;
-            }
+            val = softmax_lse(d, x, V, c->dl ? sc : 1.0f) - x[y];
+            if (c->dl) d[y] -= sc;
             break;
         }
         case MECH_METRIC_LOGIT_DIFF:
@@ -591,15 +588,12 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
             }
             break;
         case MECH_METRIC_LOGPROB:
-            val = x[mt->answer[b]] - softmax_lse(d, x, V);
-            if (c->dl) {
-                for (int v = 0; v < V; v++) d[v] *= -sc;
-                d[mt->answer[b]] += sc;
-            }
+            val = x[mt->answer[b]] - softmax_lse(d, x, V, c->dl ? -sc : 1.0f);
+            if (c->dl) d[mt->answer[b]] += sc;
             break;
         case MECH_METRIC_KL: {
             float *q = tmp + V;
-            double lx = softmax_lse(d, x, V), lq = softmax_lse(q, mt->ref_logits + li * (size_t)V, V);
+            double lx = softmax_lse(d, x, V, 1.0f), lq = softmax_lse(q, mt->ref_logits + li * (size_t)V, V, 1.0f);
             const float *qx = mt->ref_logits + li * (size_t)V;
             for (int v = 0; v < V; v++)
                 if (q[v] > 0) val += q[v] * (((double)qx[v] - lq) - ((double)x[v] - lx));

@@ -849,6 +849,11 @@ void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *
 
 // g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+// out[i] = softmax(x)[i] * scale (out != x): the softmax bit for bit
+// mech_vec_softmax's on a copy of x, each value then multiplied by scale.
+// *pmax (unless NULL) gets the largest softmax value before scaling.
+// Returns the largest x (-inf: out all 0, *pmax 0).
+float mech_vec_softmax_scaled(float *out, const float *x, size_t n, float scale, float *pmax);
 
 // Weight-gradient products (core/matmul.c)
 

@@ -1085,6 +1085,47 @@ static void assert_param_grads_equal(mech_run *a, mech_run *b, const char *what)
 // every config and metric, through the per-head (q/k/v input, result) paths.
 // The parameter gradients of a run that computes those per-head inputs equal
 // a plain run's (one W_qkv product instead of one per head).
+// mech_vec_softmax_scaled (the metric's softmax): against a double softmax
+// computed here, bit for bit against mech_vec_softmax on a copy times the
+// scale (so every metric's gradient is what it was), its largest value
+// exactly, and an all -inf row.
+static void test_softmax_scaled_kernel(void **state) {
+    (void)state;
+    static const size_t sizes[] = {1, 15, 16, 17, 1003, 50257};
+    static const float scales[] = {1.0f, 0.0123f, -0.37f};
+    float *x = malloc(50257 * sizeof *x), *o = malloc(50257 * sizeof *o), *ref = malloc(50257 * sizeof *ref);
+    assert_true(x && o && ref);
+    uint32_t st = 99u;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        for (size_t i = 0; i < n; i++) st = st * 1664525u + 1013904223u, x[i] = (float)(st >> 8) / 16777216.0f * 30.0f - 20.0f;
+        double mx = -INFINITY, sum = 0;
+        for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        for (size_t i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+        for (size_t k = 0; k < sizeof scales / sizeof *scales; k++) {
+            float sc = scales[k], pm = -1.0f, want_pm = 0;
+            float m = mech_vec_softmax_scaled(o, x, n, sc, &pm);
+            assert_true(m == (float)mx);
+            memcpy(ref, x, n * sizeof *ref);
+            mech_vec_softmax(ref, n);
+            for (size_t i = 0; i < n; i++) {
+                want_pm = ref[i] > want_pm ? ref[i] : want_pm;
+                if (o[i] != ref[i] * sc) fail_msg("n=%zu scale %g: out[%zu] = %.9g, want %.9g", n, sc, i, o[i], ref[i] * sc);
+                double p = exp((double)x[i] - mx) / sum;
+                // x - max rounds to float (up to 2e-6 relative in p at a spread of 30)
+                assert_true(fabs(o[i] - p * sc) <= 1e-5 * p * fabs(sc) + 1e-30);
+            }
+            assert_true(pm == want_pm);
+        }
+    }
+    for (size_t i = 0; i < 17; i++) x[i] = -INFINITY, o[i] = 5.0f;
+    float pm = -1.0f;
+    assert_true(mech_vec_softmax_scaled(o, x, 17, 2.0f, &pm) == -INFINITY);
+    assert_true(pm == 0.0f);
+    for (size_t i = 0; i < 17; i++) assert_true(o[i] == 0.0f);
+    free(x), free(o), free(ref);
+}
+
 // mech_matmul_tn (out = inp^T w, inp stored (K, M)) against a double sum of
 // products computed here, and bit for bit against mech_matmul on a
 // transposed copy of inp (the same kernel and order); its column sums of w
@@ -1320,6 +1361,7 @@ int main(void) {
         cmocka_unit_test(test_long_attention),
         cmocka_unit_test(test_gelu_new_grad_kernel),
         cmocka_unit_test(test_matmul_tn_kernel),
+        cmocka_unit_test(test_softmax_scaled_kernel),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),
         cmocka_unit_test(test_logits_rows),
