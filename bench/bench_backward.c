@@ -11,6 +11,12 @@
 **                baseline computes the same single row.
 ** The ratio is (grad-mode forward + backward) / plain forward. Target:
 ** <= 3x.
+** First, two of the backward's kernels against what they replaced, one
+** thread, alternating, medians: the unembedding's weight gradient
+** (dlogits^T x, 252 rows) as mech_matmul_tn against a transposed copy of
+** dlogits then mech_matmul; the loss's softmax over 252 logits rows as
+** mech_vec_softmax_scaled against a copy, mech_vec_softmax, a max pass and
+** a scale pass.
 **
 **   build/bench/bench_backward [--quick]
 */
@@ -96,6 +102,55 @@ static void bench_shape(mech_model *m, int B, int T, int reps) {
     free(wrong);
 }
 
+// out (M, N) = x^T w through a transposed copy of x (K, M): the way the
+// backward computed weight gradients before mech_matmul_tn.
+static void tn_by_copy(float *out, const float *x, float *xt, const float *w, int M, int K, int N) {
+    for (int k0 = 0; k0 < K; k0 += 32) // tiles of 32 source rows, as the backward's transpose
+        for (int m = 0; m < M; m++)
+            for (int k = k0; k < K && k < k0 + 32; k++) xt[(size_t)m * K + k] = x[(size_t)k * M + m];
+    mech_matmul(NULL, out, N, xt, K, w, N, NULL, M, K, N);
+}
+
+static void bench_kernels(int reps) {
+    enum { R = 252, V = 50257, C = 768 };
+    float *dl = malloc(sizeof(float) * (size_t)R * V), *xt = malloc(sizeof(float) * (size_t)R * V),
+          *x = malloc(sizeof(float) * (size_t)R * C), *gu = malloc(sizeof(float) * (size_t)V * C),
+          *p = malloc(sizeof(float) * (size_t)V);
+    if (!dl || !xt || !x || !gu || !p) exit(1);
+    for (size_t i = 0; i < (size_t)R * V; i++) dl[i] = (float)((i * 2654435761u) % 1000) * 0.01f - 5.0f;
+    for (size_t i = 0; i < (size_t)R * C; i++) x[i] = (float)((i * 40503u) % 997) * 0.001f;
+    double t[4][16];
+    for (int i = 0; i < reps; i++) {
+        double t0 = bench_now();
+        tn_by_copy(gu, dl, xt, x, V, R, C);
+        double t1 = bench_now();
+        mech_matmul_tn(NULL, gu, C, dl, V, x, C, NULL, V, R, C);
+        double t2 = bench_now();
+        float pm, sink = 0;
+        for (int r = 0; r < R; r++) {
+            memcpy(p, dl + (size_t)r * V, sizeof(float) * V);
+            mech_vec_softmax(p, V);
+            pm = 0;
+            for (int v = 0; v < V; v++) pm = p[v] > pm ? p[v] : pm;
+            for (int v = 0; v < V; v++) p[v] *= 0.004f;
+            sink += pm;
+        }
+        double t3 = bench_now();
+        for (int r = 0; r < R; r++) {
+            mech_vec_softmax_scaled(p, dl + (size_t)r * V, V, 0.004f, &pm);
+            sink += pm;
+        }
+        double t4 = bench_now();
+        if (sink < 0) printf("?");
+        t[0][i] = t1 - t0, t[1][i] = t2 - t1, t[2][i] = t3 - t2, t[3][i] = t4 - t3;
+    }
+    printf("  kernels, 1 thread: unembedding dW (%d x %d, K = %d): transposed copy + mech_matmul %.1f ms, "
+           "mech_matmul_tn %.1f ms\n", V, C, R, bench_median(t[0], reps) * 1e3, bench_median(t[1], reps) * 1e3);
+    printf("  kernels, 1 thread: loss softmax (%d rows of %d): copy + softmax + max + scale %.1f ms, "
+           "mech_vec_softmax_scaled %.1f ms\n", R, V, bench_median(t[2], reps) * 1e3, bench_median(t[3], reps) * 1e3);
+    free(dl), free(xt), free(x), free(gu), free(p);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     mech_config c = mech_config_gpt2_small();
@@ -105,6 +160,7 @@ int main(int argc, char **argv) {
     printf("backward: GPT-2 small config (random weights), kernel %s, 2 threads, medians of %s\n", mech_matmul_kernel(),
            quick ? "1" : "5 (T=1024: 3)");
     printf("  (ratio = (forward + backward in grad mode) / plain forward; target <= 3x)\n");
+    bench_kernels(quick ? 1 : 5);
     bench_shape(m, 4, 64, quick ? 1 : 5);
     bench_shape(m, 1, 1024, quick ? 1 : 3);
     mech_model_free(m);

@@ -16,7 +16,8 @@
 ** LayerNorm affine outputs are recomputed from the normalized values.
 **
 ** Matrix products go through mech_matmul / mech_matmul_nt on the run's pool;
-** a product with a transposed left operand (dW = X^T dY) transposes X first.
+** weight gradients (dW = X^T dY) through mech_matmul_tn, which reads X in
+** place (no transposed copy).
 ** Parameter gradients are written (=), not accumulated: each tensor is
 ** produced once per backward (the tied wte gets the unembedding's gradient
 ** first, then the embedding's is added).
@@ -48,8 +49,6 @@ struct grad_state {
     float *dq, *dk, *dv, *dz; // (rows, A)
     float *dqkv;           // (rows, 3A)
     float *dpre, *dpost;   // (rows, M)
-    float *xt;             // transpose scratch: (max(C, M, 3A[, V]), rows)
-    size_t xt_n;           // its floats
     float *rowv;           // (rows) per-row scalars (LayerNorm scale gradients)
     float *dlogits;        // (rows, V): rows as the logits the forward computes
     size_t dlogits_n;      // its floats
@@ -118,36 +117,12 @@ static void par(mech_run *r, size_t n, size_t min_per, void (*fn)(void *, size_t
     }
 }
 
-// dst (cols, rows) = src (rows, cols) transposed, src rows lds apart.
-typedef struct tr_ctx {
-    float *dst;
-    const float *src;
-    size_t rows, cols, lds;
-} tr_ctx;
-
-static void tr_rows(void *ctx, size_t c0, size_t c1) {
-    tr_ctx *t = ctx;
-    // tiles of 32 source rows: the reads of a tile stay in cache
-    for (size_t i0 = 0; i0 < t->rows; i0 += 32) {
-        size_t i1 = i0 + 32 < t->rows ? i0 + 32 : t->rows;
-        for (size_t c = c0; c < c1; c++) {
-            float *d = t->dst + c * t->rows;
-            for (size_t i = i0; i < i1; i++) d[i] = t->src[i * t->lds + c];
-        }
-    }
-}
-
-static void transpose(mech_run *r, float *dst, const float *src, size_t rows, size_t cols, size_t lds) {
-    tr_ctx t = {dst, src, rows, cols, lds};
-    par(r, cols, 16, tr_rows, &t);
-}
-
-// out (K, N) = x^T dy: x (M, K) rows ldx apart, dy (M, N) rows ldy apart.
-static void matmul_tn(mech_run *r, float *out, int ldo, const float *x, int ldx, const float *dy, int ldy, int M, int K,
-                      int N) {
-    float *xt = r->grad->xt;
-    transpose(r, xt, x, (size_t)M, (size_t)K, (size_t)ldx);
-    mech_matmul(r->pool, out, ldo, xt, M, dy, ldy, NULL, K, M, N);
+// out (K, N) = x^T dy: x (M, K) rows ldx apart, dy (M, N) rows ldy apart;
+// gb (N), when not NULL, gets dy's column sums (a bias's gradient; the same
+// double sums in the same order as colsum's).
+static void matmul_tn(mech_run *r, float *out, int ldo, const float *x, int ldx, const float *dy, int ldy, float *gb,
+                      int M, int K, int N) {
+    mech_matmul_tn(r->pool, out, ldo, x, ldx, dy, ldy, gb, K, M, N);
 }
 
 // out[n] = sum over rows of y[m*ldy + n]
@@ -227,7 +202,7 @@ static float *gp(const float *p) { return (float *)(uintptr_t)p; }
 
 static void state_free_work(struct grad_state *s) {
     float **bufs[] = {&s->g, &s->ga, &s->gb, &s->act, &s->dq, &s->dk, &s->dv, &s->dz, &s->dqkv, &s->dpre,
-                      &s->dpost, &s->xt, &s->rowv, &s->dlogits, &s->dres, &s->split_x, &s->split_n,
+                      &s->dpost, &s->rowv, &s->dlogits, &s->dres, &s->split_x, &s->split_n,
                       &s->split_s, &s->dP, &s->dS};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         mech_free_aligned(*bufs[i]);
@@ -235,7 +210,7 @@ static void state_free_work(struct grad_state *s) {
     }
     mech_free(s->nz);
     s->nz = NULL;
-    s->xt_n = s->dlogits_n = 0;
+    s->dlogits_n = 0;
 }
 
 static void free_point_grad(hook_point *p) {
@@ -570,11 +545,11 @@ typedef struct metric_ctx {
     atomic_int oom;
 } metric_ctx;
 
-// softmax of x into p (vectorised); returns log sum exp(x)
-static double softmax_lse(float *p, const float *x, int V) {
-    memcpy(p, x, (size_t)V * sizeof *p);
-    float mx = mech_vec_softmax(p, (size_t)V), pm = 0;
-    for (int v = 0; v < V; v++) pm = p[v] > pm ? p[v] : pm;
+// softmax of x times scale into p (vectorised, one pass per step, no
+// copy); returns log sum exp(x)
+static double softmax_lse(float *p, const float *x, int V, float scale) {
+    float pm;
+    float mx = mech_vec_softmax_scaled(p, x, (size_t)V, scale, &pm);
     // p at the argmax is exp(max - lse) >= 1/V: lse from it keeps full precision
     return (double)mx - log((double)pm);
 }
@@ -600,11 +575,8 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
         switch (mt->kind) {
         case MECH_METRIC_LOSS: {
             int32_t y = loss_target(r, mt, c->ids, b, t);
-            val = softmax_lse(d, x, V) - x[y];
-            if (c->dl) {
-                for (int v = 0; v < V; v++) d[v] *= sc;
-                d[y] -= sc;
-            }
+            val = softmax_lse(d, x, V, c->dl ? sc : 1.0f) - x[y];
+            if (c->dl) d[y] -= sc;
             break;
         }
         case MECH_METRIC_LOGIT_DIFF:
@@ -616,15 +588,12 @@ static void metric_terms(void *ctx, size_t k0, size_t k1) {
             }
             break;
         case MECH_METRIC_LOGPROB:
-            val = x[mt->answer[b]] - softmax_lse(d, x, V);
-            if (c->dl) {
-                for (int v = 0; v < V; v++) d[v] *= -sc;
-                d[mt->answer[b]] += sc;
-            }
+            val = x[mt->answer[b]] - softmax_lse(d, x, V, c->dl ? -sc : 1.0f);
+            if (c->dl) d[mt->answer[b]] += sc;
             break;
         case MECH_METRIC_KL: {
             float *q = tmp + V;
-            double lx = softmax_lse(d, x, V), lq = softmax_lse(q, mt->ref_logits + li * (size_t)V, V);
+            double lx = softmax_lse(d, x, V, 1.0f), lq = softmax_lse(q, mt->ref_logits + li * (size_t)V, V, 1.0f);
             const float *qx = mt->ref_logits + li * (size_t)V;
             for (int v = 0; v < V; v++)
                 if (q[v] > 0) val += q[v] * (((double)qx[v] - lq) - ((double)x[v] - lx));
@@ -1165,12 +1134,10 @@ static int qkv_split_backward(mech_run *r, int l, float *G, mech_err *err) {
             in = s->act;
         }
         if (gw) {
-            transpose(r, s->xt, in, rows, C, C);
             for (int which = 0; which < 3; which++) {
                 size_t col = (size_t)which * A;
-                mech_matmul(r->pool, gp(gw->qkv_w) + col, 3 * A, s->xt, (int)rows, dW[which], A, NULL, (int)C, (int)rows,
-                            A);
-                colsum(r, gp(gw->qkv_b) + col, dW[which], NULL, rows, (size_t)A, (size_t)A, 0);
+                matmul_tn(r, gp(gw->qkv_w) + col, 3 * A, in, (int)C, dW[which], A, gp(gw->qkv_b) + col, (int)rows,
+                          (int)C, A);
             }
         }
     }
@@ -1194,8 +1161,8 @@ static int qkv_split_backward(mech_run *r, int l, float *G, mech_err *err) {
                 if (gw) {
                     const float *dy = dW[which] + (size_t)h * HS;
                     size_t col = (size_t)which * A + (size_t)h * HS;
-                    matmul_tn(r, gp(gw->qkv_w) + col, 3 * A, in, (int)C, dy, A, (int)rows, (int)C, HS);
-                    colsum(r, gp(gw->qkv_b) + col, dy, NULL, rows, (size_t)HS, (size_t)A, 0);
+                    matmul_tn(r, gp(gw->qkv_w) + col, 3 * A, in, (int)C, dy, A, gp(gw->qkv_b) + col, (int)rows,
+                              (int)C, HS);
                 }
             }
             const float *dy = dW[which] + (size_t)h * HS;
@@ -1235,8 +1202,7 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         if (stop) return 1;
         const float *post = pt(r, l, HK_MLP_POST)->view.data, *pre = pt(r, l, HK_MLP_PRE)->view.data;
         if (gw) {
-            matmul_tn(r, gp(gw->proj_w), (int)C, post, M, dout, (int)C, (int)rows, M, (int)C);
-            colsum(r, gp(gw->proj_b), dout, NULL, rows, C, C, 0);
+            matmul_tn(r, gp(gw->proj_w), (int)C, post, M, dout, (int)C, gp(gw->proj_b), (int)rows, M, (int)C);
         }
         mech_matmul_nt(r->pool, s->dpost, M, dout, (int)C, w->proj_w, (int)C, NULL, (int)rows, (int)C, M);
         if (gfire(pt(r, l, HK_MLP_POST), s->dpost)) return 1;
@@ -1253,8 +1219,7 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
             in = pt(r, l, s->mlp_in[l] ? HK_MLP_IN : HK_RESID_MID)->view.data;
         }
         if (gw) {
-            matmul_tn(r, gp(gw->fc_w), M, in, (int)C, dpre, M, (int)rows, (int)C, M);
-            colsum(r, gp(gw->fc_b), dpre, NULL, rows, (size_t)M, (size_t)M, 0);
+            matmul_tn(r, gp(gw->fc_w), M, in, (int)C, dpre, M, gp(gw->fc_b), (int)rows, (int)C, M);
         }
         mech_matmul_nt(r->pool, s->ga, (int)C, dpre, M, w->fc_w, M, NULL, (int)rows, M, (int)C);
         float *dmi = s->ga;
@@ -1271,10 +1236,10 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
     // attention
     float *dao = branch(r, pt(r, l, HK_ATTN_OUT), G, s->gb, &stop);
     if (stop) return 1;
-    if (gw) colsum(r, gp(gw->o_b), dao, NULL, rows, C, C, 0);
     hook_point *pres = pt(r, l, HK_RESULT);
     const float *Z = pt(r, l, HK_Z)->view.data;
     if (wanted(pres) || pres->n_patched) {
+        if (gw) colsum(r, gp(gw->o_b), dao, NULL, rows, C, C, 0);
         if (alloc_lazy(&s->dres, rows * NH * C, err)) return -1;
         for (int h = 0; h < NH; h++) {
             gather_ctx gc = {.dst = s->dres + (size_t)h * C, .src = dao, .C = C, .lds = C, .ldd = (size_t)NH * C};
@@ -1284,12 +1249,12 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         for (int h = 0; h < NH; h++) {
             const float *dy = s->dres + (size_t)h * C;
             if (gw) matmul_tn(r, gp(gw->o_w) + (size_t)h * HS * C, (int)C, Z + (size_t)h * HS, A, dy, NH * (int)C,
-                              (int)rows, HS, (int)C);
+                              NULL, (int)rows, HS, (int)C);
             mech_matmul_nt(r->pool, s->dz + (size_t)h * HS, A, dy, NH * (int)C, w->o_w + (size_t)h * HS * C, (int)C,
                            NULL, (int)rows, (int)C, HS);
         }
     } else {
-        if (gw) matmul_tn(r, gp(gw->o_w), (int)C, Z, A, dao, (int)C, (int)rows, A, (int)C);
+        if (gw) matmul_tn(r, gp(gw->o_w), (int)C, Z, A, dao, (int)C, gp(gw->o_b), (int)rows, A, (int)C);
         mech_matmul_nt(r->pool, s->dz, A, dao, (int)C, w->o_w, (int)C, NULL, (int)rows, (int)C, A);
     }
     if (gfire(pt(r, l, HK_Z), s->dz)) return 1;
@@ -1318,8 +1283,7 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
             in = pt(r, l, HK_RESID_PRE)->view.data;
         }
         if (gw) {
-            matmul_tn(r, gp(gw->qkv_w), 3 * A, in, (int)C, s->dqkv, 3 * A, (int)rows, (int)C, 3 * A);
-            colsum(r, gp(gw->qkv_b), s->dqkv, NULL, rows, (size_t)3 * A, (size_t)3 * A, 0);
+            matmul_tn(r, gp(gw->qkv_w), 3 * A, in, (int)C, s->dqkv, 3 * A, gp(gw->qkv_b), (int)rows, (int)C, 3 * A);
         }
         mech_matmul_nt(r->pool, s->ga, (int)C, s->dqkv, 3 * A, w->qkv_w, 3 * A, NULL, (int)rows, 3 * A, (int)C);
         if (ln) {
@@ -1368,8 +1332,6 @@ static mech_status alloc_work(mech_run *r, mech_err *err) {
            M = c->d_mlp ? (size_t)c->d_mlp : 1, V = (size_t)c->d_vocab;
     // the metric's terms read at most the logits rows the forward computed
     size_t lrows = r->lg_n ? (size_t)r->B * (size_t)r->lg_n : rows;
-    size_t wide = C > M ? C : M, xt = (wide > A * 3 ? wide : A * 3) * rows;
-    if (s->flags == MECH_GRAD_PARAMS && V * lrows > xt) xt = V * lrows;
     mech_status rc;
     if ((rc = alloc_lazy(&s->g, rows * C, err)) || (rc = alloc_lazy(&s->ga, rows * C, err)) ||
         (rc = alloc_lazy(&s->gb, rows * C, err)) || (rc = alloc_lazy(&s->act, rows * C, err)) ||
@@ -1378,12 +1340,6 @@ static mech_status alloc_work(mech_run *r, mech_err *err) {
         (rc = alloc_lazy(&s->dqkv, rows * A * 3, err)) || (rc = alloc_lazy(&s->dpost, rows * M, err)) ||
         (rc = alloc_lazy(&s->rowv, rows, err)))
         return rc;
-    if (s->xt_n < xt) {
-        mech_free_aligned(s->xt);
-        s->xt = NULL;
-        if ((rc = alloc_lazy(&s->xt, xt, err))) return rc;
-        s->xt_n = xt;
-    }
     if (s->dlogits_n < lrows * V) {
         mech_free_aligned(s->dlogits);
         s->dlogits = NULL;
@@ -1432,8 +1388,7 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
     if (g) {
         float *gu = gp(c->tied_unembed ? g->wte : g->unembed);
         // dU (V, C) = dlogits^T x_c
-        transpose(r, s->xt, s->dlogits, (size_t)n_nz, (size_t)V, (size_t)V);
-        mech_matmul(r->pool, gu, (int)C, s->xt, n_nz, xc, (int)C, NULL, V, n_nz, (int)C);
+        matmul_tn(r, gu, (int)C, s->dlogits, V, xc, (int)C, NULL, n_nz, V, (int)C);
         if (c->unembed_bias) colsum(r, gp(g->unembed_b), s->dlogits, NULL, (size_t)n_nz, (size_t)V, (size_t)V, 0);
     }
     // activation gradients only, and none wanted: the metric's value is all

@@ -853,6 +853,26 @@ void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *
 
 // g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+// out[i] = softmax(x)[i] * scale (out != x): the softmax bit for bit
+// mech_vec_softmax's on a copy of x, each value then multiplied by scale.
+// *pmax (unless NULL) gets the largest softmax value before scaling.
+// Returns the largest x (-inf: out all 0, *pmax 0).
+float mech_vec_softmax_scaled(float *out, const float *x, size_t n, float scale, float *pmax);
+
+// Weight-gradient products (core/matmul.c)
+
+// out[m*ldo + n] = sum_k inp[k*ldi + m] * w[k*ldw + n] for m < M, n < N:
+// out (M, N) = inp^T w with inp stored (K, M) and w (K, N), both read in
+// place (X^T dY without a transposed copy of X). Equals mech_matmul on a
+// transposed copy of inp bit for bit. When wsum is not NULL it also gets
+// w's column sums, wsum[n] = sum_k w[k*ldw + n] (a bias's gradient),
+// accumulated in double over k in order and rounded once, from the blocks
+// the product packs anyway. Multithreaded over pool.
+void mech_matmul_tn(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
+                    float *wsum, int M, int K, int N);
+// For tests: mech_matmul_tn with the kernel named, as mech_matmul_with.
+int mech_matmul_tn_with(const char *kernel, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
+                        const float *w, int ldw, float *wsum, int M, int K, int N);
 
 #ifdef __cplusplus
 }

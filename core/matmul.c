@@ -611,25 +611,16 @@ static void mm_task(void *ctx, int t, int thread) {
     mech_free_aligned(own);
 }
 
-static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
-                   const float *w, int ldw, const float *bias, int M, int K, int N, int nt) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) out[(size_t)m * ldo + n] = bias ? bias[n] : 0.0f;
-        return;
-    }
-    mm_job j = {
-        .pool = pool, .out = out, .inp = inp, .w = w, .bias = bias,
-        .ldo = (size_t)ldo, .ldi = (size_t)ldi, .ldw = (size_t)ldw,
-        .M = M, .K = K, .N = N, .nt = nt, .kind = kind,
-    };
+// Register tile, blocking and task grid of a job whose operands are set.
+static void mm_plan(mm_job *jp) {
+    mm_job j = *jp;
+    int M = j.M, N = j.N, K = j.K;
     j.mr = MR_OF[j.kind];
     j.nr = NR_OF[j.kind];
     j.vl = VL_OF[j.kind];
     j.kc = MM_KC;
     j.nc = MM_NC;
-    int T = mech_pool_size(pool);
+    int T = mech_pool_size(j.pool);
     double flops = 2.0 * M * (double)N * K;
     j.tm = j.tn = 1;
     j.mch = M;
@@ -656,6 +647,23 @@ static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *
             j.tm = (M + j.mch - 1) / j.mch;
         }
     }
+    *jp = j;
+}
+
+static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
+                   const float *w, int ldw, const float *bias, int M, int K, int N, int nt) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) out[(size_t)m * ldo + n] = bias ? bias[n] : 0.0f;
+        return;
+    }
+    mm_job j = {
+        .pool = pool, .out = out, .inp = inp, .w = w, .bias = bias,
+        .ldo = (size_t)ldo, .ldi = (size_t)ldi, .ldw = (size_t)ldw,
+        .M = M, .K = K, .N = N, .nt = nt, .kind = kind,
+    };
+    mm_plan(&j);
     mech_pool_run(pool, j.tm * j.tn, mm_task, &j);
 }
 
@@ -681,5 +689,195 @@ int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, in
     // The kinds are ordered: a CPU with one has every lesser one.
     if (kind > best) return -1;
     mm_run(kind, pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, nt != 0);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Transposed left operand: out (M, N) = inp^T w, inp stored (K, M), w (K, N).
+// The backward's weight gradients (X^T dY) read X and dY in their row-major
+// layout this way instead of from a transposed copy of X. Each task packs B
+// blocks as mech_matmul does and, per MR-row strip, gathers the strip's
+// MR x kc values of inp^T into a small buffer the micro-kernel reads; the
+// kernel, K blocking and order are mech_matmul's, so the result equals
+// mech_matmul on a transposed copy of inp bit for bit. B blocks are wider
+// (MM_TN_NC) so that a gathered strip serves more panels.
+
+#define MM_TN_NC 384 // a packed B block of KC x 384 floats (576 KiB) stays in L2
+
+// a (mr, kc; rows lda apart) = inp[k0 .. k0+kc, m0 .. m0+mr]^T
+static void pack_a_tn(float *a, size_t lda, const float *inp, size_t ldi, int k0, int kc, int m0, int mr) {
+    for (int k = 0; k < kc; k++) {
+        const float *s = inp + (size_t)(k0 + k) * ldi + m0;
+        for (int r = 0; r < mr; r++) a[(size_t)r * lda + k] = s[r];
+    }
+}
+
+#if MM_X86
+// The same for mr = 8, eight k at a time through an 8 x 8 register transpose.
+static T256 void pack_a8_tn_256(float *a, const float *inp, size_t ldi, int k0, int kc, int m0) {
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        const float *s = inp + (size_t)(k0 + k) * ldi + m0;
+        __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldi), r2 = _mm256_loadu_ps(s + 2 * ldi),
+               r3 = _mm256_loadu_ps(s + 3 * ldi), r4 = _mm256_loadu_ps(s + 4 * ldi),
+               r5 = _mm256_loadu_ps(s + 5 * ldi), r6 = _mm256_loadu_ps(s + 6 * ldi),
+               r7 = _mm256_loadu_ps(s + 7 * ldi);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        _mm256_storeu_ps(a + 0 * (size_t)kc + k, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(a + 1 * (size_t)kc + k, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(a + 2 * (size_t)kc + k, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(a + 3 * (size_t)kc + k, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(a + 4 * (size_t)kc + k, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(a + 5 * (size_t)kc + k, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(a + 6 * (size_t)kc + k, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(a + 7 * (size_t)kc + k, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    if (k < kc) pack_a_tn(a + k, (size_t)kc, inp, ldi, k0 + k, kc - k, m0, 8);
+}
+#endif
+
+// Add the column sums of a packed block (pack_nn's layout, kc rows of nc
+// columns) to acc, row by row: acc holds a double sum over k in order.
+static void colsum_packed(double *acc, const float *buf, int kc, int nc, int nr_max, int vl) {
+    for (int jr = 0; jr < nc; jr += nr_max) {
+        int nr = imin(nr_max, nc - jr), wp = nr == nr_max ? nr_max : round_up(nr, vl);
+        const float *d = buf + (size_t)jr * kc;
+        double *a = acc + jr;
+        for (int k = 0; k < kc; k++, d += wp)
+            for (int c = 0; c < nr; c++) a[c] += d[c];
+    }
+}
+
+typedef struct mm_tn_job {
+    mm_job j;
+    float *wsum; // (N) column sums of w, or NULL
+} mm_tn_job;
+
+static void mm_tn_slow(const mm_job *j, int m0, int m1, int n0, int n1) {
+    for (int m = m0; m < m1; m++)
+        for (int n = n0; n < n1; n++) {
+            float acc = 0.0f;
+            for (int k = 0; k < j->K; k++) acc += j->inp[(size_t)k * j->ldi + m] * j->w[(size_t)k * j->ldw + n];
+            j->out[(size_t)m * j->ldo + n] = acc;
+        }
+}
+
+static void mm_tn_colsum_slow(const mm_job *j, float *wsum, int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        double acc = 0;
+        for (int k = 0; k < j->K; k++) acc += j->w[(size_t)k * j->ldw + n];
+        wsum[n] = (float)acc;
+    }
+}
+
+static void mm_tn_task(void *ctx, int t, int thread) {
+    const mm_tn_job *tj = ctx;
+    const mm_job *j = &tj->j;
+    int im = t / j->tn, in = t % j->tn;
+    int m0 = im * j->mch, m1 = imin(j->M, m0 + j->mch);
+    int n0 = in * j->nch, n1 = imin(j->N, n0 + j->nch);
+    if (m0 >= m1 || n0 >= n1) return;
+    int kcm = imin(j->kc, j->K), ncm = imin(j->nc, round_up(n1 - n0, j->vl));
+    size_t bfl = (size_t)kcm * (size_t)round_up(ncm, j->vl), afl = (size_t)j->mr * kcm;
+    size_t bytes = sizeof(float) * (bfl + afl);
+    float *own = NULL, *buf = mech_pool_scratch(j->pool, thread, bytes);
+    if (!buf) buf = own = mech_malloc_aligned(bytes);
+    // w's column sums: by the tasks of the first rows, from the packed blocks
+    double wacc[MM_TN_NC];
+    float *wsum = m0 == 0 ? tj->wsum : NULL;
+    if (!buf) {
+        mm_tn_slow(j, m0, m1, n0, n1);
+        if (wsum) mm_tn_colsum_slow(j, wsum, n0, n1);
+        return;
+    }
+    float *abuf = buf + bfl;
+    mm_pf pf = {.every = INT_MAX}; // no prefetch: B blocks serve many strips
+    for (int jc = n0; jc < n1; jc += j->nc) {
+        int ncur = imin(j->nc, n1 - jc);
+        if (wsum)
+            for (int c = 0; c < ncur; c++) wacc[c] = 0;
+        for (int pc = 0; pc < j->K; pc += j->kc) {
+            int kcur = imin(j->kc, j->K - pc);
+#if MM_X86
+            if (j->kind == KIND_AVX512)
+                pack_nn_512(buf, j->w, j->ldw, pc, kcur, jc, ncur, j->nr, j->vl);
+            else
+#endif
+                pack_nn(buf, j->w, j->ldw, pc, kcur, jc, ncur, j->nr, j->vl);
+            if (wsum) colsum_packed(wacc, buf, kcur, ncur, j->nr, j->vl);
+            int acc = pc > 0;
+            for (int ir = m0; ir < m1; ir += j->mr) {
+                int mr = imin(j->mr, m1 - ir);
+#if MM_X86
+                if (mr == 8 && j->kind == KIND_AVX512) pack_a8_tn_256(abuf, j->inp, j->ldi, pc, kcur, ir);
+                else
+#endif
+                    pack_a_tn(abuf, (size_t)kcur, j->inp, j->ldi, pc, kcur, ir, mr);
+                float *c = j->out + (size_t)ir * j->ldo + jc;
+                for (int jr = 0; jr < ncur; jr += j->nr) {
+                    int nr = imin(j->nr, ncur - jr);
+                    const float *b = buf + (size_t)jr * kcur;
+                    switch (j->kind) {
+#if MM_X86
+                    case KIND_AVX512: kern_avx512(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf); break;
+                    case KIND_AVX2: kern_avx2(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf); break;
+#endif
+                    default: kern_portable(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf);
+                    }
+                }
+            }
+        }
+        if (wsum)
+            for (int c = 0; c < ncur; c++) wsum[jc + c] = (float)wacc[c];
+    }
+    mech_free_aligned(own);
+}
+
+static void mm_run_tn(int kind, mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w,
+                      int ldw, float *wsum, int M, int K, int N) {
+    if (N <= 0) return;
+    if (M <= 0 || K <= 0) {
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) out[(size_t)m * ldo + n] = 0.0f;
+        if (wsum) {
+            mm_job j = {.w = w, .ldw = (size_t)ldw, .K = K > 0 ? K : 0};
+            mm_tn_colsum_slow(&j, wsum, 0, N);
+        }
+        return;
+    }
+    mm_tn_job tj = {
+        .j = {
+            .pool = pool, .out = out, .inp = inp, .w = w,
+            .ldo = (size_t)ldo, .ldi = (size_t)ldi, .ldw = (size_t)ldw,
+            .M = M, .K = K, .N = N, .kind = kind,
+        },
+        .wsum = wsum,
+    };
+    mm_plan(&tj.j);
+    tj.j.nc = MM_TN_NC;
+    mech_pool_run(pool, tj.j.tm * tj.j.tn, mm_tn_task, &tj);
+}
+
+void mech_matmul_tn(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
+                    float *wsum, int M, int K, int N) {
+    mm_run_tn(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, wsum, M, K, N);
+}
+
+int mech_matmul_tn_with(const char *kernel, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
+                        const float *w, int ldw, float *wsum, int M, int K, int N) {
+    int best = mm_kind(), kind;
+    if (!kernel) kind = best;
+    else if (!strcmp(kernel, "avx512")) kind = KIND_AVX512;
+    else if (!strcmp(kernel, "avx2")) kind = KIND_AVX2;
+    else if (!strcmp(kernel, "portable")) kind = KIND_PORTABLE;
+    else return -1;
+    if (kind > best) return -1;
+    mm_run_tn(kind, pool, out, ldo, inp, ldi, w, ldw, wsum, M, K, N);
     return 0;
 }

@@ -465,3 +465,61 @@ void mech_vec_gelu_new_grad(float *g, const float *x, size_t n) {
 #endif
     gelu_new_grad_port(g, x, n);
 }
+
+// The metric's softmax (core/backward.c): out = softmax(x) * scale in one
+// read of x per pass and no copy, the softmax bit for bit mech_vec_softmax's
+// on a copy of x, and the largest softmax value (log-sum-exp = max x -
+// log(it) keeps full precision) taken in the pass that writes out.
+static float softmax_scaled_port(float *out, const float *x, size_t n, float scale, float *pmax) {
+    if (out != x) memcpy(out, x, n * sizeof *out);
+    float mx = mech_vec_softmax(out, n), pm = 0;
+    for (size_t i = 0; i < n; i++) {
+        pm = out[i] > pm ? out[i] : pm;
+        out[i] *= scale;
+    }
+    if (pmax) *pmax = pm;
+    return mx;
+}
+
+#if VM_X86
+static T512 float softmax_scaled_512(float *out, const float *x, size_t n, float scale, float *pmax) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    if (mx == -INFINITY) {
+        memset(out, 0, n * sizeof *out);
+        if (pmax) *pmax = 0;
+        return mx;
+    }
+    __m512 vm = _mm512_set1_ps(mx);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(out + i, m, e);
+        s0 = _mm512_add_pd(s0, lo_pd(e));
+        s1 = _mm512_add_pd(s1, hi_pd(e));
+    }
+    __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)))),
+           vs = _mm512_set1_ps(scale), vp = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, out + i), inv);
+        vp = _mm512_mask_max_ps(vp, m, p, vp); // p first: a NaN is skipped, as the scalar max skips it
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(p, vs));
+    }
+    if (pmax) *pmax = _mm512_reduce_max_ps(vp);
+    return mx;
+}
+#endif
+
+float mech_vec_softmax_scaled(float *out, const float *x, size_t n, float scale, float *pmax) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) return softmax_scaled_512(out, x, n, scale, pmax);
+#endif
+    return softmax_scaled_port(out, x, n, scale, pmax);
+}

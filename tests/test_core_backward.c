@@ -1085,6 +1085,110 @@ static void assert_param_grads_equal(mech_run *a, mech_run *b, const char *what)
 // every config and metric, through the per-head (q/k/v input, result) paths.
 // The parameter gradients of a run that computes those per-head inputs equal
 // a plain run's (one W_qkv product instead of one per head).
+// mech_vec_softmax_scaled (the metric's softmax): against a double softmax
+// computed here, bit for bit against mech_vec_softmax on a copy times the
+// scale (so every metric's gradient is what it was), its largest value
+// exactly, and an all -inf row.
+static void test_softmax_scaled_kernel(void **state) {
+    (void)state;
+    static const size_t sizes[] = {1, 15, 16, 17, 1003, 50257};
+    static const float scales[] = {1.0f, 0.0123f, -0.37f};
+    float *x = malloc(50257 * sizeof *x), *o = malloc(50257 * sizeof *o), *ref = malloc(50257 * sizeof *ref);
+    assert_true(x && o && ref);
+    uint32_t st = 99u;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        for (size_t i = 0; i < n; i++) st = st * 1664525u + 1013904223u, x[i] = (float)(st >> 8) / 16777216.0f * 30.0f - 20.0f;
+        double mx = -INFINITY, sum = 0;
+        for (size_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        for (size_t i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+        for (size_t k = 0; k < sizeof scales / sizeof *scales; k++) {
+            float sc = scales[k], pm = -1.0f, want_pm = 0;
+            float m = mech_vec_softmax_scaled(o, x, n, sc, &pm);
+            assert_true(m == (float)mx);
+            memcpy(ref, x, n * sizeof *ref);
+            mech_vec_softmax(ref, n);
+            for (size_t i = 0; i < n; i++) {
+                want_pm = ref[i] > want_pm ? ref[i] : want_pm;
+                if (o[i] != ref[i] * sc) fail_msg("n=%zu scale %g: out[%zu] = %.9g, want %.9g", n, sc, i, o[i], ref[i] * sc);
+                double p = exp((double)x[i] - mx) / sum;
+                // x - max rounds to float (up to 2e-6 relative in p at a spread of 30)
+                assert_true(fabs(o[i] - p * sc) <= 1e-5 * p * fabs(sc) + 1e-30);
+            }
+            assert_true(pm == want_pm);
+        }
+    }
+    for (size_t i = 0; i < 17; i++) x[i] = -INFINITY, o[i] = 5.0f;
+    float pm = -1.0f;
+    assert_true(mech_vec_softmax_scaled(o, x, 17, 2.0f, &pm) == -INFINITY);
+    assert_true(pm == 0.0f);
+    for (size_t i = 0; i < 17; i++) assert_true(o[i] == 0.0f);
+    free(x), free(o), free(ref);
+}
+
+// mech_matmul_tn (out = inp^T w, inp stored (K, M)) against a double sum of
+// products computed here, and bit for bit against mech_matmul on a
+// transposed copy of inp (the same kernel and order); its column sums of w
+// against a double sum over k in order, rounded once, as documented (and as
+// the colsum of the bias gradients it replaces); for every kernel this
+// CPU has, with and without a pool: edge strips and panels (M, N not
+// multiples of the tile), two K blocks plus a tail, strides wider than the
+// matrices, and a product small enough for one task.
+static void test_matmul_tn_kernel(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{203, 517, 77}, {64, 40, 100}, {5, 3, 2}, {131, 30, 781}};
+    static const char *const kernels[] = {"avx512", "avx2", "portable"};
+    mech_pool *pool = mech_pool_new(2);
+    assert_non_null(pool);
+    int ran = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        int ldi = M + 3, ldw = N + 5, ldo = N + 1;
+        float *x = malloc(sizeof(float) * (size_t)K * ldi), *w = malloc(sizeof(float) * (size_t)K * ldw);
+        float *xt = malloc(sizeof(float) * (size_t)M * K), *o1 = malloc(sizeof(float) * (size_t)M * ldo),
+              *o2 = malloc(sizeof(float) * (size_t)M * ldo), *ws = malloc(sizeof(float) * (size_t)(N + 1));
+        assert_true(x && w && xt && o1 && o2 && ws);
+        uint32_t st = 12345u + (uint32_t)si;
+        for (size_t i = 0; i < (size_t)K * ldi; i++) st = st * 1664525u + 1013904223u, x[i] = (float)(st >> 8) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < (size_t)K * ldw; i++) st = st * 1664525u + 1013904223u, w[i] = (float)(st >> 8) / 16777216.0f - 0.5f;
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) xt[(size_t)m * K + k] = x[(size_t)k * ldi + m];
+        for (size_t ki = 0; ki < sizeof kernels / sizeof *kernels; ki++)
+            for (int usepool = 0; usepool < 2; usepool++) {
+                mech_pool *p = usepool ? pool : NULL;
+                for (size_t i = 0; i < (size_t)M * ldo; i++) o1[i] = o2[i] = -7.0f;
+                for (int n = 0; n <= N; n++) ws[n] = -7.0f;
+                // the column sums on every other call: the product is the same without
+                if (mech_matmul_tn_with(kernels[ki], p, o1, ldo, x, ldi, w, ldw, usepool ? ws : NULL, M, K, N)) continue;
+                ran++;
+                for (int n = 0; n < N && usepool; n++) {
+                    double sum = 0;
+                    for (int k = 0; k < K; k++) sum += w[(size_t)k * ldw + n];
+                    if (ws[n] != (float)sum) fail_msg("%s column sum %d = %.9g, want %.9g", kernels[ki], n, ws[n], sum);
+                }
+                assert_true(ws[N] == -7.0f && (usepool || ws[0] == -7.0f));
+                assert_int_equal(mech_matmul_with(kernels[ki], 0, p, o2, ldo, xt, K, w, ldw, NULL, M, K, N), 0);
+                assert_memory_equal(o1, o2, sizeof(float) * (size_t)M * ldo);
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        double want = 0, mag = 0;
+                        for (int k = 0; k < K; k++) {
+                            double t = (double)x[(size_t)k * ldi + m] * w[(size_t)k * ldw + n];
+                            want += t, mag += fabs(t);
+                        }
+                        float got = o1[(size_t)m * ldo + n];
+                        if (fabs(got - want) > 1e-5 * mag + 1e-6)
+                            fail_msg("%s M=%d K=%d N=%d out[%d,%d] = %g, want %g", kernels[ki], M, K, N, m, n, got, want);
+                    }
+                for (int m = 0; m < M; m++) // the padding between rows untouched
+                    assert_true(o1[(size_t)m * ldo + N] == -7.0f);
+            }
+        free(x), free(w), free(xt), free(o1), free(o2), free(ws);
+    }
+    assert_true(ran >= 8); // the portable kernel at least, with and without a pool
+    mech_pool_free(pool);
+}
+
 static void test_acts_equal_params(void **state) {
     for (size_t i = 0; i < N_CASES; i++)
         for (int kind = 0; kind < MECH_METRIC_COUNT_; kind++) {
@@ -1256,6 +1360,8 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_attention),
         cmocka_unit_test(test_gelu_new_grad_kernel),
+        cmocka_unit_test(test_matmul_tn_kernel),
+        cmocka_unit_test(test_softmax_scaled_kernel),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),
         cmocka_unit_test(test_logits_rows),
