@@ -40,7 +40,7 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
     memset(in, 0, sizeof *in);
     mech_err err = {0};
     in->tok = m->tok;
-    if (!in->tok) {
+    if (!in->tok && mech_model_reads_text(m)) {
         if (mech_tokenizer_gpt2(&in->own_tok, &err)) return cli_fail(cmd, &err);
         in->tok = in->own_tok;
     }
@@ -64,6 +64,9 @@ int cli_batch(const char *cmd, const mech_model *m, const char *const *texts, co
             rc = cli_compiled_ids(cmd, prog, texts[s], &ids, &nt);
         } else if (is_ids[s]) {
             if (cli_ids(cmd, texts[s], &ids, &nt)) rc = 2;
+        } else if (!in->tok) {
+            rc = cli_usage(cmd, "this model was trained on ids (task %s) and reads no text: give its input as --ids",
+                           mech_model_meta(m, "mech.train.task"));
         } else if (mech_tokenizer_encode(in->tok, texts[s], strlen(texts[s]), o->special, &ids, &nt, &err)) {
             rc = cli_fail(cmd, &err);
         }

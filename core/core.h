@@ -464,6 +464,10 @@ mech_status mech_model_load(const char *path, mech_model **out, mech_err *err);
 void mech_model_free(mech_model *m);
 // __metadata__ value of the model file, or NULL.
 const char *mech_model_meta(const mech_model *m, const char *key);
+// Whether a model's tokens are text (GPT-2's when it has no tokenizer files):
+// not when mech trained it on a task of ids (`mech train --task induction`,
+// `rasp:FILE`; its "mech.train.task" says so), whose tokens are only ids.
+int mech_model_reads_text(const mech_model *m);
 
 // One tensor to save: Hugging Face name and shape.
 typedef struct mech_model_tensor {

@@ -396,6 +396,11 @@ void mech_model_free(mech_model *m) {
     mech_free(m);
 }
 
+int mech_model_reads_text(const mech_model *m) {
+    const char *task = mech_model_meta(m, "mech.train.task");
+    return !task || !strncmp(task, "text", 4);
+}
+
 const char *mech_model_meta(const mech_model *m, const char *key) {
     return m->st ? mech_safetensors_meta(m->st, key) : NULL;
 }

@@ -755,6 +755,42 @@ static void test_cli_run_compiled_writes_what_it_is_asked(void **state) {
 }
 
 // mech init --layers 0 is refused: such a model has no block to read.
+// A model mech trained on ids (the shipped induction model) reads no text:
+// its tokens print as ids, and a text prompt is a usage error rather than
+// GPT-2 ids that mean nothing to it.
+static void test_cli_model_trained_on_ids(void **state) {
+    (void)state;
+    const char *model = "examples/models/induction.safetensors";
+    char *out;
+    assert_int_equal(mech(&out, "run --model %s --ids 120,201,143,177,105,230,162,188,120,201 --top-k 1", model), 0);
+    assert_non_null(strstr(out, "next token after <201>"));
+    // the top-1 id is the library's argmax of the last row
+    mech_err err = {0};
+    mech_model *m;
+    mech_run *r;
+    assert_int_equal(mech_model_load(model, &m, &err), MECH_OK);
+    assert_false(mech_model_reads_text(m));
+    assert_int_equal(mech_run_new(m, 1, 10, &r, &err), MECH_OK);
+    int32_t ids[10] = {120, 201, 143, 177, 105, 230, 162, 188, 120, 201};
+    assert_int_equal(mech_run_forward(r, ids, &err), MECH_OK);
+    const float *lg = mech_run_logits(r) + 9 * 256;
+    int best = 0;
+    for (int v = 1; v < 256; v++) best = lg[v] > lg[best] ? v : best;
+    char want[32];
+    snprintf(want, sizeof want, "<%d>", best);
+    assert_non_null(strstr(strstr(out, "1. "), want));
+    mech_run_free(r);
+    mech_model_free(m);
+    free(out);
+    assert_int_equal(mech(&out, "run --model %s --prompt hello", model), 2);
+    assert_non_null(strstr(out, "reads no text"));
+    free(out);
+    // a model with GPT-2's names (the fixture) still reads text
+    assert_int_equal(mech(&out, "run --model tests/fixtures/gpt2-tiny --prompt 'a b' --top-k 1"), 0);
+    assert_non_null(strstr(out, "next token after \" b\""));
+    free(out);
+}
+
 static void test_cli_init_refuses_zero_layers(void **state) {
     char *out, path[512];
     snprintf(path, sizeof path, "%s", mech_test_tmp("l0.safetensors"));
@@ -1152,6 +1188,7 @@ int main(void) {
         cmocka_unit_test(test_cli_numbers_are_strict),
         cmocka_unit_test(test_cli_run_compiled_writes_what_it_is_asked),
         cmocka_unit_test(test_cli_init_refuses_zero_layers),
+        cmocka_unit_test(test_cli_model_trained_on_ids),
         cmocka_unit_test(test_cli_sighup_interrupts_a_sweep),
         cmocka_unit_test(test_cli_patch_dry_run),
         cmocka_unit_test(test_cli_run_memory_counts_everything),
