@@ -154,15 +154,19 @@ VM_INLINE T512 __m512d hi_pd(__m512 x) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
 }
 
-static T512 float softmax_512(float *x, size_t n) {
+// The first two passes of a softmax: out = exp(x - max x) (out may be x),
+// *inv = 1 / their sum (in double); returns max x. A row of -inf becomes 0s
+// (then *inv is 0).
+static T512 float softmax_exp_512(float *out, const float *x, size_t n, float *inv) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, x + i));
     }
     float mx = _mm512_reduce_max_ps(vmax);
+    *inv = 0;
     if (mx == -INFINITY) {
-        memset(x, 0, n * sizeof *x);
+        memset(out, 0, n * sizeof *out);
         return mx;
     }
     __m512 vm = _mm512_set1_ps(mx);
@@ -171,11 +175,18 @@ static T512 float softmax_512(float *x, size_t n) {
         __mmask16 m = tail_mask(n - i);
         __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
         e = _mm512_maskz_mov_ps(m, e);
-        _mm512_mask_storeu_ps(x + i, m, e);
+        _mm512_mask_storeu_ps(out + i, m, e);
         s0 = _mm512_add_pd(s0, lo_pd(e));
         s1 = _mm512_add_pd(s1, hi_pd(e));
     }
-    __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+    *inv = (float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
+    return mx;
+}
+
+static T512 float softmax_512(float *x, size_t n) {
+    float invs, mx = softmax_exp_512(x, x, n, &invs);
+    if (mx == -INFINITY) return mx;
+    __m512 inv = _mm512_set1_ps(invs);
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
@@ -483,29 +494,12 @@ static float softmax_scaled_port(float *out, const float *x, size_t n, float sca
 
 #if VM_X86
 static T512 float softmax_scaled_512(float *out, const float *x, size_t n, float scale, float *pmax) {
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
-        vmax = _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, x + i));
-    }
-    float mx = _mm512_reduce_max_ps(vmax);
+    float invs, mx = softmax_exp_512(out, x, n, &invs);
     if (mx == -INFINITY) {
-        memset(out, 0, n * sizeof *out);
         if (pmax) *pmax = 0;
         return mx;
     }
-    __m512 vm = _mm512_set1_ps(mx);
-    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
-        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm));
-        e = _mm512_maskz_mov_ps(m, e);
-        _mm512_mask_storeu_ps(out + i, m, e);
-        s0 = _mm512_add_pd(s0, lo_pd(e));
-        s1 = _mm512_add_pd(s1, hi_pd(e));
-    }
-    __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)))),
-           vs = _mm512_set1_ps(scale), vp = _mm512_setzero_ps();
+    __m512 inv = _mm512_set1_ps(invs), vs = _mm512_set1_ps(scale), vp = _mm512_setzero_ps();
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
         __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, out + i), inv);
