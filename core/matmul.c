@@ -677,17 +677,23 @@ void mech_matmul_nt(mech_pool *pool, float *out, int ldo, const float *inp, int 
     mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 1);
 }
 
-int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, int ldo,
-                     const float *inp, int ldi, const float *w, int ldw, const float *bias, int M,
-                     int K, int N) {
+// The kernel a test or bench names (NULL: the best), or -1 when unknown or
+// beyond this CPU. The kinds are ordered: a CPU with one has every lesser one.
+static int mm_kind_named(const char *kernel) {
     int best = mm_kind(), kind;
     if (!kernel) kind = best;
     else if (!strcmp(kernel, "avx512")) kind = KIND_AVX512;
     else if (!strcmp(kernel, "avx2")) kind = KIND_AVX2;
     else if (!strcmp(kernel, "portable")) kind = KIND_PORTABLE;
     else return -1;
-    // The kinds are ordered: a CPU with one has every lesser one.
-    if (kind > best) return -1;
+    return kind > best ? -1 : kind;
+}
+
+int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, int ldo,
+                     const float *inp, int ldi, const float *w, int ldw, const float *bias, int M,
+                     int K, int N) {
+    int kind = mm_kind_named(kernel);
+    if (kind < 0) return -1;
     mm_run(kind, pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, nt != 0);
     return 0;
 }
@@ -871,13 +877,8 @@ void mech_matmul_tn(mech_pool *pool, float *out, int ldo, const float *inp, int 
 
 int mech_matmul_tn_with(const char *kernel, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                         const float *w, int ldw, float *wsum, int M, int K, int N) {
-    int best = mm_kind(), kind;
-    if (!kernel) kind = best;
-    else if (!strcmp(kernel, "avx512")) kind = KIND_AVX512;
-    else if (!strcmp(kernel, "avx2")) kind = KIND_AVX2;
-    else if (!strcmp(kernel, "portable")) kind = KIND_PORTABLE;
-    else return -1;
-    if (kind > best) return -1;
+    int kind = mm_kind_named(kernel);
+    if (kind < 0) return -1;
     mm_run_tn(kind, pool, out, ldo, inp, ldi, w, ldw, wsum, M, K, N);
     return 0;
 }
