@@ -23,34 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state;
-static double urand(void) {
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-static mech_model *small_model(int layers, int heads, uint64_t seed) {
-    mech_config c = mech_config_gpt2_small();
-    c.n_layers = layers, c.n_heads = heads, c.d_model = 16, c.d_head = 4, c.d_mlp = 24;
-    c.n_ctx = 8, c.d_vocab = 23;
-    mech_err err = {0};
-    mech_model *m = NULL;
-    if (mech_model_random(&c, seed, &m, &err)) fail_msg("model_random: %s", err.msg);
-    mech_model_tensor *t = NULL;
-    size_t n = 0;
-    if (mech_model_tensors(m, &t, &n, &err)) fail_msg("model_tensors: %s", err.msg);
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        float *p = mech_model_param(m, t[i].name);
-        if (!p || strstr(t[i].name, "ln_")) continue;
-        size_t k = (size_t)t[i].shape[0] * (t[i].ndim == 2 ? (size_t)t[i].shape[1] : 1);
-        int bias = strstr(t[i].name, ".bias") != NULL;
-        for (size_t j = 0; j < k; j++) p[j] = bias ? (float)(0.2 * (urand() - 0.5)) : p[j] / 0.02f * 0.35f;
-    }
-    mech_free(t);
-    return m;
-}
-
 enum { SB = 3, ST = 6 };
 
 typedef struct trial_log {
@@ -90,9 +62,9 @@ static void acdc(const mech_model *m, const int32_t *clean, const int32_t *corru
 }
 
 static void small_inputs(int32_t *clean, int32_t *corrupt, int32_t *ans, int32_t *wrong, uint64_t seed) {
-    rng_state = seed * 7919 + 3;
-    for (int i = 0; i < SB * ST; i++) clean[i] = (int32_t)(urand() * 23), corrupt[i] = (int32_t)(urand() * 23);
-    for (int b = 0; b < SB; b++) ans[b] = (int32_t)(urand() * 23), wrong[b] = (ans[b] + 1) % 23;
+    mech_test_seed(seed * 7919 + 3);
+    for (int i = 0; i < SB * ST; i++) clean[i] = (int32_t)(mech_test_urand() * 23), corrupt[i] = (int32_t)(mech_test_urand() * 23);
+    for (int b = 0; b < SB; b++) ans[b] = (int32_t)(mech_test_urand() * 23), wrong[b] = (ans[b] + 1) % 23;
 }
 
 // ---------------------------------------------------------------------------
@@ -101,7 +73,7 @@ static void small_inputs(int32_t *clean, int32_t *corrupt, int32_t *ans, int32_t
 // Keeping every edge changes nothing: the same trials, bit for bit.
 static void test_prefilter_all_edges_is_plain(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 21);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 21);
     int32_t clean[SB * ST], corrupt[SB * ST], ans[SB], wrong[SB];
     small_inputs(clean, corrupt, ans, wrong, 4);
     for (int metric = 0; metric < 2; metric++) {
@@ -137,7 +109,7 @@ static void test_prefilter_all_edges_is_plain(void **state) {
 // is installed), and never tried.
 static void test_prefilter_fast_equals_naive(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 3, 9);
+    mech_model *m = mech_test_small_model(2, 3, 0, 1, 9);
     int32_t clean[SB * ST], corrupt[SB * ST], ans[SB], wrong[SB];
     small_inputs(clean, corrupt, ans, wrong, 7);
     mech_acdc_opts o = {.metric = MECH_ACDC_KL, .ablation = MECH_ACDC_RESAMPLE, .tau = 0.01, .threads = 1};
@@ -178,7 +150,7 @@ static void test_prefilter_fast_equals_naive(void **state) {
 // The top keep by |score|, ties in graph order; placeholders untouched.
 static void test_prefilter_ranking(void **state) {
     (void)state;
-    mech_model *m = small_model(1, 2, 3);
+    mech_model *m = mech_test_small_model(1, 2, 0, 1, 3);
     mech_acdc_graph *g = graph(m, 0);
     double *s = calloc((size_t)g->n_edges, sizeof *s);
     int *rank = malloc(sizeof(int) * (size_t)g->n_edges), first = -1, second = -1, n = 0;

@@ -22,38 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state;
-static double urand(void) {
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-// A small random model with weights large enough for edges to matter.
-static mech_model *small_model(int layers, int heads, int attn_only, int layernorm, uint64_t seed) {
-    mech_config c = mech_config_gpt2_small();
-    c.n_layers = layers, c.n_heads = heads, c.d_model = 16, c.d_head = 4, c.d_mlp = attn_only ? 0 : 24;
-    c.n_ctx = 8, c.d_vocab = 23, c.attn_only = attn_only, c.norm = layernorm ? MECH_NORM_LAYERNORM : MECH_NORM_NONE;
-    mech_err err = {0};
-    mech_model *m = NULL;
-    if (mech_model_random(&c, seed, &m, &err)) fail_msg("model_random: %s", err.msg);
-    mech_model_tensor *t = NULL;
-    size_t n = 0;
-    if (mech_model_tensors(m, &t, &n, &err)) fail_msg("model_tensors: %s", err.msg);
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        float *p = mech_model_param(m, t[i].name);
-        if (!p || strstr(t[i].name, "ln_")) continue;
-        size_t k = (size_t)t[i].shape[0] * (t[i].ndim == 2 ? (size_t)t[i].shape[1] : 1);
-        int bias = strstr(t[i].name, ".bias") != NULL;
-        float scale = layernorm ? 0.35f : 0.2f;
-        for (size_t j = 0; j < k; j++) p[j] = bias ? (float)(0.2 * (urand() - 0.5)) : p[j] / 0.02f * scale;
-    }
-    mech_free(t);
-    return m;
-}
-
 static void random_ids(int32_t *ids, int n, int vocab) {
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)(urand() * vocab) % vocab;
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(mech_test_urand() * vocab) % vocab;
 }
 
 static mech_acdc_graph *graph(const mech_model *m, int split) {
@@ -149,11 +119,11 @@ static double exact_effect(const mech_model *m, const mech_acdc_graph *g, int e,
 // into resid_post, into the last layer's v inputs and in its v's.
 static void test_eap_equals_exact_patching_when_linear(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 1, 0, 7);
+    mech_model *m = mech_test_small_model(2, 2, 1, 0, 7);
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 3, T = 6 };
     int32_t clean[B * T], corrupt[B * T], ans[B], wrong[B];
-    rng_state = 99;
+    mech_test_seed(99);
     random_ids(clean, B * T, m->cfg.d_vocab);
     random_ids(corrupt, B * T, m->cfg.d_vocab);
     for (int b = 0; b < B; b++) ans[b] = (int32_t)(b + 1), wrong[b] = (int32_t)(2 * b + 5);
@@ -190,11 +160,11 @@ static void test_eap_equals_exact_patching_when_linear(void **state) {
 // one scores 0 everywhere.
 static void test_eap_same_input_scores_zero(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 0, 1, 3);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 3);
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 2, T = 5 };
     int32_t clean[B * T], ans[B] = {1, 2}, wrong[B] = {3, 4};
-    rng_state = 5;
+    mech_test_seed(5);
     random_ids(clean, B * T, m->cfg.d_vocab);
     mech_metric mt = {.kind = MECH_METRIC_LOGIT_DIFF, .pos = -1, .answer = ans, .wrong = wrong};
     double *scores = calloc((size_t)g->n_edges, sizeof *scores);
@@ -212,11 +182,11 @@ static void test_eap_same_input_scores_zero(void **state) {
 // A batch's scores are the mean of its prompts' scores alone (LayerNorm, MLPs).
 static void test_eap_batch_independent(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 3, 0, 1, 11);
+    mech_model *m = mech_test_small_model(2, 3, 0, 1, 11);
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 3, T = 7 };
     int32_t clean[B * T], corrupt[B * T], ans[B] = {4, 9, 1}, wrong[B] = {6, 2, 8};
-    rng_state = 123;
+    mech_test_seed(123);
     random_ids(clean, B * T, m->cfg.d_vocab);
     random_ids(corrupt, B * T, m->cfg.d_vocab);
     size_t E = (size_t)g->n_edges;
@@ -243,8 +213,8 @@ static void test_eap_batch_independent(void **state) {
 
 static void test_eap_errors(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 1, 0, 1);
-    mech_model *m3 = small_model(3, 2, 1, 0, 1);
+    mech_model *m = mech_test_small_model(2, 2, 1, 0, 1);
+    mech_model *m3 = mech_test_small_model(3, 2, 1, 0, 1);
     mech_acdc_graph *g3 = graph(m3, 0);
     int32_t ids[4] = {1, 2, 3, 4}, a = 1, w = 2;
     double s[512];
@@ -265,7 +235,7 @@ static void test_eap_errors(void **state) {
 // Circuits from scores: top-n by |score| or a threshold, never a zero score.
 static void test_eap_select(void **state) {
     (void)state;
-    mech_model *m = small_model(1, 2, 1, 0, 1);
+    mech_model *m = mech_test_small_model(1, 2, 1, 0, 1);
     mech_acdc_graph *g = graph(m, 0);
     double *s = calloc((size_t)g->n_edges, sizeof *s);
     int counted = 0;
@@ -427,7 +397,7 @@ static double exact_edge(const mech_model *m, const mech_acdc_graph *g, int e, c
 // the exact effect of patching each edge, on every counted edge.
 static void test_variants_equal_exact_patching_when_linear(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 1, 0, 17);
+    mech_model *m = mech_test_small_model(2, 2, 1, 0, 17);
     int A = m->cfg.n_heads * m->cfg.d_head, C = m->cfg.d_model;
     char name[64];
     for (int l = 0; l < m->cfg.n_layers; l++) {
@@ -443,7 +413,7 @@ static void test_variants_equal_exact_patching_when_linear(void **state) {
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 2, T = 5 };
     int32_t clean[B * T], corrupt[B * T], ans[B] = {3, 8}, wrong[B] = {11, 1};
-    rng_state = 321;
+    mech_test_seed(321);
     random_ids(clean, B * T, m->cfg.d_vocab);
     random_ids(corrupt, B * T, m->cfg.d_vocab);
     mech_metric mt = {.kind = MECH_METRIC_LOGIT_DIFF, .pos = -1, .answer = ans, .wrong = wrong};
@@ -520,11 +490,11 @@ static double sum_out(const mech_acdc_graph *g, const double *s, mech_acdc_node_
 // layer's output to its corrupted value.
 static void test_ig_converges(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 0, 1, 5);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 5);
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 2, T = 6 };
     int32_t clean[B * T], corrupt[B * T], ans[B] = {2, 7}, wrong[B] = {9, 4};
-    rng_state = 77;
+    mech_test_seed(77);
     random_ids(clean, B * T, m->cfg.d_vocab);
     random_ids(corrupt, B * T, m->cfg.d_vocab);
     mech_metric mt = {.kind = MECH_METRIC_LOGIT_DIFF, .pos = -1, .answer = ans, .wrong = wrong};
@@ -566,11 +536,11 @@ static void test_ig_converges(void **state) {
 // Each variant's batch scores are the mean of its prompts' scores alone.
 static void test_variants_batch_independent(void **state) {
     (void)state;
-    mech_model *m = small_model(2, 2, 0, 1, 23);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 23);
     mech_acdc_graph *g = graph(m, 0);
     enum { B = 3, T = 5 };
     int32_t clean[B * T], corrupt[B * T], ans[B] = {4, 9, 1}, wrong[B] = {6, 2, 8};
-    rng_state = 4242;
+    mech_test_seed(4242);
     random_ids(clean, B * T, m->cfg.d_vocab);
     random_ids(corrupt, B * T, m->cfg.d_vocab);
     size_t E = (size_t)g->n_edges;
@@ -606,7 +576,7 @@ static void test_method_names(void **state) {
     }
     assert_int_equal(mech_eap_method_parse("eap-ig", &k), -1);
     assert_null(mech_eap_method_name((mech_eap_method)9));
-    mech_model *m = small_model(1, 2, 1, 0, 1);
+    mech_model *m = mech_test_small_model(1, 2, 1, 0, 1);
     mech_acdc_graph *g = graph(m, 0);
     int32_t ids[4] = {1, 2, 3, 4}, a = 1, w = 2;
     double s[64];

@@ -22,36 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state;
-static double urand(void) {
-    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-// A small random model with weights large enough for every site to matter.
-static mech_model *small_model(int layers, int heads, int attn_only, int layernorm, uint64_t seed) {
-    mech_config c = mech_config_gpt2_small();
-    c.n_layers = layers, c.n_heads = heads, c.d_model = 16, c.d_head = 4, c.d_mlp = attn_only ? 0 : 24;
-    c.n_ctx = 8, c.d_vocab = 23, c.attn_only = attn_only, c.norm = layernorm ? MECH_NORM_LAYERNORM : MECH_NORM_NONE;
-    mech_err err = {0};
-    mech_model *m = NULL;
-    if (mech_model_random(&c, seed, &m, &err)) fail_msg("model_random: %s", err.msg);
-    mech_model_tensor *t = NULL;
-    size_t n = 0;
-    if (mech_model_tensors(m, &t, &n, &err)) fail_msg("model_tensors: %s", err.msg);
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        float *p = mech_model_param(m, t[i].name);
-        if (!p || strstr(t[i].name, "ln_")) continue;
-        size_t k = (size_t)t[i].shape[0] * (t[i].ndim == 2 ? (size_t)t[i].shape[1] : 1);
-        int bias = strstr(t[i].name, ".bias") != NULL;
-        float scale = layernorm ? 0.35f : 0.2f;
-        for (size_t j = 0; j < k; j++) p[j] = bias ? (float)(0.2 * (urand() - 0.5)) : p[j] / 0.02f * scale;
-    }
-    mech_free(t);
-    return m;
-}
-
 static size_t n_cells(const mech_patch_result *r) {
     return (size_t)(r->shape[0] * r->shape[1] * (r->ndim == 3 ? r->shape[2] : 1));
 }
@@ -116,7 +86,7 @@ static void test_attrib_exact_when_linear(void **state) {
     // attention-only model its attn_out, each head's z, and z in v (the
     // pattern does not move).
     for (int attn_only = 1; attn_only >= 0; attn_only--) {
-        mech_model *m = small_model(2, 3, attn_only, 0, 11 + attn_only);
+        mech_model *m = mech_test_small_model(2, 3, attn_only, 0, 11 + attn_only);
         static const mech_patch_site sites[] = {MECH_PATCH_ATTN_OUT, MECH_PATCH_MLP_OUT, MECH_PATCH_HEAD_OUT,
                                                 MECH_PATCH_HEAD_OUT_BY_POS, MECH_PATCH_HEAD_V};
         for (size_t k = 0; k < sizeof sites / sizeof *sites; k++) {
@@ -158,14 +128,14 @@ static void test_attrib_exact_when_linear(void **state) {
 static void test_attrib_first_order(void **state) {
     (void)state;
     enum { T = 6 };
-    mech_model *m = small_model(2, 2, 0, 1, 5);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 5);
     int32_t clean[T] = {3, 9, 1, 14, 7, 20}, corrupt[T] = {3, 9, 22, 14, 7, 20}, ans = 4, wrong = 11;
     float *wte = mech_model_param(m, "wte.weight");
     assert_non_null(wte);
     const int C = m->cfg.d_model;
     const double eps = 0.02;
-    rng_state = 99;
-    for (int k = 0; k < C; k++) wte[22 * C + k] = wte[1 * C + k] + (float)(eps * (urand() - 0.5));
+    mech_test_seed(99);
+    for (int k = 0; k < C; k++) wte[22 * C + k] = wte[1 * C + k] + (float)(eps * (mech_test_urand() - 0.5));
     mech_patch_pairs pp = {.clean = clean, .corrupt = corrupt, .answer = &ans, .wrong = &wrong, .B = 1, .T = T, .pos = -1};
     static const mech_patch_metric metrics[] = {MECH_PATCH_LOGIT_DIFF, MECH_PATCH_LOGPROB, MECH_PATCH_PROB};
     for (int s = 0; s < MECH_PATCH_SITE_COUNT_; s++)
@@ -207,10 +177,10 @@ static void test_attrib_first_order(void **state) {
 static void test_attrib_batch_independent(void **state) {
     (void)state;
     enum { B = 3, T = 5 };
-    mech_model *m = small_model(2, 2, 0, 1, 8);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 8);
     int32_t clean[B * T], corrupt[B * T], ans[B] = {1, 5, 9}, wrong[B] = {2, 6, 10};
-    rng_state = 1234;
-    for (int i = 0; i < B * T; i++) clean[i] = (int32_t)(urand() * 23) % 23, corrupt[i] = (int32_t)(urand() * 23) % 23;
+    mech_test_seed(1234);
+    for (int i = 0; i < B * T; i++) clean[i] = (int32_t)(mech_test_urand() * 23) % 23, corrupt[i] = (int32_t)(mech_test_urand() * 23) % 23;
     mech_patch_receiver rv[2] = {{1, 1, MECH_PATCH_INPUT_K}, {1, 0, MECH_PATCH_INPUT_Q}};
     for (int metric = 0; metric < MECH_PATCH_METRIC_COUNT_; metric++)
         for (int s = -1; s < MECH_PATCH_SITE_COUNT_; s++) {
@@ -236,7 +206,7 @@ static void test_attrib_batch_independent(void **state) {
 static void test_attrib_same_input(void **state) {
     (void)state;
     enum { T = 5 };
-    mech_model *m = small_model(2, 2, 0, 1, 3);
+    mech_model *m = mech_test_small_model(2, 2, 0, 1, 3);
     int32_t ids[T] = {1, 2, 3, 4, 5}, ans = 6, wrong = 7;
     mech_patch_pairs pp = {.clean = ids, .corrupt = ids, .answer = &ans, .wrong = &wrong, .B = 1, .T = T, .pos = -1};
     for (int metric = 0; metric < MECH_PATCH_METRIC_COUNT_; metric++)
@@ -328,7 +298,7 @@ static void test_attrib_compiled_reverse(void **state) {
 
 static void test_attrib_errors(void **state) {
     (void)state;
-    mech_model *m = small_model(1, 2, 1, 0, 2);
+    mech_model *m = mech_test_small_model(1, 2, 1, 0, 2);
     int32_t ids[3] = {1, 2, 3}, bad[3] = {1, 99, 3}, ans = 1, wrong = 2, oob = 50;
     mech_patch_result r[2];
     mech_err err = {0};

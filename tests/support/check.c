@@ -173,3 +173,36 @@ char *mech_test_sql_rows(const char *path, const char *sql) {
     mech_buf_free(&b);
     return s;
 }
+
+static uint64_t rng_state;
+
+void mech_test_seed(uint64_t state) { rng_state = state; }
+
+double mech_test_urand(void) {
+    rng_state ^= rng_state >> 12, rng_state ^= rng_state << 25, rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+
+mech_model *mech_test_small_model(int layers, int heads, int attn_only, int layernorm, uint64_t seed) {
+    mech_config c = mech_config_gpt2_small();
+    c.n_layers = layers, c.n_heads = heads, c.d_model = 16, c.d_head = 4, c.d_mlp = attn_only ? 0 : 24;
+    c.n_ctx = 8, c.d_vocab = 23, c.attn_only = attn_only, c.norm = layernorm ? MECH_NORM_LAYERNORM : MECH_NORM_NONE;
+    mech_err err = {0};
+    mech_model *m = NULL;
+    if (mech_model_random(&c, seed, &m, &err)) fail_msg("model_random: %s", err.msg);
+    mech_model_tensor *t = NULL;
+    size_t n = 0;
+    if (mech_model_tensors(m, &t, &n, &err)) fail_msg("model_tensors: %s", err.msg);
+    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        float *p = mech_model_param(m, t[i].name);
+        if (!p || strstr(t[i].name, "ln_")) continue;
+        size_t k = (size_t)t[i].shape[0] * (t[i].ndim == 2 ? (size_t)t[i].shape[1] : 1);
+        int bias = strstr(t[i].name, ".bias") != NULL;
+        float scale = layernorm ? 0.35f : 0.2f;
+        for (size_t j = 0; j < k; j++)
+            p[j] = bias ? (float)(0.2 * (mech_test_urand() - 0.5)) : p[j] / 0.02f * scale;
+    }
+    mech_free(t);
+    return m;
+}

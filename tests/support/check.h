@@ -5,6 +5,7 @@
 #ifndef MECH_TEST_CHECK_H
 #define MECH_TEST_CHECK_H
 #include <stddef.h>
+#include <stdint.h>
 
 // Fails the test (fail_msg) unless |got - want| <= atol + rtol*|want| for all
 // n elements; prints the first mismatches and the largest difference.
@@ -34,4 +35,14 @@ void mech_test_limit_file_size(long bytes);
 // stdout (owned; with err NULL, stderr too), *err its stderr when err is not
 // NULL. Returns the exit status, -1 when killed by a signal.
 int mech_test_cli(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// A seeded uniform stream in [0, 1) (xorshift64*), shared by the helpers
+// below so a suite's draws after mech_test_small_model stay reproducible.
+void mech_test_seed(uint64_t state);
+double mech_test_urand(void);
+// A small random model (d_model 16, 4-wide heads, d_mlp 24 unless attn_only,
+// n_ctx 8, vocab 23) with weights large enough for every site and edge to
+// matter: matrices at 0.35 (LayerNorm) or 0.2 (none) of unit scale, biases
+// uniform in +-0.1; reseeds the stream from seed. Owned (mech_model_free).
+struct mech_model *mech_test_small_model(int layers, int heads, int attn_only, int layernorm, uint64_t seed);
 #endif
