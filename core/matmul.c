@@ -705,10 +705,13 @@ int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, in
 // blocks as mech_matmul does and, per MR-row strip, gathers the strip's
 // MR x kc values of inp^T into a small buffer the micro-kernel reads; the
 // kernel, K blocking and order are mech_matmul's, so the result equals
-// mech_matmul on a transposed copy of inp bit for bit. B blocks are wider
-// (MM_TN_NC) so that a gathered strip serves more panels.
+// mech_matmul on a transposed copy of inp bit for bit. B blocks are as wide
+// as fits MM_TN_BLOCK (a task's columns in one block, mostly) so that each
+// strip is gathered once per K block; while a strip computes, the next one's
+// source is prefetched. Tall products (M >= 4 N: the unembedding's dW) split
+// rows between tasks, so inp is gathered once in all.
 
-#define MM_TN_NC 384 // a packed B block of KC x 384 floats (576 KiB) stays in L2
+#define MM_TN_BLOCK (1u << 20) // bytes of a packed B block: 1 MiB stays in L2 beside the strips
 
 // a (mr, kc; rows lda apart) = inp[k0 .. k0+kc, m0 .. m0+mr]^T
 static void pack_a_tn(float *a, size_t lda, const float *inp, size_t ldi, int k0, int kc, int m0, int mr) {
@@ -748,9 +751,38 @@ static T256 void pack_a8_tn_256(float *a, const float *inp, size_t ldi, int k0, 
 }
 #endif
 
+#if MM_X86
+// colsum_packed for AVX-512's 48-wide panels, each column's double sum in a lane.
+static T512 void colsum_packed_512(double *acc, const float *buf, int kc, int nc) {
+    for (int jr = 0; jr < nc; jr += 48) {
+        int nr = imin(48, nc - jr), nv = (nr + 15) / 16;
+        const float *d = buf + (size_t)jr * kc;
+        double t[48] = {0};
+        memcpy(t, acc + jr, sizeof(double) * (size_t)nr);
+        __m512d s[6];
+        for (int v = 0; v < 2 * nv; v++) s[v] = _mm512_loadu_pd(t + 8 * v);
+        for (int k = 0; k < kc; k++, d += 16 * nv)
+            for (int v = 0; v < nv; v++) {
+                __m512 x = _mm512_loadu_ps(d + 16 * v);
+                s[2 * v] = _mm512_add_pd(s[2 * v], _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+                s[2 * v + 1] =
+                    _mm512_add_pd(s[2 * v + 1], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+            }
+        for (int v = 0; v < 2 * nv; v++) _mm512_storeu_pd(t + 8 * v, s[v]);
+        memcpy(acc + jr, t, sizeof(double) * (size_t)nr);
+    }
+}
+#endif
+
 // Add the column sums of a packed block (pack_nn's layout, kc rows of nc
 // columns) to acc, row by row: acc holds a double sum over k in order.
 static void colsum_packed(double *acc, const float *buf, int kc, int nc, int nr_max, int vl) {
+#if MM_X86
+    if (nr_max == 48 && vl == 16) {
+        colsum_packed_512(acc, buf, kc, nc);
+        return;
+    }
+#endif
     for (int jr = 0; jr < nc; jr += nr_max) {
         int nr = imin(nr_max, nc - jr), wp = nr == nr_max ? nr_max : round_up(nr, vl);
         const float *d = buf + (size_t)jr * kc;
@@ -791,19 +823,18 @@ static void mm_tn_task(void *ctx, int t, int thread) {
     if (m0 >= m1 || n0 >= n1) return;
     int kcm = imin(j->kc, j->K), ncm = imin(j->nc, round_up(n1 - n0, j->vl));
     size_t bfl = (size_t)kcm * (size_t)round_up(ncm, j->vl), afl = (size_t)j->mr * kcm;
-    size_t bytes = sizeof(float) * (bfl + afl);
+    // w's column sums: by the tasks of the first rows, from the packed blocks
+    float *wsum = m0 == 0 ? tj->wsum : NULL;
+    size_t bytes = sizeof(float) * (bfl + afl) + (wsum ? sizeof(double) * (size_t)ncm : 0);
     float *own = NULL, *buf = mech_pool_scratch(j->pool, thread, bytes);
     if (!buf) buf = own = mech_malloc_aligned(bytes);
-    // w's column sums: by the tasks of the first rows, from the packed blocks
-    double wacc[MM_TN_NC];
-    float *wsum = m0 == 0 ? tj->wsum : NULL;
     if (!buf) {
         mm_tn_slow(j, m0, m1, n0, n1);
         if (wsum) mm_tn_colsum_slow(j, wsum, n0, n1);
         return;
     }
     float *abuf = buf + bfl;
-    mm_pf pf = {.every = INT_MAX}; // no prefetch: B blocks serve many strips
+    double *wacc = (double *)(void *)(abuf + afl); // 8-aligned: bfl and afl are multiples of 8
     for (int jc = n0; jc < n1; jc += j->nc) {
         int ncur = imin(j->nc, n1 - jc);
         if (wsum)
@@ -825,6 +856,21 @@ static void mm_tn_task(void *ctx, int t, int thread) {
                 else
 #endif
                     pack_a_tn(abuf, (size_t)kcur, j->inp, j->ldi, pc, kcur, ir, mr);
+                // While this strip computes, prefetch the next one's source:
+                // its kc rows lie ldi apart (pages apart for a wide inp, which
+                // the hardware prefetchers do not follow), so unprefetched the
+                // gather waits on memory once per row.
+                mm_pf pf = {.every = INT_MAX};
+                if (ir + j->mr < m1) {
+                    const float *src = j->inp + (size_t)pc * j->ldi + ir + j->mr;
+                    int len = imin(j->mr, m1 - ir - j->mr), calls = (ncur + j->nr - 1) / j->nr;
+                    pf.row = (uintptr_t)src & ~(uintptr_t)63;
+                    pf.ld = sizeof(float) * j->ldi;
+                    pf.rows = kcur;
+                    pf.lpr = (int)(((uintptr_t)src & 63) + sizeof(float) * (size_t)len + 63) / 64;
+                    pf.budget = (pf.rows * pf.lpr + calls - 1) / calls;
+                    pf.every = imax(1, kcur / imax(1, pf.budget));
+                }
                 float *c = j->out + (size_t)ir * j->ldo + jc;
                 for (int jr = 0; jr < ncur; jr += j->nr) {
                     int nr = imin(j->nr, ncur - jr);
@@ -865,9 +911,21 @@ static void mm_run_tn(int kind, mech_pool *pool, float *out, int ldo, const floa
         },
         .wsum = wsum,
     };
-    mm_plan(&tj.j);
-    tj.j.nc = MM_TN_NC;
-    mech_pool_run(pool, tj.j.tm * tj.j.tn, mm_tn_task, &tj);
+    mm_job *j = &tj.j;
+    mm_plan(j);
+    int T = mech_pool_size(pool);
+    if (T > 1 && 2.0 * M * (double)N * K >= 2e6 && M >= 4 * N && M >= 16 * T) {
+        j->tn = 1, j->nch = N;
+        j->mch = round_up((M + T - 1) / T, j->mr);
+        j->tm = (M + j->mch - 1) / j->mch;
+    }
+    // the fewest blocks that fit, of equal width (a narrow last block would
+    // cost a whole gather of every strip for a few panels)
+    size_t fit = j->tn == 1 ? MM_TN_BLOCK + MM_TN_BLOCK / 2 : MM_TN_BLOCK;
+    int nc_fit = imax(j->nr, (int)(fit / (sizeof(float) * (size_t)imin(j->kc, K))) / j->nr * j->nr);
+    int blocks = (j->nch + nc_fit - 1) / nc_fit;
+    j->nc = round_up((j->nch + blocks - 1) / blocks, j->nr);
+    mech_pool_run(pool, j->tm * j->tn, mm_tn_task, &tj);
 }
 
 void mech_matmul_tn(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,

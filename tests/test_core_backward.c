@@ -1133,10 +1133,11 @@ static void test_softmax_scaled_kernel(void **state) {
 // the colsum of the bias gradients it replaces); for every kernel this
 // CPU has, with and without a pool: edge strips and panels (M, N not
 // multiples of the tile), two K blocks plus a tail, strides wider than the
-// matrices, and a product small enough for one task.
+// matrices, a product small enough for one task, a tall one (M >= 4 N: rows
+// split between tasks) and one whose tasks' columns need two B blocks.
 static void test_matmul_tn_kernel(void **state) {
     (void)state;
-    static const int shapes[][3] = {{203, 517, 77}, {64, 40, 100}, {5, 3, 2}, {131, 30, 781}};
+    static const int shapes[][3] = {{203, 517, 77}, {64, 40, 100}, {5, 3, 2}, {131, 30, 781}, {700, 45, 100}, {40, 400, 1500}};
     static const char *const kernels[] = {"avx512", "avx2", "portable"};
     mech_pool *pool = mech_pool_new(2);
     assert_non_null(pool);
