@@ -867,10 +867,9 @@ static void recompute_p(const attn_bctx *j, int b, int h, int i0, int i1, int k0
     const float *q = j->Q + ((size_t)b * T + i0) * A + (size_t)h * HS;
     const float *k = j->K + ((size_t)b * T + k0) * A + (size_t)h * HS;
     mech_matmul_nt(NULL, P, nk, q, A, k, A, NULL, i1 - i0, HS, nk);
-    float scale = (float)sqrt((double)HS);
+    mech_vec_div(P, (size_t)(i1 - i0) * nk, (float)sqrt((double)HS));
     for (int i = i0; i < i1; i++) {
         float *row = P + (size_t)(i - i0) * nk;
-        for (int t = 0; t < nk; t++) row[t] /= scale;
         int q0, q1;
         query_keys(j->r, b, i, &q0, &q1);
         int n = q1 - q0, off = q0 - k0;
@@ -880,17 +879,12 @@ static void recompute_p(const attn_bctx *j, int b, int h, int i0, int i1, int k0
     }
 }
 
-// dst (HS, nk; rows ldd apart) += xt (HS, rows) @ a (rows, nk; lda), via tmp.
-// The transposed gradients dV^T and dK^T accumulate this way: the product's
-// N is the block's keys (many) rather than HS, and only the small xt is a
+// dst (HS, nk; rows ldd apart) += xt (HS, rows) @ a (rows, nk; lda). The
+// transposed gradients dV^T and dK^T accumulate this way: the product's N is
+// the block's keys (many) rather than HS, and only the small xt is a
 // transposed copy, not the (rows, nk) pattern block.
-static void acc_t(float *dst, int ldd, const float *xt, const float *a, int lda, int rows, int nk, int HS, float *tmp) {
-    mech_matmul(NULL, tmp, nk, xt, rows, a, lda, NULL, HS, rows, nk);
-    for (int d = 0; d < HS; d++) {
-        float *o = dst + (size_t)d * ldd;
-        const float *t = tmp + (size_t)d * nk;
-        for (int k = 0; k < nk; k++) o[k] += t[k];
-    }
+static void acc_t(float *dst, int ldd, const float *xt, const float *a, int lda, int rows, int nk, int HS) {
+    mech_matmul_add(NULL, dst, ldd, xt, rows, a, lda, HS, rows, nk);
 }
 
 // xt (HS, n) = x (n, HS; ldx) transposed, divided by f.
@@ -915,15 +909,15 @@ static void attn_back_task(void *ctx, int task, int thread) {
     int NH = c->n_heads, HS = c->d_head, A = NH * HS, T = r->T;
     int b = task / NH, h = task % NH;
     float scale = (float)sqrt((double)HS);
-    size_t need = (size_t)QB * T * 2 + (size_t)T * HS * 3 + (size_t)QB * HS * 2;
+    size_t need = (size_t)QB * T * 2 + (size_t)T * HS * 2 + (size_t)QB * HS * 2;
     float *own = NULL, *buf = mech_pool_scratch(r->pool, thread, need * sizeof(float));
     if (!buf) buf = own = mech_malloc_aligned(need * sizeof(float));
     if (!buf) {
         atomic_store(&j->oom, 1);
         return;
     }
-    float *P = buf, *dP = buf + (size_t)QB * T, *tmp = dP + (size_t)QB * T;
-    float *dVt = tmp + (size_t)T * HS, *dKt = dVt + (size_t)T * HS; // (HS, T) this head's dV^T, dK^T
+    float *P = buf, *dP = buf + (size_t)QB * T;
+    float *dVt = dP + (size_t)QB * T, *dKt = dVt + (size_t)T * HS; // (HS, T) this head's dV^T, dK^T
     float *zt = dKt + (size_t)T * HS, *qst = zt + (size_t)QB * HS;   // (HS, QB) dz^T, (q / sqrt(HS))^T
     int want_v = j->phase == 0 || j->phase == 1, want_k = j->phase == 0 || j->phase == 3;
     if (want_v) memset(dVt, 0, (size_t)T * HS * sizeof *dVt);
@@ -961,7 +955,7 @@ static void attn_back_task(void *ctx, int task, int thread) {
             int lddp = j->phase == 1 ? T : nk;
             mech_matmul_nt(NULL, dPb, lddp, dz, A, vv, A, NULL, n, HS, nk);
             small_t(zt, dz, A, n, HS, 1.0f);
-            acc_t(dVt + k0, T, zt, Pb, ldp, n, nk, HS, tmp); // dV^T += dz^T P
+            acc_t(dVt + k0, T, zt, Pb, ldp, n, nk, HS); // dV^T += dz^T P
             if (j->phase == 1) continue;
         }
         float *dS; // (n, nk) rows ldds apart
@@ -979,28 +973,21 @@ static void attn_back_task(void *ctx, int task, int thread) {
                 if (j->phase == 2 && j->Pk) {
                     const float *pj = (j->Pjac ? j->Pjac : j->Pk) + head + (size_t)(i0 + i) * T;
                     const float *dp = j->dP + head + (size_t)(i0 + i) * T;
-                    float *ds = j->dS + head + (size_t)(i0 + i) * T;
-                    double dot = 0;
-                    for (int t = 0; t < T; t++) dot += (double)pj[t] * dp[t];
-                    for (int t = 0; t < T; t++) ds[t] = (float)(pj[t] * (dp[t] - dot));
+                    mech_vec_softmax_grad(j->dS + head + (size_t)(i0 + i) * T, pj, dp, (size_t)T);
                     continue;
                 }
                 const float *pj = Pb + (size_t)i * ldp;
                 const float *dp = j->phase == 0 ? dP + (size_t)i * nk : j->dP + head + (size_t)(i0 + i) * T + k0;
-                float *ds = dS + (size_t)i * ldds;
-                double dot = 0;
-                for (int t = 0; t < nk; t++) dot += (double)pj[t] * dp[t];
-                for (int t = 0; t < nk; t++) ds[t] = (float)(pj[t] * (dp[t] - dot));
+                mech_vec_softmax_grad(dS + (size_t)i * ldds, pj, dp, (size_t)nk);
             }
             if (j->phase == 2) continue;
         }
         // dQ = dS K / sqrt(HS); dK += dS^T Q / sqrt(HS)
         mech_matmul(NULL, dq, A, dS, ldds, kk, A, NULL, n, nk, HS);
-        for (int i = 0; i < n; i++)
-            for (int d = 0; d < HS; d++) dq[(size_t)i * A + d] /= scale;
+        for (int i = 0; i < n; i++) mech_vec_div(dq + (size_t)i * A, (size_t)HS, scale);
         // dK^T += (q / sqrt(HS))^T dS: scaling q's n rows is cheaper than dK's
         small_t(qst, q, A, n, HS, scale);
-        acc_t(dKt + k0, T, qst, dS, ldds, n, nk, HS, tmp);
+        acc_t(dKt + k0, T, qst, dS, ldds, n, nk, HS);
     }
     // this (row, head)'s slices of dV and dK, every position (0 where no query read it)
     if (want_v) put_t(j->dV + (size_t)b * T * A + (size_t)h * HS, A, dVt, T, HS);

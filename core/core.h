@@ -293,6 +293,10 @@ void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes);
 // Multithreaded over pool (NULL: the calling thread only).
 void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                  const float *w, int ldw, const float *bias, int M, int K, int N);
+// out += inp @ w, as mech_matmul computes the product (each K block's sum
+// added to out in order): the backward's accumulated attention gradients.
+void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,
+                     int K, int N);
 // Same with w transposed: w is [N, K], out = inp @ w^T + bias
 // (the tied unembedding, q @ k^T).
 void mech_matmul_nt(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
@@ -857,6 +861,12 @@ void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *
 
 // g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+// x[i] /= d, each an IEEE division (as the scalar loop it replaces): the
+// attention scores' 1/sqrt(d_head) in the forward and the backward.
+void mech_vec_div(float *x, size_t n, float d);
+// The backward of one softmax row p: ds[i] = p[i] (dp[i] - sum_j p[j] dp[j]),
+// the sum in double, each ds in double rounded once.
+void mech_vec_softmax_grad(float *ds, const float *p, const float *dp, size_t n);
 // out[i] = softmax(x)[i] * scale (out != x): the softmax bit for bit
 // mech_vec_softmax's on a copy of x, each value then multiplied by scale.
 // *pmax (unless NULL) gets the largest softmax value before scaling.

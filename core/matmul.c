@@ -468,6 +468,7 @@ typedef struct mm_job {
     size_t ldo, ldi, ldw;
     int M, K, N;
     int nt;   // w is [N, K]
+    int add;  // out += the product (no bias)
     int kind; // KIND_*
     int mr, nr, vl, kc, nc;
     int mch, nch; // rows and columns per task
@@ -482,7 +483,8 @@ static void mm_slow(const mm_job *j, int m0, int m1, int n0, int n1) {
             const float *x = j->inp + (size_t)m * j->ldi;
             for (int k = 0; k < j->K; k++)
                 acc += x[k] * (j->nt ? j->w[(size_t)n * j->ldw + k] : j->w[(size_t)k * j->ldw + n]);
-            j->out[(size_t)m * j->ldo + n] = acc + (j->bias ? j->bias[n] : 0.0f);
+            float *o = j->out + (size_t)m * j->ldo + n;
+            *o = acc + (j->add ? *o : j->bias ? j->bias[n] : 0.0f);
         }
 }
 
@@ -523,7 +525,7 @@ static T512 void mm_row1_nn_512(const mm_job *j, int m, int n0, int n1) {
             for (int v = 0; v < nv; v++) {
                 __mmask16 mk = v == nv - 1 ? ml : (__mmask16)0xFFFF;
                 __m512 r = _mm512_load_ps(p + 16 * v);
-                if (pc > 0) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, out + 16 * v));
+                if (pc > 0 || j->add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, out + 16 * v));
                 else if (j->bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, j->bias + c0 + 16 * v));
                 _mm512_mask_storeu_ps(out + 16 * v, mk, r);
             }
@@ -565,7 +567,7 @@ static void mm_task(void *ctx, int t, int thread) {
 #endif
             if (j->nt) pack_nt(buf, j->w, j->ldw, pc, kcur, jc, ncur, j->nr, j->vl);
             else pack_nn(buf, j->w, j->ldw, pc, kcur, jc, ncur, j->nr, j->vl);
-            int acc = pc > 0;
+            int acc = pc > 0 || j->add;
             // Prefetch the source of the next block of this task during
             // this block's kernels.
             mm_pf pf = {.every = INT_MAX}; // no next block: no prefetch
@@ -651,17 +653,18 @@ static void mm_plan(mm_job *jp) {
 }
 
 static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
-                   const float *w, int ldw, const float *bias, int M, int K, int N, int nt) {
+                   const float *w, int ldw, const float *bias, int M, int K, int N, int nt, int add) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) out[(size_t)m * ldo + n] = bias ? bias[n] : 0.0f;
+        if (!add)
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) out[(size_t)m * ldo + n] = bias ? bias[n] : 0.0f;
         return;
     }
     mm_job j = {
-        .pool = pool, .out = out, .inp = inp, .w = w, .bias = bias,
+        .pool = pool, .out = out, .inp = inp, .w = w, .bias = add ? NULL : bias,
         .ldo = (size_t)ldo, .ldi = (size_t)ldi, .ldw = (size_t)ldw,
-        .M = M, .K = K, .N = N, .nt = nt, .kind = kind,
+        .M = M, .K = K, .N = N, .nt = nt, .add = add, .kind = kind,
     };
     mm_plan(&j);
     mech_pool_run(pool, j.tm * j.tn, mm_task, &j);
@@ -669,12 +672,17 @@ static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *
 
 void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                  const float *w, int ldw, const float *bias, int M, int K, int N) {
-    mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 0);
+    mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 0, 0);
+}
+
+void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,
+                     int K, int N) {
+    mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, NULL, M, K, N, 0, 1);
 }
 
 void mech_matmul_nt(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                     const float *w, int ldw, const float *bias, int M, int K, int N) {
-    mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 1);
+    mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 1, 0);
 }
 
 // The kernel a test or bench names (NULL: the best), or -1 when unknown or
@@ -694,7 +702,7 @@ int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, in
                      int K, int N) {
     int kind = mm_kind_named(kernel);
     if (kind < 0) return -1;
-    mm_run(kind, pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, nt != 0);
+    mm_run(kind, pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, nt != 0, 0);
     return 0;
 }
 

@@ -477,6 +477,72 @@ void mech_vec_gelu_new_grad(float *g, const float *x, size_t n) {
     gelu_new_grad_port(g, x, n);
 }
 
+// Attention's element-wise steps (core/forward.c, core/backward.c).
+
+static void div_port(float *x, size_t n, float d) {
+    for (size_t i = 0; i < n; i++) x[i] /= d;
+}
+
+static void softmax_grad_port(float *ds, const float *p, const float *dp, size_t n) {
+    double dot = 0;
+    for (size_t i = 0; i < n; i++) dot += (double)p[i] * dp[i];
+    for (size_t i = 0; i < n; i++) ds[i] = (float)(p[i] * (dp[i] - dot));
+}
+
+#if VM_X86
+static T512 void div_512(float *x, size_t n, float d) {
+    __m512 vd = _mm512_set1_ps(d);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vd));
+    }
+}
+
+static T512 void softmax_grad_512(float *ds, const float *p, const float *dp, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 a = _mm512_maskz_loadu_ps(m, p + i), b = _mm512_maskz_loadu_ps(m, dp + i);
+        s0 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)), _mm512_cvtps_pd(_mm512_castps512_ps256(b)), s0);
+        s1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
+                             _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), s1);
+    }
+    __m512d dot = _mm512_set1_pd(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 a = _mm512_maskz_loadu_ps(m, p + i), b = _mm512_maskz_loadu_ps(m, dp + i);
+        __m512d lo = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)),
+                                   _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(b)), dot));
+        __m512d hi = _mm512_mul_pd(
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
+            _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), dot));
+        __m512 r = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
+                                                        _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+        _mm512_mask_storeu_ps(ds + i, m, r);
+    }
+}
+#endif
+
+void mech_vec_div(float *x, size_t n, float d) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) {
+        div_512(x, n, d);
+        return;
+    }
+#endif
+    div_port(x, n, d);
+}
+
+void mech_vec_softmax_grad(float *ds, const float *p, const float *dp, size_t n) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) {
+        softmax_grad_512(ds, p, dp, n);
+        return;
+    }
+#endif
+    softmax_grad_port(ds, p, dp, n);
+}
+
 // The metric's softmax (core/backward.c): out = softmax(x) * scale in one
 // read of x per pass and no copy, the softmax bit for bit mech_vec_softmax's
 // on a copy of x, and the largest softmax value (log-sum-exp = max x -

@@ -1126,6 +1126,76 @@ static void test_softmax_scaled_kernel(void **state) {
     free(x), free(o), free(ref);
 }
 
+// Attention's vector steps: mech_vec_div equals the scalar division bit for
+// bit; mech_vec_softmax_grad, in place or not, against a double reference
+// (the sum's order differs: within 1e-6 of the row's scale); at lengths
+// around the vector width and one of a long row.
+static void test_attention_vector_steps(void **state) {
+    (void)state;
+    static const size_t sizes[] = {1, 7, 16, 17, 64, 1025};
+    float x[1025], y[1025], p[1025], dp[1025], ds[1025], ip[1025];
+    uint32_t st = 7u;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        double psum = 0;
+        for (size_t i = 0; i < n; i++) {
+            st = st * 1664525u + 1013904223u, x[i] = (float)(st >> 8) / 16777216.0f * 40.0f - 20.0f;
+            st = st * 1664525u + 1013904223u, p[i] = (float)(st >> 8) / 16777216.0f, psum += p[i];
+            st = st * 1664525u + 1013904223u, dp[i] = (float)(st >> 8) / 16777216.0f * 6.0f - 3.0f;
+        }
+        for (size_t i = 0; i < n; i++) p[i] = (float)(p[i] / psum);
+        memcpy(y, x, sizeof x);
+        mech_vec_div(y, n, 8.5f);
+        for (size_t i = 0; i < n; i++) assert_true(y[i] == x[i] / 8.5f);
+        assert_true(n == 1025 || y[n] == x[n]); // nothing past n
+        double dot = 0;
+        for (size_t i = 0; i < n; i++) dot += (double)p[i] * dp[i];
+        memcpy(ip, dp, sizeof dp);
+        mech_vec_softmax_grad(ds, p, dp, n);
+        mech_vec_softmax_grad(ip, p, ip, n);
+        for (size_t i = 0; i < n; i++) {
+            double want = p[i] * (dp[i] - dot);
+            if (fabs(ds[i] - want) > 1e-6 * p[i] * 4.0 + 1e-12) fail_msg("n=%zu ds[%zu] = %.9g, want %.9g", n, i, ds[i], want);
+            assert_true(ip[i] == ds[i]);
+        }
+    }
+}
+
+// mech_matmul_add: out += inp @ w, against mech_matmul's product added to
+// the old out in double, with and without a pool, K over two blocks.
+static void test_matmul_add(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{64, 64, 200}, {5, 900, 33}, {300, 40, 130}};
+    mech_pool *pool = mech_pool_new(2);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2], ldo = N + 3;
+        float *a = malloc(sizeof(float) * (size_t)M * K), *w = malloc(sizeof(float) * (size_t)K * N),
+              *o = malloc(sizeof(float) * (size_t)M * ldo), *o0 = malloc(sizeof(float) * (size_t)M * ldo),
+              *pr = malloc(sizeof(float) * (size_t)M * N);
+        assert_true(a && w && o && o0 && pr);
+        uint32_t st = 3u + (uint32_t)si;
+        for (size_t i = 0; i < (size_t)M * K; i++) st = st * 1664525u + 1013904223u, a[i] = (float)(st >> 8) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < (size_t)K * N; i++) st = st * 1664525u + 1013904223u, w[i] = (float)(st >> 8) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < (size_t)M * ldo; i++) st = st * 1664525u + 1013904223u, o0[i] = (float)(st >> 8) / 16777216.0f * 4.0f;
+        mech_matmul(NULL, pr, N, a, K, w, N, NULL, M, K, N);
+        for (int usepool = 0; usepool < 2; usepool++) {
+            memcpy(o, o0, sizeof(float) * (size_t)M * ldo);
+            mech_matmul_add(usepool ? pool : NULL, o, ldo, a, K, w, N, M, K, N);
+            for (int m = 0; m < M; m++) {
+                for (int n = 0; n < N; n++) {
+                    double want = (double)o0[(size_t)m * ldo + n] + pr[(size_t)m * N + n];
+                    float got = o[(size_t)m * ldo + n];
+                    if (fabs(got - want) > 1e-5 * (fabs(want) + sqrt((double)K)))
+                        fail_msg("M=%d K=%d N=%d out[%d,%d] = %.9g, want %.9g", M, K, N, m, n, got, want);
+                }
+                for (int n = N; n < ldo; n++) assert_true(o[(size_t)m * ldo + n] == o0[(size_t)m * ldo + n]);
+            }
+        }
+        free(a), free(w), free(o), free(o0), free(pr);
+    }
+    mech_pool_free(pool);
+}
+
 // mech_matmul_tn (out = inp^T w, inp stored (K, M)) against a double sum of
 // products computed here, and bit for bit against mech_matmul on a
 // transposed copy of inp (the same kernel and order); its column sums of w
@@ -1363,6 +1433,8 @@ int main(void) {
         cmocka_unit_test(test_gelu_new_grad_kernel),
         cmocka_unit_test(test_matmul_tn_kernel),
         cmocka_unit_test(test_softmax_scaled_kernel),
+        cmocka_unit_test(test_attention_vector_steps),
+        cmocka_unit_test(test_matmul_add),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),
         cmocka_unit_test(test_logits_rows),
