@@ -139,6 +139,8 @@ $(B)/gen/gpt2_tokenizer.bin: $(B)/tools/gen_tokenizer_tables data/gpt2/encoder.j
 	$(Q)$< data/gpt2/encoder.json data/gpt2/vocab.bpe $@
 $(B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe $(B)/gen/gpt2_tokenizer.bin
 $(B)/core/tokenizer_data.o: private CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
+# the element-wise row loops of the backward (MECH_EW_CLONES in core/forward_int.h)
+$(B)/core/backward.o: private CFLAGS += -ftree-vectorize
 
 # --- Fuzzing (tests/fuzz/) ---------------------------------------------------
 # One entry function per parser (tests/fuzz/fuzz_*.c), shared by two users:
@@ -217,6 +219,7 @@ $(PIC_B)/%.o: %.c | $(DEPS_OK)
 
 $(PIC_B)/core/tokenizer_data.o: data/gpt2/encoder.json data/gpt2/vocab.bpe $(B)/gen/gpt2_tokenizer.bin
 $(PIC_B)/core/tokenizer_data.o: private CFLAGS += -DMECH_GPT2_TABLES='"$(B)/gen/gpt2_tokenizer.bin"'
+$(PIC_B)/core/backward.o: private CFLAGS += -ftree-vectorize
 
 $(PIC_B)/libmech.so: $(PIC_OBJ)
 	@$(if $(Q),echo "  LD      $@")

@@ -133,7 +133,7 @@ typedef struct colsum_ctx {
     int add;
 } colsum_ctx;
 
-static void colsum_cols(void *ctx, size_t n0, size_t n1) {
+MECH_EW_CLONES static void colsum_cols(void *ctx, size_t n0, size_t n1) {
     colsum_ctx *c = ctx;
     // rows outer, columns inner: contiguous reads, 256 columns at a time
     double acc[256];
@@ -169,7 +169,7 @@ typedef struct colsum2_ctx {
     int add;
 } colsum2_ctx;
 
-static void colsum2_cols(void *ctx, size_t n0, size_t n1) {
+MECH_EW_CLONES static void colsum2_cols(void *ctx, size_t n0, size_t n1) {
     colsum2_ctx *c = ctx;
     double aw[128], ab[128];
     for (size_t c0 = n0; c0 < n1; c0 += 128) {
@@ -678,13 +678,13 @@ typedef struct ln_ctx {
     size_t C, ldx; // dx rows ldx apart
 } ln_ctx;
 
-static void affine_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void affine_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx;
     for (size_t i = i0; i < i1; i++)
         for (size_t k = 0; k < c->C; k++) c->a[i * c->C + k] = c->n[i * c->C + k] * c->w[k] + c->b[k];
 }
 
-static void scale_w_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void scale_w_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx; // dn = da * w, in place
     for (size_t i = i0; i < i1; i++)
         for (size_t k = 0; k < c->C; k++) c->dn[i * c->C + k] *= c->w[k];
@@ -694,15 +694,13 @@ static void scale_w_task(void *ctx, size_t i0, size_t i1) {
 static void ds_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx;
     for (size_t i = i0; i < i1; i++) {
-        double s = 0;
-        if (c->real[i])
-            for (size_t k = 0; k < c->C; k++) s += (double)c->dn[i * c->C + k] * c->njac[i * c->C + k];
+        double s = c->real[i] ? mech_vec_dot_f64(c->dn + i * c->C, c->njac + i * c->C, c->C) : 0;
         c->ds[i] = c->real[i] ? (float)(-s / c->s[i]) : 0.0f;
     }
 }
 
 // dx = (dn - mean(dn)) / s + ds * n / C (the scale's own dependence on x)
-static void dx_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void dx_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx;
     for (size_t i = i0; i < i1; i++) {
         float *dx = c->dx + i * c->ldx;
@@ -711,9 +709,7 @@ static void dx_task(void *ctx, size_t i0, size_t i1) {
             continue;
         }
         const float *dn = c->dn + i * c->C, *nj = c->njac + i * c->C;
-        double m = 0;
-        for (size_t k = 0; k < c->C; k++) m += dn[k];
-        m /= (double)c->C;
+        double m = mech_vec_dot_f64(dn, NULL, c->C) / (double)c->C;
         double inv = 1.0 / c->s[i], dsc = (double)c->ds[i] / (double)c->C;
         for (size_t k = 0; k < c->C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
     }
@@ -721,7 +717,7 @@ static void dx_task(void *ctx, size_t i0, size_t i1) {
 
 // The three passes above in one per row, when no hook sits between them:
 // the same operations in the same order, so the same bits.
-static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx;
     size_t C = c->C;
     for (size_t i = i0; i < i1; i++) {
@@ -733,15 +729,10 @@ static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
             continue;
         }
         const float *nj = c->njac + i * C;
-        double s = 0, m = 0;
-        for (size_t k = 0; k < C; k++) {
-            dn[k] *= c->w[k];
-            s += (double)dn[k] * nj[k];
-            m += dn[k];
-        }
+        for (size_t k = 0; k < C; k++) dn[k] *= c->w[k];
+        double s = mech_vec_dot_f64(dn, nj, C), m = mech_vec_dot_f64(dn, NULL, C) / (double)C;
         float ds = (float)(-s / c->s[i]);
         c->ds[i] = ds;
-        m /= (double)C;
         double inv = 1.0 / c->s[i], dsc = (double)ds / (double)C;
         for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
     }
@@ -797,7 +788,7 @@ typedef struct ew_ctx {
     int act;
 } ew_ctx;
 
-static void add_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void add_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     for (size_t i = i0 * c->width; i < i1 * c->width; i++) c->out[i] += c->a[i];
 }
@@ -808,7 +799,7 @@ static void add_into(mech_run *r, float *out, const float *a, size_t rows, size_
 }
 
 // dpre = act'(pre) * dpost, in place in out (= dpost)
-static void act_back_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void act_back_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     const double k = 0.7978845608028654; // sqrt(2/pi)
     if (c->act == MECH_ACT_GELU_NEW) {
@@ -889,17 +880,13 @@ static void acc_t(float *dst, int ldd, const float *xt, const float *a, int lda,
 
 // xt (HS, n) = x (n, HS; ldx) transposed, divided by f.
 static void small_t(float *xt, const float *x, int ldx, int n, int HS, float f) {
-    for (int i = 0; i < n; i++)
-        for (int d = 0; d < HS; d++) xt[(size_t)d * n + i] = x[(size_t)i * ldx + d] / f;
+    mech_transpose(xt, (size_t)n, x, (size_t)ldx, n, HS);
+    if (f != 1.0f) mech_vec_div(xt, (size_t)HS * n, f);
 }
 
 // dst rows t of the head's slice (rows A apart) = src (HS, T) transposed.
 static void put_t(float *dst, int A, const float *src, int T, int HS) {
-    for (int t0 = 0; t0 < T; t0 += 16) { // 16 rows at a time: the source lines stay in cache
-        int t1 = t0 + 16 < T ? t0 + 16 : T;
-        for (int d = 0; d < HS; d++)
-            for (int t = t0; t < t1; t++) dst[(size_t)t * A + d] = src[(size_t)d * T + t];
-    }
+    mech_transpose(dst, (size_t)A, src, (size_t)T, HS, T);
 }
 
 static void attn_back_task(void *ctx, int task, int thread) {
@@ -1080,7 +1067,7 @@ typedef struct heads_ctx {
     size_t C;
 } heads_ctx;
 
-static void heads_add_task(void *ctx, size_t i0, size_t i1) {
+MECH_EW_CLONES static void heads_add_task(void *ctx, size_t i0, size_t i1) {
     heads_ctx *c = ctx;
     for (size_t i = i0; i < i1; i++)
         for (int h = 0; h < c->NH; h++) {

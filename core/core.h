@@ -293,6 +293,9 @@ void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes);
 // Multithreaded over pool (NULL: the calling thread only).
 void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                  const float *w, int ldw, const float *bias, int M, int K, int N);
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (16 x 16 blocks in
+// registers where the CPU has AVX-512).
+void mech_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols);
 // out += inp @ w, as mech_matmul computes the product (each K block's sum
 // added to out in order): the backward's accumulated attention gradients.
 void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,
@@ -861,6 +864,10 @@ void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *
 
 // g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+// sum_i a[i] * b[i] (b NULL: sum_i a[i]) in double, vectorised (the
+// summation order is the vector lanes', fixed for a CPU): the LayerNorm
+// backward's row sums.
+double mech_vec_dot_f64(const float *a, const float *b, size_t n);
 // x[i] /= d, each an IEEE division (as the scalar loop it replaces): the
 // attention scores' 1/sqrt(d_head) in the forward and the backward.
 void mech_vec_div(float *x, size_t n, float d);

@@ -7,6 +7,17 @@
 
 #include "core/core.h"
 
+// The backward's element-wise row loops (core/backward.c, built with
+// -ftree-vectorize) in two builds, AVX-512 and the baseline, the better
+// picked when the library loads (function clones). Strict ISO C keeps
+// multiply and add unfused and reductions in order, so both builds give the
+// same bits.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__SANITIZE_ADDRESS__)
+#define MECH_EW_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define MECH_EW_CLONES
+#endif
+
 // Hook point kinds. Per-block kinds are in TransformerLens firing order.
 enum hook_kind {
     HK_EMBED,

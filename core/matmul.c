@@ -199,6 +199,14 @@ MM_INLINE T512 void tr16(const float *src, size_t lds, float *dst, size_t ldd) {
 #undef ST
 }
 
+static T512 void transpose_512(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+    int r16 = rows / 16 * 16, c16 = cols / 16 * 16;
+    for (int r = 0; r < r16; r += 16)
+        for (int c = 0; c < c16; c += 16) tr16(src + (size_t)r * lds + c, lds, dst + (size_t)c * ldd + r, ldd);
+    for (int r = 0; r < rows; r++)
+        for (int c = r < r16 ? c16 : 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
 // pack_nn for the AVX-512 kernel's panels (nr_max = 48: three vectors).
 static T512 void pack_nn_512(float *dst, const float *w, size_t ldw, int k0, int kc, int n0, int nc,
                              int nr_max, int vl) {
@@ -673,6 +681,17 @@ static void mm_run(int kind, mech_pool *pool, float *out, int ldo, const float *
 void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi,
                  const float *w, int ldw, const float *bias, int M, int K, int N) {
     mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 0, 0);
+}
+
+void mech_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+#if MM_X86
+    if (mm_kind() == KIND_AVX512) {
+        transpose_512(dst, ldd, src, lds, rows, cols);
+        return;
+    }
+#endif
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
 }
 
 void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,

@@ -523,6 +523,40 @@ static T512 void softmax_grad_512(float *ds, const float *p, const float *dp, si
 }
 #endif
 
+// Sums in double over a row (the LayerNorm backward's): 16 lanes, added
+// pairwise at the end, so a row's sum does not depend on which caller asks.
+static double dot_f64_port(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * (b ? b[i] : 1.0f);
+    return s;
+}
+
+#if VM_X86
+static T512 double dot_f64_512(const float *a, const float *b, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(m, a + i);
+        if (b) {
+            __m512 y = _mm512_maskz_loadu_ps(m, b + i);
+            s0 = _mm512_fmadd_pd(lo_pd(x), lo_pd(y), s0);
+            s1 = _mm512_fmadd_pd(hi_pd(x), hi_pd(y), s1);
+        } else {
+            s0 = _mm512_add_pd(lo_pd(x), s0);
+            s1 = _mm512_add_pd(hi_pd(x), s1);
+        }
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+#endif
+
+double mech_vec_dot_f64(const float *a, const float *b, size_t n) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) return dot_f64_512(a, b, n);
+#endif
+    return dot_f64_port(a, b, n);
+}
+
 void mech_vec_div(float *x, size_t n, float d) {
 #if VM_X86
     if (vec_best() == &OPS_AVX512) {

@@ -1126,11 +1126,12 @@ static void test_softmax_scaled_kernel(void **state) {
     free(x), free(o), free(ref);
 }
 
-// Attention's vector steps: mech_vec_div equals the scalar division bit for
-// bit; mech_vec_softmax_grad, in place or not, against a double reference
-// (the sum's order differs: within 1e-6 of the row's scale); at lengths
-// around the vector width and one of a long row.
-static void test_attention_vector_steps(void **state) {
+// The backward's vector steps: mech_vec_div equals the scalar division bit
+// for bit; mech_vec_softmax_grad, in place or not, against a double
+// reference (the sum's order differs: within 1e-6 of the row's scale);
+// mech_vec_dot_f64 with and without b against double sums in order; at
+// lengths around the vector width and one of a long row.
+static void test_backward_vector_steps(void **state) {
     (void)state;
     static const size_t sizes[] = {1, 7, 16, 17, 64, 1025};
     float x[1025], y[1025], p[1025], dp[1025], ds[1025], ip[1025];
@@ -1148,8 +1149,13 @@ static void test_attention_vector_steps(void **state) {
         mech_vec_div(y, n, 8.5f);
         for (size_t i = 0; i < n; i++) assert_true(y[i] == x[i] / 8.5f);
         assert_true(n == 1025 || y[n] == x[n]); // nothing past n
-        double dot = 0;
-        for (size_t i = 0; i < n; i++) dot += (double)p[i] * dp[i];
+        double dot = 0, xs = 0, xd = 0, mag = 0, xmag = 0;
+        for (size_t i = 0; i < n; i++) {
+            dot += (double)p[i] * dp[i], xs += x[i], xd += (double)x[i] * dp[i];
+            mag += fabs((double)x[i] * dp[i]), xmag += fabs((double)x[i]);
+        }
+        assert_true(fabs(mech_vec_dot_f64(x, dp, n) - xd) <= 1e-13 * mag);
+        assert_true(fabs(mech_vec_dot_f64(x, NULL, n) - xs) <= 1e-13 * xmag);
         memcpy(ip, dp, sizeof dp);
         mech_vec_softmax_grad(ds, p, dp, n);
         mech_vec_softmax_grad(ip, p, ip, n);
@@ -1433,7 +1439,7 @@ int main(void) {
         cmocka_unit_test(test_gelu_new_grad_kernel),
         cmocka_unit_test(test_matmul_tn_kernel),
         cmocka_unit_test(test_softmax_scaled_kernel),
-        cmocka_unit_test(test_attention_vector_steps),
+        cmocka_unit_test(test_backward_vector_steps),
         cmocka_unit_test(test_matmul_add),
         cmocka_unit_test(test_acts_equal_params),
         cmocka_unit_test(test_skip_lower_blocks),

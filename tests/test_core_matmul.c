@@ -209,6 +209,30 @@ static void test_matmul_kernel_names(void **state) {
     assert_int_equal(mech_matmul_with(k, 1, NULL, &out, 1, &x, 1, &x, 1, NULL, 1, 1, 1), 0);
 }
 
+// mech_transpose: every element moved, nothing past rows/cols written, for
+// shapes below, at and around the 16 x 16 block, with wide strides.
+static void test_transpose(void **state) {
+    (void)state;
+    static const int dims[] = {1, 15, 16, 17, 33, 64};
+    enum { MAXD = 64, LDS = 70, LDD = 67 };
+    float *src = malloc(sizeof(float) * MAXD * LDS), *dst = malloc(sizeof(float) * MAXD * LDD);
+    assert_true(src && dst);
+    for (int i = 0; i < MAXD * LDS; i++) src[i] = (float)i * 0.5f - 7.0f;
+    for (size_t a = 0; a < sizeof dims / sizeof *dims; a++)
+        for (size_t b = 0; b < sizeof dims / sizeof *dims; b++) {
+            int rows = dims[a], cols = dims[b];
+            for (int i = 0; i < MAXD * LDD; i++) dst[i] = -1.0f;
+            mech_transpose(dst, LDD, src, LDS, rows, cols);
+            for (int c = 0; c < MAXD; c++)
+                for (int r = 0; r < LDD; r++) {
+                    float want = c < cols && r < rows ? src[(size_t)r * LDS + c] : -1.0f;
+                    if (dst[(size_t)c * LDD + r] != want)
+                        fail_msg("%d x %d: dst[%d][%d] = %g, want %g", rows, cols, c, r, dst[(size_t)c * LDD + r], want);
+                }
+        }
+    free(src), free(dst);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_small_shapes_all_kernels),
@@ -217,6 +241,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_k_zero_gives_bias),
         cmocka_unit_test(test_matmul_nan_stays_in_its_row),
         cmocka_unit_test(test_matmul_kernel_names),
+        cmocka_unit_test(test_transpose),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
