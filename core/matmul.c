@@ -333,7 +333,7 @@ static void kern_portable(int mr, int nr, int kc, const float *a, size_t lda, co
 
 // AVX-512: up to 8 rows x 3 vectors of 16 (24 accumulators, 3 B registers,
 // one broadcast register).
-MM_INLINE T512 void k512_t(const int mr, const int nv, int kc, const float *a, size_t lda,
+MM_INLINE T512 void k512_t(const int mr, const int nv, const int stream, int kc, const float *a, size_t lda,
                            const float *b, float *c, size_t ldc, const float *bias, int accumulate,
                            __mmask16 mlast, mm_pf *pf) {
     uintptr_t pr = pf->row;
@@ -377,7 +377,8 @@ MM_INLINE T512 void k512_t(const int mr, const int nv, int kc, const float *a, s
         __m512 x = c##r##v;                                                                     \
         if (accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, o));                     \
         else if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, bias + 16 * v));          \
-        _mm512_mask_storeu_ps(o, mk, x);                                                        \
+        if (stream && mk == (__mmask16)0xFFFF) _mm512_stream_ps(o, x);                          \
+        else _mm512_mask_storeu_ps(o, mk, x);                                                   \
     }
 #define STROW(r) ST(r, 0) ST(r, 1) ST(r, 2)
     STROW(0) STROW(1) STROW(2) STROW(3) STROW(4) STROW(5) STROW(6) STROW(7)
@@ -391,14 +392,23 @@ static T512 void kern_avx512(int mr, int nr, int kc, const float *a, size_t lda,
     __mmask16 ml = (__mmask16)(0xFFFFu >> (16 * nv - nr));
 #define CASE_MR(m)                                                                              \
     case m:                                                                                     \
-        if (nv == 3) k512_t(m, 3, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);                  \
-        else if (nv == 2) k512_t(m, 2, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);             \
-        else k512_t(m, 1, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);                          \
+        if (nv == 3) k512_t(m, 3, 0, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);               \
+        else if (nv == 2) k512_t(m, 2, 0, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);          \
+        else k512_t(m, 1, 0, kc, a, lda, b, c, ldc, bias, accumulate, ml, pf);                       \
         break;
     switch (mr) {
         CASE_MR(1) CASE_MR(2) CASE_MR(3) CASE_MR(4) CASE_MR(5) CASE_MR(6) CASE_MR(7) CASE_MR(8)
     }
 #undef CASE_MR
+}
+
+// The same for whole 8 x 48 tiles of an out written once (c 64-byte aligned,
+// ldc a multiple of 16): streaming stores, so that a large out (the weight
+// gradients) is not first read into the cache only to be overwritten.
+static T512 void kern_avx512_stream(int mr, int nr, int kc, const float *a, size_t lda, const float *b, float *c,
+                                    size_t ldc, mm_pf *pf) {
+    if (mr == 8 && nr == 48) k512_t(8, 3, 1, kc, a, lda, b, c, ldc, NULL, 0, (__mmask16)0xFFFF, pf);
+    else kern_avx512(mr, nr, kc, a, lda, b, c, ldc, NULL, 0, pf);
 }
 
 // AVX2: up to 6 rows x 2 vectors of 8 (12 accumulators).
@@ -861,6 +871,8 @@ static void mm_tn_task(void *ctx, int t, int thread) {
         return;
     }
     float *abuf = buf + bfl;
+    // one K block: each out tile is written once, and streamed
+    int stream = j->K <= j->kc && j->ldo % 16 == 0 && j->kind == KIND_AVX512;
     double *wacc = (double *)(void *)(abuf + afl); // 8-aligned: bfl and afl are multiples of 8
     for (int jc = n0; jc < n1; jc += j->nc) {
         int ncur = imin(j->nc, n1 - jc);
@@ -904,7 +916,12 @@ static void mm_tn_task(void *ctx, int t, int thread) {
                     const float *b = buf + (size_t)jr * kcur;
                     switch (j->kind) {
 #if MM_X86
-                    case KIND_AVX512: kern_avx512(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf); break;
+                    case KIND_AVX512:
+                        if (stream && ((uintptr_t)(c + jr) & 63) == 0)
+                            kern_avx512_stream(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, &pf);
+                        else
+                            kern_avx512(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf);
+                        break;
                     case KIND_AVX2: kern_avx2(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf); break;
 #endif
                     default: kern_portable(mr, nr, kcur, abuf, (size_t)kcur, b, c + jr, j->ldo, NULL, acc, &pf);
@@ -915,6 +932,9 @@ static void mm_tn_task(void *ctx, int t, int thread) {
         if (wsum)
             for (int c = 0; c < ncur; c++) wsum[jc + c] = (float)wacc[c];
     }
+#if MM_X86
+    if (stream) _mm_sfence(); // streamed tiles visible before the task counts as done
+#endif
     mech_free_aligned(own);
 }
 

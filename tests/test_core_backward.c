@@ -1220,9 +1220,11 @@ static void test_matmul_tn_kernel(void **state) {
     int ran = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
-        int ldi = M + 3, ldw = N + 5, ldo = N + 1;
+        // odd shapes: rows 64-byte aligned, so whole tiles of one K block are streamed
+        int ldi = M + 3, ldw = N + 5, ldo = si % 2 ? (N + 16) / 16 * 16 : N + 1;
         float *x = malloc(sizeof(float) * (size_t)K * ldi), *w = malloc(sizeof(float) * (size_t)K * ldw);
-        float *xt = malloc(sizeof(float) * (size_t)M * K), *o1 = malloc(sizeof(float) * (size_t)M * ldo),
+        float *xt = malloc(sizeof(float) * (size_t)M * K),
+              *o1 = aligned_alloc(64, (sizeof(float) * (size_t)M * ldo + 63) / 64 * 64),
               *o2 = malloc(sizeof(float) * (size_t)M * ldo), *ws = malloc(sizeof(float) * (size_t)(N + 1));
         assert_true(x && w && xt && o1 && o2 && ws);
         uint32_t st = 12345u + (uint32_t)si;
