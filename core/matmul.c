@@ -71,6 +71,8 @@ static const int VL_OF[] = {8, 8, 16};
 #define MM_KC 384 // K block: an MR-row strip of inp (MR x KC floats) stays in L1
 #define MM_NC 96  // N block: a packed B block (KC x NC floats, 144 KiB) stays in L2
 #define MM_TASK_COLS 1536 // columns per task at most
+#define MM_L2 (2u << 20)          // bytes of L2 per core
+#define MM_WIDE_BLOCK (1u << 20)  // bytes of a wide packed B block: stays in L2 beside the strips
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -667,6 +669,14 @@ static void mm_plan(mm_job *jp) {
             j.tm = (M + j.mch - 1) / j.mch;
         }
     }
+    // inp is read once per B block: when a task's rows of it outgrow L2 (a
+    // long K: the unembedding's dX reads 50,257 columns of dlogits), take the
+    // task's columns in the fewest equal blocks that fit MM_WIDE_BLOCK.
+    if ((size_t)j.mch * (size_t)K * sizeof(float) > MM_L2) {
+        int fit = imax(j.nr, (int)(MM_WIDE_BLOCK / (sizeof(float) * (size_t)imin(j.kc, K))) / j.nr * j.nr);
+        int blocks = (j.nch + fit - 1) / fit;
+        j.nc = imax(j.nc, round_up((j.nch + blocks - 1) / blocks, j.nr));
+    }
     *jp = j;
 }
 
@@ -743,12 +753,11 @@ int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, in
 // MR x kc values of inp^T into a small buffer the micro-kernel reads; the
 // kernel, K blocking and order are mech_matmul's, so the result equals
 // mech_matmul on a transposed copy of inp bit for bit. B blocks are as wide
-// as fits MM_TN_BLOCK (a task's columns in one block, mostly) so that each
+// as fits MM_WIDE_BLOCK (a task's columns in one block, mostly) so that each
 // strip is gathered once per K block; while a strip computes, the next one's
 // source is prefetched. Tall products (M >= 4 N: the unembedding's dW) split
 // rows between tasks, so inp is gathered once in all.
 
-#define MM_TN_BLOCK (1u << 20) // bytes of a packed B block: 1 MiB stays in L2 beside the strips
 
 // a (mr, kc; rows lda apart) = inp[k0 .. k0+kc, m0 .. m0+mr]^T
 static void pack_a_tn(float *a, size_t lda, const float *inp, size_t ldi, int k0, int kc, int m0, int mr) {
@@ -968,7 +977,7 @@ static void mm_run_tn(int kind, mech_pool *pool, float *out, int ldo, const floa
     }
     // the fewest blocks that fit, of equal width (a narrow last block would
     // cost a whole gather of every strip for a few panels)
-    size_t fit = j->tn == 1 ? MM_TN_BLOCK + MM_TN_BLOCK / 2 : MM_TN_BLOCK;
+    size_t fit = j->tn == 1 ? MM_WIDE_BLOCK + MM_WIDE_BLOCK / 2 : MM_WIDE_BLOCK;
     int nc_fit = imax(j->nr, (int)(fit / (sizeof(float) * (size_t)imin(j->kc, K))) / j->nr * j->nr);
     int blocks = (j->nch + nc_fit - 1) / nc_fit;
     j->nc = round_up((j->nch + blocks - 1) / blocks, j->nr);

@@ -127,7 +127,7 @@ static void test_matmul_blocked_shapes_threads(void **state) {
     static const int shapes[][3] = {
         {64, 768, 768}, {65, 385, 97}, {127, 300, 193}, {300, 64, 1000}, {33, 1000, 50},
         {300, 200, 40}, {8, 769, 481}, {130, 96, 1537}, {17, 1024, 64}, {1, 768, 3000},
-        {256, 300, 64}, {127, 64, 127}, {64, 3072, 100},
+        {256, 300, 64}, {127, 64, 127}, {64, 3072, 100}, {600, 1000, 500}, // the last: a task's inp over L2, wide B blocks
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int nt = 0; nt < 2; nt++) {
