@@ -28,7 +28,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define QB 64 // query rows per attention block, as the forward
+#define QB ATTN_QB // query rows per attention block, as the forward
+#define PSTORE_MAX ((size_t)1 << 30) // bytes of kept patterns at most, by default
 
 struct grad_state {
     int flags;
@@ -38,6 +39,8 @@ struct grad_state {
     uint8_t *real;         // (B*T) 1 for a real token, 0 for padding
     uint8_t *split;        // (L) block l computed q/k/v from split inputs
     uint8_t *pat_kept;     // (L) block l's pattern is in its keep buffer
+    float **pstore;        // (L) packed patterns the fused forward left (r->pat_store), or NULL entries
+    size_t pstore_max;     // bytes of them at most (mech_run_set_grad_pattern_bytes)
     uint8_t *mlp_in;       // (L) block l's MLP read hook_mlp_in
     mech_model *grads;     // parameter gradients, or NULL
     mech_tensor *cached;   // views of cached gradients in firing order
@@ -213,6 +216,14 @@ static void state_free_work(struct grad_state *s) {
     s->dlogits_n = 0;
 }
 
+static void free_pstore(mech_run *r) {
+    struct grad_state *s = r->grad;
+    for (int l = 0; s && s->pstore && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->pstore[l]);
+    if (s) mech_free(s->pstore), s->pstore = NULL;
+    mech_free(r->pat_store);
+    r->pat_store = NULL;
+}
+
 static void free_point_grad(hook_point *p) {
     mech_free_aligned(p->keep);
     mech_free_aligned(p->before);
@@ -242,6 +253,7 @@ void grad_free(mech_run *r) {
     struct grad_state *s = r->grad;
     for (int i = 0; r->pts && i < r->n_pts; i++) free_point_grad(&r->pts[i]);
     if (!s) return;
+    free_pstore(r);
     state_free_work(s);
     mech_free(s->ids);
     mech_free(s->real);
@@ -262,6 +274,7 @@ mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err) {
         if (r->grad) {
             struct grad_state *s = r->grad;
             for (int i = 0; i < r->n_pts; i++) free_point_grad(&r->pts[i]);
+            free_pstore(r);
             state_free_work(s);
             mech_free(s->ids);
             mech_free(s->real);
@@ -274,9 +287,20 @@ mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err) {
         }
         return MECH_OK;
     }
-    if (!r->grad && !(r->grad = mech_calloc(1, sizeof *r->grad)))
-        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+    if (!r->grad) {
+        if (!(r->grad = mech_calloc(1, sizeof *r->grad))) return mech_err_set(err, MECH_ERR_NOMEM, "out of memory");
+        r->grad->pstore_max = PSTORE_MAX;
+    }
     r->grad->flags = flags;
+    r->grad->ready = 0;
+    return MECH_OK;
+}
+
+mech_status mech_run_set_grad_pattern_bytes(mech_run *r, size_t max_bytes, mech_err *err) {
+    if (!r->grad || !r->grad->flags)
+        return mech_err_set(err, MECH_ERR_ARG, "grad pattern bytes: grad mode is off (mech_run_enable_grad first)");
+    free_pstore(r); // the next forward decides again
+    r->grad->pstore_max = max_bytes;
     r->grad->ready = 0;
     return MECH_OK;
 }
@@ -336,6 +360,18 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
             for (int k = HK_Q_INPUT; k <= HK_V_INPUT; k++)
                 if ((rc = keep(r, pt(r, l, k), err))) return rc;
         if (s->pat_kept[l] && (rc = keep(r, pt(r, l, HK_PATTERN), err))) return rc;
+        // The fused attention (no scores or pattern hook point active) leaves
+        // its pattern for the backward, which then need not recompute it;
+        // up to pstore_max bytes in all, else the backward recomputes.
+        if (!s->pstore && !(s->pstore = mech_calloc((size_t)L, sizeof *s->pstore)))
+            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
+        if (!r->pat_store && !(r->pat_store = mech_calloc((size_t)L, sizeof *r->pat_store)))
+            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
+        size_t pn = (size_t)r->B * c->n_heads * pattern_block_offset(r->T, c->causal, r->T);
+        int fused = !fwd_active(pt(r, l, HK_SCORES)) && !fwd_active(pt(r, l, HK_PATTERN));
+        if (fused && !s->pstore[l] && pn * sizeof(float) * (size_t)L <= s->pstore_max)
+            s->pstore[l] = mech_malloc_aligned(pn * sizeof(float)); // NULL: recompute
+        r->pat_store[l] = fused ? s->pstore[l] : NULL;
         if (!ln && (rc = keep(r, pt(r, l, HK_RESID_PRE), err))) return rc;
         if (!ln && !c->attn_only && (rc = keep(r, pt(r, l, s->mlp_in[l] ? HK_MLP_IN : HK_RESID_MID), err)))
             return rc;
@@ -828,7 +864,8 @@ typedef struct attn_bctx {
     int l, phase; // 0: all at once; 1: dP and dV; 2: dS from dP; 3: dQ and dK from dS
     const float *Q, *K, *V, *dZ;
     float *dQ, *dK, *dV;
-    const float *Pk;    // (B, NH, T, T) the kept pattern, or NULL: recompute
+    const float *Pk;    // (B, NH, T, T) the kept pattern, or NULL
+    const float *Ps;    // the packed pattern the fused forward left, or NULL: recompute
     const float *Pjac;  // the pattern the softmax computed (before hooks), when kept
     float *dP, *dS;     // (B, NH, T, T) materialised, phases 1-3
     atomic_int oom;     // a task could not get its scratch
@@ -931,6 +968,10 @@ static void attn_back_task(void *ctx, int task, int thread) {
             if (j->Pk) {
                 Pb = j->Pk + head + (size_t)i0 * T + k0;
                 ldp = T;
+            } else if (j->Ps) {
+                int causal = c->causal;
+                Pb = j->Ps + ((size_t)b * NH + h) * pattern_block_offset(T, causal, T) + pattern_block_offset(T, causal, i0);
+                ldp = nk;
             } else {
                 recompute_p(j, b, h, i0, i1, k0, k1, P);
                 Pb = P;
@@ -996,6 +1037,8 @@ static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *d
     if (s->pat_kept[l]) {
         j.Pk = pp->view.data;
         j.Pjac = pp->n_patched ? pp->before : NULL;
+    } else if (r->pat_store) {
+        j.Ps = r->pat_store[l];
     }
     int tasks = r->B * NH;
     atomic_init(&j.oom, 0);

@@ -686,6 +686,12 @@ enum {
 // forward hooks change. flags: MECH_GRAD_ACTS or MECH_GRAD_PARAMS; 0 turns
 // grad mode off and frees its memory.
 mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err);
+// In grad mode the forward also keeps each block's attention pattern (B x
+// n_heads x about T^2/2 floats, causal) so that the backward need not
+// recompute it, when all blocks' together fit max_bytes (default 1 GiB);
+// 0 keeps none. The gradients are the same either way, bit for bit.
+// MECH_ERR_ARG when grad mode is off.
+mech_status mech_run_set_grad_pattern_bytes(mech_run *r, size_t max_bytes, mech_err *err);
 // Value of the metric on the last forward's logits. MECH_ERR_ARG (a field
 // missing, or given where it does not apply), MECH_ERR_RANGE (a token or
 // position out of range), MECH_ERR_ARG when the last forward stopped early.

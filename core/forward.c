@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define QB 64 // query rows per attention task
+#define QB ATTN_QB // query rows per attention task
 
 // ---------------------------------------------------------------------------
 // Buffers and hook firing
@@ -512,6 +512,7 @@ typedef struct attn_job {
     const float *Q, *K, *V; // (B*T, NH*HS) each
     float *Z;               // (B*T, NH*HS)
     float *S;               // (B, NH, T, T) materialised scores/pattern, or NULL
+    float *P;               // grad mode: the packed pattern kept for the backward, or NULL
     const float *scores;    // (B, NH, T, T) scores to copy into S before softmax, or NULL
     int full_rows;          // softmax over whole rows: a hook may have changed masked scores
     int nqb;
@@ -603,12 +604,18 @@ static void attn_fused_task(void *ctx, int task, int thread) {
     int nk = k1 - k0;
     size_t bytes = (size_t)QB * r->T * sizeof(float);
     float *S = NULL, *own = NULL;
-    if (nk > 0) {
+    if (nk > 0 && j->P) { // the pattern is computed where the backward reads it
+        int T = r->T, causal = r->m->cfg.causal;
+        S = j->P + ((size_t)b * r->m->cfg.n_heads + (size_t)h) * pattern_block_offset(T, causal, T) +
+            pattern_block_offset(T, causal, i0);
+    } else if (nk > 0) {
         S = mech_pool_scratch(r->pool, thread, bytes);
         if (!S && !(S = own = mech_malloc_aligned(bytes))) {
             atomic_store(&j->oom, 1);
             return;
         }
+    }
+    if (nk > 0) {
         scores_block(j, b, h, i0, i1, k0, k1, S, nk);
         for (int i = i0; i < i1; i++) softmax_row(r, b, i, k0, S + (size_t)(i - i0) * nk, nk);
     }
@@ -707,6 +714,7 @@ static int attention(mech_run *r, int layer, const float *Q, const float *K, con
     int tasks = r->B * c->n_heads * j.nqb;
     hook_point *ps = pt(r, layer, HK_SCORES), *pp = pt(r, layer, HK_PATTERN);
     if (!active(ps) && !active(pp)) {
+        j.P = r->pat_store ? r->pat_store[layer] : NULL;
         atomic_init(&j.oom, 0);
         mech_pool_run(r->pool, tasks, attn_fused_task, &j);
         return atomic_load(&j.oom) ? -1 : 0;

@@ -110,7 +110,20 @@ struct mech_run {
     size_t n_cached;
     int *row_start, *row_len; // (B) each: the real tokens of a padded batch, or NULL (every row is T long)
     struct grad_state *grad;  // grad mode (core/backward.c), or NULL
+    float **pat_store;        // (L) grad mode: where the fused attention leaves block l's pattern for the backward
+                              // (packed per (row, head) as pattern_block_offset says), or NULL entries
 };
+
+#define ATTN_QB 64 // query rows per attention block, forward and backward
+
+// Where query block i0's pattern sits in one (row, head)'s packed pattern
+// (its rows at most ATTN_QB, each as long as the block's keys: at most the
+// block's end (causal) or T); with i0 = T, the floats per (row, head).
+static inline size_t pattern_block_offset(int T, int causal, int i0) {
+    size_t off = 0;
+    for (int b0 = 0; b0 < i0; b0 += ATTN_QB) off += (size_t)ATTN_QB * (size_t)(causal && b0 + ATTN_QB < T ? b0 + ATTN_QB : T);
+    return off;
+}
 
 // Grad mode hooks into the forward (core/backward.c): before the forward
 // (keeps buffers, records which blocks run which way) and after it reached

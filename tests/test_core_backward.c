@@ -1008,6 +1008,22 @@ static void test_long_attention(void **state) {
             // the padded row's first 70 positions: no query there, no gradient
             const mech_tensor *g = mech_run_grad(s.run, "blocks.0.attn.hook_k");
             for (size_t i = 0; i < (size_t)70 * 8; i++) assert_true(g->data[(size_t)LT * 8 + i] == 0.0f);
+            // the patterns the forward kept, against recomputing them: the same bits
+            size_t n_kept = 0, n_re = 0;
+            const mech_tensor *kept = mech_run_grads_cached(s.run, &n_kept);
+            float *copy[8];
+            for (size_t k = 0; k < n_kept && k < 8; k++) {
+                copy[k] = malloc(mech_tensor_numel(&kept[k]) * sizeof(float));
+                memcpy(copy[k], kept[k].data, mech_tensor_numel(&kept[k]) * sizeof(float));
+            }
+            assert_int_equal(mech_run_set_grad_pattern_bytes(s.run, 0, &err), MECH_OK);
+            if (mech_run_forward(s.run, ids, &err) || mech_run_backward(s.run, &mt, &v, &err)) fail_msg("%s", err.msg);
+            const mech_tensor *re = mech_run_grads_cached(s.run, &n_re);
+            assert_true(n_kept == n_re && n_kept >= 6 && n_kept <= 8);
+            for (size_t k = 0; k < n_kept; k++) {
+                assert_memory_equal(copy[k], re[k].data, mech_tensor_numel(&re[k]) * sizeof(float));
+                free(copy[k]);
+            }
             mech_run_free(s.run);
             mech_model_free(s.m);
             ref_free(&s.R);
@@ -1414,6 +1430,10 @@ static void test_errors(void **state) {
     assert_int_equal(mech_run_grad_hook(s.run, "blocks.9.*", read_only, NULL, &err), MECH_ERR_ARG);
     assert_int_equal(mech_run_cache_grad(s.run, "nope", &err), MECH_ERR_ARG);
     assert_int_equal(mech_run_enable_grad(s.run, 7, &err), MECH_ERR_ARG);
+    // a pattern budget changes what the next forward keeps: the last one no longer serves
+    assert_int_equal(mech_run_set_grad_pattern_bytes(s.run, 0, &err), MECH_OK);
+    assert_int_equal(mech_run_backward(s.run, &mt, NULL, &err), MECH_ERR_ARG);
+    if (mech_run_forward(s.run, s.ids, &err)) fail_msg("%s", err.msg);
     // caching a new activation after the forward: its buffers changed
     if (mech_run_cache(s.run, "blocks.0.attn.hook_q", &err)) fail_msg("%s", err.msg);
     assert_int_equal(mech_run_backward(s.run, &mt, NULL, &err), MECH_ERR_ARG);
@@ -1421,6 +1441,7 @@ static void test_errors(void **state) {
     mech_run_enable_grad(s.run, 0, &err);
     if (mech_run_forward(s.run, s.ids, &err)) fail_msg("%s", err.msg);
     assert_int_equal(mech_run_backward(s.run, &mt, NULL, &err), MECH_ERR_ARG);
+    assert_int_equal(mech_run_set_grad_pattern_bytes(s.run, 0, &err), MECH_ERR_ARG);
     teardown_case(&s);
 }
 
