@@ -40,6 +40,7 @@ struct grad_state {
     uint8_t *split;        // (L) block l computed q/k/v from split inputs
     uint8_t *pat_kept;     // (L) block l's pattern is in its keep buffer
     float **pstore;        // (L) packed patterns the fused forward left (r->pat_store), or NULL entries
+    float **actd;          // (L) gelu_new' at each block's hook_mlp_pre (r->act_grad), or NULL entries
     size_t pstore_max;     // bytes of them at most (mech_run_set_grad_pattern_bytes)
     uint8_t *mlp_in;       // (L) block l's MLP read hook_mlp_in
     mech_model *grads;     // parameter gradients, or NULL
@@ -219,9 +220,12 @@ static void state_free_work(struct grad_state *s) {
 static void free_pstore(mech_run *r) {
     struct grad_state *s = r->grad;
     for (int l = 0; s && s->pstore && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->pstore[l]);
-    if (s) mech_free(s->pstore), s->pstore = NULL;
+    for (int l = 0; s && s->actd && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->actd[l]);
+    if (s) mech_free(s->pstore), mech_free(s->actd), s->pstore = NULL, s->actd = NULL;
     mech_free(r->pat_store);
+    mech_free(r->act_grad);
     r->pat_store = NULL;
+    r->act_grad = NULL;
 }
 
 static void free_point_grad(hook_point *p) {
@@ -349,9 +353,24 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
     }
     for (int l = 0; l < L; l++) {
         static const int always[] = {HK_LN1_SCALE, HK_LN1_NORM, HK_Q, HK_K, HK_V, HK_Z, HK_LN2_SCALE,
-                                     HK_LN2_NORM, HK_MLP_PRE, HK_MLP_POST};
+                                     HK_LN2_NORM, HK_MLP_POST};
         for (size_t k = 0; k < sizeof always / sizeof *always; k++)
             if ((rc = keep(r, pt(r, l, always[k]), err))) return rc;
+        // gelu_new: the forward leaves the derivative (computed with the
+        // activation, sharing its exp) where hook_mlp_pre's values would be
+        // kept; the backward then only multiplies. Other activations keep
+        // the pre-activation and differentiate it in the backward.
+        if (!s->actd && !(s->actd = mech_calloc((size_t)L, sizeof *s->actd)))
+            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
+        if (!r->act_grad && !(r->act_grad = mech_calloc((size_t)L, sizeof *r->act_grad)))
+            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
+        if (c->act == MECH_ACT_GELU_NEW && !c->attn_only && c->d_mlp > 0) {
+            if (!s->actd[l] && !(s->actd[l] = mech_malloc_aligned(rows * (size_t)c->d_mlp * sizeof(float))))
+                return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
+            r->act_grad[l] = s->actd[l];
+        } else if ((rc = keep(r, pt(r, l, HK_MLP_PRE), err))) {
+            return rc;
+        }
         s->split[l] = fwd_active(pt(r, l, HK_Q_INPUT)) || fwd_active(pt(r, l, HK_K_INPUT)) ||
                       fwd_active(pt(r, l, HK_V_INPUT));
         s->pat_kept[l] = pt(r, l, HK_SCORES)->n_fns > 0 || pt(r, l, HK_PATTERN)->n_fns > 0;
@@ -838,6 +857,10 @@ static void add_into(mech_run *r, float *out, const float *a, size_t rows, size_
 MECH_EW_CLONES static void act_back_task(void *ctx, size_t i0, size_t i1) {
     ew_ctx *c = ctx;
     const double k = 0.7978845608028654; // sqrt(2/pi)
+    if (c->act == -1) { // a is the derivative itself
+        for (size_t i = i0 * c->width; i < i1 * c->width; i++) c->out[i] *= c->a[i];
+        return;
+    }
     if (c->act == MECH_ACT_GELU_NEW) {
         for (size_t i = i0; i < i1; i++) mech_vec_gelu_new_grad(c->out + i * c->width, c->a + i * c->width, c->width);
         return;
@@ -1224,6 +1247,7 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         mech_matmul_nt(r->pool, s->dpost, M, dout, (int)C, w->proj_w, (int)C, NULL, (int)rows, (int)C, M);
         if (gfire(pt(r, l, HK_MLP_POST), s->dpost)) return 1;
         ew_ctx e = {.out = s->dpost, .a = pre, .width = (size_t)M, .act = c->act};
+        if (r->act_grad && r->act_grad[l]) e.a = r->act_grad[l], e.act = -1; // dpost * the forward's derivative
         par(r, rows, 16, act_back_task, &e);
         float *dpre = s->dpost;
         if (gfire(pt(r, l, HK_MLP_PRE), dpre)) return 1;

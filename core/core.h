@@ -870,6 +870,9 @@ void mech_layernorm_backward(float *dx, float *dy, const float *n, const float *
 
 // g[i] *= gelu_new'(x[i]), vectorised as the mech_vec_ functions are.
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n);
+// out = gelu_new(in) and d = gelu_new'(in) in one pass: out bit for bit
+// mech_vec_gelu_new's, and g[i] * d[i] bit for bit mech_vec_gelu_new_grad's.
+void mech_vec_gelu_new_fwd_grad(float *out, float *d, const float *in, size_t n);
 // sum_i a[i] * b[i] (b NULL: sum_i a[i]) in double, vectorised (the
 // summation order is the vector lanes', fixed for a CPU): the LayerNorm
 // backward's row sums.

@@ -469,6 +469,14 @@ static void affine_rows(rows_job *j, size_t r0, size_t r1) {
     }
 }
 
+// gelu_new and (out2) its derivative, for the backward, row by row as act_rows.
+static void act_grad_rows(rows_job *j, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; i++) {
+        size_t n0 = i * j->width;
+        mech_vec_gelu_new_fwd_grad(j->out + n0, j->out2 + n0, j->a + n0, j->width);
+    }
+}
+
 static void act_rows(rows_job *j, size_t r0, size_t r1) {
     // Row by row, so that a value never depends on where the row sits in the
     // batch (vector tails may round differently): a padded batch reproduces
@@ -873,6 +881,7 @@ static const float *block(mech_run *r, int l, const float *x) {
     mech_matmul(r->pool, Pre, M, in, (int)C, w->fc_w, M, w->fc_b, (int)rows, (int)C, M);
     if (fire(ppre, Pre)) return NULL;
     rows_job aj = {.fn = act_rows, .out = Post, .a = Pre, .rows = rows, .width = (size_t)M, .act = c->act};
+    if (r->act_grad && r->act_grad[l] && c->act == MECH_ACT_GELU_NEW) aj.fn = act_grad_rows, aj.out2 = r->act_grad[l];
     run_rows(r, &aj);
     if (fire(ppost_act, Post)) return NULL;
     mech_matmul(r->pool, Out, (int)C, Post, M, w->proj_w, (int)C, w->proj_b, (int)rows, M, (int)C);

@@ -463,6 +463,41 @@ static T256 void gelu_new_grad_256(float *g, const float *x, size_t n) {
 }
 #endif
 
+#if VM_X86
+// gelu_new and its derivative in one pass sharing the exp: out bit for bit
+// gelu_new_512's, d bit for bit the factor gelu_new_grad_512 multiplies by
+// (its exp argument capped at 80, NaN included, as _mm512_min_ps does).
+static T512 void gelu_new_fg_512(float *out, float *d, const float *in, size_t n) {
+    __m512 e80 = exp512(_mm512_set1_ps(80.0f));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(m, in + i), x2 = _mm512_mul_ps(x, x);
+        __m512 u = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(GELU_C3), x2, _mm512_set1_ps(GELU_C)));
+        __m512 m2u = _mm512_mul_ps(_mm512_set1_ps(-2.0f), u), e = exp512(m2u);
+        __m512 y = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        __mmask16 neginf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mask_mov_ps(y, neginf, _mm512_set1_ps(-0.0f)));
+        __m512 eg = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(m2u, _mm512_set1_ps(80.0f), _CMP_NLE_UQ), e80);
+        __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), eg));
+        __m512 du = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_C3), x2, _mm512_set1_ps(GELU_C));
+        __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), s), _mm512_mul_ps(eg, s));
+        _mm512_mask_storeu_ps(d + i, m, _mm512_fmadd_ps(t, du, s));
+    }
+}
+#endif
+
+void mech_vec_gelu_new_fwd_grad(float *out, float *d, const float *in, size_t n) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) {
+        gelu_new_fg_512(out, d, in, n);
+        return;
+    }
+#endif
+    mech_vec_gelu_new(out, in, n);
+    for (size_t i = 0; i < n; i++) d[i] = 1.0f;
+    mech_vec_gelu_new_grad(d, in, n);
+}
+
 void mech_vec_gelu_new_grad(float *g, const float *x, size_t n) {
 #if VM_X86
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
