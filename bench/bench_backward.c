@@ -158,11 +158,11 @@ int main(int argc, char **argv) {
     mech_model *m = NULL;
     if (mech_model_random(&c, 1, &m, &err)) die(&err);
     printf("backward: GPT-2 small config (random weights), kernel %s, 2 threads, medians of %s\n", mech_matmul_kernel(),
-           quick ? "1" : "5 (T=1024: 3)");
+           quick ? "1" : "11 (T=1024: 5)");
     printf("  (ratio = (forward + backward in grad mode) / plain forward; target <= 3x)\n");
     bench_kernels(quick ? 1 : 5);
-    bench_shape(m, 4, 64, quick ? 1 : 5);
-    bench_shape(m, 1, 1024, quick ? 1 : 3);
+    bench_shape(m, 4, 64, quick ? 1 : 11);
+    bench_shape(m, 1, 1024, quick ? 1 : 5);
     mech_model_free(m);
     return 0;
 }

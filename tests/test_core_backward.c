@@ -1047,6 +1047,19 @@ static void test_gelu_new_grad_kernel(void **state) {
         if (!(fabs(g[i] - want) <= 1e-6 * fabs(want) + 2e-7)) // NaN fails too
             fail_msg("gelu_new'(%g) * %g: %.9g, want %.9g", xi, g0[i], g[i], want);
     }
+    // the forward's fused version: the activation bit for bit mech_vec_gelu_new's, and
+    // g * its derivative bit for bit mech_vec_gelu_new_grad's, NaN and infinities included
+    static float y[N], y0[N], d[N];
+    x[1] = NAN, x[2] = INFINITY, x[3] = -INFINITY, x[4] = -200.0f;
+    mech_vec_gelu_new(y0, x, N);
+    mech_vec_gelu_new_fwd_grad(y, d, x, N);
+    assert_memory_equal(y, y0, sizeof y);
+    memcpy(g, g0, sizeof g);
+    mech_vec_gelu_new_grad(g, x, N);
+    for (int i = 0; i < N; i++) {
+        float gd = g0[i] * d[i];
+        if (memcmp(&gd, &g[i], sizeof gd)) fail_msg("fused derivative at %g: %.9g, want %.9g", x[i], gd, g[i]);
+    }
 }
 
 // ---------------------------------------------------------------------------
