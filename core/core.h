@@ -877,6 +877,9 @@ void mech_vec_gelu_new_fwd_grad(float *out, float *d, const float *in, size_t n)
 // summation order is the vector lanes', fixed for a CPU): the LayerNorm
 // backward's row sums.
 double mech_vec_dot_f64(const float *a, const float *b, size_t n);
+// dst[i] = src[i] with streaming stores where the CPU has them: for data
+// read again much later (not soon enough to be worth a place in the cache).
+void mech_copy_stream(float *dst, const float *src, size_t n);
 // x[i] /= d, each an IEEE division (as the scalar loop it replaces): the
 // attention scores' 1/sqrt(d_head) in the forward and the backward.
 void mech_vec_div(float *x, size_t n, float d);

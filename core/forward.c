@@ -612,20 +612,20 @@ static void attn_fused_task(void *ctx, int task, int thread) {
     int nk = k1 - k0;
     size_t bytes = (size_t)QB * r->T * sizeof(float);
     float *S = NULL, *own = NULL;
-    if (nk > 0 && j->P) { // the pattern is computed where the backward reads it
-        int T = r->T, causal = r->m->cfg.causal;
-        S = j->P + ((size_t)b * r->m->cfg.n_heads + (size_t)h) * pattern_block_offset(T, causal, T) +
-            pattern_block_offset(T, causal, i0);
-    } else if (nk > 0) {
+    if (nk > 0) {
         S = mech_pool_scratch(r->pool, thread, bytes);
         if (!S && !(S = own = mech_malloc_aligned(bytes))) {
             atomic_store(&j->oom, 1);
             return;
         }
-    }
-    if (nk > 0) {
         scores_block(j, b, h, i0, i1, k0, k1, S, nk);
         for (int i = i0; i < i1; i++) softmax_row(r, b, i, k0, S + (size_t)(i - i0) * nk, nk);
+        if (j->P) { // grad mode: the pattern, for the backward (packed, streamed: read only there)
+            int T = r->T, causal = r->m->cfg.causal;
+            float *dst = j->P + ((size_t)b * r->m->cfg.n_heads + (size_t)h) * pattern_block_offset(T, causal, T) +
+                         pattern_block_offset(T, causal, i0);
+            mech_copy_stream(dst, S, (size_t)(i1 - i0) * (size_t)nk);
+        }
     }
     pv_block(j, b, h, i0, i1, k0, k1, S, nk);
     mech_free_aligned(own);

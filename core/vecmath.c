@@ -592,6 +592,26 @@ double mech_vec_dot_f64(const float *a, const float *b, size_t n) {
     return dot_f64_port(a, b, n);
 }
 
+#if VM_X86
+static T512 void copy_stream_512(float *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 63); i++) dst[i] = src[i];
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+    _mm_sfence(); // the streamed values visible to whichever thread reads them next
+}
+#endif
+
+void mech_copy_stream(float *dst, const float *src, size_t n) {
+#if VM_X86
+    if (vec_best() == &OPS_AVX512) {
+        copy_stream_512(dst, src, n);
+        return;
+    }
+#endif
+    memcpy(dst, src, n * sizeof *dst);
+}
+
 void mech_vec_div(float *x, size_t n, float d) {
 #if VM_X86
     if (vec_best() == &OPS_AVX512) {

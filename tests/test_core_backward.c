@@ -1185,6 +1185,13 @@ static void test_backward_vector_steps(void **state) {
         }
         assert_true(fabs(mech_vec_dot_f64(x, dp, n) - xd) <= 1e-13 * mag);
         assert_true(fabs(mech_vec_dot_f64(x, NULL, n) - xs) <= 1e-13 * xmag);
+        for (size_t off = 0; off < 3; off++) { // mech_copy_stream at any alignment
+            float dst[1030];
+            for (size_t i = 0; i < 1030; i++) dst[i] = -1.0f;
+            mech_copy_stream(dst + off, x, n);
+            for (size_t i = 0; i < 1030; i++)
+                assert_true(dst[i] == (i >= off && i < off + n ? x[i - off] : -1.0f));
+        }
         memcpy(ip, dp, sizeof dp);
         mech_vec_softmax_grad(ds, p, dp, n);
         mech_vec_softmax_grad(ip, p, ip, n);
