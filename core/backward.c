@@ -40,7 +40,6 @@ struct grad_state {
     uint8_t *split;        // (L) block l computed q/k/v from split inputs
     uint8_t *pat_kept;     // (L) block l's pattern is in its keep buffer
     float **pstore;        // (L) packed patterns the fused forward left (r->pat_store), or NULL entries
-    float **actd;          // (L) gelu_new' at each block's hook_mlp_pre (r->act_grad), or NULL entries
     size_t pstore_max;     // bytes of them at most (mech_run_set_grad_pattern_bytes)
     uint8_t *mlp_in;       // (L) block l's MLP read hook_mlp_in
     mech_model *grads;     // parameter gradients, or NULL
@@ -220,8 +219,8 @@ static void state_free_work(struct grad_state *s) {
 static void free_pstore(mech_run *r) {
     struct grad_state *s = r->grad;
     for (int l = 0; s && s->pstore && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->pstore[l]);
-    for (int l = 0; s && s->actd && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->actd[l]);
-    if (s) mech_free(s->pstore), mech_free(s->actd), s->pstore = NULL, s->actd = NULL;
+    for (int l = 0; r->act_grad && l < r->m->cfg.n_layers; l++) mech_free_aligned(r->act_grad[l]);
+    if (s) mech_free(s->pstore), s->pstore = NULL;
     mech_free(r->pat_store);
     mech_free(r->act_grad);
     r->pat_store = NULL;
@@ -360,14 +359,11 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
         // activation, sharing its exp) where hook_mlp_pre's values would be
         // kept; the backward then only multiplies. Other activations keep
         // the pre-activation and differentiate it in the backward.
-        if (!s->actd && !(s->actd = mech_calloc((size_t)L, sizeof *s->actd)))
-            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
         if (!r->act_grad && !(r->act_grad = mech_calloc((size_t)L, sizeof *r->act_grad)))
             return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
         if (c->act == MECH_ACT_GELU_NEW && !c->attn_only && c->d_mlp > 0) {
-            if (!s->actd[l] && !(s->actd[l] = mech_malloc_aligned(rows * (size_t)c->d_mlp * sizeof(float))))
+            if (!r->act_grad[l] && !(r->act_grad[l] = mech_malloc_aligned(rows * (size_t)c->d_mlp * sizeof(float))))
                 return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
-            r->act_grad[l] = s->actd[l];
         } else if ((rc = keep(r, pt(r, l, HK_MLP_PRE), err))) {
             return rc;
         }

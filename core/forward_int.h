@@ -112,7 +112,7 @@ struct mech_run {
     struct grad_state *grad;  // grad mode (core/backward.c), or NULL
     float **pat_store;        // (L) grad mode: where the fused attention leaves block l's pattern for the backward
                               // (packed per (row, head) as pattern_block_offset says), or NULL entries
-    float **act_grad;         // (L) grad mode, gelu_new: the MLP activation's derivative at hook_mlp_pre, or NULL entries
+    float **act_grad;         // (L) grad mode, gelu_new: the MLP activation's derivative at hook_mlp_pre (owned), or NULL entries
 };
 
 #define ATTN_QB 64 // query rows per attention block, forward and backward

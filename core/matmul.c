@@ -78,6 +78,15 @@ static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// The width of B blocks taking cols columns in the fewest equal blocks (whole
+// panels of nr) of at most bytes each, kc rows deep: a narrow last block
+// would cost a whole pass over inp for a few panels.
+static int block_cols(int cols, size_t bytes, int kc, int nr) {
+    int fit = imax(nr, (int)(bytes / (sizeof(float) * (size_t)kc)) / nr * nr);
+    int blocks = (cols + fit - 1) / fit;
+    return round_up((cols + blocks - 1) / blocks, nr);
+}
+
 // Prefetch cursor over the source of the next packed block: `rows` rows of
 // lpr cache lines, ld bytes apart. Each kernel call issues up to `budget`
 // prefetches, one every `every` k steps, so that the next block streams in
@@ -672,11 +681,8 @@ static void mm_plan(mm_job *jp) {
     // inp is read once per B block: when a task's rows of it outgrow L2 (a
     // long K: the unembedding's dX reads 50,257 columns of dlogits), take the
     // task's columns in the fewest equal blocks that fit MM_WIDE_BLOCK.
-    if ((size_t)j.mch * (size_t)K * sizeof(float) > MM_L2) {
-        int fit = imax(j.nr, (int)(MM_WIDE_BLOCK / (sizeof(float) * (size_t)imin(j.kc, K))) / j.nr * j.nr);
-        int blocks = (j.nch + fit - 1) / fit;
-        j.nc = imax(j.nc, round_up((j.nch + blocks - 1) / blocks, j.nr));
-    }
+    if ((size_t)j.mch * (size_t)K * sizeof(float) > MM_L2)
+        j.nc = imax(j.nc, block_cols(j.nch, MM_WIDE_BLOCK, imin(j.kc, K), j.nr));
     *jp = j;
 }
 
@@ -975,12 +981,8 @@ static void mm_run_tn(int kind, mech_pool *pool, float *out, int ldo, const floa
         j->mch = round_up((M + T - 1) / T, j->mr);
         j->tm = (M + j->mch - 1) / j->mch;
     }
-    // the fewest blocks that fit, of equal width (a narrow last block would
-    // cost a whole gather of every strip for a few panels)
-    size_t fit = j->tn == 1 ? MM_WIDE_BLOCK + MM_WIDE_BLOCK / 2 : MM_WIDE_BLOCK;
-    int nc_fit = imax(j->nr, (int)(fit / (sizeof(float) * (size_t)imin(j->kc, K))) / j->nr * j->nr);
-    int blocks = (j->nch + nc_fit - 1) / nc_fit;
-    j->nc = round_up((j->nch + blocks - 1) / blocks, j->nr);
+    // tall: one task's B is all of w's columns, a block may take more of L2
+    j->nc = block_cols(j->nch, j->tn == 1 ? MM_WIDE_BLOCK + MM_WIDE_BLOCK / 2 : MM_WIDE_BLOCK, imin(j->kc, K), j->nr);
     mech_pool_run(pool, j->tm * j->tn, mm_tn_task, &tj);
 }
 

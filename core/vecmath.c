@@ -430,14 +430,18 @@ static void gelu_new_grad_port(float *g, const float *x, size_t n) {
 }
 
 #if VM_X86
-VM_INLINE T512 __m512 gelu_grad512(__m512 x) {
-    __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 u = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(GELU_C3), x2, _mm512_set1_ps(GELU_C)));
-    __m512 e = exp512(_mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u), _mm512_set1_ps(80.0f)));
+// The derivative from x, x^2 and e = exp(min(-2u, 80)).
+VM_INLINE T512 __m512 gelu_grad512_e(__m512 x, __m512 x2, __m512 e) {
     __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
     __m512 du = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_C3), x2, _mm512_set1_ps(GELU_C));
     __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), s), _mm512_mul_ps(e, s));
     return _mm512_fmadd_ps(t, du, s);
+}
+
+VM_INLINE T512 __m512 gelu_grad512(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(GELU_C3), x2, _mm512_set1_ps(GELU_C)));
+    return gelu_grad512_e(x, x2, exp512(_mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u), _mm512_set1_ps(80.0f))));
 }
 
 static T512 void gelu_new_grad_512(float *g, const float *x, size_t n) {
@@ -478,10 +482,7 @@ static T512 void gelu_new_fg_512(float *out, float *d, const float *in, size_t n
         __mmask16 neginf = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
         _mm512_mask_storeu_ps(out + i, m, _mm512_mask_mov_ps(y, neginf, _mm512_set1_ps(-0.0f)));
         __m512 eg = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(m2u, _mm512_set1_ps(80.0f), _CMP_NLE_UQ), e80);
-        __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), eg));
-        __m512 du = _mm512_fmadd_ps(_mm512_set1_ps(3.0f * GELU_C3), x2, _mm512_set1_ps(GELU_C));
-        __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), s), _mm512_mul_ps(eg, s));
-        _mm512_mask_storeu_ps(d + i, m, _mm512_fmadd_ps(t, du, s));
+        _mm512_mask_storeu_ps(d + i, m, gelu_grad512_e(x, x2, eg));
     }
 }
 #endif
@@ -518,11 +519,6 @@ static void div_port(float *x, size_t n, float d) {
     for (size_t i = 0; i < n; i++) x[i] /= d;
 }
 
-static void softmax_grad_port(float *ds, const float *p, const float *dp, size_t n) {
-    double dot = 0;
-    for (size_t i = 0; i < n; i++) dot += (double)p[i] * dp[i];
-    for (size_t i = 0; i < n; i++) ds[i] = (float)(p[i] * (dp[i] - dot));
-}
 
 #if VM_X86
 static T512 void div_512(float *x, size_t n, float d) {
@@ -532,34 +528,11 @@ static T512 void div_512(float *x, size_t n, float d) {
         _mm512_mask_storeu_ps(x + i, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, x + i), vd));
     }
 }
-
-static T512 void softmax_grad_512(float *ds, const float *p, const float *dp, size_t n) {
-    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
-        __m512 a = _mm512_maskz_loadu_ps(m, p + i), b = _mm512_maskz_loadu_ps(m, dp + i);
-        s0 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)), _mm512_cvtps_pd(_mm512_castps512_ps256(b)), s0);
-        s1 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
-                             _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), s1);
-    }
-    __m512d dot = _mm512_set1_pd(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 m = tail_mask(n - i);
-        __m512 a = _mm512_maskz_loadu_ps(m, p + i), b = _mm512_maskz_loadu_ps(m, dp + i);
-        __m512d lo = _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)),
-                                   _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(b)), dot));
-        __m512d hi = _mm512_mul_pd(
-            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
-            _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1))), dot));
-        __m512 r = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
-                                                        _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
-        _mm512_mask_storeu_ps(ds + i, m, r);
-    }
-}
 #endif
 
-// Sums in double over a row (the LayerNorm backward's): 16 lanes, added
-// pairwise at the end, so a row's sum does not depend on which caller asks.
+// Sums in double over a row (the LayerNorm and softmax backwards'); the
+// AVX-512 version in 16 lanes, added at the end, the same order for every
+// caller.
 static double dot_f64_port(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * (b ? b[i] : 1.0f);
@@ -591,6 +564,25 @@ double mech_vec_dot_f64(const float *a, const float *b, size_t n) {
 #endif
     return dot_f64_port(a, b, n);
 }
+
+static void softmax_grad_port(float *ds, const float *p, const float *dp, size_t n) {
+    double dot = dot_f64_port(p, dp, n);
+    for (size_t i = 0; i < n; i++) ds[i] = (float)(p[i] * (dp[i] - dot));
+}
+
+#if VM_X86
+static T512 void softmax_grad_512(float *ds, const float *p, const float *dp, size_t n) {
+    __m512d dot = _mm512_set1_pd(dot_f64_512(p, dp, n));
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 a = _mm512_maskz_loadu_ps(m, p + i), b = _mm512_maskz_loadu_ps(m, dp + i);
+        __m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(lo_pd(a), _mm512_sub_pd(lo_pd(b), dot)));
+        __m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(hi_pd(a), _mm512_sub_pd(hi_pd(b), dot)));
+        __m512 r = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+        _mm512_mask_storeu_ps(ds + i, m, r);
+    }
+}
+#endif
 
 #if VM_X86
 static T512 void copy_stream_512(float *dst, const float *src, size_t n) {
