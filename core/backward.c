@@ -882,7 +882,8 @@ typedef struct attn_bctx {
     mech_run *r;
     int l, phase; // 0: all at once; 1: dP and dV; 2: dS from dP; 3: dQ and dK from dS
     const float *Q, *K, *V, *dZ;
-    float *dQ, *dK, *dV;
+    float *dQ, *dK, *dV; // rows ld apart
+    size_t ld;
     const float *Pk;    // (B, NH, T, T) the kept pattern, or NULL
     const float *Ps;    // the packed pattern the fused forward left, or NULL: recompute
     const float *Pjac;  // the pattern the softmax computed (before hooks), when kept
@@ -970,14 +971,14 @@ static void attn_back_task(void *ctx, int task, int thread) {
         int i1 = i0 + QB < T ? i0 + QB : T, n = i1 - i0, k0, k1;
         block_keys(r, b, i0, i1, &k0, &k1);
         int nk = k1 - k0;
-        float *dq = j->dQ + ((size_t)b * T + i0) * A + (size_t)h * HS;
+        float *dq = j->dQ + ((size_t)b * T + i0) * j->ld + (size_t)h * HS;
         const float *dz = j->dZ + ((size_t)b * T + i0) * A + (size_t)h * HS;
         const float *q = j->Q + ((size_t)b * T + i0) * A + (size_t)h * HS;
         const float *kk = j->K + ((size_t)b * T + k0) * A + (size_t)h * HS;
         const float *vv = j->V + ((size_t)b * T + k0) * A + (size_t)h * HS;
         if (nk <= 0) {
             if (j->phase == 0 || j->phase == 3)
-                for (int i = 0; i < n; i++) memset(dq + (size_t)i * A, 0, (size_t)HS * sizeof *dq);
+                for (int i = 0; i < n; i++) memset(dq + (size_t)i * j->ld, 0, (size_t)HS * sizeof *dq);
             continue;
         }
         // the pattern block: P rows ldp apart, column 0 = key k0
@@ -1030,29 +1031,30 @@ static void attn_back_task(void *ctx, int task, int thread) {
             if (j->phase == 2) continue;
         }
         // dQ = dS K / sqrt(HS); dK += dS^T Q / sqrt(HS)
-        mech_matmul(NULL, dq, A, dS, ldds, kk, A, NULL, n, nk, HS);
-        for (int i = 0; i < n; i++) mech_vec_div(dq + (size_t)i * A, (size_t)HS, scale);
+        mech_matmul(NULL, dq, (int)j->ld, dS, ldds, kk, A, NULL, n, nk, HS);
+        for (int i = 0; i < n; i++) mech_vec_div(dq + (size_t)i * j->ld, (size_t)HS, scale);
         // dK^T += (q / sqrt(HS))^T dS: scaling q's n rows is cheaper than dK's
         small_t(qst, q, A, n, HS, scale);
         acc_t(dKt + k0, T, qst, dS, ldds, n, nk, HS);
     }
     // this (row, head)'s slices of dV and dK, every position (0 where no query read it)
-    if (want_v) put_t(j->dV + (size_t)b * T * A + (size_t)h * HS, A, dVt, T, HS);
-    if (want_k) put_t(j->dK + (size_t)b * T * A + (size_t)h * HS, A, dKt, T, HS);
+    if (want_v) put_t(j->dV + (size_t)b * T * j->ld + (size_t)h * HS, (int)j->ld, dVt, T, HS);
+    if (want_k) put_t(j->dK + (size_t)b * T * j->ld + (size_t)h * HS, (int)j->ld, dKt, T, HS);
     mech_free_aligned(own);
 }
 
 // dQ, dK, dV from dZ: in one pass per (row, head), or, when the pattern or
 // scores have hooks or were kept, in three with dP and dS materialised in
 // between for the hooks (and the cuts) at those points.
-static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *dK, float *dV, mech_err *err) {
+static int attention_backward(mech_run *r, int l, float *dZ, float *dQ, float *dK, float *dV, size_t ld,
+                              mech_err *err) {
     const mech_config *c = &r->m->cfg;
     struct grad_state *s = r->grad;
     int NH = c->n_heads, T = r->T;
     size_t TT = (size_t)r->B * NH * T * T;
     hook_point *pp = pt(r, l, HK_PATTERN), *ps = pt(r, l, HK_SCORES);
     attn_bctx j = {.r = r, .l = l, .Q = pt(r, l, HK_Q)->view.data, .K = pt(r, l, HK_K)->view.data,
-                   .V = pt(r, l, HK_V)->view.data, .dZ = dZ, .dQ = dQ, .dK = dK, .dV = dV};
+                   .V = pt(r, l, HK_V)->view.data, .dZ = dZ, .dQ = dQ, .dK = dK, .dV = dV, .ld = ld};
     if (s->pat_kept[l]) {
         j.Pk = pp->view.data;
         j.Pjac = pp->n_patched ? pp->before : NULL;
@@ -1295,21 +1297,28 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         mech_matmul_nt(r->pool, s->dz, A, dao, (int)C, w->o_w, (int)C, NULL, (int)rows, (int)C, A);
     }
     if (gfire(pt(r, l, HK_Z), s->dz)) return 1;
-    int a = attention_backward(r, l, s->dz, s->dq, s->dk, s->dv, err);
-    if (a) return a;
-    if (gfire(pt(r, l, HK_Q), s->dq) || gfire(pt(r, l, HK_K), s->dk) || gfire(pt(r, l, HK_V), s->dv)) return 1;
     int split = s->split[l];
     for (int k = HK_Q_INPUT; k <= HK_V_INPUT; k++) split |= wanted(pt(r, l, k));
+    // One product takes q, k and v's gradients side by side: the attention
+    // writes them there, unless a hook reads or cuts one of them alone.
+    int apart = split;
+    for (int k = HK_Q; k <= HK_V; k++) apart |= wanted(pt(r, l, k)) || pt(r, l, k)->n_patched;
+    int a = apart ? attention_backward(r, l, s->dz, s->dq, s->dk, s->dv, (size_t)A, err)
+                  : attention_backward(r, l, s->dz, s->dqkv, s->dqkv + A, s->dqkv + 2 * (size_t)A, (size_t)3 * A, err);
+    if (a) return a;
+    if (apart && (gfire(pt(r, l, HK_Q), s->dq) || gfire(pt(r, l, HK_K), s->dk) || gfire(pt(r, l, HK_V), s->dv)))
+        return 1;
     if (split) {
         int q = qkv_split_backward(r, l, G, err);
         if (q) return q;
     } else {
-        // one product for q, k and v: pack their gradients side by side
-        const float *part[3] = {s->dq, s->dk, s->dv};
-        for (int k = 0; k < 3; k++) {
-            gather_ctx gc = {.dst = s->dqkv + (size_t)k * A, .src = part[k], .C = (size_t)A, .lds = (size_t)A,
-                             .ldd = (size_t)3 * A};
-            par(r, rows, 16, gather_task, &gc);
+        if (apart) {
+            const float *part[3] = {s->dq, s->dk, s->dv};
+            for (int k = 0; k < 3; k++) {
+                gather_ctx gc = {.dst = s->dqkv + (size_t)k * A, .src = part[k], .C = (size_t)A, .lds = (size_t)A,
+                                 .ldd = (size_t)3 * A};
+                par(r, rows, 16, gather_task, &gc);
+            }
         }
         hook_point *pn = pt(r, l, HK_LN1_NORM), *ps = pt(r, l, HK_LN1_SCALE);
         const float *in;
