@@ -941,9 +941,11 @@ static void small_t(float *xt, const float *x, int ldx, int n, int HS, float f) 
     if (f != 1.0f) mech_vec_div(xt, (size_t)HS * n, f);
 }
 
-// dst rows t of the head's slice (rows A apart) = src (HS, T) transposed.
+// dst rows t of the head's slice (rows A apart) = src (HS, T) transposed; the
+// rows (256 bytes for GPT-2's heads) are read only by the products after the
+// attention: streamed, not fetched into the cache first.
 static void put_t(float *dst, int A, const float *src, int T, int HS) {
-    mech_transpose(dst, (size_t)A, src, (size_t)T, HS, T);
+    mech_transpose_stream(dst, (size_t)A, src, (size_t)T, HS, T);
 }
 
 static void attn_back_task(void *ctx, int task, int thread) {

@@ -296,6 +296,10 @@ void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi
 // dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (16 x 16 blocks in
 // registers where the CPU has AVX-512).
 void mech_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols);
+// The same with streaming stores where dst's lines are whole and aligned: for
+// a destination read much later, which need not be fetched into the cache
+// first only to be overwritten (the backward's dK and dV, 256 bytes a row).
+void mech_transpose_stream(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols);
 // out += inp @ w, as mech_matmul computes the product (each K block's sum
 // added to out in order): the backward's accumulated attention gradients.
 void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,

@@ -173,7 +173,8 @@ static void pack_nt(float *dst, const float *w, size_t ldw, int k0, int kc, int 
 // Transposes the 16 x 16 block at src (row stride lds) into dst (row stride
 // ldd): dst[i*ldd + j] = src[j*lds + i]. Straight-line code so that all 32
 // values stay in registers.
-MM_INLINE T512 void tr16(const float *src, size_t lds, float *dst, size_t ldd) {
+// stream: dst's 16 rows are whole aligned lines, stored past the cache.
+MM_INLINE T512 void tr16_t(const float *src, size_t lds, float *dst, size_t ldd, const int stream) {
 #define LD(i) __m512 r##i = _mm512_loadu_ps(src + (i) * lds);
     LD(0) LD(1) LD(2) LD(3) LD(4) LD(5) LD(6) LD(7)
     LD(8) LD(9) LD(10) LD(11) LD(12) LD(13) LD(14) LD(15)
@@ -203,17 +204,30 @@ MM_INLINE T512 void tr16(const float *src, size_t lds, float *dst, size_t ldd) {
     t9 = _mm512_shuffle_f32x4(r9, r13, 0x88), t13 = _mm512_shuffle_f32x4(r9, r13, 0xDD);
     t10 = _mm512_shuffle_f32x4(r10, r14, 0x88), t14 = _mm512_shuffle_f32x4(r10, r14, 0xDD);
     t11 = _mm512_shuffle_f32x4(r11, r15, 0x88), t15 = _mm512_shuffle_f32x4(r11, r15, 0xDD);
+#define ST1(p, v)                                                                               \
+    if (stream) _mm512_stream_ps(p, v);                                                         \
+    else _mm512_storeu_ps(p, v);
 #define ST(j, h)                                                                                \
-    _mm512_storeu_ps(dst + (j) * ldd, _mm512_shuffle_f32x4(t##j, t##h, 0x88));                  \
-    _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(t##j, t##h, 0xDD));
+    ST1(dst + (j) * ldd, _mm512_shuffle_f32x4(t##j, t##h, 0x88))                                \
+    ST1(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(t##j, t##h, 0xDD))
     ST(0, 8) ST(1, 9) ST(2, 10) ST(3, 11) ST(4, 12) ST(5, 13) ST(6, 14) ST(7, 15)
 #undef ST
+#undef ST1
 }
 
-static T512 void transpose_512(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+MM_INLINE T512 void tr16(const float *src, size_t lds, float *dst, size_t ldd) { tr16_t(src, lds, dst, ldd, 0); }
+
+static T512 void transpose_512(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols,
+                               int stream) {
     int r16 = rows / 16 * 16, c16 = cols / 16 * 16;
-    for (int r = 0; r < r16; r += 16)
-        for (int c = 0; c < c16; c += 16) tr16(src + (size_t)r * lds + c, lds, dst + (size_t)c * ldd + r, ldd);
+    for (int r = 0; r < r16; r += 16) {
+        float *d = dst + r;
+        if (stream && ((uintptr_t)d & 63) == 0 && ldd % 16 == 0)
+            for (int c = 0; c < c16; c += 16) tr16_t(src + (size_t)r * lds + c, lds, d + (size_t)c * ldd, ldd, 1);
+        else
+            for (int c = 0; c < c16; c += 16) tr16(src + (size_t)r * lds + c, lds, d + (size_t)c * ldd, ldd);
+    }
+    if (stream) _mm_sfence(); // the streamed values visible to whichever thread reads them next
     for (int r = 0; r < rows; r++)
         for (int c = r < r16 ? c16 : 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
 }
@@ -709,15 +723,23 @@ void mech_matmul(mech_pool *pool, float *out, int ldo, const float *inp, int ldi
     mm_run(mm_kind(), pool, out, ldo, inp, ldi, w, ldw, bias, M, K, N, 0, 0);
 }
 
-void mech_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+static void transpose_any(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols, int stream) {
 #if MM_X86
     if (mm_kind() == KIND_AVX512) {
-        transpose_512(dst, ldd, src, lds, rows, cols);
+        transpose_512(dst, ldd, src, lds, rows, cols, stream);
         return;
     }
 #endif
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+void mech_transpose(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+    transpose_any(dst, ldd, src, lds, rows, cols, 0);
+}
+
+void mech_transpose_stream(float *dst, size_t ldd, const float *src, size_t lds, int rows, int cols) {
+    transpose_any(dst, ldd, src, lds, rows, cols, 1);
 }
 
 void mech_matmul_add(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw, int M,

@@ -209,28 +209,39 @@ static void test_matmul_kernel_names(void **state) {
     assert_int_equal(mech_matmul_with(k, 1, NULL, &out, 1, &x, 1, &x, 1, NULL, 1, 1, 1), 0);
 }
 
-// mech_transpose: every element moved, nothing past rows/cols written, for
-// shapes below, at and around the 16 x 16 block, with wide strides.
-static void test_transpose(void **state) {
-    (void)state;
+// mech_transpose and mech_transpose_stream: every element moved, nothing past
+// rows/cols written, for shapes below, at and around the 16 x 16 block, with
+// wide strides; the streamed one also with aligned whole lines (ldd a
+// multiple of 16, dst 64-byte aligned), where it streams, and without.
+static void check_transpose(int stream, int ldd) {
     static const int dims[] = {1, 15, 16, 17, 33, 64};
-    enum { MAXD = 64, LDS = 70, LDD = 67 };
-    float *src = malloc(sizeof(float) * MAXD * LDS), *dst = malloc(sizeof(float) * MAXD * LDD);
+    enum { MAXD = 64, LDS = 70 };
+    float *src = malloc(sizeof(float) * MAXD * LDS), *dst = mech_malloc_aligned(sizeof(float) * MAXD * (size_t)ldd);
     assert_true(src && dst);
     for (int i = 0; i < MAXD * LDS; i++) src[i] = (float)i * 0.5f - 7.0f;
     for (size_t a = 0; a < sizeof dims / sizeof *dims; a++)
         for (size_t b = 0; b < sizeof dims / sizeof *dims; b++) {
             int rows = dims[a], cols = dims[b];
-            for (int i = 0; i < MAXD * LDD; i++) dst[i] = -1.0f;
-            mech_transpose(dst, LDD, src, LDS, rows, cols);
+            for (int i = 0; i < MAXD * ldd; i++) dst[i] = -1.0f;
+            if (stream) mech_transpose_stream(dst, (size_t)ldd, src, LDS, rows, cols);
+            else mech_transpose(dst, (size_t)ldd, src, LDS, rows, cols);
             for (int c = 0; c < MAXD; c++)
-                for (int r = 0; r < LDD; r++) {
+                for (int r = 0; r < ldd; r++) {
                     float want = c < cols && r < rows ? src[(size_t)r * LDS + c] : -1.0f;
-                    if (dst[(size_t)c * LDD + r] != want)
-                        fail_msg("%d x %d: dst[%d][%d] = %g, want %g", rows, cols, c, r, dst[(size_t)c * LDD + r], want);
+                    if (dst[(size_t)c * ldd + r] != want)
+                        fail_msg("%s, ldd %d, %d x %d: dst[%d][%d] = %g, want %g", stream ? "stream" : "plain", ldd,
+                                 rows, cols, c, r, dst[(size_t)c * ldd + r], want);
                 }
         }
-    free(src), free(dst);
+    free(src);
+    mech_free_aligned(dst);
+}
+
+static void test_transpose(void **state) {
+    (void)state;
+    check_transpose(0, 67);
+    check_transpose(1, 67);
+    check_transpose(1, 80);
 }
 
 int main(void) {
