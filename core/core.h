@@ -287,6 +287,12 @@ void mech_pool_run(mech_pool *p, int n, void (*fn)(void *ctx, int i, int thread)
 // are not preserved when it grows. NULL when p is NULL, thread < 0 or out of
 // memory (the caller then allocates its own).
 void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes);
+// A buffer of at least bytes, 64-byte aligned, lent to one borrower at a
+// time until mech_pool_return (the matmuls' operand copies, outside jobs);
+// kept by the pool for the next borrower. NULL when p is NULL, the buffer is
+// lent already or out of memory (the caller then does without).
+void *mech_pool_borrow(mech_pool *p, size_t bytes);
+void mech_pool_return(mech_pool *p);
 
 // out[m*ldo + n] = sum_k inp[m*ldi + k] * w[k*ldw + n] + (bias ? bias[n] : 0)
 // for m < M, n < N. w is [K, N] (Hugging Face Conv1D layout).

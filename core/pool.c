@@ -73,6 +73,9 @@ struct mech_pool {
     _Alignas(64) atomic_int done; // indices finished
     _Alignas(64) atomic_int active; // workers currently reading the job
     _Alignas(64) atomic_int busy;   // a dispatch is in progress
+    atomic_int lent;                // the big buffer is borrowed
+    void *big;                      // mech_pool_borrow's buffer, 64-aligned, owned
+    size_t big_len;
 };
 
 static uint64_t now_ns(void) {
@@ -166,6 +169,7 @@ mech_pool *mech_pool_new(int n) {
     atomic_init(&p->done, 0);
     atomic_init(&p->active, 0);
     atomic_init(&p->busy, 0);
+    atomic_init(&p->lent, 0);
     p->slots = mech_malloc_aligned((size_t)n * sizeof *p->slots);
     if (!p->slots) {
         mech_free_aligned(p);
@@ -205,6 +209,7 @@ void mech_pool_free(mech_pool *p) {
     pthread_cond_destroy(&p->cv);
     if (p->slots)
         for (int t = 0; t < p->n; t++) mech_free_aligned(p->slots[t].scratch);
+    mech_free_aligned(p->big);
     mech_free(p->threads);
     mech_free(p->workers);
     mech_free_aligned(p->slots);
@@ -227,6 +232,25 @@ void *mech_pool_scratch(mech_pool *p, int thread, size_t bytes) {
         s->scratch_len = want;
     }
     return s->scratch;
+}
+
+void *mech_pool_borrow(mech_pool *p, size_t bytes) {
+    int expect = 0;
+    if (!p || !atomic_compare_exchange_strong(&p->lent, &expect, 1)) return NULL;
+    if (p->big_len < bytes) {
+        mech_free_aligned(p->big);
+        p->big_len = 0;
+        if (!(p->big = mech_malloc_aligned(bytes))) {
+            atomic_store(&p->lent, 0);
+            return NULL;
+        }
+        p->big_len = bytes;
+    }
+    return p->big;
+}
+
+void mech_pool_return(mech_pool *p) {
+    if (p) atomic_store(&p->lent, 0);
 }
 
 static void pool_dispatch(mech_pool *p, int n, void (*fn2)(void *, int),

@@ -1246,10 +1246,13 @@ static void test_matmul_add(void **state) {
 // CPU has, with and without a pool: edge strips and panels (M, N not
 // multiples of the tile), two K blocks plus a tail, strides wider than the
 // matrices, a product small enough for one task, a tall one (M >= 4 N: rows
-// split between tasks) and one whose tasks' columns need two B blocks.
+// split between tasks) and one whose tasks' columns need two B blocks. With
+// a pool and AVX-512, more than one K block goes through a transposed copy
+// of inp, except when the copy would pass 64 MiB (17,000 x 1,000 floats):
+// both ways are checked.
 static void test_matmul_tn_kernel(void **state) {
     (void)state;
-    static const int shapes[][3] = {{203, 517, 77}, {64, 40, 100}, {5, 3, 2}, {131, 30, 781}, {700, 45, 100}, {40, 400, 1500}};
+    static const int shapes[][3] = {{203, 517, 77}, {64, 40, 100}, {5, 3, 2}, {131, 30, 781}, {700, 45, 100}, {40, 400, 1500}, {17000, 1000, 3}};
     static const char *const kernels[] = {"avx512", "avx2", "portable"};
     mech_pool *pool = mech_pool_new(2);
     assert_non_null(pool);

@@ -169,6 +169,29 @@ static void test_pool_scratch(void **state) {
     mech_pool_free(NULL);
 }
 
+// mech_pool_borrow: one borrower at a time; aligned; kept (no shrink) and
+// grown for the next borrower; NULL without a pool.
+static void test_pool_borrow(void **state) {
+    (void)state;
+    assert_null(mech_pool_borrow(NULL, 10));
+    mech_pool_return(NULL);
+    mech_pool *p = mech_pool_new(2);
+    assert_non_null(p);
+    char *a = mech_pool_borrow(p, 1000);
+    assert_non_null(a);
+    assert_int_equal((uintptr_t)a & 63, 0);
+    memset(a, 1, 1000);
+    assert_null(mech_pool_borrow(p, 10)); // lent already
+    mech_pool_return(p);
+    assert_ptr_equal(mech_pool_borrow(p, 500), a); // kept
+    mech_pool_return(p);
+    char *b = mech_pool_borrow(p, 1 << 22); // grows
+    assert_non_null(b);
+    memset(b, 2, 1 << 22);
+    mech_pool_return(p);
+    mech_pool_free(p);
+}
+
 typedef struct nest_ctx {
     mech_pool *pool;
     atomic_int inner[16 * 16];
@@ -252,6 +275,7 @@ int main(void) {
         cmocka_unit_test(test_pool_after_idle),
         cmocka_unit_test(test_pool_run_thread_index),
         cmocka_unit_test(test_pool_scratch),
+        cmocka_unit_test(test_pool_borrow),
         cmocka_unit_test(test_pool_nested_runs_serially),
         cmocka_unit_test(test_pool_concurrent_callers),
         cmocka_unit_test(test_pool_default_size),
