@@ -905,12 +905,14 @@ float mech_vec_softmax_scaled(float *out, const float *x, size_t n, float scale,
 // Weight-gradient products (core/matmul.c)
 
 // out[m*ldo + n] = sum_k inp[k*ldi + m] * w[k*ldw + n] for m < M, n < N:
-// out (M, N) = inp^T w with inp stored (K, M) and w (K, N), both read in
-// place (X^T dY without a transposed copy of X). Equals mech_matmul on a
-// transposed copy of inp bit for bit. When wsum is not NULL it also gets
-// w's column sums, wsum[n] = sum_k w[k*ldw + n] (a bias's gradient),
-// accumulated in double over k in order and rounded once, from the blocks
-// the product packs anyway. Multithreaded over pool.
+// out (M, N) = inp^T w with inp stored (K, M) and w (K, N). Equals
+// mech_matmul on a transposed copy of inp bit for bit. Up to one K block
+// (K <= 384) inp is read in place; beyond it, with a pool of 2 or more
+// threads and AVX-512, the pool's threads make that transposed copy (in a
+// buffer mech_pool_borrow lends, at most 64 MiB; else in place again). When
+// wsum is not NULL it also gets w's column sums, wsum[n] = sum_k w[k*ldw + n]
+// (a bias's gradient), accumulated in double over k in order and rounded
+// once, from the blocks the product packs anyway. Multithreaded over pool.
 void mech_matmul_tn(mech_pool *pool, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
                     float *wsum, int M, int K, int N);
 // For tests: mech_matmul_tn with the kernel named, as mech_matmul_with.

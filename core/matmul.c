@@ -811,7 +811,8 @@ int mech_matmul_with(const char *kernel, int nt, mech_pool *pool, float *out, in
 // as fits MM_WIDE_BLOCK (a task's columns in one block, mostly) so that each
 // strip is gathered once per K block; while a strip computes, the next one's
 // source is prefetched. Tall products (M >= 4 N: the unembedding's dW) split
-// rows between tasks, so inp is gathered once in all.
+// rows between tasks, so inp is gathered once in all. Over several K blocks
+// a transposed copy and mech_matmul replace the gathers (mm_tn_by_copy).
 
 
 // a (mr, kc; rows lda apart) = inp[k0 .. k0+kc, m0 .. m0+mr]^T
