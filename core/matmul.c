@@ -520,6 +520,7 @@ typedef struct mm_job {
 } mm_job;
 
 static void colsum_packed(double *acc, const float *buf, int kc, int nc, int nr_max, int vl);
+static void mm_tn_colsum_slow(const struct mm_job *j, float *wsum, int n0, int n1);
 
 // Unblocked fallback for one task's region when no scratch could be had.
 static void mm_slow(const mm_job *j, int m0, int m1, int n0, int n1) {
@@ -601,12 +602,7 @@ static void mm_task(void *ctx, int t, int thread) {
     if (!buf) buf = own = mech_malloc_aligned(bytes);
     if (!buf) {
         mm_slow(j, m0, m1, n0, n1);
-        if (wsum)
-            for (int n = n0; n < n1; n++) {
-                double acc = 0;
-                for (int k = 0; k < j->K; k++) acc += j->w[(size_t)k * j->ldw + n];
-                wsum[n] = (float)acc;
-            }
+        if (wsum) mm_tn_colsum_slow(j, wsum, n0, n1);
         return;
     }
     double *wacc = (double *)(void *)(buf + bfl); // 8-aligned: bfl is a multiple of 8
