@@ -17,11 +17,16 @@
 ** dlogits then mech_matmul; the loss's softmax over 252 logits rows as
 ** mech_vec_softmax_scaled against a copy, mech_vec_softmax, a max pass and
 ** a scale pass.
+** With LLMC_DIR set to an llm.c checkout, last, llm.c's own forward and
+** zero_grad + backward at the same two shapes (bench/llmc_step.c "parts",
+** built with llm.c's flags, OMP_NUM_THREADS=2; medians of 3 at T=64, one
+** step at T=1024, which takes llm.c about a minute).
 **
-**   build/bench/bench_backward [--quick]
+**   [LLMC_DIR=/path/to/llm.c] build/bench/bench_backward [--quick]
 */
 #include "core/core.h"
 #include "bench/bench.h"
+#include "bench/llmc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +156,37 @@ static void bench_kernels(int reps) {
     free(dl), free(xt), free(x), free(gu), free(p);
 }
 
+// llm.c's forward and zero_grad + backward, as train_gpt2.c runs them.
+static void bench_llmc(int quick) {
+    const char *dir = getenv("LLMC_DIR");
+    if (!dir || !*dir) {
+        printf("  llm.c: skipped (set LLMC_DIR to an llm.c checkout to measure it beside)\n");
+        return;
+    }
+    static const int shapes[2][3] = {{4, 64, 3}, {1, 1024, 1}};
+    for (int s = 0; s < 2; s++) {
+        int B = shapes[s][0], T = shapes[s][1], reps = quick ? 1 : shapes[s][2];
+        llmc_proc lp = {0};
+        double fw[8], bw[8], ms[2] = {0, 0};
+        int ok = !llmc_start(dir, B, T, "parts", &lp);
+        for (int i = 0; ok && i < reps; i++) {
+            ms[1] = -1;
+            ok = !llmc_next(&lp, ms) && ms[1] >= 0;
+            fw[i] = ms[0], bw[i] = ms[1];
+        }
+        llmc_stop(&lp);
+        if (!ok) {
+            printf("  llm.c B=%d T=%d: failed (see above)\n", B, T);
+            continue;
+        }
+        double f = bench_median(fw, reps), b = bench_median(bw, reps);
+        char how[32];
+        snprintf(how, sizeof how, reps > 1 ? "medians of %d" : "one step", reps);
+        printf("  llm.c B=%d T=%-5d forward %8.1f ms | zero_grad + backward %8.1f ms  ratio %.2fx (%s)\n", B, T, f, b,
+               (f + b) / f, how);
+    }
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     mech_config c = mech_config_gpt2_small();
@@ -164,5 +200,6 @@ int main(int argc, char **argv) {
     bench_shape(m, 4, 64, quick ? 1 : 11);
     bench_shape(m, 1, 1024, quick ? 1 : 5);
     mech_model_free(m);
+    bench_llmc(quick);
     return 0;
 }

@@ -13,12 +13,11 @@
 */
 #include "core/core.h"
 #include "bench/bench.h"
+#include "bench/llmc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 static void die(const mech_err *err) {
     fprintf(stderr, "bench: %s\n", err->msg);
@@ -34,87 +33,6 @@ static mech_status fixed_batch(void *user, int64_t index, int B, int T, int32_t 
     return MECH_OK;
 }
 
-// llm.c's step: builds bench/llmc_step.c in dir with the compile line
-// llm.c's Makefile prints for train_gpt2 (make -n) and starts it with
-// OMP_NUM_THREADS=2; *to and *from are its stdin and stdout. 0, or -1
-// after saying why.
-typedef struct llmc_proc {
-    FILE *to, *from;
-    pid_t pid;
-} llmc_proc;
-
-static int llmc_start(const char *dir, int B, int T, llmc_proc *lp) {
-    char cmd[8192], line[4096], here[4096];
-    if (!getcwd(here, sizeof here)) return -1;
-    snprintf(cmd, sizeof cmd, "make -s -n -B -C '%s' train_gpt2 2>/dev/null | grep 'train_gpt2.c'", dir);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    char *got = fgets(line, sizeof line, p);
-    pclose(p);
-    if (!got) {
-        fprintf(stderr, "bench: %s: no train_gpt2 rule in its Makefile\n", dir);
-        return -1;
-    }
-    line[strcspn(line, "\n")] = 0;
-    // the same command with our harness in place of train_gpt2.c (which it
-    // includes) and our output name
-    char *src = strstr(line, "train_gpt2.c"), *o = strstr(line, "-o train_gpt2");
-    if (!src || !o || src > o) {
-        fprintf(stderr, "bench: unexpected compile line: %s\n", line);
-        return -1;
-    }
-    char build[16384];
-    *src = 0;
-    char *rest = src + strlen("train_gpt2.c");
-    *o = 0;
-    char *after_o = o + strlen("-o train_gpt2");
-    snprintf(build, sizeof build, "cd '%s' && %s -I. '%s/bench/llmc_step.c' %s -o mech_llmc_step %s", dir, line, here,
-             rest, after_o);
-    printf("  llm.c build: %s\n", build);
-    fflush(stdout);
-    if (system(build)) {
-        fprintf(stderr, "bench: building the llm.c step failed\n");
-        return -1;
-    }
-    int in[2], out[2];
-    if (pipe(in) || pipe(out)) return -1;
-    lp->pid = fork();
-    if (lp->pid < 0) return -1;
-    if (!lp->pid) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        char run[8192];
-        snprintf(run, sizeof run, "cd '%s' && OMP_NUM_THREADS=2 exec ./mech_llmc_step %d %d", dir, B, T);
-        execl("/bin/sh", "sh", "-c", run, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]), close(out[1]);
-    lp->to = fdopen(in[1], "w");
-    lp->from = fdopen(out[0], "r");
-    // llm.c describes the model it built; its first step (which allocates)
-    // ends with "ready"
-    while (fgets(line, sizeof line, lp->from))
-        if (!strncmp(line, "ready", 5)) return 0;
-    fprintf(stderr, "bench: the llm.c step did not start\n");
-    return -1;
-}
-
-// One llm.c step: its milliseconds, or -1.
-static double llmc_step(llmc_proc *lp) {
-    char line[256];
-    fputs("step\n", lp->to);
-    fflush(lp->to);
-    if (!fgets(line, sizeof line, lp->from) || strncmp(line, "ms ", 3)) return -1;
-    return atof(line + 3);
-}
-
-static void llmc_stop(llmc_proc *lp) {
-    if (lp->to) fclose(lp->to); // EOF on its stdin: it exits
-    if (lp->from) fclose(lp->from);
-    if (lp->pid > 0) waitpid(lp->pid, NULL, 0);
-    memset(lp, 0, sizeof *lp);
-}
 
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -134,7 +52,7 @@ int main(int argc, char **argv) {
     const char *dir = getenv("LLMC_DIR");
     llmc_proc lp = {0};
     int with_llmc = dir && *dir;
-    if (with_llmc && llmc_start(dir, B, T, &lp)) {
+    if (with_llmc && llmc_start(dir, B, T, "step", &lp)) {
         printf("  llm.c step: failed (see above)\n");
         llmc_stop(&lp);
         with_llmc = 0;
@@ -147,7 +65,7 @@ int main(int argc, char **argv) {
         double t0 = bench_now();
         if (mech_trainer_step(t, fixed_batch, NULL, &st, &err)) die(&err);
         ts[i] = bench_now() - t0;
-        if (with_llmc && (tl[i] = llmc_step(&lp)) < 0) {
+        if (with_llmc && llmc_next(&lp, &tl[i])) {
             printf("  llm.c step: failed\n");
             with_llmc = 0;
         }

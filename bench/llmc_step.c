@@ -1,16 +1,19 @@
 /*
-** bench/llmc_step.c: the anchor of bench_train: one training step of
+** bench/llmc_step.c: the anchor of bench_train and bench_backward:
 ** karpathy/llm.c's train_gpt2.c (gpt2_forward, gpt2_zero_grad,
 ** gpt2_backward, gpt2_update, as its main loop runs them) on GPT-2 small
-** with random weights. Not part of mech's build: bench_train compiles it
+** with random weights. Not part of mech's build: the benches compile it
 ** inside an llm.c checkout ($LLMC_DIR), including train_gpt2.c as it is,
-** with the flags llm.c's own Makefile uses for train_gpt2.
+** with the flags llm.c's own Makefile uses for train_gpt2 (bench/llmc.h).
 **
-**   llmc_step B T         runs one step (which allocates), prints "ready",
-**                         then one step per line read from stdin, printing
-**                         "ms <milliseconds>" after each (bench_train
-**                         alternates them with its own, so that load from
-**                         other processes falls on both alike)
+**   llmc_step B T [step]  runs one training step (which allocates), prints
+**                         "ready", then one step per line read from stdin,
+**                         printing "ms <milliseconds>" after each (the
+**                         benches alternate them with their own, so that
+**                         load from other processes falls on both alike)
+**   llmc_step B T parts   the same with gpt2_forward, then gpt2_zero_grad +
+**                         gpt2_backward, and no update: "ms <forward>
+**                         <backward>"
 */
 #define TESTING // train_gpt2.c then leaves out its main()
 #include "train_gpt2.c"
@@ -22,8 +25,9 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: llmc_step B T\n");
+    int parts = argc == 4 && !strcmp(argv[3], "parts");
+    if (argc < 3 || argc > 4 || (argc == 4 && !parts && strcmp(argv[3], "step"))) {
+        fprintf(stderr, "usage: llmc_step B T [step|parts]\n");
         return 2;
     }
     int B = atoi(argv[1]), T = atoi(argv[2]);
@@ -62,12 +66,14 @@ int main(int argc, char **argv) {
     for (int step = 1;; step++) {
         double t0 = now_s();
         gpt2_forward(&model, in, tg, B, T);
+        double t1 = now_s();
         gpt2_zero_grad(&model);
         gpt2_backward(&model);
-        gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, step);
-        double ms = (now_s() - t0) * 1e3;
+        if (!parts) gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, step);
+        double t2 = now_s();
         if (step == 1) printf("ready\n");
-        else printf("ms %.3f\n", ms);
+        else if (parts) printf("ms %.3f %.3f\n", (t1 - t0) * 1e3, (t2 - t1) * 1e3);
+        else printf("ms %.3f\n", (t2 - t0) * 1e3);
         fflush(stdout);
         if (!fgets(line, sizeof line, stdin)) break;
     }
