@@ -727,6 +727,7 @@ typedef struct ln_ctx {
     const float *n, *njac, *s, *w, *b;
     const uint8_t *real;
     size_t C, ldx; // dx rows ldx apart
+    int acc;       // dx += the gradient (the residual's sum), not =
 } ln_ctx;
 
 MECH_EW_CLONES static void affine_task(void *ctx, size_t i0, size_t i1) {
@@ -756,13 +757,16 @@ MECH_EW_CLONES static void dx_task(void *ctx, size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; i++) {
         float *dx = c->dx + i * c->ldx;
         if (!c->real[i]) {
-            memset(dx, 0, c->C * sizeof *dx);
+            if (!c->acc) memset(dx, 0, c->C * sizeof *dx);
             continue;
         }
         const float *dn = c->dn + i * c->C, *nj = c->njac + i * c->C;
         double m = mech_vec_dot_f64(dn, NULL, c->C) / (double)c->C;
         double inv = 1.0 / c->s[i], dsc = (double)c->ds[i] / (double)c->C;
-        for (size_t k = 0; k < c->C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+        if (c->acc)
+            for (size_t k = 0; k < c->C; k++) dx[k] += (float)((dn[k] - m) * inv + dsc * nj[k]);
+        else
+            for (size_t k = 0; k < c->C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
     }
 }
 
@@ -776,7 +780,7 @@ MECH_EW_CLONES static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
         if (!c->real[i]) {
             for (size_t k = 0; k < C; k++) dn[k] *= c->w[k];
             c->ds[i] = 0.0f;
-            memset(dx, 0, C * sizeof *dx);
+            if (!c->acc) memset(dx, 0, C * sizeof *dx);
             continue;
         }
         const float *nj = c->njac + i * C;
@@ -785,7 +789,10 @@ MECH_EW_CLONES static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
         float ds = (float)(-s / c->s[i]);
         c->ds[i] = ds;
         double inv = 1.0 / c->s[i], dsc = (double)ds / (double)C;
-        for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+        if (c->acc)
+            for (size_t k = 0; k < C; k++) dx[k] += (float)((dn[k] - m) * inv + dsc * nj[k]);
+        else
+            for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
     }
 }
 
@@ -797,14 +804,16 @@ static void ln_affine(mech_run *r, float *a, const float *n, const float *w, con
 // Backward through ln(x) * w + b given da (rows, C, overwritten): parameter
 // gradients (gw, gb may be NULL), hooks at the normalized output and the
 // scale when fired (pn, ps; else their cuts only when cut), dx (rows ldx
-// apart). n: the normalized values used downstream, njac: the values the
-// LayerNorm computed (they differ where a hook patched n), s: the scale.
+// apart; acc: added to dx, the residual's gradient). n: the normalized
+// values used downstream, njac: the values the LayerNorm computed (they
+// differ where a hook patched n), s: the scale.
 static int ln_backward(mech_run *r, float *da, const float *n, const float *njac, const float *s, const float *w,
-                       float *gw, float *gb, hook_point *pn, hook_point *ps, int fire_hooks, float *dx, size_t ldx) {
+                       float *gw, float *gb, hook_point *pn, hook_point *ps, int fire_hooks, float *dx, size_t ldx,
+                       int acc) {
     size_t rows = (size_t)r->B * r->T, C = (size_t)r->m->cfg.d_model;
     if (gw) colsum2(r, gw, gb, da, n, rows, C, 0);
     ln_ctx c = {.r = r, .dn = da, .n = n, .njac = njac, .s = s, .w = w, .C = C, .ds = r->grad->rowv, .dx = dx,
-                .ldx = ldx, .real = r->grad->real};
+                .ldx = ldx, .real = r->grad->real, .acc = acc};
     if (!pn->n_patched && !ps->n_patched && !(fire_hooks && (wanted(pn) || wanted(ps)))) {
         par(r, rows, 16, ln_fused_task, &c);
         return 0;
@@ -1213,7 +1222,7 @@ static int qkv_split_backward(mech_run *r, int l, float *G, mech_err *err) {
             if (ln) {
                 if (gln_w) colsum2(r, gln_w, gln_b, ga, n, rows, C, 1);
                 // hooks on ln1 fire only when the forward ran them (not split)
-                if (ln_backward(r, ga, n, njac, sc, w->ln1_w, NULL, NULL, pn, ps, 0, dx, (size_t)NH * C)) return 1;
+                if (ln_backward(r, ga, n, njac, sc, w->ln1_w, NULL, NULL, pn, ps, 0, dx, (size_t)NH * C, 0)) return 1;
             } else {
                 gather_ctx g = {.dst = dx, .src = ga, .C = C, .lds = C, .ldd = (size_t)NH * C};
                 par(r, rows, 16, gather_task, &g);
@@ -1264,14 +1273,19 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         }
         mech_matmul_nt(r->pool, s->ga, (int)C, dpre, M, w->fc_w, M, NULL, (int)rows, M, (int)C);
         float *dmi = s->ga;
+        // nothing reads or cuts hook_mlp_in's gradient alone: LayerNorm's
+        // lands in the residual's sum directly
+        int into_g = ln && !wanted(pmi) && !pmi->n_patched;
         if (ln) {
             if (ln_backward(r, s->ga, pn->view.data, njac_of(pn), ps->view.data, w->ln2_w, gw ? gp(gw->ln2_w) : NULL,
-                            gw ? gp(gw->ln2_b) : NULL, pn, ps, 1, s->gb, C))
+                            gw ? gp(gw->ln2_b) : NULL, pn, ps, 1, into_g ? G : s->gb, C, into_g))
                 return 1;
             dmi = s->gb;
         }
-        if (gfire(pmi, dmi)) return 1;
-        add_into(r, G, dmi, rows, C);
+        if (!into_g) {
+            if (gfire(pmi, dmi)) return 1;
+            add_into(r, G, dmi, rows, C);
+        }
         if (gfire(pt(r, l, HK_RESID_MID), G)) return 1;
     }
     // attention
@@ -1336,9 +1350,8 @@ static int block_backward(mech_run *r, int l, float *G, mech_err *err) {
         mech_matmul_nt(r->pool, s->ga, (int)C, s->dqkv, 3 * A, w->qkv_w, 3 * A, NULL, (int)rows, 3 * A, (int)C);
         if (ln) {
             if (ln_backward(r, s->ga, pn->view.data, njac_of(pn), ps->view.data, w->ln1_w, gw ? gp(gw->ln1_w) : NULL,
-                            gw ? gp(gw->ln1_b) : NULL, pn, ps, 1, s->gb, C))
+                            gw ? gp(gw->ln1_b) : NULL, pn, ps, 1, G, C, 1))
                 return 1;
-            add_into(r, G, s->gb, rows, C);
         } else {
             add_into(r, G, s->ga, rows, C);
         }
@@ -1448,7 +1461,7 @@ mech_status mech_run_backward(mech_run *r, const mech_metric *mt, double *value,
     for (int k = 0; k < n_nz; k++) memcpy(s->ga + (size_t)s->nz[k] * C, dxc + (size_t)k * C, C * sizeof(float));
     if (ln) {
         if (ln_backward(r, s->ga, pn->view.data, njac_of(pn), ps->view.data, m->lnf_w, g ? gp(g->lnf_w) : NULL,
-                        g ? gp(g->lnf_b) : NULL, pn, ps, 1, G, C))
+                        g ? gp(g->lnf_b) : NULL, pn, ps, 1, G, C, 0))
             return mech_err_set(err, MECH_ERR_CANCELLED, "a backward hook stopped the run at ln_final");
     } else {
         memcpy(G, s->ga, rows * C * sizeof(float));
