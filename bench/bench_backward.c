@@ -180,8 +180,8 @@ static void bench_llmc(int quick) {
             continue;
         }
         double f = bench_median(fw, reps), b = bench_median(bw, reps);
-        char how[32];
-        snprintf(how, sizeof how, reps > 1 ? "medians of %d" : "one step", reps);
+        char how[32] = "one step";
+        if (reps > 1) snprintf(how, sizeof how, "medians of %d", reps);
         printf("  llm.c B=%d T=%-5d forward %8.1f ms | zero_grad + backward %8.1f ms  ratio %.2fx (%s)\n", B, T, f, b,
                (f + b) / f, how);
     }

@@ -216,7 +216,8 @@ static void state_free_work(struct grad_state *s) {
     s->dlogits_n = 0;
 }
 
-static void free_pstore(mech_run *r) {
+// What grad mode adds to the forward: kept patterns and gelu derivatives.
+static void free_forward_extras(mech_run *r) {
     struct grad_state *s = r->grad;
     for (int l = 0; s && s->pstore && l < r->m->cfg.n_layers; l++) mech_free_aligned(s->pstore[l]);
     for (int l = 0; r->act_grad && l < r->m->cfg.n_layers; l++) mech_free_aligned(r->act_grad[l]);
@@ -256,7 +257,7 @@ void grad_free(mech_run *r) {
     struct grad_state *s = r->grad;
     for (int i = 0; r->pts && i < r->n_pts; i++) free_point_grad(&r->pts[i]);
     if (!s) return;
-    free_pstore(r);
+    free_forward_extras(r);
     state_free_work(s);
     mech_free(s->ids);
     mech_free(s->real);
@@ -277,7 +278,7 @@ mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err) {
         if (r->grad) {
             struct grad_state *s = r->grad;
             for (int i = 0; i < r->n_pts; i++) free_point_grad(&r->pts[i]);
-            free_pstore(r);
+            free_forward_extras(r);
             state_free_work(s);
             mech_free(s->ids);
             mech_free(s->real);
@@ -302,7 +303,7 @@ mech_status mech_run_enable_grad(mech_run *r, int flags, mech_err *err) {
 mech_status mech_run_set_grad_pattern_bytes(mech_run *r, size_t max_bytes, mech_err *err) {
     if (!r->grad || !r->grad->flags)
         return mech_err_set(err, MECH_ERR_ARG, "grad pattern bytes: grad mode is off (mech_run_enable_grad first)");
-    free_pstore(r); // the next forward decides again
+    free_forward_extras(r); // the next forward decides again
     r->grad->pstore_max = max_bytes;
     r->grad->ready = 0;
     return MECH_OK;
@@ -350,6 +351,10 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
                 return mech_err_set(err, MECH_ERR_NOMEM, "out of memory recording hooks at %s", p->name);
         }
     }
+    if ((!r->act_grad && !(r->act_grad = mech_calloc((size_t)L, sizeof *r->act_grad))) ||
+        (!s->pstore && !(s->pstore = mech_calloc((size_t)L, sizeof *s->pstore))) ||
+        (!r->pat_store && !(r->pat_store = mech_calloc((size_t)L, sizeof *r->pat_store))))
+        return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
     for (int l = 0; l < L; l++) {
         static const int always[] = {HK_LN1_SCALE, HK_LN1_NORM, HK_Q, HK_K, HK_V, HK_Z, HK_LN2_SCALE,
                                      HK_LN2_NORM, HK_MLP_POST};
@@ -359,8 +364,6 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
         // activation, sharing its exp) where hook_mlp_pre's values would be
         // kept; the backward then only multiplies. Other activations keep
         // the pre-activation and differentiate it in the backward.
-        if (!r->act_grad && !(r->act_grad = mech_calloc((size_t)L, sizeof *r->act_grad)))
-            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
         if (c->act == MECH_ACT_GELU_NEW && !c->attn_only && c->d_mlp > 0) {
             if (!r->act_grad[l] && !(r->act_grad[l] = mech_malloc_aligned(rows * (size_t)c->d_mlp * sizeof(float))))
                 return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
@@ -378,10 +381,6 @@ mech_status grad_forward_begin(mech_run *r, int start, const int32_t *ids, mech_
         // The fused attention (no scores or pattern hook point active) leaves
         // its pattern for the backward, which then need not recompute it;
         // up to pstore_max bytes in all, else the backward recomputes.
-        if (!s->pstore && !(s->pstore = mech_calloc((size_t)L, sizeof *s->pstore)))
-            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
-        if (!r->pat_store && !(r->pat_store = mech_calloc((size_t)L, sizeof *r->pat_store)))
-            return mech_err_set(err, MECH_ERR_NOMEM, "out of memory for the backward pass");
         size_t pn = (size_t)r->B * c->n_heads * pattern_block_offset(r->T, c->causal, r->T);
         int fused = !fwd_active(pt(r, l, HK_SCORES)) && !fwd_active(pt(r, l, HK_PATTERN));
         if (fused && !s->pstore[l] && pn * sizeof(float) * (size_t)L <= s->pstore_max)
@@ -751,6 +750,15 @@ static void ds_task(void *ctx, size_t i0, size_t i1) {
     }
 }
 
+// One row of dx = (dn - m) * inv + dsc * nj, or added to dx (acc).
+static inline __attribute__((always_inline)) void ln_dx_row(float *dx, const float *dn, const float *nj, double m,
+                                                          double inv, double dsc, size_t C, int acc) {
+    if (acc)
+        for (size_t k = 0; k < C; k++) dx[k] += (float)((dn[k] - m) * inv + dsc * nj[k]);
+    else
+        for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+}
+
 // dx = (dn - mean(dn)) / s + ds * n / C (the scale's own dependence on x)
 MECH_EW_CLONES static void dx_task(void *ctx, size_t i0, size_t i1) {
     ln_ctx *c = ctx;
@@ -763,10 +771,7 @@ MECH_EW_CLONES static void dx_task(void *ctx, size_t i0, size_t i1) {
         const float *dn = c->dn + i * c->C, *nj = c->njac + i * c->C;
         double m = mech_vec_dot_f64(dn, NULL, c->C) / (double)c->C;
         double inv = 1.0 / c->s[i], dsc = (double)c->ds[i] / (double)c->C;
-        if (c->acc)
-            for (size_t k = 0; k < c->C; k++) dx[k] += (float)((dn[k] - m) * inv + dsc * nj[k]);
-        else
-            for (size_t k = 0; k < c->C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+        ln_dx_row(dx, dn, nj, m, inv, dsc, c->C, c->acc);
     }
 }
 
@@ -789,10 +794,7 @@ MECH_EW_CLONES static void ln_fused_task(void *ctx, size_t i0, size_t i1) {
         float ds = (float)(-s / c->s[i]);
         c->ds[i] = ds;
         double inv = 1.0 / c->s[i], dsc = (double)ds / (double)C;
-        if (c->acc)
-            for (size_t k = 0; k < C; k++) dx[k] += (float)((dn[k] - m) * inv + dsc * nj[k]);
-        else
-            for (size_t k = 0; k < C; k++) dx[k] = (float)((dn[k] - m) * inv + dsc * nj[k]);
+        ln_dx_row(dx, dn, nj, m, inv, dsc, C, c->acc);
     }
 }
 
@@ -1000,8 +1002,7 @@ static void attn_back_task(void *ctx, int task, int thread) {
                 Pb = j->Pk + head + (size_t)i0 * T + k0;
                 ldp = T;
             } else if (j->Ps) {
-                int causal = c->causal;
-                Pb = j->Ps + ((size_t)b * NH + h) * pattern_block_offset(T, causal, T) + pattern_block_offset(T, causal, i0);
+                Pb = j->Ps + pattern_block_at(T, c->causal, NH, b, h, i0);
                 ldp = nk;
             } else {
                 recompute_p(j, b, h, i0, i1, k0, k1, P);

@@ -621,10 +621,9 @@ static void attn_fused_task(void *ctx, int task, int thread) {
         scores_block(j, b, h, i0, i1, k0, k1, S, nk);
         for (int i = i0; i < i1; i++) softmax_row(r, b, i, k0, S + (size_t)(i - i0) * nk, nk);
         if (j->P) { // grad mode: the pattern, for the backward (packed, streamed: read only there)
-            int T = r->T, causal = r->m->cfg.causal;
-            float *dst = j->P + ((size_t)b * r->m->cfg.n_heads + (size_t)h) * pattern_block_offset(T, causal, T) +
-                         pattern_block_offset(T, causal, i0);
-            mech_copy_stream(dst, S, (size_t)(i1 - i0) * (size_t)nk);
+            const mech_config *c = &r->m->cfg;
+            mech_copy_stream(j->P + pattern_block_at(r->T, c->causal, c->n_heads, b, h, i0), S,
+                             (size_t)(i1 - i0) * (size_t)nk);
         }
     }
     pv_block(j, b, h, i0, i1, k0, k1, S, nk);

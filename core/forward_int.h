@@ -126,6 +126,13 @@ static inline size_t pattern_block_offset(int T, int causal, int i0) {
     return off;
 }
 
+// Where (row b, head h)'s query block i0 sits in a layer's packed patterns
+// (n_heads per row).
+static inline size_t pattern_block_at(int T, int causal, int n_heads, int b, int h, int i0) {
+    return ((size_t)b * (size_t)n_heads + (size_t)h) * pattern_block_offset(T, causal, T) +
+           pattern_block_offset(T, causal, i0);
+}
+
 // Grad mode hooks into the forward (core/backward.c): before the forward
 // (keeps buffers, records which blocks run which way) and after it reached
 // the logits; reset and free with the run.

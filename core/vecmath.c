@@ -519,7 +519,6 @@ static void div_port(float *x, size_t n, float d) {
     for (size_t i = 0; i < n; i++) x[i] /= d;
 }
 
-
 #if VM_X86
 static T512 void div_512(float *x, size_t n, float d) {
     __m512 vd = _mm512_set1_ps(d);
